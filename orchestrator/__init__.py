@@ -1,0 +1,1 @@
+"""Takes a shoot folder through Imagen and back, and never loses its place."""
