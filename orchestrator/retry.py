@@ -43,7 +43,7 @@ class RetryPolicy:
     backoff_coefficient: float = 2.0
     """Factor by which the upper bound grows after each failed attempt."""
     maximum_interval: float = 30.0
-    """Ceiling of any single backoff, in seconds (Retry-After may exceed it up to max_retry_after)."""
+    """Ceiling of any single backoff in seconds (a Retry-After may ask for more)."""
     maximum_attempts: int = 8
     """Total attempts including the first; 0 means no limit."""
     max_retry_after: float = 120.0

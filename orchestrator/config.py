@@ -1,0 +1,93 @@
+"""Settings from the environment and an optional TOML file; secrets are never printed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from orchestrator.store.db import default_database_path
+
+PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
+
+
+def config_file_path() -> Path:
+    """The TOML file read for settings: $ORCH_CONFIG, else ~/.config/orchestrator/config.toml."""
+    explicit = os.environ.get("ORCH_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "orchestrator" / "config.toml"
+
+
+def _env(name: str, key: str) -> AliasChoices:
+    return AliasChoices(name, key)
+
+
+class Settings(BaseSettings):
+    """Everything configurable; environment variables win over the TOML file."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    imagen_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("IMAGEN_API_KEY", "imagen_api_key"))
+    """The Imagen API key (sent only to the Imagen API, never stored or printed)."""
+    imagen_api_url: str = Field(
+        default=PRODUCTION_API_URL, validation_alias=_env("IMAGEN_API_URL", "imagen_api_url"))
+    """Base URL of the Imagen API, ending in /v1."""
+    database_url: str | None = Field(
+        default=None, validation_alias=_env("ORCH_DATABASE_URL", "database_url"))
+    """Where jobs are checkpointed; default SQLite in the user data folder."""
+    concurrency: int = Field(
+        default=8, ge=1, le=256, validation_alias=_env("ORCH_CONCURRENCY", "concurrency"))
+    """Transfers in flight at once, across all jobs of the process."""
+    bwlimit: str | None = Field(default=None, validation_alias=_env("ORCH_BWLIMIT", "bwlimit"))
+    """Global bandwidth cap such as 20M (bytes per second); none by default."""
+    poll_initial_seconds: float = Field(
+        default=10.0, gt=0, validation_alias=_env("ORCH_POLL_INITIAL", "poll_initial_seconds"))
+    """First wait between status polls of an edit or export (the official SDK uses 10 s)."""
+    poll_max_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_env("ORCH_POLL_MAX", "poll_max_seconds"))
+    """Longest wait between status polls."""
+    wait_deadline_hours: float = Field(
+        default=20.0, gt=0, validation_alias=_env("ORCH_WAIT_DEADLINE_HOURS",
+                                                  "wait_deadline_hours"))
+    """How long an edit or export may take before the job fails (the SDK waits 20 h)."""
+    link_batch_size: int = Field(
+        default=200, ge=1, le=1000, validation_alias=_env("ORCH_LINK_BATCH", "link_batch_size"))
+    """File names per request for presigned upload links."""
+    photo_attempts: int = Field(
+        default=3, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts"))
+    """Rounds a photo's transfer gets (each with its own retries) before it is marked failed."""
+
+    @field_validator("imagen_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings,
+                TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()))
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use, falling back to the SQLite file in the data folder."""
+        return self.database_url or f"sqlite:///{default_database_path()}"
+
+    def api_key(self) -> str | None:
+        """The API key's value, for the one place that sends it."""
+        return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None

@@ -1,0 +1,157 @@
+"""The database schema as SQLAlchemy 2 typed models: one schema for SQLite and Postgres."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both databases (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime (the only kind the store accepts)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention the migrations rely on."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    """One Imagen project: a set of photos of one image type from one source folder."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(Text)
+    edited_dir: Mapped[str] = mapped_column(Text)
+    exported_dir: Mapped[str] = mapped_column(Text)
+    image_type: Mapped[str] = mapped_column(String(8))
+    profile_key: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    state_before_failure: Mapped[str | None] = mapped_column(String(32))
+    project_name: Mapped[str] = mapped_column(String(100), unique=True)
+    project_uuid: Mapped[str | None] = mapped_column(String(100))
+    callback_secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_jobs_source_image_type", "source", "image_type"),)
+
+
+class Photo(Base):
+    """One source photo of a job and what has been done with it, phase by phase."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    rel_path: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str | None] = mapped_column(String(32))
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    edit_output: Mapped[str | None] = mapped_column(String(255))
+    edit_size: Mapped[int | None] = mapped_column(BigInteger)
+    edit_md5: Mapped[str | None] = mapped_column(String(32))
+    edit_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    export_output: Mapped[str | None] = mapped_column(String(255))
+    export_size: Mapped[int | None] = mapped_column(BigInteger)
+    export_md5: Mapped[str | None] = mapped_column(String(32))
+    export_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    tagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_url: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_phase: Mapped[str | None] = mapped_column(String(32))
+    failed_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("job_id", "file_name", name="uq_photos_job_id_file_name"),)
+
+
+class Event(Base):
+    """Append-only history of a job: transitions, retries, resumes, callbacks, errors."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Callback(Base):
+    """The webhook inbox: one row per distinct (project, action, status) Imagen told us."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_uuid: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                               index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("project_uuid", "action", "status",
+                         name="uq_callbacks_project_uuid_action_status"),
+    )
