@@ -24,6 +24,9 @@ class ProgressSink(Protocol):
     def note(self, job: str, message: str, *, level: str = "info") -> None:
         """A line worth showing the user (a skipped file, a retry, a waiting edit)."""
 
+    def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
+        """Imagen works on the job: its latest status and percent done, if it says."""
+
 
 class NullProgress:
     """A sink that ignores everything (tests, the daemon without metrics)."""
@@ -38,4 +41,7 @@ class NullProgress:
         return None
 
     def note(self, job: str, message: str, *, level: str = "info") -> None:
+        return None
+
+    def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
         return None

@@ -248,7 +248,7 @@ class Store:
         if new in TERMINAL_STATES:
             values["finished_at"] = values["updated_at"]
         if new is JobState.FAILED:
-            values["state_before_failure"] = expected.value
+            values.setdefault("state_before_failure", expected.value)
         async with self.engine.begin() as conn:
             result = await conn.execute(update(Job).where(
                 _holds(lease), Job.state == expected.value).values(**values))

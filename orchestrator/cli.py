@@ -1,0 +1,312 @@
+"""The `orchestrator` command: argument parsing and output only; the work is in service/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.config import Settings
+from orchestrator.imagen.errors import ImagenAuthError, ImagenError
+from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
+from orchestrator.reporting import make_reporter
+from orchestrator.service import jobs as job_views
+from orchestrator.service.batch import BatchResult, ConfigError, open_store, run_batch
+from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
+from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
+from orchestrator.workflow.planning import PlanError, RunRequest
+from orchestrator.workflow.shoot import ShootError
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an error for the user and exit with `code`."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def settings(**overrides: Any) -> Settings:
+    """Settings from env and TOML, with the command line's values on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        fail(f"bad configuration: {exc}")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages."""
+    async def guarded() -> T:
+        task = asyncio.ensure_future(make())
+        with graceful_interrupts(task):  # type: ignore[arg-type]
+            return await task
+
+    try:
+        return asyncio.run(guarded())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        err.print("interrupted: every finished step is saved; run the same command again to "
+                  "resume.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ImagenAuthError as exc:
+        fail(str(exc))
+    except (ConfigError, PlanError, ShootError, JobNotFound, StateConflict) as exc:
+        fail(str(exc))
+    except LeaseHeld as exc:
+        fail(str(exc), EXIT_FAILED)
+    except ImagenError as exc:
+        fail(str(exc), EXIT_FAILED)
+
+
+async def with_store(cfg: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the job database, use it, close it."""
+    store = await open_store(cfg)
+    try:
+        return await use(store)
+    finally:
+        await store.close()
+
+
+def print_json(value: Any) -> None:
+    """Write JSON to stdout (results go to stdout, progress to stderr)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@app.command()
+def run(
+    folder: Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")],
+    profile: Annotated[list[str], typer.Option(
+        "--profile", "-p", help="Profile key or name (case-insensitive); give one per image "
+        "type when the folder has both RAW and JPEG.")] = [],  # noqa: B006
+    export: Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")] = False,
+    photography_type: Annotated[PhotographyType | None, typer.Option(
+        case_sensitive=False, help="Genre hint for the AI.")] = None,
+    tool: Annotated[list[str], typer.Option(
+        "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")] = [],  # noqa: B006
+    crop_aspect_ratio: Annotated[CropAspectRatio | None, typer.Option(
+        help="Aspect ratio for the crop tool.")] = None,
+    sky_template: Annotated[int | None, typer.Option(
+        help="Sky template id for sky_replacement.")] = None,
+    hdr_compression: Annotated[HdrCompression | None, typer.Option(
+        help="Compression of hdr_merge output.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Transfers in flight at once (default 8).", min=1, max=256)] = None,
+    bwlimit: Annotated[str | None, typer.Option(
+        help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Edit (and export) a shoot folder; run it again to resume after any interruption."""
+    cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
+    edit: dict[str, Any] = {"tools": sorted(set(tool))}
+    for key, value in (("photography_type", photography_type),
+                       ("crop_aspect_ratio", crop_aspect_ratio),
+                       ("sky_replacement_template_id", sky_template),
+                       ("hdr_output_compression", hdr_compression)):
+        if value is not None:
+            edit[key] = value
+    request = RunRequest(source=folder, profiles=profile, export=export, edit=edit)
+    with make_reporter(json_mode=json_output) as reporter:
+        result = run_async(lambda: run_batch(request, cfg, reporter))
+    report_batch(result, json_output)
+    raise typer.Exit(result.exit_code)
+
+
+def report_batch(result: BatchResult, json_output: bool) -> None:
+    """Print how each job ended, where its outputs are, and every failed photo."""
+    if json_output:
+        print_json([{
+            **job_views.job_summary(o.job, -1), "paused": o.paused,
+            "failed_photos": [{"path": p.rel_path, "phase": p.failed_phase,
+                               "reason": p.failed_reason}
+                              for p in result.failed_photos.get(o.job.id, [])]}
+            for o in result.outcomes])
+        return
+    for outcome in result.outcomes:
+        job = outcome.job
+        colour = {"completed": "green", "failed": "red"}.get(job.state, "yellow")
+        out.print(f"[bold]{job.name}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
+        if job.state == "completed":
+            out.print(f"  edits:   {job.edited_dir}")
+            if job.options.get("export"):
+                out.print(f"  exports: {job.exported_dir}")
+        if outcome.paused:
+            out.print(f"  stopped: {outcome.paused}")
+            out.print("  run the same command again to continue")
+        elif job.last_error and job.state == "failed":
+            out.print(f"  error: {job.last_error}")
+            out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
+        for photo in result.failed_photos.get(job.id, []):
+            out.print(f"  [red]failed[/] {photo.rel_path} ({photo.failed_phase}): "
+                      f"{photo.failed_reason}")
+
+
+@app.command()
+def demo(
+    keep: Annotated[Path | None, typer.Option(
+        help="Keep the demo shoot and database in this folder instead of a temporary one.")]
+    = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the whole flow against the built-in sandbox with sample photos (no API key)."""
+    from orchestrator.service.demo import run_demo
+
+    with make_reporter(json_mode=json_output) as reporter:
+        result, verified = run_async(lambda: run_demo(reporter, keep=keep))
+    report_batch(result, json_output)
+    if not json_output:
+        out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8080,
+    edit_seconds: Annotated[float, typer.Option(help="How long an edit or export takes.")] = 5.0,
+    faults: Annotated[str, typer.Option(
+        help="Faults to inject, e.g. 'error_5xx=0.05,reset=0.02' (names: error_5xx, "
+        "throttle_429, reset, slow, expire_link, lose_callback, duplicate_callback, "
+        "reorder_callback).")] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the fault generator.")] = 0,
+    api_key: Annotated[str | None, typer.Option(
+        help="Accept only this API key (default: any non-empty key).")] = None,
+) -> None:
+    """Serve fakes of Imagen, its storage, Imagga and imgix on one port."""
+    from orchestrator.sandbox.config import SandboxConfig, parse_faults
+    from orchestrator.sandbox.server import RunningSandbox, serve_forever
+
+    try:
+        config = SandboxConfig(host=host, port=port, edit_seconds=edit_seconds,
+                               faults=parse_faults(faults), seed=seed, api_key=api_key)
+    except ValueError as exc:
+        fail(str(exc))
+
+    def ready(running: RunningSandbox) -> None:
+        sys.stdout.write(f"{running.base_url}\n")
+        sys.stdout.flush()
+        err.print(f"sandbox ready: IMAGEN_API_URL={running.api_url}  "
+                  f"ledger: {running.base_url}/_sandbox/ledger")
+
+    run_async(lambda: serve_forever(config, on_ready=ready))
+
+
+@app.command()
+def profiles(json_output: JsonOption = False) -> None:
+    """List the AI profiles of your Imagen account."""
+    from orchestrator.service.batch import imagen_session
+
+    cfg = settings()
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with imagen_session(cfg) as (client, _):
+            return [p.model_dump(mode="json") for p in await client.list_profiles()]
+
+    found = run_async(fetch)
+    if json_output:
+        print_json(found)
+        return
+    table = Table("key", "name", "type", "image type")
+    for item in found:
+        table.add_row(str(item["profile_key"]), item["profile_name"],
+                      item.get("profile_type") or "", item["image_type"])
+    out.print(table)
+
+
+@app.command()
+def status(json_output: JsonOption = False) -> None:
+    """List the jobs in the database and where each stands."""
+    cfg = settings()
+    found = run_async(lambda: with_store(cfg, job_views.status))
+    if json_output:
+        print_json(found)
+        return
+    if not found:
+        out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
+        return
+    table = Table("job", "name", "state", "photos", "updated", "last error")
+    for job in found:
+        table.add_row(job["id"][:8], job["name"], job["state"], str(job["photos"]),
+                      job["updated_at"][:19].replace("T", " "), job["last_error"] or "")
+    out.print(table)
+
+
+@app.command()
+def history(job: JobArgument, json_output: JsonOption = False) -> None:
+    """Show every transition, retry, resume and error of a job."""
+    cfg = settings()
+    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history(s, job)))
+    if json_output:
+        print_json({"job": job_views.job_summary(found, -1), "events": events})
+        return
+    out.print(f"[bold]{found.name}[/] (job {found.id}) is {found.state}")
+    table = Table("time (UTC)", "kind", "change", "message")
+    for e in events:
+        change = f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else ""
+        table.add_row(e["at"][:19].replace("T", " "), e["kind"], change, e["message"])
+    out.print(table)
+
+
+@app.command()
+def retry(job: JobArgument, json_output: JsonOption = False) -> None:
+    """Send a failed job back to where it stopped; its failed photos are tried again."""
+    cfg = settings()
+    found = run_async(lambda: with_store(cfg, lambda s: job_views.retry(s, job)))
+    if json_output:
+        print_json(job_views.job_summary(found, -1))
+        return
+    out.print(f"{found.name} is back in state {found.state}; continue with:\n"
+              f"  orchestrator run {found.source}")
+
+
+@app.command()
+def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
+    """Stop a job for good (a running driver stops at its next heartbeat)."""
+    cfg = settings()
+    found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel(s, job)))
+    if json_output:
+        print_json(job_views.job_summary(found, -1))
+        return
+    if found.state == "cancelled":
+        out.print(f"{found.name} is cancelled")
+    else:
+        out.print(f"{found.name}: cancel requested; its driver stops within a minute")
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_output: JsonOption = False) -> None:
+    """Create or upgrade the database schema to this version's."""
+    from orchestrator.store.migrate import head_revision, upgrade
+
+    cfg = settings()
+    url = cfg.resolved_database_url()
+    run_async(lambda: upgrade(url))
+    if json_output:
+        print_json({"revision": head_revision()})
+    else:
+        out.print(f"database at revision {head_revision()}")
+
+
+
+def main() -> None:
+    """Entry point of the `orchestrator` command."""
+    app()

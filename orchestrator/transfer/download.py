@@ -1,0 +1,315 @@
+"""One output's presigned GET: resumed with Range, verified, then renamed into place atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import hdrs
+
+from orchestrator.retry import RetryableError
+from orchestrator.transfer.attempts import Mismatch
+from orchestrator.transfer.errors import OutputUnwritable, TransferFailed
+from orchestrator.transfer.hashing import Hasher, md5_of_file, new_md5
+from orchestrator.transfer.limits import RateLimiter
+from orchestrator.transfer.names import check_output_name, etag_path, partial_path
+from orchestrator.transfer.storage import (
+    NETWORK_ERRORS,
+    connection_failure,
+    etag_md5,
+    raise_refusal,
+    read_refusal,
+)
+
+FATAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
+                               errno.EROFS, errno.ENOTDIR})
+"""Local write errors that no retry can fix: the job stops with OutputUnwritable."""
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified file at its final name."""
+
+    path: Path
+    size: int
+    md5_hex: str
+    resumed_from: int
+
+
+class FileDownload:
+    """Everything the attempts of one output's download share; `attempt(url)` makes one GET.
+
+    The bytes go to `<name>.partial` and reach `<name>` only after verification, by an atomic
+    rename. A partial left by an earlier attempt or an earlier run is resumed with a Range
+    request, guarded by the ETag kept in `<name>.partial.etag`.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, folder: Path, file_name: str,
+                 expected_size: int | None, expected_md5_hex: str | None, chunk_size: int,
+                 rate: RateLimiter, timeout: aiohttp.ClientTimeout,
+                 retryable_statuses: frozenset[int],
+                 on_bytes: Callable[[int], None] | None) -> None:
+        self.file_name = check_output_name(file_name)
+        self._session = session
+        self._folder = folder
+        self._final = folder / file_name
+        self._partial = partial_path(folder, file_name)
+        self._etag_file = etag_path(folder, file_name)
+        self._expected_size = expected_size
+        self._expected_md5 = expected_md5_hex.lower() if expected_md5_hex else None
+        self._chunk_size = chunk_size
+        self._rate = rate
+        self._timeout = timeout
+        self._retryable = retryable_statuses
+        self._on_bytes = on_bytes
+        # Bytes of this file reported through on_bytes; kept equal to what the partial holds.
+        self._counted = 0
+
+    async def prepare(self) -> Fetched | None:
+        """Make sure the folder exists; the final file if it is already there and verified."""
+        try:
+            await asyncio.to_thread(self._folder.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputUnwritable(self._folder, exc) from exc
+        if self._expected_size is None and self._expected_md5 is None:
+            # Nothing to check an existing file against: fetch it again rather than trust it.
+            return None
+        with self._local_files():
+            try:
+                size = (await asyncio.to_thread(self._final.stat)).st_size
+            except FileNotFoundError:
+                return None
+            if self._expected_size is not None and size != self._expected_size:
+                return None
+            md5_hex = (await md5_of_file(self._final, chunk_size=self._chunk_size)).hexdigest()
+        if self._expected_md5 is not None and md5_hex != self._expected_md5:
+            return None
+        self._count(size)
+        return Fetched(path=self._final, size=size, md5_hex=md5_hex, resumed_from=size)
+
+    async def attempt(self, url: str) -> Fetched:
+        """GET the object from `url` once (resuming the partial if any) and put it in place."""
+        while True:
+            offset, stored_etag = await self._resume_point()
+            headers = {hdrs.ACCEPT_ENCODING: "identity"}
+            if offset:
+                headers[hdrs.RANGE] = f"bytes={offset}-"
+                if stored_etag is not None:
+                    headers[hdrs.IF_MATCH] = stored_etag
+            try:
+                async with self._session.get(url, headers=headers,
+                                             timeout=self._timeout) as response:
+                    if offset and response.status in (412, 416):
+                        total = _content_range(response.headers.get(hdrs.CONTENT_RANGE))[1]
+                        whole = total if total is not None else self._expected_size
+                        if response.status == 416 and offset == whole:
+                            # The partial already holds the whole object: it only needs checking.
+                            with self._local_files():
+                                hasher = await md5_of_file(self._partial,
+                                                           chunk_size=self._chunk_size)
+                            return await self._finish(hasher, offset, stored_etag,
+                                                      resumed_from=offset)
+                        # The object changed (412) or the partial does not fit it (416).
+                        await self._discard()
+                        continue
+                    if response.status not in (200, 206):
+                        raise_refusal(await read_refusal(response), file_name=self.file_name,
+                                      retryable_statuses=self._retryable)
+                    return await self._receive(response, offset, stored_etag)
+            except NETWORK_ERRORS as exc:
+                raise connection_failure(exc) from None
+
+    def uncount(self) -> None:
+        """The download is given up: take back the bytes reported for it."""
+        self._count(0)
+
+    async def _resume_point(self) -> tuple[int, str | None]:
+        with self._local_files():
+            try:
+                offset = (await asyncio.to_thread(self._partial.stat)).st_size
+            except FileNotFoundError:
+                offset = 0
+            if self._expected_size is not None and offset > self._expected_size:
+                await self._discard()
+                offset = 0
+            stored_etag = await asyncio.to_thread(_read_etag, self._etag_file) if offset else None
+        self._count(offset)
+        return offset, stored_etag
+
+    async def _receive(self, response: aiohttp.ClientResponse, offset: int,
+                       stored_etag: str | None) -> Fetched:
+        etag = response.headers.get(hdrs.ETAG)
+        if response.status == 206:
+            start, total = _content_range(response.headers.get(hdrs.CONTENT_RANGE))
+            if start != offset:
+                await self._discard()
+                raise RetryableError(f"storage sent a range starting at {start}, not {offset}")
+        else:
+            if offset:
+                # Storage ignored the Range and sends everything: start over.
+                await self._discard()
+                offset = 0
+            total = response.content_length
+        if total is not None and self._expected_size is not None and total != self._expected_size:
+            await self._discard()
+            raise Mismatch(f"storage offers {total} bytes, expected {self._expected_size}")
+
+        with self._local_files():
+            if offset == 0 or stored_etag is None:
+                # Written before any byte, so a crash mid-body still knows what it holds.
+                await asyncio.to_thread(_store_etag, self._etag_file, etag)
+            hasher = (await md5_of_file(self._partial, chunk_size=self._chunk_size)
+                      if offset else new_md5())
+            file = await asyncio.to_thread(_open_for_writing, self._partial, offset > 0)
+        written = offset
+        try:
+            written = await self._stream(response, file, hasher, written)
+        finally:
+            with self._local_files():
+                await asyncio.to_thread(file.close)
+        if total is not None and written < total:
+            raise RetryableError(f"connection ended after {written} of {total} bytes")
+        return await self._finish(hasher, written, etag or stored_etag, resumed_from=offset)
+
+    async def _stream(self, response: aiohttp.ClientResponse, file: io.FileIO, hasher: Hasher,
+                      written: int) -> int:
+        # Network pieces can be small; gather about a chunk before each trip to the thread.
+        buffer = bytearray()
+        try:
+            async for data in response.content.iter_chunked(self._chunk_size):
+                await self._rate.consume(len(data))
+                buffer += data
+                if len(buffer) >= self._chunk_size:
+                    written = await self._write(file, buffer, hasher, written)
+                    buffer = bytearray()
+        except NETWORK_ERRORS as exc:
+            # Keep what did arrive: the next attempt asks only for the rest.
+            await self._write(file, buffer, hasher, written)
+            raise connection_failure(exc) from None
+        return await self._write(file, buffer, hasher, written)
+
+    async def _write(self, file: io.FileIO, data: bytearray, hasher: Hasher,
+                     written: int) -> int:
+        if not data:
+            return written
+        with self._local_files():
+            await asyncio.to_thread(_write_hashed, file, data, hasher)
+        written += len(data)
+        self._count(written)
+        return written
+
+    async def _finish(self, hasher: Hasher, size: int, etag: str | None, *,
+                      resumed_from: int) -> Fetched:
+        md5_hex = hasher.hexdigest()
+        problem = self._problem(size, md5_hex, etag)
+        if problem is not None:
+            await self._discard()
+            raise Mismatch(problem)
+        with self._local_files():
+            await asyncio.to_thread(_commit, self._partial, self._final, self._etag_file)
+        return Fetched(path=self._final, size=size, md5_hex=md5_hex, resumed_from=resumed_from)
+
+    def _problem(self, size: int, md5_hex: str, etag: str | None) -> str | None:
+        if self._expected_size is not None and size != self._expected_size:
+            return f"got {size} bytes, expected {self._expected_size}"
+        wanted = self._expected_md5 or etag_md5(etag)
+        if wanted is not None and wanted != md5_hex:
+            return f"MD5 is {md5_hex}, expected {wanted}"
+        return None
+
+    async def _discard(self) -> None:
+        with self._local_files():
+            await asyncio.to_thread(_remove, self._partial, self._etag_file)
+        self._count(0)
+
+    def _count(self, on_disk: int) -> None:
+        delta = on_disk - self._counted
+        self._counted = on_disk
+        if delta and self._on_bytes is not None:
+            self._on_bytes(delta)
+
+    @contextlib.contextmanager
+    def _local_files(self) -> Iterator[None]:
+        """Turn errors of local file operations into the transfer errors callers act on."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in FATAL_DISK_ERRNOS:
+                raise OutputUnwritable(self._folder, exc) from exc
+            raise TransferFailed(self.file_name, f"cannot write {exc.filename or self._folder}: "
+                                 f"{exc.strerror or exc}") from exc
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) from a Content-Range header; None for what it does not say."""
+    match = _CONTENT_RANGE.fullmatch(value or "")
+    if match is None:
+        return None, None
+    start, total = match.groups()
+    return (int(start) if start is not None else None,
+            int(total) if total != "*" else None)
+
+
+def _read_etag(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _store_etag(path: Path, etag: str | None) -> None:
+    if etag:
+        path.write_text(etag, "utf-8")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _open_for_writing(path: Path, append: bool) -> io.FileIO:
+    # Unbuffered: every write reaches the OS at once, so a full disk shows up at that write.
+    return io.FileIO(path, "ab" if append else "wb")
+
+
+def _write_hashed(file: io.FileIO, data: bytearray, hasher: Hasher) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[file.write(view):]
+    hasher.update(data)
+
+
+def _remove(partial: Path, etag_file: Path) -> None:
+    partial.unlink(missing_ok=True)
+    etag_file.unlink(missing_ok=True)
+
+
+def _commit(partial: Path, final: Path, etag_file: Path) -> None:
+    descriptor = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(partial, final)
+    etag_file.unlink(missing_ok=True)
+    _fsync_folder(final.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; some filesystems refuse to fsync a folder, which is no error."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,188 @@
+"""One photo's presigned PUT: streamed from disk, paced, hashed on the way, checked by its ETag."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import NoReturn
+
+import aiohttp
+from aiohttp import hdrs
+
+from orchestrator.retry import RetryableError
+from orchestrator.transfer.errors import SourceChanged, TransferFailed
+from orchestrator.transfer.hashing import Hasher, md5_base64, new_md5
+from orchestrator.transfer.limits import RateLimiter
+from orchestrator.transfer.storage import (
+    NETWORK_ERRORS,
+    connection_failure,
+    etag_md5,
+    raise_refusal,
+    read_refusal,
+)
+
+ByteReporter = Callable[[int], None]
+
+
+class FileUpload:
+    """Everything the attempts of one file's upload share; `attempt(url)` makes one PUT."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, path: Path, size: int,
+                 md5: bytes | None, chunk_size: int, rate: RateLimiter,
+                 timeout: aiohttp.ClientTimeout, retryable_statuses: frozenset[int],
+                 on_bytes: ByteReporter | None) -> None:
+        self._session = session
+        self._path = path
+        self._size = size
+        self._md5 = md5
+        self._chunk_size = chunk_size
+        self._rate = rate
+        self._timeout = timeout
+        self._retryable = retryable_statuses
+        self._on_bytes = on_bytes
+        self._digest_mismatches = 0
+
+    @property
+    def file_name(self) -> str:
+        """The name used in messages about this upload."""
+        return self._path.name
+
+    async def attempt(self, url: str) -> str | None:
+        """PUT the file to `url` once; the ETag storage returned, if any."""
+        await self._check_size()
+        body = _Body(self._path, size=self._size, chunk_size=self._chunk_size,
+                     rate=self._rate, on_bytes=self._on_bytes)
+        try:
+            etag = await self._put(url, body)
+            self._verify(body, etag)
+        except BaseException:
+            # This attempt's bytes will be sent again: keep the caller's byte count honest.
+            body.take_back()
+            raise
+        body.stop_reporting()
+        return etag
+
+    async def _check_size(self) -> None:
+        try:
+            actual = (await asyncio.to_thread(self._path.stat)).st_size
+        except FileNotFoundError:
+            raise SourceChanged(self._path, "the file is gone") from None
+        if actual != self._size:
+            raise SourceChanged(self._path, f"it was {self._size} bytes, now {actual}")
+
+    async def _put(self, url: str, body: _Body) -> str | None:
+        # The link is signed for an empty Content-Type. Giving the header explicitly (empty)
+        # stops aiohttp from filling in the payload's application/octet-stream; skipping the
+        # auto header too keeps it out even if a future aiohttp dropped empty values.
+        headers = {hdrs.CONTENT_TYPE: "", hdrs.CONTENT_LENGTH: str(self._size)}
+        if self._md5 is not None:
+            headers["Content-MD5"] = md5_base64(self._md5)
+        try:
+            file = await asyncio.to_thread(_open_for_reading, self._path)
+        except FileNotFoundError:
+            raise SourceChanged(self._path, "the file is gone") from None
+        try:
+            # No redirects: a streamed body cannot be replayed to another address.
+            async with self._session.put(
+                    url, data=body.chunks(file), headers=headers,
+                    skip_auto_headers=(hdrs.CONTENT_TYPE,), timeout=self._timeout,
+                    allow_redirects=False) as response:
+                if response.status >= 300:
+                    refusal = await read_refusal(response)
+                    if refusal.code == "BadDigest":
+                        self._digest_mismatch(body, refusal.describe())
+                    raise_refusal(refusal, file_name=self.file_name,
+                                  retryable_statuses=self._retryable)
+                return response.headers.get(hdrs.ETAG)
+        except NETWORK_ERRORS as exc:
+            # aiohttp wraps what the body generator raised; report the real cause.
+            if body.failure is not None:
+                raise body.failure from None
+            raise connection_failure(exc) from None
+        finally:
+            # In a thread: a read may still be running there, and close waits for it.
+            await asyncio.to_thread(file.close)
+
+    def _verify(self, body: _Body, etag: str | None) -> None:
+        if not body.complete:
+            # Storage answered before taking every byte (only test doubles do): nothing to check.
+            return
+        if self._md5 is not None and body.hasher.digest() != self._md5:
+            raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
+        expected = etag_md5(etag)
+        if expected is not None and expected != body.hasher.hexdigest():
+            self._digest_mismatch(body, f"storage's ETag {etag} is not the MD5 of the bytes sent")
+
+    def _digest_mismatch(self, body: _Body, detail: str) -> NoReturn:
+        if (self._md5 is not None and body.complete
+                and body.hasher.digest() != self._md5):
+            raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
+        # Once may be corruption on the way; twice in a row is not going to get better.
+        self._digest_mismatches += 1
+        if self._digest_mismatches > 1:
+            raise TransferFailed(self.file_name, f"{detail} (twice)")
+        raise RetryableError(f"{detail}; sending again")
+
+
+class _Body:
+    """The bytes of one PUT attempt: read in a thread, hashed, paced, and reported as they go."""
+
+    def __init__(self, path: Path, *, size: int, chunk_size: int, rate: RateLimiter,
+                 on_bytes: ByteReporter | None) -> None:
+        self._path = path
+        self._size = size
+        self._chunk_size = chunk_size
+        self._rate = rate
+        self._on_bytes = on_bytes
+        self._reporting = True
+        self.hasher = new_md5()
+        self.read = 0
+        self.reported = 0
+        self.failure: SourceChanged | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte of the file was read (and hashed) for this attempt."""
+        return self.read == self._size
+
+    async def chunks(self, file: io.BufferedReader) -> AsyncIterator[bytes]:
+        """The file's first `size` bytes in `chunk_size` pieces."""
+        while self.read < self._size:
+            want = min(self._chunk_size, self._size - self.read)
+            chunk = await asyncio.to_thread(_read_hashed, file, want, self.hasher)
+            if not chunk:
+                self.failure = SourceChanged(
+                    self._path, f"it ended after {self.read} of {self._size} bytes")
+                raise self.failure
+            self.read += len(chunk)
+            await self._rate.consume(len(chunk))
+            yield chunk
+            self._report(len(chunk))
+
+    def take_back(self) -> None:
+        """Stop reporting and report minus everything reported so far."""
+        self._reporting = False
+        if self.reported and self._on_bytes is not None:
+            self._on_bytes(-self.reported)
+
+    def stop_reporting(self) -> None:
+        """The attempt is over; a late wake-up of the generator must not count bytes."""
+        self._reporting = False
+
+    def _report(self, count: int) -> None:
+        if self._reporting:
+            self.reported += count
+            if self._on_bytes is not None:
+                self._on_bytes(count)
+
+
+def _open_for_reading(path: Path) -> io.BufferedReader:
+    return open(path, "rb")
+
+
+def _read_hashed(file: io.BufferedReader, count: int, hasher: Hasher) -> bytes:
+    data = file.read(count)
+    hasher.update(data)
+    return data

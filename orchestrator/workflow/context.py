@@ -1,0 +1,127 @@
+"""What every stage of a job works with: the job snapshot, its lease and the services."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.imagen.models import EditOptions, ImageType
+from orchestrator.progress import ProgressSink
+from orchestrator.store.models import Job
+from orchestrator.store.queries import Lease, Store
+from orchestrator.transfer.manager import Transfers
+from orchestrator.workflow.states import JobState
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """How the engine paces itself."""
+
+    poll_initial: float = 10.0
+    """First wait between status polls, in seconds."""
+    poll_max: float = 60.0
+    """Longest wait between status polls, in seconds."""
+    poll_growth: float = 1.5
+    """Factor by which the wait between polls grows."""
+    wait_deadline: float = 20 * 3600.0
+    """Seconds an edit or export may take before the job fails."""
+    link_batch_size: int = 200
+    """File names per request for upload links."""
+    photo_attempts: int = 3
+    """Rounds a photo's transfer gets before it is marked failed."""
+    workers: int = 8
+    """Transfer workers per stage (the global limiter still bounds what is in flight)."""
+    lease_ttl: float = 60.0
+    """Seconds a lease lasts without a heartbeat."""
+
+
+class JobFailed(Exception):
+    """The job cannot go on without the user: it is marked failed with this reason.
+
+    `back_to` is the state `orchestrator retry` returns it to (default: the state it failed in).
+    """
+
+    def __init__(self, reason: str, *, back_to: JobState | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.back_to = back_to
+
+
+class JobPaused(Exception):
+    """The job stops here for now with its state kept; running it again continues.
+
+    For causes outside the job that the user can clear: Imagen unreachable, a full disk.
+    """
+
+
+@dataclass
+class JobContext:
+    """One job being driven: a fresh snapshot after every write, and the tools to drive it."""
+
+    job: Job
+    lease: Lease
+    store: Store
+    client: ImagenClient
+    transfers: Transfers
+    progress: ProgressSink
+    config: EngineConfig
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def label(self) -> str:
+        """The name the user sees for this job."""
+        return self.job.name
+
+    @property
+    def state(self) -> JobState:
+        """The job's current state."""
+        return JobState(self.job.state)
+
+    @property
+    def image_type(self) -> ImageType:
+        """Whether the job holds RAW files or JPEGs."""
+        return ImageType(self.job.image_type)
+
+    @property
+    def project_uuid(self) -> str:
+        """The Imagen project of the job (set once the project exists)."""
+        if not self.job.project_uuid:
+            raise RuntimeError(f"job {self.job.id} has no project yet in state {self.job.state}")
+        return self.job.project_uuid
+
+    def edit_options(self) -> EditOptions:
+        """The edit request the job was created with."""
+        stored: dict[str, Any] = dict(self.job.options.get("edit", {}))
+        return EditOptions(profile_key=self.job.profile_key, **stored)
+
+    @property
+    def wants_export(self) -> bool:
+        """Whether the user asked for JPEG exports."""
+        return bool(self.job.options.get("export", False))
+
+    async def advance(self, new: JobState, message: str = "", **fields: Any) -> None:
+        """Commit the move to `new` from the current state, then refresh the snapshot."""
+        await self.store.advance(self.lease, self.state, new, message=message, **fields)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Reload the job row."""
+        self.job = await self.store.get_job(self.job.id)
+
+    async def event(self, kind: str, message: str, **data: Any) -> None:
+        """Add a line to the job's history."""
+        await self.store.add_event(self.job.id, kind, message, data=data or None)
+
+    def note(self, message: str, *, level: str = "info") -> None:
+        """Tell the user something about this job."""
+        self.progress.note(self.label, message, level=level)
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep, unless something (a callback) wakes the job first."""
+        self.wakeup.clear()
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
+        except TimeoutError:
+            return

@@ -1,0 +1,147 @@
+"""The engine: drives one job from its current state to the end, one checkpoint at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.imagen.errors import ImagenAuthError, ImagenError, ImagenUnavailable
+from orchestrator.progress import ProgressSink
+from orchestrator.store.models import Job
+from orchestrator.store.queries import Lease, StaleLease, Store
+from orchestrator.transfer.manager import Transfers
+from orchestrator.workflow import download, processing
+from orchestrator.workflow.context import EngineConfig, JobContext, JobFailed, JobPaused
+from orchestrator.workflow.project import create_project
+from orchestrator.workflow.states import TERMINAL_STATES, JobState
+from orchestrator.workflow.upload import upload_photos
+
+Step = Callable[[JobContext], Awaitable[None]]
+
+
+def _advance_to(state: JobState) -> Step:
+    async def step(ctx: JobContext) -> None:
+        await ctx.advance(state)
+    return step
+
+
+STEPS: dict[JobState, Step] = {
+    JobState.QUEUED: create_project,
+    JobState.PROJECT_CREATED: upload_photos,
+    JobState.UPLOADING: upload_photos,
+    JobState.UPLOADED: _advance_to(JobState.EDIT_REQUESTED),
+    JobState.EDIT_REQUESTED: lambda ctx: processing.request(ctx, processing.EDIT),
+    JobState.EDITING: lambda ctx: processing.wait(ctx, processing.EDIT),
+    JobState.EDITED: lambda ctx: download.download_outputs(ctx, download.EDITS),
+    JobState.DOWNLOADING_EDITS: lambda ctx: download.download_outputs(ctx, download.EDITS),
+    JobState.EXPORT_REQUESTED: lambda ctx: processing.request(ctx, processing.EXPORT),
+    JobState.EXPORTING: lambda ctx: processing.wait(ctx, processing.EXPORT),
+    JobState.EXPORTED: lambda ctx: download.download_outputs(ctx, download.EXPORTS),
+    JobState.DOWNLOADING_EXPORTS: lambda ctx: download.download_outputs(ctx, download.EXPORTS),
+}
+"""What to do in each live state; every step ends by committing the next state."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How driving a job ended: its final snapshot and, if it stopped early, why."""
+
+    job: Job
+    paused: str | None = None
+
+
+class Engine:
+    """Drives jobs: claims the lease, runs the step of each state, keeps the lease alive."""
+
+    def __init__(self, *, store: Store, client: ImagenClient, transfers: Transfers,
+                 progress: ProgressSink, config: EngineConfig, owner: str) -> None:
+        self.store = store
+        self.client = client
+        self.transfers = transfers
+        self.progress = progress
+        self.config = config
+        self.owner = owner
+
+    async def drive(self, job_id: str) -> Outcome:
+        """Drive the job until it completes, fails, is cancelled or must pause."""
+        lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
+        ctx = JobContext(job=await self.store.get_job(job_id), lease=lease, store=self.store,
+                         client=self.client, transfers=self.transfers, progress=self.progress,
+                         config=self.config)
+        main = asyncio.current_task()
+        assert main is not None
+        stop = _Stop()
+        heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
+        try:
+            return await self._run_steps(ctx)
+        except asyncio.CancelledError:
+            if stop.reason is None:
+                raise
+            main.uncancel()
+            if stop.reason == "lease":
+                raise StaleLease(f"lost the lease of job {job_id[:8]}; another worker drives "
+                                 "it now") from None
+            await ctx.refresh()
+            await ctx.advance(JobState.CANCELLED, "cancelled by the user")
+            return Outcome(ctx.job)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                await self.store.release(lease)
+
+    async def _run_steps(self, ctx: JobContext) -> Outcome:
+        if ctx.job.cancel_requested and ctx.state not in TERMINAL_STATES:
+            await ctx.advance(JobState.CANCELLED, "cancelled by the user")
+        while ctx.state not in TERMINAL_STATES:
+            step = STEPS[ctx.state]
+            try:
+                await step(ctx)
+            except JobFailed as exc:
+                await ctx.refresh()
+                back_to = exc.back_to.value if exc.back_to else None
+                fields = {"state_before_failure": back_to} if back_to else {}
+                await ctx.advance(JobState.FAILED, exc.reason, last_error=exc.reason, **fields)
+                ctx.note(exc.reason, level="error")
+            except ImagenAuthError:
+                raise
+            except (JobPaused, ImagenUnavailable) as exc:
+                return await self._pause(ctx, str(exc))
+            except ImagenError as exc:
+                reason = f"Imagen refused a call: {exc}"
+                await ctx.refresh()
+                await ctx.advance(JobState.FAILED, reason, last_error=reason)
+                ctx.note(reason, level="error")
+        return Outcome(ctx.job)
+
+    async def _pause(self, ctx: JobContext, reason: str) -> Outcome:
+        with contextlib.suppress(StaleLease):
+            await ctx.store.update_job(ctx.lease, JobState(
+                (await ctx.store.get_job(ctx.job.id)).state), last_error=reason)
+        await ctx.event("paused", reason)
+        await ctx.refresh()
+        ctx.note(f"stopped for now: {reason}", level="error")
+        return Outcome(ctx.job, paused=reason)
+
+    async def _heartbeat(self, lease: Lease, main: asyncio.Task[object], stop: _Stop) -> None:
+        """Renew the lease; stop the job's task if the lease is lost or a cancel arrives."""
+        while True:
+            await asyncio.sleep(self.config.lease_ttl / 3)
+            if not await self.store.renew(lease, self.config.lease_ttl):
+                stop.reason = "lease"
+            elif (await self.store.get_job(lease.job_id)).cancel_requested:
+                stop.reason = "cancel"
+            if stop.reason is not None:
+                main.cancel()
+                return
+
+
+@dataclass
+class _Stop:
+    """Why the heartbeat stopped the job's task: "lease" lost or user "cancel"."""
+
+    reason: str | None = None

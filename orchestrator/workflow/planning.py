@@ -1,0 +1,168 @@
+"""Turning a shoot folder and the user's options into jobs: new ones, or the ones to resume."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.imagen.errors import EditOptionsError
+from orchestrator.imagen.models import EditOptions, ImageType, Profile
+from orchestrator.store.models import Job
+from orchestrator.store.queries import NewJob, NewPhoto, Store
+from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
+from orchestrator.workflow.states import JobState
+
+NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
+"""States in which photos found later can still join the job."""
+
+
+class PlanError(ValueError):
+    """The request cannot become jobs (bad profile, bad options); the message says why."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """What the user asked `run` (or `submit`) to do with one shoot folder."""
+
+    source: Path
+    """The shoot folder."""
+    profiles: Sequence[str] = ()
+    """Profile keys or names (case-insensitive); one per image type in the folder."""
+    export: bool = False
+    """Whether to export JPEGs after the edit."""
+    edit: dict[str, Any] = field(default_factory=dict)
+    """Edit options other than the profile (photography_type, tools, crop_aspect_ratio, …)."""
+
+
+@dataclass
+class Plan:
+    """The jobs of one shoot folder and what the user should hear about them."""
+
+    jobs: list[Job] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
+    """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
+    source = request.source.resolve()
+    scan = scan_shoot(source)
+    plan = Plan()
+    if scan.skipped:
+        shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")
+        plan.notes.append(f"skipped {len(scan.skipped)} unsupported files: {shown}")
+    existing = {ImageType(j.image_type): j for j in reversed(await store.jobs_for_source(
+        str(source))) if j.state != JobState.CANCELLED.value}
+    missing = [t for t in scan.photos if t not in existing]
+    profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
+    for kind, photos in scan.photos.items():
+        job = existing.get(kind)
+        if job is None:
+            job = await _create_job(store, scan, kind, photos, profiles[kind], request)
+        else:
+            plan.notes += await _sync_photos(store, job, photos)
+        plan.jobs.append(job)
+    for kind, job in existing.items():
+        if kind not in scan.photos:
+            plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
+    return plan
+
+
+async def _resolve_profiles(client: ImagenClient, refs: Sequence[str],
+                            kinds: Sequence[ImageType]) -> dict[ImageType, Profile]:
+    if not refs:
+        raise PlanError("choose a profile with --profile KEY or NAME "
+                        "(`orchestrator profiles` lists yours)")
+    available = await client.list_profiles()
+    chosen: list[Profile] = []
+    for ref in refs:
+        matches = [p for p in available if str(p.profile_key) == ref.strip()
+                   or p.profile_name.casefold() == ref.strip().casefold()]
+        if not matches:
+            raise PlanError(f"no profile {ref!r} in this account; `orchestrator profiles` "
+                            "lists the ones you have")
+        chosen += matches
+    resolved: dict[ImageType, Profile] = {}
+    for kind in kinds:
+        fits = [p for p in chosen if p.image_type is kind]
+        if not fits:
+            names = ", ".join(f"{p.profile_name} ({p.image_type.value})" for p in chosen)
+            others = ", ".join(f"{p.profile_key} {p.profile_name}" for p in available
+                               if p.image_type is kind) or "none in this account"
+            raise PlanError(f"the folder has {kind.value} photos but the chosen profile "
+                            f"({names}) is not for {kind.value}; add --profile with one of: "
+                            f"{others}")
+        if len({p.profile_key for p in fits}) > 1:
+            raise PlanError(f"several chosen profiles fit the {kind.value} photos; give one")
+        resolved[kind] = fits[0]
+    return resolved
+
+
+def edit_options(profile_key: int, edit: dict[str, Any], kind: ImageType) -> EditOptions:
+    """Validate the edit options for this profile and image type, or raise PlanError."""
+    try:
+        options = EditOptions(profile_key=profile_key, **edit)
+        options.check_for(kind)
+    except (ValidationError, EditOptionsError) as exc:
+        raise PlanError(str(exc)) from exc
+    return options
+
+
+async def _create_job(store: Store, scan: ShootScan, kind: ImageType, photos: list[FoundPhoto],
+                      profile: Profile, request: RunRequest) -> Job:
+    options = edit_options(profile.profile_key, request.edit, kind)
+    job_id = uuid.uuid4().hex
+    folder = scan.folder
+    # Two image types in one shoot would collide in the output folders (IMG_1.CR2 and
+    # IMG_1.JPG both export IMG_1.jpg), so each gets a subfolder.
+    sub = kind.value if len(scan.photos) > 1 else ""
+    stored_edit = options.model_dump(mode="json", exclude_none=True,
+                                     exclude={"profile_key", "callback_url"})
+    stored_edit["tools"] = sorted(options.tools)
+    suffix = f" ({kind.value})" if len(scan.photos) > 1 else ""
+    await store.create_job(NewJob(
+        id=job_id, name=f"{folder.name}{suffix}", source=str(folder),
+        edited_dir=str(folder / "edited" / sub).rstrip("/"),
+        exported_dir=str(folder / "exported" / sub).rstrip("/"),
+        image_type=kind.value, profile_key=profile.profile_key,
+        options={"export": request.export, "edit": stored_edit,
+                 "profile_name": profile.profile_name},
+        project_name=f"orchestrator-{job_id}"), [_new_photo(p) for p in photos])
+    return await store.get_job(job_id)
+
+
+def _new_photo(photo: FoundPhoto) -> NewPhoto:
+    return NewPhoto(photo.rel_path, photo.file_name, photo.size, photo.mtime_ns)
+
+
+async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[str]:
+    """Photos added to the folder since the job began: join it if nothing was uploaded yet."""
+    photos = await store.photos(job.id)
+    known = {p.rel_path for p in photos}
+    added = [p for p in found if p.rel_path not in known]
+    if not added:
+        return []
+    taken = {Path(p.file_name).stem.lower() for p in photos}
+    clashing = [p for p in added if Path(p.file_name).stem.lower() in taken]
+    if clashing:
+        names = ", ".join(p.rel_path for p in clashing[:5])
+        raise PlanError(f"{job.name}: new photos {names} have the same name as photos already "
+                        "in the job; rename them or move them to another shoot")
+    if JobState(job.state) in NOT_UPLOADED_YET:
+        lease = await store.claim(job.id, f"planner-{job.id}", 30)
+        try:
+            await store.add_photos(lease, [_new_photo(p) for p in added])
+        finally:
+            await store.release(lease)
+        await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
+        return [f"{job.name}: {len(added)} new photos found; they join the job"]
+    await store.add_event(job.id, "source", f"{len(added)} photos added after the upload "
+                          "are not part of this job")
+    names = ", ".join(p.rel_path for p in added[:5]) + (" …" if len(added) > 5 else "")
+    return [f"{job.name}: {len(added)} photos were added after the upload ({names}); they are "
+            "not part of this job: put them in a new folder and run that"]

@@ -1,0 +1,118 @@
+"""Stages: ask Imagen to edit or export (exactly once), then wait for it to finish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from orchestrator.imagen.errors import (
+    ImagenAmbiguous,
+    ImagenBadRequest,
+    ImagenNotFound,
+    ImagenUnavailable,
+)
+from orchestrator.imagen.models import TaskStatus
+from orchestrator.workflow.context import JobContext, JobFailed
+from orchestrator.workflow.states import JobState
+
+AMBIGUOUS_CHECKS = 5
+
+
+@dataclass(frozen=True)
+class Process:
+    """One of Imagen's two long-running jobs on a project, and the states around it."""
+
+    action: str
+    requested: JobState
+    running: JobState
+    finished: JobState
+    retry_from: JobState
+    """Where `orchestrator retry` starts over when Imagen reports failure."""
+
+
+EDIT = Process("edit", JobState.EDIT_REQUESTED, JobState.EDITING, JobState.EDITED,
+               JobState.EDIT_REQUESTED)
+EXPORT = Process("export", JobState.EXPORT_REQUESTED, JobState.EXPORTING, JobState.EXPORTED,
+                 JobState.EXPORT_REQUESTED)
+
+
+def _status_call(ctx: JobContext, process: Process) -> Callable[[str], Awaitable[TaskStatus]]:
+    return ctx.client.edit_status if process is EDIT else ctx.client.export_status
+
+
+async def request(ctx: JobContext, process: Process) -> None:
+    """Send the edit or export request unless Imagen already has it, then mark it running.
+
+    The job is already in the `requested` state (the intent) when this runs, so after a crash
+    the status is asked first and the request is never sent twice.
+    """
+    uuid = ctx.project_uuid
+    status_of = _status_call(ctx, process)
+    for attempt in range(1, AMBIGUOUS_CHECKS + 1):
+        try:
+            status = await status_of(uuid)
+        except ImagenNotFound:
+            status = None
+        # A failed earlier run of the task does not count: `retry` asks for a new one.
+        if status is not None and not status.is_failed:
+            if attempt == 1:
+                await ctx.event("resume", f"{process.action} was already accepted by Imagen",
+                                status=status.status)
+            break
+        try:
+            if process is EDIT:
+                await ctx.client.start_edit(uuid, ctx.edit_options())
+            else:
+                await ctx.client.start_export(uuid)
+            break
+        except ImagenAmbiguous as exc:
+            await ctx.event("retry", f"{process.action} request unconfirmed ({exc}); "
+                            "asking Imagen", attempt=attempt)
+            await ctx.nap(min(2.0**attempt, 30.0))
+        except ImagenBadRequest as exc:
+            raise JobFailed(f"Imagen refused the {process.action} request: {exc}",
+                            back_to=process.requested) from exc
+    else:
+        raise ImagenUnavailable(f"could not confirm whether the {process.action} started; "
+                                "run again to check")
+    await ctx.advance(process.running, f"{process.action} accepted by Imagen")
+
+
+async def wait(ctx: JobContext, process: Process) -> None:
+    """Poll the status with growing pauses until Imagen finishes, fails, or the deadline."""
+    uuid = ctx.project_uuid
+    status_of = _status_call(ctx, process)
+    waited_so_far = max(0.0, time.time() - ctx.job.updated_at.timestamp())
+    deadline = time.monotonic() + ctx.config.wait_deadline - waited_so_far
+    delay = ctx.config.poll_initial
+    last_seen = ""
+    stage = process.action
+    ctx.progress.stage_started(ctx.label, stage, files=0, total_bytes=None)
+    while True:
+        try:
+            status = await status_of(uuid)
+        except ImagenNotFound:
+            status = TaskStatus(status="Unknown", details="Imagen does not know this task yet")
+        ctx.progress.waiting(ctx.label, stage, status.progress, status.status)
+        if status.status.lower() != last_seen:
+            last_seen = status.status.lower()
+            if not (status.is_terminal or last_seen in _KNOWN_WAITING):
+                await ctx.event("note", f"unknown {stage} status {status.status!r}; waiting")
+        if status.is_completed:
+            ctx.progress.stage_finished(ctx.label, stage)
+            await ctx.advance(process.finished, f"{stage} completed")
+            return
+        if status.is_failed:
+            detail = f": {status.details}" if status.details else ""
+            raise JobFailed(f"Imagen reported the {stage} failed{detail}",
+                            back_to=process.retry_from)
+        if time.monotonic() > deadline:
+            hours = ctx.config.wait_deadline / 3600
+            raise JobFailed(f"the {stage} did not finish within {hours:g} h",
+                            back_to=process.running)
+        await ctx.nap(delay)
+        delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
+
+
+_KNOWN_WAITING = frozenset({"pending", "in progress", "processing", "queued", "unknown"})
