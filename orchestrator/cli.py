@@ -59,7 +59,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages."""
     async def guarded() -> T:
         task = asyncio.ensure_future(make())
-        with graceful_interrupts(task):  # type: ignore[arg-type]
+        with graceful_interrupts(task):
             return await task
 
     try:

@@ -103,7 +103,7 @@ def parse_edit_request(
     image_type: str,
     template_ids: Collection[int],
 ) -> EditSettings:
-    """Check an edit body for a project holding `image_type` files; EditRuleError if it breaks a rule."""
+    """Check an edit body for a project of `image_type` files; EditRuleError if it breaks a rule."""
     if not isinstance(body, dict):
         raise EditRuleError("The request body must be a JSON object")
     profile_key = _integer(body, "profile_key")

@@ -46,16 +46,23 @@ class CallbackFaults:
 
 
 class FaultInjector:
-    """Decides, with seeded generators, which requests and callbacks misbehave; counts what it did."""
+    """Decides with seeded generators which requests and callbacks misbehave; counts the faults."""
 
-    def __init__(self, probabilities: Mapping[str, float], *, seed: int, slow_seconds: float) -> None:
-        self._probabilities = {name: p for name, p in probabilities.items() if p > 0}
+    def __init__(
+        self, probabilities: Mapping[str, float], *, seed: int, slow_seconds: float
+    ) -> None:
+        self._probabilities: dict[str, float] = {}
+        self.set_probabilities(probabilities)
         self._request_rng = random.Random(seed)
         # Callbacks fire from timers; a generator of their own keeps their timing from shifting
         # the faults that requests see.
         self._callback_rng = random.Random(f"callbacks-{seed}")
         self.slow_seconds = slow_seconds
         self.injected: Counter[str] = Counter()
+
+    def set_probabilities(self, probabilities: Mapping[str, float]) -> None:
+        """Replace the fault probabilities (already validated); the generators carry on."""
+        self._probabilities = {name: p for name, p in probabilities.items() if p > 0}
 
     def _draw(self, rng: random.Random, name: str) -> bool:
         probability = self._probabilities.get(name)
@@ -92,14 +99,16 @@ DOWNLOAD_RESET = web.RequestKey("sandbox_download_reset", bool)
 """Set on a storage GET whose connection must drop mid-body; the storage handler does it."""
 
 
-async def drop_connection(request: web.Request, *, read_bytes: int = 0) -> web.Response:
-    """Abort the connection without answering, after reading up to `read_bytes` of the body."""
+async def drop_connection(request: web.Request, *, read_bytes: int = 0) -> None:
+    """Abort the connection without answering, after reading up to `read_bytes` of the body.
+
+    Whatever the handler returns afterwards never reaches the client: aiohttp fails to write it
+    to the aborted transport and drops it quietly.
+    """
     if read_bytes and request.can_read_body:
         await request.content.read(read_bytes)
     if request.transport is not None:
         request.transport.abort()
-    # Nothing reaches the client: aiohttp fails to write this and drops it quietly.
-    return web.Response(status=500)
 
 
 @web.middleware
@@ -116,7 +125,9 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if faults.error_status is not None:
         injector.record("error_5xx")
         if storage:
-            return s3_error(faults.error_status, "InternalError", "We encountered an internal error.")
+            return s3_error(
+                faults.error_status, "InternalError", "We encountered an internal error."
+            )
         return detail_error(faults.error_status, "Internal server error (injected)")
     if faults.throttle:
         injector.record("throttle_429")
@@ -132,5 +143,6 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
             request[DOWNLOAD_RESET] = True
             return await handler(request)
         injector.record("reset")
-        return await drop_connection(request, read_bytes=RESET_READ_BYTES if storage else 0)
+        await drop_connection(request, read_bytes=RESET_READ_BYTES if storage else 0)
+        return web.Response(status=500)
     return await handler(request)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 
 def data(payload: dict[str, Any], *, status: int = 200) -> web.Response:
@@ -13,7 +14,9 @@ def data(payload: dict[str, Any], *, status: int = 200) -> web.Response:
     return web.json_response({"data": payload}, status=status)
 
 
-def detail_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+def detail_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
     """An error shaped `{"detail": "..."}`, as Imagen's older routes answer."""
     return web.json_response({"detail": message}, status=status, headers=headers)
 
@@ -31,6 +34,26 @@ def s3_error(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
     )
-    return web.Response(
-        status=status, text=body, content_type="application/xml", headers=headers
-    )
+    return web.Response(status=status, text=body, content_type="application/xml", headers=headers)
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with `response`; `error_middleware` answers it."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def fail(response: web.Response) -> NoReturn:
+    """Stop the handler here and answer with `response`."""
+    raise ApiError(response)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer the response carried by an ApiError."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response

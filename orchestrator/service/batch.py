@@ -17,7 +17,7 @@ from orchestrator.store.migrate import ensure_schema, is_up_to_date
 from orchestrator.store.models import Job, Photo
 from orchestrator.store.queries import Store, process_owner
 from orchestrator.transfer.limits import parse_rate
-from orchestrator.transfer.manager import TransferSettings, Transfers, make_session
+from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
 from orchestrator.workflow.context import EngineConfig
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.planning import RunRequest, plan_jobs

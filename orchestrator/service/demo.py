@@ -27,11 +27,7 @@ class DemoMismatch(RuntimeError):
 async def run_demo(progress: ProgressSink, *, keep: Path | None = None) -> tuple[BatchResult, int]:
     """Make a sample shoot, run it with export against the sandbox, verify every output."""
     with tempfile.TemporaryDirectory(prefix="orchestrator-demo-") as scratch:
-        base = keep.resolve() if keep else Path(scratch)
-        shoot = base / "shoot"
-        shoot.mkdir(parents=True, exist_ok=True)
-        if not any(shoot.iterdir()):
-            make_sample_shoot(shoot)
+        base, shoot = _prepare_shoot(keep or Path(scratch))
         sandbox = await start_sandbox(SandboxConfig(edit_seconds=DEMO_EDIT_SECONDS))
         try:
             settings = Settings(
@@ -44,6 +40,16 @@ async def run_demo(progress: ProgressSink, *, keep: Path | None = None) -> tuple
         finally:
             await sandbox.close()
         return result, verified
+
+
+def _prepare_shoot(base: Path) -> tuple[Path, Path]:
+    """The demo folder and its shoot, with sample photos made on first use."""
+    base = base.resolve()
+    shoot = base / "shoot"
+    shoot.mkdir(parents=True, exist_ok=True)
+    if not any(shoot.iterdir()):
+        make_sample_shoot(shoot)
+    return base, shoot
 
 
 def verify_against_ledger(result: BatchResult, ledger: dict[str, Any]) -> int:

@@ -1,0 +1,1 @@
+"""Presigned uploads and downloads: streamed, verified, atomic, retried, globally limited."""

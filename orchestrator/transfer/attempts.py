@@ -1,4 +1,4 @@
-"""One file's attempts: policy retries, fresh links after a 403, a concurrency slot, AIMD signals."""
+"""One file's attempts: policy retries, fresh links after a 403, a concurrency slot, AIMD."""
 
 from __future__ import annotations
 

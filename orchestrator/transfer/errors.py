@@ -58,7 +58,7 @@ class VerificationFailed(TransferError):
 
 
 class OutputUnwritable(TransferError):
-    """The output folder cannot take the file (full, read-only, no permission): fatal for the job."""
+    """The output folder cannot take the file (full, read-only, no access): fatal for the job."""
 
     def __init__(self, folder: Path, cause: OSError) -> None:
         super().__init__(f"cannot write to output folder {folder}: {cause.strerror or cause}")

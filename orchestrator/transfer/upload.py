@@ -76,7 +76,7 @@ class FileUpload:
         # The link is signed for an empty Content-Type. Giving the header explicitly (empty)
         # stops aiohttp from filling in the payload's application/octet-stream; skipping the
         # auto header too keeps it out even if a future aiohttp dropped empty values.
-        headers = {hdrs.CONTENT_TYPE: "", hdrs.CONTENT_LENGTH: str(self._size)}
+        headers: dict[str, str] = {hdrs.CONTENT_TYPE: "", hdrs.CONTENT_LENGTH: str(self._size)}
         if self._md5 is not None:
             headers["Content-MD5"] = md5_base64(self._md5)
         try:

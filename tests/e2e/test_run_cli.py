@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
-from tests.helpers import cli_env, leftovers, ledger, md5_of, orchestrator, sandbox_process
+from tests.helpers import cli_env, ledger, leftovers, md5_of, orchestrator, sandbox_process
 
 RAW_PROFILE, JPEG_PROFILE = "1001", "2001"
 

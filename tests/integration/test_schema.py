@@ -183,19 +183,25 @@ async def test_upgrades_in_one_process_take_turns(db_url: str) -> None:
 
 async def test_upgrades_from_several_processes_take_turns(db_url: str) -> None:
     # Several daemons starting at once on one new database: only the database's own locking
-    # (SQLite's write lock, a Postgres advisory lock) keeps separate processes apart.
-    code = "import asyncio, sys; from orchestrator.store.migrate import upgrade; " \
-        "asyncio.run(upgrade(sys.argv[1]))"
+    # (SQLite's write lock, a Postgres advisory lock) keeps separate processes apart. Each child
+    # waits for a line on stdin after its imports, so the upgrades really start together.
+    code = (
+        "import asyncio, sys\n"
+        "from orchestrator.store.migrate import upgrade\n"
+        "sys.stdin.readline()\n"
+        "asyncio.run(upgrade(sys.argv[1]))\n"
+    )
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, db_url, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-c", code, db_url,
+            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        for _ in range(3)
+        for _ in range(4)
     ]
-    for process in processes:
-        _, stderr = await process.communicate()
-        assert process.returncode == 0, stderr.decode()
+    results = await asyncio.gather(*(process.communicate(b"go\n") for process in processes))
 
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr.decode()
     assert await current_revision(db_url) == head_revision()
     assert await diff_of(db_url) == []
 

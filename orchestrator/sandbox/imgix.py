@@ -1,0 +1,249 @@
+"""A fake of the imgix Management API under /imgix/api/v1: upload, asset metadata, purge.
+
+Bearer auth with any non-empty key; JSON:API documents (`application/vnd.api+json`), errors as
+`{"errors": [{status, title, detail}]}`. Uploads keep only size and md5, never the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import hdrs, web
+from yarl import URL
+
+PREFIX = "/imgix/api/v1"
+JSON_API = "application/vnd.api+json"
+MAX_UPLOAD_BYTES = 30 * 1000 * 1000
+PURGE_REPEAT_SECONDS = 10.0
+WRITABLE = frozenset({"categories", "custom_fields", "description", "name"})
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class ImgixAsset:
+    """One uploaded asset and its metadata."""
+
+    source_id: str
+    origin_path: str
+    content_type: str
+    size: int
+    md5_hex: str
+    uploads: int = 1
+    created: int = field(default_factory=lambda: int(time.time()))
+    modified: int = field(default_factory=lambda: int(time.time()))
+    attributes: dict[str, Any] = field(
+        default_factory=lambda: {
+            "categories": [],
+            "custom_fields": {},
+            "description": None,
+            "name": None,
+        }
+    )
+
+    def document(self) -> dict[str, Any]:
+        """The asset's JSON:API document."""
+        return {
+            "data": {
+                "id": f"{self.source_id}/{self.origin_path}",
+                "type": "assets",
+                "attributes": {
+                    **self.attributes,
+                    "origin_path": f"/{self.origin_path}",
+                    "source_id": self.source_id,
+                    "content_type": self.content_type,
+                    "file_size": self.size,
+                    "media_kind": "IMAGE",
+                    "uploaded_by_api": True,
+                    "date_created": self.created,
+                    "date_modified": self.modified,
+                },
+            },
+            "jsonapi": {"version": "1.0"},
+        }
+
+
+class ImgixState:
+    """Assets and purges of the fake imgix account."""
+
+    def __init__(self) -> None:
+        self.assets: dict[str, ImgixAsset] = {}
+        self.purges: list[str] = []
+        self._last_purge: dict[str, float] = {}
+
+    def purge_is_repeat(self, url: str) -> bool:
+        """Record a purge of `url`; True if the same URL was purged moments ago."""
+        now = time.monotonic()
+        last = self._last_purge.get(url)
+        if last is not None and now - last < PURGE_REPEAT_SECONDS:
+            return True
+        self._last_purge[url] = now
+        self.purges.append(url)
+        return False
+
+    def ledger(self) -> dict[str, Any]:
+        """What the ledger reports about imgix."""
+        return {
+            "assets": {
+                asset_id: {
+                    "uploads": asset.uploads,
+                    "size": asset.size,
+                    "md5": asset.md5_hex,
+                    **asset.attributes,
+                }
+                for asset_id, asset in self.assets.items()
+            },
+            "purges": list(self.purges),
+        }
+
+
+IMGIX = web.AppKey("sandbox_imgix", ImgixState)
+
+
+def _document(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status, content_type=JSON_API)
+
+
+def _error(status: int, title: str, detail: str) -> web.Response:
+    error = {"status": str(status), "title": title, "detail": detail, "id": uuid.uuid4().hex}
+    return _document({"errors": [error]}, status)
+
+
+def _authorised(request: web.Request) -> bool:
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
+UNAUTHORISED = ("Unauthorized", "Send your API key as 'Authorization: Bearer <key>'")
+
+
+def _asset_id(request: web.Request) -> str:
+    return f"{request.match_info['source_id']}/{request.match_info['origin_path']}"
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.text())
+    except json.JSONDecodeError:
+        return None
+
+
+async def upload(request: web.Request) -> web.Response:
+    """POST /imgix/api/v1/sources/{source_id}/upload/{origin_path}[?overwrite=true], raw body"""
+    if not _authorised(request):
+        return _error(401, *UNAUTHORISED)
+    state = request.app[IMGIX]
+    asset_id = _asset_id(request)
+    existing = state.assets.get(asset_id)
+    if existing is not None and request.query.get("overwrite", "").lower() != "true":
+        return _error(409, "Conflict", f"An asset already exists at {asset_id}; use overwrite=true")
+    md5 = hashlib.md5()
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        md5.update(chunk)
+        size += len(chunk)
+        if size > MAX_UPLOAD_BYTES:
+            return _error(413, "Payload Too Large", "Files over 30 MB need the multipart upload")
+    if not size:
+        return _error(400, "Bad Request", "The upload body is empty")
+    asset = ImgixAsset(
+        source_id=request.match_info["source_id"],
+        origin_path=request.match_info["origin_path"],
+        content_type=request.headers.get(hdrs.CONTENT_TYPE) or "application/octet-stream",
+        size=size,
+        md5_hex=md5.hexdigest(),
+    )
+    if existing is not None:
+        asset.uploads = existing.uploads + 1
+        asset.created = existing.created
+        asset.attributes = existing.attributes
+    state.assets[asset_id] = asset
+    return _document(asset.document())
+
+
+async def get_asset(request: web.Request) -> web.Response:
+    """GET /imgix/api/v1/sources/{source_id}/assets/{origin_path}"""
+    if not _authorised(request):
+        return _error(401, *UNAUTHORISED)
+    asset = request.app[IMGIX].assets.get(_asset_id(request))
+    if asset is None:
+        return _error(404, "Not Found", f"No asset at {_asset_id(request)}")
+    return _document(asset.document())
+
+
+def _attribute_problem(name: str, value: Any) -> str | None:
+    if name not in WRITABLE:
+        return f"Attribute '{name}' is read-only or unknown"
+    if name == "categories":
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    elif name == "custom_fields":
+        ok = isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+    else:
+        ok = value is None or isinstance(value, str)
+    return None if ok else f"Attribute '{name}' has the wrong type"
+
+
+async def patch_asset(request: web.Request) -> web.Response:
+    """PATCH /imgix/api/v1/sources/{source_id}/assets/{origin_path}: replaces each sent attribute"""
+    if not _authorised(request):
+        return _error(401, *UNAUTHORISED)
+    asset_id = _asset_id(request)
+    asset = request.app[IMGIX].assets.get(asset_id)
+    if asset is None:
+        return _error(404, "Not Found", f"No asset at {asset_id}")
+    body = await _json(request)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or data.get("type") != "assets":
+        return _error(400, "Bad Request", 'Send {"data": {"id", "type": "assets", "attributes"}}')
+    if data.get("id", asset_id) != asset_id:
+        return _error(409, "Conflict", f"Document id does not match {asset_id}")
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        return _error(400, "Bad Request", "attributes must be an object")
+    for name, value in attributes.items():
+        if problem := _attribute_problem(name, value):
+            return _error(400, "Bad Request", problem)
+    asset.attributes.update(attributes)
+    asset.modified = int(time.time())
+    return _document(asset.document())
+
+
+async def purge(request: web.Request) -> web.Response:
+    """POST /imgix/api/v1/purge with {"data": {"attributes": {"url"}, "type": "purges"}}"""
+    if not _authorised(request):
+        return _error(401, *UNAUTHORISED)
+    body = await _json(request)
+    data = body.get("data") if isinstance(body, dict) else None
+    attributes = data.get("attributes") if isinstance(data, dict) else None
+    url = attributes.get("url") if isinstance(attributes, dict) else None
+    if not isinstance(data, dict) or data.get("type") != "purges" or not isinstance(url, str):
+        return _error(
+            400, "Bad Request", 'Send {"data": {"attributes": {"url": ...}, "type": "purges"}}'
+        )
+    if URL(url).scheme not in ("http", "https") or not URL(url).host:
+        return _error(400, "Bad Request", "url must be an absolute http(s) URL")
+    if request.app[IMGIX].purge_is_repeat(url):
+        return _error(409, "Conflict", "This URL was purged moments ago")
+    purge_id = uuid.uuid4().hex
+    return _document(
+        {
+            "data": {
+                "id": purge_id,
+                "type": "purges",
+                "attributes": {"purge_id": purge_id, "url": url},
+            }
+        }
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register the imgix routes."""
+    router.add_post(f"{PREFIX}/sources/{{source_id}}/upload/{{origin_path:.+}}", upload)
+    assets = f"{PREFIX}/sources/{{source_id}}/assets/{{origin_path:.+}}"
+    router.add_get(assets, get_asset)
+    router.add_patch(assets, patch_asset)
+    router.add_post(f"{PREFIX}/purge", purge)

@@ -1,0 +1,106 @@
+"""Accepted edits and exports run here: outputs written off the loop, settled on time, called back.
+
+Each run is one background task scheduled when the request is accepted. It writes the outputs
+in a worker thread, sleeps until the job's deadline, settles the job and sends the callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.sandbox.context import ImagenContext
+from orchestrator.sandbox.edit_rules import EditSettings
+from orchestrator.sandbox.jobs import Job
+from orchestrator.sandbox.outputs import OutputError, write_edit_outputs, write_export_outputs
+from orchestrator.sandbox.state import EditInput, OutputFile, Project
+
+STOPPED = "The sandbox stopped before the job finished"
+
+
+def freeze_inputs(project: Project, folder: Path) -> list[EditInput]:
+    """Hard-link every uploaded file into `folder`, so later uploads cannot change this edit."""
+    folder.mkdir(parents=True)
+    inputs = []
+    for index, stored in enumerate(project.files.values()):
+        if not stored.uploads_completed or stored.md5_hex is None:
+            continue
+        pinned = folder / f"{index:06d}"
+        os.link(stored.path, pinned)
+        inputs.append(EditInput(name=stored.name, path=pinned, md5_hex=stored.md5_hex))
+    return inputs
+
+
+Writer = Callable[[list[EditInput], Path, EditSettings], dict[str, OutputFile]]
+
+
+async def _produce(
+    write: Writer, project: Project, folder: Path, settings: EditSettings
+) -> tuple[dict[str, OutputFile], str | None]:
+    try:
+        return await asyncio.to_thread(write, project.edit_inputs, folder, settings), None
+    except (OutputError, OSError) as error:
+        return {}, str(error)
+
+
+async def _finish(
+    context: ImagenContext,
+    project: Project,
+    job: Job,
+    action: str,
+    outputs: dict[str, OutputFile],
+    failure: str | None,
+) -> None:
+    """At the deadline: publish the outputs, settle the job, call back."""
+    await job.wait_due()
+    # A failed run may have been superseded by a new request meanwhile; only the current one
+    # publishes its outputs.
+    if action == "edit" and project.edit is job:
+        project.edit_outputs = outputs
+    elif action == "export" and project.export is job:
+        project.export_outputs = outputs
+    job.settle(failure)
+    settings = project.settings
+    if settings is not None and settings.callback_url:
+        context.callbacks.notify(
+            settings.callback_url,
+            project_uuid=project.uuid,
+            action=action,
+            status="Failed" if failure else "Completed",
+        )
+
+
+async def run_edit(
+    context: ImagenContext, project: Project, job: Job, settings: EditSettings, folder: Path
+) -> None:
+    """Produce the edit outputs of `project` and settle `job` at its deadline."""
+    try:
+        outputs, failure = await _produce(write_edit_outputs, project, folder, settings)
+        await _finish(context, project, job, "edit", outputs, failure)
+    except asyncio.CancelledError:
+        job.settle(STOPPED)
+        raise
+
+
+async def run_export(
+    context: ImagenContext,
+    project: Project,
+    job: Job,
+    settings: EditSettings,
+    folder: Path,
+    *,
+    after: Job,
+) -> None:
+    """Produce the export of `project` once the edit `after` has succeeded; settle `job` on time."""
+    try:
+        await after.wait_settled()
+        if after.failed:
+            await _finish(context, project, job, "export", {}, "The edit failed")
+            return
+        outputs, failure = await _produce(write_export_outputs, project, folder, settings)
+        await _finish(context, project, job, "export", outputs, failure)
+    except asyncio.CancelledError:
+        job.settle(STOPPED)
+        raise

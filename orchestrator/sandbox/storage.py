@@ -1,0 +1,270 @@
+"""The fake S3 behind Imagen's presigned links: PUT uploads, GET/HEAD downloads, S3-style errors.
+
+Uploads are refused, as S3 refuses them, when:
+- the request carries `x-api-key` (400: a client leaking its Imagen key to storage);
+- the link is missing, tampered with (403 SignatureDoesNotMatch) or expired (403 AccessDenied);
+- the body is chunked (501) or has no Content-Length (411);
+- a non-empty Content-Type is sent (403 SignatureDoesNotMatch): links are signed for an empty
+  one. The official SDK (httpx, `content=bytes`) sends no Content-Type, so it passes; aiohttp's
+  default `application/octet-stream` does not;
+- the link was issued with an md5 and `Content-MD5` is missing or different (403, it is signed),
+  or `Content-MD5` does not match the body (400 BadDigest).
+Bodies stream to a temporary file and replace the stored one only when complete and verified.
+
+Downloads answer like S3: `ETag` is the quoted md5 of the whole object, `If-Match`,
+`If-None-Match` and `If-Range` are judged against it, ranges give 206. HEAD is accepted with a
+GET link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aiofiles
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import ETAG_ANY
+from multidict import CIMultiDict
+
+from orchestrator.sandbox.context import IMAGEN
+from orchestrator.sandbox.faults import DOWNLOAD_RESET, FAULTS, drop_connection
+from orchestrator.sandbox.responses import fail, s3_error
+from orchestrator.sandbox.signing import LinkCheck, storage_path
+from orchestrator.sandbox.state import OutputFile, Project
+
+WRITE_CHUNK = 1024 * 1024
+TRUNCATED_BYTES = 256 * 1024  # the most a reset download sends before the connection drops
+CONDITIONAL_HEADERS = (hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_RANGE)
+
+
+def _authorise(request: web.Request, method: str, area: str) -> Project:
+    """Refuse leaked API keys and bad links; the project the link points into."""
+    if "x-api-key" in request.headers:
+        fail(
+            s3_error(400, "InvalidArgument", "Storage requests must not carry an x-api-key header")
+        )
+    context = request.app[IMAGEN]
+    project_uuid = request.match_info["project"]
+    path = storage_path(project_uuid, area, request.match_info["file_name"])
+    check = context.signer.check(method, path, request.query)
+    if check is LinkCheck.MISSING:
+        fail(
+            s3_error(
+                403,
+                "AccessDenied",
+                "Query-string authentication requires X-Signature and X-Expires",
+            )
+        )
+    if check is LinkCheck.BAD_SIGNATURE:
+        fail(
+            s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        )
+    if check is LinkCheck.EXPIRED:
+        fail(s3_error(403, "AccessDenied", "Request has expired"))
+    project = context.projects.get(project_uuid)
+    if project is None:
+        fail(s3_error(404, "NoSuchBucket", "The specified bucket does not exist"))
+    return project
+
+
+def _announced_digest(request: web.Request) -> bytes | None:
+    """The md5 the client announced in Content-MD5, checked against what the link was signed for."""
+    signed = request.query.get("X-Md5", "")
+    sent = request.headers.get("Content-MD5")
+    if signed and sent != signed:
+        fail(
+            s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The link was signed for a Content-MD5 header this request does not carry",
+            )
+        )
+    if sent is None:
+        return None
+    try:
+        digest = base64.b64decode(sent, validate=True)
+    except binascii.Error:
+        digest = b""
+    if len(digest) != 16:
+        fail(s3_error(400, "InvalidDigest", "The Content-MD5 you specified was invalid."))
+    return digest
+
+
+def _check_upload_headers(request: web.Request) -> None:
+    if "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower():
+        fail(
+            s3_error(
+                501,
+                "NotImplemented",
+                "A header you provided implies functionality that is not implemented",
+            )
+        )
+    if request.content_length is None:
+        fail(
+            s3_error(
+                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
+            )
+        )
+    if request.headers.get(hdrs.CONTENT_TYPE, "").strip():
+        fail(
+            s3_error(403, "SignatureDoesNotMatch", "The link was signed for an empty Content-Type")
+        )
+
+
+async def _receive(request: web.Request, partial: Path) -> tuple[bytes, int]:
+    """Stream the body into `partial` in bounded chunks; its md5 digest and size."""
+    md5 = hashlib.md5()
+    size = 0
+    buffer = bytearray()
+    async with aiofiles.open(partial, "wb") as out:
+        async for chunk in request.content.iter_chunked(WRITE_CHUNK):
+            md5.update(chunk)
+            size += len(chunk)
+            buffer += chunk
+            if len(buffer) >= WRITE_CHUNK:
+                await out.write(bytes(buffer))
+                buffer.clear()
+        await out.write(bytes(buffer))
+    return md5.digest(), size
+
+
+async def upload(request: web.Request) -> web.Response:
+    """PUT /_storage/{project}/upload/{file_name}?X-Expires=&X-Signature=&X-Md5="""
+    project = _authorise(request, "PUT", "upload")
+    _check_upload_headers(request)
+    announced = _announced_digest(request)
+    stored = project.files.get(request.match_info["file_name"])
+    if stored is None:
+        return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+    # A temporary name per PUT: concurrent or interrupted uploads never touch the stored file.
+    partial = stored.path.with_name(f"{stored.path.name}.{uuid.uuid4().hex}.part")
+    try:
+        digest, size = await _receive(request, partial)
+        if size != request.content_length:
+            return s3_error(
+                400,
+                "IncompleteBody",
+                "You did not provide the number of bytes specified by the Content-Length header",
+            )
+        if announced is not None and digest != announced:
+            return s3_error(
+                400, "BadDigest", "The Content-MD5 you specified did not match what we received."
+            )
+        os.replace(partial, stored.path)
+    finally:
+        partial.unlink(missing_ok=True)
+    stored.uploads_completed += 1
+    stored.size = size
+    stored.md5_hex = digest.hex()
+    return web.Response(status=200, headers={hdrs.ETAG: f'"{stored.md5_hex}"'})
+
+
+class StoredObjectResponse(web.FileResponse):
+    """A FileResponse that speaks S3's conditional GETs against the object's md5 ETag.
+
+    FileResponse judges If-Match/If-None-Match against its own mtime-size ETag and reads If-Range
+    as a date only, so those headers are decided in the handler and hidden from it here;
+    `set_content_etag` (an on_response_prepare hook) puts the md5 ETag on the wire.
+    """
+
+    def __init__(
+        self, output: OutputFile, *, drop_range: bool, on_sent: Callable[[], None]
+    ) -> None:
+        super().__init__(output.path, headers={hdrs.CONTENT_TYPE: output.content_type})
+        self.content_etag = f'"{output.md5_hex}"'
+        self._size = output.size
+        self._drop_range = drop_range
+        self._on_sent = on_sent
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        headers = CIMultiDict(request.headers)
+        for name in CONDITIONAL_HEADERS + ((hdrs.RANGE,) if self._drop_range else ()):
+            headers.popall(name, None)
+        writer = await super().prepare(request.clone(headers=headers))
+        if request.method == hdrs.METH_GET and self._reached_end():
+            self._on_sent()
+        return writer
+
+    def _reached_end(self) -> bool:
+        if self.status == 200:
+            return True
+        content_range = self.headers.get(hdrs.CONTENT_RANGE, "")
+        return self.status == 206 and content_range.endswith(f"-{self._size - 1}/{self._size}")
+
+
+async def set_content_etag(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: stored objects carry their md5 ETag, as S3 answers."""
+    if isinstance(response, StoredObjectResponse):
+        response.headers[hdrs.ETAG] = response.content_etag
+
+
+def _range_still_valid(request: web.Request, etag: str) -> bool:
+    """False when an entity-tag If-Range no longer matches, so the whole object must be sent."""
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if if_range is None or not if_range.lstrip().startswith(('"', "W/")):
+        return True
+    return if_range.strip() == etag
+
+
+async def _truncated(request: web.Request, output: OutputFile) -> web.StreamResponse:
+    """Send the headers and part of the body, then drop the connection (the reset fault)."""
+    response = web.StreamResponse(
+        headers={hdrs.CONTENT_TYPE: output.content_type, hdrs.ETAG: f'"{output.md5_hex}"'}
+    )
+    response.content_length = output.size
+    await response.prepare(request)
+    async with aiofiles.open(output.path, "rb") as source:
+        await response.write(await source.read(min(TRUNCATED_BYTES, output.size // 2)))
+    await drop_connection(request)
+    return response
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """GET or HEAD /_storage/{project}/{edit|export}/{file_name}?X-Expires=&X-Signature="""
+    area = request.match_info["area"]
+    project = _authorise(request, "GET", area)
+    name = request.match_info["file_name"]
+    output = project.outputs(area).get(name)
+    if output is None:
+        return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+    etag = f'"{output.md5_hex}"'
+    if request.get(DOWNLOAD_RESET):
+        request.app[FAULTS].record("reset")
+        return await _truncated(request, output)
+    if_match = request.if_match
+    if if_match is not None and not any(
+        tag.value in (ETAG_ANY, output.md5_hex) and not tag.is_weak for tag in if_match
+    ):
+        return s3_error(
+            412,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    if_none_match = request.if_none_match
+    if if_none_match is not None and any(
+        tag.value in (ETAG_ANY, output.md5_hex) for tag in if_none_match
+    ):
+        return web.Response(status=304, headers={hdrs.ETAG: etag})
+
+    def sent() -> None:
+        project.downloads_completed[area][name] += 1
+
+    return StoredObjectResponse(
+        output, drop_range=not _range_still_valid(request, etag), on_sent=sent
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register the storage routes (GET also answers HEAD)."""
+    router.add_put("/_storage/{project}/upload/{file_name}", upload)
+    router.add_get("/_storage/{project}/{area:edit|export}/{file_name}", download)

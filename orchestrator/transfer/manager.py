@@ -1,0 +1,167 @@
+"""The transfers front door: settings, the process-wide session, and upload/download of one file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from orchestrator.retry import RetryPolicy
+from orchestrator.transfer.attempts import LinkSource, RetryReporter, attempt_until_done
+from orchestrator.transfer.download import FileDownload
+from orchestrator.transfer.limits import AdaptiveLimiter, RateLimiter
+from orchestrator.transfer.upload import FileUpload
+
+__all__ = [
+    "TRANSFER_RETRY",
+    "DownloadResult",
+    "LinkSource",
+    "TransferSettings",
+    "Transfers",
+    "UploadResult",
+    "make_session",
+    "transfer_timeout",
+]
+
+TRANSFER_RETRY = RetryPolicy(initial_interval=1.0, maximum_interval=60.0, maximum_attempts=8)
+"""Default retries for one file: up to 8 attempts, backing off from about 1 s to at most 60 s."""
+
+READ_BUFFER_SIZE = 2 * 1024 * 1024
+"""Per-response read buffer: large enough that a fast download is not woken per small packet."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferSettings:
+    """How transfers behave: concurrency, chunking, bandwidth, timeouts and retries."""
+
+    concurrency: int = 8
+    """Most transfers at once, for the whole process (throttling may lower it for a while)."""
+    chunk_size: int = 1024 * 1024
+    """Bytes read from or written to disk at a time."""
+    bwlimit: float | None = None
+    """Bandwidth cap in bytes per second over all transfers; None for none."""
+    connect_timeout: float = 30.0
+    """Seconds to open a connection."""
+    read_timeout: float = 120.0
+    """Seconds storage may stay silent; there is no limit on a whole transfer."""
+    retry: RetryPolicy = TRANSFER_RETRY
+    """Attempts and backoff for each file."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.bwlimit is not None and self.bwlimit <= 0:
+            raise ValueError(f"bwlimit must be positive, got {self.bwlimit}")
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """A finished upload: storage's ETag header as sent (quotes included), and attempts used."""
+
+    etag: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A verified download at its final path.
+
+    `resumed_from` is how many bytes were already on disk when the successful request started
+    (the whole size when the file was already in place); `attempts` is 0 in that case.
+    """
+
+    path: Path
+    size: int
+    md5_hex: str
+    resumed_from: int
+    attempts: int
+
+
+def transfer_timeout(settings: TransferSettings) -> aiohttp.ClientTimeout:
+    """Timeouts for transfers: to connect and between reads, never on the whole (long) transfer."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                 sock_read=settings.read_timeout)
+
+
+def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
+    """The one HTTP session of the process, tuned for transfers; the caller closes it.
+
+    No connection cap (the AdaptiveLimiter bounds transfers, and the Imagen client shares the
+    pool), cached DNS, large read buffers, and bodies kept exactly as stored. Must not be given
+    default headers such as the API key: they would go to storage with every transfer.
+    """
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, timeout=transfer_timeout(settings),
+                                 read_bufsize=READ_BUFFER_SIZE, auto_decompress=False)
+
+
+class Transfers:
+    """Uploads and downloads files through presigned links, sharing limits process-wide.
+
+    `on_retry(file_name, attempt, reason, delay)` hears of every retry; `sleep` is how backoff
+    waits (tests pass a fake).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, settings: TransferSettings, *,
+                 on_retry: RetryReporter | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if any(name.lower() == "x-api-key" for name in session.headers):
+            raise ValueError("the transfer session must not carry the API key as a default "
+                             "header: it would be sent to storage")
+        self._session = session
+        self._settings = settings
+        self._on_retry = on_retry
+        self._sleep = sleep
+        self._timeout = transfer_timeout(settings)
+        self.limiter = AdaptiveLimiter(settings.concurrency)
+        self.rate = RateLimiter(settings.bwlimit)
+
+    async def upload(self, path: Path, *, link: LinkSource, size: int, md5: bytes | None,
+                     on_bytes: Callable[[int], None] | None = None) -> UploadResult:
+        """PUT the file at `path` (recorded as `size` bytes, `md5` raw digest if sent for the link).
+
+        Raises SourceChanged, TransferFailed (permanent, or retries exhausted).
+        """
+        upload = FileUpload(self._session, path=path, size=size, md5=md5,
+                            chunk_size=self._settings.chunk_size, rate=self.rate,
+                            timeout=self._timeout,
+                            retryable_statuses=self._settings.retry.retryable_statuses,
+                            on_bytes=on_bytes)
+        etag, attempts = await attempt_until_done(
+            upload.file_name, upload.attempt, link=link, policy=self._settings.retry,
+            limiter=self.limiter, on_retry=self._on_retry, sleep=self._sleep)
+        return UploadResult(etag=etag, attempts=attempts)
+
+    async def download(self, *, link: LinkSource, folder: Path, file_name: str,
+                       expected_size: int | None = None, expected_md5_hex: str | None = None,
+                       on_bytes: Callable[[int], None] | None = None) -> DownloadResult:
+        """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
+
+        Raises TransferFailed (unsafe name, permanent, or retries exhausted), VerificationFailed,
+        OutputUnwritable.
+        """
+        download = FileDownload(self._session, folder=folder, file_name=file_name,
+                                expected_size=expected_size, expected_md5_hex=expected_md5_hex,
+                                chunk_size=self._settings.chunk_size, rate=self.rate,
+                                timeout=self._timeout,
+                                retryable_statuses=self._settings.retry.retryable_statuses,
+                                on_bytes=on_bytes)
+        existing = await download.prepare()
+        if existing is not None:
+            return DownloadResult(path=existing.path, size=existing.size,
+                                  md5_hex=existing.md5_hex, resumed_from=existing.resumed_from,
+                                  attempts=0)
+        try:
+            fetched, attempts = await attempt_until_done(
+                download.file_name, download.attempt, link=link, policy=self._settings.retry,
+                limiter=self.limiter, on_retry=self._on_retry, sleep=self._sleep)
+        except BaseException:
+            download.uncount()
+            raise
+        return DownloadResult(path=fetched.path, size=fetched.size, md5_hex=fetched.md5_hex,
+                              resumed_from=fetched.resumed_from, attempts=attempts)

@@ -1,0 +1,54 @@
+"""The transition table: the happy path is legal, everything else raises."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orchestrator.workflow.states import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    IllegalTransition,
+    JobState,
+    check_transition,
+)
+
+HAPPY_PATH = [
+    JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING, JobState.UPLOADED,
+    JobState.EDIT_REQUESTED, JobState.EDITING, JobState.EDITED, JobState.DOWNLOADING_EDITS,
+    JobState.EXPORT_REQUESTED, JobState.EXPORTING, JobState.EXPORTED,
+    JobState.DOWNLOADING_EXPORTS, JobState.TAGGING, JobState.DELIVERING, JobState.COMPLETED,
+]
+
+
+def test_happy_path_is_legal() -> None:
+    for current, new in itertools.pairwise(HAPPY_PATH):
+        check_transition(current, new)
+
+
+@pytest.mark.parametrize("skip_to", [JobState.COMPLETED, JobState.TAGGING,
+                                     JobState.DELIVERING])
+def test_stages_not_asked_for_can_be_skipped(skip_to: JobState) -> None:
+    check_transition(JobState.DOWNLOADING_EDITS, skip_to)
+
+
+def test_no_state_moves_backwards_or_jumps_ahead() -> None:
+    for current, new in itertools.product(HAPPY_PATH, HAPPY_PATH):
+        if HAPPY_PATH.index(new) <= HAPPY_PATH.index(current):
+            with pytest.raises(IllegalTransition):
+                check_transition(current, new)
+    with pytest.raises(IllegalTransition):
+        check_transition(JobState.UPLOADING, JobState.EDIT_REQUESTED)  # edit before upload
+    with pytest.raises(IllegalTransition):
+        check_transition(JobState.QUEUED, JobState.UPLOADING)
+
+
+def test_terminal_states_are_final_except_failed() -> None:
+    assert TRANSITIONS[JobState.COMPLETED] == frozenset()
+    assert TRANSITIONS[JobState.CANCELLED] == frozenset()
+    for state in JobState:
+        if state not in TERMINAL_STATES:
+            check_transition(state, JobState.FAILED)
+            check_transition(state, JobState.CANCELLED)
+    check_transition(JobState.FAILED, JobState.UPLOADING)  # `retry` goes back

@@ -1,0 +1,158 @@
+"""Concurrency (AIMD) and bandwidth limits of the transfers, and the rate syntax users type."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from orchestrator.transfer.limits import AdaptiveLimiter, RateLimiter, parse_rate
+
+
+async def test_slots_are_bounded_by_the_limit_and_served_in_order() -> None:
+    limiter = AdaptiveLimiter(2)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def worker(number: int) -> None:
+        async with limiter.slot():
+            order.append(number)
+            await release.wait()
+
+    tasks = [asyncio.create_task(worker(n)) for n in range(4)]
+    await asyncio.sleep(0.01)
+    assert limiter.in_flight == 2
+    assert order == [0, 1]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3]
+    assert limiter.in_flight == 0
+
+
+async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
+    limiter = AdaptiveLimiter(1)
+    async with limiter.slot():
+        waiter = asyncio.create_task(_hold(limiter))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    assert limiter.in_flight == 0
+    async with asyncio.timeout(1):
+        async with limiter.slot():
+            assert limiter.in_flight == 1
+
+
+async def _hold(limiter: AdaptiveLimiter) -> None:
+    async with limiter.slot():
+        await asyncio.sleep(10)
+
+
+def test_throttle_halves_once_per_burst_and_success_grows_back_slowly() -> None:
+    limiter = AdaptiveLimiter(16, minimum=2, increase_every=4, cooldown=0.05)
+
+    for _ in range(10):  # a burst of 429s within the cooldown is one signal
+        limiter.on_throttle()
+    assert limiter.limit == 8
+
+    for expected in (4, 2, 2):  # never below the minimum
+        time.sleep(0.06)
+        limiter.on_throttle()
+        assert limiter.limit == expected
+
+    for _ in range(3):
+        limiter.on_success()
+    assert limiter.limit == 2
+    limiter.on_success()
+    assert limiter.limit == 3
+    for _ in range(4 * 20):
+        limiter.on_success()
+    assert limiter.limit == 16  # never above the maximum
+
+
+def test_a_throttle_restarts_the_run_of_successes() -> None:
+    limiter = AdaptiveLimiter(8, increase_every=3)
+    limiter.on_throttle()
+    assert limiter.limit == 4
+    limiter.on_success()
+    limiter.on_success()
+    limiter.on_throttle()  # inside the cooldown: no halving, but the run is broken
+    assert limiter.limit == 4
+    limiter.on_success()
+    limiter.on_success()
+    assert limiter.limit == 4
+    limiter.on_success()
+    assert limiter.limit == 5
+
+
+async def test_a_raised_limit_wakes_waiters() -> None:
+    limiter = AdaptiveLimiter(2, increase_every=1)
+    limiter.on_throttle()
+    assert limiter.limit == 1
+    entered = asyncio.Event()
+    async with limiter.slot():
+        async def second() -> None:
+            async with limiter.slot():
+                entered.set()
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0.01)
+        assert not entered.is_set()
+        limiter.on_success()
+        await asyncio.wait_for(entered.wait(), 1)
+    await task
+
+
+def test_limiter_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        AdaptiveLimiter(0)
+    with pytest.raises(ValueError):
+        AdaptiveLimiter(4, minimum=5)
+
+
+async def test_rate_limiter_holds_the_cap() -> None:
+    rate = RateLimiter(4_000_000)
+    started = time.monotonic()
+    for _ in range(4):
+        await rate.consume(500_000)
+    assert time.monotonic() - started >= 0.45
+
+
+async def test_rate_limiter_shares_the_cap_between_consumers() -> None:
+    rate = RateLimiter(4_000_000)
+
+    async def consumer() -> None:
+        for _ in range(2):
+            await rate.consume(250_000)
+
+    started = time.monotonic()
+    await asyncio.gather(*(consumer() for _ in range(4)))
+    assert time.monotonic() - started >= 0.45
+
+
+async def test_unlimited_rate_never_waits() -> None:
+    rate = RateLimiter(None)
+    started = time.monotonic()
+    await rate.consume(10**12)
+    assert time.monotonic() - started < 0.1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("20M", 20_000_000),
+    ("20m", 20_000_000),
+    ("20MB", 20_000_000),
+    ("20MB/s", 20_000_000),
+    ("500k", 500_000),
+    ("1.5G", 1_500_000_000),
+    ("1000", 1000),
+    ("2MiB", 2 * 1024 * 1024),
+    (" 3 KiB/s ", 3 * 1024),
+])
+def test_parse_rate(text: str, expected: float) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "fast", "20X", "-5M", "0", "M20", "1.2.3M"])
+def test_parse_rate_refuses_with_a_clear_message(text: str) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate(text)
