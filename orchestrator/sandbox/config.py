@@ -65,6 +65,16 @@ def parse_faults(spec: str) -> dict[str, float]:
     return faults
 
 
+def check_faults(faults: Mapping[str, float]) -> dict[str, float]:
+    """`faults` as a plain dict if every name is known and every probability in 0..1."""
+    checked = {}
+    for name, probability in faults.items():
+        if name not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(FAULT_NAMES)}")
+        checked[name] = _probability(name, str(probability))
+    return checked
+
+
 def _probability(name: str, value: str) -> float:
     try:
         probability = float(value)
@@ -91,10 +101,7 @@ class SandboxConfig:
     profiles: tuple[Profile, ...] = DEFAULT_PROFILES
 
     def __post_init__(self) -> None:
-        for name, probability in self.faults.items():
-            if name not in FAULT_NAMES:
-                raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(FAULT_NAMES)}")
-            _probability(name, str(probability))
+        check_faults(self.faults)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
         for label, seconds in (

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from orchestrator.sandbox.config import check_faults
 from orchestrator.sandbox.responses import detail_error, s3_error
 
 REQUEST_FAULTS = ("error_5xx", "throttle_429", "reset", "slow", "expire_link")
@@ -146,3 +147,16 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         await drop_connection(request, read_bytes=RESET_READ_BYTES if storage else 0)
         return web.Response(status=500)
     return await handler(request)
+
+
+async def faults_route(request: web.Request) -> web.Response:
+    """PUT /_sandbox/faults with {name: probability}: switch faults on or off while running."""
+    try:
+        body = await request.json()
+        faults = check_faults(body) if isinstance(body, dict) else None
+    except ValueError as error:
+        return detail_error(400, str(error))
+    if faults is None:
+        return detail_error(400, "Send a JSON object of fault name to probability")
+    request.app[FAULTS].set_probabilities(faults)
+    return web.json_response({"faults": faults})

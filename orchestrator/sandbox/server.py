@@ -1,7 +1,8 @@
 """The sandbox on one port: Imagen under /v1, its storage, Imagga, imgix and the ledger.
 
 Routes: `/v1/...` (Imagen), `/_storage/...` (presigned links), `/imagga/v2/...`,
-`/imgix/api/v1/...` and `GET /_sandbox/ledger` (no auth, never faulted).
+`/imgix/api/v1/...`, and the control routes `GET /_sandbox/ledger` and `PUT /_sandbox/faults`
+(no auth, never faulted).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from yarl import URL
 
 from orchestrator.sandbox import imagen_api, imagen_jobs_api, imagga, imgix, storage
 from orchestrator.sandbox.callbacks import CallbackDispatcher
-from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.config import SandboxConfig, check_faults
 from orchestrator.sandbox.context import IMAGEN, ImagenContext
-from orchestrator.sandbox.faults import FAULTS, FaultInjector, fault_middleware
+from orchestrator.sandbox.faults import FAULTS, FaultInjector, fault_middleware, faults_route
 from orchestrator.sandbox.ledger import build_ledger, ledger_route
 from orchestrator.sandbox.responses import error_middleware
 from orchestrator.sandbox.signing import LinkSigner
@@ -62,6 +63,7 @@ def build_app(config: SandboxConfig, data_dir: Path) -> web.Application:
     imagga.add_routes(app.router)
     imgix.add_routes(app.router)
     app.router.add_get("/_sandbox/ledger", ledger_route)
+    app.router.add_put("/_sandbox/faults", faults_route)
     app.on_response_prepare.append(storage.set_content_etag)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -88,6 +90,10 @@ class RunningSandbox:
     def ledger(self) -> dict[str, Any]:
         """The same JSON as `GET /_sandbox/ledger`."""
         return build_ledger(self._app)
+
+    def set_faults(self, faults: Mapping[str, float]) -> None:
+        """Switch faults while running, as `PUT /_sandbox/faults` does; ValueError if invalid."""
+        self._app[FAULTS].set_probabilities(check_faults(faults))
 
     async def close(self) -> None:
         """Stop serving, cancel pending work, remove the temporary data folder; idempotent."""

@@ -117,11 +117,6 @@ class RateLimiter:
         self._tokens = 0.0
         self._stamp: float | None = None
 
-    @property
-    def bytes_per_second(self) -> float | None:
-        """The cap, or None when unlimited."""
-        return self._rate
-
     async def consume(self, n: int) -> None:
         """Account for `n` bytes, waiting as long as the cap requires."""
         if self._rate is None or n <= 0:

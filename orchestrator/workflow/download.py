@@ -148,8 +148,7 @@ async def _download_one(ctx: JobContext, links: LinkList, folder: Path, outputs:
                 file_name=name,
                 on_bytes=lambda n: ctx.progress.advanced(ctx.label, outputs.stage, nbytes=n))
         except OutputUnwritable as exc:
-            raise JobPaused(f"cannot write to {folder}: {exc}. Free space or fix "
-                            "permissions, then run again") from exc
+            raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
         except (TransferError, RetriesExhausted) as exc:
             last = str(exc)
             await ctx.event("retry", f"download of {name} failed: {last}", attempt=attempt)
