@@ -18,7 +18,13 @@ from orchestrator.imagen.errors import ImagenAuthError, ImagenError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
 from orchestrator.reporting import make_reporter
 from orchestrator.service import jobs as job_views
-from orchestrator.service.batch import BatchResult, ConfigError, open_store, run_batch
+from orchestrator.service.batch import (
+    BatchResult,
+    ConfigError,
+    open_store,
+    retry_and_drive,
+    run_batch,
+)
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.workflow.planning import PlanError, RunRequest
@@ -267,15 +273,26 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
 
 
 @app.command()
-def retry(job: JobArgument, json_output: JsonOption = False) -> None:
-    """Send a failed job back to where it stopped; its failed photos are tried again."""
+def retry(
+    job: JobArgument,
+    reset_only: Annotated[bool, typer.Option(
+        "--reset-only", help="Only send the job back; a daemon (or `run`) continues it.")]
+    = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Retry a failed job: only its failed photos and steps are done again."""
     cfg = settings()
-    found = run_async(lambda: with_store(cfg, lambda s: job_views.retry(s, job)))
-    if json_output:
-        print_json(job_views.job_summary(found, -1))
+    if reset_only:
+        found = run_async(lambda: with_store(cfg, lambda s: job_views.retry(s, job)))
+        if json_output:
+            print_json(job_views.job_summary(found, -1))
+        else:
+            out.print(f"{found.name} is back in state {found.state}")
         return
-    out.print(f"{found.name} is back in state {found.state}; continue with:\n"
-              f"  orchestrator run {found.source}")
+    with make_reporter(json_mode=json_output) as reporter:
+        result = run_async(lambda: retry_and_drive(job, cfg, reporter))
+    report_batch(result, json_output)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

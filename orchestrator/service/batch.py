@@ -91,24 +91,53 @@ async def imagen_session(settings: Settings) -> AsyncIterator[tuple[ImagenClient
         await session.close()
 
 
-async def run_batch(request: RunRequest, settings: Settings, progress: ProgressSink) -> BatchResult:
-    """Plan the folder's jobs and drive each to its end, concurrently."""
+@dataclass
+class Driving:
+    """An open job database, Imagen client and engine for one command."""
+
+    store: Store
+    client: ImagenClient
+    engine: Engine
+
+
+@asynccontextmanager
+async def driving(settings: Settings, progress: ProgressSink) -> AsyncIterator[Driving]:
+    """Everything a command needs to drive jobs, closed afterwards."""
     store = await open_store(settings)
     try:
         async with imagen_session(settings) as (client, transfers):
-            plan = await plan_jobs(store, client, request)
-            result = BatchResult(notes=list(plan.notes))
             engine = Engine(store=store, client=client, transfers=transfers, progress=progress,
                             config=engine_config(settings), owner=process_owner())
-            for note in plan.notes:
-                progress.note(request.source.name, note, level="warn")
-            result.outcomes = await drive_all(engine, plan.jobs, progress)
-            for outcome in result.outcomes:
-                photos = await store.photos(outcome.job.id)
-                result.failed_photos[outcome.job.id] = [p for p in photos if p.failed_reason]
-            return result
+            yield Driving(store, client, engine)
     finally:
         await store.close()
+
+
+async def run_batch(request: RunRequest, settings: Settings, progress: ProgressSink) -> BatchResult:
+    """Plan the folder's jobs and drive each to its end, concurrently."""
+    async with driving(settings, progress) as ready:
+        plan = await plan_jobs(ready.store, ready.client, request)
+        for note in plan.notes:
+            progress.note(request.source.name, note, level="warn")
+        outcomes = await drive_all(ready.engine, plan.jobs, progress)
+        return await _result(ready.store, outcomes, plan.notes)
+
+
+async def retry_and_drive(ref: str, settings: Settings, progress: ProgressSink) -> BatchResult:
+    """Send a failed job back to where it stopped and drive it to its end."""
+    async with driving(settings, progress) as ready:
+        job = await ready.store.resolve_job(ref)
+        job = await ready.store.retry_failed(job.id)
+        progress.note(job.name, f"retrying from {job.state}")
+        return await _result(ready.store, await drive_all(ready.engine, [job], progress), [])
+
+
+async def _result(store: Store, outcomes: list[Outcome], notes: list[str]) -> BatchResult:
+    result = BatchResult(outcomes=outcomes, notes=list(notes))
+    for outcome in outcomes:
+        photos = await store.photos(outcome.job.id)
+        result.failed_photos[outcome.job.id] = [p for p in photos if p.failed_reason]
+    return result
 
 
 async def drive_all(engine: Engine, jobs: list[Job], progress: ProgressSink) -> list[Outcome]:

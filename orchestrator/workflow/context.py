@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
 from orchestrator.progress import ProgressSink
@@ -35,6 +36,12 @@ class EngineConfig:
     """Transfer workers per stage (the global limiter still bounds what is in flight)."""
     lease_ttl: float = 60.0
     """Seconds a lease lasts without a heartbeat."""
+    wait_inline: bool = True
+    """Poll Imagen in this task while it works (`run`); else sleep in the database (daemon)."""
+    callback_base: str | None = None
+    """Public URL under which Imagen's callbacks reach us; none means polling only."""
+    pause_retry_seconds: float = 60.0
+    """When a paused job is tried again (daemon mode): Imagen down, disk full."""
 
 
 class JobFailed(Exception):
@@ -54,6 +61,14 @@ class JobPaused(Exception):
 
     For causes outside the job that the user can clear: Imagen unreachable, a full disk.
     """
+
+
+class JobWaiting(Exception):
+    """Imagen is still working: the job sleeps in the database until `delay` seconds pass."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"waiting {delay:.0f} s for Imagen")
+        self.delay = delay
 
 
 @dataclass
@@ -104,6 +119,7 @@ class JobContext:
     async def advance(self, new: JobState, message: str = "", **fields: Any) -> None:
         """Commit the move to `new` from the current state, then refresh the snapshot."""
         await self.store.advance(self.lease, self.state, new, message=message, **fields)
+        crash_point("after_checkpoint")
         await self.refresh()
 
     async def refresh(self) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.files import UnsafeFileName, safe_output_path
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
@@ -146,16 +147,22 @@ async def _download_one(ctx: JobContext, links: LinkList, folder: Path, outputs:
             result = await ctx.transfers.download(
                 link=lambda refresh: links.link(name, refresh, seen), folder=folder,
                 file_name=name,
-                on_bytes=lambda n: ctx.progress.advanced(ctx.label, outputs.stage, nbytes=n))
+                on_bytes=lambda n: _received(ctx, outputs, n))
         except OutputUnwritable as exc:
             raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
         except (TransferError, RetriesExhausted) as exc:
             last = str(exc)
             await ctx.event("retry", f"download of {name} failed: {last}", attempt=attempt)
             continue
+        crash_point("after_download")
         await ctx.store.mark_output(ctx.lease, photo.id, outputs.phase, name=name,
                                     size=result.size, md5=result.md5_hex)
         ctx.progress.advanced(ctx.label, outputs.stage, files=1)
         return
     await ctx.store.mark_photo_failed(ctx.lease, photo.id, outputs.phase, last)
     raise ItemFailed(f"{name}: {last}")
+
+
+def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:
+    ctx.progress.advanced(ctx.label, outputs.stage, nbytes=nbytes)
+    crash_point("mid_download")

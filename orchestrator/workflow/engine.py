@@ -6,15 +6,22 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import ImagenAuthError, ImagenError, ImagenUnavailable
 from orchestrator.progress import ProgressSink
-from orchestrator.store.models import Job
+from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import Lease, StaleLease, Store
 from orchestrator.transfer.manager import Transfers
 from orchestrator.workflow import download, processing
-from orchestrator.workflow.context import EngineConfig, JobContext, JobFailed, JobPaused
+from orchestrator.workflow.context import (
+    EngineConfig,
+    JobContext,
+    JobFailed,
+    JobPaused,
+    JobWaiting,
+)
 from orchestrator.workflow.project import create_project
 from orchestrator.workflow.states import TERMINAL_STATES, JobState
 from orchestrator.workflow.upload import upload_photos
@@ -47,10 +54,13 @@ STEPS: dict[JobState, Step] = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """How driving a job ended: its final snapshot and, if it stopped early, why."""
+    """How driving a job ended: its last snapshot and, if it stopped early, why."""
 
     job: Job
     paused: str | None = None
+    """Why the job stopped before the end (Imagen unreachable, disk full)."""
+    waiting: bool = False
+    """The job sleeps in the database until its wake_at (daemon mode)."""
 
 
 class Engine:
@@ -65,9 +75,13 @@ class Engine:
         self.config = config
         self.owner = owner
 
-    async def drive(self, job_id: str) -> Outcome:
-        """Drive the job until it completes, fails, is cancelled or must pause."""
-        lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
+    async def drive(self, job_id: str, *, lease: Lease | None = None) -> Outcome:
+        """Drive the job until it completes, fails, is cancelled, must pause or (daemon) wait.
+
+        Claims the job's lease unless the caller already holds one; gives it back at the end.
+        """
+        if lease is None:
+            lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
         ctx = JobContext(job=await self.store.get_job(job_id), lease=lease, store=self.store,
                          client=self.client, transfers=self.transfers, progress=self.progress,
                          config=self.config)
@@ -109,6 +123,11 @@ class Engine:
                 ctx.note(exc.reason, level="error")
             except ImagenAuthError:
                 raise
+            except JobWaiting as exc:
+                await ctx.store.update_job(ctx.lease, ctx.state, wake_at=utcnow() + timedelta(
+                    seconds=exc.delay))
+                await ctx.refresh()
+                return Outcome(ctx.job, waiting=True)
             except (JobPaused, ImagenUnavailable) as exc:
                 return await self._pause(ctx, str(exc))
             except ImagenError as exc:
@@ -119,9 +138,12 @@ class Engine:
         return Outcome(ctx.job)
 
     async def _pause(self, ctx: JobContext, reason: str) -> Outcome:
+        fields: dict[str, object] = {"last_error": reason}
+        if not self.config.wait_inline:
+            fields["wake_at"] = utcnow() + timedelta(seconds=self.config.pause_retry_seconds)
         with contextlib.suppress(StaleLease):
             await ctx.store.update_job(ctx.lease, JobState(
-                (await ctx.store.get_job(ctx.job.id)).state), last_error=reason)
+                (await ctx.store.get_job(ctx.job.id)).state), **fields)
         await ctx.event("paused", reason)
         await ctx.refresh()
         ctx.note(f"stopped for now: {reason}", level="error")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.errors import (
     ImagenAmbiguous,
     ImagenBadRequest,
     ImagenNotFound,
     ImagenUnavailable,
 )
-from orchestrator.imagen.models import TaskStatus
-from orchestrator.workflow.context import JobContext, JobFailed
+from orchestrator.imagen.models import EditOptions, TaskStatus
+from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
 from orchestrator.workflow.states import JobState
 
 AMBIGUOUS_CHECKS = 5
@@ -61,10 +64,12 @@ async def request(ctx: JobContext, process: Process) -> None:
                                 status=status.status)
             break
         try:
+            crash_point(f"before_{process.action}_request")
             if process is EDIT:
-                await ctx.client.start_edit(uuid, ctx.edit_options())
+                await ctx.client.start_edit(uuid, await _edit_options(ctx))
             else:
                 await ctx.client.start_export(uuid)
+            crash_point(f"after_{process.action}_request")
             break
         except ImagenAmbiguous as exc:
             await ctx.event("retry", f"{process.action} request unconfirmed ({exc}); "
@@ -111,8 +116,30 @@ async def wait(ctx: JobContext, process: Process) -> None:
             hours = ctx.config.wait_deadline / 3600
             raise JobFailed(f"the {stage} did not finish within {hours:g} h",
                             back_to=process.running)
+        if not ctx.config.wait_inline:
+            # Back off with the time already waited: a long edit is polled rarely.
+            elapsed = time.time() - ctx.job.updated_at.timestamp()
+            raise JobWaiting(min(ctx.config.poll_max,
+                                 max(ctx.config.poll_initial, elapsed / 4)))
         await ctx.nap(delay)
         delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
+
+
+async def _edit_options(ctx: JobContext) -> EditOptions:
+    """The edit request, with a fresh callback URL whose secret is stored only as a hash."""
+    options = ctx.edit_options()
+    if ctx.config.callback_base is None:
+        return options
+    secret = secrets.token_urlsafe(32)
+    await ctx.store.update_job(ctx.lease, ctx.state,
+                               callback_secret_hash=callback_secret_hash(secret))
+    url = f"{ctx.config.callback_base.rstrip('/')}/callbacks/{secret}"
+    return options.model_copy(update={"callback_url": url})
+
+
+def callback_secret_hash(secret: str) -> str:
+    """How a callback secret is stored and looked up: its SHA-256, never the secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 _KNOWN_WAITING = frozenset({"pending", "in progress", "processing", "queued", "unknown"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.errors import ImagenAmbiguous, ImagenUnavailable
 from orchestrator.workflow.context import JobContext
 from orchestrator.workflow.states import JobState
@@ -20,7 +21,9 @@ async def create_project(ctx: JobContext) -> None:
                             project_uuid=uuid)
             break
         try:
+            crash_point("before_create_project")
             uuid = await ctx.client.create_project(name)
+            crash_point("after_create_project")
             break
         except ImagenAmbiguous as exc:
             await ctx.event("retry", f"project creation unconfirmed ({exc}); checking by name",

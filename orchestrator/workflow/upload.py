@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator.crashpoints import crash_point
 from orchestrator.retry import RetriesExhausted
 from orchestrator.store.models import Photo
 from orchestrator.transfer.errors import SourceChanged, TransferError
@@ -146,7 +147,7 @@ async def _upload_one(ctx: JobContext, source: Path, book: LinkBook, photo: Phot
             await ctx.transfers.upload(
                 path, link=lambda refresh: book.link(photo, refresh), size=photo.size,
                 md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
-                on_bytes=lambda n: ctx.progress.advanced(ctx.label, "upload", nbytes=n))
+                on_bytes=lambda n: _sent(ctx, n))
         except SourceChanged as exc:
             raise JobFailed(f"{photo.rel_path} changed during the upload; run again to send "
                             "the new version", back_to=JobState.UPLOADING) from exc
@@ -155,11 +156,17 @@ async def _upload_one(ctx: JobContext, source: Path, book: LinkBook, photo: Phot
             await ctx.event("retry", f"upload of {photo.rel_path} failed: {last}",
                             attempt=attempt)
             continue
+        crash_point("after_upload")
         await ctx.store.mark_uploaded(ctx.lease, photo.id)
         ctx.progress.advanced(ctx.label, "upload", files=1)
         return
     await ctx.store.mark_photo_failed(ctx.lease, photo.id, "upload", last)
     raise PhotoFailed(f"{photo.rel_path}: {last}")
+
+
+def _sent(ctx: JobContext, nbytes: int) -> None:
+    ctx.progress.advanced(ctx.label, "upload", nbytes=nbytes)
+    crash_point("mid_upload")
 
 
 class PhotoFailed(ItemFailed):

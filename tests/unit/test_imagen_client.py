@@ -7,11 +7,10 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from unittest.mock import Mock
 
 import aiohttp
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from yarl import URL
@@ -27,6 +26,7 @@ from orchestrator.imagen.errors import (
 )
 from orchestrator.imagen.models import EditOptions, ImageType, PhotographyType
 from orchestrator.retry import RetryPolicy
+from tests.mock_http import Mocked
 
 BASE = "http://imagen.test/v1"
 KEY = "sk-live-SECRET-0123456789"
@@ -43,31 +43,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client_session
 
 
-class _Response(ClientResponse):
-    """A mocked response that aiohttp 3.14 accepts.
-
-    aioresponses 0.7.9 does not pass the `stream_writer` that aiohttp 3.14 made required
-    (pnuckowski/aioresponses#289); a stand-in reporting zero bytes sent is enough.
-    """
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", Mock(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-class _Mocked(aioresponses):
-    """aioresponses whose every mock builds a `_Response`."""
-
-    def add(  # type: ignore[override]
-        self, url: Any, method: str = "GET", **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("response_class", _Response)
-        super().add(url, method, **kwargs)
-
-
 @pytest.fixture
 def mocked() -> Iterator[aioresponses]:
-    with _Mocked() as mock:
+    with Mocked() as mock:
         yield mock
 
 

@@ -7,45 +7,21 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from unittest.mock import Mock
 
 import aiohttp
 import pytest
-from aiohttp import ClientResponse
 from aioresponses import CallbackResult, aioresponses
-from yarl import URL
 
 from orchestrator.retry import RetryPolicy
 from orchestrator.transfer.attempts import MAX_FRESH_LINKS
 from orchestrator.transfer.errors import TransferFailed, VerificationFailed
 from orchestrator.transfer.hashing import md5_base64
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
+from tests.mock_http import Mocked, MockResponse
 
 OBJECT = "https://bucket.example.com/shoot/A.CR2"
 OBJECT_PATTERN = re.compile(r"^https://bucket\.example\.com/shoot/A\.CR2(\?.*)?$")
 DATA = b"raw photo bytes " * 1000
-
-
-class _Response(ClientResponse):
-    """A mocked response that aiohttp 3.14 accepts.
-
-    aioresponses 0.7.9 does not pass the `stream_writer` that aiohttp 3.14 made required
-    (pnuckowski/aioresponses#289); a stand-in reporting zero bytes sent is enough.
-    """
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", Mock(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-class Mocked(aioresponses):
-    """aioresponses whose every mock builds a `_Response`."""
-
-    def add(  # type: ignore[override]
-        self, url: Any, method: str = "GET", **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("response_class", _Response)
-        super().add(url, method, **kwargs)
 
 
 class Links:
@@ -199,7 +175,7 @@ async def test_put_headers_carry_content_md5_and_no_api_key(session: aiohttp.Cli
 
     def capture(url: Any, **kwargs: Any) -> CallbackResult:
         seen.update(kwargs)
-        return CallbackResult(status=200, response_class=_Response)
+        return CallbackResult(status=200, response_class=MockResponse)
 
     transfers = make(session)
     digest = hashlib.md5(DATA).digest()
