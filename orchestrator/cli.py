@@ -181,6 +181,9 @@ def demo(
     report_batch(result, json_output)
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
+        if keep is None:
+            out.print("the demo folder was temporary and is gone; `orchestrator demo --keep "
+                      "./demo` keeps the shoot, its outputs and the database")
     raise typer.Exit(result.exit_code)
 
 

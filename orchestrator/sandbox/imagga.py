@@ -7,13 +7,15 @@ md5 (or of the URL for `image_url`), highest confidence first, confidences 0–1
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BasicAuth, BodyPartReader, hdrs, web
+from aiohttp import BodyPartReader, hdrs, web
 
 PREFIX = "/imagga/v2"
 VOCABULARY = (
@@ -84,11 +86,13 @@ def _error(status: int, text: str) -> web.Response:
 
 
 def _authorised(request: web.Request) -> bool:
+    scheme, _, encoded = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     try:
-        auth = BasicAuth.decode(request.headers.get(hdrs.AUTHORIZATION, ""))
-    except ValueError:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
         return False
-    return bool(auth.login and auth.password)
+    key, _, secret = decoded.partition(":")
+    return scheme.lower() == "basic" and bool(key and secret)
 
 
 UNAUTHORISED = "You need to authenticate with your API key and secret (HTTP Basic)."

@@ -64,7 +64,7 @@ def build_app(config: SandboxConfig, data_dir: Path) -> web.Application:
     imgix.add_routes(app.router)
     app.router.add_get("/_sandbox/ledger", ledger_route)
     app.router.add_put("/_sandbox/faults", faults_route)
-    app.on_response_prepare.append(storage.set_content_etag)
+    app.on_response_prepare.append(storage.before_send_hook)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

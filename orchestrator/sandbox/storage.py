@@ -174,38 +174,41 @@ class StoredObjectResponse(web.FileResponse):
 
     FileResponse judges If-Match/If-None-Match against its own mtime-size ETag and reads If-Range
     as a date only, so those headers are decided in the handler and hidden from it here;
-    `set_content_etag` (an on_response_prepare hook) puts the md5 ETag on the wire.
+    `before_send` (run by an on_response_prepare hook) puts the md5 ETag on the wire.
     """
 
     def __init__(
-        self, output: OutputFile, *, drop_range: bool, on_sent: Callable[[], None]
+        self, output: OutputFile, *, drop_range: bool, on_full_body: Callable[[], None]
     ) -> None:
         super().__init__(output.path, headers={hdrs.CONTENT_TYPE: output.content_type})
-        self.content_etag = f'"{output.md5_hex}"'
+        self._etag = f'"{output.md5_hex}"'
         self._size = output.size
         self._drop_range = drop_range
-        self._on_sent = on_sent
+        self._on_full_body = on_full_body
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         headers = CIMultiDict(request.headers)
         for name in CONDITIONAL_HEADERS + ((hdrs.RANGE,) if self._drop_range else ()):
             headers.popall(name, None)
-        writer = await super().prepare(request.clone(headers=headers))
-        if request.method == hdrs.METH_GET and self._reached_end():
-            self._on_sent()
-        return writer
+        return await super().prepare(request.clone(headers=headers))
 
-    def _reached_end(self) -> bool:
-        if self.status == 200:
-            return True
+    def before_send(self, request: web.Request) -> None:
+        """Just before the headers go out: set the md5 ETag, count a body sent to its end."""
+        self.headers[hdrs.ETAG] = self._etag
         content_range = self.headers.get(hdrs.CONTENT_RANGE, "")
-        return self.status == 206 and content_range.endswith(f"-{self._size - 1}/{self._size}")
+        to_the_end = self.status == 200 or (
+            self.status == 206 and content_range.endswith(f"-{self._size - 1}/{self._size}")
+        )
+        if request.method == hdrs.METH_GET and to_the_end:
+            # Counted when committed rather than after the last byte, so that a client that
+            # has just read the body always finds it in the ledger.
+            self._on_full_body()
 
 
-async def set_content_etag(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: stored objects carry their md5 ETag, as S3 answers."""
+async def before_send_hook(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: let stored objects finish their headers."""
     if isinstance(response, StoredObjectResponse):
-        response.headers[hdrs.ETAG] = response.content_etag
+        response.before_send(request)
 
 
 def _range_still_valid(request: web.Request, etag: str) -> bool:
@@ -256,11 +259,11 @@ async def download(request: web.Request) -> web.StreamResponse:
     ):
         return web.Response(status=304, headers={hdrs.ETAG: etag})
 
-    def sent() -> None:
+    def count() -> None:
         project.downloads_completed[area][name] += 1
 
     return StoredObjectResponse(
-        output, drop_range=not _range_still_valid(request, etag), on_sent=sent
+        output, drop_range=not _range_still_valid(request, etag), on_full_body=count
     )
 
 
