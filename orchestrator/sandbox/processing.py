@@ -17,7 +17,7 @@ from orchestrator.sandbox.jobs import Job
 from orchestrator.sandbox.outputs import OutputError, write_edit_outputs, write_export_outputs
 from orchestrator.sandbox.state import EditInput, OutputFile, Project
 
-STOPPED = "The sandbox stopped before the job finished"
+STOPPED = "The job stopped before it finished"
 
 
 def freeze_inputs(project: Project, folder: Path) -> list[EditInput]:
@@ -72,6 +72,12 @@ async def _finish(
         )
 
 
+def _settle_if_stopped(job: Job) -> None:
+    # Cancelled (the sandbox stopped) or crashed: pollers waiting for the outcome must not hang.
+    if not job.settled:
+        job.settle(STOPPED)
+
+
 async def run_edit(
     context: ImagenContext, project: Project, job: Job, settings: EditSettings, folder: Path
 ) -> None:
@@ -79,9 +85,8 @@ async def run_edit(
     try:
         outputs, failure = await _produce(write_edit_outputs, project, folder, settings)
         await _finish(context, project, job, "edit", outputs, failure)
-    except asyncio.CancelledError:
-        job.settle(STOPPED)
-        raise
+    finally:
+        _settle_if_stopped(job)
 
 
 async def run_export(
@@ -101,6 +106,5 @@ async def run_export(
             return
         outputs, failure = await _produce(write_export_outputs, project, folder, settings)
         await _finish(context, project, job, "export", outputs, failure)
-    except asyncio.CancelledError:
-        job.settle(STOPPED)
-        raise
+    finally:
+        _settle_if_stopped(job)

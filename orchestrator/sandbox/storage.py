@@ -25,6 +25,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import aiofiles
 from aiohttp import hdrs, web
@@ -43,37 +44,27 @@ TRUNCATED_BYTES = 256 * 1024  # the most a reset download sends before the conne
 CONDITIONAL_HEADERS = (hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_RANGE)
 
 
+def _refuse(status: int, code: str, message: str) -> NoReturn:
+    fail(s3_error(status, code, message))
+
+
 def _authorise(request: web.Request, method: str, area: str) -> Project:
     """Refuse leaked API keys and bad links; the project the link points into."""
     if "x-api-key" in request.headers:
-        fail(
-            s3_error(400, "InvalidArgument", "Storage requests must not carry an x-api-key header")
-        )
+        _refuse(400, "InvalidArgument", "Storage requests must not carry an x-api-key header")
     context = request.app[IMAGEN]
     project_uuid = request.match_info["project"]
     path = storage_path(project_uuid, area, request.match_info["file_name"])
     check = context.signer.check(method, path, request.query)
     if check is LinkCheck.MISSING:
-        fail(
-            s3_error(
-                403,
-                "AccessDenied",
-                "Query-string authentication requires X-Signature and X-Expires",
-            )
-        )
+        _refuse(403, "AccessDenied", "Query-string authentication needs X-Signature and X-Expires")
     if check is LinkCheck.BAD_SIGNATURE:
-        fail(
-            s3_error(
-                403,
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        )
+        _refuse(403, "SignatureDoesNotMatch", "The request signature does not match the link")
     if check is LinkCheck.EXPIRED:
-        fail(s3_error(403, "AccessDenied", "Request has expired"))
+        _refuse(403, "AccessDenied", "Request has expired")
     project = context.projects.get(project_uuid)
     if project is None:
-        fail(s3_error(404, "NoSuchBucket", "The specified bucket does not exist"))
+        _refuse(404, "NoSuchBucket", "The specified bucket does not exist")
     return project
 
 
@@ -82,13 +73,7 @@ def _announced_digest(request: web.Request) -> bytes | None:
     signed = request.query.get("X-Md5", "")
     sent = request.headers.get("Content-MD5")
     if signed and sent != signed:
-        fail(
-            s3_error(
-                403,
-                "SignatureDoesNotMatch",
-                "The link was signed for a Content-MD5 header this request does not carry",
-            )
-        )
+        _refuse(403, "SignatureDoesNotMatch", "The link was signed for another Content-MD5")
     if sent is None:
         return None
     try:
@@ -96,29 +81,17 @@ def _announced_digest(request: web.Request) -> bytes | None:
     except binascii.Error:
         digest = b""
     if len(digest) != 16:
-        fail(s3_error(400, "InvalidDigest", "The Content-MD5 you specified was invalid."))
+        _refuse(400, "InvalidDigest", "The Content-MD5 you specified was invalid.")
     return digest
 
 
 def _check_upload_headers(request: web.Request) -> None:
     if "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower():
-        fail(
-            s3_error(
-                501,
-                "NotImplemented",
-                "A header you provided implies functionality that is not implemented",
-            )
-        )
+        _refuse(501, "NotImplemented", "Transfer-Encoding: chunked is not implemented")
     if request.content_length is None:
-        fail(
-            s3_error(
-                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
-            )
-        )
+        _refuse(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
     if request.headers.get(hdrs.CONTENT_TYPE, "").strip():
-        fail(
-            s3_error(403, "SignatureDoesNotMatch", "The link was signed for an empty Content-Type")
-        )
+        _refuse(403, "SignatureDoesNotMatch", "The link was signed for an empty Content-Type")
 
 
 async def _receive(request: web.Request, partial: Path) -> tuple[bytes, int]:

@@ -24,6 +24,8 @@ def _check_outputs_against_ledger(base_url: str, job: dict[str, object]) -> int:
     project = projects[job["project_uuid"]]
     assert project["edit_requests"] == 1
     assert project["export_requests"] == 1
+    assert project["edit_requests_rejected"] == 0
+    assert project["export_requests_rejected"] == 0
     checked = 0
     for key, folder in (("edit_outputs", job["edited_dir"]), ("export_outputs",
                                                               job["exported_dir"])):
