@@ -8,37 +8,19 @@ from typing import Any
 
 from yarl import URL
 
+from orchestrator.imagen.models import (
+    TOOLS,
+    CropAspectRatio,
+    HdrCompression,
+    PhotographyType,
+)
 from orchestrator.sandbox.config import Profile
 
-PHOTOGRAPHY_TYPES = frozenset(
-    {
-        "NO_TYPE",
-        "OTHER",
-        "PORTRAITS",
-        "WEDDING",
-        "REAL_ESTATE",
-        "LANDSCAPE_NATURE",
-        "EVENTS",
-        "FAMILY_NEWBORN",
-        "BOUDOIR",
-        "SPORTS",
-        "SCHOOL",
-    }
-)
-CROP_ASPECT_RATIOS = frozenset({"2X3", "4X5", "5X7"})
-HDR_COMPRESSIONS = frozenset({"LOSSY", "LOSSLESS"})
-TOOLS = (
-    "crop",
-    "portrait_crop",
-    "headshot_crop",
-    "straighten",
-    "perspective_correction",
-    "subject_mask",
-    "smooth_skin",
-    "hdr_merge",
-    "window_pull",
-    "sky_replacement",
-)
+# The vocabulary is shared with the client (the blueprint allows the shared models); the rules
+# below are the sandbox's own, so a client bug in applying them still shows.
+PHOTOGRAPHY_TYPES = frozenset(t.value for t in PhotographyType)
+CROP_ASPECT_RATIOS = frozenset(r.value for r in CropAspectRatio)
+HDR_COMPRESSIONS = frozenset(c.value for c in HdrCompression)
 CROP_TOOLS = ("crop", "portrait_crop", "headshot_crop")
 
 
