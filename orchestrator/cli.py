@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -197,6 +199,10 @@ def sandbox(
         "throttle_429, reset, slow, expire_link, lose_callback, duplicate_callback, "
         "reorder_callback).")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the fault generator.")] = 0,
+    slow_seconds: Annotated[float, typer.Option(
+        help="Delay added by the `slow` fault.")] = 1.0,
+    link_ttl_seconds: Annotated[float, typer.Option(
+        help="Lifetime of presigned upload and download links.")] = 3600.0,
     api_key: Annotated[str | None, typer.Option(
         help="Accept only this API key (default: any non-empty key).")] = None,
 ) -> None:
@@ -206,7 +212,8 @@ def sandbox(
 
     try:
         config = SandboxConfig(host=host, port=port, edit_seconds=edit_seconds,
-                               faults=parse_faults(faults), seed=seed, api_key=api_key)
+                               faults=parse_faults(faults), seed=seed, api_key=api_key,
+                               slow_seconds=slow_seconds, link_ttl_seconds=link_ttl_seconds)
     except ValueError as exc:
         fail(str(exc))
 
@@ -216,7 +223,16 @@ def sandbox(
         err.print(f"sandbox ready: IMAGEN_API_URL={running.api_url}  "
                   f"ledger: {running.base_url}/_sandbox/ledger")
 
-    run_async(lambda: serve_forever(config, on_ready=ready))
+    async def serve() -> None:
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_forever(config, on_ready=ready)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    err.print("sandbox stopped")
 
 
 @app.command()
@@ -310,6 +326,103 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
         out.print(f"{found.name} is cancelled")
     else:
         out.print(f"{found.name}: cancel requested; its driver stops within a minute")
+
+
+@app.command()
+def submit(
+    folder: Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")],
+    profile: Annotated[list[str], typer.Option(
+        "--profile", "-p", help="Profile key or name (case-insensitive); give one per image "
+        "type when the folder has both RAW and JPEG.")] = [],  # noqa: B006
+    export: Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")] = False,
+    photography_type: Annotated[PhotographyType | None, typer.Option(
+        case_sensitive=False, help="Genre hint for the AI.")] = None,
+    tool: Annotated[list[str], typer.Option(
+        "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")] = [],  # noqa: B006
+    crop_aspect_ratio: Annotated[CropAspectRatio | None, typer.Option(
+        help="Aspect ratio for the crop tool.")] = None,
+    sky_template: Annotated[int | None, typer.Option(
+        help="Sky template id for sky_replacement.")] = None,
+    hdr_compression: Annotated[HdrCompression | None, typer.Option(
+        help="Compression of hdr_merge output.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
+    from orchestrator.service.submit import submit_folder
+
+    cfg = settings()
+    edit: dict[str, Any] = {"tools": sorted(set(tool))}
+    for key, value in (("photography_type", photography_type),
+                       ("crop_aspect_ratio", crop_aspect_ratio),
+                       ("sky_replacement_template_id", sky_template),
+                       ("hdr_output_compression", hdr_compression)):
+        if value is not None:
+            edit[key] = value
+    request = RunRequest(source=folder, profiles=profile, export=export, edit=edit)
+    submitted = run_async(lambda: submit_folder(request, cfg))
+    for note in submitted.notes:
+        err.print(f"{folder.name}: {note}")
+    if json_output:
+        print_json([job.id for job in submitted.jobs])
+        return
+    for job in submitted.jobs:
+        out.print(f"{job.id}  {job.name}  {job.state}")
+
+
+@app.command()
+def daemon(
+    listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT for callbacks, /healthz, /readyz, /metrics and /api/jobs "
+        "(default 127.0.0.1:8750).")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        help="URL under which Imagen reaches --listen (or the balancer in front of several "
+        "daemons); without it jobs are only polled.")] = None,
+    watch: Annotated[list[Path], typer.Option(
+        "--watch", help="Hot folder (repeatable): each new subfolder that stops changing "
+        "becomes a job with --profile, --export, --photography-type and --tool.")]
+    = [],  # noqa: B006
+    profile: Annotated[list[str], typer.Option(
+        "--profile", "-p", help="Profile key or name for the --watch folders.")]
+    = [],  # noqa: B006
+    export: Annotated[bool, typer.Option(help="Export the --watch folders' drops.")] = False,
+    photography_type: Annotated[PhotographyType | None, typer.Option(
+        case_sensitive=False, help="Genre hint for the --watch folders' drops.")] = None,
+    tool: Annotated[list[str], typer.Option(
+        "--tool", help="AI tool for the --watch folders' drops (repeatable).")]
+    = [],  # noqa: B006
+    max_jobs: Annotated[int | None, typer.Option(
+        help="Jobs this daemon drives at once (default 4); waiting jobs do not count.",
+        min=1)] = None,
+    lease_ttl: Annotated[float | None, typer.Option(
+        help="Seconds before a silent daemon's jobs go to another (default 60).",
+        min=1.0)] = None,
+    settle: Annotated[float | None, typer.Option(
+        help="Seconds a dropped folder must stay unchanged (default 30).", min=0.0)] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Transfers in flight at once, over all jobs (default 8).", min=1, max=256)] = None,
+    bwlimit: Annotated[str | None, typer.Option(
+        help="Bandwidth cap in bytes/s over all jobs, e.g. 20M.")] = None,
+) -> None:
+    """Run queued jobs and hot-folder drops, receive Imagen's callbacks, until SIGTERM."""
+    from orchestrator.config import HotFolder
+    from orchestrator.service.daemon import serve
+
+    if watch and not profile:
+        fail("--watch needs --profile: the profile its drops are edited with")
+    edit: dict[str, Any] = {"tools": sorted(set(tool))}
+    if photography_type is not None:
+        edit["photography_type"] = photography_type
+    cfg = settings(listen=listen, public_url=public_url, max_jobs_in_progress=max_jobs,
+                   lease_ttl_seconds=lease_ttl, hot_folder_settle_seconds=settle,
+                   concurrency=concurrency, bwlimit=bwlimit)
+    cfg = cfg.model_copy(update={"hot_folders": [*cfg.hot_folders, *(
+        HotFolder(path=path, profiles=profile, export=export, edit=edit) for path in watch)]})
+
+    def ready(base_url: str) -> None:
+        sys.stdout.write(f"{base_url}\n")
+        sys.stdout.flush()
+
+    run_async(lambda: serve(cfg, on_ready=ready))
 
 
 @db_app.command("upgrade")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +30,19 @@ def config_file_path() -> Path:
 
 def _env(name: str, key: str) -> AliasChoices:
     return AliasChoices(name, key)
+
+
+class HotFolder(BaseModel, frozen=True, extra="forbid"):
+    """A watched folder: each new subfolder dropped into it becomes a job with these options."""
+
+    path: Path
+    """The folder watched; its direct subfolders are the shoots."""
+    profiles: list[str] = Field(min_length=1)
+    """Profile keys or names, one per image type the drops may hold."""
+    export: bool = False
+    """Whether to export JPEGs after the edit."""
+    edit: dict[str, Any] = Field(default_factory=dict)
+    """Other edit options, as `run` takes them: photography_type, tools, crop_aspect_ratio, …"""
 
 
 class Settings(BaseSettings):
@@ -66,11 +80,54 @@ class Settings(BaseSettings):
     photo_attempts: int = Field(
         default=3, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts"))
     """Rounds a photo's transfer gets (each with its own retries) before it is marked failed."""
+    listen: str = Field(default="127.0.0.1:8750", validation_alias=_env("ORCH_LISTEN", "listen"))
+    """HOST:PORT the daemon serves callbacks, health, metrics and the jobs API on."""
+    public_url: str | None = Field(
+        default=None, validation_alias=_env("ORCH_PUBLIC_URL", "public_url"))
+    """The URL under which Imagen reaches this daemon (or the balancer before several); without
+    it the daemon only polls."""
+    max_jobs_in_progress: int = Field(
+        default=4, ge=1, le=1000, validation_alias=_env("ORCH_MAX_JOBS", "max_jobs_in_progress"))
+    """Jobs one daemon drives at once; waiting jobs do not count."""
+    lease_ttl_seconds: float = Field(
+        default=60.0, ge=1.0, validation_alias=_env("ORCH_LEASE_TTL", "lease_ttl_seconds"))
+    """How long a job's lease outlives its daemon's last heartbeat before another may take it."""
+    scheduler_idle_seconds: float = Field(
+        default=2.0, gt=0, validation_alias=_env("ORCH_SCHEDULER_IDLE", "scheduler_idle_seconds"))
+    """Longest the scheduler sleeps without a wake-up (catches jobs queued by other commands)."""
+    pause_retry_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_env("ORCH_PAUSE_RETRY", "pause_retry_seconds"))
+    """When the daemon tries again a job stopped by an outside cause (Imagen down, key refused)."""
+    hot_folders: list[HotFolder] = Field(
+        default_factory=list, validation_alias=_env("ORCH_HOT_FOLDERS", "hot_folders"))
+    """Folders the daemon watches for new shoots (TOML `[[hot_folders]]`, or JSON in env)."""
+    hot_folder_settle_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=_env("ORCH_HOT_FOLDER_SETTLE",
+                                                  "hot_folder_settle_seconds"))
+    """How long a dropped folder must stay unchanged before it becomes a job."""
+    hot_folder_scan_seconds: float = Field(
+        default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds"))
+    """Seconds between two looks at the watched folders."""
+    log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
+    """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
 
     @field_validator("imagen_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_public_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
+        return level
 
     @classmethod
     def settings_customise_sources(

@@ -29,8 +29,10 @@ __all__ = [
 TRANSFER_RETRY = RetryPolicy(initial_interval=1.0, maximum_interval=60.0, maximum_attempts=8)
 """Default retries for one file: up to 8 attempts, backing off from about 1 s to at most 60 s."""
 
-READ_BUFFER_SIZE = 2 * 1024 * 1024
-"""Per-response read buffer: large enough that a fast download is not woken per small packet."""
+READ_BUFFER_SIZE = 256 * 1024
+"""Per-response read buffer: aiohttp stops reading a response once twice this is waiting, so it
+bounds each download's memory (the rest waits in the kernel). 256 KiB is what asyncio takes from
+a socket at a time; more only grows memory (16 downloads at 2 MiB: +50 MB), not throughput."""
 
 
 @dataclass(frozen=True, kw_only=True)

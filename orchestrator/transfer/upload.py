@@ -1,4 +1,4 @@
-"""One photo's presigned PUT: streamed from disk, paced, hashed on the way, checked by its ETag."""
+"""One photo's presigned PUT: streamed from disk, paced, checked by Content-MD5 or its ETag."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiohttp import hdrs
 
 from orchestrator.retry import RetryableError
 from orchestrator.transfer.errors import SourceChanged, TransferFailed
-from orchestrator.transfer.hashing import Hasher, md5_base64, new_md5
+from orchestrator.transfer.hashing import Hasher, file_md5, md5_base64, new_md5
 from orchestrator.transfer.limits import RateLimiter
 from orchestrator.transfer.storage import (
     NETWORK_ERRORS,
@@ -27,7 +27,13 @@ ByteReporter = Callable[[int], None]
 
 
 class FileUpload:
-    """Everything the attempts of one file's upload share; `attempt(url)` makes one PUT."""
+    """Everything the attempts of one file's upload share; `attempt(url)` makes one PUT.
+
+    With the photo's recorded MD5 the PUT carries Content-MD5, storage checks the body against
+    it, and the bytes are not hashed on the way: the file is hashed again only when storage
+    reports a mismatch, to tell a changed photo from damage in transit. Without one, the bytes
+    are hashed as they are read and checked against storage's ETag.
+    """
 
     def __init__(self, session: aiohttp.ClientSession, *, path: Path, size: int,
                  md5: bytes | None, chunk_size: int, rate: RateLimiter,
@@ -53,10 +59,10 @@ class FileUpload:
         """PUT the file to `url` once; the ETag storage returned, if any."""
         await self._check_size()
         body = _Body(self._path, size=self._size, chunk_size=self._chunk_size,
-                     rate=self._rate, on_bytes=self._on_bytes)
+                     rate=self._rate, hashing=self._md5 is None, on_bytes=self._on_bytes)
         try:
             etag = await self._put(url, body)
-            self._verify(body, etag)
+            await self._verify(body, etag)
         except BaseException:
             # This attempt's bytes will be sent again: keep the caller's byte count honest.
             body.take_back()
@@ -92,7 +98,7 @@ class FileUpload:
                 if response.status >= 300:
                     refusal = await read_refusal(response)
                     if refusal.code == "BadDigest":
-                        self._digest_mismatch(body, refusal.describe())
+                        await self._digest_mismatch(refusal.describe())
                     raise_refusal(refusal, file_name=self.file_name,
                                   retryable_statuses=self._retryable)
                 return response.headers.get(hdrs.ETAG)
@@ -105,20 +111,24 @@ class FileUpload:
             # In a thread: a read may still be running there, and close waits for it.
             await asyncio.to_thread(file.close)
 
-    def _verify(self, body: _Body, etag: str | None) -> None:
+    async def _verify(self, body: _Body, etag: str | None) -> None:
         if not body.complete:
             # Storage answered before taking every byte (only test doubles do): nothing to check.
             return
-        if self._md5 is not None and body.hasher.digest() != self._md5:
-            raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
+        # What the bytes sent hash to: the recorded MD5 when storage checked them against it.
+        sent = self._md5.hex() if self._md5 is not None else body.md5_hex()
         expected = etag_md5(etag)
-        if expected is not None and expected != body.hasher.hexdigest():
-            self._digest_mismatch(body, f"storage's ETag {etag} is not the MD5 of the bytes sent")
+        if expected is not None and expected != sent:
+            await self._digest_mismatch(f"storage's ETag {etag} is not the MD5 of the bytes sent")
 
-    def _digest_mismatch(self, body: _Body, detail: str) -> NoReturn:
-        if (self._md5 is not None and body.complete
-                and body.hasher.digest() != self._md5):
-            raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
+    async def _digest_mismatch(self, detail: str) -> NoReturn:
+        if self._md5 is not None:
+            try:
+                now = await file_md5(self._path, chunk_size=self._chunk_size)
+            except FileNotFoundError:
+                raise SourceChanged(self._path, "the file is gone") from None
+            if now != self._md5:
+                raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
         # Once may be corruption on the way; twice in a row is not going to get better.
         self._digest_mismatches += 1
         if self._digest_mismatches > 1:
@@ -127,31 +137,35 @@ class FileUpload:
 
 
 class _Body:
-    """The bytes of one PUT attempt: read in a thread, hashed, paced, and reported as they go."""
+    """The bytes of one PUT attempt: read in a thread, hashed if asked, paced, reported as sent."""
 
     def __init__(self, path: Path, *, size: int, chunk_size: int, rate: RateLimiter,
-                 on_bytes: ByteReporter | None) -> None:
+                 hashing: bool, on_bytes: ByteReporter | None) -> None:
         self._path = path
         self._size = size
         self._chunk_size = chunk_size
         self._rate = rate
         self._on_bytes = on_bytes
         self._reporting = True
-        self.hasher = new_md5()
+        self._hasher = new_md5() if hashing else None
         self.read = 0
         self.reported = 0
         self.failure: SourceChanged | None = None
 
     @property
     def complete(self) -> bool:
-        """Whether every byte of the file was read (and hashed) for this attempt."""
+        """Whether every byte of the file was read for this attempt."""
         return self.read == self._size
+
+    def md5_hex(self) -> str | None:
+        """The MD5 of the bytes read so far; None when not hashing."""
+        return self._hasher.hexdigest() if self._hasher is not None else None
 
     async def chunks(self, file: io.BufferedReader) -> AsyncIterator[bytes]:
         """The file's first `size` bytes in `chunk_size` pieces."""
         while self.read < self._size:
             want = min(self._chunk_size, self._size - self.read)
-            chunk = await asyncio.to_thread(_read_hashed, file, want, self.hasher)
+            chunk = await asyncio.to_thread(_read_hashed, file, want, self._hasher)
             if not chunk:
                 self.failure = SourceChanged(
                     self._path, f"it ended after {self.read} of {self._size} bytes")
@@ -182,7 +196,8 @@ def _open_for_reading(path: Path) -> io.BufferedReader:
     return open(path, "rb")
 
 
-def _read_hashed(file: io.BufferedReader, count: int, hasher: Hasher) -> bytes:
+def _read_hashed(file: io.BufferedReader, count: int, hasher: Hasher | None) -> bytes:
     data = file.read(count)
-    hasher.update(data)
+    if hasher is not None:
+        hasher.update(data)
     return data

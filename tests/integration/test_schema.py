@@ -272,7 +272,7 @@ async def test_failed_migration_leaves_no_half_schema(
     (scripts / "versions" / "0002_broken.py").write_text(
         "from alembic import op\n"
         "import sqlalchemy as sa\n"
-        "revision = '0002'\n"
+        "revision = 'broken'\n"
         f"down_revision = {head_revision()!r}\n"
         "branch_labels = depends_on = None\n"
         "def upgrade():\n"

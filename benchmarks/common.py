@@ -1,0 +1,114 @@
+"""What the benchmarks share: a sandbox process, a small blocking Imagen client, process figures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+API_KEY = "benchmark-key"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class SandboxProcess:
+    """A sandbox running as its own process: where it listens and its pid (for its CPU time)."""
+
+    base_url: str
+    pid: int
+
+    @property
+    def api_url(self) -> str:
+        """The Imagen API root, as IMAGEN_API_URL and the SDK's base_url take it."""
+        return f"{self.base_url}/v1"
+
+
+@contextmanager
+def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
+    """Start `orchestrator sandbox --port 0 ARGS…`; yield it once it listens; stop it after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            raise RuntimeError(f"the sandbox did not start: {line!r}")
+        yield SandboxProcess(base_url=line, pid=proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The command name may hold spaces; the fields after its closing parenthesis do not.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_mb(field: str = "VmHWM") -> float:
+    """A memory figure of this process from /proc/self/status in MB (VmHWM: peak RSS)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+class Imagen:
+    """The few Imagen calls a benchmark needs to set up its transfers, blocking, no retries."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+
+    def call(self, method: str, path: str, body: object | None = None) -> Any:
+        """One API call; its payload with the `data` envelope removed."""
+        request = urllib.request.Request(
+            self.api_url + path, method=method, headers={"x-api-key": API_KEY},
+            data=None if body is None else json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            payload = json.load(answer)
+        return payload["data"] if isinstance(payload, dict) and set(payload) == {"data"} \
+            else payload
+
+    def create_project(self, name: str) -> str:
+        """A new project's uuid."""
+        uuid: str = self.call("POST", "/projects/", {"name": name})["project_uuid"]
+        return uuid
+
+    def upload_links(self, project: str, md5s: dict[str, bytes | None]) -> dict[str, str]:
+        """Upload links by file name; a name with a digest gets a link signed for it."""
+        files = [{"file_name": name, **({"md5": base64.b64encode(md5).decode()} if md5 else {})}
+                 for name, md5 in md5s.items()]
+        answer = self.call("POST", f"/projects/{project}/get_temporary_upload_links",
+                           {"files_list": files})
+        return {item["file_name"]: item["upload_link"] for item in answer["files_list"]}
+
+    def edit_and_wait(self, project: str, profile_key: int, *, timeout: float = 600) -> None:
+        """Start an edit and wait until Imagen reports it completed."""
+        self.call("POST", f"/projects/{project}/edit", {"profile_key": profile_key})
+        deadline = time.monotonic() + timeout
+        while (status := self.call("GET", f"/projects/{project}/edit/status")["status"]) \
+                != "Completed":
+            if status == "Failed" or time.monotonic() > deadline:
+                raise RuntimeError(f"the edit of {project} ended as {status}")
+            time.sleep(0.2)
+
+    def edit_links(self, project: str) -> dict[str, str]:
+        """Download links of a completed edit, by output file name."""
+        answer = self.call("GET", f"/projects/{project}/edit/get_temporary_download_links")
+        return {item["file_name"]: item["download_link"] for item in answer["files_list"]}

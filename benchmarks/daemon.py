@@ -1,0 +1,335 @@
+"""Figures for `orchestrator daemon`: idle cost of waiting jobs, callback latency, callbacks/s.
+
+    .venv/bin/python benchmarks/daemon.py [--waiting 1000] [--latency-jobs 100]
+                                          [--callbacks 20000] [--idle-seconds 30]
+
+Needs a Postgres server (ORCH_BENCH_POSTGRES_URL, else ORCH_TEST_POSTGRES_URL, else
+postgresql://postgres@127.0.0.1:5432/postgres); each part gets a database of its own, dropped
+afterwards. The daemon runs as a real process; the sandbox runs in this process, with a hook
+that notes when each project's first edit download arrives.
+
+1. Idle: `--waiting` one-photo jobs are submitted and driven until they all wait for edits
+   that take an hour; then the daemon's CPU time and memory are sampled over `--idle-seconds`.
+2. Latency: `--latency-jobs` jobs whose edits take 2 s, submitted at a steady pace and then
+   all at once; for each, the time from the callback reaching the daemon (its inbox
+   timestamp) to the first download request reaching storage. Polls are a minute apart, so
+   only the callback can explain a fast start. At once, the 8 slots are busy with new jobs
+   and a woken job waits for the next free one.
+3. Receiver: `--callbacks` POSTs at 64 at a time to 200 jobs' callback URLs, each callback
+   repeated many times over (so mostly duplicates, as a flaky sender would make them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from sqlalchemy import update
+from sqlalchemy.engine import make_url
+
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.samples import make_sample_shoot
+from orchestrator.sandbox.server import RunningSandbox, build_app
+from orchestrator.service.submit import submit_request
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.models import Job
+from orchestrator.store.queries import NewJob, NewPhoto, Store
+from orchestrator.transfer.manager import TransferSettings, make_session
+from orchestrator.workflow.planning import RunRequest
+
+API_KEY = "bench-key-0123456789"
+JPEG_PROFILE = "2001"
+
+
+def server_url() -> str:
+    return (os.environ.get("ORCH_BENCH_POSTGRES_URL") or os.environ.get("ORCH_TEST_POSTGRES_URL")
+            or "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _admin(sql: str) -> None:
+    dsn = make_url(server_url()).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    name = f"orch_bench_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = make_url(server_url()).set(drivername="postgresql", database=name).render_as_string(
+        hide_password=False)
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def sandbox(edit_seconds: float, first_download: dict[str, float]
+                  ) -> AsyncIterator[RunningSandbox]:
+    """The sandbox in this process, noting when each project's first edit download arrives."""
+
+    @web.middleware
+    async def note_download(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+        project = request.match_info.get("project")
+        if request.method == "GET" and project and "/edit/" in request.path:
+            first_download.setdefault(project, time.time())
+        return await handler(request)
+
+    data = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
+    app = build_app(SandboxConfig(edit_seconds=edit_seconds), data)
+    app.middlewares.append(note_download)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    running = RunningSandbox(runner, app, f"http://127.0.0.1:{runner.addresses[0][1]}", data)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+class DaemonProcess:
+    """`orchestrator daemon` as a child process, with /proc readings."""
+
+    def __init__(self, db_url: str, api_url: str, log: Path, **env: str) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
+                    "IMAGEN_API_URL": api_url, "IMAGEN_API_KEY": API_KEY,
+                    "ORCH_DATABASE_URL": db_url, "ORCH_CONFIG": "/nonexistent",
+                    "ORCH_LOG_LEVEL": "WARNING", **env}
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> DaemonProcess:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "orchestrator", "daemon", "--listen",
+                self.url.removeprefix("http://"), "--public-url", self.url,
+                env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(f"{self.url}/readyz") as answer:
+                        if answer.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"daemon did not get ready; see {self.log}")
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        await asyncio.wait_for(self.proc.wait(), 30)
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def free_port() -> int:
+    """A port nobody listens on now (closed again before the daemon binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
+    async with session.get(f"{base}/metrics") as answer:
+        for line in (await answer.text()).splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+async def jobs_in(session: aiohttp.ClientSession, base: str) -> dict[str, dict[str, Any]]:
+    async with session.get(f"{base}/api/jobs") as answer:
+        return {job["id"]: job for job in await answer.json()}
+
+
+async def submit_shoots(db_url: str, api_url: str, shoots: list[Path], *,
+                        pace: float = 0.0) -> list[str]:
+    store = Store.open(db_url)
+    session = make_session(TransferSettings())
+    try:
+        client = ImagenClient(session, base_url=api_url, api_key=API_KEY)
+        ids: list[str] = []
+        for shoot in shoots:
+            submitted = await submit_request(store, client, RunRequest(
+                source=shoot, profiles=[JPEG_PROFILE], export=False))
+            ids += [job.id for job in submitted.jobs]
+            await asyncio.sleep(pace)
+        return ids
+    finally:
+        await session.close()
+        await store.close()
+
+
+def make_shoots(base: Path, count: int) -> list[Path]:
+    shoots = []
+    for n in range(count):
+        shoot = base / f"shoot{n:05d}"
+        make_sample_shoot(shoot, raw=0, jpeg=1, seed=n)
+        shoots.append(shoot)
+    return shoots
+
+
+async def wait_all(session: aiohttp.ClientSession, base: str, ids: list[str],
+                   states: set[str], within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        jobs = await jobs_in(session, base)
+        if all(jobs.get(i, {}).get("state") in states for i in ids):
+            return time.monotonic() - started
+        await asyncio.sleep(1)
+    raise RuntimeError(f"jobs did not reach {states} within {within} s")
+
+
+async def idle_cost(work: Path, waiting: int, idle_seconds: float) -> None:
+    print(f"\n## 1. {waiting} jobs waiting on edits")
+    async with fresh_database() as db_url, sandbox(3600, {}) as sb:
+        shoots = make_shoots(work / "idle", waiting)
+        daemon = DaemonProcess(db_url, sb.api_url, work / "idle-daemon.log",
+                               ORCH_POLL_INITIAL="600", ORCH_POLL_MAX="600",
+                               ORCH_MAX_JOBS="32")
+        async with daemon, aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            ids = await submit_shoots(db_url, sb.api_url, shoots)
+            await wait_all(session, daemon.url, ids, {"editing"}, within=1800)
+            print(f"submitted and driven to `editing` in {time.monotonic() - started:.0f} s "
+                  f"(daemon CPU so far {daemon.cpu_seconds():.1f} s)")
+            await asyncio.sleep(3)  # let the last drives unwind
+            cpu0, t0 = daemon.cpu_seconds(), time.monotonic()
+            await asyncio.sleep(idle_seconds)
+            cpu1, t1 = daemon.cpu_seconds(), time.monotonic()
+            tasks = await metric(session, daemon.url, "orchestrator_asyncio_tasks")
+            driving = await metric(session, daemon.url, "orchestrator_jobs_in_progress")
+            print(f"idle over {t1 - t0:.0f} s: daemon CPU {100 * (cpu1 - cpu0) / (t1 - t0):.2f} %"
+                  f" of one core, RSS {daemon.rss_mib():.0f} MiB, asyncio tasks {tasks:.0f}, "
+                  f"jobs being driven {driving:.0f} (polls every 600 s as a safety net)")
+
+
+async def callback_latency(work: Path, count: int, pace: float) -> None:
+    how = f"one every {pace:g} s" if pace else "all at once (a backlog for the 8 slots)"
+    print(f"\n## 2. callback -> first download request, {count} jobs submitted {how}")
+    first_download: dict[str, float] = {}
+    async with fresh_database() as db_url, sandbox(2.0, first_download) as sb:
+        shoots = make_shoots(work / f"latency-{pace}", count)
+        daemon = DaemonProcess(db_url, sb.api_url, work / "latency-daemon.log",
+                               ORCH_POLL_INITIAL="60", ORCH_POLL_MAX="60", ORCH_MAX_JOBS="8")
+        async with daemon, aiohttp.ClientSession() as session:
+            ids = await submit_shoots(db_url, sb.api_url, shoots, pace=pace)
+            await wait_all(session, daemon.url, ids, {"completed"}, within=600)
+            latencies = []
+            for job_id in ids:
+                async with session.get(f"{daemon.url}/api/jobs/{job_id}") as answer:
+                    detail = await answer.json()
+                callback = next(e for e in detail["events"] if e["kind"] == "callback")
+                received = datetime.fromisoformat(callback["at"]).timestamp()
+                latencies.append(first_download[detail["job"]["project_uuid"]] - received)
+    latencies.sort()
+    def p(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    print(f"ms: p50 {1000 * p(0.5):.0f}, p90 {1000 * p(0.9):.0f}, p99 {1000 * p(0.99):.0f}, "
+          f"max {1000 * latencies[-1]:.0f}, mean {1000 * statistics.fmean(latencies):.0f}")
+
+
+async def receiver_rate(work: Path, total: int) -> None:
+    print(f"\n## 3. receiver: {total} callbacks to 200 jobs, mostly duplicates")
+    async with fresh_database() as db_url, sandbox(1, {}) as sb:
+        store = Store.open(db_url)
+        targets: list[tuple[str, str]] = []
+        for n in range(200):
+            job_id, secret, project = uuid.uuid4().hex, secrets.token_urlsafe(32), str(uuid.uuid4())
+            await store.create_job(NewJob(
+                id=job_id, name=f"j{n}", source=f"/x/{n}", edited_dir="/e", exported_dir="/x",
+                image_type="JPG", profile_key=2001, options={},
+                project_name=f"orchestrator-{job_id}"), [NewPhoto("a.jpg", "a.jpg", 1, 1)])
+            async with store.engine.begin() as conn:
+                await conn.execute(update(Job).where(Job.id == job_id).values(
+                    state="editing", project_uuid=project,
+                    callback_secret_hash=hashlib.sha256(secret.encode()).hexdigest()))
+            targets.append((secret, project))
+        await store.close()
+        daemon = DaemonProcess(db_url, sb.api_url, work / "receiver-daemon.log")
+        async with daemon, aiohttp.ClientSession() as session:
+            rng = random.Random(3)
+            bodies = [(s, json.dumps({"project_uuid": p, "action": a, "status": st}))
+                      for s, p in targets for a in ("edit", "export")
+                      for st in ("Completed", "Failed")]
+            codes: dict[int, int] = {}
+            queue = [rng.choice(bodies) for _ in range(total)]
+
+            async def worker() -> None:
+                while queue:
+                    secret, body = queue.pop()
+                    async with session.post(f"{daemon.url}/callbacks/{secret}",
+                                            data=body) as answer:
+                        await answer.read()
+                        codes[answer.status] = codes.get(answer.status, 0) + 1
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(64)))
+            elapsed = time.monotonic() - started
+            print(f"{total / elapsed:.0f} callbacks/s ({elapsed:.1f} s); answers {codes} "
+                  f"(202 stored, 200 duplicate); daemon CPU {daemon.cpu_seconds():.1f} s, "
+                  f"the client shares the 2 cores")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--waiting", type=int, default=1000)
+    parser.add_argument("--latency-jobs", type=int, default=100)
+    parser.add_argument("--callbacks", type=int, default=20000)
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, Postgres at "
+          f"{make_url(server_url()).render_as_string(hide_password=True)}")
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as scratch:
+        work = Path(scratch)
+        await idle_cost(work, args.waiting, args.idle_seconds)
+        await callback_latency(work, args.latency_jobs, pace=0.15)
+        await callback_latency(work, args.latency_jobs, pace=0.0)
+        await receiver_rate(work, args.callbacks)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,168 @@
+"""`orchestrator daemon`: scheduler, callbacks, health, metrics and hot folders in one process.
+
+Start as many as you like on one Postgres (one on SQLite). SIGTERM or Ctrl-C stops taking
+work, stops the drives at their current checkpoint and gives their leases back, so another
+daemon continues them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from orchestrator.config import Settings
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.service.batch import ConfigError, engine_config, transfer_settings
+from orchestrator.service.health import DatabaseHealth
+from orchestrator.service.hotfolder import HotFolders
+from orchestrator.service.http import Operations, RedactingAccessLogger, build_app
+from orchestrator.service.logs import configure_logging
+from orchestrator.service.metrics import Metrics, MetricsProgress
+from orchestrator.service.receiver import Receiver
+from orchestrator.service.scheduler import Scheduler, SchedulerSettings
+from orchestrator.service.submit import Submitted, submit_request
+from orchestrator.service.wakeups import Wakeups
+from orchestrator.store.db import is_sqlite, normalize_url, sqlite_path
+from orchestrator.store.migrate import ensure_schema
+from orchestrator.store.queries import Store, process_owner
+from orchestrator.transfer.manager import Transfers, make_session
+from orchestrator.workflow.context import EngineConfig
+from orchestrator.workflow.engine import Engine
+from orchestrator.workflow.planning import RunRequest
+
+log = logging.getLogger("orchestrator.daemon")
+
+HTTP_SHUTDOWN_SECONDS = 2.0
+"""How long open HTTP requests get to finish at shutdown."""
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST and PORT from "HOST:PORT" ("[::1]:8750" for IPv6); ConfigError if malformed."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen wants HOST:PORT (e.g. 0.0.0.0:8750), not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def daemon_engine_config(settings: Settings) -> EngineConfig:
+    """The engine's pacing for the daemon: waiting in the database, callbacks when reachable."""
+    return dataclasses.replace(
+        engine_config(settings), wait_inline=False, callback_base=settings.public_url,
+        lease_ttl=settings.lease_ttl_seconds, pause_retry_seconds=settings.pause_retry_seconds)
+
+
+@contextlib.contextmanager
+def single_sqlite_daemon(url: str) -> Iterator[None]:
+    """Refuse a second daemon on one SQLite file: wake-ups do not cross processes there."""
+    path = sqlite_path(url) if is_sqlite(url) else None
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Path(f"{path}.daemon-lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another daemon already runs on {path}; to run several, use "
+                              "Postgres (ORCH_DATABASE_URL=postgresql://…)") from None
+        yield
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask for a clean stop instead of killing the process."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
+    """Run the daemon until SIGTERM/SIGINT; `on_ready` gets the base URL once it listens."""
+    configure_logging(settings.log_level)
+    host, port = parse_listen(settings.listen)
+    url = settings.resolved_database_url()
+    try:
+        normalize_url(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    key = settings.api_key()
+    if not key:
+        raise ConfigError("no API key: set IMAGEN_API_KEY")
+    tsettings = transfer_settings(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(single_sqlite_daemon(url))
+        if is_sqlite(url):
+            await ensure_schema(url)
+        # On Postgres the schema is not touched: `db upgrade` is a deliberate step, and until
+        # it is done /readyz stays red and no job is taken.
+        store = Store.open(url)
+        stack.push_async_callback(store.close)
+        session = make_session(tsettings)
+        stack.push_async_callback(session.close)
+        metrics = Metrics()
+        wakeups = Wakeups()
+        health = DatabaseHealth(store)
+        client = ImagenClient(session, base_url=settings.imagen_api_url, api_key=key,
+                              on_retry=metrics.api_retry)
+        engine = Engine(store=store, client=client,
+                        transfers=Transfers(session, tsettings, on_retry=metrics.transfer_retry),
+                        progress=MetricsProgress(metrics), config=daemon_engine_config(settings),
+                        owner=process_owner())
+        app = build_app(operations=Operations(store=store, health=health, metrics=metrics),
+                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics))
+        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
+                               access_log=logging.getLogger("orchestrator.access"),
+                               shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, host, port).start()
+        base_url = f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
+
+        async def submit(request: RunRequest) -> Submitted:
+            return await submit_request(store, client, request)
+
+        scheduler = Scheduler(
+            store=store, engine=engine, wakeups=wakeups, metrics=metrics, health=health,
+            settings=SchedulerSettings(
+                max_jobs=settings.max_jobs_in_progress, lease_ttl=settings.lease_ttl_seconds,
+                idle_seconds=settings.scheduler_idle_seconds,
+                pause_retry_seconds=settings.pause_retry_seconds))
+        hot_folders = HotFolders(settings.hot_folders, store=store, submit=submit,
+                                 settle_seconds=settings.hot_folder_settle_seconds,
+                                 scan_seconds=settings.hot_folder_scan_seconds)
+        stop = asyncio.Event()
+        log.info("daemon ready", extra={
+            "listen": base_url, "owner": engine.owner, "public_url": settings.public_url,
+            "database": make_url(url).render_as_string(hide_password=True),
+            "hot_folders": [str(h.path) for h in settings.hot_folders]})
+        if settings.public_url is None:
+            log.warning("no public URL: Imagen cannot call back, jobs rely on polling")
+        on_ready(base_url)
+        listener = None if is_sqlite(url) else asyncio.create_task(wakeups.listen(url))
+        try:
+            with stop_on_signals(stop):
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(scheduler.run(stop))
+                    if settings.hot_folders:
+                        group.create_task(hot_folders.run(stop))
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        log.info("daemon stopped")

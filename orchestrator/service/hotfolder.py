@@ -1,0 +1,160 @@
+"""Hot folders: a subfolder dropped into a watched folder becomes a job once it stops changing.
+
+A drop is judged by a fingerprint of its files (count, total size, newest mtime): when that has
+not changed for the settle time, the copy is taken as finished. A folder that already has jobs
+is never planned again, so a restart does not resubmit old drops, nor revive cancelled ones.
+Unreadable or vanished folders and drops that cannot become jobs are logged and skipped; a
+refused drop is looked at again only when its content changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.config import HotFolder
+from orchestrator.imagen.errors import ImagenError
+from orchestrator.service.submit import Submitted
+from orchestrator.store.queries import Store
+from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.workflow.planning import PlanError, RunRequest
+from orchestrator.workflow.shoot import ShootError
+
+log = logging.getLogger("orchestrator.hotfolder")
+
+_TRY_AGAIN: tuple[type[BaseException], ...] = (ImagenError, *DATABASE_ERRORS)
+"""Failures of the moment: the drop is submitted at a later scan."""
+
+Fingerprint = tuple[int, int, int]
+"""Files, total bytes and newest mtime (ns) of a drop: equal twice means nothing moved."""
+
+Submit = Callable[[RunRequest], Awaitable[Submitted]]
+"""Turns a drop into daemon jobs (`submit.submit_request` with the daemon's store and client)."""
+
+
+@dataclass
+class _Drop:
+    """What the watcher knows of one subfolder."""
+
+    fingerprint: Fingerprint
+    stable_since: float
+    refused: bool = False
+
+
+def fingerprint(folder: Path) -> Fingerprint:
+    """Count, size and newest mtime of every file under `folder` (hidden ones too)."""
+    files = total = newest = 0
+    for root, _dirs, names in os.walk(folder, onerror=_raise):
+        for name in names:
+            info = os.stat(os.path.join(root, name), follow_symlinks=False)
+            files += 1
+            total += info.st_size
+            newest = max(newest, info.st_mtime_ns)
+    return files, total, newest
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def subfolders(folder: Path) -> list[Path]:
+    """The visible direct subfolders of a watched folder."""
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries
+                      if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+
+
+class HotFolders:
+    """Watches the configured folders and submits settled drops."""
+
+    def __init__(self, folders: list[HotFolder], *, store: Store, submit: Submit,
+                 settle_seconds: float, scan_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # Drops are then named by absolute paths, as `jobs.source` records them.
+        self._folders = [h.model_copy(update={"path": h.path.resolve()}) for h in folders]
+        self._store = store
+        self._submit = submit
+        self._settle = settle_seconds
+        self._scan_seconds = scan_seconds
+        self._clock = clock
+        self._drops: dict[Path, _Drop] = {}
+        self._done: set[Path] = set()
+        self._unreadable: dict[Path, str] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scan every `scan_seconds` until `stop` is set."""
+        while not stop.is_set():
+            await self.scan()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._scan_seconds)
+
+    async def scan(self) -> None:
+        """Look once at every watched folder and submit the drops that have settled."""
+        for hot in self._folders:
+            try:
+                found = await asyncio.to_thread(subfolders, hot.path)
+            except OSError as exc:
+                self._complain(hot.path, f"watched folder unreadable: {exc.strerror or exc}")
+                continue
+            self._unreadable.pop(hot.path, None)
+            for folder in found:
+                if folder in self._done:
+                    continue
+                try:
+                    await self._consider(hot, folder)
+                except Exception:
+                    # A bug must not stop the watcher (nor the daemon): skip this drop for now.
+                    log.exception("drop could not be handled", extra={"folder": str(folder)})
+            for gone in [d for d in self._drops if d.parent == hot.path and d not in found]:
+                del self._drops[gone]
+
+    async def _consider(self, hot: HotFolder, folder: Path) -> None:
+        try:
+            now_print = await asyncio.to_thread(fingerprint, folder)
+        except OSError as exc:
+            # Vanished or unreadable mid-copy: forget it; it is looked at anew if it comes back.
+            self._drops.pop(folder, None)
+            self._complain(folder, f"drop unreadable: {exc.strerror or exc}")
+            return
+        self._unreadable.pop(folder, None)
+        now = self._clock()
+        drop = self._drops.get(folder)
+        if drop is None or drop.fingerprint != now_print:
+            self._drops[folder] = _Drop(now_print, now)
+            return
+        if drop.refused or now - drop.stable_since < self._settle:
+            return
+        await self._submit_drop(hot, folder, drop)
+
+    async def _submit_drop(self, hot: HotFolder, folder: Path, drop: _Drop) -> None:
+        try:
+            if await self._store.jobs_for_source(str(folder)):
+                self._done.add(folder)
+                return
+            submitted = await self._submit(RunRequest(source=folder, profiles=hot.profiles,
+                                                 export=hot.export, edit=dict(hot.edit)))
+        except (PlanError, ShootError) as exc:
+            drop.refused = True
+            log.error("drop refused; it is looked at again when its content changes",
+                      extra={"folder": str(folder), "reason": str(exc)})
+            return
+        except _TRY_AGAIN as exc:
+            log.warning("drop not submitted yet; trying again",
+                        extra={"folder": str(folder), "error": str(exc) or type(exc).__name__})
+            return
+        self._done.add(folder)
+        del self._drops[folder]
+        log.info("drop submitted", extra={"folder": str(folder), "notes": submitted.notes,
+                                          "jobs": [job.id for job in submitted.jobs]})
+
+    def _complain(self, path: Path, message: str) -> None:
+        """Log a folder problem once, not at every scan."""
+        if self._unreadable.get(path) != message:
+            self._unreadable[path] = message
+            log.warning(message, extra={"folder": str(path)})

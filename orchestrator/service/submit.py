@@ -1,0 +1,43 @@
+"""`orchestrator submit` and hot-folder drops: a shoot folder becomes jobs for the daemons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.config import Settings
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.service.batch import imagen_session, open_store
+from orchestrator.store.models import Job
+from orchestrator.store.queries import Store
+from orchestrator.store.scheduling import planning_lock, queue_for_daemon
+from orchestrator.workflow.planning import RunRequest, plan_jobs
+
+
+@dataclass
+class Submitted:
+    """The folder's jobs, now the daemons', and what the user should hear about them."""
+
+    jobs: list[Job] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def submit_request(store: Store, client: ImagenClient, request: RunRequest) -> Submitted:
+    """Plan the folder's jobs exactly as `run` does, then hand them to the daemons.
+
+    A folder submitted again gets its existing jobs back (and any photos added before the
+    upload), never twins.
+    """
+    async with planning_lock(store, str(request.source.resolve())):
+        plan = await plan_jobs(store, client, request)
+        await queue_for_daemon(store, [job.id for job in plan.jobs])
+    return Submitted([await store.get_job(job.id) for job in plan.jobs], plan.notes)
+
+
+async def submit_folder(request: RunRequest, settings: Settings) -> Submitted:
+    """`orchestrator submit`: open the database and Imagen (to resolve the profile), submit."""
+    store = await open_store(settings)
+    try:
+        async with imagen_session(settings) as (client, _transfers):
+            return await submit_request(store, client, request)
+    finally:
+        await store.close()

@@ -1,0 +1,178 @@
+"""The daemons' statements over the job table: queue, claim due jobs, wake, lock a folder.
+
+Several daemons share one Postgres: a claim locks the due rows it takes with `FOR UPDATE SKIP
+LOCKED`, so two daemons never take the same job and never wait for each other. On SQLite (one
+daemon, but other commands write too) the claim runs in a `BEGIN IMMEDIATE` transaction, which
+takes the database's write lock before the first read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, or_, select, true, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.store.models import Callback, Event, Job, utcnow
+from orchestrator.store.queries import Lease, Store
+from orchestrator.workflow.states import TERMINAL_STATES, WAITING_STATES, JobState
+
+WAKE_CHANNEL = "orchestrator_wake"
+"""The Postgres NOTIFY channel on which daemons hear that a job is due now."""
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    DBAPIError, PoolTimeout, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What a database that is down, restarting or unreachable raises."""
+
+LIVE_STATES = tuple(s.value for s in JobState if s not in TERMINAL_STATES)
+"""States in which a job still has work to do."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this daemon may drive now, and whose expired lease it took, if any."""
+
+    lease: Lease
+    previous_owner: str | None
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(Job.queued_for_daemon.is_(true()), Job.state.in_(LIVE_STATES),
+                or_(Job.wake_at.is_(None), Job.wake_at <= now), _lease_free(now))
+
+
+@asynccontextmanager
+async def _write_transaction(store: Store) -> AsyncIterator[AsyncConnection]:
+    """A transaction that holds the write lock from its first statement on SQLite."""
+    async with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
+
+
+async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> list[Claim]:
+    """Lease up to `limit` due daemon jobs to `owner`.
+
+    Due: queued for the daemons, not finished, `wake_at` passed (or unset), and no live lease
+    (free, or expired because its worker died). Jobs under way (woken by a callback or a poll:
+    `wake_at` set) go before new ones, so started work finishes first and a callback is acted
+    on at the next free slot; within each group the longest-waiting goes first. Each claim
+    bumps the lease epoch, so writes made under any older lease are refused. Callbacks already
+    in the inbox count as consumed: the drive about to start asks Imagen for the status anyway.
+    """
+    now = utcnow()
+    async with _write_transaction(store) as conn:
+        due = (await conn.execute(
+            select(Job.id, Job.lease_owner).where(_due(now))
+            .order_by(Job.wake_at.is_(None), func.coalesce(Job.wake_at, Job.created_at), Job.id)
+            .limit(limit).with_for_update(skip_locked=True))).all()
+        if not due:
+            return []
+        ids = [job_id for job_id, _ in due]
+        epochs = {job_id: epoch for job_id, epoch in await conn.execute(
+            update(Job).where(Job.id.in_(ids), _lease_free(now))
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl),
+                    lease_epoch=Job.lease_epoch + 1)
+            .returning(Job.id, Job.lease_epoch))}
+        await conn.execute(update(Callback).where(
+            Callback.job_id.in_(ids), Callback.processed_at.is_(None)).values(processed_at=now))
+        claims = [Claim(Lease(job_id, owner, int(epochs[job_id])), previous)
+                  for job_id, previous in due if job_id in epochs]
+        for claim in claims:
+            if claim.previous_owner is not None:
+                await conn.execute(insert(Event).values(
+                    job_id=claim.lease.job_id, at=now, kind="lease",
+                    message="lease taken over from a worker that stopped renewing it",
+                    data={"previous_owner": claim.previous_owner, "epoch": claim.lease.epoch}))
+    return claims
+
+
+async def next_due_at(store: Store, owner: str) -> datetime | None:
+    """When the next daemon job not driven by `owner` becomes claimable (None: no such job).
+
+    A free job is due at its `wake_at` (or at once); a leased one when its lease expires, or at
+    its `wake_at` if that is later.
+    """
+    when = case(
+        (Job.lease_owner.is_(None), func.coalesce(Job.wake_at, Job.created_at)),
+        (or_(Job.wake_at.is_(None), Job.lease_expires_at > Job.wake_at), Job.lease_expires_at),
+        else_=Job.wake_at)
+    async with store.engine.connect() as conn:
+        earliest: datetime | None = (await conn.execute(select(func.min(when)).where(
+            Job.queued_for_daemon.is_(true()), Job.state.in_(LIVE_STATES),
+            or_(Job.lease_owner.is_(None), Job.lease_owner != owner)))).scalar_one()
+    return earliest
+
+
+async def queue_for_daemon(store: Store, job_ids: Sequence[str]) -> None:
+    """Hand jobs to the daemons (they take them once due) and wake the listening ones."""
+    if not job_ids:
+        return
+    async with store.engine.begin() as conn:
+        await conn.execute(update(Job).where(Job.id.in_(job_ids)).values(queued_for_daemon=True))
+        await notify_wake(conn, job_ids[0])
+
+
+async def notify_wake(conn: AsyncConnection, job_id: str) -> None:
+    """Tell every listening daemon, when the transaction commits, that a job is due (Postgres)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(WAKE_CHANNEL, job_id)))
+
+
+async def wake_if_called_back(store: Store, job_id: str) -> bool:
+    """Make a waiting job due now if a callback arrived while it was being driven.
+
+    The drive polled before that callback and set a later `wake_at`; without this the news
+    would wait for the next poll.
+    """
+    async with store.engine.begin() as conn:
+        woken = await conn.execute(update(Job).where(
+            Job.id == job_id, Job.lease_owner.is_(None),
+            Job.state.in_([s.value for s in WAITING_STATES]),
+            exists().where(Callback.job_id == job_id, Callback.processed_at.is_(None)),
+        ).values(wake_at=utcnow()))
+        if woken.rowcount == 1:
+            await notify_wake(conn, job_id)
+    return bool(woken.rowcount == 1)
+
+
+async def jobs_by_state(store: Store) -> dict[str, int]:
+    """How many jobs the database holds in each state."""
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(Job.state, func.count()).group_by(Job.state))).all()
+    return {state: int(count) for state, count in rows}
+
+
+@asynccontextmanager
+async def planning_lock(store: Store, source: str) -> AsyncIterator[None]:
+    """Hold the folder while it becomes jobs, so two daemons never plan it twice (Postgres).
+
+    On SQLite only one daemon runs, and planning by other commands is the user's own doing.
+    """
+    if store.engine.dialect.name != "postgresql":
+        yield
+        return
+    async with store.engine.connect() as conn:
+        key = func.hashtext(source)
+        await conn.execute(select(func.pg_advisory_lock(key)))
+        await conn.commit()
+        try:
+            yield
+        finally:
+            await conn.execute(select(func.pg_advisory_unlock(key)))
+            await conn.commit()

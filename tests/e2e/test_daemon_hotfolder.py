@@ -1,0 +1,72 @@
+"""Hot folders with a daemon process: a drop becomes one job once it has settled, never twice."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.sandbox.samples import make_sample_shoot
+from tests.daemon_support import Daemon, daemon_env, md5_matches_ledger, wait_for
+from tests.helpers import ledger, sandbox_process
+
+SETTLE = 1.5
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    drops = tmp_path / "drops"  # created only later: a missing folder must not stop the watch
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    make_sample_shoot(staged, raw=0, jpeg=3)
+    with sandbox_process("--edit-seconds", "0.3") as sandbox:
+        env = daemon_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}",
+                         ORCH_HOT_FOLDER_SETTLE=str(SETTLE), ORCH_POLL_INITIAL="0.3",
+                         ORCH_POLL_MAX="0.5")
+        args = ("--watch", str(drops), "--profile", "2001", "--export")
+        daemon = Daemon(env, tmp_path, args=args)
+        daemons.append(daemon.start())
+        time.sleep(0.5)
+        drops.mkdir()
+        (drops / "notes").mkdir()
+        (drops / "notes" / "readme.txt").write_text("no photos here")
+        vanishing = drops / "vanishing"
+        vanishing.mkdir()
+        shutil.copy(next(staged.iterdir()), vanishing)
+
+        # A slow copy: every gap is shorter than the settle time, so no job starts early.
+        shoot = drops / "smith"
+        shoot.mkdir()
+        for photo in sorted(staged.iterdir()):
+            shutil.copy(photo, shoot)
+            time.sleep(SETTLE / 2)
+            assert daemon.jobs() == {}
+            # Gone before it settled (a drop moved elsewhere): nothing may come of it.
+            shutil.rmtree(vanishing, ignore_errors=True)
+
+        [job] = wait_for(lambda: list(daemon.jobs().values()), timeout=15,
+                         what="the drop to become a job")
+        assert job["source"] == str(shoot.resolve()) and job["photos"] == 3
+        wait_for(lambda: daemon.jobs()[job["id"]]["state"] == "completed", timeout=30,
+                 what="the dropped shoot to be done")
+        assert daemon.terminate() == 0
+
+        # A restart looks at every drop again and submits none of them twice.
+        daemon.start()
+        time.sleep(SETTLE * 2)
+        assert list(daemon.jobs()) == [job["id"]]
+        [project] = ledger(sandbox)["projects"]
+        assert (project["edit_requests"], project["export_requests"]) == (1, 1)
+        assert md5_matches_ledger(project, daemon.jobs()[job["id"]]) == 6
+        assert "drop refused" in daemon.logs()  # the folder without photos, said once per run

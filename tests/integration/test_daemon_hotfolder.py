@@ -1,0 +1,105 @@
+"""The hot-folder watcher's rules, with a fake clock and a recording submit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import HotFolder
+from orchestrator.service.hotfolder import HotFolders
+from orchestrator.service.submit import Submitted
+from orchestrator.store.queries import NewJob, Store
+from orchestrator.workflow.planning import PlanError, RunRequest
+
+SETTLE = 10.0
+
+
+class Recorder:
+    """A submit that records requests; refuses folders named `bad*`."""
+
+    def __init__(self) -> None:
+        self.requests: list[RunRequest] = []
+
+    async def __call__(self, request: RunRequest) -> Submitted:
+        self.requests.append(request)
+        if request.source.name.startswith("bad"):
+            raise PlanError("no profile for these photos")
+        return Submitted()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    from orchestrator.store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hot.db'}"
+    await upgrade(url)
+    store = Store.open(url)
+    yield store
+    await store.close()
+
+
+def _watcher(store: Store, watched: Path, submit: Recorder, clock: Clock) -> HotFolders:
+    hot = HotFolder(path=watched, profiles=["2001"], export=True, edit={"tools": ["crop"]})
+    return HotFolders([hot], store=store, submit=submit, settle_seconds=SETTLE,
+                      scan_seconds=1, clock=clock)
+
+
+async def test_a_drop_is_submitted_once_after_it_settles(tmp_path: Path, store: Store) -> None:
+    watched, submit, clock = tmp_path / "in", Recorder(), Clock()
+    watcher = _watcher(store, watched, submit, clock)
+    await watcher.scan()  # the watched folder does not exist yet: logged, nothing else
+    (watched / "shoot").mkdir(parents=True)
+    (watched / "shoot" / "a.jpg").write_bytes(b"1")
+    (watched / ".hidden").mkdir()
+    await watcher.scan()
+    clock.now = SETTLE - 1
+    (watched / "shoot" / "b.jpg").write_bytes(b"22")  # still copying: the clock restarts
+    await watcher.scan()
+    clock.now += SETTLE - 1
+    await watcher.scan()
+    assert submit.requests == []
+    clock.now += 2
+    await watcher.scan()
+    [request] = submit.requests
+    assert request.source == (watched / "shoot").resolve()
+    assert (request.profiles, request.export, request.edit) == (["2001"], True,
+                                                                 {"tools": ["crop"]})
+    clock.now += SETTLE * 3
+    await watcher.scan()
+    await watcher.scan()
+    assert len(submit.requests) == 1
+
+
+async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) -> None:
+    watched, submit, clock = tmp_path / "in", Recorder(), Clock()
+    (watched / "bad").mkdir(parents=True)
+    (watched / "bad" / "x.jpg").write_bytes(b"1")
+    (watched / "gone").mkdir()
+    (watched / "known").mkdir()
+    await store.create_job(NewJob(
+        id="a" * 32, name="known", source=str((watched / "known").resolve()), edited_dir="/e",
+        exported_dir="/x", image_type="JPG", profile_key=2001, options={},
+        project_name="orchestrator-known"), [])
+    watcher = _watcher(store, watched, submit, clock)
+    await watcher.scan()
+    (watched / "gone").rmdir()
+    clock.now = SETTLE + 1
+    await watcher.scan()
+    await watcher.scan()
+    # "bad" was refused once and is not retried while unchanged; "known" already has a job.
+    assert [r.source.name for r in submit.requests] == ["bad"]
+    (watched / "bad" / "y.jpg").write_bytes(b"2")
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    await watcher.scan()
+    assert [r.source.name for r in submit.requests] == ["bad", "bad"]

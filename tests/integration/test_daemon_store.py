@@ -1,0 +1,196 @@
+"""The daemons' statements on both databases: claiming due jobs, the inbox, waking, NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from orchestrator.service.wakeups import Wakeups
+from orchestrator.store.inbox import Verdict, deliver_callback
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.models import Job, utcnow
+from orchestrator.store.queries import Lease, NewJob, NewPhoto, StaleLease, Store
+from orchestrator.store.scheduling import (
+    claim_due_jobs,
+    next_due_at,
+    planning_lock,
+    queue_for_daemon,
+    wake_if_called_back,
+)
+from orchestrator.workflow.states import JobState
+
+PROJECT = "p-0001"
+
+
+@pytest.fixture
+async def store(migrated_db_url: str) -> AsyncIterator[Store]:
+    store = Store.open(migrated_db_url)
+    yield store
+    await store.close()
+
+
+async def _job(store: Store, *, daemon: bool = True, **values: Any) -> str:
+    job_id = uuid.uuid4().hex
+    await store.create_job(NewJob(
+        id=job_id, name="shoot", source=f"/shoots/{job_id}", edited_dir="/e", exported_dir="/x",
+        image_type="JPG", profile_key=2001, options={}, project_name=f"orchestrator-{job_id}"),
+        [NewPhoto("a.jpg", "a.jpg", 1, 1)])
+    if daemon:
+        await queue_for_daemon(store, [job_id])
+    if values:
+        async with store.engine.begin() as conn:
+            await conn.execute(update(Job).where(Job.id == job_id).values(**values))
+    return job_id
+
+
+async def test_only_due_daemon_jobs_without_a_live_lease_are_claimed(store: Store) -> None:
+    now = utcnow()
+    due = await _job(store)
+    await _job(store, daemon=False)  # a `run` job: its command drives it
+    await _job(store, wake_at=now + timedelta(minutes=5))  # waiting for Imagen
+    await _job(store, state=JobState.COMPLETED.value)
+    await _job(store, lease_owner="other", lease_expires_at=now + timedelta(minutes=1))
+    expired = await _job(store, lease_owner="dead", lease_expires_at=now - timedelta(seconds=1),
+                         lease_epoch=4, wake_at=now - timedelta(seconds=2))
+
+    claims = await claim_due_jobs(store, "me", 30, limit=10)
+    assert {c.lease.job_id for c in claims} == {due, expired}
+    by_id = {c.lease.job_id: c for c in claims}
+    assert by_id[expired].previous_owner == "dead" and by_id[expired].lease.epoch == 5
+    assert by_id[due].previous_owner is None
+    assert [e.kind for e in await store.events(expired)][-1] == "lease"
+    assert await claim_due_jobs(store, "me", 30, limit=10) == []
+    # The fenced write of the worker that died is refused; the claimer's goes through.
+    with pytest.raises(StaleLease):
+        await store.advance(Lease(expired, "dead", 4), JobState.QUEUED, JobState.PROJECT_CREATED)
+    await store.advance(by_id[expired].lease, JobState.QUEUED, JobState.PROJECT_CREATED)
+
+
+async def test_claims_respect_the_limit_and_take_jobs_under_way_first(store: Store) -> None:
+    now = utcnow()
+    new = [await _job(store) for _ in range(2)]  # queued before any of the others woke
+    woken = [await _job(store, wake_at=now - timedelta(seconds=10 - n)) for n in range(3)]
+    first = await claim_due_jobs(store, "me", 30, limit=2)
+    assert [c.lease.job_id for c in first] == woken[:2]
+    rest = await claim_due_jobs(store, "me", 30, limit=10)
+    assert [c.lease.job_id for c in rest] == [woken[2], *new]
+
+
+async def test_a_retried_daemon_job_goes_back_to_the_daemons(store: Store) -> None:
+    job_id = await _job(store)
+    [claim] = await claim_due_jobs(store, "me", 30, limit=1)
+    await store.advance(claim.lease, JobState.QUEUED, JobState.FAILED, last_error="boom")
+    await store.release(claim.lease)
+    assert await claim_due_jobs(store, "me", 30, limit=1) == []
+    await store.retry_failed(job_id)  # `orchestrator retry --reset-only`
+    [again] = await claim_due_jobs(store, "me", 30, limit=1)
+    assert again.lease.job_id == job_id and again.lease.epoch == claim.lease.epoch + 1
+
+
+async def test_concurrent_claimers_never_share_a_job(store: Store) -> None:
+    ids = {await _job(store) for _ in range(24)}
+
+    async def claimer(name: str) -> list[str]:
+        taken: list[str] = []
+        while batch := await claim_due_jobs(store, name, 30, limit=3):
+            taken += [c.lease.job_id for c in batch]
+        return taken
+
+    results = await asyncio.gather(*(claimer(f"w{n}") for n in range(4)))
+    everything = [job_id for taken in results for job_id in taken]
+    assert sorted(everything) == sorted(ids)  # each job exactly once
+
+
+async def _callback(store: Store, secret_hash: str = "ab" * 32, project: str = PROJECT,
+                    status: str = "completed") -> Verdict:
+    delivery = await deliver_callback(store, secret_hash, project_uuid=project, action="edit",
+                                      status=status)
+    return delivery.verdict
+
+
+async def test_the_inbox_keeps_each_callback_once_and_wakes_the_job(store: Store) -> None:
+    job_id = await _job(store, state=JobState.EDITING.value, project_uuid=PROJECT,
+                        callback_secret_hash="ab" * 32, wake_at=utcnow() + timedelta(hours=1))
+    assert await _callback(store, "cd" * 32) is Verdict.UNKNOWN_SECRET
+    assert await _callback(store, project="p-other") is Verdict.WRONG_PROJECT
+    assert (await store.get_job(job_id)).wake_at > utcnow()  # refused ones change nothing
+
+    assert await _callback(store) is Verdict.ACCEPTED
+    assert await _callback(store) is Verdict.DUPLICATE
+    job = await store.get_job(job_id)
+    assert job.wake_at is not None and job.wake_at <= utcnow()
+    assert job.state == JobState.EDITING.value  # a callback never moves the state
+    assert [e.kind for e in await store.events(job_id)].count("callback") == 1
+    assert await _callback(store, status="failed") is Verdict.ACCEPTED  # other news is news
+
+
+async def test_a_callback_during_a_drive_wakes_the_job_when_the_drive_ends(store: Store) -> None:
+    job_id = await _job(store, state=JobState.EDITING.value, project_uuid=PROJECT,
+                        callback_secret_hash="ab" * 32)
+    [claim] = await claim_due_jobs(store, "me", 30, limit=1)
+    # The drive polled ("in progress"); the callback lands; then the drive sets a later wake.
+    assert await _callback(store) is Verdict.ACCEPTED
+    await store.update_job(claim.lease, JobState.EDITING,
+                           wake_at=utcnow() + timedelta(minutes=10))
+    await store.release(claim.lease)
+    assert await wake_if_called_back(store, job_id)
+    assert await claim_due_jobs(store, "me", 30, limit=1)
+    # Claiming consumed the callback: the next drive end finds nothing new.
+    assert not await wake_if_called_back(store, job_id)
+
+
+async def test_next_due_at_sees_wake_times_and_lease_expiries(store: Store) -> None:
+    now = utcnow()
+    assert await next_due_at(store, "me") is None
+    await _job(store, wake_at=now + timedelta(seconds=30))
+    expiry = now + timedelta(seconds=20)
+    await _job(store, lease_owner="other", lease_expires_at=expiry,
+               wake_at=now - timedelta(seconds=5))
+    await _job(store, lease_owner="me", lease_expires_at=now + timedelta(seconds=1))
+    await _job(store, daemon=False)
+    assert await next_due_at(store, "me") == expiry
+
+
+@pytest.mark.postgres
+async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> None:
+    await upgrade(pg_url)
+    store = Store.open(pg_url)
+    wakeups = Wakeups()
+    listener = asyncio.create_task(wakeups.listen(pg_url))
+    try:
+        await asyncio.wait_for(wakeups.wait(5), 6)  # the listener wakes once when it connects
+        wakeups.clear()
+        await _job(store, daemon=False, state=JobState.EDITING.value, project_uuid=PROJECT,
+                   callback_secret_hash="ab" * 32)
+        started = asyncio.get_running_loop().time()
+        assert await _callback(store) is Verdict.ACCEPTED
+        await wakeups.wait(2)
+        assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        listener.cancel()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_planning_one_folder_is_serialized_across_connections(pg_url: str) -> None:
+    await upgrade(pg_url)
+    store = Store.open(pg_url)
+    order: list[str] = []
+
+    async def plan(name: str) -> None:
+        async with planning_lock(store, "/shoots/same"):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.2)
+            order.append(f"{name} out")
+
+    try:
+        await asyncio.gather(plan("a"), plan("b"))
+    finally:
+        await store.close()
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
