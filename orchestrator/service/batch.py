@@ -49,7 +49,8 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         poll_initial=settings.poll_initial_seconds, poll_max=settings.poll_max_seconds,
         wait_deadline=settings.wait_deadline_hours * 3600, link_batch_size=settings.link_batch_size,
-        photo_attempts=settings.photo_attempts, workers=settings.concurrency)
+        photo_attempts=settings.photo_attempts, workers=settings.concurrency,
+        lease_ttl=settings.lease_ttl_seconds)
 
 
 def transfer_settings(settings: Settings) -> TransferSettings:

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from orchestrator.store.db import create_engine
@@ -45,6 +58,17 @@ class NewPhoto:
     file_name: str
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class RecordedPhoto:
+    """A photo as its source file was recorded: what planning compares with the folder."""
+
+    rel_path: str
+    file_name: str
+    size: int
+    mtime_ns: int
+    md5: str | None
 
 
 @dataclass(frozen=True)
@@ -159,6 +183,14 @@ class Store:
             return list((await session.scalars(
                 select(Photo).where(Photo.job_id == job_id).order_by(Photo.id))).all())
 
+    async def recorded_photos(self, job_id: str) -> list[RecordedPhoto]:
+        """The job's photos as files, without loading whole rows (a fraction of `photos`)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns, Photo.md5)
+                .where(Photo.job_id == job_id).order_by(Photo.id))).all()
+        return [RecordedPhoto(*row) for row in rows]
+
     async def events(self, job_id: str) -> list[Event]:
         """The job's history, oldest first."""
         async with self._sessions() as session:
@@ -269,10 +301,14 @@ class Store:
     async def request_cancel(self, job_id: str) -> Job:
         """Stop a job for good: at once if nobody drives it, else at its driver's next step."""
         now = utcnow()
+        owner = (await self.get_job(job_id)).lease_owner
+        free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
+        if owner and _owner_is_dead_local_process(owner):
+            # A run killed mid-job leaves its lease behind; nobody will ever act on a request.
+            free = or_(free, Job.lease_owner == owner)
         async with self.engine.begin() as conn:
             live = [s.value for s in JobState if s not in TERMINAL_STATES] + \
                 [JobState.FAILED.value]
-            free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
             cancelled = await conn.execute(update(Job).where(
                 Job.id == job_id, Job.state.in_(live), free).values(
                     state=JobState.CANCELLED.value, updated_at=now, finished_at=now,
@@ -285,6 +321,12 @@ class Store:
                                    .values(cancel_requested=True, updated_at=now))
                 await _event(conn, job_id, "cancel", "cancel requested; the driver will stop")
         return await self.get_job(job_id)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked to cancel the job (a one-column read, cheap to poll)."""
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(
+                select(Job.cancel_requested).where(Job.id == job_id))).scalar_one())
 
     async def retry_failed(self, job_id: str) -> Job:
         """Bring a failed job back to where it stopped, with its failed photos cleared."""
@@ -310,12 +352,12 @@ class Store:
     async def set_photo_source(self, lease: Lease, photo_id: int, *, md5: str, size: int,
                                mtime_ns: int) -> None:
         """Record the hash of a photo (with the size and mtime it was computed at)."""
-        await self._photo_write(lease, photo_id, md5=md5, size=size, mtime_ns=mtime_ns)
+        await self._photo_write(lease, photo_id, **source_checkpoint(md5=md5, size=size,
+                                                                     mtime_ns=mtime_ns))
 
     async def mark_uploaded(self, lease: Lease, photo_id: int) -> None:
         """Checkpoint one finished, verified upload."""
-        await self._photo_write(lease, photo_id, uploaded_at=utcnow(), failed_phase=None,
-                                failed_reason=None)
+        await self._photo_write(lease, photo_id, **upload_checkpoint())
 
     async def forget_upload(self, lease: Lease, photo_id: int) -> None:
         """Undo an upload checkpoint (the photo changed and must be sent again)."""
@@ -324,16 +366,31 @@ class Store:
     async def mark_output(self, lease: Lease, photo_id: int, phase: str, *, name: str,
                           size: int, md5: str) -> None:
         """Checkpoint one finished, verified download of an edit or export output."""
-        if phase not in ("edit", "export"):
-            raise ValueError(f"unknown output phase {phase!r}")
-        await self._photo_write(lease, photo_id, **{
-            f"{phase}_output": name, f"{phase}_size": size, f"{phase}_md5": md5,
-            f"{phase}_done_at": utcnow(), "failed_phase": None, "failed_reason": None})
+        await self._photo_write(lease, photo_id, **output_checkpoint(phase, name=name, size=size,
+                                                                     md5=md5))
 
     async def mark_photo_failed(self, lease: Lease, photo_id: int, phase: str,
                                 reason: str) -> None:
         """Record why a photo's phase keeps failing; the rest of the job goes on."""
-        await self._photo_write(lease, photo_id, failed_phase=phase, failed_reason=reason)
+        await self._photo_write(lease, photo_id, **failure_checkpoint(phase, reason))
+
+    @asynccontextmanager
+    async def photo_writer(self, lease: Lease) -> AsyncIterator[PhotoWriter]:
+        """A writer of batched photo checkpoints for one job, open while the block runs."""
+        if self.engine.dialect.name != "sqlite":
+            # Pooled connections are cheap to take per batch, and a busy daemon must not pin
+            # one per job for a whole stage.
+            yield PhotoWriter(lease, self.engine.begin)
+            return
+        # SQLite connections are not pooled, and opening one costs more than writing a whole
+        # batch: the writer keeps one for its life (it holds no lock between batches).
+        async with self.engine.connect() as conn:
+            @asynccontextmanager
+            async def begin() -> AsyncIterator[AsyncConnection]:
+                async with conn.begin():
+                    yield conn
+
+            yield PhotoWriter(lease, begin)
 
     async def _photo_write(self, lease: Lease, photo_id: int, **values: Any) -> None:
         async with self.engine.begin() as conn:
@@ -353,6 +410,102 @@ class Store:
             await _event(conn, job_id, kind, message, data=data)
 
 
+PhotoValues = dict[str, Any]
+"""Columns of one photo row to set in a checkpoint."""
+
+
+def source_checkpoint(*, md5: str, size: int, mtime_ns: int) -> PhotoValues:
+    """A photo's hash, with the size and mtime it was computed at ("" md5: hash it again)."""
+    return {"md5": md5, "size": size, "mtime_ns": mtime_ns}
+
+
+def upload_checkpoint() -> PhotoValues:
+    """A finished, verified upload."""
+    return {"uploaded_at": utcnow(), "failed_phase": None, "failed_reason": None}
+
+
+def output_checkpoint(phase: str, *, name: str, size: int, md5: str) -> PhotoValues:
+    """A finished, verified download of an edit or export output."""
+    if phase not in ("edit", "export"):
+        raise ValueError(f"unknown output phase {phase!r}")
+    return {f"{phase}_output": name, f"{phase}_size": size, f"{phase}_md5": md5,
+            f"{phase}_done_at": utcnow(), "failed_phase": None, "failed_reason": None}
+
+
+def failure_checkpoint(phase: str, reason: str) -> PhotoValues:
+    """Why a photo's phase keeps failing."""
+    return {"failed_phase": phase, "failed_reason": reason}
+
+
+class PhotoWriter:
+    """Writes per-photo checkpoints of one job in batches, each batch one guarded transaction.
+
+    Made by `Store.photo_writer`. Group commit is what makes a 10,000-photo job cheap to
+    checkpoint: photos finishing together share one commit instead of paying one each.
+    """
+
+    def __init__(self, lease: Lease,
+                 begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
+        self._lease = lease
+        self._begin = begin
+        self._statements: dict[tuple[str, ...], Update] = {}
+
+    async def write(self, updates: Sequence[tuple[int, PhotoValues]]) -> None:
+        """Apply `(photo id, values)` in order, all or none; StaleLease if the lease is gone.
+
+        LookupError (and nothing written) if a photo is not part of the job.
+        """
+        if not updates:
+            return
+        lease = self._lease
+        async with self._begin() as conn:
+            counted = conn.dialect.supports_sane_multi_rowcount
+            if not counted:
+                # Postgres cannot say how many rows an executemany touched, so the lease is
+                # checked up front, and the job row locked until commit so that nobody can
+                # take the lease over in between; and the photos are counted.
+                await _require_lease(conn, lease, lock=True)
+                ids = {photo_id for photo_id, _ in updates}
+                found = (await conn.execute(select(func.count()).select_from(Photo).where(
+                    Photo.job_id == lease.job_id, Photo.id.in_(ids)))).scalar_one()
+                if found != len(ids):
+                    raise LookupError(f"a photo of this batch is not part of job "
+                                      f"{lease.job_id}")
+            for columns, rows in _runs_of_same_columns(updates):
+                result = await conn.execute(self._statement(columns, guarded=counted), rows)
+                if counted and result.rowcount != len(rows):
+                    # SQLite: the lease rides in every UPDATE, the count tells if it held.
+                    await _require_lease(conn, lease)
+                    raise LookupError(f"a photo of this batch is not part of job "
+                                      f"{lease.job_id}")
+
+    def _statement(self, columns: tuple[str, ...], *, guarded: bool) -> Update:
+        # Built once per column set: rebuilding it for every batch costs more than the write.
+        statement = self._statements.get(columns)
+        if statement is None:
+            where = [Photo.id == bindparam("p_id"), Photo.job_id == self._lease.job_id]
+            if guarded:
+                where.append(exists().where(_holds(self._lease)))
+            statement = update(Photo).where(*where).values(
+                {column: bindparam(f"p_{column}") for column in columns})
+            self._statements[columns] = statement
+        return statement
+
+
+def _runs_of_same_columns(updates: Sequence[tuple[int, PhotoValues]]
+                          ) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """Consecutive updates grouped by the columns they set, order kept, for executemany."""
+    runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
+    for photo_id, values in updates:
+        columns = tuple(sorted(values))
+        row = {"p_id": photo_id, **{f"p_{column}": values[column] for column in columns}}
+        if runs and runs[-1][0] == columns:
+            runs[-1][1].append(row)
+        else:
+            runs.append((columns, [row]))
+    return runs
+
+
 async def _event(conn: AsyncConnection, job_id: str, kind: str, message: str, *,
                  from_state: str | None = None, to_state: str | None = None,
                  data: dict[str, Any] | None = None) -> None:
@@ -361,8 +514,9 @@ async def _event(conn: AsyncConnection, job_id: str, kind: str, message: str, *,
         to_state=to_state, data=data))
 
 
-async def _require_lease(conn: AsyncConnection, lease: Lease) -> None:
-    held = (await conn.execute(select(Job.id).where(_holds(lease)))).first()
+async def _require_lease(conn: AsyncConnection, lease: Lease, *, lock: bool = False) -> None:
+    query = select(Job.id).where(_holds(lease))
+    held = (await conn.execute(query.with_for_update() if lock else query)).first()
     if held is None:
         raise StaleLease(f"lost the lease of job {lease.job_id[:8]} (epoch {lease.epoch})")
 

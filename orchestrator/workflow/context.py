@@ -33,9 +33,11 @@ class EngineConfig:
     photo_attempts: int = 3
     """Rounds a photo's transfer gets before it is marked failed."""
     workers: int = 8
-    """Transfer workers per stage (the global limiter still bounds what is in flight)."""
+    """Photos transferred at once over all the engine's jobs, each until its checkpoint."""
     lease_ttl: float = 60.0
     """Seconds a lease lasts without a heartbeat."""
+    cancel_poll_seconds: float = 5.0
+    """How often a driven job looks for `orchestrator cancel` (a one-column read)."""
     wait_inline: bool = True
     """Poll Imagen in this task while it works (`run`); else sleep in the database (daemon)."""
     callback_base: str | None = None
@@ -82,6 +84,8 @@ class JobContext:
     transfers: Transfers
     progress: ProgressSink
     config: EngineConfig
+    photo_slots: asyncio.Semaphore
+    """The engine's slots for photos in transfer (see Engine.photo_slots)."""
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

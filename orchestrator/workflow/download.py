@@ -12,7 +12,9 @@ from orchestrator.imagen.files import UnsafeFileName, safe_output_path
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
 from orchestrator.store.models import Photo
+from orchestrator.store.queries import failure_checkpoint, output_checkpoint
 from orchestrator.transfer.errors import OutputUnwritable, TransferError
+from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.pool import ItemFailed, run_pool
 from orchestrator.workflow.states import JobState
@@ -72,24 +74,25 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     available = await links.fetch()
     photos = await ctx.store.photos(ctx.job.id)
     work, unmatched = _match(photos, available, outputs.phase)
-    for photo in photos:
-        if not any(p.id == photo.id for p, _ in work) and not _done(photo, outputs.phase):
-            await ctx.store.mark_photo_failed(ctx.lease, photo.id, outputs.phase,
-                                              f"Imagen returned no {outputs.phase} output")
-            ctx.note(f"Imagen returned no {outputs.phase} output for {photo.rel_path}",
-                     level="warn")
-    for name in unmatched:
-        await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
     todo = [(p, name) for p, name in work if not _already_there(folder, p, name, outputs.phase)]
     if len(todo) < len(work):
         await ctx.event("resume", f"{len(work) - len(todo)} {outputs.phase} outputs already "
                         f"downloaded; {len(todo)} to go")
     ctx.progress.stage_started(ctx.label, outputs.stage, files=len(todo), total_bytes=None)
+    async with photo_checkpoints(ctx.store, ctx.lease) as checkpoints:
+        matched = {p.id for p, _ in work}
+        missing = [p for p in photos if p.id not in matched and not _done(p, outputs.phase)]
+        for photo in missing:
+            await _photo_failed(ctx, checkpoints, photo, outputs.phase,
+                                f"Imagen returned no {outputs.phase} output")
+        for name in unmatched:
+            await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
 
-    async def fetch_one(item: tuple[Photo, str]) -> None:
-        await _download_one(ctx, links, folder, outputs, *item)
+        async def fetch_one(item: tuple[Photo, str]) -> None:
+            async with ctx.photo_slots:
+                await _download_one(ctx, links, checkpoints, folder, outputs, *item)
 
-    failures = await run_pool(todo, fetch_one, workers=ctx.config.workers)
+        failures = await run_pool(todo, fetch_one, workers=ctx.config.workers)
     ctx.progress.stage_finished(ctx.label, outputs.stage)
     if failures:
         raise JobFailed(f"{len(failures)} {outputs.phase} downloads failed (first: "
@@ -133,12 +136,12 @@ def _already_there(folder: Path, photo: Photo, name: str, phase: str) -> bool:
         return False
 
 
-async def _download_one(ctx: JobContext, links: LinkList, folder: Path, outputs: Outputs,
-                        photo: Photo, name: str) -> None:
+async def _download_one(ctx: JobContext, links: LinkList, checkpoints: PhotoCheckpoints,
+                        folder: Path, outputs: Outputs, photo: Photo, name: str) -> None:
     try:
         safe_output_path(folder, name)
     except UnsafeFileName as exc:
-        await ctx.store.mark_photo_failed(ctx.lease, photo.id, outputs.phase, str(exc))
+        await _photo_failed(ctx, checkpoints, photo, outputs.phase, str(exc))
         raise ItemFailed(f"{name}: refused, {exc}") from exc
     seen = [0]
     last = ""
@@ -155,12 +158,23 @@ async def _download_one(ctx: JobContext, links: LinkList, folder: Path, outputs:
             await ctx.event("retry", f"download of {name} failed: {last}", attempt=attempt)
             continue
         crash_point("after_download")
-        await ctx.store.mark_output(ctx.lease, photo.id, outputs.phase, name=name,
-                                    size=result.size, md5=result.md5_hex)
+        await checkpoints.commit(photo.id, output_checkpoint(
+            outputs.phase, name=name, size=result.size, md5=result.md5_hex))
+        if result.resumed_from and result.attempts:
+            await ctx.event("resume", f"{name}: continued an interrupted download from byte "
+                            f"{result.resumed_from} of {result.size}")
         ctx.progress.advanced(ctx.label, outputs.stage, files=1)
         return
-    await ctx.store.mark_photo_failed(ctx.lease, photo.id, outputs.phase, last)
+    await _photo_failed(ctx, checkpoints, photo, outputs.phase, last)
     raise ItemFailed(f"{name}: {last}")
+
+
+async def _photo_failed(ctx: JobContext, checkpoints: PhotoCheckpoints, photo: Photo,
+                        phase: str, reason: str) -> None:
+    """Record that the photo's output failed for good, in the photo and in the history."""
+    await checkpoints.commit(photo.id, failure_checkpoint(phase, reason))
+    await ctx.event("error", f"{phase} output of {photo.rel_path} failed: {reason}")
+    ctx.note(f"{phase} output of {photo.rel_path} failed: {reason}", level="warn")
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:

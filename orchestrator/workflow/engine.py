@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,6 +75,10 @@ class Engine:
         self.progress = progress
         self.config = config
         self.owner = owner
+        # Shared by every job this engine drives: a photo holds a slot from the start of its
+        # transfer until its checkpoint is committed, so however many jobs run at once, a
+        # crash finds at most `workers` transfers done but not saved, the ones it repeats.
+        self.photo_slots = asyncio.Semaphore(config.workers)
 
     async def drive(self, job_id: str, *, lease: Lease | None = None) -> Outcome:
         """Drive the job until it completes, fails, is cancelled, must pause or (daemon) wait.
@@ -84,15 +89,22 @@ class Engine:
             lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
         ctx = JobContext(job=await self.store.get_job(job_id), lease=lease, store=self.store,
                          client=self.client, transfers=self.transfers, progress=self.progress,
-                         config=self.config)
+                         config=self.config, photo_slots=self.photo_slots)
         main = asyncio.current_task()
         assert main is not None
         stop = _Stop()
         heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
         try:
+            if self.config.wait_inline and ctx.state not in (JobState.QUEUED, *TERMINAL_STATES):
+                # A person ran the command again (the daemon's wake-ups are routine, not news).
+                await ctx.event("resume", f"resuming in state {ctx.state.value}")
             return await self._run_steps(ctx)
         except asyncio.CancelledError:
             if stop.reason is None:
+                # Ctrl-C, SIGTERM or shutdown: say so in the history, then let it unwind.
+                with contextlib.suppress(Exception):
+                    await ctx.event("interrupted", "stopped by the user or the system in "
+                                    f"state {ctx.state.value}")
                 raise
             main.uncancel()
             if stop.reason == "lease":
@@ -150,12 +162,21 @@ class Engine:
         return Outcome(ctx.job, paused=reason)
 
     async def _heartbeat(self, lease: Lease, main: asyncio.Task[object], stop: _Stop) -> None:
-        """Renew the lease; stop the job's task if the lease is lost or a cancel arrives."""
+        """Renew the lease; stop the job's task if the lease is lost or a cancel arrives.
+
+        The lease is renewed every third of its life; a cancel is looked for more often, so
+        `orchestrator cancel` stops a running job within seconds.
+        """
+        renew_every = self.config.lease_ttl / 3
+        poll = min(self.config.cancel_poll_seconds, renew_every)
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.lease_ttl / 3)
-            if not await self.store.renew(lease, self.config.lease_ttl):
-                stop.reason = "lease"
-            elif (await self.store.get_job(lease.job_id)).cancel_requested:
+            await asyncio.sleep(poll)
+            if time.monotonic() - renewed >= renew_every - poll / 2:
+                if not await self.store.renew(lease, self.config.lease_ttl):
+                    stop.reason = "lease"
+                renewed = time.monotonic()
+            if stop.reason is None and await self.store.cancel_requested(lease.job_id):
                 stop.reason = "cancel"
             if stop.reason is not None:
                 main.cancel()

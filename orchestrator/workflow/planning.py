@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,16 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditOptions, ImageType, Profile
 from orchestrator.store.models import Job
-from orchestrator.store.queries import NewJob, NewPhoto, Store
+from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
+from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
 from orchestrator.workflow.states import JobState
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
-"""States in which photos found later can still join the job."""
+"""States in which photos found later can still join the job (and changed ones be re-sent)."""
+
+SHOWN_NAMES = 5
+"""Photos named in one note before the rest are summed up as "…"."""
 
 
 class PlanError(ValueError):
@@ -141,12 +145,17 @@ def _new_photo(photo: FoundPhoto) -> NewPhoto:
 
 
 async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[str]:
-    """Photos added to the folder since the job began: join it if nothing was uploaded yet."""
-    photos = await store.photos(job.id)
+    """Compare the folder with the job: report what changed, let new photos join if in time.
+
+    Until every photo is uploaded, new photos join the job and the upload stage sends changed
+    ones again. After that, Imagen edits the versions it has: changes are only reported.
+    """
+    photos = await store.recorded_photos(job.id)
+    notes = await _report_late_changes(store, job, photos, found) if _past_upload(job) else []
     known = {p.rel_path for p in photos}
     added = [p for p in found if p.rel_path not in known]
     if not added:
-        return []
+        return notes
     taken = {Path(p.file_name).stem.lower() for p in photos}
     clashing = [p for p in added if Path(p.file_name).stem.lower() in taken]
     if clashing:
@@ -160,9 +169,56 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
         finally:
             await store.release(lease)
         await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
-        return [f"{job.name}: {len(added)} new photos found; they join the job"]
+        return [*notes, f"{job.name}: {len(added)} new photos found; they join the job"]
     await store.add_event(job.id, "source", f"{len(added)} photos added after the upload "
                           "are not part of this job")
-    names = ", ".join(p.rel_path for p in added[:5]) + (" …" if len(added) > 5 else "")
-    return [f"{job.name}: {len(added)} photos were added after the upload ({names}); they are "
-            "not part of this job: put them in a new folder and run that"]
+    return [*notes, f"{job.name}: {len(added)} photos were added after the upload "
+            f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
+            "in a new folder and run that"]
+
+
+def _past_upload(job: Job) -> bool:
+    """Whether the job's photos are all at Imagen and the job still has work to do."""
+    state = JobState(job.state)
+    if state is JobState.FAILED and job.state_before_failure:
+        state = JobState(job.state_before_failure)
+    return state not in NOT_UPLOADED_YET | {JobState.COMPLETED, JobState.CANCELLED,
+                                             JobState.FAILED}
+
+
+async def _report_late_changes(store: Store, job: Job, photos: list[RecordedPhoto],
+                               found: list[FoundPhoto]) -> list[str]:
+    """Notes (and history) for photos changed or removed after they were uploaded.
+
+    A photo whose mtime moved but whose size did not is hashed: touching is not changing.
+    """
+    now = {p.rel_path: p for p in found}
+    changed: list[str] = []
+    removed: list[str] = []
+    for photo in photos:
+        current = now.get(photo.rel_path)
+        if current is None:
+            removed.append(photo.rel_path)
+        elif (current.size, current.mtime_ns) != (photo.size, photo.mtime_ns) and not (
+                current.size == photo.size and photo.md5
+                and (await file_md5(current.path)).hex() == photo.md5):
+            changed.append(photo.rel_path)
+    notes: list[str] = []
+    if changed:
+        message = (f"{len(changed)} photos changed after they were uploaded "
+                   f"({_names(changed)}); Imagen edits the versions it was sent. To edit the "
+                   "new versions, put them in a new folder and run that")
+        await store.add_event(job.id, "source", message, data={"changed": changed})
+        notes.append(f"{job.name}: {message}")
+    if removed:
+        message = (f"{len(removed)} photos were removed from the folder after they were "
+                   f"uploaded ({_names(removed)}); Imagen has them, so their edits still "
+                   "arrive")
+        await store.add_event(job.id, "source", message, data={"removed": removed})
+        notes.append(f"{job.name}: {message}")
+    return notes
+
+
+def _names(paths: Iterable[str]) -> str:
+    listed = list(paths)
+    return ", ".join(listed[:SHOWN_NAMES]) + (" …" if len(listed) > SHOWN_NAMES else "")

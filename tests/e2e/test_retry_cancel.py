@@ -1,0 +1,217 @@
+"""Per-photo failures, `retry`, `cancel`, a full disk and an unwritable output folder, for real.
+
+Each failure is made the way it happens on a photographer's machine: something sits where an
+output must go, a photo becomes unreadable, the disk fills up (a tmpfs too small for the
+edits, when this machine lets the test mount one), the output folder cannot be created.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_interrupts import wait_until_uploading
+from tests.helpers import cli_env, md5_of, orchestrator, sandbox_process
+from tests.resume_support import (
+    BIG_JPEG,
+    assert_exactly_once,
+    finished_jobs,
+    make_crash_shoot,
+    project_of,
+    run_shoot,
+    start_shoot,
+    stored_jobs,
+)
+
+KILLED = -signal.SIGKILL
+FILESYSTEM_ONLY = pytest.mark.parametrize("db_backend", ["sqlite"])
+"""For what only the filesystem decides: the database's part is covered by the other tests."""
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    with sandbox_process("--edit-seconds", "0.3") as url:
+        yield url
+
+
+def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    shoot = tmp_path / "shoot"
+    files = make_crash_shoot(shoot, jpeg_only=True)
+    blocked = shoot / "edited" / "IMG_0002.jpg"
+    blocked.mkdir(parents=True)  # a folder where the edit must go: the rename cannot happen
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+
+    failed = run_shoot(shoot, env, json_output=False)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    # The end of the run names the photo, why, and the way out.
+    assert "failed IMG_0002.jpg (edit):" in failed.stdout
+    [job] = stored_jobs(migrated_db_url, shoot)
+    assert f"orchestrator retry {job['id'][:8]}" in failed.stdout
+    assert job["state"] == "failed"
+    assert [(p.rel_path, p.failed_phase) for p in job["photos"].values() if p.failed_reason] \
+        == [("IMG_0002.jpg", "edit")]
+    project = project_of(sandbox_url, job)
+    assert project["export_requests"] == 0  # the job stopped before the export
+    for name, md5 in project["edit_outputs"].items():
+        if name != "IMG_0002.jpg":  # the others went on and are in place
+            assert md5_of(shoot / "edited" / name) == md5
+    fetched_before = project["downloads_completed"]["edit"]
+
+    blocked.rmdir()
+    retried = orchestrator("retry", job["id"][:8], "--json", env=env)
+    [done] = finished_jobs(retried)
+    assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
+    fetched_after = project_of(sandbox_url, job)["downloads_completed"]["edit"]
+    assert {n: c for n, c in fetched_after.items() if n != "IMG_0002.jpg"} == \
+        {n: c for n, c in fetched_before.items() if n != "IMG_0002.jpg"}
+    kinds = [kind for kind, _ in stored_jobs(migrated_db_url, shoot)[0]["events"]]
+    assert {"error", "retry", "resume"} <= set(kinds)
+
+
+def test_an_unreadable_photo_fails_alone_and_retry_uploads_only_it(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    shoot = tmp_path / "shoot"
+    files = make_crash_shoot(shoot, seed=1, jpeg_only=True)
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+    # Killed once uploading has begun (2nd state change), before any photo was read.
+    crashed = run_shoot(shoot, {**env, "ORCH_CRASH_AT": "after_checkpoint:2"})
+    assert crashed.returncode == KILLED, crashed.stderr[-3000:]
+    # The photo becomes unreadable (as root, only something that is not a file will do).
+    photo = shoot / "IMG_0002.jpg"
+    original = photo.read_bytes()
+    photo.unlink()
+    photo.mkdir()
+
+    failed = run_shoot(shoot, env)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    [job] = json.loads(failed.stdout)
+    assert job["state"] == "failed"
+    assert [(p["path"], p["phase"]) for p in job["failed_photos"]] == [
+        ("IMG_0002.jpg", "upload")]
+    assert "cannot read it" in job["failed_photos"][0]["reason"]
+    project = project_of(sandbox_url, job)
+    # The others were uploaded; the edit waits for every photo.
+    assert sorted(project["files"]) == sorted(n for n in files if n != "IMG_0002.jpg")
+    assert project["edit_requests"] == 0
+
+    photo.rmdir()
+    photo.write_bytes(original)
+    retried = orchestrator("retry", job["id"][:8], "--json", env=env)
+    [done] = finished_jobs(retried)
+    assert_exactly_once(sandbox_url, [done], shoot, kills=1, files=len(files))
+    counts = {n: f["uploads_completed"] for n, f in project_of(sandbox_url, job)["files"].items()}
+    assert counts == dict.fromkeys(files, 1)
+
+
+def test_cancel_stops_a_job_nobody_drives_at_once(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    shoot = tmp_path / "shoot"
+    make_crash_shoot(shoot, seed=2, jpeg_only=True)
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+    # A killed run leaves its lease behind; the cancel must not wait for a driver that is gone.
+    crashed = run_shoot(shoot, {**env, "ORCH_CRASH_AT": "after_upload"})
+    assert crashed.returncode == KILLED
+    [job] = stored_jobs(migrated_db_url, shoot)
+    assert job["lease_owner"] is not None
+
+    cancelled = orchestrator("cancel", job["id"][:8], "--json", env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"
+    refused = orchestrator("retry", job["id"][:8], env=env)
+    assert refused.returncode == 2 and "not failed" in refused.stderr
+    [job] = stored_jobs(migrated_db_url, shoot)
+    assert job["state"] == "cancelled" and ("transition", "cancelled by the user") in \
+        job["events"]
+
+
+def test_cancel_stops_a_running_job_within_seconds(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    shoot = tmp_path / "shoot"
+    make_crash_shoot(shoot, seed=3, jpeg_only=True)
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+    run = start_shoot(shoot, env, "--bwlimit", "100K")
+    try:
+        wait_until_uploading(run)
+        [job] = stored_jobs(migrated_db_url, shoot)
+        asked = time.monotonic()
+        cancelled = orchestrator("cancel", job["id"][:8], env=env)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "cancel requested" in cancelled.stdout
+        stdout, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    # The driver looks for a cancel every few seconds (EngineConfig.cancel_poll_seconds).
+    assert time.monotonic() - asked < 15
+    assert run.returncode == 1, stderr[-3000:]
+    [reported] = json.loads(stdout)
+    assert reported["state"] == "cancelled"
+    [job] = stored_jobs(migrated_db_url, shoot)
+    assert job["state"] == "cancelled" and job["lease_owner"] is None
+    assert project_of(sandbox_url, reported)["edit_requests"] == 0
+
+
+@FILESYSTEM_ONLY
+def test_an_output_folder_that_cannot_be_made_stops_the_job_until_it_can(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    shoot = tmp_path / "shoot"
+    files = make_crash_shoot(shoot, seed=4, jpeg_only=True)
+    (shoot / "edited").write_text("a file where the output folder must go")
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+
+    stopped = run_shoot(shoot, env)
+    assert stopped.returncode == 1, stopped.stderr[-3000:]
+    [job] = json.loads(stopped.stdout)
+    assert job["state"] == "downloading_edits"  # stopped, not failed
+    assert job["paused"] and "cannot write to output folder" in job["paused"]
+    assert "Free space or fix permissions, then run again" in job["last_error"]
+
+    (shoot / "edited").unlink()
+    [done] = finished_jobs(run_shoot(shoot, env))
+    assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (too small for the 2 MB edit), unmounted afterwards; skips if not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
+                    "the unwritable-folder test covers the same path")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@FILESYSTEM_ONLY
+def test_a_full_disk_stops_the_job_loses_nothing_and_the_next_run_continues(
+        sandbox_url: str, migrated_db_url: str, tmp_path: Path, small_disk: Path) -> None:
+    shoot = tmp_path / "shoot"
+    files = make_crash_shoot(shoot, seed=5, jpeg_only=True)
+    (shoot / "edited").symlink_to(small_disk, target_is_directory=True)
+    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+
+    stopped = run_shoot(shoot, env)
+    assert stopped.returncode == 1, stopped.stderr[-3000:]
+    [job] = json.loads(stopped.stdout)
+    assert job["state"] == "downloading_edits"
+    assert "No space left on device" in job["paused"]
+    partial = small_disk / f"{BIG_JPEG}.partial"
+    assert 0 < partial.stat().st_size < 2_000_000  # what did fit is kept
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    [done] = finished_jobs(run_shoot(shoot, env))
+    assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
+    events = stored_jobs(migrated_db_url, shoot)[0]["events"]
+    assert any(message.startswith(f"{BIG_JPEG}: continued an interrupted download")
+               for kind, message in events if kind == "resume")
