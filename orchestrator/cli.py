@@ -325,7 +325,7 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
     if found.state == "cancelled":
         out.print(f"{found.name} is cancelled")
     else:
-        out.print(f"{found.name}: cancel requested; its driver stops within a minute")
+        out.print(f"{found.name}: cancel requested; its driver stops within seconds")
 
 
 @app.command()

@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator.store.models import Event, Job
 from orchestrator.store.queries import Store
+from orchestrator.store.scheduling import wake_daemons
 
 
 def job_summary(job: Job, photos: int) -> dict[str, Any]:
@@ -54,7 +55,10 @@ async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
 async def retry(store: Store, ref: str) -> Job:
     """Put a failed job back where it stopped, with only its failed photos to redo."""
     job = await store.resolve_job(ref)
-    return await store.retry_failed(job.id)
+    job = await store.retry_failed(job.id)
+    if job.queued_for_daemon:
+        await wake_daemons(store, job.id)
+    return job
 
 
 async def cancel(store: Store, ref: str) -> Job:

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator.imagen.errors import ImagenAuthError
 from orchestrator.retry import RetryPolicy
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
@@ -166,9 +165,6 @@ class Scheduler:
             self._metrics.drives.labels("lease_lost").inc()
             log.warning("lease lost: another worker drives the job now; this write was refused",
                         extra={"job_id": job_id, "epoch": claim.lease.epoch, "error": str(exc)})
-        except ImagenAuthError as exc:
-            self._metrics.drives.labels("key_refused").inc()
-            await self._park(job_id, f"Imagen refused the API key: {exc}")
         except Exception as exc:
             self._metrics.drives.labels("error").inc()
             log.exception("driving the job failed", extra={"job_id": job_id})

@@ -197,6 +197,12 @@ class Store:
             return list((await session.scalars(
                 select(Event).where(Event.job_id == job_id).order_by(Event.id))).all())
 
+    async def entered_state_at(self, job_id: str, state: JobState) -> datetime | None:
+        """When the job last moved into `state` (a transition or a retry), if it ever did."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.max(Event.at)).where(
+                Event.job_id == job_id, Event.to_state == state.value))).scalar_one()
+
     # ---- creation ----------------------------------------------------------------------
 
     async def create_job(self, job: NewJob, photos: Sequence[NewPhoto]) -> None:

@@ -128,6 +128,12 @@ async def queue_for_daemon(store: Store, job_ids: Sequence[str]) -> None:
         await notify_wake(conn, job_ids[0])
 
 
+async def wake_daemons(store: Store, job_id: str) -> None:
+    """Tell listening daemons at once that a job changed for them (a retry, a cancel)."""
+    async with store.engine.begin() as conn:
+        await notify_wake(conn, job_id)
+
+
 async def notify_wake(conn: AsyncConnection, job_id: str) -> None:
     """Tell every listening daemon, when the transaction commits, that a job is due (Postgres)."""
     if conn.dialect.name == "postgresql":

@@ -14,6 +14,7 @@ from orchestrator.imagen.errors import ImagenAuthError, ImagenError, ImagenUnava
 from orchestrator.progress import ProgressSink
 from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import Lease, StaleLease, Store
+from orchestrator.store.scheduling import DATABASE_ERRORS
 from orchestrator.transfer.manager import Transfers
 from orchestrator.workflow import download, processing
 from orchestrator.workflow.context import (
@@ -87,13 +88,26 @@ class Engine:
         """
         if lease is None:
             lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
-        ctx = JobContext(job=await self.store.get_job(job_id), lease=lease, store=self.store,
-                         client=self.client, transfers=self.transfers, progress=self.progress,
-                         config=self.config, photo_slots=self.photo_slots)
         main = asyncio.current_task()
         assert main is not None
         stop = _Stop()
         heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
+        try:
+            ctx = JobContext(job=await self.store.get_job(job_id), lease=lease,
+                             store=self.store, client=self.client, transfers=self.transfers,
+                             progress=self.progress, config=self.config,
+                             photo_slots=self.photo_slots)
+            return await self._drive_until_stopped(ctx, main, stop)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                await self.store.release(lease)
+
+    async def _drive_until_stopped(self, ctx: JobContext, main: asyncio.Task[object],
+                                   stop: _Stop) -> Outcome:
+        """Run the steps; turn the heartbeat's stop (cancel, lost lease) into its outcome."""
         try:
             if self.config.wait_inline and ctx.state not in (JobState.QUEUED, *TERMINAL_STATES):
                 # A person ran the command again (the daemon's wake-ups are routine, not news).
@@ -108,17 +122,11 @@ class Engine:
                 raise
             main.uncancel()
             if stop.reason == "lease":
-                raise StaleLease(f"lost the lease of job {job_id[:8]}; another worker drives "
-                                 "it now") from None
+                raise StaleLease(f"lost the lease of job {ctx.job.id[:8]}; another worker "
+                                 "drives it now") from None
             await ctx.refresh()
             await ctx.advance(JobState.CANCELLED, "cancelled by the user")
             return Outcome(ctx.job)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                await self.store.release(lease)
 
     async def _run_steps(self, ctx: JobContext) -> Outcome:
         if ctx.job.cancel_requested and ctx.state not in TERMINAL_STATES:
@@ -133,8 +141,11 @@ class Engine:
                 fields = {"state_before_failure": back_to} if back_to else {}
                 await ctx.advance(JobState.FAILED, exc.reason, last_error=exc.reason, **fields)
                 ctx.note(exc.reason, level="error")
-            except ImagenAuthError:
-                raise
+            except ImagenAuthError as exc:
+                if self.config.wait_inline:
+                    raise  # `run`: a refused key stops every job; the command says so once.
+                # The daemon: the account may be put right meanwhile; the job tries again later.
+                return await self._pause(ctx, f"Imagen refused the API key: {exc}")
             except JobWaiting as exc:
                 await ctx.store.update_job(ctx.lease, ctx.state, wake_at=utcnow() + timedelta(
                     seconds=exc.delay))
@@ -165,22 +176,27 @@ class Engine:
         """Renew the lease; stop the job's task if the lease is lost or a cancel arrives.
 
         The lease is renewed every third of its life; a cancel is looked for more often, so
-        `orchestrator cancel` stops a running job within seconds.
+        `orchestrator cancel` stops a running job within seconds. A database that does not
+        answer is asked again at each turn; the job stops only once its lease has run out.
         """
-        renew_every = self.config.lease_ttl / 3
-        poll = min(self.config.cancel_poll_seconds, renew_every)
+        ttl = self.config.lease_ttl
+        poll = min(self.config.cancel_poll_seconds, ttl / 3)
         renewed = time.monotonic()
-        while True:
+        while stop.reason is None:
             await asyncio.sleep(poll)
-            if time.monotonic() - renewed >= renew_every - poll / 2:
-                if not await self.store.renew(lease, self.config.lease_ttl):
-                    stop.reason = "lease"
-                renewed = time.monotonic()
-            if stop.reason is None and await self.store.cancel_requested(lease.job_id):
-                stop.reason = "cancel"
-            if stop.reason is not None:
-                main.cancel()
-                return
+            if time.monotonic() - renewed >= ttl / 3 - poll / 2:
+                try:
+                    if not await self.store.renew(lease, ttl):
+                        stop.reason = "lease"
+                    renewed = time.monotonic()
+                except DATABASE_ERRORS:
+                    if time.monotonic() - renewed >= ttl - poll:
+                        stop.reason = "lease"
+            if stop.reason is None:
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    if await self.store.cancel_requested(lease.job_id):
+                        stop.reason = "cancel"
+        main.cancel()
 
 
 @dataclass

@@ -88,8 +88,11 @@ async def wait(ctx: JobContext, process: Process) -> None:
     """Poll the status with growing pauses until Imagen finishes, fails, or the deadline."""
     uuid = ctx.project_uuid
     status_of = _status_call(ctx, process)
-    waited_so_far = max(0.0, time.time() - ctx.job.updated_at.timestamp())
-    deadline = time.monotonic() + ctx.config.wait_deadline - waited_so_far
+    # Counted from when the job entered this state: a resumed run or a daemon's wake-up
+    # keeps the deadline and the backoff of the first poll.
+    since = (await ctx.store.entered_state_at(ctx.job.id, process.running)
+             or ctx.job.updated_at).timestamp()
+    deadline = time.monotonic() + ctx.config.wait_deadline - max(0.0, time.time() - since)
     delay = ctx.config.poll_initial
     last_seen = ""
     stage = process.action
@@ -118,9 +121,8 @@ async def wait(ctx: JobContext, process: Process) -> None:
                             back_to=process.running)
         if not ctx.config.wait_inline:
             # Back off with the time already waited: a long edit is polled rarely.
-            elapsed = time.time() - ctx.job.updated_at.timestamp()
             raise JobWaiting(min(ctx.config.poll_max,
-                                 max(ctx.config.poll_initial, elapsed / 4)))
+                                 max(ctx.config.poll_initial, (time.time() - since) / 4)))
         await ctx.nap(delay)
         delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
 

@@ -16,6 +16,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,21 +42,56 @@ def sandbox_url() -> Iterator[str]:
         yield url
 
 
+@dataclass(frozen=True)
+class PointRun:
+    """One crash point's shoot: the run that was to die there, and the run that finished."""
+
+    shoot: Path
+    files: list[str]
+    crashed: subprocess.CompletedProcess[str]
+    resumed: subprocess.CompletedProcess[str] | None
+
+
+_point_runs: dict[str, dict[str, PointRun]] = {}
+
+
+def point_runs(backend: str, sandbox_url: str, db_url: str, folder: Path) -> dict[str, PointRun]:
+    """Every crash point's runs on this backend, made on first use, three points at a time.
+
+    The runs mostly wait (on Python starting, on the sandbox's edits), so running points side
+    by side halves the test's time; each point has its own shoot, hence its own jobs.
+    """
+    if backend not in _point_runs:
+        env = cli_env(f"{sandbox_url}/v1", db_url)
+
+        def crash_then_resume(point: str) -> PointRun:
+            shoot = folder / point
+            files = make_crash_shoot(shoot, seed=CRASH_POINTS.index(point))
+            crashed = run_shoot(shoot, {**env, "ORCH_CRASH_AT": point})
+            resumed = run_shoot(shoot, env) if crashed.returncode == KILLED else None
+            return PointRun(shoot, files, crashed, resumed)
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            _point_runs[backend] = dict(zip(CRASH_POINTS, pool.map(crash_then_resume,
+                                                                   CRASH_POINTS), strict=True))
+    return _point_runs[backend]
+
+
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_killed_at_a_crash_point_then_run_again(
-        point: str, sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
-    shoot = tmp_path / "shoot"
-    files = make_crash_shoot(shoot, seed=CRASH_POINTS.index(point))
-    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
-
-    crashed = run_shoot(shoot, {**env, "ORCH_CRASH_AT": point})
-    if crashed.returncode == 0:
+        point: str, db_backend: str, sandbox_url: str, migrated_db_url: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # All points share the database of the first one's test, which waits for all of them.
+    run = point_runs(db_backend, sandbox_url, migrated_db_url,
+                     tmp_path_factory.mktemp(f"points-{db_backend}"))[point]
+    if run.crashed.returncode == 0:
         pytest.skip(f"crash point {point!r} is never reached: the run ended without dying "
                     "(its crash_point() call is not in the code yet)")
-    assert crashed.returncode == KILLED, crashed.stderr[-3000:]
-
-    jobs = finished_jobs(run_shoot(shoot, env))
-    assert_exactly_once(sandbox_url, jobs, shoot, kills=1, files=len(files), why=f"at {point}")
+    assert run.crashed.returncode == KILLED, run.crashed.stderr[-3000:]
+    assert run.resumed is not None
+    jobs = finished_jobs(run.resumed)
+    assert_exactly_once(sandbox_url, jobs, run.shoot, kills=1, files=len(run.files),
+                        why=f"at {point}")
 
 
 def test_killed_after_every_checkpoint_in_turn(

@@ -52,7 +52,10 @@ def wait_until_uploading(run: subprocess.Popen[str], timeout: float = 60) -> Non
     raise AssertionError("no upload progress in time")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(("signum", "db_backend"), [
+    (signal.SIGINT, "sqlite"), pytest.param(signal.SIGINT, "postgres", marks=pytest.mark.postgres),
+    # The same handler: once on SQLite is enough.
+    (signal.SIGTERM, "sqlite")], ids=["SIGINT-sqlite", "SIGINT-postgres", "SIGTERM-sqlite"])
 def test_one_signal_stops_at_a_checkpoint_and_the_same_command_resumes(
         signum: signal.Signals, sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"

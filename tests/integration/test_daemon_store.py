@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from orchestrator.service import jobs as job_views
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.store.inbox import Verdict, deliver_callback
 from orchestrator.store.migrate import upgrade
@@ -172,6 +173,26 @@ async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> Non
         assert await _callback(store) is Verdict.ACCEPTED
         await wakeups.wait(2)
         assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        listener.cancel()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_retry_wakes_the_listening_daemons(pg_url: str) -> None:
+    await upgrade(pg_url)
+    store = Store.open(pg_url)
+    wakeups = Wakeups()
+    listener = asyncio.create_task(wakeups.listen(pg_url))
+    try:
+        await asyncio.wait_for(wakeups.wait(5), 6)  # the listener wakes once when it connects
+        job_id = await _job(store, state=JobState.FAILED.value,
+                            state_before_failure=JobState.EDITING.value)
+        wakeups.clear()
+        await job_views.retry(store, job_id[:8])  # `orchestrator retry --reset-only`
+        started = asyncio.get_running_loop().time()
+        await wakeups.wait(30)  # an idle daemon would sleep this long without the NOTIFY
+        assert asyncio.get_running_loop().time() - started < 10
     finally:
         listener.cancel()
         await store.close()
