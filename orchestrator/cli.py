@@ -47,6 +47,36 @@ err = Console(stderr=True, highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
+FolderArgument = Annotated[Path, typer.Argument(
+    help="The shoot folder (subfolders are included).")]
+ProfileOption = Annotated[list[str], typer.Option(
+    "--profile", "-p", help="Profile key or name (case-insensitive); give one per image type "
+    "when the folder has both RAW and JPEG.")]
+ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")]
+PhotographyTypeOption = Annotated[PhotographyType | None, typer.Option(
+    case_sensitive=False, help="Genre hint for the AI.")]
+ToolOption = Annotated[list[str], typer.Option(
+    "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
+CropOption = Annotated[CropAspectRatio | None, typer.Option(
+    help="Aspect ratio for the crop tool.")]
+SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_replacement.")]
+HdrOption = Annotated[HdrCompression | None, typer.Option(
+    help="Compression of hdr_merge output.")]
+
+
+def run_request(folder: Path, profiles: list[str], export: bool,
+                photography_type: PhotographyType | None, tools: list[str],
+                crop_aspect_ratio: CropAspectRatio | None, sky_template: int | None,
+                hdr_compression: HdrCompression | None) -> RunRequest:
+    """The shoot and the edit asked for on the command line (`run` and `submit`)."""
+    edit: dict[str, Any] = {"tools": sorted(set(tools))}
+    for key, value in (("photography_type", photography_type),
+                       ("crop_aspect_ratio", crop_aspect_ratio),
+                       ("sky_replacement_template_id", sky_template),
+                       ("hdr_output_compression", hdr_compression)):
+        if value is not None:
+            edit[key] = value
+    return RunRequest(source=folder, profiles=profiles, export=export, edit=edit)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -102,21 +132,14 @@ def print_json(value: Any) -> None:
 
 @app.command()
 def run(
-    folder: Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")],
-    profile: Annotated[list[str], typer.Option(
-        "--profile", "-p", help="Profile key or name (case-insensitive); give one per image "
-        "type when the folder has both RAW and JPEG.")] = [],  # noqa: B006
-    export: Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")] = False,
-    photography_type: Annotated[PhotographyType | None, typer.Option(
-        case_sensitive=False, help="Genre hint for the AI.")] = None,
-    tool: Annotated[list[str], typer.Option(
-        "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")] = [],  # noqa: B006
-    crop_aspect_ratio: Annotated[CropAspectRatio | None, typer.Option(
-        help="Aspect ratio for the crop tool.")] = None,
-    sky_template: Annotated[int | None, typer.Option(
-        help="Sky template id for sky_replacement.")] = None,
-    hdr_compression: Annotated[HdrCompression | None, typer.Option(
-        help="Compression of hdr_merge output.")] = None,
+    folder: FolderArgument,
+    profile: ProfileOption = [],  # noqa: B006
+    export: ExportOption = False,
+    photography_type: PhotographyTypeOption = None,
+    tool: ToolOption = [],  # noqa: B006
+    crop_aspect_ratio: CropOption = None,
+    sky_template: SkyOption = None,
+    hdr_compression: HdrOption = None,
     concurrency: Annotated[int | None, typer.Option(
         help="Transfers in flight at once (default 8).", min=1, max=256)] = None,
     bwlimit: Annotated[str | None, typer.Option(
@@ -125,14 +148,8 @@ def run(
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
-    edit: dict[str, Any] = {"tools": sorted(set(tool))}
-    for key, value in (("photography_type", photography_type),
-                       ("crop_aspect_ratio", crop_aspect_ratio),
-                       ("sky_replacement_template_id", sky_template),
-                       ("hdr_output_compression", hdr_compression)):
-        if value is not None:
-            edit[key] = value
-    request = RunRequest(source=folder, profiles=profile, export=export, edit=edit)
+    request = run_request(folder, profile, export, photography_type, tool, crop_aspect_ratio,
+                          sky_template, hdr_compression)
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: run_batch(request, cfg, reporter))
     report_batch(result, json_output)
@@ -330,35 +347,22 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
 
 @app.command()
 def submit(
-    folder: Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")],
-    profile: Annotated[list[str], typer.Option(
-        "--profile", "-p", help="Profile key or name (case-insensitive); give one per image "
-        "type when the folder has both RAW and JPEG.")] = [],  # noqa: B006
-    export: Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")] = False,
-    photography_type: Annotated[PhotographyType | None, typer.Option(
-        case_sensitive=False, help="Genre hint for the AI.")] = None,
-    tool: Annotated[list[str], typer.Option(
-        "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")] = [],  # noqa: B006
-    crop_aspect_ratio: Annotated[CropAspectRatio | None, typer.Option(
-        help="Aspect ratio for the crop tool.")] = None,
-    sky_template: Annotated[int | None, typer.Option(
-        help="Sky template id for sky_replacement.")] = None,
-    hdr_compression: Annotated[HdrCompression | None, typer.Option(
-        help="Compression of hdr_merge output.")] = None,
+    folder: FolderArgument,
+    profile: ProfileOption = [],  # noqa: B006
+    export: ExportOption = False,
+    photography_type: PhotographyTypeOption = None,
+    tool: ToolOption = [],  # noqa: B006
+    crop_aspect_ratio: CropOption = None,
+    sky_template: SkyOption = None,
+    hdr_compression: HdrOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
     from orchestrator.service.submit import submit_folder
 
     cfg = settings()
-    edit: dict[str, Any] = {"tools": sorted(set(tool))}
-    for key, value in (("photography_type", photography_type),
-                       ("crop_aspect_ratio", crop_aspect_ratio),
-                       ("sky_replacement_template_id", sky_template),
-                       ("hdr_output_compression", hdr_compression)):
-        if value is not None:
-            edit[key] = value
-    request = RunRequest(source=folder, profiles=profile, export=export, edit=edit)
+    request = run_request(folder, profile, export, photography_type, tool, crop_aspect_ratio,
+                          sky_template, hdr_compression)
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{folder.name}: {note}")
