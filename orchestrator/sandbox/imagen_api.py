@@ -205,11 +205,12 @@ def _check_names(project: Project, names: list[str]) -> str:
     if len(types) > 1:
         fail(message_error(400, "A project holds either RAW or JPEG files, not both"))
     # Outputs are named after the stem; two inputs sharing one would overwrite each other.
-    owners = {export_output_name(name): name for name in project.files}
+    owners = dict(project.output_owners)
     for name in names:
         owner = owners.setdefault(export_output_name(name), name)
         if owner != name:
             fail(message_error(400, f'File "{name}" would have the same output name as "{owner}"'))
+    project.output_owners = owners
     return types.pop()
 
 

@@ -73,6 +73,8 @@ class Project:
     directory: Path
     image_type: str | None = None
     files: dict[str, StoredFile] = field(default_factory=dict)
+    output_owners: dict[str, str] = field(default_factory=dict)
+    """Which file each export output name belongs to (kept by the links requests)."""
     settings: EditSettings | None = None
     edit: Job | None = None
     export: Job | None = None

@@ -18,6 +18,7 @@ GET link.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -25,7 +26,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import aiofiles
 from aiohttp import hdrs, web
@@ -95,20 +96,40 @@ def _check_upload_headers(request: web.Request) -> None:
 
 
 async def _receive(request: web.Request, partial: Path) -> tuple[bytes, int]:
-    """Stream the body into `partial` in bounded chunks; its md5 digest and size."""
+    """Stream the body into `partial` in bounded chunks; its md5 digest and size.
+
+    Hashing and writing run in a worker thread about a chunk at a time, so a small body costs
+    one trip there and the event loop never hashes.
+    """
     md5 = hashlib.md5()
     size = 0
-    buffer = bytearray()
-    async with aiofiles.open(partial, "wb") as out:
+    pieces: list[bytes] = []
+    pending = 0
+    file: BinaryIO | None = None
+    try:
         async for chunk in request.content.iter_chunked(WRITE_CHUNK):
-            md5.update(chunk)
+            pieces.append(chunk)
+            pending += len(chunk)
             size += len(chunk)
-            buffer += chunk
-            if len(buffer) >= WRITE_CHUNK:
-                await out.write(bytes(buffer))
-                buffer.clear()
-        await out.write(bytes(buffer))
+            if pending >= WRITE_CHUNK:
+                file = await asyncio.to_thread(_write_hashed, file, partial, pieces, md5)
+                pieces, pending = [], 0
+        file = await asyncio.to_thread(_write_hashed, file, partial, pieces, md5)
+    finally:
+        if file is not None:
+            await asyncio.to_thread(file.close)
     return md5.digest(), size
+
+
+def _write_hashed(file: BinaryIO | None, partial: Path, pieces: list[bytes],
+                  md5: hashlib._Hash) -> BinaryIO:
+    """Write and hash the pieces, opening `partial` first if it is not open yet."""
+    if file is None:
+        file = open(partial, "wb")  # noqa: SIM115 (closed by the caller after the last piece)
+    for piece in pieces:
+        file.write(piece)
+        md5.update(piece)
+    return file
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -121,21 +142,28 @@ async def upload(request: web.Request) -> web.Response:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.")
     # A temporary name per PUT: concurrent or interrupted uploads never touch the stored file.
     partial = stored.path.with_name(f"{stored.path.name}.{uuid.uuid4().hex}.part")
+    refusal: web.Response | None = None
+    replaced = False
     try:
         digest, size = await _receive(request, partial)
         if size != request.content_length:
-            return s3_error(
+            refusal = s3_error(
                 400,
                 "IncompleteBody",
                 "You did not provide the number of bytes specified by the Content-Length header",
             )
-        if announced is not None and digest != announced:
-            return s3_error(
+        elif announced is not None and digest != announced:
+            refusal = s3_error(
                 400, "BadDigest", "The Content-MD5 you specified did not match what we received."
             )
-        os.replace(partial, stored.path)
+        else:
+            os.replace(partial, stored.path)
+            replaced = True
     finally:
-        partial.unlink(missing_ok=True)
+        if not replaced:
+            partial.unlink(missing_ok=True)
+    if refusal is not None:
+        return refusal
     stored.uploads_completed += 1
     stored.size = size
     stored.md5_hex = digest.hex()

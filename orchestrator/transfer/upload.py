@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +25,10 @@ from orchestrator.transfer.storage import (
 )
 
 ByteReporter = Callable[[int], None]
+
+SMALL_FILE = 256 * 1024
+"""Photos up to this size are read whole in one trip to a worker thread (a large one streams
+in chunks): for thousands of small files the trips cost more than the bytes."""
 
 
 class FileUpload:
@@ -57,11 +62,14 @@ class FileUpload:
 
     async def attempt(self, url: str) -> str | None:
         """PUT the file to `url` once; the ETag storage returned, if any."""
-        await self._check_size()
+        # A small file is read whole in one trip to a thread; a large one streams from disk.
+        preread = await self._read_small() if self._size <= SMALL_FILE else None
+        if preread is None:
+            await self._check_size()
         body = _Body(self._path, size=self._size, chunk_size=self._chunk_size,
                      rate=self._rate, hashing=self._md5 is None, on_bytes=self._on_bytes)
         try:
-            etag = await self._put(url, body)
+            etag = await self._put(url, body, preread)
             await self._verify(body, etag)
         except BaseException:
             # This attempt's bytes will be sent again: keep the caller's byte count honest.
@@ -69,6 +77,19 @@ class FileUpload:
             raise
         body.stop_reporting()
         return etag
+
+    async def _read_small(self) -> bytes:
+        try:
+            data, now = await asyncio.to_thread(_read_small, self._path, self._size)
+        except FileNotFoundError:
+            raise SourceChanged(self._path, "the file is gone") from None
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
+        if now != self._size:
+            raise SourceChanged(self._path, f"it was {self._size} bytes, now {now}")
+        if len(data) != self._size:
+            raise SourceChanged(self._path, f"it ended after {len(data)} of {self._size} bytes")
+        return data
 
     async def _check_size(self) -> None:
         try:
@@ -78,7 +99,25 @@ class FileUpload:
         if actual != self._size:
             raise SourceChanged(self._path, f"it was {self._size} bytes, now {actual}")
 
-    async def _put(self, url: str, body: _Body) -> str | None:
+    def _unreadable(self, exc: OSError) -> TransferFailed:
+        return TransferFailed(self.file_name, f"cannot read it: {exc.strerror or exc}")
+
+    async def _put(self, url: str, body: _Body, preread: bytes | None) -> str | None:
+        if preread is not None:
+            return await self._send(url, body, body.whole(preread))
+        try:
+            file = await asyncio.to_thread(_open_for_reading, self._path)
+        except FileNotFoundError:
+            raise SourceChanged(self._path, "the file is gone") from None
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
+        try:
+            return await self._send(url, body, body.chunks(file))
+        finally:
+            # In a thread: a read may still be running there, and close waits for it.
+            await asyncio.to_thread(file.close)
+
+    async def _send(self, url: str, body: _Body, data: AsyncIterator[bytes]) -> str | None:
         # The link is signed for an empty Content-Type. Giving the header explicitly (empty)
         # stops aiohttp from filling in the payload's application/octet-stream; skipping the
         # auto header too keeps it out even if a future aiohttp dropped empty values.
@@ -86,13 +125,9 @@ class FileUpload:
         if self._md5 is not None:
             headers["Content-MD5"] = md5_base64(self._md5)
         try:
-            file = await asyncio.to_thread(_open_for_reading, self._path)
-        except FileNotFoundError:
-            raise SourceChanged(self._path, "the file is gone") from None
-        try:
             # No redirects: a streamed body cannot be replayed to another address.
             async with self._session.put(
-                    url, data=body.chunks(file), headers=headers,
+                    url, data=data, headers=headers,
                     skip_auto_headers=(hdrs.CONTENT_TYPE,), timeout=self._timeout,
                     allow_redirects=False) as response:
                 if response.status >= 300:
@@ -107,9 +142,6 @@ class FileUpload:
             if body.failure is not None:
                 raise body.failure from None
             raise connection_failure(exc) from None
-        finally:
-            # In a thread: a read may still be running there, and close waits for it.
-            await asyncio.to_thread(file.close)
 
     async def _verify(self, body: _Body, etag: str | None) -> None:
         if not body.complete:
@@ -175,6 +207,15 @@ class _Body:
             yield chunk
             self._report(len(chunk))
 
+    async def whole(self, data: bytes) -> AsyncIterator[bytes]:
+        """The file's bytes, read beforehand in one piece (a small file)."""
+        if self._hasher is not None:
+            self._hasher.update(data)
+        self.read = len(data)
+        await self._rate.consume(len(data))
+        yield data
+        self._report(len(data))
+
     def take_back(self) -> None:
         """Stop reporting and report minus everything reported so far."""
         self._reporting = False
@@ -190,6 +231,12 @@ class _Body:
             self.reported += count
             if self._on_bytes is not None:
                 self._on_bytes(count)
+
+
+def _read_small(path: Path, size: int) -> tuple[bytes, int]:
+    """At most `size + 1` bytes of the file (enough to see it grew) and its size now."""
+    with open(path, "rb") as file:
+        return file.read(size + 1), os.fstat(file.fileno()).st_size
 
 
 def _open_for_reading(path: Path) -> io.BufferedReader:

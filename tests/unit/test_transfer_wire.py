@@ -236,6 +236,27 @@ async def test_put_has_empty_content_type_content_md5_no_api_key_and_streams_the
     assert result.attempts == 1
 
 
+@pytest.mark.parametrize("md5_known", [True, False], ids=["content-md5", "etag-checked"])
+async def test_a_small_photo_is_read_whole_and_put_with_the_same_headers(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        md5_known: bool) -> None:
+    data = payload(upload_module.SMALL_FILE)
+    photo = write(tmp_path / "A.jpg", data)
+    counted: list[int] = []
+    digest = hashlib.md5(data).digest()
+    result = await make(session).upload(photo, link=storage.link("A.jpg"), size=len(data),
+                                        md5=digest if md5_known else None,
+                                        on_bytes=counted.append)
+    (put,) = storage.seen
+    assert put.headers.get("Content-Type", "") == ""
+    assert put.headers.get("Content-MD5") == (md5_base64(digest) if md5_known else None)
+    assert put.headers["Content-Length"] == str(len(data))
+    assert "Transfer-Encoding" not in put.headers and "x-api-key" not in put.headers
+    assert storage.objects["A.jpg"] == data
+    assert counted == [len(data)]
+    assert result.etag == f'"{hashlib.md5(data).hexdigest()}"' and result.attempts == 1
+
+
 async def test_a_reset_mid_body_is_retried_and_progress_stays_honest(
         storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
     data = payload(1_500_000)
@@ -287,14 +308,27 @@ async def test_a_photo_whose_content_changed_is_reported(
                                    md5=hashlib.md5(b"y" * 1000).digest())
 
 
+@pytest.mark.parametrize(("size", "reader", "short_read"), [
+    (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, count, hasher: b""),
+    (1000, "_read_small", lambda path, size: (b"", size))], ids=["streamed", "small-read-whole"])
 async def test_a_photo_that_shrinks_while_being_read_is_reported_not_retried(
         storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    photo = write(tmp_path / "A.CR2", b"x" * 1000)
-    monkeypatch.setattr(upload_module, "_read_hashed", lambda file, count, hasher: b"")
-    with pytest.raises(SourceChanged, match="ended after 0 of 1000 bytes"):
-        await make(session).upload(photo, link=storage.link("A.CR2"), size=1000, md5=None)
+        monkeypatch: pytest.MonkeyPatch, size: int, reader: str,
+        short_read: Callable[..., object]) -> None:
+    photo = write(tmp_path / "A.CR2", b"x" * size)
+    monkeypatch.setattr(upload_module, reader, short_read)
+    with pytest.raises(SourceChanged, match=f"ended after 0 of {size} bytes"):
+        await make(session).upload(photo, link=storage.link("A.CR2"), size=size, md5=None)
     assert len(storage.seen) <= 1
+
+
+async def test_an_unreadable_photo_is_a_failed_transfer_not_a_crash(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    photo = tmp_path / "A.CR2"
+    photo.mkdir()  # as root, only something that is not a file cannot be read
+    with pytest.raises(TransferFailed, match="cannot read it"):
+        await make(session).upload(photo, link=storage.link("A.CR2"), size=1000, md5=None)
+    assert storage.seen == []
 
 
 async def test_an_expired_upload_link_is_refreshed(
@@ -326,10 +360,16 @@ async def test_bandwidth_cap_holds_on_upload_and_download(
 
 # Downloads
 
+SIZES = [pytest.param(1_000_000, id="streamed"),
+         pytest.param(download_module.SMALL_FILE, id="small-received-whole")]
+"""Outputs above SMALL_FILE are streamed to the partial; smaller ones are received whole."""
 
+
+@pytest.mark.parametrize("size", SIZES)
 async def test_download_is_verified_renamed_and_leaves_nothing_else(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
-    data = payload(1_000_000)
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        size: int) -> None:
+    data = payload(size)
     storage.serve("A.xmp", data)
     folder = tmp_path / "shoot" / "edited"
     counted: list[int] = []
@@ -445,9 +485,11 @@ async def test_a_cut_inside_one_call_is_resumed_by_the_next_attempt(
     assert (tmp_path / "A.xmp").read_bytes() == data
 
 
+@pytest.mark.parametrize("size", SIZES)
 async def test_failed_verification_removes_the_partial_and_raises(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
-    data = payload(500_000)
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        size: int) -> None:
+    data = payload(size)
     storage.serve("A.xmp", data)
     storage.get_faults = ["corrupt", "corrupt"]
     retries: list[str] = []
@@ -461,9 +503,11 @@ async def test_failed_verification_removes_the_partial_and_raises(
     assert sum(counted) == 0
 
 
+@pytest.mark.parametrize("size", SIZES)
 async def test_a_corrupt_answer_is_fetched_again(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
-    data = payload(500_000)
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        size: int) -> None:
+    data = payload(size)
     storage.serve("A.xmp", data)
     storage.get_faults = ["corrupt"]
     result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
@@ -534,6 +578,23 @@ async def test_a_full_disk_stops_at_once_and_keeps_the_partial(
     assert str(tmp_path) in str(caught.value)
     assert len(storage.seen) == 1 and retries == []
     assert "A.xmp.partial" in names_in(tmp_path)
+    assert "A.xmp" not in names_in(tmp_path)
+
+
+async def test_a_full_disk_stops_a_small_output_at_once_and_leaves_no_final_file(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.serve("A.xmp", payload(10_000))
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(download_module.os, "fsync", disk_full)
+    retries: list[str] = []
+    with pytest.raises(OutputUnwritable, match="No space left"):
+        await make(session, retries=retries).download(link=storage.link("A.xmp"),
+                                                      folder=tmp_path, file_name="A.xmp")
+    assert len(storage.seen) == 1 and retries == []
     assert "A.xmp" not in names_in(tmp_path)
 
 
