@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -158,8 +159,9 @@ async def test_next_due_at_sees_wake_times_and_lease_expiries(store: Store) -> N
     assert await next_due_at(store, "me") == expiry
 
 
-@pytest.mark.postgres
-async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> None:
+@contextlib.asynccontextmanager
+async def _listening(pg_url: str) -> AsyncIterator[tuple[Store, Wakeups]]:
+    """A store on the migrated database and a daemon's NOTIFY listener, already connected."""
     await upgrade(pg_url)
     store = Store.open(pg_url)
     wakeups = Wakeups()
@@ -167,35 +169,34 @@ async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> Non
     try:
         await asyncio.wait_for(wakeups.wait(5), 6)  # the listener wakes once when it connects
         wakeups.clear()
+        yield store, wakeups
+    finally:
+        listener.cancel()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> None:
+    async with _listening(pg_url) as (store, wakeups):
         await _job(store, daemon=False, state=JobState.EDITING.value, project_uuid=PROJECT,
                    callback_secret_hash="ab" * 32)
         started = asyncio.get_running_loop().time()
         assert await _callback(store) is Verdict.ACCEPTED
         await wakeups.wait(2)
         assert asyncio.get_running_loop().time() - started < 1.0
-    finally:
-        listener.cancel()
-        await store.close()
 
 
 @pytest.mark.postgres
 async def test_a_retry_wakes_the_listening_daemons(pg_url: str) -> None:
-    await upgrade(pg_url)
-    store = Store.open(pg_url)
-    wakeups = Wakeups()
-    listener = asyncio.create_task(wakeups.listen(pg_url))
-    try:
-        await asyncio.wait_for(wakeups.wait(5), 6)  # the listener wakes once when it connects
-        job_id = await _job(store, state=JobState.FAILED.value,
+    async with _listening(pg_url) as (store, wakeups):
+        # Queued for the daemons without the NOTIFY that queueing sends: only the retry's counts.
+        job_id = await _job(store, daemon=False, queued_for_daemon=True,
+                            state=JobState.FAILED.value,
                             state_before_failure=JobState.EDITING.value)
-        wakeups.clear()
         await job_views.retry(store, job_id[:8])  # `orchestrator retry --reset-only`
         started = asyncio.get_running_loop().time()
         await wakeups.wait(30)  # an idle daemon would sleep this long without the NOTIFY
         assert asyncio.get_running_loop().time() - started < 10
-    finally:
-        listener.cancel()
-        await store.close()
 
 
 @pytest.mark.postgres
