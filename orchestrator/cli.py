@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from orchestrator.config import Settings
 from orchestrator.imagen.errors import ImagenAuthError, ImagenError
@@ -23,6 +24,7 @@ from orchestrator.service import jobs as job_views
 from orchestrator.service.batch import (
     BatchResult,
     ConfigError,
+    database_problem,
     open_store,
     retry_and_drive,
     run_batch,
@@ -114,6 +116,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc), EXIT_FAILED)
     except ImagenError as exc:
         fail(str(exc), EXIT_FAILED)
+    except DBAPIError as exc:
+        fail(f"the job database failed: {database_problem(exc)}. Every finished step is "
+             "saved; run the same command again once the database is back", EXIT_FAILED)
 
 
 async def with_store(cfg: Settings, use: Callable[[Store], Awaitable[T]]) -> T:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
+from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
@@ -16,6 +17,7 @@ from orchestrator.store.db import is_sqlite
 from orchestrator.store.migrate import ensure_schema, is_up_to_date
 from orchestrator.store.models import Job, Photo
 from orchestrator.store.queries import Store, process_owner
+from orchestrator.store.scheduling import DATABASE_ERRORS
 from orchestrator.transfer.limits import parse_rate
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
 from orchestrator.workflow.context import EngineConfig
@@ -73,7 +75,16 @@ async def open_store(settings: Settings) -> Store:
                               "`orchestrator db upgrade` first")
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    except DATABASE_ERRORS as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"cannot use the job database {shown}: {database_problem(exc)}; "
+                          "check ORCH_DATABASE_URL and that the database is up") from None
     return Store.open(url)
+
+
+def database_problem(exc: BaseException) -> str:
+    """What a database error says, without SQLAlchemy's statement dump and links."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 @asynccontextmanager

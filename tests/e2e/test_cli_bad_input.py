@@ -109,3 +109,32 @@ def test_api_down_gives_a_clear_message(tmp_path: Path) -> None:
     done = orchestrator("profiles", env=env, timeout=180)
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr and SECRET_KEY not in done.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("database", ["not-a-database", "server-down", "no-such-database"])
+def test_a_database_that_cannot_be_used_is_named_without_its_password(
+        env: dict[str, str], tmp_path: Path, database: str) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not SQLite" * 64)
+    url, says = {
+        "not-a-database": (f"sqlite:///{garbage}", "file is not a database"),
+        "server-down": (f"postgresql://ann:pw-4242@127.0.0.1:{_closed_port()}/jobs",
+                        "Connect call failed"),
+        # Answered by the test server when there is one, else refused like the one above.
+        "no-such-database": ("postgresql://ann:pw-4242@127.0.0.1:5432/no_such_db_4242",
+                             ""),
+    }[database]
+    shoot = tmp_path / "shoot"
+    make_sample_shoot(shoot, raw=1, jpeg=0)
+    for args in (("run", str(shoot), "--profile", "1001"), ("status",)):
+        done = orchestrator(*args, env={**env, "ORCH_DATABASE_URL": url})
+        text = done.stdout + done.stderr
+        assert done.returncode == 2, text
+        assert "cannot use the job database" in text and says in text
+        assert "Traceback" not in text and "pw-4242" not in text
