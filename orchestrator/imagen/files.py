@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePath, PureWindowsPath
+import os
+from pathlib import Path, PureWindowsPath
 
 from orchestrator.imagen.models import ImageType
 
@@ -18,7 +19,7 @@ JPEG_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg"})
 
 def image_type_of(name: str) -> ImageType | None:
     """The image type of a file judged by its extension, in any case; None if Imagen refuses it."""
-    suffix = PurePath(name).suffix.lower()
+    suffix = os.path.splitext(name)[1].lower()
     if suffix in RAW_EXTENSIONS:
         return ImageType.RAW
     if suffix in JPEG_EXTENSIONS:

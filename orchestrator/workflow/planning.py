@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ class Plan:
 async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
     """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
     source = request.source.resolve()
-    scan = scan_shoot(source)
+    scan = await asyncio.to_thread(scan_shoot, source)  # a big folder takes a while
     plan = Plan()
     if scan.skipped:
         shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")

@@ -52,20 +52,26 @@ def scan_shoot(folder: Path) -> ShootScan:
     scan = ShootScan(folder=folder)
     by_type: dict[ImageType, list[FoundPhoto]] = defaultdict(list)
     for root, dirs, files in os.walk(folder):
-        here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and not (here == folder and d in OUTPUT_FOLDERS))
+                         and not (root == str(folder) and d in OUTPUT_FOLDERS))
+        # Plain strings here: a 10,000-photo folder is scanned on every run and resume.
+        inside = os.path.relpath(root, folder)
+        prefix = "" if inside == "." else inside.replace(os.sep, "/") + "/"
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            path = here / name
-            rel = path.relative_to(folder).as_posix()
+            rel = prefix + name
             kind = image_type_of(name)
             if kind is None:
                 scan.skipped.append(rel)
                 continue
-            stat = path.stat()
-            by_type[kind].append(FoundPhoto(path, rel, name, stat.st_size, stat.st_mtime_ns))
+            full = os.path.join(root, name)
+            try:
+                stat = os.stat(full)
+            except FileNotFoundError:
+                continue  # removed while the folder was being read
+            by_type[kind].append(FoundPhoto(Path(full), rel, name, stat.st_size,
+                                            stat.st_mtime_ns))
     if not by_type:
         hint = f" ({len(scan.skipped)} unsupported files skipped)" if scan.skipped else ""
         raise ShootError(f"no supported photos in {folder}{hint}: Imagen takes RAW files "
@@ -80,10 +86,11 @@ def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
     # Imagen keys files by name within a project, and the outputs are named after the stem
     # (IMG_1.CR2 -> IMG_1.xmp), so two files may share neither, in any letter case.
     clashes: list[str] = []
-    for key_of in (lambda p: p.file_name.lower(), lambda p: Path(p.file_name).stem.lower()):
+    for stem_only in (False, True):
         groups: dict[str, list[str]] = defaultdict(list)
         for photo in photos:
-            groups[key_of(photo)].append(photo.rel_path)
+            name = photo.file_name.lower()
+            groups[os.path.splitext(name)[0] if stem_only else name].append(photo.rel_path)
         clashes += [", ".join(paths) for paths in groups.values() if len(paths) > 1]
     if clashes:
         listed = "\n  ".join(sorted(set(clashes)))
