@@ -10,7 +10,8 @@ time, SQLite in a temporary folder unless --database-url names an empty database
 1. Whole job: `--photos` photos from start to end, uninterrupted: wall time, and the time of
    each stage from the job's history.
 2. Transfers alone: the same uploads and downloads through `Transfers`, without a job or a
-   database, at the same concurrency: what the job's stages would cost with no bookkeeping.
+   database, at the same concurrency, in a process of their own like the job's: what the
+   job's stages would cost with no bookkeeping.
    Whole job minus Python's start, the edit and these, per photo, is the bookkeeping
    overhead (scanning, hashing, checkpoints, history, links requests).
 3. Resume: a fresh copy of the job killed by SIGKILL right after its `--kill-at`-th upload
@@ -214,7 +215,13 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 3")
+    parser.add_argument("--bare", nargs=2, metavar=("API_URL", "SHOOT"),
+                        help=argparse.SUPPRESS)  # part 2's child process
     args = parser.parse_args()
+    if args.bare:
+        up, down = await bare_transfers(Path(args.bare[1]), args.bare[0], args.concurrency)
+        print(up, down)
+        return
     parts = {int(p) for p in args.parts.split(",")}
     work = Path(tempfile.mkdtemp(prefix="bench-resume-"))
     arrivals = Arrivals()
@@ -269,11 +276,18 @@ async def whole_job(work: Path, template: Path, running: RunningSandbox,
 
 async def transfers_alone(work: Path, template: Path, running: RunningSandbox,
                           args: argparse.Namespace) -> tuple[float, float]:
-    """Part 2; seconds for the uploads and for the downloads."""
+    """Part 2; seconds for the uploads and for the downloads.
+
+    In a child process, as the job runs: the sandbox keeps this process's core to itself.
+    """
     shoot = work / "alone" / "photos"
     shutil.copytree(template, shoot)
-    up, down = await bare_transfers(shoot, running.api_url, args.concurrency)
-    print(f"\n2. transfers alone (no job, no database): uploads {up:.2f} s "
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--bare", running.api_url, str(shoot),
+        "--concurrency", str(args.concurrency), stdout=asyncio.subprocess.PIPE)
+    output, _ = await child.communicate()
+    up, down = (float(n) for n in output.split())
+    print(f"\n2. transfers alone (no job, no database, own process): uploads {up:.2f} s "
           f"({up / args.photos * 1000:.2f} ms per photo), downloads {down:.2f} s "
           f"({down / args.photos * 1000:.2f} ms per photo)")
     return up, down
