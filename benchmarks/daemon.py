@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.samples import make_sample_shoot
-from orchestrator.sandbox.server import RunningSandbox, build_app
+from orchestrator.sandbox.server import RunningSandbox, start_sandbox
 from orchestrator.service.submit import submit_request
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Job
@@ -103,13 +103,8 @@ async def sandbox(edit_seconds: float, first_download: dict[str, float]
             first_download.setdefault(project, time.time())
         return await handler(request)
 
-    data = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
-    app = build_app(SandboxConfig(edit_seconds=edit_seconds), data)
-    app.middlewares.append(note_download)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    running = RunningSandbox(runner, app, f"http://127.0.0.1:{runner.addresses[0][1]}", data)
+    running = await start_sandbox(SandboxConfig(edit_seconds=edit_seconds),
+                                  observers=[note_download])
     try:
         yield running
     finally:

@@ -46,7 +46,7 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.samples import make_sample_shoot
-from orchestrator.sandbox.server import RunningSandbox, build_app
+from orchestrator.sandbox.server import RunningSandbox, start_sandbox
 from orchestrator.store.migrate import upgrade
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
 
@@ -78,13 +78,8 @@ async def sandbox(arrivals: Arrivals) -> AsyncIterator[RunningSandbox]:
             arrivals.uploads.append(time.monotonic())
         return await handler(request)
 
-    data = Path(tempfile.mkdtemp(prefix="bench-resume-sandbox-"))
-    app = build_app(SandboxConfig(edit_seconds=0.0, api_key=API_KEY), data)
-    app.middlewares.append(note_upload)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    running = RunningSandbox(runner, app, f"http://127.0.0.1:{runner.addresses[0][1]}", data)
+    running = await start_sandbox(SandboxConfig(edit_seconds=0.0, api_key=API_KEY),
+                                  observers=[note_upload])
     try:
         yield running
     finally:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from yarl import URL
 
 from orchestrator.sandbox import imagen_api, imagen_jobs_api, imagga, imgix, storage
@@ -104,8 +105,12 @@ class RunningSandbox:
         await _remove(self._temp_dir)
 
 
-async def start_sandbox(config: SandboxConfig) -> RunningSandbox:
-    """Start a sandbox on `config.host:config.port` (port 0: a free one) and return it."""
+async def start_sandbox(config: SandboxConfig, *,
+                        observers: Sequence[Middleware] = ()) -> RunningSandbox:
+    """Start a sandbox on `config.host:config.port` (port 0: a free one) and return it.
+
+    `observers` are extra middlewares, run after the sandbox's own (benchmarks time requests).
+    """
     temp_dir = None
     data_dir = config.data_dir
     if data_dir is None:
@@ -115,6 +120,7 @@ async def start_sandbox(config: SandboxConfig) -> RunningSandbox:
     else:
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     app = build_app(config, data_dir)
+    app.middlewares.extend(observers)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     try:

@@ -129,7 +129,9 @@ async def queue_for_daemon(store: Store, job_ids: Sequence[str]) -> None:
 
 
 async def wake_daemons(store: Store, job_id: str) -> None:
-    """Tell listening daemons at once that a job changed for them (a retry, a cancel)."""
+    """Tell listening daemons at once that a job is due again (a retry); Postgres only."""
+    if store.engine.dialect.name != "postgresql":
+        return
     async with store.engine.begin() as conn:
         await notify_wake(conn, job_id)
 

@@ -20,7 +20,7 @@ from orchestrator.crashpoints import crash_point
 from orchestrator.retry import RetryableError
 from orchestrator.transfer.attempts import Mismatch
 from orchestrator.transfer.errors import OutputUnwritable, TransferFailed
-from orchestrator.transfer.hashing import Hasher, md5_of_file, new_md5
+from orchestrator.transfer.hashing import SMALL_FILE, Hasher, md5_of_file, new_md5
 from orchestrator.transfer.limits import RateLimiter
 from orchestrator.transfer.names import check_output_name, etag_path, partial_path
 from orchestrator.transfer.storage import (
@@ -34,10 +34,6 @@ from orchestrator.transfer.storage import (
 FATAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
                                errno.EROFS, errno.ENOTDIR})
 """Local write errors that no retry can fix: the job stops with OutputUnwritable."""
-
-SMALL_FILE = 256 * 1024
-"""Outputs up to this size (XMP sidecars, small JPEGs) are received whole and put in place in
-one trip to a worker thread: for thousands of small files the trips cost more than the bytes."""
 
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", re.IGNORECASE)
 

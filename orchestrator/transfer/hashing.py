@@ -10,6 +10,11 @@ from typing import Protocol
 
 DEFAULT_CHUNK = 4 * 1024 * 1024
 
+SMALL_FILE = 256 * 1024
+"""Files up to this size (small JPEGs, XMP sidecars) are read or written whole in one trip to a
+worker thread, larger ones a chunk at a time: for thousands of small files the trips, not the
+bytes, are the cost."""
+
 
 class Hasher(Protocol):
     """The part of a hashlib object the transfers use."""

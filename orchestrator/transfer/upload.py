@@ -14,7 +14,7 @@ from aiohttp import hdrs
 
 from orchestrator.retry import RetryableError
 from orchestrator.transfer.errors import SourceChanged, TransferFailed
-from orchestrator.transfer.hashing import Hasher, file_md5, md5_base64, new_md5
+from orchestrator.transfer.hashing import SMALL_FILE, Hasher, file_md5, md5_base64, new_md5
 from orchestrator.transfer.limits import RateLimiter
 from orchestrator.transfer.storage import (
     NETWORK_ERRORS,
@@ -25,10 +25,6 @@ from orchestrator.transfer.storage import (
 )
 
 ByteReporter = Callable[[int], None]
-
-SMALL_FILE = 256 * 1024
-"""Photos up to this size are read whole in one trip to a worker thread (a large one streams
-in chunks): for thousands of small files the trips cost more than the bytes."""
 
 
 class FileUpload:
@@ -82,7 +78,7 @@ class FileUpload:
         try:
             data, now = await asyncio.to_thread(_read_small, self._path, self._size)
         except FileNotFoundError:
-            raise SourceChanged(self._path, "the file is gone") from None
+            raise self._gone() from None
         except OSError as exc:
             raise self._unreadable(exc) from exc
         if now != self._size:
@@ -95,9 +91,12 @@ class FileUpload:
         try:
             actual = (await asyncio.to_thread(self._path.stat)).st_size
         except FileNotFoundError:
-            raise SourceChanged(self._path, "the file is gone") from None
+            raise self._gone() from None
         if actual != self._size:
             raise SourceChanged(self._path, f"it was {self._size} bytes, now {actual}")
+
+    def _gone(self) -> SourceChanged:
+        return SourceChanged(self._path, "the file is gone")
 
     def _unreadable(self, exc: OSError) -> TransferFailed:
         return TransferFailed(self.file_name, f"cannot read it: {exc.strerror or exc}")
@@ -108,7 +107,7 @@ class FileUpload:
         try:
             file = await asyncio.to_thread(_open_for_reading, self._path)
         except FileNotFoundError:
-            raise SourceChanged(self._path, "the file is gone") from None
+            raise self._gone() from None
         except OSError as exc:
             raise self._unreadable(exc) from exc
         try:
@@ -158,7 +157,7 @@ class FileUpload:
             try:
                 now = await file_md5(self._path, chunk_size=self._chunk_size)
             except FileNotFoundError:
-                raise SourceChanged(self._path, "the file is gone") from None
+                raise self._gone() from None
             if now != self._md5:
                 raise SourceChanged(self._path, "its content no longer matches the recorded MD5")
         # Once may be corruption on the way; twice in a row is not going to get better.

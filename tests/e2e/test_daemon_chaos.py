@@ -11,7 +11,6 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ FAULTS = ("lose_callback=0.3,duplicate_callback=0.3,reorder_callback=0.3,error_5
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-@pytest.fixture
-def fleet() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
 async def _submit_all(db_url: str, api_url: str, shoots: list[Path]) -> list[str]:
     store = Store.open(db_url)
     session = make_session(TransferSettings())
@@ -62,15 +53,15 @@ def _shoots(base: Path, first: int, count: int) -> list[Path]:
     return shoots
 
 
-def _any_alive(fleet: list[Daemon]) -> Daemon:
-    return next(d for d in fleet if d.alive())
+def _any_alive(daemons: list[Daemon]) -> Daemon:
+    return next(d for d in daemons if d.alive())
 
 
-def _wait_for_lease_holder(fleet: list[Daemon], *, seconds: float) -> Daemon | None:
+def _wait_for_lease_holder(daemons: list[Daemon], *, seconds: float) -> Daemon | None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        owners = [j["lease_owner"] or "" for j in _any_alive(fleet).jobs().values()]
-        for daemon in fleet:
+        owners = [j["lease_owner"] or "" for j in _any_alive(daemons).jobs().values()]
+        for daemon in daemons:
             if any(f":{daemon.pid}:" in owner for owner in owners):
                 return daemon
         time.sleep(0.05)
@@ -78,31 +69,31 @@ def _wait_for_lease_holder(fleet: list[Daemon], *, seconds: float) -> Daemon | N
 
 
 def test_every_job_completes_once_through_kills_and_callback_chaos(
-        pg_url: str, tmp_path: Path, fleet: list[Daemon]) -> None:
+        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
     migrated(pg_url)
     rng = random.Random(20261122)
     with sandbox_process("--edit-seconds", "1", "--faults", FAULTS, "--seed", "7") as sandbox:
         env = daemon_env(f"{sandbox}/v1", pg_url, ORCH_LEASE_TTL="2", ORCH_MAX_JOBS="3",
                          ORCH_POLL_INITIAL="1", ORCH_POLL_MAX="2")
-        fleet.extend(Daemon(env, tmp_path, name=f"daemon{i}").start() for i in range(3))
+        daemons.extend(Daemon(env, tmp_path, name=f"daemon{i}").start() for i in range(3))
         ids = asyncio.run(_submit_all(pg_url, f"{sandbox}/v1", _shoots(tmp_path, 0, JOBS)))
         assert len(ids) == JOBS
 
         killed_lease_holders = 0
         for _ in range(ROUNDS):
             time.sleep(rng.uniform(0.3, 1.5))
-            if all_in(_any_alive(fleet).jobs(), ids, TERMINAL):
+            if all_in(_any_alive(daemons).jobs(), ids, TERMINAL):
                 ids += asyncio.run(_submit_all(pg_url, f"{sandbox}/v1",
                                                _shoots(tmp_path, len(ids), 4)))
             # Prefer a daemon caught holding a lease: its jobs must be taken over.
-            holder = _wait_for_lease_holder(fleet, seconds=3)
-            victim = holder or rng.choice(fleet)
+            holder = _wait_for_lease_holder(daemons, seconds=3)
+            victim = holder or rng.choice(daemons)
             killed_lease_holders += holder is not None
             victim.kill()
             time.sleep(rng.uniform(0.2, 1.0))
             victim.start()
 
-        jobs = wait_for(lambda: (j := _any_alive(fleet).jobs()) and all_in(j, ids, TERMINAL)
+        jobs = wait_for(lambda: (j := _any_alive(daemons).jobs()) and all_in(j, ids, TERMINAL)
                         and j, timeout=120, interval=0.5, what="every job to finish")
         assert {jobs[i]["state"] for i in ids} == {"completed"}, \
             {i: (jobs[i]["state"], jobs[i]["last_error"]) for i in ids}
@@ -117,6 +108,6 @@ def test_every_job_completes_once_through_kills_and_callback_chaos(
             verified += md5_matches_ledger(project, jobs[job_id])
         assert verified == len(ids) * 6
         if killed_lease_holders:
-            takeovers = [e for job_id in ids for e in _any_alive(fleet).job(job_id)["events"]
+            takeovers = [e for job_id in ids for e in _any_alive(daemons).job(job_id)["events"]
                          if e["kind"] == "lease"]
             assert takeovers, "a killed daemon's leases were never taken over"

@@ -11,11 +11,9 @@ import json
 import random
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import update
 
 from orchestrator.store.models import Job
@@ -26,14 +24,6 @@ from tests.daemon_support import Daemon, daemon_env, free_port, http, wait_for
 REQUESTS = 600
 TIME_BUDGET_SECONDS = 20.0
 PROJECT = "0b7a4ef0-9a51-4a55-a4e5-7f4a3f7f1c11"
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 async def _job_with_secret(db_url: str, secret: str) -> str:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
 from tests.daemon_support import Daemon, daemon_env, md5_matches_ledger, wait_for
 from tests.helpers import ledger, sandbox_process
 
 SETTLE = 1.5
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(

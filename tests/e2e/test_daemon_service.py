@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from tests.helpers import ledger, orchestrator, sandbox_process
 
 RAW_PROFILE, JPEG_PROFILE = "1001", "2001"
 TERMINAL = {"completed", "failed", "cancelled"}
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    """Every daemon a test starts; all of them killed at the end, whatever happened."""
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 @pytest.fixture

@@ -26,14 +26,10 @@ POLL_MAX = 600.0
 DEADLINE = 20 * 3600.0
 
 
-async def _entered_editing(url: str, job_id: str, at: datetime) -> None:
-    store = Store.open(url)
-    try:
-        async with store.engine.begin() as conn:
-            await conn.execute(update(Event).where(
-                Event.job_id == job_id, Event.to_state == JobState.EDITING.value).values(at=at))
-    finally:
-        await store.close()
+async def _entered_editing(store: Store, job_id: str, at: datetime) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(update(Event).where(
+            Event.job_id == job_id, Event.to_state == JobState.EDITING.value).values(at=at))
 
 
 async def test_a_long_edit_is_polled_rarely_and_fails_at_the_deadline(
@@ -53,12 +49,12 @@ async def test_a_long_edit_is_polled_rarely_and_fails_at_the_deadline(
         assert first.job.wake_at - utcnow() <= timedelta(seconds=POLL_INITIAL)
 
         # Two hours into the edit, with the row just touched by the last wake-up's write.
-        await _entered_editing(url, job_id, utcnow() - timedelta(hours=2))
+        await _entered_editing(h.store, job_id, utcnow() - timedelta(hours=2))
         later = await h.drive(job_id)
         assert later.waiting and later.job.wake_at is not None
         assert later.job.wake_at - utcnow() > timedelta(seconds=POLL_MAX - 60)
 
-        await _entered_editing(url, job_id, utcnow() - timedelta(hours=21))
+        await _entered_editing(h.store, job_id, utcnow() - timedelta(hours=21))
         late = await h.drive(job_id)
         assert late.job.state == JobState.FAILED.value
         assert "did not finish within 20 h" in (late.job.last_error or "")
