@@ -52,7 +52,7 @@ class SchedulerSettings:
     idle_seconds: float
     """Longest sleep without a wake-up."""
     pause_retry_seconds: float
-    """When a job stopped by an error outside it (key refused, a bug) is tried again."""
+    """When a job stopped by an unexpected error (a bug) is tried again."""
 
 
 class Scheduler:

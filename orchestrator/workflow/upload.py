@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +13,13 @@ from orchestrator.retry import RetriesExhausted
 from orchestrator.store.models import Photo
 from orchestrator.store.queries import failure_checkpoint, source_checkpoint, upload_checkpoint
 from orchestrator.transfer.errors import SourceChanged, TransferError
-from orchestrator.transfer.hashing import DEFAULT_CHUNK, file_md5, md5_base64
+from orchestrator.transfer.hashing import (
+    DEFAULT_CHUNK,
+    SMALL_FILE,
+    file_md5,
+    md5_base64,
+    new_md5,
+)
 from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext, JobFailed
 from orchestrator.workflow.pool import ItemFailed, run_pool
@@ -21,8 +27,6 @@ from orchestrator.workflow.states import JobState
 
 HASH_WORKERS = 2
 """Photos hashed at once: hashing is disk-bound, more readers only thrash the disk."""
-SMALL_FILE = 1024 * 1024
-"""Photos up to this size are read whole when hashed (one chunk's worth of memory)."""
 SMALL_FILES_PER_TRIP = 64
 """Small photos hashed in one trip to a worker thread."""
 
@@ -104,11 +108,11 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
     """
     vanished: list[int] = []
     changed = False
-    for photo in photos:
-        path = source / photo.rel_path
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+    paths = [source / photo.rel_path for photo in photos]
+    # One trip to a thread for all of them: on a network share 10,000 stats take a while.
+    stats = await asyncio.to_thread(_stat_each, paths)
+    for photo, path, stat in zip(photos, paths, stats, strict=True):
+        if isinstance(stat, FileNotFoundError):
             if photo.uploaded_at is None:
                 vanished.append(photo.id)
                 ctx.note(f"{photo.rel_path} is gone from the folder; leaving it out", level="warn")
@@ -116,13 +120,13 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
                 await ctx.event("source", f"{photo.rel_path} was removed after its upload; "
                                 "Imagen keeps the uploaded copy")
             continue
-        except OSError as exc:
+        if isinstance(stat, OSError):
             # Unreadable now: hashing it again turns this into a per-photo failure with a reason.
             if photo.uploaded_at is None and photo.md5:
                 await ctx.store.set_photo_source(ctx.lease, photo.id, md5="", size=photo.size,
                                                  mtime_ns=photo.mtime_ns)
                 changed = True
-            await ctx.event("source", f"cannot look at {photo.rel_path}: {exc.strerror or exc}")
+            await ctx.event("source", f"cannot look at {photo.rel_path}: {stat.strerror or stat}")
             continue
         if (stat.st_size, stat.st_mtime_ns) == (photo.size, photo.mtime_ns):
             continue
@@ -151,6 +155,17 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
     if not remaining:
         raise JobFailed("every photo of the job has vanished from the folder")
     return remaining
+
+
+def _stat_each(paths: list[Path]) -> list[os.stat_result | OSError]:
+    """Each file's stat, or why it cannot be had; runs in a worker thread."""
+    results: list[os.stat_result | OSError] = []
+    for path in paths:
+        try:
+            results.append(path.stat())
+        except OSError as exc:
+            results.append(exc)
+    return results
 
 
 async def _md5_or_empty(path: Path, size: int) -> str:
@@ -230,7 +245,9 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
     results: list[str | OSError] = []
     for path in paths:
         try:
-            results.append(hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest())
+            hasher = new_md5()
+            hasher.update(path.read_bytes())
+            results.append(hasher.hexdigest())
         except OSError as exc:
             results.append(exc)
     return results
