@@ -1,0 +1,31 @@
+"""The product's one root error, with the two meanings the engine acts on.
+
+Every client (Imagen, Imagga, imgix), the transfers and the stages raise subclasses of these,
+so the engine decides what to do with a failure without knowing which service it came from.
+`str()` of any of them is written for people and never carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every failure the product reports; one that is neither kind below is refused."""
+
+
+class Transient(OrchestratorError):
+    """The world is in the way (a service unreachable or throttling, a full disk).
+
+    The job keeps its state and pauses; running it again (or the daemon, later) continues.
+    """
+
+
+class Refused(OrchestratorError):
+    """Something was refused and asking again will not help: the job fails with this reason.
+
+    The message says what the user must do; `orchestrator retry` resumes the job afterwards.
+    """
+
+
+class CredentialsRefused(Transient):
+    """A service refused our credentials: `run` stops at once (exit 2); a daemon pauses the job
+    until the account is put right."""
