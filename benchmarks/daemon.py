@@ -51,6 +51,7 @@ from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.sandbox.server import RunningSandbox, start_sandbox
 from orchestrator.service.submit import submit_request
+from orchestrator.spec import JobSpec
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, NewPhoto, Store
@@ -188,7 +189,7 @@ async def submit_shoots(db_url: str, api_url: str, shoots: list[Path], *,
         ids: list[str] = []
         for shoot in shoots:
             submitted = await submit_request(store, client, RunRequest(
-                source=shoot, profiles=[JPEG_PROFILE], export=False))
+                source=shoot, profiles=[JPEG_PROFILE], spec=JobSpec()))
             ids += [job.id for job in submitted.jobs]
             await asyncio.sleep(pace)
         return ids
@@ -276,7 +277,7 @@ async def receiver_rate(work: Path, total: int) -> None:
             job_id, secret, project = uuid.uuid4().hex, secrets.token_urlsafe(32), str(uuid.uuid4())
             await store.create_job(NewJob(
                 id=job_id, name=f"j{n}", source=f"/x/{n}", edited_dir="/e", exported_dir="/x",
-                image_type="JPG", profile_key=2001, options={},
+                image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
                 project_name=f"orchestrator-{job_id}"), [NewPhoto("a.jpg", "a.jpg", 1, 1)])
             async with store.engine.begin() as conn:
                 await conn.execute(update(Job).where(Job.id == job_id).values(

@@ -17,19 +17,14 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.config import Settings
-from orchestrator.imagen.errors import ImagenAuthError, ImagenError
+from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
 from orchestrator.reporting import make_reporter
 from orchestrator.service import jobs as job_views
-from orchestrator.service.batch import (
-    BatchResult,
-    ConfigError,
-    database_problem,
-    open_store,
-    retry_and_drive,
-    run_batch,
-)
+from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
+from orchestrator.service.wiring import ConfigError, database_problem, open_store
+from orchestrator.spec import JobSpec, SpecError
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.workflow.planning import PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
@@ -66,11 +61,10 @@ HdrOption = Annotated[HdrCompression | None, typer.Option(
     help="Compression of hdr_merge output.")]
 
 
-def run_request(folder: Path, profiles: list[str], export: bool,
-                photography_type: PhotographyType | None, tools: list[str],
-                crop_aspect_ratio: CropAspectRatio | None, sky_template: int | None,
-                hdr_compression: HdrCompression | None) -> RunRequest:
-    """The shoot and the edit asked for on the command line (`run` and `submit`)."""
+def job_spec(export: bool, photography_type: PhotographyType | None, tools: list[str],
+             crop_aspect_ratio: CropAspectRatio | None, sky_template: int | None,
+             hdr_compression: HdrCompression | None) -> JobSpec:
+    """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
     edit: dict[str, Any] = {"tools": sorted(set(tools))}
     for key, value in (("photography_type", photography_type),
                        ("crop_aspect_ratio", crop_aspect_ratio),
@@ -78,7 +72,10 @@ def run_request(folder: Path, profiles: list[str], export: bool,
                        ("hdr_output_compression", hdr_compression)):
         if value is not None:
             edit[key] = value
-    return RunRequest(source=folder, profiles=profiles, export=export, edit=edit)
+    try:
+        return JobSpec.build(edit=edit, export=export)
+    except SpecError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -108,13 +105,13 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         err.print("interrupted: every finished step is saved; run the same command again to "
                   "resume.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except ImagenAuthError as exc:
+    except CredentialsRefused as exc:
         fail(str(exc))
     except (ConfigError, PlanError, ShootError, JobNotFound, StateConflict) as exc:
         fail(str(exc))
     except LeaseHeld as exc:
         fail(str(exc), EXIT_FAILED)
-    except ImagenError as exc:
+    except OrchestratorError as exc:
         fail(str(exc), EXIT_FAILED)
     except DBAPIError as exc:
         fail(f"the job database failed: {database_problem(exc)}. Every finished step is "
@@ -153,8 +150,8 @@ def run(
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
-    request = run_request(folder, profile, export, photography_type, tool, crop_aspect_ratio,
-                          sky_template, hdr_compression)
+    request = RunRequest(source=folder, profiles=profile, spec=job_spec(
+        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression))
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: run_batch(request, cfg, reporter))
     report_batch(result, json_output)
@@ -166,8 +163,7 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
     if json_output:
         print_json([{
             **job_views.job_summary(o.job, -1), "paused": o.paused,
-            "failed_photos": [{"path": p.rel_path, "phase": p.failed_phase,
-                               "reason": p.failed_reason}
+            "failed_photos": [{"path": p.rel_path, "phase": p.phase, "reason": p.reason}
                               for p in result.failed_photos.get(o.job.id, [])]}
             for o in result.outcomes])
         return
@@ -177,7 +173,7 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
         out.print(f"[bold]{job.name}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
         if job.state == "completed":
             out.print(f"  edits:   {job.edited_dir}")
-            if job.options.get("export"):
+            if JobSpec.from_stored(job.options).export:
                 out.print(f"  exports: {job.exported_dir}")
         if outcome.paused:
             out.print(f"  stopped: {outcome.paused}")
@@ -186,8 +182,7 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  error: {job.last_error}")
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
-            out.print(f"  [red]failed[/] {photo.rel_path} ({photo.failed_phase}): "
-                      f"{photo.failed_reason}")
+            out.print(f"  [red]failed[/] {photo.rel_path} ({photo.phase}): {photo.reason}")
 
 
 @app.command()
@@ -260,13 +255,13 @@ def sandbox(
 @app.command()
 def profiles(json_output: JsonOption = False) -> None:
     """List the AI profiles of your Imagen account."""
-    from orchestrator.service.batch import imagen_session
+    from orchestrator.service.wiring import connected
 
     cfg = settings()
 
     async def fetch() -> list[dict[str, Any]]:
-        async with imagen_session(cfg) as (client, _):
-            return [p.model_dump(mode="json") for p in await client.list_profiles()]
+        async with connected(cfg) as services:
+            return [p.model_dump(mode="json") for p in await services.imagen.list_profiles()]
 
     found = run_async(fetch)
     if json_output:
@@ -366,8 +361,8 @@ def submit(
     from orchestrator.service.submit import submit_folder
 
     cfg = settings()
-    request = run_request(folder, profile, export, photography_type, tool, crop_aspect_ratio,
-                          sky_template, hdr_compression)
+    request = RunRequest(source=folder, profiles=profile, spec=job_spec(
+        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression))
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{folder.name}: {note}")
@@ -388,17 +383,17 @@ def daemon(
         "daemons); without it jobs are only polled.")] = None,
     watch: Annotated[list[Path], typer.Option(
         "--watch", help="Hot folder (repeatable): each new subfolder that stops changing "
-        "becomes a job with --profile, --export, --photography-type and --tool.")]
+        "becomes a job with --profile and the job options given here (--export, --tool, …).")]
     = [],  # noqa: B006
     profile: Annotated[list[str], typer.Option(
         "--profile", "-p", help="Profile key or name for the --watch folders.")]
     = [],  # noqa: B006
-    export: Annotated[bool, typer.Option(help="Export the --watch folders' drops.")] = False,
-    photography_type: Annotated[PhotographyType | None, typer.Option(
-        case_sensitive=False, help="Genre hint for the --watch folders' drops.")] = None,
-    tool: Annotated[list[str], typer.Option(
-        "--tool", help="AI tool for the --watch folders' drops (repeatable).")]
-    = [],  # noqa: B006
+    export: ExportOption = False,
+    photography_type: PhotographyTypeOption = None,
+    tool: ToolOption = [],  # noqa: B006
+    crop_aspect_ratio: CropOption = None,
+    sky_template: SkyOption = None,
+    hdr_compression: HdrOption = None,
     max_jobs: Annotated[int | None, typer.Option(
         help="Jobs this daemon drives at once (default 4); waiting jobs do not count.",
         min=1)] = None,
@@ -418,14 +413,13 @@ def daemon(
 
     if watch and not profile:
         fail("--watch needs --profile: the profile its drops are edited with")
-    edit: dict[str, Any] = {"tools": sorted(set(tool))}
-    if photography_type is not None:
-        edit["photography_type"] = photography_type
+    spec = job_spec(export, photography_type, tool, crop_aspect_ratio, sky_template,
+                    hdr_compression)
     cfg = settings(listen=listen, public_url=public_url, max_jobs_in_progress=max_jobs,
                    lease_ttl_seconds=lease_ttl, hot_folder_settle_seconds=settle,
                    concurrency=concurrency, bwlimit=bwlimit)
     cfg = cfg.model_copy(update={"hot_folders": [*cfg.hot_folders, *(
-        HotFolder(path=path, profiles=profile, export=export, edit=edit) for path in watch)]})
+        HotFolder(path=path, profiles=profile, **spec.model_dump()) for path in watch)]})
 
     def ready(base_url: str) -> None:
         sys.stdout.write(f"{base_url}\n")

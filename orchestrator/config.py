@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from orchestrator.spec import JobSpec
 from orchestrator.store.db import default_database_path
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
@@ -32,17 +32,18 @@ def _env(name: str, key: str) -> AliasChoices:
     return AliasChoices(name, key)
 
 
-class HotFolder(BaseModel, frozen=True, extra="forbid"):
-    """A watched folder: each new subfolder dropped into it becomes a job with these options."""
+class HotFolder(JobSpec, frozen=True, extra="forbid"):
+    """A watched folder: each new subfolder dropped into it becomes a job with this spec
+    (every job option, as `run` takes them: `export`, `edit = {tools = [...], ...}`, ...)."""
 
     path: Path
     """The folder watched; its direct subfolders are the shoots."""
     profiles: list[str] = Field(min_length=1)
     """Profile keys or names, one per image type the drops may hold."""
-    export: bool = False
-    """Whether to export JPEGs after the edit."""
-    edit: dict[str, Any] = Field(default_factory=dict)
-    """Other edit options, as `run` takes them: photography_type, tools, crop_aspect_ratio, …"""
+
+    def spec(self) -> JobSpec:
+        """What each drop's jobs are asked to do."""
+        return JobSpec.model_validate(self.model_dump(exclude={"path", "profiles"}))
 
 
 class Settings(BaseSettings):
@@ -78,8 +79,9 @@ class Settings(BaseSettings):
         default=200, ge=1, le=1000, validation_alias=_env("ORCH_LINK_BATCH", "link_batch_size"))
     """File names per request for presigned upload links."""
     photo_attempts: int = Field(
-        default=3, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts"))
-    """Rounds a photo's transfer gets (each with its own retries) before it is marked failed."""
+        default=8, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts"))
+    """Attempts a photo's transfer gets (backing off from 1 s to 60 s) before it is marked
+    failed; a link that expired is renewed without using one up."""
     listen: str = Field(default="127.0.0.1:8750", validation_alias=_env("ORCH_LISTEN", "listen"))
     """HOST:PORT the daemon serves callbacks, health, metrics and the jobs API on."""
     public_url: str | None = Field(

@@ -29,3 +29,11 @@ class Refused(OrchestratorError):
 class CredentialsRefused(Transient):
     """A service refused our credentials: `run` stops at once (exit 2); a daemon pauses the job
     until the account is put right."""
+
+
+class Ambiguous(Transient):
+    """A call that changes something failed in a way that leaves unknown whether it took effect.
+
+    Retrying blindly could do it twice (a second project, a second edit): the caller asks the
+    service what happened before calling again.
+    """

@@ -28,9 +28,10 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.progress import NullProgress
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.server import RunningSandbox, start_sandbox
+from orchestrator.spec import JobSpec
 from orchestrator.store.queries import Lease, Store
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
-from orchestrator.workflow.context import EngineConfig
+from orchestrator.workflow.context import EngineConfig, Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 
@@ -109,13 +110,14 @@ class Harness:
 
     def engine(self, owner: str, *, store: Store | None = None) -> Engine:
         """An engine under this lease owner name."""
-        return Engine(store=store or self.store, client=self.client, transfers=self.transfers,
+        return Engine(store=store or self.store,
+                      services=Services(imagen=self.client, transfers=self.transfers),
                       progress=NullProgress(), config=self.config, owner=owner)
 
     async def plan(self, shoot: Path, *, export: bool = True) -> list[str]:
         """The shoot folder's job ids (created or found), as `run` plans them."""
         plan = await plan_jobs(self.store, self.client, RunRequest(
-            source=shoot, profiles=["1001", "2001"], export=export))
+            source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=export)))
         return [job.id for job in plan.jobs]
 
     async def drive(self, job_id: str) -> Outcome:

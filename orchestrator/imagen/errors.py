@@ -5,8 +5,16 @@ Messages are written for people and never carry the API key.
 
 from __future__ import annotations
 
+from orchestrator.errors import (
+    Ambiguous,
+    CredentialsRefused,
+    OrchestratorError,
+    Refused,
+    Transient,
+)
 
-class ImagenError(Exception):
+
+class ImagenError(OrchestratorError):
     """Any failure talking to Imagen; `status` is the HTTP status when there was one."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
@@ -15,23 +23,23 @@ class ImagenError(Exception):
         self.status = status
 
 
-class ImagenAuthError(ImagenError):
+class ImagenAuthError(ImagenError, CredentialsRefused):
     """Imagen refused the API key (HTTP 401, or 403 on an API route)."""
 
 
-class ImagenBadRequest(ImagenError):
+class ImagenBadRequest(ImagenError, Refused):
     """Imagen refused the request as it stands (HTTP 400, 409 or 422); retrying will not help."""
 
 
-class ImagenNotFound(ImagenError):
+class ImagenNotFound(ImagenError, Refused):
     """Imagen has no such thing (HTTP 404)."""
 
 
-class ImagenUnavailable(ImagenError):
+class ImagenUnavailable(ImagenError, Transient):
     """Imagen could not be reached or kept failing until the retry policy gave up."""
 
 
-class ImagenAmbiguous(ImagenUnavailable):
+class ImagenAmbiguous(ImagenUnavailable, Ambiguous):
     """A call that changes state failed in a way that leaves unknown whether it took effect.
 
     Retrying blindly could create a second project or start a second edit, so the caller must

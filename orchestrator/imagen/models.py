@@ -159,15 +159,13 @@ TOOLS: tuple[str, ...] = (
 _CROP_TOOLS: tuple[str, ...] = ("crop", "portrait_crop", "headshot_crop")
 
 
-class EditOptions(BaseModel, frozen=True, extra="forbid"):
-    """What the user asked Imagen to do to a project's photos.
+class EditChoices(BaseModel, frozen=True, extra="forbid"):
+    """The edit a user asks for, apart from the profile (chosen per image type).
 
     Unknown fields are refused rather than ignored, so a misspelt option fails loudly instead of
     silently editing a whole shoot without it.
     """
 
-    profile_key: int
-    """The profile whose style is applied."""
     photography_type: PhotographyType | None = None
     """Genre hint for the AI tools."""
     tools: frozenset[str] = frozenset()
@@ -178,8 +176,6 @@ class EditOptions(BaseModel, frozen=True, extra="forbid"):
     """Target ratio for the chosen crop tool."""
     hdr_output_compression: HdrCompression | None = None
     """Compression of hdr_merge's DNG output (RAW only)."""
-    callback_url: str | None = None
-    """Where Imagen POSTs the outcome of the edit."""
 
     @field_validator("tools")
     @classmethod
@@ -217,6 +213,15 @@ class EditOptions(BaseModel, frozen=True, extra="forbid"):
             problems.append("sky_replacement_template_id needs the sky_replacement tool")
         if problems:
             raise EditOptionsError("invalid edit options: " + "; ".join(problems))
+
+
+class EditOptions(EditChoices, frozen=True, extra="forbid"):
+    """The edit request sent to Imagen: the choices, the profile, and where to call back."""
+
+    profile_key: int
+    """The profile whose style is applied."""
+    callback_url: str | None = None
+    """Where Imagen POSTs the outcome of the edit."""
 
     def to_request(self) -> dict[str, Any]:
         """The flat JSON body of the edit request: only the fields that are set."""

@@ -20,8 +20,6 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
-from orchestrator.imagen.client import ImagenClient
-from orchestrator.service.batch import ConfigError, engine_config, transfer_settings
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
 from orchestrator.service.http import Operations, RedactingAccessLogger, build_app
@@ -31,12 +29,15 @@ from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
 from orchestrator.service.submit import Submitted, submit_request
 from orchestrator.service.wakeups import Wakeups
+from orchestrator.service.wiring import (
+    ConfigError,
+    connected,
+    engine_config,
+    make_engine,
+    open_store,
+)
 from orchestrator.store.db import is_sqlite, normalize_url, sqlite_path
-from orchestrator.store.migrate import ensure_schema
-from orchestrator.store.queries import Store, process_owner
-from orchestrator.transfer.manager import Transfers, make_session
 from orchestrator.workflow.context import EngineConfig
-from orchestrator.workflow.engine import Engine
 from orchestrator.workflow.planning import RunRequest
 
 log = logging.getLogger("orchestrator.daemon")
@@ -100,29 +101,20 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         normalize_url(url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    key = settings.api_key()
-    if not key:
-        raise ConfigError("no API key: set IMAGEN_API_KEY")
-    tsettings = transfer_settings(settings)
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(single_sqlite_daemon(url))
-        if is_sqlite(url):
-            await ensure_schema(url)
         # On Postgres the schema is not touched: `db upgrade` is a deliberate step, and until
         # it is done /readyz stays red and no job is taken.
-        store = Store.open(url)
+        store = await open_store(settings, require_current=False)
         stack.push_async_callback(store.close)
-        session = make_session(tsettings)
-        stack.push_async_callback(session.close)
         metrics = Metrics()
         wakeups = Wakeups()
         health = DatabaseHealth(store)
-        client = ImagenClient(session, base_url=settings.imagen_api_url, api_key=key,
-                              on_retry=metrics.api_retry)
-        engine = Engine(store=store, client=client,
-                        transfers=Transfers(session, tsettings, on_retry=metrics.transfer_retry),
-                        progress=MetricsProgress(metrics), config=daemon_engine_config(settings),
-                        owner=process_owner())
+        services = await stack.enter_async_context(connected(
+            settings, on_api_retry=metrics.api_retry, on_transfer_retry=metrics.transfer_retry))
+        client = services.imagen
+        engine = make_engine(store, services, MetricsProgress(metrics),
+                             daemon_engine_config(settings))
         app = build_app(operations=Operations(store=store, health=health, metrics=metrics),
                         receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,

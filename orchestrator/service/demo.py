@@ -13,6 +13,7 @@ from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.sandbox.server import start_sandbox
 from orchestrator.service.batch import BatchResult, run_batch
+from orchestrator.spec import JobSpec
 from orchestrator.workflow.planning import RunRequest
 
 DEMO_EDIT_SECONDS = 2.0
@@ -34,7 +35,7 @@ async def run_demo(progress: ProgressSink, *, keep: Path | None = None) -> tuple
                 imagen_api_key="demo-key", imagen_api_url=sandbox.api_url,
                 database_url=f"sqlite:///{base / 'demo.db'}", poll_initial_seconds=0.5,
                 poll_max_seconds=1.0)
-            request = RunRequest(source=shoot, profiles=DEMO_PROFILES, export=True)
+            request = RunRequest(source=shoot, profiles=DEMO_PROFILES, spec=JobSpec(export=True))
             result = await run_batch(request, settings, progress)
             verified = verify_against_ledger(result, sandbox.ledger())
         finally:

@@ -138,7 +138,7 @@ class HotFolders:
                 self._done.add(folder)
                 return
             submitted = await self._submit(RunRequest(source=folder, profiles=hot.profiles,
-                                                 export=hot.export, edit=dict(hot.edit)))
+                                                      spec=hot.spec()))
         except (PlanError, ShootError) as exc:
             drop.refused = True
             log.error("drop refused; it is looked at again when its content changes",

@@ -1,12 +1,25 @@
-"""Operator views of the job database: status, history, retry and cancel."""
+"""Operator views of the job database and the operator's actions: status, history, failed
+photos, retry and cancel; the same for the CLI, the daemon's API and the web page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.states import JobState, Move
 from orchestrator.store.models import Event, Job
-from orchestrator.store.queries import Store
+from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import wake_daemons
+from orchestrator.workflow.pipeline import PIPELINE
+
+
+@dataclass(frozen=True)
+class PhotoFailure:
+    """A photo that failed a phase for good, and why."""
+
+    rel_path: str
+    phase: str
+    reason: str
 
 
 def job_summary(job: Job, photos: int) -> dict[str, Any]:
@@ -20,6 +33,8 @@ def job_summary(job: Job, photos: int) -> dict[str, Any]:
         "last_error": job.last_error,
         "image_type": job.image_type,
         "profile_key": job.profile_key,
+        "profile_name": job.profile_name,
+        "spec": job.options,
         "project_uuid": job.project_uuid,
         "edited_dir": job.edited_dir,
         "exported_dir": job.exported_dir,
@@ -52,16 +67,33 @@ async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
     return job, [event_record(e) for e in await store.events(job.id)]
 
 
+async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
+    """Every photo of the job that failed a phase for good, with why."""
+    return [PhotoFailure(photo.rel_path, phase, reason)
+            for photo in await store.photos(job_id) for phase, reason in photo.failures]
+
+
+def retry_move(job: Job) -> Move:
+    """The move that brings a failed job back to where it stopped."""
+    if job.state != JobState.FAILED:
+        raise StateConflict(f"job {job.id[:8]} is {job.state}, not failed: nothing to retry")
+    return PIPELINE.transitions.move(job.state, job.state_before_failure or JobState.QUEUED)
+
+
 async def retry(store: Store, ref: str) -> Job:
     """Put a failed job back where it stopped, with only its failed photos to redo."""
     job = await store.resolve_job(ref)
-    job = await store.retry_failed(job.id)
+    job = await store.retry_failed(job.id, retry_move(job))
     if job.queued_for_daemon:
         await wake_daemons(store, job.id)
     return job
 
 
 async def cancel(store: Store, ref: str) -> Job:
-    """Stop a job for good."""
+    """Stop a job for good; a job that already ended cannot be cancelled."""
     job = await store.resolve_job(ref)
-    return await store.request_cancel(job.id)
+    if job.state in (JobState.COMPLETED, JobState.CANCELLED):
+        raise StateConflict(f"job {job.id[:8]} is already {job.state}: there is nothing to "
+                            "cancel")
+    return await store.request_cancel(job.id, PIPELINE.transitions.move(
+        job.state, JobState.CANCELLED))

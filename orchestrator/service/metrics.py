@@ -17,7 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from orchestrator.workflow.states import JobState
+from orchestrator.workflow.pipeline import PIPELINE
 
 log = logging.getLogger("orchestrator.daemon")
 
@@ -61,8 +61,8 @@ class Metrics:
 
     def set_job_counts(self, counts: dict[str, int]) -> None:
         """Publish the database's job counts (every state, zero included)."""
-        for state in JobState:
-            self.jobs.labels(state.value).set(counts.get(state.value, 0))
+        for state in sorted(PIPELINE.transitions.states | counts.keys()):
+            self.jobs.labels(state).set(counts.get(state, 0))
 
     def api_retry(self, call: str, attempt: int, reason: str, delay: float) -> None:
         """Count a retried Imagen call (the client's `on_retry` hook)."""

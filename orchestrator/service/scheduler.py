@@ -17,6 +17,7 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.wakeups import Wakeups
+from orchestrator.states import JobState
 from orchestrator.store.models import utcnow
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StaleLease, StateConflict, Store
 from orchestrator.store.scheduling import (
@@ -27,7 +28,6 @@ from orchestrator.store.scheduling import (
     wake_if_called_back,
 )
 from orchestrator.workflow.engine import Engine, Outcome
-from orchestrator.workflow.states import JobState
 
 log = logging.getLogger("orchestrator.daemon")
 
@@ -189,7 +189,7 @@ class Scheduler:
                                              "wake_at": job.wake_at})
         else:
             self._metrics.drives.labels(job.state).inc()
-            level = logging.ERROR if job.state == JobState.FAILED.value else logging.INFO
+            level = logging.ERROR if job.state == JobState.FAILED else logging.INFO
             log.log(level, f"job {job.state}", extra={**fields, "last_error": job.last_error})
 
     async def _park(self, job_id: str, reason: str) -> None:
@@ -207,11 +207,8 @@ class Scheduler:
                         extra={"job_id": job_id})
             return
         try:
-            job = await self._store.get_job(job_id)
             wake_at = utcnow() + timedelta(seconds=self._settings.pause_retry_seconds)
-            await self._store.update_job(lease, JobState(job.state), wake_at=wake_at,
-                                         last_error=reason)
-            await self._store.add_event(job_id, "paused", reason)
+            await self._store.pause(lease, reason, wake_at=wake_at)
             log.error("job stopped; trying again later", extra={
                 "job_id": job_id, "reason": reason, "wake_at": wake_at})
         except _NOT_RECORDED:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
-from orchestrator.service.batch import imagen_session, open_store
+from orchestrator.service.wiring import connected, open_store
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import planning_lock, queue_for_daemon
@@ -37,7 +37,7 @@ async def submit_folder(request: RunRequest, settings: Settings) -> Submitted:
     """`orchestrator submit`: open the database and Imagen (to resolve the profile), submit."""
     store = await open_store(settings)
     try:
-        async with imagen_session(settings) as (client, _transfers):
-            return await submit_request(store, client, request)
+        async with connected(settings) as services:
+            return await submit_request(store, services.imagen, request)
     finally:
         await store.close()

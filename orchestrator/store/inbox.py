@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.store.models import Callback, Event, Job, utcnow
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import LIVE_STATES, notify_wake
+from orchestrator.store.scheduling import is_live, notify_wake
 
 
 class Verdict(Enum):
@@ -56,7 +56,7 @@ def _keep_once(dialect_insert: Callable[[Any], Any]) -> Insert:
 _KEEP_ONCE = {"postgresql": _keep_once(postgresql.insert), "sqlite": _keep_once(sqlite.insert)}
 # wake_at is a scheduling hint, not job state: no lease needed, and a driver that holds the
 # lease right now overwrites it (the scheduler re-checks the inbox when that drive ends).
-_WAKE_JOB = update(Job).where(Job.id == bindparam("job_id"), Job.state.in_(LIVE_STATES)).values(
+_WAKE_JOB = update(Job).where(Job.id == bindparam("job_id"), is_live()).values(
     wake_at=bindparam("now"))
 _NOTE_IN_HISTORY = insert(Event).values(
     job_id=bindparam("job_id"), at=bindparam("now"), kind="callback",

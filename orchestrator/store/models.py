@@ -72,7 +72,9 @@ class Job(Base):
     exported_dir: Mapped[str] = mapped_column(Text)
     image_type: Mapped[str] = mapped_column(String(8))
     profile_key: Mapped[int] = mapped_column(Integer)
+    profile_name: Mapped[str | None] = mapped_column(String(200))
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The job's spec (orchestrator.spec.JobSpec) as versioned JSON."""
     state: Mapped[str] = mapped_column(String(32), index=True)
     state_before_failure: Mapped[str | None] = mapped_column(String(32))
     project_name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -95,7 +97,7 @@ class Job(Base):
 
 
 class Photo(Base):
-    """One source photo of a job and what has been done with it, phase by phase."""
+    """One source photo of a job: where it is and what was recorded of its content."""
 
     __tablename__ = "photos"
 
@@ -106,23 +108,29 @@ class Photo(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str | None] = mapped_column(String(32))
-    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    edit_output: Mapped[str | None] = mapped_column(String(255))
-    edit_size: Mapped[int | None] = mapped_column(BigInteger)
-    edit_md5: Mapped[str | None] = mapped_column(String(32))
-    edit_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    export_output: Mapped[str | None] = mapped_column(String(255))
-    export_size: Mapped[int | None] = mapped_column(BigInteger)
-    export_md5: Mapped[str | None] = mapped_column(String(32))
-    export_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    keywords: Mapped[list[str] | None] = mapped_column(JSON)
-    tagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    delivered_url: Mapped[str | None] = mapped_column(Text)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    failed_phase: Mapped[str | None] = mapped_column(String(32))
-    failed_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("job_id", "file_name", name="uq_photos_job_id_file_name"),)
+
+
+class PhotoPhase(Base):
+    """What one stage did with one photo: done (with what it needs to verify or skip it later)
+    or failed (with why). One row per photo and phase, for any stage."""
+
+    __tablename__ = "photo_phases"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    phase: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    output: Mapped[str | None] = mapped_column(Text)
+    """The output's file name (downloads) or where the result went."""
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    md5: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """What else the stage keeps for the photo (e.g. keywords and suggestions)."""
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_reason: Mapped[str | None] = mapped_column(Text)
+    """Why the phase keeps failing for this photo; cleared when it succeeds or is retried."""
 
 
 class Event(Base):

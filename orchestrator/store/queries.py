@@ -10,13 +10,12 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import (
     ColumnElement,
-    Update,
     and_,
     bindparam,
     delete,
@@ -27,11 +26,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
+from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.db import create_engine
-from orchestrator.store.models import Event, Job, Photo, utcnow
-from orchestrator.workflow.states import TERMINAL_STATES, JobState, check_transition
+from orchestrator.store.models import Event, Job, Photo, PhotoPhase, utcnow
 
 
 class JobNotFound(LookupError):
@@ -82,7 +82,9 @@ class NewJob:
     exported_dir: str
     image_type: str
     profile_key: int
-    options: dict[str, Any]
+    profile_name: str
+    spec: dict[str, Any]
+    """The job's spec as stored (`JobSpec.to_stored()`)."""
     project_name: str
 
 
@@ -177,11 +179,21 @@ class Store:
                 .order_by(Job.created_at.desc()))).all()
         return [(job, int(n)) for job, n in rows]
 
-    async def photos(self, job_id: str) -> list[Photo]:
-        """The job's photos in a stable order."""
-        async with self._sessions() as session:
-            return list((await session.scalars(
-                select(Photo).where(Photo.job_id == job_id).order_by(Photo.id))).all())
+    async def photos(self, job_id: str) -> list[PhotoRecord]:
+        """The job's photos in a stable order, each with what every phase did with it."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Photo.id, Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns,
+                       Photo.md5).where(Photo.job_id == job_id).order_by(Photo.id))).all()
+            phases = (await conn.execute(
+                select(PhotoPhase.photo_id, PhotoPhase.phase, PhotoPhase.output,
+                       PhotoPhase.size, PhotoPhase.md5, PhotoPhase.details,
+                       PhotoPhase.done_at, PhotoPhase.failed_reason)
+                .where(PhotoPhase.job_id == job_id))).all()
+        photos = {row[0]: PhotoRecord(*row) for row in rows}
+        for photo_id, phase, *record in phases:
+            photos[photo_id].phases[phase] = PhaseRecord(*record)
+        return list(photos.values())
 
     async def recorded_photos(self, job_id: str) -> list[RecordedPhoto]:
         """The job's photos as files, without loading whole rows (a fraction of `photos`)."""
@@ -197,11 +209,11 @@ class Store:
             return list((await session.scalars(
                 select(Event).where(Event.job_id == job_id).order_by(Event.id))).all())
 
-    async def entered_state_at(self, job_id: str, state: JobState) -> datetime | None:
+    async def entered_state_at(self, job_id: str, state: str) -> datetime | None:
         """When the job last moved into `state` (a transition or a retry), if it ever did."""
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.max(Event.at)).where(
-                Event.job_id == job_id, Event.to_state == state.value))).scalar_one()
+                Event.job_id == job_id, Event.to_state == state))).scalar_one()
 
     # ---- creation ----------------------------------------------------------------------
 
@@ -212,7 +224,7 @@ class Store:
             await conn.execute(insert(Job).values(
                 id=job.id, name=job.name, source=job.source, edited_dir=job.edited_dir,
                 exported_dir=job.exported_dir, image_type=job.image_type,
-                profile_key=job.profile_key, options=job.options,
+                profile_key=job.profile_key, profile_name=job.profile_name, options=job.spec,
                 state=JobState.QUEUED.value, project_name=job.project_name, attempt_count=0,
                 lease_epoch=0, cancel_requested=False, created_at=now, updated_at=now))
             if photos:
@@ -231,12 +243,13 @@ class Store:
                  "size": p.size, "mtime_ns": p.mtime_ns} for p in photos])
 
     async def remove_photos(self, lease: Lease, photo_ids: Sequence[int]) -> None:
-        """Forget photos that vanished from the folder before they were uploaded."""
+        """Forget photos that vanished from the folder before any phase was done with them."""
         async with self.engine.begin() as conn:
             await _require_lease(conn, lease)
             await conn.execute(delete(Photo).where(
                 Photo.job_id == lease.job_id, Photo.id.in_(photo_ids),
-                Photo.uploaded_at.is_(None)))
+                ~exists().where(PhotoPhase.photo_id == Photo.id,
+                                PhotoPhase.done_at.is_not(None))))
 
     # ---- leases ------------------------------------------------------------------------
 
@@ -278,34 +291,65 @@ class Store:
 
     # ---- job state ---------------------------------------------------------------------
 
-    async def advance(self, lease: Lease, expected: JobState, new: JobState, *,
-                      message: str = "", **fields: Any) -> None:
-        """Move the job from `expected` to `new` (a legal transition), setting `fields` too."""
-        check_transition(expected, new)
-        values: dict[str, Any] = {"state": new.value, "updated_at": utcnow(), **fields}
-        if new in TERMINAL_STATES:
-            values["finished_at"] = values["updated_at"]
-        if new is JobState.FAILED:
-            values.setdefault("state_before_failure", expected.value)
+    async def advance(self, lease: Lease, move: Move, *, message: str = "") -> None:
+        """Make the move (checked by the transition table), guarded by its starting state."""
+        await self._move(lease, move, message, {})
+
+    async def record_project(self, lease: Lease, move: Move, *, project_uuid: str,
+                             message: str) -> None:
+        """Make the move that records the job's Imagen project."""
+        await self._move(lease, move, message, {"project_uuid": project_uuid})
+
+    async def fail(self, lease: Lease, move: Move, *, reason: str, back_to: str) -> None:
+        """Move the job to failed with the reason the user must act on; `retry` goes `back_to`."""
+        if move.to_state != JobState.FAILED:
+            raise ValueError(f"fail() needs a move to failed, not to {move.to_state}")
+        await self._move(lease, move, reason, {"last_error": reason,
+                                               "state_before_failure": back_to})
+
+    async def _move(self, lease: Lease, move: Move, message: str,
+                    fields: dict[str, str]) -> None:
+        now = utcnow()
+        finished = {"finished_at": now} if move.to_state in TERMINAL_STATES else {}
         async with self.engine.begin() as conn:
             result = await conn.execute(update(Job).where(
-                _holds(lease), Job.state == expected.value).values(**values))
+                _holds(lease), Job.state == move.from_state).values(
+                    state=move.to_state, updated_at=now, **finished, **fields))
             if result.rowcount != 1:
-                await _explain_refusal(conn, lease, expected)
-            await _event(conn, lease.job_id, "transition", message or new.value,
-                         from_state=expected.value, to_state=new.value)
+                await _explain_refusal(conn, lease, move.from_state)
+            await _event(conn, lease.job_id, "transition", message or move.to_state,
+                         from_state=move.from_state, to_state=move.to_state)
 
-    async def update_job(self, lease: Lease, expected: JobState, **fields: Any) -> None:
-        """Set fields of the job without changing its state (guarded like a transition)."""
+    async def set_callback_secret(self, lease: Lease, state: str, secret_hash: str) -> None:
+        """Store the hash of the secret in the callback URL about to be sent to Imagen."""
+        await self._set(lease, state, callback_secret_hash=secret_hash)
+
+    async def sleep_until(self, lease: Lease, state: str, wake_at: datetime) -> None:
+        """Let a waiting job sleep in the database until `wake_at` (daemon mode)."""
+        await self._set(lease, state, wake_at=wake_at)
+
+    async def pause(self, lease: Lease, reason: str, *, wake_at: datetime | None) -> None:
+        """Record why the job stopped for now, in whatever state it is; the daemon tries it
+        again at `wake_at`."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(Job).where(_holds(lease)).values(
+                last_error=reason, wake_at=wake_at, updated_at=utcnow()))
+            if result.rowcount != 1:
+                await _require_lease(conn, lease)
+            await _event(conn, lease.job_id, "paused", reason)
+
+    async def _set(self, lease: Lease, state: str, **values: str | datetime) -> None:
         async with self.engine.begin() as conn:
             result = await conn.execute(update(Job).where(
-                _holds(lease), Job.state == expected.value).values(updated_at=utcnow(),
-                                                                   **fields))
+                _holds(lease), Job.state == state).values(updated_at=utcnow(), **values))
             if result.rowcount != 1:
-                await _explain_refusal(conn, lease, expected)
+                await _explain_refusal(conn, lease, state)
 
-    async def request_cancel(self, job_id: str) -> Job:
-        """Stop a job for good: at once if nobody drives it, else at its driver's next step."""
+    async def request_cancel(self, job_id: str, move: Move) -> Job:
+        """Stop a job for good: at once if nobody drives it, else at its driver's next step.
+
+        `move` is the job's current state to cancelled, as the transition table allows it.
+        """
         now = utcnow()
         owner = (await self.get_job(job_id)).lease_owner
         free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
@@ -313,18 +357,19 @@ class Store:
             # A run killed mid-job leaves its lease behind; nobody will ever act on a request.
             free = or_(free, Job.lease_owner == owner)
         async with self.engine.begin() as conn:
-            live = [s.value for s in JobState if s not in TERMINAL_STATES] + \
-                [JobState.FAILED.value]
             cancelled = await conn.execute(update(Job).where(
-                Job.id == job_id, Job.state.in_(live), free).values(
-                    state=JobState.CANCELLED.value, updated_at=now, finished_at=now,
+                Job.id == job_id, Job.state == move.from_state, free).values(
+                    state=move.to_state, updated_at=now, finished_at=now,
                     lease_owner=None, lease_expires_at=None, wake_at=None))
             if cancelled.rowcount == 1:
                 await _event(conn, job_id, "transition", "cancelled by the user",
-                             to_state=JobState.CANCELLED.value)
+                             from_state=move.from_state, to_state=move.to_state)
             else:
-                await conn.execute(update(Job).where(Job.id == job_id, Job.state.in_(live))
-                                   .values(cancel_requested=True, updated_at=now))
+                flagged = await conn.execute(update(Job).where(
+                    Job.id == job_id, Job.state.not_in(TERMINAL_STATES), ~free)
+                    .values(cancel_requested=True, updated_at=now))
+                if flagged.rowcount != 1:
+                    raise StateConflict(f"job {job_id[:8]} changed while cancelling; try again")
                 await _event(conn, job_id, "cancel", "cancel requested; the driver will stop")
         return await self.get_job(job_id)
 
@@ -334,23 +379,21 @@ class Store:
             return bool((await conn.execute(
                 select(Job.cancel_requested).where(Job.id == job_id))).scalar_one())
 
-    async def retry_failed(self, job_id: str) -> Job:
-        """Bring a failed job back to where it stopped, with its failed photos cleared."""
-        job = await self.get_job(job_id)
-        if job.state != JobState.FAILED.value:
-            raise StateConflict(f"job {job_id[:8]} is {job.state}, not failed: nothing to retry")
-        back_to = job.state_before_failure or JobState.QUEUED.value
+    async def retry_failed(self, job_id: str, move: Move) -> Job:
+        """Bring a failed job back (`move`: failed to where it stopped), failures cleared."""
         async with self.engine.begin() as conn:
             result = await conn.execute(update(Job).where(
-                Job.id == job_id, Job.state == JobState.FAILED.value).values(
-                    state=back_to, last_error=None, finished_at=None, updated_at=utcnow(),
+                Job.id == job_id, Job.state == move.from_state).values(
+                    state=move.to_state, last_error=None, finished_at=None, updated_at=utcnow(),
                     attempt_count=Job.attempt_count + 1, wake_at=None))
             if result.rowcount != 1:
                 raise StateConflict(f"job {job_id[:8]} changed while retrying; try again")
-            await conn.execute(update(Photo).where(Photo.job_id == job_id).values(
-                failed_phase=None, failed_reason=None))
-            await _event(conn, job_id, "retry", f"retry requested; back to {back_to}",
-                         from_state=JobState.FAILED.value, to_state=back_to)
+            await conn.execute(delete(PhotoPhase).where(
+                PhotoPhase.job_id == job_id, PhotoPhase.done_at.is_(None)))
+            await conn.execute(update(PhotoPhase).where(PhotoPhase.job_id == job_id).values(
+                failed_reason=None))
+            await _event(conn, job_id, "retry", f"retry requested; back to {move.to_state}",
+                         from_state=move.from_state, to_state=move.to_state)
         return await self.get_job(job_id)
 
     # ---- photos ------------------------------------------------------------------------
@@ -358,35 +401,30 @@ class Store:
     async def set_photo_source(self, lease: Lease, photo_id: int, *, md5: str, size: int,
                                mtime_ns: int) -> None:
         """Record the hash of a photo (with the size and mtime it was computed at)."""
-        await self._photo_write(lease, photo_id, **source_checkpoint(md5=md5, size=size,
-                                                                     mtime_ns=mtime_ns))
+        await self.checkpoint(lease, photo_id, SourceCheckpoint(md5=md5, size=size,
+                                                                mtime_ns=mtime_ns))
 
-    async def mark_uploaded(self, lease: Lease, photo_id: int) -> None:
-        """Checkpoint one finished, verified upload."""
-        await self._photo_write(lease, photo_id, **upload_checkpoint())
+    async def forget_phase(self, lease: Lease, photo_id: int, phase: str) -> None:
+        """Undo a phase of a photo (it changed and must go through that phase again)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(PhotoPhase).where(
+                PhotoPhase.photo_id == photo_id, PhotoPhase.job_id == lease.job_id,
+                PhotoPhase.phase == phase))
+            await _require_lease(conn, lease, lock=True)
 
-    async def forget_upload(self, lease: Lease, photo_id: int) -> None:
-        """Undo an upload checkpoint (the photo changed and must be sent again)."""
-        await self._photo_write(lease, photo_id, uploaded_at=None)
-
-    async def mark_output(self, lease: Lease, photo_id: int, phase: str, *, name: str,
-                          size: int, md5: str) -> None:
-        """Checkpoint one finished, verified download of an edit or export output."""
-        await self._photo_write(lease, photo_id, **output_checkpoint(phase, name=name, size=size,
-                                                                     md5=md5))
-
-    async def mark_photo_failed(self, lease: Lease, photo_id: int, phase: str,
-                                reason: str) -> None:
-        """Record why a photo's phase keeps failing; the rest of the job goes on."""
-        await self._photo_write(lease, photo_id, **failure_checkpoint(phase, reason))
+    async def checkpoint(self, lease: Lease, photo_id: int, checkpoint: Checkpoint) -> None:
+        """Write one photo checkpoint on its own (stages batch theirs with `photo_writer`)."""
+        async with self.photo_writer(lease) as writer:
+            await writer.write([(photo_id, checkpoint)])
 
     @asynccontextmanager
     async def photo_writer(self, lease: Lease) -> AsyncIterator[PhotoWriter]:
         """A writer of batched photo checkpoints for one job, open while the block runs."""
-        if self.engine.dialect.name != "sqlite":
+        dialect = self.engine.dialect.name
+        if dialect != "sqlite":
             # Pooled connections are cheap to take per batch, and a busy daemon must not pin
             # one per job for a whole stage.
-            yield PhotoWriter(lease, self.engine.begin)
+            yield PhotoWriter(lease, self.engine.begin, dialect)
             return
         # SQLite connections are not pooled, and opening one costs more than writing a whole
         # batch: the writer keeps one for its life (it holds no lock between batches).
@@ -396,16 +434,7 @@ class Store:
                 async with conn.begin():
                     yield conn
 
-            yield PhotoWriter(lease, begin)
-
-    async def _photo_write(self, lease: Lease, photo_id: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(Photo).where(
-                Photo.id == photo_id, Photo.job_id == lease.job_id,
-                exists().where(_holds(lease))).values(**values))
-            if result.rowcount != 1:
-                await _require_lease(conn, lease)
-                raise LookupError(f"photo {photo_id} is not part of job {lease.job_id}")
+            yield PhotoWriter(lease, begin, dialect)
 
     # ---- history -----------------------------------------------------------------------
 
@@ -416,99 +445,156 @@ class Store:
             await _event(conn, job_id, kind, message, data=data)
 
 
-PhotoValues = dict[str, Any]
-"""Columns of one photo row to set in a checkpoint."""
+@dataclass
+class PhaseRecord:
+    """What one phase did with one photo."""
+
+    output: str | None
+    size: int | None
+    md5: str | None
+    details: dict[str, Any] | None
+    done_at: datetime | None
+    failed_reason: str | None
 
 
-def source_checkpoint(*, md5: str, size: int, mtime_ns: int) -> PhotoValues:
+@dataclass
+class PhotoRecord:
+    """A photo of a job as the stages see it: its source file and its phases."""
+
+    id: int
+    rel_path: str
+    file_name: str
+    size: int
+    mtime_ns: int
+    md5: str | None
+    phases: dict[str, PhaseRecord] = field(default_factory=dict)
+
+    def done(self, phase: str) -> bool:
+        """Whether `phase` finished for this photo."""
+        record = self.phases.get(phase)
+        return record is not None and record.done_at is not None
+
+    def phase(self, phase: str) -> PhaseRecord | None:
+        """What `phase` recorded for this photo, if anything."""
+        return self.phases.get(phase)
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """Every (phase, reason) that keeps failing for this photo."""
+        return [(name, record.failed_reason) for name, record in self.phases.items()
+                if record.failed_reason]
+
+
+@dataclass(frozen=True)
+class SourceCheckpoint:
     """A photo's hash, with the size and mtime it was computed at ("" md5: hash it again)."""
-    return {"md5": md5, "size": size, "mtime_ns": mtime_ns}
+
+    md5: str
+    size: int
+    mtime_ns: int
 
 
-def upload_checkpoint() -> PhotoValues:
-    """A finished, verified upload."""
-    return {"uploaded_at": utcnow(), "failed_phase": None, "failed_reason": None}
+@dataclass(frozen=True)
+class PhaseDone:
+    """A phase finished for a photo, with what is needed to verify or skip it later."""
+
+    phase: str
+    output: str | None = None
+    size: int | None = None
+    md5: str | None = None
+    details: dict[str, Any] | None = None
 
 
-def output_checkpoint(phase: str, *, name: str, size: int, md5: str) -> PhotoValues:
-    """A finished, verified download of an edit or export output."""
-    if phase not in ("edit", "export"):
-        raise ValueError(f"unknown output phase {phase!r}")
-    return {f"{phase}_output": name, f"{phase}_size": size, f"{phase}_md5": md5,
-            f"{phase}_done_at": utcnow(), "failed_phase": None, "failed_reason": None}
+@dataclass(frozen=True)
+class PhaseFailed:
+    """Why a phase keeps failing for a photo."""
+
+    phase: str
+    reason: str
 
 
-def failure_checkpoint(phase: str, reason: str) -> PhotoValues:
-    """Why a photo's phase keeps failing."""
-    return {"failed_phase": phase, "failed_reason": reason}
+Checkpoint: TypeAlias = SourceCheckpoint | PhaseDone | PhaseFailed
+"""One per-photo write."""
 
 
 class PhotoWriter:
     """Writes per-photo checkpoints of one job in batches, each batch one guarded transaction.
 
     Made by `Store.photo_writer`. Group commit is what makes a 10,000-photo job cheap to
-    checkpoint: photos finishing together share one commit instead of paying one each.
+    checkpoint: photos finishing together share one commit instead of paying one each. Each
+    batch writes first and checks the lease last, with the job row locked (Postgres) or the
+    database's write lock held (SQLite), so nobody can take the lease over in between.
     """
 
     def __init__(self, lease: Lease,
-                 begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
+                 begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+                 dialect: str) -> None:
         self._lease = lease
         self._begin = begin
-        self._statements: dict[tuple[str, ...], Update] = {}
+        self._dialect = dialect
+        self._statements: dict[type[Checkpoint], Any] = {}
 
-    async def write(self, updates: Sequence[tuple[int, PhotoValues]]) -> None:
-        """Apply `(photo id, values)` in order, all or none; StaleLease if the lease is gone.
+    async def write(self, updates: Sequence[tuple[int, Checkpoint]]) -> None:
+        """Apply `(photo id, checkpoint)` in order, all or none; StaleLease if the lease is gone.
 
         LookupError (and nothing written) if a photo is not part of the job.
         """
         if not updates:
             return
         lease = self._lease
+        now = utcnow()
         async with self._begin() as conn:
-            counted = conn.dialect.supports_sane_multi_rowcount
-            if not counted:
-                # Postgres cannot say how many rows an executemany touched, so the lease is
-                # checked up front, and the job row locked until commit so that nobody can
-                # take the lease over in between; and the photos are counted.
-                await _require_lease(conn, lease, lock=True)
-                ids = {photo_id for photo_id, _ in updates}
-                found = (await conn.execute(select(func.count()).select_from(Photo).where(
-                    Photo.job_id == lease.job_id, Photo.id.in_(ids)))).scalar_one()
-                if found != len(ids):
-                    raise LookupError(f"a photo of this batch is not part of job "
-                                      f"{lease.job_id}")
-            for columns, rows in _runs_of_same_columns(updates):
-                result = await conn.execute(self._statement(columns, guarded=counted), rows)
-                if counted and result.rowcount != len(rows):
-                    # SQLite: the lease rides in every UPDATE, the count tells if it held.
-                    await _require_lease(conn, lease)
-                    raise LookupError(f"a photo of this batch is not part of job "
-                                      f"{lease.job_id}")
+            ids = {photo_id for photo_id, _ in updates}
+            found = (await conn.execute(select(func.count()).select_from(Photo).where(
+                Photo.job_id == lease.job_id, Photo.id.in_(ids)))).scalar_one()
+            if found != len(ids):
+                raise LookupError(f"a photo of this batch is not part of job {lease.job_id}")
+            for kind, rows in _runs_of_same_kind(updates, lease.job_id, now):
+                await conn.execute(self._statement(kind), rows)
+            await _require_lease(conn, lease, lock=True)
 
-    def _statement(self, columns: tuple[str, ...], *, guarded: bool) -> Update:
-        # Built once per column set: rebuilding it for every batch costs more than the write.
-        statement = self._statements.get(columns)
-        if statement is None:
-            where = [Photo.id == bindparam("p_id"), Photo.job_id == self._lease.job_id]
-            if guarded:
-                where.append(exists().where(_holds(self._lease)))
-            statement = update(Photo).where(*where).values(
-                {column: bindparam(f"p_{column}") for column in columns})
-            self._statements[columns] = statement
-        return statement
+    def _statement(self, kind: type[Checkpoint]) -> Any:
+        # Built once per kind: rebuilding it for every batch costs more than the write.
+        if kind not in self._statements:
+            self._statements[kind] = self._build(kind)
+        return self._statements[kind]
+
+    def _build(self, kind: type[Checkpoint]) -> Any:
+        if kind is SourceCheckpoint:
+            return update(Photo).where(
+                Photo.id == bindparam("p_id"), Photo.job_id == self._lease.job_id).values(
+                    md5=bindparam("p_md5"), size=bindparam("p_size"),
+                    mtime_ns=bindparam("p_mtime_ns"))
+        upsert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(
+            PhotoPhase)
+        changed = ("failed_reason",) if kind is PhaseFailed else (
+            "output", "size", "md5", "details", "done_at", "failed_reason")
+        return upsert.on_conflict_do_update(
+            index_elements=[PhotoPhase.photo_id, PhotoPhase.phase],
+            set_={column: upsert.excluded[column] for column in changed})
 
 
-def _runs_of_same_columns(updates: Sequence[tuple[int, PhotoValues]]
-                          ) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    """Consecutive updates grouped by the columns they set, order kept, for executemany."""
-    runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-    for photo_id, values in updates:
-        columns = tuple(sorted(values))
-        row = {"p_id": photo_id, **{f"p_{column}": values[column] for column in columns}}
-        if runs and runs[-1][0] == columns:
+def _runs_of_same_kind(updates: Sequence[tuple[int, Checkpoint]], job_id: str, now: datetime
+                       ) -> list[tuple[type[Checkpoint], list[dict[str, Any]]]]:
+    """Consecutive checkpoints grouped by kind, order kept, as rows for one executemany."""
+    runs: list[tuple[type[Checkpoint], list[dict[str, Any]]]] = []
+    for photo_id, checkpoint in updates:
+        row: dict[str, Any]
+        if isinstance(checkpoint, SourceCheckpoint):
+            row = {"p_id": photo_id, "p_md5": checkpoint.md5, "p_size": checkpoint.size,
+                   "p_mtime_ns": checkpoint.mtime_ns}
+        elif isinstance(checkpoint, PhaseDone):
+            row = {"photo_id": photo_id, "job_id": job_id, "phase": checkpoint.phase,
+                   "output": checkpoint.output, "size": checkpoint.size, "md5": checkpoint.md5,
+                   "details": checkpoint.details, "done_at": now, "failed_reason": None}
+        else:
+            row = {"photo_id": photo_id, "job_id": job_id, "phase": checkpoint.phase,
+                   "failed_reason": checkpoint.reason}
+        kind = type(checkpoint)
+        if runs and runs[-1][0] is kind:
             runs[-1][1].append(row)
         else:
-            runs.append((columns, [row]))
+            runs.append((kind, [row]))
     return runs
 
 
@@ -527,10 +613,10 @@ async def _require_lease(conn: AsyncConnection, lease: Lease, *, lock: bool = Fa
         raise StaleLease(f"lost the lease of job {lease.job_id[:8]} (epoch {lease.epoch})")
 
 
-async def _explain_refusal(conn: AsyncConnection, lease: Lease, expected: JobState) -> None:
+async def _explain_refusal(conn: AsyncConnection, lease: Lease, expected: str) -> None:
     await _require_lease(conn, lease)
     state = (await conn.execute(select(Job.state).where(Job.id == lease.job_id))).scalar_one()
-    raise StateConflict(f"job {lease.job_id[:8]} is {state}, expected {expected.value}")
+    raise StateConflict(f"job {lease.job_id[:8]} is {state}, expected {expected}")
 
 
 def _fmt(moment: datetime | None) -> str:

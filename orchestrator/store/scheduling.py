@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.models import Callback, Event, Job, utcnow
 from orchestrator.store.queries import Lease, Store
-from orchestrator.workflow.states import TERMINAL_STATES, WAITING_STATES, JobState
 
 WAKE_CHANNEL = "orchestrator_wake"
 """The Postgres NOTIFY channel on which daemons hear that a job is due now."""
@@ -30,8 +30,9 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError, PoolTimeout, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 """What a database that is down, restarting or unreachable raises."""
 
-LIVE_STATES = tuple(s.value for s in JobState if s not in TERMINAL_STATES)
-"""States in which a job still has work to do."""
+def is_live() -> ColumnElement[bool]:
+    """The job still has work to do (it is in no terminal state)."""
+    return Job.state.not_in(TERMINAL_STATES)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    return and_(Job.queued_for_daemon.is_(true()), Job.state.in_(LIVE_STATES),
+    return and_(Job.queued_for_daemon.is_(true()), is_live(),
                 or_(Job.wake_at.is_(None), Job.wake_at <= now), _lease_free(now))
 
 
@@ -114,7 +115,7 @@ async def next_due_at(store: Store, owner: str) -> datetime | None:
         else_=Job.wake_at)
     async with store.engine.connect() as conn:
         earliest: datetime | None = (await conn.execute(select(func.min(when)).where(
-            Job.queued_for_daemon.is_(true()), Job.state.in_(LIVE_STATES),
+            Job.queued_for_daemon.is_(true()), is_live(),
             or_(Job.lease_owner.is_(None), Job.lease_owner != owner)))).scalar_one()
     return earliest
 
@@ -151,7 +152,7 @@ async def wake_if_called_back(store: Store, job_id: str) -> bool:
     async with store.engine.begin() as conn:
         woken = await conn.execute(update(Job).where(
             Job.id == job_id, Job.lease_owner.is_(None),
-            Job.state.in_([s.value for s in WAITING_STATES]),
+            is_live(), Job.wake_at.is_not(None),
             exists().where(Callback.job_id == job_id, Callback.processed_at.is_(None)),
         ).values(wake_at=utcnow()))
         if woken.rowcount == 1:

@@ -14,10 +14,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from orchestrator.store.queries import Lease, PhotoValues, PhotoWriter, Store
+from orchestrator.store.queries import Checkpoint, Lease, PhotoWriter, Store
 
-_Entry = tuple[int, PhotoValues, "asyncio.Future[None] | None"]
-"""A queued checkpoint: photo id, columns, and the future its waiter awaits (if any)."""
+_Entry = tuple[int, Checkpoint, "asyncio.Future[None] | None"]
+"""A queued checkpoint: photo id, what to write, and the future its waiter awaits (if any)."""
 
 
 class PhotoCheckpoints:
@@ -32,16 +32,16 @@ class PhotoCheckpoints:
         self._failure_unseen = False
         """A batch holding only `save`d checkpoints failed, and nobody has been told yet."""
 
-    async def commit(self, photo_id: int, values: PhotoValues) -> None:
-        """Write these columns of the photo; returns once they are committed."""
+    async def commit(self, photo_id: int, values: Checkpoint) -> None:
+        """Write this checkpoint of the photo; returns once it is committed."""
         self.raise_failure()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((photo_id, values, done))
         self._wake.set()
         await done
 
-    def save(self, photo_id: int, values: PhotoValues) -> None:
-        """Queue these columns of the photo without waiting, for what is cheap to redo (hashes).
+    def save(self, photo_id: int, values: Checkpoint) -> None:
+        """Queue this checkpoint of the photo without waiting, for what is cheap to redo (hashes).
 
         They are committed before anything queued after them.
         """

@@ -1,19 +1,26 @@
-"""What every stage of a job works with: the job snapshot, its lease and the services."""
+"""What every stage of a job works with: the job snapshot, its lease, its spec and the services."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.crashpoints import crash_point
+from orchestrator.errors import Refused, Transient
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
 from orchestrator.progress import ProgressSink
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState, Move
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, Store
 from orchestrator.transfer.manager import Transfers
-from orchestrator.workflow.states import JobState
+from orchestrator.workflow.stage import Stage
+
+if TYPE_CHECKING:
+    from orchestrator.workflow.pipeline import Pipeline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,8 +37,6 @@ class EngineConfig:
     """Seconds an edit or export may take before the job fails."""
     link_batch_size: int = 200
     """File names per request for upload links."""
-    photo_attempts: int = 3
-    """Rounds a photo's transfer gets before it is marked failed."""
     workers: int = 8
     """Photos transferred at once over all the engine's jobs, each until its checkpoint."""
     lease_ttl: float = 60.0
@@ -46,19 +51,27 @@ class EngineConfig:
     """When a paused job is tried again (daemon mode): Imagen down, disk full."""
 
 
-class JobFailed(Exception):
+@dataclass(frozen=True)
+class Services:
+    """The outside world a job talks to, shared by every job of the process."""
+
+    imagen: ImagenClient
+    transfers: Transfers
+
+
+class JobFailed(Refused):
     """The job cannot go on without the user: it is marked failed with this reason.
 
     `back_to` is the state `orchestrator retry` returns it to (default: the state it failed in).
     """
 
-    def __init__(self, reason: str, *, back_to: JobState | None = None) -> None:
+    def __init__(self, reason: str, *, back_to: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.back_to = back_to
 
 
-class JobPaused(Exception):
+class JobPaused(Transient):
     """The job stops here for now with its state kept; running it again continues.
 
     For causes outside the job that the user can clear: Imagen unreachable, a full disk.
@@ -80,10 +93,10 @@ class JobContext:
     job: Job
     lease: Lease
     store: Store
-    client: ImagenClient
-    transfers: Transfers
+    services: Services
     progress: ProgressSink
     config: EngineConfig
+    pipeline: Pipeline
     photo_slots: asyncio.Semaphore
     """The engine's slots for photos in transfer (see Engine.photo_slots)."""
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -94,9 +107,19 @@ class JobContext:
         return self.job.name
 
     @property
-    def state(self) -> JobState:
+    def state(self) -> str:
         """The job's current state."""
-        return JobState(self.job.state)
+        return self.job.state
+
+    @property
+    def stage(self) -> Stage:
+        """The stage the job is in."""
+        return self.pipeline.stage_of(self.state)
+
+    @cached_property
+    def spec(self) -> JobSpec:
+        """What the job was asked to do."""
+        return self.pipeline.spec_model.from_stored(self.job.options)
 
     @property
     def image_type(self) -> ImageType:
@@ -112,17 +135,41 @@ class JobContext:
 
     def edit_options(self) -> EditOptions:
         """The edit request the job was created with."""
-        stored: dict[str, Any] = dict(self.job.options.get("edit", {}))
-        return EditOptions(profile_key=self.job.profile_key, **stored)
+        return EditOptions(profile_key=self.job.profile_key,
+                           **self.spec.edit.model_dump(exclude_unset=True))
 
-    @property
-    def wants_export(self) -> bool:
-        """Whether the user asked for JPEG exports."""
-        return bool(self.job.options.get("export", False))
-
-    async def advance(self, new: JobState, message: str = "", **fields: Any) -> None:
+    async def advance(self, new: str, message: str = "") -> None:
         """Commit the move to `new` from the current state, then refresh the snapshot."""
-        await self.store.advance(self.lease, self.state, new, message=message, **fields)
+        await self.store.advance(self.lease, self._move(new), message=message)
+        await self._checkpointed()
+
+    async def finish_stage(self, message: str) -> None:
+        """Commit that the current stage is done: the job moves on to the next it asks for."""
+        await self.advance(self.pipeline.next_state(self.stage, self.spec), message)
+
+    async def record_project(self, uuid: str, message: str) -> None:
+        """Commit the job's Imagen project, finishing the project stage."""
+        new = self.pipeline.next_state(self.stage, self.spec)
+        await self.store.record_project(self.lease, self._move(new), project_uuid=uuid,
+                                        message=message)
+        await self._checkpointed()
+
+    async def fail(self, reason: str, *, back_to: str | None = None) -> None:
+        """Commit that the job failed; `retry` brings it back to `back_to` (default: here)."""
+        await self.refresh()
+        await self.store.fail(self.lease, self._move(JobState.FAILED), reason=reason,
+                              back_to=back_to or self.state)
+        await self._checkpointed()
+
+    async def cancelled(self) -> None:
+        """Commit that the user cancelled the job."""
+        await self.refresh()
+        await self.advance(JobState.CANCELLED, "cancelled by the user")
+
+    def _move(self, new: str) -> Move:
+        return self.pipeline.transitions.move(self.state, new)
+
+    async def _checkpointed(self) -> None:
         crash_point("after_checkpoint")
         await self.refresh()
 

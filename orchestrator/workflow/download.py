@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from orchestrator.crashpoints import crash_point
+from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.files import UnsafeFileName, safe_output_path
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
-from orchestrator.store.models import Photo
-from orchestrator.store.queries import failure_checkpoint, output_checkpoint
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
+from orchestrator.store.models import Job
+from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.transfer.errors import OutputUnwritable, TransferError
-from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
-from orchestrator.workflow.pool import ItemFailed, run_pool
-from orchestrator.workflow.states import JobState
+from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
+from orchestrator.workflow.processing import wants_export
+from orchestrator.workflow.stage import Stage
+
+Work = tuple[PhotoRecord, str]
+"""A photo and the name of its output to fetch."""
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """Which outputs a download stage fetches, where they go and what it moves to next."""
+    """Which outputs a download stage fetches and where they go."""
 
     phase: str
+    """The per-photo phase recorded for a fetched output ("edit", "export")."""
     stage: str
-    downloading: JobState
-
-
-EDITS = Outputs("edit", "download_edits", JobState.DOWNLOADING_EDITS)
-EXPORTS = Outputs("export", "download_exports", JobState.DOWNLOADING_EXPORTS)
+    """The stage's name in progress and history."""
+    links: Callable[[ImagenClient, str], Awaitable[list[DownloadLink]]]
+    """Asks Imagen for the project's links to these outputs."""
+    folder: Callable[[Job], str]
+    """Where the job's outputs of this kind go."""
 
 
 class LinkList:
@@ -45,10 +52,7 @@ class LinkList:
 
     async def fetch(self) -> list[DownloadLink]:
         """Ask Imagen for the links of every output."""
-        uuid = self._ctx.project_uuid
-        client = self._ctx.client
-        links = await (client.edit_download_links(uuid) if self._outputs is EDITS
-                       else client.export_download_links(uuid))
+        links = await self._outputs.links(self._ctx.services.imagen, self._ctx.project_uuid)
         self._links = {link.file_name: link.download_link for link in links}
         self._generation += 1
         return links
@@ -64,53 +68,50 @@ class LinkList:
 
 
 async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
-    """Download every output not yet checkpointed, then move the job on."""
-    previous = {JobState.DOWNLOADING_EDITS: JobState.EDITED,
-                JobState.DOWNLOADING_EXPORTS: JobState.EXPORTED}[outputs.downloading]
-    if ctx.state is previous:
-        await ctx.advance(outputs.downloading)
-    folder = Path(ctx.job.edited_dir if outputs is EDITS else ctx.job.exported_dir)
+    """Download every output not yet checkpointed, then finish the stage."""
+    if ctx.state == ctx.stage.states[0]:
+        await ctx.advance(ctx.stage.states[1])
+    folder = Path(outputs.folder(ctx.job))
+    phase = outputs.phase
     links = LinkList(ctx, outputs)
     available = await links.fetch()
     photos = await ctx.store.photos(ctx.job.id)
-    work, unmatched = _match(photos, available, outputs.phase)
-    todo = [(p, name) for p, name in work if not _already_there(folder, p, name, outputs.phase)]
+    work, unmatched = _match(photos, available)
+    todo = [(p, name) for p, name in work if not _already_there(folder, p, name, phase)]
     if len(todo) < len(work):
-        await ctx.event("resume", f"{len(work) - len(todo)} {outputs.phase} outputs already "
+        await ctx.event("resume", f"{len(work) - len(todo)} {phase} outputs already "
                         f"downloaded; {len(todo)} to go")
     ctx.progress.stage_started(ctx.label, outputs.stage, files=len(todo), total_bytes=None)
-    async with photo_checkpoints(ctx.store, ctx.lease) as checkpoints:
+    async with photo_run(ctx, phase=phase, progress_stage=outputs.stage,
+                         photo_id=_photo_id, describe=_describe) as run:
         matched = {p.id for p, _ in work}
-        missing = [p for p in photos if p.id not in matched and not _done(p, outputs.phase)]
-        for photo in missing:
-            await _photo_failed(ctx, checkpoints, photo, outputs.phase,
-                                f"Imagen returned no {outputs.phase} output")
+        for photo in photos:
+            if photo.id not in matched and not photo.done(phase):
+                await run.failed((photo, photo.file_name), f"Imagen returned no {phase} output")
         for name in unmatched:
             await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
-
-        async def fetch_one(item: tuple[Photo, str]) -> None:
-            async with ctx.photo_slots:
-                await _download_one(ctx, links, checkpoints, folder, outputs, *item)
-
-        failures = await run_pool(todo, fetch_one, workers=ctx.config.workers)
+        failures = await run.run(
+            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item))
     ctx.progress.stage_finished(ctx.label, outputs.stage)
     if failures:
-        raise JobFailed(f"{len(failures)} {outputs.phase} downloads failed (first: "
+        raise JobFailed(f"{len(failures)} {phase} downloads failed (first: "
                         f"{failures[0]}); `orchestrator retry` fetches only those")
-    await ctx.advance(_next_state(ctx, outputs), f"{outputs.phase} outputs downloaded")
+    await ctx.finish_stage(f"{phase} outputs downloaded")
 
 
-def _next_state(ctx: JobContext, outputs: Outputs) -> JobState:
-    if outputs is EDITS and ctx.wants_export:
-        return JobState.EXPORT_REQUESTED
-    return JobState.COMPLETED
+def _photo_id(item: Work) -> int:
+    return item[0].id
 
 
-def _match(photos: Sequence[Photo], links: Sequence[DownloadLink],
-           phase: str) -> tuple[list[tuple[Photo, str]], list[str]]:
+def _describe(item: Work) -> str:
+    return item[0].rel_path
+
+
+def _match(photos: Sequence[PhotoRecord],
+           links: Sequence[DownloadLink]) -> tuple[list[Work], list[str]]:
     """Pair each output with its photo by file stem (IMG_1.CR2 -> IMG_1.xmp)."""
     by_stem = {PurePath(p.file_name).stem.lower(): p for p in photos}
-    matched: list[tuple[Photo, str]] = []
+    matched: list[Work] = []
     unmatched: list[str] = []
     for link in links:
         photo = by_stem.pop(PurePath(link.file_name).stem.lower(), None)
@@ -121,62 +122,60 @@ def _match(photos: Sequence[Photo], links: Sequence[DownloadLink],
     return matched, unmatched
 
 
-def _done(photo: Photo, phase: str) -> bool:
-    return (photo.edit_done_at if phase == "edit" else photo.export_done_at) is not None
-
-
-def _already_there(folder: Path, photo: Photo, name: str, phase: str) -> bool:
+def _already_there(folder: Path, photo: PhotoRecord, name: str, phase: str) -> bool:
     """A checkpointed output that is still on disk at its recorded size is not fetched again."""
-    if not _done(photo, phase):
+    record = photo.phase(phase)
+    if record is None or record.done_at is None:
         return False
-    size = photo.edit_size if phase == "edit" else photo.export_size
     try:
-        return (folder / name).stat().st_size == size
+        return (folder / name).stat().st_size == record.size
     except OSError:
         return False
 
 
-async def _download_one(ctx: JobContext, links: LinkList, checkpoints: PhotoCheckpoints,
-                        folder: Path, outputs: Outputs, photo: Photo, name: str) -> None:
+async def _download_one(ctx: JobContext, links: LinkList, run: PhotoRun[Work], folder: Path,
+                        outputs: Outputs, item: Work) -> PhaseDone:
+    _photo, name = item
     try:
         safe_output_path(folder, name)
     except UnsafeFileName as exc:
-        await _photo_failed(ctx, checkpoints, photo, outputs.phase, str(exc))
-        raise ItemFailed(f"{name}: refused, {exc}") from exc
+        raise PhotoFailed(f"refused, {exc}") from exc
     seen = [0]
-    last = ""
-    for attempt in range(1, ctx.config.photo_attempts + 1):
-        try:
-            result = await ctx.transfers.download(
-                link=lambda refresh: links.link(name, refresh, seen), folder=folder,
-                file_name=name,
-                on_bytes=lambda n: _received(ctx, outputs, n))
-        except OutputUnwritable as exc:
-            raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
-        except (TransferError, RetriesExhausted) as exc:
-            last = str(exc)
-            await ctx.event("retry", f"download of {name} failed: {last}", attempt=attempt)
-            continue
-        crash_point("after_download")
-        await checkpoints.commit(photo.id, output_checkpoint(
-            outputs.phase, name=name, size=result.size, md5=result.md5_hex))
-        if result.resumed_from and result.attempts:
-            await ctx.event("resume", f"{name}: continued an interrupted download from byte "
-                            f"{result.resumed_from} of {result.size}")
-        ctx.progress.advanced(ctx.label, outputs.stage, files=1)
-        return
-    await _photo_failed(ctx, checkpoints, photo, outputs.phase, last)
-    raise ItemFailed(f"{name}: {last}")
-
-
-async def _photo_failed(ctx: JobContext, checkpoints: PhotoCheckpoints, photo: Photo,
-                        phase: str, reason: str) -> None:
-    """Record that the photo's output failed for good, in the photo and in the history."""
-    await checkpoints.commit(photo.id, failure_checkpoint(phase, reason))
-    await ctx.event("error", f"{phase} output of {photo.rel_path} failed: {reason}")
-    ctx.note(f"{phase} output of {photo.rel_path} failed: {reason}", level="warn")
+    try:
+        result = await ctx.services.transfers.download(
+            link=lambda refresh: links.link(name, refresh, seen), folder=folder,
+            file_name=name, on_bytes=lambda n: _received(ctx, outputs, n))
+    except OutputUnwritable as exc:
+        raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
+    except (TransferError, RetriesExhausted) as exc:
+        raise PhotoFailed(str(exc)) from exc
+    crash_point("after_download")
+    if result.resumed_from and result.attempts:
+        await ctx.event("resume", f"{name}: continued an interrupted download from byte "
+                        f"{result.resumed_from} of {result.size}")
+    return PhaseDone(outputs.phase, output=name, size=result.size, md5=result.md5_hex)
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:
     ctx.progress.advanced(ctx.label, outputs.stage, nbytes=nbytes)
     crash_point("mid_download")
+
+
+def download_stage(outputs: Outputs, *, states: tuple[str, str],
+                   applies: Callable[[JobSpec], bool] | None = None) -> Stage:
+    """The stage that fetches `outputs`: entered in `states[0]`, working in `states[1]`."""
+
+    async def step(ctx: JobContext) -> None:
+        await download_outputs(ctx, outputs)
+
+    return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase,
+                 applies=applies)
+
+
+EDITS = Outputs("edit", "download_edits", ImagenClient.edit_download_links,
+                lambda job: job.edited_dir)
+EXPORTS = Outputs("export", "download_exports", ImagenClient.export_download_links,
+                  lambda job: job.exported_dir)
+EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADING_EDITS))
+EXPORTS_STAGE = download_stage(EXPORTS, states=(JobState.EXPORTED, JobState.DOWNLOADING_EXPORTS),
+                               applies=wants_export)

@@ -5,53 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator.imagen.client import ImagenClient
-from orchestrator.imagen.errors import ImagenAuthError, ImagenError, ImagenUnavailable
+from orchestrator.errors import CredentialsRefused, OrchestratorError, Transient
 from orchestrator.progress import ProgressSink
+from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import Lease, StaleLease, Store
 from orchestrator.store.scheduling import DATABASE_ERRORS
-from orchestrator.transfer.manager import Transfers
-from orchestrator.workflow import download, processing
 from orchestrator.workflow.context import (
     EngineConfig,
     JobContext,
     JobFailed,
-    JobPaused,
     JobWaiting,
+    Services,
 )
-from orchestrator.workflow.project import create_project
-from orchestrator.workflow.states import TERMINAL_STATES, JobState
-from orchestrator.workflow.upload import upload_photos
-
-Step = Callable[[JobContext], Awaitable[None]]
-
-
-def _advance_to(state: JobState) -> Step:
-    async def step(ctx: JobContext) -> None:
-        await ctx.advance(state)
-    return step
-
-
-STEPS: dict[JobState, Step] = {
-    JobState.QUEUED: create_project,
-    JobState.PROJECT_CREATED: upload_photos,
-    JobState.UPLOADING: upload_photos,
-    JobState.UPLOADED: _advance_to(JobState.EDIT_REQUESTED),
-    JobState.EDIT_REQUESTED: lambda ctx: processing.request(ctx, processing.EDIT),
-    JobState.EDITING: lambda ctx: processing.wait(ctx, processing.EDIT),
-    JobState.EDITED: lambda ctx: download.download_outputs(ctx, download.EDITS),
-    JobState.DOWNLOADING_EDITS: lambda ctx: download.download_outputs(ctx, download.EDITS),
-    JobState.EXPORT_REQUESTED: lambda ctx: processing.request(ctx, processing.EXPORT),
-    JobState.EXPORTING: lambda ctx: processing.wait(ctx, processing.EXPORT),
-    JobState.EXPORTED: lambda ctx: download.download_outputs(ctx, download.EXPORTS),
-    JobState.DOWNLOADING_EXPORTS: lambda ctx: download.download_outputs(ctx, download.EXPORTS),
-}
-"""What to do in each live state; every step ends by committing the next state."""
+from orchestrator.workflow.pipeline import PIPELINE, Pipeline
 
 
 @dataclass(frozen=True)
@@ -68,11 +38,11 @@ class Outcome:
 class Engine:
     """Drives jobs: claims the lease, runs the step of each state, keeps the lease alive."""
 
-    def __init__(self, *, store: Store, client: ImagenClient, transfers: Transfers,
-                 progress: ProgressSink, config: EngineConfig, owner: str) -> None:
+    def __init__(self, *, store: Store, services: Services, progress: ProgressSink,
+                 config: EngineConfig, owner: str, pipeline: Pipeline = PIPELINE) -> None:
         self.store = store
-        self.client = client
-        self.transfers = transfers
+        self.services = services
+        self.pipeline = pipeline
         self.progress = progress
         self.config = config
         self.owner = owner
@@ -94,9 +64,9 @@ class Engine:
         heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
         try:
             ctx = JobContext(job=await self.store.get_job(job_id), lease=lease,
-                             store=self.store, client=self.client, transfers=self.transfers,
+                             store=self.store, services=self.services,
                              progress=self.progress, config=self.config,
-                             photo_slots=self.photo_slots)
+                             pipeline=self.pipeline, photo_slots=self.photo_slots)
             return await self._drive_until_stopped(ctx, main, stop)
         finally:
             heartbeat.cancel()
@@ -111,63 +81,53 @@ class Engine:
         try:
             if self.config.wait_inline and ctx.state not in (JobState.QUEUED, *TERMINAL_STATES):
                 # A person ran the command again (the daemon's wake-ups are routine, not news).
-                await ctx.event("resume", f"resuming in state {ctx.state.value}")
+                await ctx.event("resume", f"resuming in state {ctx.state}")
             return await self._run_steps(ctx)
         except asyncio.CancelledError:
             if stop.reason is None:
                 # Ctrl-C, SIGTERM or shutdown: say so in the history, then let it unwind.
                 with contextlib.suppress(Exception):
                     await ctx.event("interrupted", "stopped by the user or the system in "
-                                    f"state {ctx.state.value}")
+                                    f"state {ctx.state}")
                 raise
             main.uncancel()
             if stop.reason == "lease":
                 raise StaleLease(f"lost the lease of job {ctx.job.id[:8]}; another worker "
                                  "drives it now") from None
-            await ctx.refresh()
-            await ctx.advance(JobState.CANCELLED, "cancelled by the user")
+            await ctx.cancelled()
             return Outcome(ctx.job)
 
     async def _run_steps(self, ctx: JobContext) -> Outcome:
         if ctx.job.cancel_requested and ctx.state not in TERMINAL_STATES:
-            await ctx.advance(JobState.CANCELLED, "cancelled by the user")
+            await ctx.cancelled()
         while ctx.state not in TERMINAL_STATES:
-            step = STEPS[ctx.state]
             try:
-                await step(ctx)
-            except JobFailed as exc:
+                await ctx.stage.step(ctx)
+            except JobWaiting as exc:
+                await ctx.store.sleep_until(ctx.lease, ctx.state,
+                                            utcnow() + timedelta(seconds=exc.delay))
                 await ctx.refresh()
-                back_to = exc.back_to.value if exc.back_to else None
-                fields = {"state_before_failure": back_to} if back_to else {}
-                await ctx.advance(JobState.FAILED, exc.reason, last_error=exc.reason, **fields)
-                ctx.note(exc.reason, level="error")
-            except ImagenAuthError as exc:
+                return Outcome(ctx.job, waiting=True)
+            except CredentialsRefused as exc:
                 if self.config.wait_inline:
                     raise  # `run`: a refused key stops every job; the command says so once.
                 # The daemon: the account may be put right meanwhile; the job tries again later.
-                return await self._pause(ctx, f"Imagen refused the API key: {exc}")
-            except JobWaiting as exc:
-                await ctx.store.update_job(ctx.lease, ctx.state, wake_at=utcnow() + timedelta(
-                    seconds=exc.delay))
-                await ctx.refresh()
-                return Outcome(ctx.job, waiting=True)
-            except (JobPaused, ImagenUnavailable) as exc:
                 return await self._pause(ctx, str(exc))
-            except ImagenError as exc:
-                reason = f"Imagen refused a call: {exc}"
-                await ctx.refresh()
-                await ctx.advance(JobState.FAILED, reason, last_error=reason)
-                ctx.note(reason, level="error")
+            except Transient as exc:
+                return await self._pause(ctx, str(exc))
+            except OrchestratorError as exc:
+                # Refused: the user must act. Whatever it is, the job says why and waits for
+                # `retry` where it stopped (or where the refusal says).
+                back_to = exc.back_to if isinstance(exc, JobFailed) else None
+                await ctx.fail(str(exc), back_to=back_to)
+                ctx.note(str(exc), level="error")
         return Outcome(ctx.job)
 
     async def _pause(self, ctx: JobContext, reason: str) -> Outcome:
-        fields: dict[str, object] = {"last_error": reason}
-        if not self.config.wait_inline:
-            fields["wake_at"] = utcnow() + timedelta(seconds=self.config.pause_retry_seconds)
+        wake_at = None if self.config.wait_inline else utcnow() + timedelta(
+            seconds=self.config.pause_retry_seconds)
         with contextlib.suppress(StaleLease):
-            await ctx.store.update_job(ctx.lease, JobState(
-                (await ctx.store.get_job(ctx.job.id)).state), **fields)
-        await ctx.event("paused", reason)
+            await ctx.store.pause(ctx.lease, reason, wake_at=wake_at)
         await ctx.refresh()
         ctx.note(f"stopped for now: {reason}", level="error")
         return Outcome(ctx.job, paused=reason)

@@ -7,18 +7,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
 
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import EditOptionsError
-from orchestrator.imagen.models import EditOptions, ImageType, Profile
+from orchestrator.imagen.models import EditChoices, ImageType, Profile
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
-from orchestrator.workflow.states import JobState
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""
@@ -39,10 +37,8 @@ class RunRequest:
     """The shoot folder."""
     profiles: Sequence[str] = ()
     """Profile keys or names (case-insensitive); one per image type in the folder."""
-    export: bool = False
-    """Whether to export JPEGs after the edit."""
-    edit: dict[str, Any] = field(default_factory=dict)
-    """Edit options other than the profile (photography_type, tools, crop_aspect_ratio, …)."""
+    spec: JobSpec = field(default_factory=JobSpec)
+    """What each job of the folder is asked to do."""
 
 
 @dataclass
@@ -62,7 +58,7 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")
         plan.notes.append(f"skipped {len(scan.skipped)} unsupported files: {shown}")
     existing = {ImageType(j.image_type): j for j in reversed(await store.jobs_for_source(
-        str(source))) if j.state != JobState.CANCELLED.value}
+        str(source))) if j.state != JobState.CANCELLED}
     missing = [t for t in scan.photos if t not in existing]
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
@@ -108,35 +104,29 @@ async def _resolve_profiles(client: ImagenClient, refs: Sequence[str],
     return resolved
 
 
-def edit_options(profile_key: int, edit: dict[str, Any], kind: ImageType) -> EditOptions:
-    """Validate the edit options for this profile and image type, or raise PlanError."""
+def check_edit(edit: EditChoices, kind: ImageType) -> None:
+    """Refuse edit options that do not suit this image type, with PlanError."""
     try:
-        options = EditOptions(profile_key=profile_key, **edit)
-        options.check_for(kind)
-    except (ValidationError, EditOptionsError) as exc:
+        edit.check_for(kind)
+    except EditOptionsError as exc:
         raise PlanError(str(exc)) from exc
-    return options
 
 
 async def _create_job(store: Store, scan: ShootScan, kind: ImageType, photos: list[FoundPhoto],
                       profile: Profile, request: RunRequest) -> Job:
-    options = edit_options(profile.profile_key, request.edit, kind)
+    check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
     folder = scan.folder
     # Two image types in one shoot would collide in the output folders (IMG_1.CR2 and
     # IMG_1.JPG both export IMG_1.jpg), so each gets a subfolder.
     sub = kind.value if len(scan.photos) > 1 else ""
-    stored_edit = options.model_dump(mode="json", exclude_none=True,
-                                     exclude={"profile_key", "callback_url"})
-    stored_edit["tools"] = sorted(options.tools)
     suffix = f" ({kind.value})" if len(scan.photos) > 1 else ""
     await store.create_job(NewJob(
         id=job_id, name=f"{folder.name}{suffix}", source=str(folder),
         edited_dir=str(folder / "edited" / sub).rstrip("/"),
         exported_dir=str(folder / "exported" / sub).rstrip("/"),
         image_type=kind.value, profile_key=profile.profile_key,
-        options={"export": request.export, "edit": stored_edit,
-                 "profile_name": profile.profile_name},
+        profile_name=profile.profile_name, spec=request.spec.to_stored(),
         project_name=f"orchestrator-{job_id}"), [_new_photo(p) for p in photos])
     return await store.get_job(job_id)
 
@@ -163,7 +153,7 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
         names = ", ".join(p.rel_path for p in clashing[:5])
         raise PlanError(f"{job.name}: new photos {names} have the same name as photos already "
                         "in the job; rename them or move them to another shoot")
-    if JobState(job.state) in NOT_UPLOADED_YET:
+    if job.state in NOT_UPLOADED_YET:
         lease = await store.claim(job.id, f"planner-{job.id}", 30)
         try:
             await store.add_photos(lease, [_new_photo(p) for p in added])
@@ -180,9 +170,9 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
 
 def _past_upload(job: Job) -> bool:
     """Whether the job's photos are all at Imagen and the job still has work to do."""
-    state = JobState(job.state)
-    if state is JobState.FAILED and job.state_before_failure:
-        state = JobState(job.state_before_failure)
+    state = job.state
+    if state == JobState.FAILED and job.state_before_failure:
+        state = job.state_before_failure
     return state not in NOT_UPLOADED_YET | {JobState.COMPLETED, JobState.CANCELLED,
                                              JobState.FAILED}
 

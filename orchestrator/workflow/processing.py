@@ -8,18 +8,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from orchestrator.crashpoints import crash_point
-from orchestrator.imagen.errors import (
-    ImagenAmbiguous,
-    ImagenBadRequest,
-    ImagenNotFound,
-    ImagenUnavailable,
-)
-from orchestrator.imagen.models import EditOptions, TaskStatus
+from orchestrator.errors import Refused
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.imagen.errors import ImagenNotFound
+from orchestrator.imagen.models import TaskStatus
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
-from orchestrator.workflow.states import JobState
-
-AMBIGUOUS_CHECKS = 5
+from orchestrator.workflow.intent import call_once
+from orchestrator.workflow.stage import Stage
 
 
 @dataclass(frozen=True)
@@ -27,67 +24,44 @@ class Process:
     """One of Imagen's two long-running jobs on a project, and the states around it."""
 
     action: str
-    requested: JobState
-    running: JobState
-    finished: JobState
-    retry_from: JobState
-    """Where `orchestrator retry` starts over when Imagen reports failure."""
-
-
-EDIT = Process("edit", JobState.EDIT_REQUESTED, JobState.EDITING, JobState.EDITED,
-               JobState.EDIT_REQUESTED)
-EXPORT = Process("export", JobState.EXPORT_REQUESTED, JobState.EXPORTING, JobState.EXPORTED,
-                 JobState.EXPORT_REQUESTED)
-
-
-def _status_call(ctx: JobContext, process: Process) -> Callable[[str], Awaitable[TaskStatus]]:
-    return ctx.client.edit_status if process is EDIT else ctx.client.export_status
+    requested: str
+    """The intent: entered before the request is sent."""
+    running: str
+    """Imagen accepted the request and works; the job waits."""
+    status: Callable[[ImagenClient, str], Awaitable[TaskStatus]]
+    start: Callable[[JobContext], Awaitable[None]]
 
 
 async def request(ctx: JobContext, process: Process) -> None:
-    """Send the edit or export request unless Imagen already has it, then mark it running.
+    """Send the request unless Imagen already has it, then mark it running.
 
-    The job is already in the `requested` state (the intent) when this runs, so after a crash
-    the status is asked first and the request is never sent twice.
+    The job is in the `requested` state (the intent) when the request is sent, so after a
+    crash the status is asked first and the request is never sent twice.
     """
-    uuid = ctx.project_uuid
-    status_of = _status_call(ctx, process)
-    for attempt in range(1, AMBIGUOUS_CHECKS + 1):
+    imagen, uuid = ctx.services.imagen, ctx.project_uuid
+
+    async def accepted() -> TaskStatus | None:
         try:
-            status = await status_of(uuid)
+            status = await process.status(imagen, uuid)
         except ImagenNotFound:
-            status = None
+            return None
         # A failed earlier run of the task does not count: `retry` asks for a new one.
-        if status is not None and not status.is_failed:
-            if attempt == 1:
-                await ctx.event("resume", f"{process.action} was already accepted by Imagen",
-                                status=status.status)
-            break
-        try:
-            crash_point(f"before_{process.action}_request")
-            if process is EDIT:
-                await ctx.client.start_edit(uuid, await _edit_options(ctx))
-            else:
-                await ctx.client.start_export(uuid)
-            crash_point(f"after_{process.action}_request")
-            break
-        except ImagenAmbiguous as exc:
-            await ctx.event("retry", f"{process.action} request unconfirmed ({exc}); "
-                            "asking Imagen", attempt=attempt)
-            await ctx.nap(min(2.0**attempt, 30.0))
-        except ImagenBadRequest as exc:
-            raise JobFailed(f"Imagen refused the {process.action} request: {exc}",
-                            back_to=process.requested) from exc
-    else:
-        raise ImagenUnavailable(f"could not confirm whether the {process.action} started; "
-                                "run again to check")
+        return None if status.is_failed else status
+
+    try:
+        await call_once(ctx, action=f"{process.action}_request",
+                        what=f"the {process.action} request", arrived=accepted,
+                        call=lambda: process.start(ctx),
+                        found=f"{process.action} was already accepted by Imagen")
+    except Refused as exc:
+        raise JobFailed(f"Imagen refused the {process.action} request: {exc}",
+                        back_to=process.requested) from exc
     await ctx.advance(process.running, f"{process.action} accepted by Imagen")
 
 
 async def wait(ctx: JobContext, process: Process) -> None:
     """Poll the status with growing pauses until Imagen finishes, fails, or the deadline."""
-    uuid = ctx.project_uuid
-    status_of = _status_call(ctx, process)
+    imagen, uuid = ctx.services.imagen, ctx.project_uuid
     # Counted from when the job entered this state: a resumed run or a daemon's wake-up
     # keeps the deadline and the backoff of the first poll.
     since = (await ctx.store.entered_state_at(ctx.job.id, process.running)
@@ -99,7 +73,7 @@ async def wait(ctx: JobContext, process: Process) -> None:
     ctx.progress.stage_started(ctx.label, stage, files=0, total_bytes=None)
     while True:
         try:
-            status = await status_of(uuid)
+            status = await process.status(imagen, uuid)
         except ImagenNotFound:
             status = TaskStatus(status="Unknown", details="Imagen does not know this task yet")
         ctx.progress.waiting(ctx.label, stage, status.progress, status.status)
@@ -109,12 +83,12 @@ async def wait(ctx: JobContext, process: Process) -> None:
                 await ctx.event("note", f"unknown {stage} status {status.status!r}; waiting")
         if status.is_completed:
             ctx.progress.stage_finished(ctx.label, stage)
-            await ctx.advance(process.finished, f"{stage} completed")
+            await ctx.finish_stage(f"{stage} completed")
             return
         if status.is_failed:
             detail = f": {status.details}" if status.details else ""
             raise JobFailed(f"Imagen reported the {stage} failed{detail}",
-                            back_to=process.retry_from)
+                            back_to=process.requested)
         if time.monotonic() > deadline:
             hours = ctx.config.wait_deadline / 3600
             raise JobFailed(f"the {stage} did not finish within {hours:g} h",
@@ -127,21 +101,54 @@ async def wait(ctx: JobContext, process: Process) -> None:
         delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
 
 
-async def _edit_options(ctx: JobContext) -> EditOptions:
-    """The edit request, with a fresh callback URL whose secret is stored only as a hash."""
+def process_stage(process: Process, *, states: tuple[str, ...],
+                  applies: Callable[[JobSpec], bool] | None = None) -> Stage:
+    """The stage that requests `process` and waits for it."""
+
+    async def step(ctx: JobContext) -> None:
+        if ctx.state not in (process.requested, process.running):
+            await ctx.advance(process.requested)  # the intent, before anything is sent
+        if ctx.state == process.requested:
+            await request(ctx, process)
+        await wait(ctx, process)
+
+    return Stage(name=process.action, states=states, step=step, applies=applies,
+                 waiting=frozenset({process.running}))
+
+
+async def _start_edit(ctx: JobContext) -> None:
+    """Send the edit request, with a fresh callback URL whose secret is stored only as a hash."""
     options = ctx.edit_options()
-    if ctx.config.callback_base is None:
-        return options
-    secret = secrets.token_urlsafe(32)
-    await ctx.store.update_job(ctx.lease, ctx.state,
-                               callback_secret_hash=callback_secret_hash(secret))
-    url = f"{ctx.config.callback_base.rstrip('/')}/callbacks/{secret}"
-    return options.model_copy(update={"callback_url": url})
+    if ctx.config.callback_base is not None:
+        secret = secrets.token_urlsafe(32)
+        await ctx.store.set_callback_secret(ctx.lease, ctx.state, callback_secret_hash(secret))
+        url = f"{ctx.config.callback_base.rstrip('/')}/callbacks/{secret}"
+        options = options.model_copy(update={"callback_url": url})
+    await ctx.services.imagen.start_edit(ctx.project_uuid, options)
+
+
+async def _start_export(ctx: JobContext) -> None:
+    await ctx.services.imagen.start_export(ctx.project_uuid)
 
 
 def callback_secret_hash(secret: str) -> str:
     """How a callback secret is stored and looked up: its SHA-256, never the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
+
+def wants_export(spec: JobSpec) -> bool:
+    """Whether the job asked for JPEG exports."""
+    return spec.export
+
+
+EDIT = Process("edit", JobState.EDIT_REQUESTED, JobState.EDITING,
+               ImagenClient.edit_status, _start_edit)
+EXPORT = Process("export", JobState.EXPORT_REQUESTED, JobState.EXPORTING,
+                 ImagenClient.export_status, _start_export)
+
+EDIT_STAGE = process_stage(
+    EDIT, states=(JobState.UPLOADED, JobState.EDIT_REQUESTED, JobState.EDITING))
+EXPORT_STAGE = process_stage(
+    EXPORT, states=(JobState.EXPORT_REQUESTED, JobState.EXPORTING), applies=wants_export)
 
 _KNOWN_WAITING = frozenset({"pending", "in progress", "processing", "queued", "unknown"})

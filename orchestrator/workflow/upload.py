@@ -10,8 +10,8 @@ from pathlib import Path
 
 from orchestrator.crashpoints import crash_point
 from orchestrator.retry import RetriesExhausted
-from orchestrator.store.models import Photo
-from orchestrator.store.queries import failure_checkpoint, source_checkpoint, upload_checkpoint
+from orchestrator.states import JobState
+from orchestrator.store.queries import PhaseDone, PhotoRecord, SourceCheckpoint
 from orchestrator.transfer.errors import SourceChanged, TransferError
 from orchestrator.transfer.hashing import (
     DEFAULT_CHUNK,
@@ -20,28 +20,33 @@ from orchestrator.transfer.hashing import (
     md5_base64,
     new_md5,
 )
-from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext, JobFailed
-from orchestrator.workflow.pool import ItemFailed, run_pool
-from orchestrator.workflow.states import JobState
+from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
+from orchestrator.workflow.pool import run_pool
+from orchestrator.workflow.stage import Stage
 
+PHASE = "upload"
+"""The per-photo phase this stage records."""
 HASH_WORKERS = 2
 """Photos hashed at once: hashing is disk-bound, more readers only thrash the disk."""
 SMALL_FILES_PER_TRIP = 64
 """Small photos hashed in one trip to a worker thread."""
+RESENDS_AFTER_CHANGE = 3
+"""How often a photo that changed while it was sent is read again and sent again."""
+
 
 
 class LinkBook:
     """Presigned upload links, asked for in batches just before they are needed."""
 
-    def __init__(self, ctx: JobContext, photos: Sequence[Photo]) -> None:
+    def __init__(self, ctx: JobContext, photos: Sequence[PhotoRecord]) -> None:
         self._ctx = ctx
         size = ctx.config.link_batch_size
         self._batch_of = {p.file_name: i // size for i, p in enumerate(photos)}
         self._batches = [photos[i:i + size] for i in range(0, len(photos), size)]
         self._links: dict[int, asyncio.Task[dict[str, str]]] = {}
 
-    async def link(self, photo: Photo, refresh: bool) -> str:
+    async def link(self, photo: PhotoRecord, refresh: bool) -> str:
         """The upload link of one photo; a fresh one of its own when `refresh` is set."""
         if refresh:
             fresh = await self._request([photo])
@@ -51,9 +56,9 @@ class LinkBook:
             self._links[index] = asyncio.ensure_future(self._request(self._batches[index]))
         return (await self._links[index])[photo.file_name]
 
-    async def _request(self, photos: Sequence[Photo]) -> dict[str, str]:
+    async def _request(self, photos: Sequence[PhotoRecord]) -> dict[str, str]:
         files = [(p.file_name, _b64(p.md5)) for p in photos]
-        links = await self._ctx.client.upload_links(self._ctx.project_uuid, files)
+        links = await self._ctx.services.imagen.upload_links(self._ctx.project_uuid, files)
         return {link.file_name: link.upload_link for link in links}
 
     def close(self) -> None:
@@ -67,29 +72,29 @@ def _b64(md5_hex: str | None) -> str | None:
 
 
 async def upload_photos(ctx: JobContext) -> None:
-    """Upload what is left, then move to `uploaded` only if every photo made it.
+    """Upload what is left, then finish the stage only if every photo made it.
 
     A photo that cannot be read or keeps failing is marked failed and the others go on; the
     stage then fails as a whole, because the edit must never start on a partial upload.
     """
-    if ctx.state is JobState.PROJECT_CREATED:
+    if ctx.state == JobState.PROJECT_CREATED:
         await ctx.advance(JobState.UPLOADING)
     source = Path(ctx.job.source)
     photos = await _check_sources(ctx, source, await ctx.store.photos(ctx.job.id))
-    async with photo_checkpoints(ctx.store, ctx.lease) as checkpoints:
-        unreadable = await _hash_missing(ctx, source, photos, checkpoints)
-        pending = [p for p in photos if p.uploaded_at is None and p.id not in unreadable]
+    async with photo_run(ctx, phase=PHASE, progress_stage="upload",
+                         photo_id=_photo_id, describe=_describe) as run:
+        unreadable = await _hash_missing(ctx, source, photos, run)
+        pending = [p for p in photos if not p.done(PHASE) and p.id not in unreadable]
         total = sum(p.size for p in pending)
         ctx.progress.stage_started(ctx.label, "upload", files=len(pending), total_bytes=total)
-        done_before = sum(1 for p in photos if p.uploaded_at is not None)
+        done_before = sum(1 for p in photos if p.done(PHASE))
         if done_before:
             await ctx.event("resume", f"{done_before} photos already uploaded; "
                             f"{len(pending)} to go")
         book = LinkBook(ctx, pending)
         try:
-            failures = list(unreadable.values()) + await run_pool(
-                pending, lambda p: _upload_one(ctx, source, book, checkpoints, p),
-                workers=ctx.config.workers)
+            failures = list(unreadable.values()) + await run.run(
+                pending, lambda p: _upload_one(ctx, source, book, run, p))
         finally:
             book.close()
     ctx.progress.stage_finished(ctx.label, "upload")
@@ -97,10 +102,19 @@ async def upload_photos(ctx: JobContext) -> None:
         raise JobFailed(f"{len(failures)} of {len(photos)} photos could not be uploaded "
                         f"(first: {failures[0]}); the edit waits until every photo is up. "
                         "Fix the cause, then `orchestrator retry`")
-    await ctx.advance(JobState.UPLOADED, f"all {len(photos)} photos uploaded")
+    await ctx.finish_stage(f"all {len(photos)} photos uploaded")
 
 
-async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> list[Photo]:
+def _photo_id(photo: PhotoRecord) -> int:
+    return photo.id
+
+
+def _describe(photo: PhotoRecord) -> str:
+    return photo.rel_path
+
+
+async def _check_sources(ctx: JobContext, source: Path,
+                         photos: list[PhotoRecord]) -> list[PhotoRecord]:
     """Notice photos that changed or vanished since they were recorded; the photos to upload.
 
     Size and mtime are compared for every photo (a stat, no reading). A photo whose mtime
@@ -113,7 +127,7 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
     stats = await asyncio.to_thread(_stat_each, paths)
     for photo, path, stat in zip(photos, paths, stats, strict=True):
         if isinstance(stat, FileNotFoundError):
-            if photo.uploaded_at is None:
+            if not photo.done(PHASE):
                 vanished.append(photo.id)
                 ctx.note(f"{photo.rel_path} is gone from the folder; leaving it out", level="warn")
             else:
@@ -122,7 +136,7 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
             continue
         if isinstance(stat, OSError):
             # Unreadable now: hashing it again turns this into a per-photo failure with a reason.
-            if photo.uploaded_at is None and photo.md5:
+            if not photo.done(PHASE) and photo.md5:
                 await ctx.store.set_photo_source(ctx.lease, photo.id, md5="", size=photo.size,
                                                  mtime_ns=photo.mtime_ns)
                 changed = True
@@ -143,8 +157,8 @@ async def _check_sources(ctx: JobContext, source: Path, photos: list[Photo]) -> 
                  level="warn")
         await ctx.event("source", f"{photo.rel_path} changed (size {photo.size} -> "
                         f"{stat.st_size}); uploading the new version")
-        if photo.uploaded_at is not None:
-            await ctx.store.forget_upload(ctx.lease, photo.id)
+        if photo.done(PHASE):
+            await ctx.store.forget_phase(ctx.lease, photo.id, PHASE)
         await ctx.store.set_photo_source(ctx.lease, photo.id, md5=md5, size=stat.st_size,
                                          mtime_ns=stat.st_mtime_ns)
         changed = True
@@ -182,17 +196,17 @@ def _chunk_for(size: int) -> int:
     return max(1, min(size, DEFAULT_CHUNK))
 
 
-async def _hash_missing(ctx: JobContext, source: Path, photos: list[Photo],
-                        checkpoints: PhotoCheckpoints) -> dict[int, str]:
+async def _hash_missing(ctx: JobContext, source: Path, photos: list[PhotoRecord],
+                        run: PhotoRun[PhotoRecord]) -> dict[int, str]:
     """Hash the photos that need it (in place); why each unreadable one failed, by photo id."""
-    todo = [p for p in photos if not p.md5 and p.uploaded_at is None]
+    todo = [p for p in photos if not p.md5 and not p.done(PHASE)]
     unreadable: dict[int, str] = {}
     if not todo:
         return unreadable
     ctx.progress.stage_started(ctx.label, "hash", files=len(todo),
                                total_bytes=sum(p.size for p in todo))
 
-    async def hash_group(group: list[Photo]) -> None:
+    async def hash_group(group: list[PhotoRecord]) -> None:
         if len(group) == 1 and group[0].size > SMALL_FILE:
             try:
                 results: list[str | OSError] = [(await file_md5(
@@ -204,13 +218,13 @@ async def _hash_missing(ctx: JobContext, source: Path, photos: list[Photo],
                                               [source / p.rel_path for p in group])
         for photo, result in zip(group, results, strict=True):
             if isinstance(result, OSError):
-                reason = f"{photo.rel_path}: cannot read it: {result.strerror or result}"
-                unreadable[photo.id] = reason
-                await _photo_failed(ctx, checkpoints, photo, reason)
+                reason = f"cannot read it: {result.strerror or result}"
+                unreadable[photo.id] = f"{photo.rel_path}: {reason}"
+                await run.failed(photo, reason)
                 continue
             # Not waited for: a hash lost in a crash is only computed again.
-            checkpoints.save(photo.id, source_checkpoint(md5=result, size=photo.size,
-                                                         mtime_ns=photo.mtime_ns))
+            run.checkpoints.save(photo.id, SourceCheckpoint(md5=result, size=photo.size,
+                                                            mtime_ns=photo.mtime_ns))
             photo.md5 = result
             ctx.progress.advanced(ctx.label, "hash", files=1, nbytes=photo.size)
 
@@ -219,14 +233,14 @@ async def _hash_missing(ctx: JobContext, source: Path, photos: list[Photo],
     return unreadable
 
 
-def _hash_groups(photos: list[Photo]) -> list[list[Photo]]:
+def _hash_groups(photos: list[PhotoRecord]) -> list[list[PhotoRecord]]:
     """Large photos one by one (streamed), small ones many to a thread trip.
 
     A trip to a worker thread costs more than hashing a 20 KB JPEG; for a 10,000-photo shoot
     of small files the trips were most of the hashing time.
     """
-    groups: list[list[Photo]] = []
-    small: list[Photo] = []
+    groups: list[list[PhotoRecord]] = []
+    small: list[PhotoRecord] = []
     for photo in photos:
         if photo.size > SMALL_FILE:
             groups.append([photo])
@@ -253,45 +267,32 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
     return results
 
 
-async def _upload_one(ctx: JobContext, source: Path, book: LinkBook,
-                      checkpoints: PhotoCheckpoints, photo: Photo) -> None:
-    async with ctx.photo_slots:
-        await _upload_in_slot(ctx, source, book, checkpoints, photo)
-
-
-async def _upload_in_slot(ctx: JobContext, source: Path, book: LinkBook,
-                          checkpoints: PhotoCheckpoints, photo: Photo) -> None:
+async def _upload_one(ctx: JobContext, source: Path, book: LinkBook, run: PhotoRun[PhotoRecord],
+                      photo: PhotoRecord) -> PhaseDone:
     path = source / photo.rel_path
-    last = ""
     # After the photo changed, its batch link is signed for the old MD5: ask for its own.
     fresh = [False]
-    for attempt in range(1, ctx.config.photo_attempts + 1):
+    for _ in range(RESENDS_AFTER_CHANGE + 1):
         try:
-            await ctx.transfers.upload(
+            await ctx.services.transfers.upload(
                 path, link=lambda refresh: book.link(photo, refresh or fresh[0]),
                 size=photo.size, md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
                 on_bytes=lambda n: _sent(ctx, n))
         except SourceChanged as exc:
-            last = str(exc)
-            if not await _reread_source(ctx, path, checkpoints, photo):
-                break
+            if not await _reread_source(ctx, path, run, photo):
+                raise PhotoFailed(str(exc)) from exc
             fresh[0] = True
             continue
         except (TransferError, RetriesExhausted) as exc:
-            last = str(exc)
-            await ctx.event("retry", f"upload of {photo.rel_path} failed: {last}",
-                            attempt=attempt)
-            continue
+            raise PhotoFailed(str(exc)) from exc
         crash_point("after_upload")
-        await checkpoints.commit(photo.id, upload_checkpoint())
-        ctx.progress.advanced(ctx.label, "upload", files=1)
-        return
-    await _photo_failed(ctx, checkpoints, photo, last)
-    raise PhotoFailed(f"{photo.rel_path}: {last}")
+        return PhaseDone(PHASE)
+    raise PhotoFailed(f"it kept changing while it was sent ({RESENDS_AFTER_CHANGE + 1} times); "
+                      "let the copy finish, then `orchestrator retry`")
 
 
-async def _reread_source(ctx: JobContext, path: Path, checkpoints: PhotoCheckpoints,
-                         photo: Photo) -> bool:
+async def _reread_source(ctx: JobContext, path: Path, run: PhotoRun[PhotoRecord],
+                         photo: PhotoRecord) -> bool:
     """The photo changed while it was being sent: record its new version; False if unreadable.
 
     Nothing was edited yet, so the new version is the one to send.
@@ -301,20 +302,12 @@ async def _reread_source(ctx: JobContext, path: Path, checkpoints: PhotoCheckpoi
         digest = (await file_md5(path, chunk_size=_chunk_for(stat.st_size))).hex()
     except OSError:
         return False
-    await checkpoints.commit(photo.id, source_checkpoint(md5=digest, size=stat.st_size,
-                                                         mtime_ns=stat.st_mtime_ns))
+    await run.checkpoints.commit(photo.id, SourceCheckpoint(
+        md5=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     photo.md5, photo.size, photo.mtime_ns = digest, stat.st_size, stat.st_mtime_ns
     await ctx.event("source", f"{photo.rel_path} changed during its upload; sending the new "
                     "version")
     return True
-
-
-async def _photo_failed(ctx: JobContext, checkpoints: PhotoCheckpoints, photo: Photo,
-                        reason: str) -> None:
-    """Record that the photo's upload failed for good, in the photo and in the history."""
-    await checkpoints.commit(photo.id, failure_checkpoint("upload", reason))
-    await ctx.event("error", f"upload of {photo.rel_path} failed: {reason}")
-    ctx.note(f"{photo.rel_path} failed: {reason}", level="error")
 
 
 def _sent(ctx: JobContext, nbytes: int) -> None:
@@ -322,5 +315,5 @@ def _sent(ctx: JobContext, nbytes: int) -> None:
     crash_point("mid_upload")
 
 
-class PhotoFailed(ItemFailed):
-    """One photo's phase failed for good; the stage goes on with the others."""
+STAGE = Stage(name="upload", states=(JobState.PROJECT_CREATED, JobState.UPLOADING),
+              step=upload_photos, phase=PHASE)

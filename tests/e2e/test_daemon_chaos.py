@@ -18,6 +18,7 @@ import pytest
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.service.submit import submit_request
+from orchestrator.spec import JobSpec
 from orchestrator.store.queries import Store
 from orchestrator.transfer.manager import TransferSettings, make_session
 from orchestrator.workflow.planning import RunRequest
@@ -39,7 +40,7 @@ async def _submit_all(db_url: str, api_url: str, shoots: list[Path]) -> list[str
     try:
         client = ImagenClient(session, base_url=api_url, api_key="test-key-0123456789")
         return [job.id for shoot in shoots for job in (await submit_request(
-            store, client, RunRequest(source=shoot, profiles=["2001"], export=True))).jobs]
+            store, client, RunRequest(source=shoot, profiles=["2001"], spec=JobSpec(export=True)))).jobs]
     finally:
         await session.close()
         await store.close()

@@ -32,7 +32,7 @@ async def _job_with_secret(db_url: str, secret: str) -> str:
     try:
         await store.create_job(NewJob(
             id="f" * 32, name="target", source="/nowhere", edited_dir="/nowhere/edited",
-            exported_dir="/nowhere/exported", image_type="JPG", profile_key=2001, options={},
+            exported_dir="/nowhere/exported", image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
             project_name="orchestrator-target"), [NewPhoto("a.jpg", "a.jpg", 1, 1)])
         async with store.engine.begin() as conn:
             await conn.execute(update(Job).values(

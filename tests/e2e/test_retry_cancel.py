@@ -55,7 +55,7 @@ def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
     [job] = stored_jobs(migrated_db_url, shoot)
     assert f"orchestrator retry {job['id'][:8]}" in failed.stdout
     assert job["state"] == "failed"
-    assert [(p.rel_path, p.failed_phase) for p in job["photos"].values() if p.failed_reason] \
+    assert [(p.rel_path, phase) for p in job["photos"].values() for phase, _ in p.failures] \
         == [("IMG_0002.jpg", "edit")]
     project = project_of(sandbox_url, job)
     assert project["export_requests"] == 0  # the job stopped before the export

@@ -72,8 +72,8 @@ async def test_a_drop_is_submitted_once_after_it_settles(tmp_path: Path, store: 
     await watcher.scan()
     [request] = submit.requests
     assert request.source == (watched / "shoot").resolve()
-    assert (request.profiles, request.export, request.edit) == (["2001"], True,
-                                                                 {"tools": ["crop"]})
+    assert (request.profiles, request.spec.export, request.spec.edit.tools) == (
+        ["2001"], True, {"crop"})
     clock.now += SETTLE * 3
     await watcher.scan()
     await watcher.scan()
@@ -88,7 +88,7 @@ async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) ->
     (watched / "known").mkdir()
     await store.create_job(NewJob(
         id="a" * 32, name="known", source=str((watched / "known").resolve()), edited_dir="/e",
-        exported_dir="/x", image_type="JPG", profile_key=2001, options={},
+        exported_dir="/x", image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
         project_name="orchestrator-known"), [])
     watcher = _watcher(store, watched, submit, clock)
     await watcher.scan()

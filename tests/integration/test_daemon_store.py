@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from orchestrator.service import jobs as job_views
 from orchestrator.service.wakeups import Wakeups
+from orchestrator.states import JobState
 from orchestrator.store.inbox import Verdict, deliver_callback
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Job, utcnow
@@ -25,7 +26,9 @@ from orchestrator.store.scheduling import (
     queue_for_daemon,
     wake_if_called_back,
 )
-from orchestrator.workflow.states import JobState
+from orchestrator.workflow.pipeline import PIPELINE
+
+move = PIPELINE.transitions.move
 
 PROJECT = "p-0001"
 
@@ -41,7 +44,7 @@ async def _job(store: Store, *, daemon: bool = True, **values: Any) -> str:
     job_id = uuid.uuid4().hex
     await store.create_job(NewJob(
         id=job_id, name="shoot", source=f"/shoots/{job_id}", edited_dir="/e", exported_dir="/x",
-        image_type="JPG", profile_key=2001, options={}, project_name=f"orchestrator-{job_id}"),
+        image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1}, project_name=f"orchestrator-{job_id}"),
         [NewPhoto("a.jpg", "a.jpg", 1, 1)])
     if daemon:
         await queue_for_daemon(store, [job_id])
@@ -70,8 +73,9 @@ async def test_only_due_daemon_jobs_without_a_live_lease_are_claimed(store: Stor
     assert await claim_due_jobs(store, "me", 30, limit=10) == []
     # The fenced write of the worker that died is refused; the claimer's goes through.
     with pytest.raises(StaleLease):
-        await store.advance(Lease(expired, "dead", 4), JobState.QUEUED, JobState.PROJECT_CREATED)
-    await store.advance(by_id[expired].lease, JobState.QUEUED, JobState.PROJECT_CREATED)
+        await store.advance(Lease(expired, "dead", 4), move(JobState.QUEUED,
+                                                              JobState.PROJECT_CREATED))
+    await store.advance(by_id[expired].lease, move(JobState.QUEUED, JobState.PROJECT_CREATED))
 
 
 async def test_claims_respect_the_limit_and_take_jobs_under_way_first(store: Store) -> None:
@@ -87,10 +91,11 @@ async def test_claims_respect_the_limit_and_take_jobs_under_way_first(store: Sto
 async def test_a_retried_daemon_job_goes_back_to_the_daemons(store: Store) -> None:
     job_id = await _job(store)
     [claim] = await claim_due_jobs(store, "me", 30, limit=1)
-    await store.advance(claim.lease, JobState.QUEUED, JobState.FAILED, last_error="boom")
+    await store.fail(claim.lease, move(JobState.QUEUED, JobState.FAILED), reason="boom",
+                     back_to=JobState.QUEUED)
     await store.release(claim.lease)
     assert await claim_due_jobs(store, "me", 30, limit=1) == []
-    await store.retry_failed(job_id)  # `orchestrator retry --reset-only`
+    await job_views.retry(store, job_id)  # `orchestrator retry --reset-only`
     [again] = await claim_due_jobs(store, "me", 30, limit=1)
     assert again.lease.job_id == job_id and again.lease.epoch == claim.lease.epoch + 1
 
@@ -138,8 +143,7 @@ async def test_a_callback_during_a_drive_wakes_the_job_when_the_drive_ends(store
     [claim] = await claim_due_jobs(store, "me", 30, limit=1)
     # The drive polled ("in progress"); the callback lands; then the drive sets a later wake.
     assert await _callback(store) is Verdict.ACCEPTED
-    await store.update_job(claim.lease, JobState.EDITING,
-                           wake_at=utcnow() + timedelta(minutes=10))
+    await store.sleep_until(claim.lease, JobState.EDITING, utcnow() + timedelta(minutes=10))
     await store.release(claim.lease)
     assert await wake_if_called_back(store, job_id)
     assert await claim_due_jobs(store, "me", 30, limit=1)

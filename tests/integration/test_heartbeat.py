@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.states import JobState
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.queries import Lease, StaleLease, Store
-from orchestrator.workflow.states import JobState
 from tests.conftest import MakeDbUrl
 from tests.engine_harness import harness
 from tests.resume_support import make_crash_shoot

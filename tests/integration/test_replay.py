@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from orchestrator.crashpoints import CRASH_POINTS
+from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.migrate import upgrade
-from orchestrator.workflow.states import TERMINAL_STATES, JobState
+from orchestrator.store.queries import PhotoRecord
 from tests.conftest import database_factory
 from tests.engine_harness import CrashPlan, Harness, harness
 from tests.resume_support import make_crash_shoot
@@ -95,10 +96,10 @@ async def _run(backend: str, point: str, count: int, tmp: Path) -> Replay:
 async def _snapshot(h: Harness, job_id: str) -> Snapshot:
     job = await h.store.get_job(job_id)
     photos = {p.file_name: {
-        "uploaded": p.uploaded_at is not None, "edit_done": p.edit_done_at is not None,
-        "edit_output": p.edit_output, "edit_md5": p.edit_md5,
-        "export_done": p.export_done_at is not None, "export_output": p.export_output,
-        "export_md5": p.export_md5} for p in await h.store.photos(job_id)}
+        "uploaded": p.done("upload"), "edit_done": p.done("edit"),
+        "edit_output": _output(p, "edit"), "edit_md5": _md5(p, "edit"),
+        "export_done": p.done("export"), "export_output": _output(p, "export"),
+        "export_md5": _md5(p, "export")} for p in await h.store.photos(job_id)}
     finals: dict[str, str] = {}
     partials: dict[str, int] = {}
     for phase, folder in (("edit", Path(job.edited_dir)), ("export", Path(job.exported_dir))):
@@ -110,6 +111,16 @@ async def _snapshot(h: Harness, job_id: str) -> Snapshot:
     events = [(e.kind, e.message) for e in await h.store.events(job_id)]
     return Snapshot(job.state, job.project_uuid, photos, h.ledger_project(job_id), finals,
                     partials, events)
+
+
+def _output(photo: PhotoRecord, phase: str) -> str | None:
+    record = photo.phase(phase)
+    return record.output if record else None
+
+
+def _md5(photo: PhotoRecord, phase: str) -> str | None:
+    record = photo.phase(phase)
+    return record.md5 if record else None
 
 
 @pytest.fixture

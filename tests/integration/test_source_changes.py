@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator.sandbox import jpeg
+from orchestrator.spec import JobSpec
 from orchestrator.transfer.manager import Transfers
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 from tests.engine_harness import CrashPlan, Harness, harness
@@ -40,7 +41,7 @@ def new_version(path: Path, tag: str) -> str:
 async def notes_of_next_run(h: Harness, shoot: Path) -> list[str]:
     """Plan the folder again as the next `orchestrator run` does; what it tells the user."""
     plan = await plan_jobs(h.store, h.client, RunRequest(
-        source=shoot, profiles=["1001", "2001"], export=True))
+        source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=True)))
     return plan.notes
 
 
@@ -60,7 +61,7 @@ async def test_a_photo_changed_after_its_upload_but_before_the_edit_is_sent_agai
     make_crash_shoot(shoot, jpeg_only=True)
     [job_id] = await h.plan(shoot)
     assert await h.crash(job_id, CrashPlan("after_upload", 3))
-    done = [p for p in await h.store.photos(job_id) if p.uploaded_at is not None]
+    done = [p for p in await h.store.photos(job_id) if p.done("upload")]
     assert done, "no upload was checkpointed before the crash"
     photo = done[0]
     md5 = new_version(shoot / photo.rel_path, "v2")
@@ -80,7 +81,7 @@ async def test_a_touched_but_unchanged_photo_is_not_sent_again(
     make_crash_shoot(shoot, seed=1, jpeg_only=True)
     [job_id] = await h.plan(shoot)
     assert await h.crash(job_id, CrashPlan("after_upload", 3))
-    photo = next(p for p in await h.store.photos(job_id) if p.uploaded_at is not None)
+    photo = next(p for p in await h.store.photos(job_id) if p.done("upload"))
     later = (shoot / photo.rel_path).stat().st_mtime_ns + 5_000_000_000
     os.utime(shoot / photo.rel_path, ns=(later, later))
 

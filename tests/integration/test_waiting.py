@@ -13,10 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from orchestrator.service import jobs as job_views
+from orchestrator.states import JobState
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Event, utcnow
 from orchestrator.store.queries import Store
-from orchestrator.workflow.states import JobState
 from tests.conftest import MakeDbUrl
 from tests.engine_harness import harness
 from tests.resume_support import make_crash_shoot
@@ -59,7 +60,7 @@ async def test_a_long_edit_is_polled_rarely_and_fails_at_the_deadline(
         assert late.job.state == JobState.FAILED.value
         assert "did not finish within 20 h" in (late.job.last_error or "")
         # `orchestrator retry` waits again, with a fresh deadline counted from the retry.
-        retried = await h.store.retry_failed(job_id)
+        retried = await job_views.retry(h.store, job_id)
         assert retried.state == JobState.EDITING.value
         again = await h.drive(job_id)
         assert again.waiting and again.job.state == JobState.EDITING.value

@@ -1,0 +1,107 @@
+"""The wiring every command shares: settings to engine pacing and transfer limits, the job
+database, and the process's one HTTP session with the services over it. Built once here for
+`run`, `retry`, `demo`, `submit`, `profiles` and the daemon."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+
+from orchestrator.config import Settings
+from orchestrator.imagen.client import ImagenClient
+from orchestrator.progress import ProgressSink
+from orchestrator.store.db import is_sqlite
+from orchestrator.store.migrate import ensure_schema, is_up_to_date
+from orchestrator.store.queries import Store, process_owner
+from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.transfer.attempts import RetryReporter
+from orchestrator.transfer.limits import parse_rate
+from orchestrator.transfer.manager import (
+    TRANSFER_RETRY,
+    Transfers,
+    TransferSettings,
+    make_session,
+)
+from orchestrator.workflow.context import EngineConfig, Services
+from orchestrator.workflow.engine import Engine
+from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+
+
+class ConfigError(ValueError):
+    """The settings cannot work (no API key, bad database URL, bad rate); exit code 2."""
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's pacing from the user's settings."""
+    return EngineConfig(
+        poll_initial=settings.poll_initial_seconds, poll_max=settings.poll_max_seconds,
+        wait_deadline=settings.wait_deadline_hours * 3600, link_batch_size=settings.link_batch_size,
+        workers=settings.concurrency, lease_ttl=settings.lease_ttl_seconds)
+
+
+def transfer_settings(settings: Settings) -> TransferSettings:
+    """The transfers' limits from the user's settings."""
+    try:
+        rate = parse_rate(settings.bwlimit) if settings.bwlimit else None
+    except ValueError as exc:
+        raise ConfigError(f"--bwlimit: {exc}") from exc
+    return TransferSettings(
+        concurrency=settings.concurrency, bwlimit=rate,
+        retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=settings.photo_attempts))
+
+
+async def open_store(settings: Settings, *, require_current: bool = True) -> Store:
+    """The job database, with its schema created or upgraded when it is a SQLite file.
+
+    A Postgres database must already be at this version's schema (`orchestrator db upgrade`)
+    unless `require_current` is off (the daemon, whose /readyz says so instead).
+    """
+    url = settings.resolved_database_url()
+    try:
+        if is_sqlite(url):
+            await ensure_schema(url)
+        elif require_current and not await is_up_to_date(url):
+            raise ConfigError("the database schema is not current: run "
+                              "`orchestrator db upgrade` first")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    except DATABASE_ERRORS as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"cannot use the job database {shown}: {database_problem(exc)}; "
+                          "check ORCH_DATABASE_URL and that the database is up") from None
+    return Store.open(url)
+
+
+def database_problem(exc: BaseException) -> str:
+    """What a database error says, without SQLAlchemy's statement dump and links."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+@asynccontextmanager
+async def connected(settings: Settings, *, on_api_retry: RetryReporter | None = None,
+                    on_transfer_retry: RetryReporter | None = None
+                    ) -> AsyncIterator[Services]:
+    """The process's one HTTP session, with every service client and the transfers over it."""
+    key = settings.api_key()
+    if not key:
+        raise ConfigError("no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which "
+                          "needs none)")
+    tsettings = transfer_settings(settings)
+    session = make_session(tsettings)
+    try:
+        yield Services(
+            imagen=ImagenClient(session, base_url=settings.imagen_api_url, api_key=key,
+                                on_retry=on_api_retry),
+            transfers=Transfers(session, tsettings, on_retry=on_transfer_retry))
+    finally:
+        await session.close()
+
+
+def make_engine(store: Store, services: Services, progress: ProgressSink,
+                config: EngineConfig, pipeline: Pipeline = PIPELINE) -> Engine:
+    """An engine over the store and services, driving under this process's lease name."""
+    return Engine(store=store, services=services, progress=progress, config=config,
+                  owner=process_owner(), pipeline=pipeline)
