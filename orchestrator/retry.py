@@ -9,6 +9,8 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -51,11 +53,13 @@ class RetryPolicy:
     retryable_statuses: frozenset[int] = field(default=RETRYABLE_STATUSES)
     """HTTP statuses treated as transient."""
 
-    def backoff(self, attempt: int, *, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
+    def backoff(
+        self, attempt: int, *, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based), with full jitter."""
-        ceiling = min(self.maximum_interval,
-                      self.initial_interval * self.backoff_coefficient ** (attempt - 1))
+        ceiling = min(
+            self.maximum_interval, self.initial_interval * self.backoff_coefficient ** (attempt - 1)
+        )
         delay = (rng or random).uniform(0.0, ceiling)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))
@@ -91,11 +95,19 @@ async def call_with_retry(
             await sleep(delay)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header given as delta-seconds; None if absent or a date."""
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or odd."""
     if not value:
         return None
     try:
         return max(0.0, float(value.strip()))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are always GMT; "-0000" parses as naive.
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

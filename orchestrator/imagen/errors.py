@@ -1,5 +1,6 @@
 """The failures the Imagen client reports, each a clear message a user can act on.
 
+Each is also one of the product's root errors, so the engine can act on its meaning alone.
 Messages are written for people and never carry the API key.
 """
 
@@ -15,7 +16,11 @@ from orchestrator.errors import (
 
 
 class ImagenError(OrchestratorError):
-    """Any failure talking to Imagen; `status` is the HTTP status when there was one."""
+    """Any failure talking to Imagen; `status` is the HTTP status when there was one.
+
+    A bare ImagenError (an unexpected HTTP status) is neither transient nor refused, which the
+    root error defines as refused; its subclasses say which they are.
+    """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -33,6 +38,10 @@ class ImagenBadRequest(ImagenError, Refused):
 
 class ImagenNotFound(ImagenError, Refused):
     """Imagen has no such thing (HTTP 404)."""
+
+
+class ImagenMalformedAnswer(ImagenError, Refused):
+    """Imagen answered with something we cannot use: not JSON, too deep, too large, odd shape."""
 
 
 class ImagenUnavailable(ImagenError, Transient):

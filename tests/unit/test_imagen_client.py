@@ -15,12 +15,14 @@ from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from yarl import URL
 
+from orchestrator.errors import CredentialsRefused, OrchestratorError, Refused, Transient
 from orchestrator.imagen.client import API_RETRY, ImagenClient
 from orchestrator.imagen.errors import (
     ImagenAmbiguous,
     ImagenAuthError,
     ImagenBadRequest,
     ImagenError,
+    ImagenMalformedAnswer,
     ImagenNotFound,
     ImagenUnavailable,
 )
@@ -534,3 +536,52 @@ async def test_wire_headers_body_quoting_and_no_redirects(session: aiohttp.Clien
     assert [s[1] for s in seen] == ["/v1/projects/a%2Fb%20c%3F/uuid", "/v1/projects/",
                                     "/v1/profiles"]
     assert all(s[3] == KEY for s in seen)
+
+
+# --- the root error --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "root"),
+    [
+        (ImagenUnavailable, Transient),
+        (ImagenAmbiguous, Transient),
+        (ImagenAuthError, CredentialsRefused),
+        (ImagenBadRequest, Refused),
+        (ImagenNotFound, Refused),
+        (ImagenMalformedAnswer, Refused),
+    ],
+)
+def test_imagen_errors_are_root_errors_of_one_meaning(
+    kind: type[ImagenError], root: type[OrchestratorError]
+) -> None:
+    assert issubclass(kind, root)
+    assert issubclass(kind, ImagenError)
+    assert issubclass(kind, Transient) != issubclass(kind, Refused)
+
+
+async def test_a_malformed_answer_is_a_refused_imagen_error(
+    client: ImagenClient, mocked: aioresponses
+) -> None:
+    mocked.get(f"{BASE}/projects/p1/edit/status", payload={"data": {"progress": 5}})
+    with pytest.raises(ImagenMalformedAnswer) as caught:
+        await client.edit_status("p1")
+    assert isinstance(caught.value, Refused)
+
+
+@pytest.mark.parametrize("call", ["create_project", "start_edit", "start_export"])
+async def test_an_oversized_success_to_a_state_changing_call_is_ambiguous(
+    client: ImagenClient, mocked: aioresponses, call: str
+) -> None:
+    path = {"create_project": "/projects/", "start_edit": "/projects/p1/edit",
+            "start_export": "/projects/p1/export"}[call]
+    mocked.post(BASE + path, body="{}", headers={"Content-Length": str(10**9)})
+    with pytest.raises(ImagenAmbiguous, match="longer than 33,554,432 bytes") as caught:
+        if call == "create_project":
+            await client.create_project("x")
+        elif call == "start_edit":
+            await client.start_edit("p1", EditOptions(profile_key=1))
+        else:
+            await client.start_export("p1")
+    assert caught.value.status == 200
+    assert len(sent(mocked, "POST", BASE + path)) == 1
