@@ -13,7 +13,7 @@ from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
 from orchestrator.store.models import Photo
 from orchestrator.store.queries import failure_checkpoint, output_checkpoint
-from orchestrator.transfer.errors import OutputUnwritable, TransferError
+from orchestrator.transfer.errors import OutputUnwritable, TransferError, TransferRefused
 from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.pool import ItemFailed, run_pool
@@ -149,10 +149,13 @@ async def _download_one(ctx: JobContext, links: LinkList, checkpoints: PhotoChec
         try:
             result = await ctx.transfers.download(
                 link=lambda refresh: links.link(name, refresh, seen), folder=folder,
-                file_name=name,
+                file_name=name, input_size=photo.size,
                 on_bytes=lambda n: _received(ctx, outputs, n))
         except OutputUnwritable as exc:
             raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
+        except TransferRefused as exc:
+            last = str(exc)  # asking again gets the same answer
+            break
         except (TransferError, RetriesExhausted) as exc:
             last = str(exc)
             await ctx.event("retry", f"download of {name} failed: {last}", attempt=attempt)
