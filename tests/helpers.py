@@ -15,6 +15,23 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
+PHOTO_HEADERS: dict[str, bytes] = {
+    **dict.fromkeys(("jpg", "jpeg"), b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
+    **dict.fromkeys(("cr2", "nef", "nrw", "arw", "srf", "sr2", "dng", "pef", "srw", "3fr",
+                     "fff", "ptx"), b"II*\x00\x08\x00\x00\x00"),
+    **dict.fromkeys(("rw2", "rwl", "raw"), b"IIU\x00\x08\x00\x00\x00"),
+    "orf": b"IIRO\x08\x00\x00\x00",
+    "cr3": b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01",
+    "raf": b"FUJIFILMCCD-RAW 0201",
+    "crw": b"II\x1a\x00\x00\x00HEAPCCDR\x02\x00",
+}
+"""The first bytes of each accepted photo type (lower-case extension): what the scan checks."""
+
+
+def photo_bytes(name: str, body: bytes = b"x") -> bytes:
+    """Bytes that pass for a photo called `name`: its format's signature, then `body`."""
+    return PHOTO_HEADERS[name.rsplit(".", 1)[-1].lower()] + body
+
 
 def cli_env(api_url: str, db_url: str, **extra: str) -> dict[str, str]:
     """Environment for the CLI against a sandbox and a database, with fast polling."""

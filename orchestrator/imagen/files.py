@@ -16,6 +16,34 @@ RAW_EXTENSIONS: frozenset[str] = frozenset({
 JPEG_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg"})
 """Extensions (lower case) of the JPEG files Imagen edits."""
 
+SIGNATURE_BYTES = 16
+"""How much of a photo's start is enough to tell its format (the longest signature is CRW's)."""
+
+_TIFF = ((0, b"II*\x00"), (0, b"MM\x00*"))
+_PANASONIC = ((0, b"IIU\x00"),)
+_OLYMPUS = ((0, b"IIRO"), (0, b"IIRS"), (0, b"MMOR"))
+_FORMATS: dict[str, tuple[tuple[int, bytes], ...]] = {
+    "JPEG": ((0, b"\xff\xd8\xff"),),
+    "TIFF-based RAW": _TIFF,
+    "Panasonic RAW": _PANASONIC,
+    "Olympus ORF": _OLYMPUS,
+    "Canon CR3": ((4, b"ftypcrx "),),
+    "Fujifilm RAF": ((0, b"FUJIFILMCCD-RAW"),),
+    "Canon CRW": ((0, b"II\x1a\x00\x00\x00HEAPCCDR"),),
+}
+_FORMATS_OF: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(JPEG_EXTENSIONS, ("JPEG",)),
+    **dict.fromkeys((".cr2", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".pef", ".srw",
+                     ".3fr", ".fff", ".ptx"), ("TIFF-based RAW",)),
+    # Panasonic and Leica write their own TIFF variant (IIU) as well as plain TIFF.
+    **dict.fromkeys((".rw2", ".rwl", ".raw"), ("Panasonic RAW", "TIFF-based RAW")),
+    ".orf": ("Olympus ORF",),
+    ".cr3": ("Canon CR3",),
+    ".raf": ("Fujifilm RAF",),
+    ".crw": ("Canon CRW",),
+}
+"""The formats (keys of _FORMATS) a file with each accepted extension may hold."""
+
 
 def image_type_of(name: str) -> ImageType | None:
     """The image type of a file judged by its extension, in any case; None if Imagen refuses it."""
@@ -25,6 +53,30 @@ def image_type_of(name: str) -> ImageType | None:
     if suffix in JPEG_EXTENSIONS:
         return ImageType.JPG
     return None
+
+
+def content_matches(name: str, head: bytes) -> bool:
+    """Whether a photo's first bytes (SIGNATURE_BYTES of them) fit the type its name claims.
+
+    Only the signature is checked, not the whole file: enough to refuse a text file, a video or
+    anything else renamed (or linked) to look like a photo, without reading the photo.
+    """
+    suffix = os.path.splitext(name)[1].lower()
+    return any(_has(head, _FORMATS[fmt]) for fmt in _FORMATS_OF.get(suffix, ()))
+
+
+def describe_content(head: bytes) -> str:
+    """What a file's first bytes look like, for a refusal message ("a JPEG", "text", …)."""
+    for fmt, signatures in _FORMATS.items():
+        if _has(head, signatures):
+            return f"a {fmt}"
+    if head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "text"
+    return "nothing this program knows"
+
+
+def _has(head: bytes, signatures: tuple[tuple[int, bytes], ...]) -> bool:
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in signatures)
 
 
 class UnsafeFileName(ValueError):

@@ -9,7 +9,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,17 @@ from aiohttp import hdrs
 from orchestrator.crashpoints import crash_point
 from orchestrator.retry import RetryableError
 from orchestrator.transfer.attempts import Mismatch
-from orchestrator.transfer.errors import OutputUnwritable, TransferFailed
+from orchestrator.transfer.errors import OutputUnwritable, TransferFailed, TransferRefused
 from orchestrator.transfer.hashing import SMALL_FILE, Hasher, md5_of_file, new_md5
 from orchestrator.transfer.limits import RateLimiter
+from orchestrator.transfer.localfiles import NotAFile, open_reader, open_regular, regular_stat
 from orchestrator.transfer.names import check_output_name, etag_path, partial_path
 from orchestrator.transfer.storage import (
+    MAX_REDIRECTS,
     NETWORK_ERRORS,
+    REDIRECT_STATUSES,
+    check_link,
+    check_redirect,
     connection_failure,
     etag_md5,
     raise_refusal,
@@ -34,6 +39,9 @@ from orchestrator.transfer.storage import (
 FATAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
                                errno.EROFS, errno.ENOTDIR})
 """Local write errors that no retry can fix: the job stops with OutputUnwritable."""
+
+_MAX_ETAG_FILE = 4096
+"""More than any ETag header aiohttp accepts; bounds what is read back from the sidecar."""
 
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", re.IGNORECASE)
 
@@ -54,13 +62,18 @@ class FileDownload:
     The bytes go to `<name>.partial` and reach `<name>` only after verification, by an atomic
     rename. A partial left by an earlier attempt or an earlier run is resumed with a Range
     request, guarded by the ETag kept in `<name>.partial.etag`.
+
+    Nothing found in the folder is trusted: the partial, its sidecar and the final file are
+    opened without following links and must be regular files. A download is accepted only when
+    its length is confirmed (an MD5 checks it, or storage sent an ETag and declared the length)
+    and it stays within `max_size`.
     """
 
     def __init__(self, session: aiohttp.ClientSession, *, folder: Path, file_name: str,
                  expected_size: int | None, expected_md5_hex: str | None, chunk_size: int,
                  rate: RateLimiter, timeout: aiohttp.ClientTimeout,
                  retryable_statuses: frozenset[int],
-                 on_bytes: Callable[[int], None] | None) -> None:
+                 on_bytes: Callable[[int], None] | None, max_size: int | None = None) -> None:
         self.file_name = check_output_name(file_name)
         self._session = session
         self._folder = folder
@@ -74,6 +87,7 @@ class FileDownload:
         self._timeout = timeout
         self._retryable = retryable_statuses
         self._on_bytes = on_bytes
+        self._max_size = max_size
         # Bytes of this file reported through on_bytes; kept equal to what the partial holds.
         self._counted = 0
 
@@ -88,12 +102,14 @@ class FileDownload:
             return None
         with self._local_files():
             try:
-                size = (await asyncio.to_thread(self._final.stat)).st_size
-            except FileNotFoundError:
+                size = (await asyncio.to_thread(regular_stat, self._final)).st_size
+                if self._expected_size is not None and size != self._expected_size:
+                    return None
+                md5_hex = (await md5_of_file(self._final, chunk_size=self._chunk_size)
+                           ).hexdigest()
+            except (FileNotFoundError, NotAFile):
+                # Not ours (a link, a pipe): fetched again, and the rename replaces it.
                 return None
-            if self._expected_size is not None and size != self._expected_size:
-                return None
-            md5_hex = (await md5_of_file(self._final, chunk_size=self._chunk_size)).hexdigest()
         if self._expected_md5 is not None and md5_hex != self._expected_md5:
             return None
         self._count(size)
@@ -101,16 +117,16 @@ class FileDownload:
 
     async def attempt(self, url: str) -> Fetched:
         """GET the object from `url` once (resuming the partial if any) and put it in place."""
+        check_link(self.file_name, url)
         while True:
             offset, stored_etag = await self._resume_point()
-            headers = {hdrs.ACCEPT_ENCODING: "identity"}
+            headers: dict[str, str] = {hdrs.ACCEPT_ENCODING: "identity"}
             if offset:
                 headers[hdrs.RANGE] = f"bytes={offset}-"
                 if stored_etag is not None:
                     headers[hdrs.IF_MATCH] = stored_etag
             try:
-                async with self._session.get(url, headers=headers,
-                                             timeout=self._timeout) as response:
+                async with self._get(url, headers) as response:
                     if offset and response.status in (412, 416):
                         total = _content_range(response.headers.get(hdrs.CONTENT_RANGE))[1]
                         whole = total if total is not None else self._expected_size
@@ -119,7 +135,7 @@ class FileDownload:
                             with self._local_files():
                                 hasher = await md5_of_file(self._partial,
                                                            chunk_size=self._chunk_size)
-                            return await self._finish(hasher, offset, stored_etag,
+                            return await self._finish(hasher, offset, stored_etag, whole,
                                                       resumed_from=offset)
                         # The object changed (412) or the partial does not fit it (416).
                         await self._discard()
@@ -131,6 +147,24 @@ class FileDownload:
             except NETWORK_ERRORS as exc:
                 raise connection_failure(exc) from None
 
+    @contextlib.asynccontextmanager
+    async def _get(self, url: str, headers: Mapping[str, str]
+                   ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The answer to a GET of `url`, redirects followed by hand so each hop is checked.
+
+        aiohttp's own following would take a file: target or a loop for a network error and
+        retry it for a minute; here they are refused at once.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            async with self._session.get(url, headers=headers, timeout=self._timeout,
+                                         allow_redirects=False) as response:
+                if response.status not in REDIRECT_STATUSES:
+                    yield response
+                    return
+                url = check_redirect(self.file_name, url, response.headers.get(hdrs.LOCATION))
+        raise TransferRefused(self.file_name, f"storage redirected more than {MAX_REDIRECTS} "
+                              "times (a redirect loop)")
+
     def uncount(self) -> None:
         """The download is given up: take back the bytes reported for it."""
         self._count(0)
@@ -138,10 +172,11 @@ class FileDownload:
     async def _resume_point(self) -> tuple[int, str | None]:
         with self._local_files():
             try:
-                offset = (await asyncio.to_thread(self._partial.stat)).st_size
+                offset = (await asyncio.to_thread(regular_stat, self._partial)).st_size
             except FileNotFoundError:
                 offset = 0
-            if self._expected_size is not None and offset > self._expected_size:
+            limits = [n for n in (self._expected_size, self._max_size) if n is not None]
+            if limits and offset > min(limits):
                 await self._discard()
                 offset = 0
             stored_etag = await asyncio.to_thread(_read_etag, self._etag_file) if offset else None
@@ -165,33 +200,48 @@ class FileDownload:
         if total is not None and self._expected_size is not None and total != self._expected_size:
             await self._discard()
             raise Mismatch(f"storage offers {total} bytes, expected {self._expected_size}")
+        if total is not None and self._max_size is not None and total > self._max_size:
+            await self._discard()
+            raise self._too_large(f"storage offers {total} bytes")
         if offset == 0 and total is not None and total <= SMALL_FILE:
-            return await self._receive_whole(response, etag)
+            return await self._receive_whole(response, etag, total)
 
         with self._local_files():
             if offset == 0 or stored_etag is None:
                 # Written before any byte, so a crash mid-body still knows what it holds.
                 await asyncio.to_thread(_store_etag, self._etag_file, etag)
-            hasher = (await md5_of_file(self._partial, chunk_size=self._chunk_size)
-                      if offset else new_md5())
-            file = await asyncio.to_thread(_open_for_writing, self._partial, offset > 0)
+            if offset:
+                file, hasher = await asyncio.to_thread(_open_to_resume, self._partial, offset,
+                                                       self._chunk_size)
+            else:
+                file, hasher = await asyncio.to_thread(_open_for_writing, self._partial), new_md5()
+        if file is None:
+            # The partial changed since it was measured: start again from what it is now.
+            raise RetryableError("the partial download changed while it was being resumed")
         written = offset
         try:
             written = await self._stream(response, file, hasher, written)
+        except TransferRefused:
+            await self._discard()
+            raise
         finally:
             with self._local_files():
                 await asyncio.to_thread(file.close)
         if total is not None and written < total:
             raise RetryableError(f"connection ended after {written} of {total} bytes")
-        return await self._finish(hasher, written, etag or stored_etag, resumed_from=offset)
+        return await self._finish(hasher, written, etag or stored_etag, total,
+                                  resumed_from=offset)
 
-    async def _receive_whole(self, response: aiohttp.ClientResponse, etag: str | None
-                             ) -> Fetched:
+    async def _receive_whole(self, response: aiohttp.ClientResponse, etag: str | None,
+                             total: int) -> Fetched:
         """A small body: read into memory, verified and written to its final name at once."""
         try:
             data = await response.read()
         except NETWORK_ERRORS as exc:
             raise connection_failure(exc) from None
+        unconfirmed = self._unconfirmed(etag, total)
+        if unconfirmed is not None:
+            raise TransferRefused(self.file_name, unconfirmed)
         await self._rate.consume(len(data))
         self._count(len(data))
         wanted = self._expected_md5 or etag_md5(etag)
@@ -212,6 +262,8 @@ class FileDownload:
         pending = 0
         try:
             async for data, _ in response.content.iter_chunks():
+                if self._max_size is not None and written + pending + len(data) > self._max_size:
+                    raise self._too_large(f"storage sent more than {self._max_size} bytes")
                 await self._rate.consume(len(data))
                 pieces.append(data)
                 pending += len(data)
@@ -234,13 +286,17 @@ class FileDownload:
         self._count(written)
         return written
 
-    async def _finish(self, hasher: Hasher, size: int, etag: str | None, *,
+    async def _finish(self, hasher: Hasher, size: int, etag: str | None, total: int | None, *,
                       resumed_from: int) -> Fetched:
         md5_hex = hasher.hexdigest()
         problem = self._problem(size, md5_hex, etag)
         if problem is not None:
             await self._discard()
             raise Mismatch(problem)
+        unconfirmed = self._unconfirmed(etag, total)
+        if unconfirmed is not None:
+            await self._discard()
+            raise TransferRefused(self.file_name, unconfirmed)
         with self._local_files():
             await asyncio.to_thread(_commit, self._partial, self._final, self._etag_file)
         return Fetched(path=self._final, size=size, md5_hex=md5_hex, resumed_from=resumed_from)
@@ -252,6 +308,27 @@ class FileDownload:
         if wanted is not None and wanted != md5_hex:
             return f"MD5 is {md5_hex}, expected {wanted}"
         return None
+
+    def _unconfirmed(self, etag: str | None, total: int | None) -> str | None:
+        """Why the download's length cannot be trusted, if it cannot; None when it can.
+
+        An MD5 (the caller's or a plain ETag) or the caller's size confirm it. Otherwise storage
+        must have sent an ETag and declared the length: without an ETag, a body longer than its
+        Content-Length is cut at the declared length and nothing would tell.
+        """
+        if self._expected_md5 or etag_md5(etag) or self._expected_size is not None:
+            return None
+        if etag is None:
+            return ("storage sent no ETag, so the download cannot be checked; refusing it "
+                    "rather than keeping a file that may be cut short")
+        if total is None:
+            return ("storage declared no length and no checksum, so the download cannot be "
+                    "checked; refusing it")
+        return None
+
+    def _too_large(self, detail: str) -> TransferRefused:
+        return TransferRefused(self.file_name, f"{detail}, more than the {self._max_size} "
+                               "allowed for an output of this photo; not kept")
 
     async def _discard(self) -> None:
         with self._local_files():
@@ -269,6 +346,10 @@ class FileDownload:
         """Turn errors of local file operations into the transfer errors callers act on."""
         try:
             yield
+        except NotAFile as exc:
+            # Something planted where our temporary files go: never written through, never read.
+            raise TransferRefused(self.file_name, f"{exc.filename} is {exc.kind}, not a file "
+                                  "this program wrote: remove it and run again") from exc
         except OSError as exc:
             if exc.errno in FATAL_DISK_ERRNOS:
                 raise OutputUnwritable(self._folder, exc) from exc
@@ -288,21 +369,51 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 def _read_etag(path: Path) -> str | None:
     try:
-        return path.read_text("utf-8").strip() or None
+        with open_reader(path) as file:
+            return file.read(_MAX_ETAG_FILE).decode("utf-8", "replace").strip() or None
     except FileNotFoundError:
         return None
 
 
 def _store_etag(path: Path, etag: str | None) -> None:
     if etag:
-        path.write_text(etag, "utf-8")
+        with _open_for_writing(path) as file:
+            file.write(etag.encode("utf-8", "replace"))
     else:
         path.unlink(missing_ok=True)
 
 
-def _open_for_writing(path: Path, append: bool) -> io.FileIO:
+def _open_for_writing(path: Path) -> io.FileIO:
+    """`path` emptied (or created) for writing; never through a link, only a regular file."""
     # Unbuffered: every write reaches the OS at once, so a full disk shows up at that write.
-    return io.FileIO(path, "ab" if append else "wb")
+    descriptor, _ = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    return io.FileIO(descriptor, "wb", closefd=True)
+
+
+def _open_to_resume(path: Path, offset: int, chunk_size: int) -> tuple[io.FileIO | None, Hasher]:
+    """The partial open to append to, and the MD5 of what it holds; None if it is not `offset`
+    bytes any more. One descriptor for both, so what is hashed is what is appended to."""
+    descriptor, status = open_regular(path, os.O_RDWR | os.O_APPEND)
+    file = io.FileIO(descriptor, "a+", closefd=True)
+    hasher = new_md5()
+    try:
+        if status.st_size != offset:
+            file.close()
+            return None, hasher
+        file.seek(0)
+        buffer = bytearray(min(chunk_size, max(offset, 1)))
+        view = memoryview(buffer)
+        read = 0
+        while count := file.readinto(buffer):
+            hasher.update(view[:count])
+            read += count
+        if read != offset:
+            file.close()
+            return None, hasher
+    except BaseException:
+        file.close()
+        raise
+    return file, hasher
 
 
 def _write_hashed(file: io.FileIO, pieces: list[bytes], hasher: Hasher) -> None:
@@ -341,7 +452,7 @@ def _store_whole(data: bytes, partial: Path, final: Path, etag_file: Path,
     md5_hex = hasher.hexdigest()
     if wanted_md5 is not None and md5_hex != wanted_md5:
         return md5_hex
-    with io.FileIO(partial, "wb") as file:
+    with _open_for_writing(partial) as file:
         view = memoryview(data)
         while view:
             view = view[file.write(view):]
@@ -351,7 +462,7 @@ def _store_whole(data: bytes, partial: Path, final: Path, etag_file: Path,
 
 
 def _commit(partial: Path, final: Path, etag_file: Path) -> None:
-    descriptor = os.open(partial, os.O_RDONLY)
+    descriptor, _ = open_regular(partial)
     try:
         os.fsync(descriptor)
     finally:

@@ -1,9 +1,16 @@
-"""Failures a transfer reports to its caller, worded for users and free of link signatures."""
+"""Failures a transfer reports to its caller, worded for users and free of link signatures.
+
+Each is also one of the product's root errors (orchestrator.errors): a full disk is Transient
+(the job pauses), a file that cannot be moved is Refused (that file fails). Callers that catch
+TransferError or one of its kinds keep working unchanged.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from orchestrator.errors import OrchestratorError, Refused, Transient
 
 _URL_QUERY = re.compile(r"(?i)\b(https?://[^\s?#\"'<>]*)[?#][^\s\"'<>]*")
 
@@ -17,14 +24,14 @@ def redact_urls(text: str) -> str:
     return _URL_QUERY.sub(r"\1", text)
 
 
-class TransferError(Exception):
+class TransferError(OrchestratorError):
     """Base of every transfer failure; `str()` is meant for users and holds no signature."""
 
     def __init__(self, message: str) -> None:
         super().__init__(redact_urls(message))
 
 
-class LinkExpired(TransferError):
+class LinkExpired(TransferError, Transient):
     """Storage answered 403: the presigned link expired (or was refused) and a fresh one is due."""
 
     def __init__(self, file_name: str, detail: str) -> None:
@@ -32,7 +39,7 @@ class LinkExpired(TransferError):
         self.file_name = file_name
 
 
-class TransferFailed(TransferError):
+class TransferFailed(TransferError, Refused):
     """This file cannot be moved now and retrying will not help; `reason` says why."""
 
     def __init__(self, file_name: str, reason: str) -> None:
@@ -41,7 +48,13 @@ class TransferFailed(TransferError):
         self.reason = redact_urls(reason)
 
 
-class SourceChanged(TransferError):
+class TransferRefused(TransferFailed):
+    """Refused at once, without retrying: what storage or the output folder offers is not
+    acceptable (a redirect off http(s), a loop, an output over its size cap, a download whose
+    length cannot be confirmed, something planted where a partial download belongs)."""
+
+
+class SourceChanged(TransferError, Transient):
     """The local photo no longer matches what was recorded (size or content): re-scan first."""
 
     def __init__(self, path: Path, detail: str) -> None:
@@ -49,7 +62,7 @@ class SourceChanged(TransferError):
         self.path = path
 
 
-class VerificationFailed(TransferError):
+class VerificationFailed(TransferError, Refused):
     """A download kept arriving with the wrong length or checksum, on every attempt allowed."""
 
     def __init__(self, file_name: str, detail: str) -> None:
@@ -57,7 +70,7 @@ class VerificationFailed(TransferError):
         self.file_name = file_name
 
 
-class OutputUnwritable(TransferError):
+class OutputUnwritable(TransferError, Transient):
     """The output folder cannot take the file (full, read-only, no access): fatal for the job."""
 
     def __init__(self, folder: Path, cause: OSError) -> None:

@@ -8,6 +8,8 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.transfer.localfiles import open_reader
+
 DEFAULT_CHUNK = 4 * 1024 * 1024
 
 SMALL_FILE = 256 * 1024
@@ -49,12 +51,19 @@ def md5_base64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def read_whole(path: Path) -> bytes:
+    """A small file's bytes, opened as safely as every photo is (no links, regular files only)."""
+    with open_reader(path) as file:
+        return file.readall()
+
+
 def _hash_file(path: Path, chunk_size: int) -> Hasher:
     hasher = new_md5()
     # One reusable buffer: the whole file streams through it without a fresh allocation per read.
     buffer = bytearray(chunk_size)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as file:
+    # Never through a link, never blocking on a pipe: a photo swapped for either is refused.
+    with open_reader(path) as file:
         while count := file.readinto(buffer):
             hasher.update(view[:count])
     return hasher

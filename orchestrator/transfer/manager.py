@@ -29,6 +29,19 @@ __all__ = [
 TRANSFER_RETRY = RetryPolicy(initial_interval=1.0, maximum_interval=60.0, maximum_attempts=8)
 """Default retries for one file: up to 8 attempts, backing off from about 1 s to at most 60 s."""
 
+MAX_DOWNLOAD_SIZE = 4 * 1024**3
+"""Default ceiling for any one output, whatever its input: 4 GiB."""
+
+OUTPUT_SIZE_FACTOR = 10
+OUTPUT_SIZE_FLOOR = 64 * 1024 * 1024
+"""An output may be at most OUTPUT_SIZE_FACTOR times its photo plus OUTPUT_SIZE_FLOOR bytes.
+
+Edits are XMP sidecars (kilobytes), DNGs and JPEGs about the size of the photo; exports are
+JPEGs; an HDR merge makes one DNG of several RAWs, and a linear DNG can be several times the
+compressed RAW. Ten times plus 64 MiB leaves room for all of them and still stops an endless
+body early: a 213-byte JPEG's edit stops at 64 MiB, not at the disk's end.
+"""
+
 READ_BUFFER_SIZE = 256 * 1024
 """Per-response read buffer: aiohttp stops reading a response once twice this is waiting, so it
 bounds each download's memory (the rest waits in the kernel). 256 KiB is what asyncio takes from
@@ -51,6 +64,8 @@ class TransferSettings:
     """Seconds storage may stay silent; there is no limit on a whole transfer."""
     retry: RetryPolicy = TRANSFER_RETRY
     """Attempts and backoff for each file."""
+    max_download_size: int = MAX_DOWNLOAD_SIZE
+    """Most bytes any one download may have; a bigger one is refused and its partial removed."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -59,6 +74,14 @@ class TransferSettings:
             raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
         if self.bwlimit is not None and self.bwlimit <= 0:
             raise ValueError(f"bwlimit must be positive, got {self.bwlimit}")
+        if self.max_download_size < 1:
+            raise ValueError(f"max_download_size must be positive, got {self.max_download_size}")
+
+    def output_cap(self, input_size: int | None) -> int:
+        """Most bytes an output of a photo of `input_size` bytes may have (the ceiling if None)."""
+        if input_size is None:
+            return self.max_download_size
+        return min(self.max_download_size, input_size * OUTPUT_SIZE_FACTOR + OUTPUT_SIZE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -141,18 +164,22 @@ class Transfers:
 
     async def download(self, *, link: LinkSource, folder: Path, file_name: str,
                        expected_size: int | None = None, expected_md5_hex: str | None = None,
+                       input_size: int | None = None,
                        on_bytes: Callable[[int], None] | None = None) -> DownloadResult:
         """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
 
-        Raises TransferFailed (unsafe name, permanent, or retries exhausted), VerificationFailed,
-        OutputUnwritable.
+        `input_size` is the size of the photo the output was made from: it caps the output's
+        size (see TransferSettings.output_cap). Raises TransferRefused (at once: over the cap,
+        length unconfirmed, a bad redirect, something planted in the folder), TransferFailed
+        (unsafe name, permanent, or retries exhausted), VerificationFailed, OutputUnwritable.
         """
         download = FileDownload(self._session, folder=folder, file_name=file_name,
                                 expected_size=expected_size, expected_md5_hex=expected_md5_hex,
                                 chunk_size=self._settings.chunk_size, rate=self.rate,
                                 timeout=self._timeout,
                                 retryable_statuses=self._settings.retry.retryable_statuses,
-                                on_bytes=on_bytes)
+                                on_bytes=on_bytes,
+                                max_size=self._settings.output_cap(input_size))
         existing = await download.prepare()
         if existing is not None:
             return DownloadResult(path=existing.path, size=existing.size,

@@ -7,16 +7,26 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import aiohttp
+from yarl import URL
 
 from orchestrator.retry import RetryableError, parse_retry_after
 from orchestrator.transfer.attempts import Throttled
-from orchestrator.transfer.errors import LinkExpired, TransferFailed, redact_urls
+from orchestrator.transfer.errors import LinkExpired, TransferFailed, TransferRefused, redact_urls
 
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError)
 """Exceptions that mean the connection, not the request, went wrong."""
 
 THROTTLE_STATUSES = frozenset({429, 503})
 """Statuses by which storage asks for less load (S3 answers SlowDown with 503)."""
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+"""Answers that send a GET elsewhere; followed by hand, each hop checked (check_redirect)."""
+
+MAX_REDIRECTS = 5
+"""Redirects one download may follow; more is a loop, refused at once."""
+
+LINK_SCHEMES = frozenset({"http", "https"})
+"""The only kinds of link transfers use; anything else (file:, ftp:, data:) is refused."""
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_SHOWN = 300
@@ -70,6 +80,44 @@ def raise_refusal(refusal: Refusal, *, file_name: str,
     if refusal.status in retryable_statuses:
         raise RetryableError(f"storage answered {detail}", retry_after=refusal.retry_after)
     raise TransferFailed(file_name, f"storage answered {detail}")
+
+
+def check_link(file_name: str, url: str) -> str:
+    """`url` itself if a transfer may use it: an http(s) link, to any host; else TransferRefused.
+
+    Presigned links come from Imagen and must reach wherever its storage is (S3 regions, a
+    CDN), so their host is not restricted; only their scheme is.
+    """
+    scheme = URL(url, encoded=True).scheme.lower()
+    if scheme not in LINK_SCHEMES:
+        raise TransferRefused(file_name, f"refusing a {scheme or 'schemeless'} link: only "
+                              "http and https links are used")
+    return url
+
+
+def check_redirect(file_name: str, current: str, location: str | None) -> str:
+    """Where a download's redirect leads, if it may be followed; else TransferRefused.
+
+    Followed: http(s) targets on any host (storage may hand a download to a CDN or another
+    region), never https -> http (the rest of the download would travel in the clear), never
+    a scheme such as file: that would read something local.
+    """
+    if not location:
+        raise TransferRefused(file_name, "storage answered a redirect without a Location")
+    here = URL(current, encoded=True)
+    try:
+        target = here.join(URL(location, encoded=True))
+    except ValueError as exc:
+        raise TransferRefused(file_name, f"storage redirected to an invalid address: {exc}"
+                              ) from None
+    scheme = target.scheme.lower()
+    if scheme not in LINK_SCHEMES:
+        raise TransferRefused(file_name, f"storage redirected to a {scheme or 'schemeless'} "
+                              "address; only http and https redirects are followed")
+    if here.scheme.lower() == "https" and scheme == "http":
+        raise TransferRefused(file_name, "storage redirected from https to plain http; "
+                              "not followed")
+    return str(target)
 
 
 def connection_failure(exc: BaseException) -> RetryableError:

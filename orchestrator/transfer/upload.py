@@ -16,8 +16,10 @@ from orchestrator.retry import RetryableError
 from orchestrator.transfer.errors import SourceChanged, TransferFailed
 from orchestrator.transfer.hashing import SMALL_FILE, Hasher, file_md5, md5_base64, new_md5
 from orchestrator.transfer.limits import RateLimiter
+from orchestrator.transfer.localfiles import open_reader, open_regular, regular_stat
 from orchestrator.transfer.storage import (
     NETWORK_ERRORS,
+    check_link,
     connection_failure,
     etag_md5,
     raise_refusal,
@@ -34,6 +36,10 @@ class FileUpload:
     it, and the bytes are not hashed on the way: the file is hashed again only when storage
     reports a mismatch, to tell a changed photo from damage in transit. Without one, the bytes
     are hashed as they are read and checked against storage's ETag.
+
+    The photo is opened without following links and must be a regular file; after each PUT it
+    must still be the file that was read (same inode, size and mtime), or the bytes sent were
+    an old version and SourceChanged says so.
     """
 
     def __init__(self, session: aiohttp.ClientSession, *, path: Path, size: int,
@@ -58,6 +64,7 @@ class FileUpload:
 
     async def attempt(self, url: str) -> str | None:
         """PUT the file to `url` once; the ETag storage returned, if any."""
+        check_link(self.file_name, url)
         # A small file is read whole in one trip to a thread; a large one streams from disk.
         preread = await self._read_small() if self._size <= SMALL_FILE else None
         if preread is None:
@@ -65,8 +72,9 @@ class FileUpload:
         body = _Body(self._path, size=self._size, chunk_size=self._chunk_size,
                      rate=self._rate, hashing=self._md5 is None, on_bytes=self._on_bytes)
         try:
-            etag = await self._put(url, body, preread)
+            etag, read_from = await self._put(url, body, preread)
             await self._verify(body, etag)
+            await self._check_unchanged(read_from)
         except BaseException:
             # This attempt's bytes will be sent again: keep the caller's byte count honest.
             body.take_back()
@@ -74,26 +82,40 @@ class FileUpload:
         body.stop_reporting()
         return etag
 
-    async def _read_small(self) -> bytes:
+    async def _read_small(self) -> tuple[bytes, os.stat_result]:
         try:
             data, now = await asyncio.to_thread(_read_small, self._path, self._size)
         except FileNotFoundError:
             raise self._gone() from None
         except OSError as exc:
             raise self._unreadable(exc) from exc
-        if now != self._size:
-            raise SourceChanged(self._path, f"it was {self._size} bytes, now {now}")
+        if now.st_size != self._size:
+            raise SourceChanged(self._path, f"it was {self._size} bytes, now {now.st_size}")
         if len(data) != self._size:
             raise SourceChanged(self._path, f"it ended after {len(data)} of {self._size} bytes")
-        return data
+        return data, now
 
     async def _check_size(self) -> None:
         try:
-            actual = (await asyncio.to_thread(self._path.stat)).st_size
+            actual = (await asyncio.to_thread(regular_stat, self._path)).st_size
         except FileNotFoundError:
             raise self._gone() from None
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
         if actual != self._size:
             raise SourceChanged(self._path, f"it was {self._size} bytes, now {actual}")
+
+    async def _check_unchanged(self, read_from: os.stat_result) -> None:
+        """The photo must still be the file its bytes were read from; else they were stale."""
+        try:
+            now = await asyncio.to_thread(os.lstat, self._path)
+        except FileNotFoundError:
+            raise SourceChanged(self._path, "it was removed while it was being sent") from None
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
+        if _identity(now) != _identity(read_from):
+            raise SourceChanged(self._path, "it changed while it was being sent (size "
+                                f"{read_from.st_size} -> {now.st_size})")
 
     def _gone(self) -> SourceChanged:
         return SourceChanged(self._path, "the file is gone")
@@ -101,17 +123,20 @@ class FileUpload:
     def _unreadable(self, exc: OSError) -> TransferFailed:
         return TransferFailed(self.file_name, f"cannot read it: {exc.strerror or exc}")
 
-    async def _put(self, url: str, body: _Body, preread: bytes | None) -> str | None:
+    async def _put(self, url: str, body: _Body, preread: tuple[bytes, os.stat_result] | None
+                   ) -> tuple[str | None, os.stat_result]:
+        """PUT the body; storage's ETag, and the stat of the file the bytes were read from."""
         if preread is not None:
-            return await self._send(url, body, body.whole(preread))
+            data, read_from = preread
+            return await self._send(url, body, body.whole(data)), read_from
         try:
-            file = await asyncio.to_thread(_open_for_reading, self._path)
+            file, read_from = await asyncio.to_thread(_open_for_reading, self._path)
         except FileNotFoundError:
             raise self._gone() from None
         except OSError as exc:
             raise self._unreadable(exc) from exc
         try:
-            return await self._send(url, body, body.chunks(file))
+            return await self._send(url, body, body.chunks(file)), read_from
         finally:
             # In a thread: a read may still be running there, and close waits for it.
             await asyncio.to_thread(file.close)
@@ -232,14 +257,20 @@ class _Body:
                 self._on_bytes(count)
 
 
-def _read_small(path: Path, size: int) -> tuple[bytes, int]:
-    """At most `size + 1` bytes of the file (enough to see it grew) and its size now."""
-    with open(path, "rb") as file:
-        return file.read(size + 1), os.fstat(file.fileno()).st_size
+def _read_small(path: Path, size: int) -> tuple[bytes, os.stat_result]:
+    """At most `size + 1` bytes of the file (enough to see it grew) and its stat now."""
+    with open_reader(path) as file:
+        return file.read(size + 1) or b"", os.fstat(file.fileno())
 
 
-def _open_for_reading(path: Path) -> io.BufferedReader:
-    return open(path, "rb")
+def _open_for_reading(path: Path) -> tuple[io.BufferedReader, os.stat_result]:
+    descriptor, status = open_regular(path)
+    return open(descriptor, "rb", closefd=True), status
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another without reading it."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _read_hashed(file: io.BufferedReader, count: int, hasher: Hasher | None) -> bytes:

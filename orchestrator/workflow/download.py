@@ -135,7 +135,7 @@ def _already_there(folder: Path, photo: PhotoRecord, name: str, phase: str) -> b
 
 async def _download_one(ctx: JobContext, links: LinkList, run: PhotoRun[Work], folder: Path,
                         outputs: Outputs, item: Work) -> PhaseDone:
-    _photo, name = item
+    photo, name = item
     try:
         safe_output_path(folder, name)
     except UnsafeFileName as exc:
@@ -144,7 +144,7 @@ async def _download_one(ctx: JobContext, links: LinkList, run: PhotoRun[Work], f
     try:
         result = await ctx.services.transfers.download(
             link=lambda refresh: links.link(name, refresh, seen), folder=folder,
-            file_name=name, on_bytes=lambda n: _received(ctx, outputs, n))
+            file_name=name, input_size=photo.size, on_bytes=lambda n: _received(ctx, outputs, n))
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
     except (TransferError, RetriesExhausted) as exc:

@@ -23,6 +23,8 @@ NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobStat
 
 SHOWN_NAMES = 5
 """Photos named in one note before the rest are summed up as "…"."""
+SHOWN_REFUSED = 20
+"""Refused files listed one per note, each with its reason, before the rest are counted."""
 
 
 class PlanError(ValueError):
@@ -57,6 +59,9 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     if scan.skipped:
         shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")
         plan.notes.append(f"skipped {len(scan.skipped)} unsupported files: {shown}")
+    plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
+    if len(scan.refused) > SHOWN_REFUSED:
+        plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
     existing = {ImageType(j.image_type): j for j in reversed(await store.jobs_for_source(
         str(source))) if j.state != JobState.CANCELLED}
     missing = [t for t in scan.photos if t not in existing]

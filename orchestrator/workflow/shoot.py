@@ -7,11 +7,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.imagen.files import image_type_of
+from orchestrator.imagen.files import (
+    SIGNATURE_BYTES,
+    content_matches,
+    describe_content,
+    image_type_of,
+)
 from orchestrator.imagen.models import ImageType
+from orchestrator.transfer.localfiles import NotAFile, kind_of, open_regular
 
 OUTPUT_FOLDERS = ("edited", "exported")
 """Folders of a shoot that hold our own outputs and are never read as input."""
+
+SHOWN_REFUSALS = 5
+"""Refused files named in one message before the rest are summed up as "…"."""
 
 
 class ShootError(ValueError):
@@ -29,57 +38,177 @@ class FoundPhoto:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class RefusedFile:
+    """A file (or folder) of the shoot that is not sent, and why; `name` is printable."""
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
 @dataclass
 class ShootScan:
-    """What a shoot folder holds: photos by image type, and what was skipped."""
+    """What a shoot folder holds: photos by image type, what was skipped and what refused.
+
+    `skipped` are files Imagen does not take (videos, sidecars); `refused` are files that look
+    like photos but must not be sent (links, pipes, empty files, content that is not what the
+    name says, names that are not UTF-8), each with its reason.
+    """
 
     folder: Path
     photos: dict[ImageType, list[FoundPhoto]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    refused: list[RefusedFile] = field(default_factory=list)
 
 
 def scan_shoot(folder: Path) -> ShootScan:
     """Walk the folder (subfolders too) and sort its photos into RAW and JPEG.
 
     Hidden files and our own output folders are ignored; unsupported files are listed in
-    `skipped`. Raises ShootError for a missing or empty folder and for names Imagen or the
-    output folder could not tell apart.
+    `skipped`, and files that must not be sent in `refused`. Links are never followed, and
+    each photo's first bytes are checked against its type. Raises ShootError for a missing or
+    empty folder and for names Imagen or the output folder could not tell apart.
     """
     if not folder.exists():
         raise ShootError(f"folder {folder} does not exist")
     if not folder.is_dir():
         raise ShootError(f"{folder} is not a folder: give the folder that holds the photos")
+    if not _is_utf8(str(folder)):
+        raise ShootError(f"the folder's path {printable(str(folder))} is not valid UTF-8: "
+                         "rename it (or the folders above it) and run again")
     scan = ShootScan(folder=folder)
     by_type: dict[ImageType, list[FoundPhoto]] = defaultdict(list)
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and not (root == str(folder) and d in OUTPUT_FOLDERS))
-        # Plain strings here: a 10,000-photo folder is scanned on every run and resume.
-        inside = os.path.relpath(root, folder)
-        prefix = "" if inside == "." else inside.replace(os.sep, "/") + "/"
-        for name in sorted(files):
-            if name.startswith("."):
+    top = str(folder)
+    real_top = os.path.realpath(top)
+    # An explicit stack rather than recursion: a hostile folder may nest thousands deep.
+    pending = [(top, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            scan.refused.append(RefusedFile(printable(prefix.rstrip("/") or "."),
+                                            f"cannot read this folder: {exc.strerror or exc}"))
+            continue
+        subfolders: list[tuple[str, str]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or (not prefix and name in OUTPUT_FOLDERS):
                 continue
             rel = prefix + name
+            if entry.is_symlink():
+                to_folder = os.path.isdir(entry.path)  # False for a broken or looping link
+                if to_folder or image_type_of(name) is not None:
+                    scan.refused.append(RefusedFile(printable(rel), _link_reason(
+                        entry.path, real_top, to_folder)))
+                else:
+                    scan.skipped.append(printable(rel))
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if _is_utf8(name):
+                    subfolders.append((entry.path, rel + "/"))
+                else:
+                    scan.refused.append(RefusedFile(printable(rel), _NOT_UTF8_FOLDER))
+                continue
             kind = image_type_of(name)
             if kind is None:
-                scan.skipped.append(rel)
+                scan.skipped.append(printable(rel))
                 continue
-            full = os.path.join(root, name)
-            try:
-                stat = os.stat(full)
-            except FileNotFoundError:
-                continue  # removed while the folder was being read
-            by_type[kind].append(FoundPhoto(Path(full), rel, name, stat.st_size,
-                                            stat.st_mtime_ns))
+            if not _is_utf8(name):
+                scan.refused.append(RefusedFile(printable(rel), _NOT_UTF8))
+                continue
+            found = _read_photo(entry, rel)
+            if isinstance(found, FoundPhoto):
+                by_type[kind].append(found)
+            elif found is not None:
+                scan.refused.append(RefusedFile(printable(rel), found))
+        pending.extend(reversed(subfolders))
     if not by_type:
-        hint = f" ({len(scan.skipped)} unsupported files skipped)" if scan.skipped else ""
-        raise ShootError(f"no supported photos in {folder}{hint}: Imagen takes RAW files "
-                         "(.CR2, .NEF, .ARW, .DNG, …) and JPEGs")
+        raise ShootError(f"no supported photos in {folder}{_summary(scan)}: Imagen takes RAW "
+                         "files (.CR2, .NEF, .ARW, .DNG, …) and JPEGs")
     for kind, photos in by_type.items():
         _refuse_clashing_names(kind, photos)
     scan.photos = dict(sorted(by_type.items()))
     return scan
+
+
+def printable(name: str) -> str:
+    """A file name as text anyone can read: bytes that are not UTF-8 shown as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+_NOT_UTF8 = "its name is not valid UTF-8 and cannot be stored or sent: rename it"
+_NOT_UTF8_FOLDER = ("this folder's name is not valid UTF-8, so its photos are left out: "
+                    "rename it")
+
+
+def _is_utf8(name: str) -> bool:
+    # Names that are not UTF-8 reach Python with their bad bytes as lone surrogates.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _link_reason(path: str, real_top: str, is_folder: bool) -> str:
+    what = "folder" if is_folder else "file"
+    target = os.path.realpath(path)
+    if os.path.commonpath([real_top, target]) != real_top:
+        # Following it would send (or read) whatever the link names, e.g. the daemon's own files.
+        return (f"a link to a {what} outside the shoot; links are not followed: copy the "
+                f"{what} into the shoot instead")
+    return (f"a link to a {what} inside the shoot; links are not followed, the {what} it "
+            "points to is read where it is")
+
+
+def _read_photo(entry: os.DirEntry[str], rel: str) -> FoundPhoto | str | None:
+    """The photo at `entry`, or why it is refused; None if it vanished while being read."""
+    if not entry.is_file(follow_symlinks=False):
+        # Never opened: a device may act on open, and a pipe is no photo.
+        try:
+            kind = kind_of(entry.stat(follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            kind = "not a file"
+        return f"{kind}, not a regular file: only regular files are sent"
+    try:
+        descriptor, status = open_regular(entry.path)
+    except FileNotFoundError:
+        return None  # removed while the folder was being read
+    except NotAFile as exc:
+        return f"{exc.kind}, not a regular file: only regular files are sent"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    try:
+        head = os.read(descriptor, SIGNATURE_BYTES) if status.st_size else b""
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    finally:
+        os.close(descriptor)
+    if status.st_size == 0:
+        return "empty (0 bytes): copy it again from the card, or leave it out"
+    if not content_matches(entry.name, head):
+        extension = os.path.splitext(entry.name)[1].lstrip(".").upper()
+        return (f"its content is not a {extension} photo but {describe_content(head)}: check "
+                "the file, or give it its real extension")
+    return FoundPhoto(Path(entry.path), rel, entry.name, status.st_size, status.st_mtime_ns)
+
+
+def _summary(scan: ShootScan) -> str:
+    parts = []
+    if scan.refused:
+        listed = "; ".join(str(r) for r in scan.refused[:SHOWN_REFUSALS])
+        more = " …" if len(scan.refused) > SHOWN_REFUSALS else ""
+        parts.append(f"{len(scan.refused)} refused: {listed}{more}")
+    if scan.skipped:
+        parts.append(f"{len(scan.skipped)} unsupported files skipped")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:

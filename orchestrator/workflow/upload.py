@@ -19,6 +19,7 @@ from orchestrator.transfer.hashing import (
     file_md5,
     md5_base64,
     new_md5,
+    read_whole,
 )
 from orchestrator.workflow.context import JobContext, JobFailed
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
@@ -260,7 +261,7 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
     for path in paths:
         try:
             hasher = new_md5()
-            hasher.update(path.read_bytes())
+            hasher.update(read_whole(path))
             results.append(hasher.hexdigest())
         except OSError as exc:
             results.append(exc)

@@ -7,15 +7,17 @@ storage service would see: the PUT's headers as sent, the body as streamed, Rang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import math
 import os
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -29,14 +31,17 @@ from orchestrator.transfer.errors import (
     OutputUnwritable,
     SourceChanged,
     TransferFailed,
+    TransferRefused,
     VerificationFailed,
 )
 from orchestrator.transfer.hashing import file_md5, md5_base64
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
+from orchestrator.transfer.storage import check_link, check_redirect
 
 CHUNK = 256 * 1024
 PIECE = 64 * 1024
 LinkSource = Callable[[bool], Awaitable[str]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,6 +74,10 @@ class FakeStorage:
     get_faults: list[str] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     keep_uploads: bool = True
+    during_put: Callable[[], None] | None = None
+    """Called once the first piece of a PUT's body has arrived (to change the photo then)."""
+    redirects: dict[str, str] = field(default_factory=dict)
+    """GETs of these names are answered 302 with the Location given (a loop if it points back)."""
 
     def link(self, name: str) -> LinkSource:
         async def source(refresh: bool) -> str:
@@ -103,6 +112,8 @@ class FakeStorage:
         hasher = hashlib.md5()
         data = bytearray()
         while chunk := await request.content.readany():
+            if seen.reads == 0 and self.during_put is not None:
+                self.during_put()
             seen.reads += 1
             seen.size += len(chunk)
             hasher.update(chunk)
@@ -123,9 +134,13 @@ class FakeStorage:
         if fault in ("403", "503"):
             return web.Response(status=int(fault))
         name = seen.name
+        if name in self.redirects:
+            return web.Response(status=302, headers={"Location": self.redirects[name]})
+        if fault in ("overlong", "endless"):
+            return await self._misbehave(request, fault, self.objects[name])
         total = len(self.objects[name]) if name in self.objects else self.files[name].stat().st_size
         etag = self.etags[name]
-        headers = {"ETag": etag}
+        headers = {"ETag": etag} if fault != "no-etag" else {}
         status, start = 200, 0
         wanted = request.headers.get("Range")
         if wanted and fault != "ignore-range":
@@ -151,6 +166,28 @@ class FakeStorage:
                 request.transport.abort()
                 return response
         await response.write_eof()
+        return response
+
+    async def _misbehave(self, request: web.Request, fault: str, data: bytes
+                         ) -> web.StreamResponse:
+        """"overlong": a body longer than its Content-Length, no ETag (written raw, past
+        aiohttp's framing); "endless": a chunked body that never ends, with an ETag."""
+        if fault == "overlong":
+            assert request.transport is not None
+            declared = len(data) // 2
+            request.transport.write(f"HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n"
+                                    .encode() + data[:declared])
+            await asyncio.sleep(0.05)
+            request.transport.write(data[declared:])
+            await asyncio.sleep(0.05)
+            request.transport.close()
+            return web.Response()  # never reaches the client: the transport is closed
+        response = web.StreamResponse(headers={"ETag": self.etags[request.match_info["name"]]})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(data)
         return response
 
     async def _pieces(self, name: str, start: int) -> AsyncIterator[bytes]:
@@ -310,7 +347,8 @@ async def test_a_photo_whose_content_changed_is_reported(
 
 @pytest.mark.parametrize(("size", "reader", "short_read"), [
     (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, count, hasher: b""),
-    (1000, "_read_small", lambda path, size: (b"", size))], ids=["streamed", "small-read-whole"])
+    (1000, "_read_small", lambda path, size: (b"", os.stat(path)))],
+    ids=["streamed", "small-read-whole"])
 async def test_a_photo_that_shrinks_while_being_read_is_reported_not_retried(
         storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, size: int, reader: str,
@@ -650,3 +688,218 @@ async def test_a_64_mib_file_moves_both_ways_in_bounded_memory(
     assert result.md5_hex == md5_hex and result.size == BIG
     assert upload_peak < MEMORY_CEILING, f"upload peaked at {upload_peak / 2**20:.1f} MiB"
     assert download_peak < MEMORY_CEILING, f"download peaked at {download_peak / 2**20:.1f} MiB"
+
+
+# Hostile local files and hostile storage (issue 14): links, pipes, changes mid-upload,
+# endless or unconfirmable bodies, redirects off http(s).
+
+
+@pytest.fixture
+def release_pipes(tmp_path: Path) -> Iterator[None]:
+    """After the test, open every named pipe under tmp_path from the other end, so a thread
+    that old code left blocked on one (open waits for a peer) can finish and the run can end."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_fifo():
+            for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+                with contextlib.suppress(OSError):
+                    os.close(os.open(path, flags))
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result, or a failure if it blocks (on a pipe, say) for `seconds`."""
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+@pytest.mark.parametrize("size", [1000, upload_module.SMALL_FILE + 1],
+                         ids=["small-read-whole", "streamed"])
+@pytest.mark.parametrize("change", ["rewritten", "grown", "removed"])
+async def test_a_photo_that_changes_or_vanishes_during_its_put_is_reported(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        size: int, change: str) -> None:
+    data = payload(size)
+    photo = write(tmp_path / "A.CR2", data)
+
+    def edit_it() -> None:
+        if change == "removed":
+            photo.unlink()
+            return
+        with open(photo, "r+b") as file:  # an editor saving in place: same inode
+            file.write(b"new" if change == "rewritten" else data + b"more")
+        os.utime(photo, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+    storage.during_put = edit_it
+    with pytest.raises(SourceChanged, match="while it was being sent"):
+        await make(session).upload(photo, link=storage.link("A.CR2"), size=size,
+                                   md5=hashlib.md5(data).digest())
+    assert len(storage.seen) == 1  # sent once, then reported: the stage sends the new version
+
+
+async def test_a_photo_that_is_a_link_or_a_pipe_is_refused_without_a_request(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        release_pipes: None) -> None:
+    secret = write(tmp_path / "secret", b"the daemon's own file")
+    (tmp_path / "link.jpg").symlink_to(secret)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    for name, kind in (("link.jpg", "a symbolic link"), ("pipe.jpg", "a named pipe")):
+        with pytest.raises(TransferFailed, match=f"cannot read it: it is {kind}"):
+            await within(5, make(session).upload(tmp_path / name, link=storage.link(name),
+                                                 size=21, md5=None))
+        with pytest.raises(OSError, match=f"it is {kind}, not a regular file"):
+            await within(5, file_md5(tmp_path / name))
+    assert storage.seen == []
+
+
+async def test_a_partial_planted_as_a_link_is_refused_and_its_target_untouched(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage.serve("A.xmp", payload(1_000_000))
+    victim = write(tmp_path / "victim", b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "A.xmp.partial").symlink_to(victim)
+    write(out / "A.xmp.partial.etag", storage.etags["A.xmp"].encode())
+    with pytest.raises(TransferRefused, match=r"A\.xmp\.partial is a symbolic link, not a file"):
+        await make(session).download(link=storage.link("A.xmp"), folder=out, file_name="A.xmp")
+    assert victim.read_bytes() == b"precious"
+    assert storage.seen == []
+
+
+async def test_an_etag_sidecar_planted_as_a_link_is_never_read_or_sent(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    data = payload(1_000_000)
+    storage.serve("A.xmp", data)
+    secret = write(tmp_path / "secret", b"api-key-of-someone")
+    write(tmp_path / "A.xmp.partial", data[:1000])
+    (tmp_path / "A.xmp.partial.etag").symlink_to(secret)
+    with pytest.raises(TransferRefused, match=r"partial\.etag is a symbolic link"):
+        await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
+                                     file_name="A.xmp")
+    assert all("api-key" not in str(seen.headers) for seen in storage.seen)
+    assert secret.read_bytes() == b"api-key-of-someone"
+
+
+async def test_a_partial_planted_as_a_pipe_is_refused_at_once(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        release_pipes: None) -> None:
+    storage.serve("A.xmp", payload(1_000_000))
+    os.mkfifo(tmp_path / "A.xmp.partial")
+    with pytest.raises(TransferRefused, match="is a named pipe"):
+        await within(5, make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
+                                               file_name="A.xmp"))
+
+
+async def test_a_final_name_planted_as_a_link_is_replaced_not_trusted(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    victim = write(tmp_path / "victim", payload(100_000))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "A.xmp").symlink_to(victim)
+    data = victim.read_bytes()
+    storage.serve("A.xmp", data)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=out, file_name="A.xmp", expected_size=len(data),
+        expected_md5_hex=hashlib.md5(data).hexdigest())
+    assert result.attempts == 1 and len(storage.seen) == 1  # fetched, not taken from the link
+    assert not (out / "A.xmp").is_symlink() and (out / "A.xmp").read_bytes() == data
+    assert victim.read_bytes() == data
+
+
+def capped(session: aiohttp.ClientSession, ceiling: int, *, attempts: int = 3) -> Transfers:
+    policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001,
+                         maximum_attempts=attempts)
+    return Transfers(session, TransferSettings(chunk_size=CHUNK, retry=policy,
+                                               max_download_size=ceiling))
+
+
+async def test_an_endless_body_is_cut_at_the_cap_and_its_partial_removed(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage.serve("A.jpg", payload(PIECE))
+    storage.get_faults = ["endless"]
+    with pytest.raises(TransferRefused, match="more than the 2097152 allowed"):
+        await capped(session, 2 * 1024 * 1024).download(
+            link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", input_size=213)
+    assert names_in(tmp_path) == []
+    assert len(storage.seen) == 1  # refused, not retried
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_reading(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage.serve("A.xmp", payload(1_000_000))
+    with pytest.raises(TransferRefused, match="storage offers 1000000 bytes, more than"):
+        await capped(session, 500_000).download(link=storage.link("A.xmp"), folder=tmp_path,
+                                                file_name="A.xmp")
+    assert names_in(tmp_path) == [] and len(storage.seen) == 1
+
+
+def test_the_cap_follows_the_input_and_the_ceiling() -> None:
+    settings = TransferSettings(max_download_size=1024**3)
+    assert settings.output_cap(213) == 213 * 10 + 64 * 1024 * 1024
+    assert settings.output_cap(200 * 1024**2) == 1024**3
+    assert settings.output_cap(None) == 1024**3
+    assert TransferSettings().output_cap(None) == 4 * 1024**3
+
+
+@pytest.mark.parametrize("fault", ["overlong", "no-etag"])
+async def test_a_download_whose_length_cannot_be_confirmed_is_refused(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        fault: str) -> None:
+    storage.serve("A.jpg", payload(100_000))
+    storage.get_faults = [fault]
+    with pytest.raises(TransferRefused, match="no ETag, so the download cannot be checked"):
+        await make(session).download(link=storage.link("A.jpg"), folder=tmp_path,
+                                     file_name="A.jpg")
+    assert names_in(tmp_path) == [] and len(storage.seen) == 1
+
+
+async def test_a_known_size_confirms_a_download_without_an_etag(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    data = payload(100_000)
+    storage.serve("A.jpg", data)
+    storage.get_faults = ["no-etag"]
+    result = await make(session).download(link=storage.link("A.jpg"), folder=tmp_path,
+                                          file_name="A.jpg", expected_size=len(data))
+    assert result.size == len(data) and (tmp_path / "A.jpg").read_bytes() == data
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ("file:///etc/passwd", "redirected to a file address"),
+    ("ftp://example.com/x", "redirected to a ftp address"),
+    ("loop", "redirected more than 5 times"),
+])
+async def test_a_redirect_off_http_or_in_a_loop_is_refused_at_once(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
+        target: str, reason: str) -> None:
+    storage.serve("A.xmp", b"data")
+    storage.redirects["A.xmp"] = f"{storage.url}/A.xmp" if target == "loop" else target
+    retries: list[str] = []
+    with pytest.raises(TransferRefused, match=reason):
+        await make(session, retries=retries).download(link=storage.link("A.xmp"),
+                                                      folder=tmp_path, file_name="A.xmp")
+    assert retries == []
+    assert len(storage.seen) == (6 if target == "loop" else 1)
+    assert names_in(tmp_path) == []
+
+
+async def test_a_redirect_to_another_host_is_followed(
+        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    data = payload(1000)
+    storage.serve("B.xmp", data)
+    storage.redirects["A.xmp"] = storage.url.replace("127.0.0.1", "localhost") + "/B.xmp"
+    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
+                                          file_name="A.xmp")
+    assert [seen.name for seen in storage.seen] == ["A.xmp", "B.xmp"]
+    assert storage.seen[1].headers["Host"].startswith("localhost:")
+    assert result.size == len(data) and (tmp_path / "A.xmp").read_bytes() == data
+
+
+def test_redirects_and_links_are_checked_by_scheme_not_host() -> None:
+    here = "https://bucket.s3.amazonaws.com/a?X-Amz-Signature=s"
+    assert check_redirect("a", here, "https://cdn.example.net/a") == "https://cdn.example.net/a"
+    assert check_redirect("a", here, "/b?x=1") == "https://bucket.s3.amazonaws.com/b?x=1"
+    with pytest.raises(TransferRefused, match="from https to plain http"):
+        check_redirect("a", here, "http://bucket.s3.amazonaws.com/a")
+    with pytest.raises(TransferRefused, match="without a Location"):
+        check_redirect("a", here, None)
+    assert check_link("a", "http://10.0.0.5:9000/bucket/a") == "http://10.0.0.5:9000/bucket/a"
+    with pytest.raises(TransferRefused, match="refusing a file link"):
+        check_link("a", "file:///etc/passwd")
