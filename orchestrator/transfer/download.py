@@ -247,7 +247,7 @@ class FileDownload:
         wanted = self._expected_md5 or etag_md5(etag)
         with self._local_files():
             md5_hex = await asyncio.to_thread(_store_whole, data, self._partial, self._final,
-                                              self._etag_file, wanted)
+                                              self._etag_file, wanted, etag)
         problem = self._problem(len(data), md5_hex, etag)
         if problem is not None:
             self._count(0)
@@ -445,13 +445,18 @@ def _remove(partial: Path, etag_file: Path) -> None:
 
 
 def _store_whole(data: bytes, partial: Path, final: Path, etag_file: Path,
-                 wanted_md5: str | None) -> str:
-    """Hash `data`; unless it is not what was wanted, write it to `partial` and commit it."""
+                 wanted_md5: str | None, etag: str | None) -> str:
+    """Hash `data`; unless it is not what was wanted, write it to `partial` and commit it.
+
+    The ETag goes beside the partial first, as for a streamed body: a crash before the rename
+    leaves a partial the next attempt can still confirm, instead of one it must refuse.
+    """
     hasher = new_md5()
     hasher.update(data)
     md5_hex = hasher.hexdigest()
     if wanted_md5 is not None and md5_hex != wanted_md5:
         return md5_hex
+    _store_etag(etag_file, etag)
     with _open_for_writing(partial) as file:
         view = memoryview(data)
         while view:
