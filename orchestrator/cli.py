@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.config import Settings
+from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.imagen.errors import ImagenAuthError, ImagenError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
 from orchestrator.reporting import make_reporter
@@ -44,8 +43,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
@@ -83,7 +82,7 @@ def run_request(folder: Path, profiles: list[str], export: bool,
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print an error for the user and exit with `code`."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {markup_safe(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -174,20 +173,20 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
     for outcome in result.outcomes:
         job = outcome.job
         colour = {"completed": "green", "failed": "red"}.get(job.state, "yellow")
-        out.print(f"[bold]{job.name}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
+        out.print(f"[bold]{markup_safe(job.name)}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
         if job.state == "completed":
-            out.print(f"  edits:   {job.edited_dir}")
+            out.print(f"  edits:   {markup_safe(job.edited_dir)}")
             if job.options.get("export"):
-                out.print(f"  exports: {job.exported_dir}")
+                out.print(f"  exports: {markup_safe(job.exported_dir)}")
         if outcome.paused:
-            out.print(f"  stopped: {outcome.paused}")
+            out.print(f"  stopped: {markup_safe(outcome.paused)}")
             out.print("  run the same command again to continue")
         elif job.last_error and job.state == "failed":
-            out.print(f"  error: {job.last_error}")
+            out.print(f"  error: {markup_safe(job.last_error)}")
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
-            out.print(f"  [red]failed[/] {photo.rel_path} ({photo.failed_phase}): "
-                      f"{photo.failed_reason}")
+            out.print(f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.failed_phase}): "
+                      f"{markup_safe(photo.failed_reason)}")
 
 
 @app.command()
@@ -272,11 +271,9 @@ def profiles(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(found)
         return
-    table = Table("key", "name", "type", "image type")
-    for item in found:
-        table.add_row(str(item["profile_key"]), item["profile_name"],
-                      item.get("profile_type") or "", item["image_type"])
-    out.print(table)
+    print_table(out, ("key", "name", "type", "image type"), [
+        (item["profile_key"], item["profile_name"], item.get("profile_type") or "",
+         item["image_type"]) for item in found])
 
 
 @app.command()
@@ -290,11 +287,9 @@ def status(json_output: JsonOption = False) -> None:
     if not found:
         out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
         return
-    table = Table("job", "name", "state", "photos", "updated", "last error")
-    for job in found:
-        table.add_row(job["id"][:8], job["name"], job["state"], str(job["photos"]),
-                      job["updated_at"][:19].replace("T", " "), job["last_error"] or "")
-    out.print(table)
+    print_table(out, ("job", "name", "state", "photos", "updated", "last error"), [
+        (job["id"][:8], job["name"], job["state"], job["photos"],
+         job["updated_at"][:19].replace("T", " "), job["last_error"] or "") for job in found])
 
 
 @app.command()
@@ -305,12 +300,11 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"job": job_views.job_summary(found, -1), "events": events})
         return
-    out.print(f"[bold]{found.name}[/] (job {found.id}) is {found.state}")
-    table = Table("time (UTC)", "kind", "change", "message")
-    for e in events:
-        change = f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else ""
-        table.add_row(e["at"][:19].replace("T", " "), e["kind"], change, e["message"])
-    out.print(table)
+    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
+    print_table(out, ("time (UTC)", "kind", "change", "message"), [
+        (e["at"][:19].replace("T", " "), e["kind"],
+         f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else "", e["message"])
+        for e in events])
 
 
 @app.command()
@@ -328,7 +322,7 @@ def retry(
         if json_output:
             print_json(job_views.job_summary(found, -1))
         else:
-            out.print(f"{found.name} is back in state {found.state}")
+            out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: retry_and_drive(job, cfg, reporter))
@@ -345,9 +339,9 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
         print_json(job_views.job_summary(found, -1))
         return
     if found.state == "cancelled":
-        out.print(f"{found.name} is cancelled")
+        out.print(f"{markup_safe(found.name)} is cancelled")
     else:
-        out.print(f"{found.name}: cancel requested; its driver stops within seconds")
+        out.print(f"{markup_safe(found.name)}: cancel requested; its driver stops within seconds")
 
 
 @app.command()
@@ -370,12 +364,12 @@ def submit(
                           sky_template, hdr_compression)
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
-        err.print(f"{folder.name}: {note}")
+        err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")
     if json_output:
         print_json([job.id for job in submitted.jobs])
         return
     for job in submitted.jobs:
-        out.print(f"{job.id}  {job.name}  {job.state}")
+        out.print(f"{job.id}  {markup_safe(job.name)}  {job.state}")
 
 
 @app.command()
