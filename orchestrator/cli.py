@@ -7,14 +7,14 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigProblem, Settings, load_settings
 from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.imagen.errors import ImagenAuthError, ImagenError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
@@ -39,7 +39,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # Rich's boxes wrap usage errors at 80 columns in a log; plain lines stay greppable.
+    rich_markup_mode="rich" if sys.stderr.isatty() else None)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -56,8 +58,19 @@ ProfileOption = Annotated[list[str], typer.Option(
 ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")]
 PhotographyTypeOption = Annotated[PhotographyType | None, typer.Option(
     case_sensitive=False, help="Genre hint for the AI.")]
+
+
+def known_tools(tools: list[str]) -> list[str]:
+    """The --tool values, refused as a usage error unless each is a tool Imagen has."""
+    unknown = [tool for tool in tools if tool not in TOOLS]
+    if unknown:
+        raise typer.BadParameter(f"unknown tool {unknown[0]!r}; allowed: {', '.join(TOOLS)}")
+    return tools
+
+
 ToolOption = Annotated[list[str], typer.Option(
-    "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
+    "--tool", callback=known_tools,
+    help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
 CropOption = Annotated[CropAspectRatio | None, typer.Option(
     help="Aspect ratio for the crop tool.")]
 SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_replacement.")]
@@ -80,18 +93,23 @@ def run_request(folder: Path, profiles: list[str], export: bool,
     return RunRequest(source=folder, profiles=profiles, export=export, edit=edit)
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print an error for the user and exit with `code`."""
-    err.print(f"[bold red]error:[/] {markup_safe(message)}", markup=True, highlight=False)
+def fail(message: str, code: int = EXIT_USAGE, *, details: Sequence[str] = ()) -> NoReturn:
+    """Print an error for the user (then each of `details` on a line of its own); exit `code`."""
+    if len(details) == 1:
+        message, details = f"{message}: {details[0]}", ()
+    err.print(f"[bold red]error:[/] {markup_safe(message)}{':' if details else ''}",
+              markup=True, highlight=False)
+    for line in details:
+        err.print(f"  {markup_safe(line)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
 def settings(**overrides: Any) -> Settings:
     """Settings from env and TOML, with the command line's values on top."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        fail(f"bad configuration: {exc}")
+        return load_settings(overrides)
+    except ConfigProblem as exc:
+        fail("bad configuration", details=exc.problems)
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -109,6 +127,8 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ImagenAuthError as exc:
         fail(str(exc))
+    except ConfigProblem as exc:
+        fail("bad configuration", details=exc.problems)
     except (ConfigError, PlanError, ShootError, JobNotFound, StateConflict) as exc:
         fail(str(exc))
     except LeaseHeld as exc:
@@ -391,7 +411,8 @@ def daemon(
     photography_type: Annotated[PhotographyType | None, typer.Option(
         case_sensitive=False, help="Genre hint for the --watch folders' drops.")] = None,
     tool: Annotated[list[str], typer.Option(
-        "--tool", help="AI tool for the --watch folders' drops (repeatable).")]
+        "--tool", callback=known_tools,
+        help="AI tool for the --watch folders' drops (repeatable).")]
     = [],  # noqa: B006
     max_jobs: Annotated[int | None, typer.Option(
         help="Jobs this daemon drives at once (default 4); waiting jobs do not count.",
