@@ -180,6 +180,17 @@ class Settings(BaseSettings):
     hot_folder_scan_seconds: float = Field(
         default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds"))
     """Seconds between two looks at the watched folders."""
+    ui_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token"))
+    """The token `/api` (and the pages) need as `Authorization: Bearer …`; when the daemon
+    listens beyond loopback without one, it makes one up and prints it once at start."""
+    metrics_need_token: bool = Field(
+        default=False, validation_alias=_env("ORCH_METRICS_NEED_TOKEN", "metrics_need_token"))
+    """Whether /metrics needs the token too (by default scrapers need none)."""
+    allowed_hosts: str = Field(
+        default="", validation_alias=_env("ORCH_ALLOWED_HOSTS", "allowed_hosts"))
+    """More names (comma-separated) the daemon may be reached by, besides loopback, the
+    --listen host and the --public-url host; other `Host` headers are refused on /api."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
 
@@ -219,6 +230,10 @@ class Settings(BaseSettings):
         """The database URL to use, falling back to the SQLite file in the data folder."""
         return self.database_url or f"sqlite:///{default_database_path()}"
 
+    def token(self) -> str | None:
+        """The UI token's value, if one is set (an empty one is none)."""
+        return self.ui_token.get_secret_value() or None if self.ui_token else None
+
     def api_key(self) -> str | None:
         """The API key's value, for the one place that sends it."""
         return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
@@ -229,7 +244,7 @@ _FLAGS = {"max_jobs_in_progress": "--max-jobs", "lease_ttl_seconds": "--lease-tt
 """Command-line flags whose name is not the setting's (`--public-url` is `public_url`)."""
 _URL_FIELDS = frozenset({"imagen_api_url", "public_url", "database_url"})
 """Settings whose value may hold a password: shown without it."""
-_SECRET_FIELDS = frozenset({"imagen_api_key"})
+_SECRET_FIELDS = frozenset({"imagen_api_key", "ui_token"})
 
 
 def read_config_file() -> tuple[Path, dict[str, Any]]:

@@ -24,7 +24,7 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.service.batch import ConfigError, engine_config, transfer_settings
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
-from orchestrator.service.http import Operations, RedactingAccessLogger, build_app
+from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
 from orchestrator.service.logs import configure_logging
 from orchestrator.service.metrics import Metrics, MetricsProgress
 from orchestrator.service.receiver import Receiver
@@ -124,7 +124,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
                         progress=MetricsProgress(metrics), config=daemon_engine_config(settings),
                         owner=process_owner())
         app = build_app(operations=Operations(store=store, health=health, metrics=metrics),
-                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics))
+                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
+                        access=Access.for_daemon(settings, host))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
                                access_log=logging.getLogger("orchestrator.access"),
                                shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
