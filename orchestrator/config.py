@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     --listen host and the --public-url host; other `Host` headers are refused on /api."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
+    library_log_level: str | None = Field(
+        default=None, validation_alias=_env("ORCH_LIBRARY_LOG_LEVEL", "library_log_level"))
+    """The same for the libraries' lines (database drivers, aiohttp); by default log_level but
+    never DEBUG, which only shows when asked for here."""
 
     @field_validator("imagen_api_url")
     @classmethod
@@ -206,12 +210,14 @@ class Settings(BaseSettings):
             return None
         return _http_url(value, "https://orchestrator.example.com").geturl().rstrip("/")
 
-    @field_validator("log_level")
+    @field_validator("log_level", "library_log_level")
     @classmethod
-    def _known_level(cls, value: str) -> str:
+    def _known_level(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         level = value.strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
+            raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
         return level
 
     @classmethod

@@ -31,7 +31,7 @@ from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
 from orchestrator.service.submit import Submitted, submit_request
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.store.db import is_sqlite, normalize_url, sqlite_path
+from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
 from orchestrator.store.migrate import ensure_schema
 from orchestrator.store.queries import Store, process_owner
 from orchestrator.transfer.manager import Transfers, make_session
@@ -68,8 +68,7 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with Path(f"{path}.daemon-lock").open("a") as lock:
+    with open_private(Path(f"{path}.daemon-lock")) as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,7 +92,7 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
     """Run the daemon until SIGTERM/SIGINT; `on_ready` gets the base URL once it listens."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.library_log_level)
     host, port = parse_listen(settings.listen)
     url = settings.resolved_database_url()
     try:

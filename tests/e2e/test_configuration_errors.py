@@ -87,7 +87,7 @@ def test_every_mistake_is_listed_on_a_line_of_its_own(env: dict[str, str]) -> No
     assert text.splitlines() == [
         "error: bad configuration:",
         "  ORCH_POLL_MAX = '-1': out of range; allowed: a number above 0",
-        "  ORCH_LOG_LEVEL = 'loud': log_level must be DEBUG, INFO, WARNING or ERROR, not 'loud'",
+        "  ORCH_LOG_LEVEL = 'loud': must be DEBUG, INFO, WARNING or ERROR, not 'loud'",
     ]
 
 
