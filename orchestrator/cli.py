@@ -18,6 +18,7 @@ from orchestrator.config import ConfigProblem, Settings, load_settings
 from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.imagen.errors import ImagenAuthError, ImagenError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
+from orchestrator.listening import CannotListen
 from orchestrator.reporting import make_reporter
 from orchestrator.service import jobs as job_views
 from orchestrator.service.batch import (
@@ -129,7 +130,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
     except ConfigProblem as exc:
         fail("bad configuration", details=exc.problems)
-    except (ConfigError, PlanError, ShootError, JobNotFound, StateConflict) as exc:
+    except (ConfigError, CannotListen, PlanError, ShootError, JobNotFound, StateConflict) as exc:
         fail(str(exc))
     except LeaseHeld as exc:
         fail(str(exc), EXIT_FAILED)
@@ -271,8 +272,11 @@ def sandbox(
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(config, on_ready=ready)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve())
+    except CannotListen as exc:
+        fail(str(exc))
     err.print("sandbox stopped")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
+from orchestrator.listening import start_site
 from orchestrator.service.batch import ConfigError, engine_config, transfer_settings
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
@@ -130,7 +131,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
                                shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, host, port).start()
+        await start_site(runner, host, port, flag="--listen HOST:PORT")
         base_url = f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
 
         async def submit(request: RunRequest) -> Submitted:

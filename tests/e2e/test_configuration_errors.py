@@ -6,6 +6,7 @@ command that tried to reach Imagen would fail differently (exit 1, after retries
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,18 @@ def test_a_long_message_is_one_line_when_stderr_is_not_a_terminal(
     text = _refused(unwrapped, "run", str(folder), "--profile", "2001")
     [line] = text.splitlines()
     assert len(line) > 100 and str(folder) in line
+
+
+def test_a_port_in_use_is_a_clear_message_for_the_sandbox_and_the_daemon(
+    env: dict[str, str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = _refused(env, "sandbox", "--port", str(port))
+        assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in text
+        assert "choose another with --port" in text
+        text = _refused(env, "daemon", "--listen", f"127.0.0.1:{port}")
+        assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in text
+        assert "--listen HOST:PORT" in text
