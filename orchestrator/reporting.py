@@ -667,7 +667,11 @@ class RichReporter(Reporter):
         """Add a Rich task for the stage; its fields feed the custom columns."""
         task_id = self._progress.add_task(
             visible(f"{job} · {stage}"),
-            total=total, kind=kind, files_done=0, files_total=files, status="",
+            total=total,
+            kind=kind,
+            files_done=0,
+            files_total=files,
+            status="",
         )
         return _Bar(task_id=task_id, kind=kind, total=total)
 
