@@ -119,7 +119,7 @@ class DaemonProcess:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
                     "IMAGEN_API_URL": api_url, "IMAGEN_API_KEY": API_KEY,
-                    "ORCH_DATABASE_URL": db_url, "ORCH_CONFIG": "/nonexistent",
+                    "ORCH_DATABASE_URL": db_url, "ORCH_CONFIG": os.devnull,
                     "ORCH_LOG_LEVEL": "WARNING", **env}
         self.log = log
         self.proc: asyncio.subprocess.Process | None = None

@@ -105,7 +105,7 @@ async def orchestrator_run(shoot: Path, api_url: str, db_url: str, concurrency: 
     """Run `orchestrator run SHOOT` to its end (or its death) as a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
     env.update(IMAGEN_API_URL=api_url, IMAGEN_API_KEY=API_KEY, ORCH_DATABASE_URL=db_url,
-               ORCH_POLL_INITIAL="0.1", ORCH_POLL_MAX="0.2", ORCH_CONFIG="/nonexistent",
+               ORCH_POLL_INITIAL="0.1", ORCH_POLL_MAX="0.2", ORCH_CONFIG=os.devnull,
                **extra_env)
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(

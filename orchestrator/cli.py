@@ -7,18 +7,18 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigProblem, Settings, load_settings
+from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
+from orchestrator.listening import CannotListen
 from orchestrator.reporting import make_reporter
 from orchestrator.service import jobs as job_views
 from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
@@ -35,12 +35,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # Rich's boxes wrap usage errors at 80 columns in a log; plain lines stay greppable.
+    rich_markup_mode="rich" if sys.stderr.isatty() else None)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
@@ -52,8 +54,19 @@ ProfileOption = Annotated[list[str], typer.Option(
 ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")]
 PhotographyTypeOption = Annotated[PhotographyType | None, typer.Option(
     case_sensitive=False, help="Genre hint for the AI.")]
+
+
+def known_tools(tools: list[str]) -> list[str]:
+    """The --tool values, refused as a usage error unless each is a tool Imagen has."""
+    unknown = [tool for tool in tools if tool not in TOOLS]
+    if unknown:
+        raise typer.BadParameter(f"unknown tool {unknown[0]!r}; allowed: {', '.join(TOOLS)}")
+    return tools
+
+
 ToolOption = Annotated[list[str], typer.Option(
-    "--tool", help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
+    "--tool", callback=known_tools,
+    help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
 CropOption = Annotated[CropAspectRatio | None, typer.Option(
     help="Aspect ratio for the crop tool.")]
 SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_replacement.")]
@@ -78,18 +91,23 @@ def job_spec(export: bool, photography_type: PhotographyType | None, tools: list
         fail(str(exc))
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print an error for the user and exit with `code`."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+def fail(message: str, code: int = EXIT_USAGE, *, details: Sequence[str] = ()) -> NoReturn:
+    """Print an error for the user (then each of `details` on a line of its own); exit `code`."""
+    if len(details) == 1:
+        message, details = f"{message}: {details[0]}", ()
+    err.print(f"[bold red]error:[/] {markup_safe(message)}{':' if details else ''}",
+              markup=True, highlight=False)
+    for line in details:
+        err.print(f"  {markup_safe(line)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
 def settings(**overrides: Any) -> Settings:
     """Settings from env and TOML, with the command line's values on top."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        fail(f"bad configuration: {exc}")
+        return load_settings(overrides)
+    except ConfigProblem as exc:
+        fail("bad configuration", details=exc.problems)
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -107,7 +125,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except CredentialsRefused as exc:
         fail(str(exc))
-    except (ConfigError, PlanError, ShootError, JobNotFound, StateConflict) as exc:
+    except ConfigProblem as exc:
+        fail("bad configuration", details=exc.problems)
+    except (ConfigError, CannotListen, PlanError, ShootError, JobNotFound, StateConflict) as exc:
         fail(str(exc))
     except LeaseHeld as exc:
         fail(str(exc), EXIT_FAILED)
@@ -170,19 +190,20 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
     for outcome in result.outcomes:
         job = outcome.job
         colour = {"completed": "green", "failed": "red"}.get(job.state, "yellow")
-        out.print(f"[bold]{job.name}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
+        out.print(f"[bold]{markup_safe(job.name)}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
         if job.state == "completed":
-            out.print(f"  edits:   {job.edited_dir}")
+            out.print(f"  edits:   {markup_safe(job.edited_dir)}")
             if JobSpec.from_stored(job.options).export:
-                out.print(f"  exports: {job.exported_dir}")
+                out.print(f"  exports: {markup_safe(job.exported_dir)}")
         if outcome.paused:
-            out.print(f"  stopped: {outcome.paused}")
+            out.print(f"  stopped: {markup_safe(outcome.paused)}")
             out.print("  run the same command again to continue")
         elif job.last_error and job.state == "failed":
-            out.print(f"  error: {job.last_error}")
+            out.print(f"  error: {markup_safe(job.last_error)}")
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
-            out.print(f"  [red]failed[/] {photo.rel_path} ({photo.phase}): {photo.reason}")
+            out.print(f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.phase}): "
+                      f"{markup_safe(photo.reason)}")
 
 
 @app.command()
@@ -247,8 +268,11 @@ def sandbox(
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(config, on_ready=ready)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve())
+    except CannotListen as exc:
+        fail(str(exc))
     err.print("sandbox stopped")
 
 
@@ -267,11 +291,9 @@ def profiles(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(found)
         return
-    table = Table("key", "name", "type", "image type")
-    for item in found:
-        table.add_row(str(item["profile_key"]), item["profile_name"],
-                      item.get("profile_type") or "", item["image_type"])
-    out.print(table)
+    print_table(out, ("key", "name", "type", "image type"), [
+        (item["profile_key"], item["profile_name"], item.get("profile_type") or "",
+         item["image_type"]) for item in found])
 
 
 @app.command()
@@ -285,11 +307,9 @@ def status(json_output: JsonOption = False) -> None:
     if not found:
         out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
         return
-    table = Table("job", "name", "state", "photos", "updated", "last error")
-    for job in found:
-        table.add_row(job["id"][:8], job["name"], job["state"], str(job["photos"]),
-                      job["updated_at"][:19].replace("T", " "), job["last_error"] or "")
-    out.print(table)
+    print_table(out, ("job", "name", "state", "photos", "updated", "last error"), [
+        (job["id"][:8], job["name"], job["state"], job["photos"],
+         job["updated_at"][:19].replace("T", " "), job["last_error"] or "") for job in found])
 
 
 @app.command()
@@ -300,12 +320,11 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"job": job_views.job_summary(found, -1), "events": events})
         return
-    out.print(f"[bold]{found.name}[/] (job {found.id}) is {found.state}")
-    table = Table("time (UTC)", "kind", "change", "message")
-    for e in events:
-        change = f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else ""
-        table.add_row(e["at"][:19].replace("T", " "), e["kind"], change, e["message"])
-    out.print(table)
+    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
+    print_table(out, ("time (UTC)", "kind", "change", "message"), [
+        (e["at"][:19].replace("T", " "), e["kind"],
+         f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else "", e["message"])
+        for e in events])
 
 
 @app.command()
@@ -323,7 +342,7 @@ def retry(
         if json_output:
             print_json(job_views.job_summary(found, -1))
         else:
-            out.print(f"{found.name} is back in state {found.state}")
+            out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: retry_and_drive(job, cfg, reporter))
@@ -340,9 +359,9 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
         print_json(job_views.job_summary(found, -1))
         return
     if found.state == "cancelled":
-        out.print(f"{found.name} is cancelled")
+        out.print(f"{markup_safe(found.name)} is cancelled")
     else:
-        out.print(f"{found.name}: cancel requested; its driver stops within seconds")
+        out.print(f"{markup_safe(found.name)}: cancel requested; its driver stops within seconds")
 
 
 @app.command()
@@ -365,12 +384,12 @@ def submit(
         export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression))
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
-        err.print(f"{folder.name}: {note}")
+        err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")
     if json_output:
         print_json([job.id for job in submitted.jobs])
         return
     for job in submitted.jobs:
-        out.print(f"{job.id}  {job.name}  {job.state}")
+        out.print(f"{job.id}  {markup_safe(job.name)}  {job.state}")
 
 
 @app.command()

@@ -1,22 +1,52 @@
-"""Settings from the environment and an optional TOML file; secrets are never printed."""
+"""Settings from flags, the environment and an optional TOML file; secrets are never printed.
+
+`load_settings` turns every mistake into one `ConfigProblem` that names where the bad value came
+from (the flag, the variable, or the file and key) and what is allowed.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
 )
 
 from orchestrator.spec import JobSpec
 from orchestrator.store.db import default_database_path
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
+
+
+class ConfigProblem(ValueError):
+    """Settings that cannot work, described for the user: where each mistake is, what is allowed.
+
+    `problems` has one line per mistake.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 def config_file_path() -> Path:
@@ -30,6 +60,48 @@ def config_file_path() -> Path:
 
 def _env(name: str, key: str) -> AliasChoices:
     return AliasChoices(name, key)
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be shown: any user name or password replaced by "…"."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not a URL)"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="…@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _http_url(value: str, example: str) -> SplitResult:
+    """The parts of an http(s) URL with a host and no credentials; ValueError saying the fix."""
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"not a URL; write it like {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must start with https:// (or http:// for a local sandbox), like "
+                         f"{example}")
+    if not parts.hostname:
+        raise ValueError(f"has no host name; write it like {example}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold a user name or password (the API key goes in "
+                         "IMAGEN_API_KEY); remove the part before '@'")
+    return parts
+
+
+def check_api_url(value: str) -> str:
+    """An Imagen API base URL: http(s), a host, no credentials, ending in the version path /v1."""
+    parts = _http_url(value, PRODUCTION_API_URL)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        # Another version is replaced, anything else (nothing, a proxy's prefix) extended.
+        wanted = re.sub(r"/v\d+$", "", path) + "/v1"
+        suggestion = parts._replace(path=wanted, query="", fragment="").geturl()
+        raise ValueError(f"must end in /v1, the API version this orchestrator speaks: did you "
+                         f"mean {suggestion}?")
+    return parts._replace(path=path).geturl()
 
 
 class HotFolder(JobSpec, frozen=True, extra="forbid"):
@@ -49,7 +121,7 @@ class HotFolder(JobSpec, frozen=True, extra="forbid"):
 class Settings(BaseSettings):
     """Everything configurable; environment variables win over the TOML file."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
     imagen_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("IMAGEN_API_KEY", "imagen_api_key"))
@@ -110,25 +182,44 @@ class Settings(BaseSettings):
     hot_folder_scan_seconds: float = Field(
         default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds"))
     """Seconds between two looks at the watched folders."""
+    ui_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token"))
+    """The token `/api` (and the pages) need as `Authorization: Bearer …`; when the daemon
+    listens beyond loopback without one, it makes one up and prints it once at start."""
+    metrics_need_token: bool = Field(
+        default=False, validation_alias=_env("ORCH_METRICS_NEED_TOKEN", "metrics_need_token"))
+    """Whether /metrics needs the token too (by default scrapers need none)."""
+    allowed_hosts: str = Field(
+        default="", validation_alias=_env("ORCH_ALLOWED_HOSTS", "allowed_hosts"))
+    """More names (comma-separated) the daemon may be reached by, besides loopback, the
+    --listen host and the --public-url host; other `Host` headers are refused on /api."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
+    library_log_level: str | None = Field(
+        default=None, validation_alias=_env("ORCH_LIBRARY_LOG_LEVEL", "library_log_level"))
+    """The same for the libraries' lines (database drivers, aiohttp); by default log_level but
+    never DEBUG, which only shows when asked for here."""
 
     @field_validator("imagen_api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _api_url(cls, value: str) -> str:
+        return check_api_url(value)
 
     @field_validator("public_url")
     @classmethod
-    def _strip_public_slash(cls, value: str | None) -> str | None:
-        return value.rstrip("/") if value else None
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        return _http_url(value, "https://orchestrator.example.com").geturl().rstrip("/")
 
-    @field_validator("log_level")
+    @field_validator("log_level", "library_log_level")
     @classmethod
-    def _known_level(cls, value: str) -> str:
+    def _known_level(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         level = value.strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
+            raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
         return level
 
     @classmethod
@@ -141,12 +232,174 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings,
-                TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()))
+                InitSettingsSource(settings_cls, init_kwargs=read_config_file()[1]))
 
     def resolved_database_url(self) -> str:
         """The database URL to use, falling back to the SQLite file in the data folder."""
         return self.database_url or f"sqlite:///{default_database_path()}"
 
+    def token(self) -> str | None:
+        """The UI token's value, if one is set (an empty one is none)."""
+        return self.ui_token.get_secret_value() or None if self.ui_token else None
+
     def api_key(self) -> str | None:
         """The API key's value, for the one place that sends it."""
         return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
+
+
+_FLAGS = {"max_jobs_in_progress": "--max-jobs", "lease_ttl_seconds": "--lease-ttl",
+          "hot_folder_settle_seconds": "--settle"}
+"""Command-line flags whose name is not the setting's (`--public-url` is `public_url`)."""
+_URL_FIELDS = frozenset({"imagen_api_url", "public_url", "database_url"})
+"""Settings whose value may hold a password: shown without it."""
+_SECRET_FIELDS = frozenset({"imagen_api_key", "ui_token"})
+
+
+def read_config_file() -> tuple[Path, dict[str, Any]]:
+    """The TOML file's path and settings; ConfigProblem if it is unreadable, invalid or unknown.
+
+    A missing file is no settings, unless $ORCH_CONFIG names it: then it is a mistake.
+    """
+    path = config_file_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if os.environ.get("ORCH_CONFIG"):
+            raise ConfigProblem(f"ORCH_CONFIG names {path}, which does not exist: create it, "
+                                "or unset ORCH_CONFIG") from None
+        return path, {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigProblem(f"cannot read the configuration file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigProblem(f"{path} is not valid TOML: {exc}") from None
+    unknown = [key for key in data if key not in Settings.model_fields]
+    if unknown:
+        raise ConfigProblem(*(f"{path}: {_unknown_key(key, Settings.model_fields)}"
+                              for key in unknown))
+    return path, data
+
+
+def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the flags given (None: not given), the environment and the TOML file.
+
+    Raises ConfigProblem with one line per mistake.
+    """
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    try:
+        return Settings(**given)
+    except SettingsError as exc:
+        # Only the environment's JSON values (ORCH_HOT_FOLDERS) fail to parse this way.
+        field = next((name for name in Settings.model_fields if f'"{name}"' in str(exc)), "")
+        raise ConfigProblem(f"{_env_name(field) or field}: not valid JSON") from None
+    except ValidationError as exc:
+        path, toml = read_config_file()
+        raise ConfigProblem(*(_describe(error, given, path, toml)
+                              for error in exc.errors())) from None
+
+
+def _field_of(name: object) -> str:
+    """The setting a validation error's first location names (an alias or the field's name)."""
+    for field, info in Settings.model_fields.items():
+        aliases = info.validation_alias
+        if name == field or (isinstance(aliases, AliasChoices) and name in aliases.choices):
+            return field
+    return str(name)
+
+
+def _env_name(field: str) -> str | None:
+    """The environment variable that set `field` now, if one did (matched like pydantic does)."""
+    info = Settings.model_fields.get(field)
+    if info is None or not isinstance(info.validation_alias, AliasChoices):
+        return None
+    by_lower = {name.lower(): name for name in os.environ}
+    for choice in info.validation_alias.choices:
+        if isinstance(choice, str) and choice.lower() in by_lower:
+            return by_lower[choice.lower()]
+    return None
+
+
+def _describe(error: Any, flags: Mapping[str, Any], path: Path, toml: Mapping[str, Any]) -> str:
+    """One validation error as "where = value: what is wrong; allowed: …"."""
+    field, *inner = error["loc"] or ("",)
+    field = _field_of(field)
+    env = _env_name(field)
+    if field in flags:
+        where = _FLAGS.get(field, "--" + field.replace("_", "-"))
+    elif env is not None:
+        where = env
+    elif field in toml:
+        where = f"{path}: {field}"
+    else:
+        where = field
+    where += "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in inner)
+    if error["type"] == "extra_forbidden" and inner:
+        return f"{where}: {_unknown_key(str(inner[-1]), _nested_fields(field))}"
+    shown = _shown(field, error.get("input")) if not inner else ""
+    info = Settings.model_fields.get(field)
+    allowed = _allowed(info) if info is not None and not inner else None
+    return (f"{where}{shown}: {_problem(error)}"
+            + (f"; allowed: {allowed}" if allowed else ""))
+
+
+def _shown(field: str, value: Any) -> str:
+    """" = 'value'" for a message, with URLs' passwords removed and secrets left out."""
+    if field in _SECRET_FIELDS or isinstance(value, dict | list):
+        return ""
+    if field in _URL_FIELDS and isinstance(value, str):
+        value = _without_credentials(value)
+    return f" = {value!r}"
+
+
+_PROBLEMS = {
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "bool_parsing": "not true or false",
+    "missing": "missing",
+    "string_type": "not text",
+    "list_type": "not a list",
+    "greater_than": "out of range",
+    "greater_than_equal": "out of range",
+    "less_than": "out of range",
+    "less_than_equal": "out of range",
+}
+
+
+def _problem(error: Any) -> str:
+    """What is wrong with the value, in words; our validators' own messages as they are."""
+    if error["type"] in _PROBLEMS:
+        return _PROBLEMS[error["type"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _allowed(info: FieldInfo) -> str | None:
+    """What a numeric setting accepts, from its bounds: "a whole number from 1 to 256"."""
+    if info.annotation is int:
+        kind = "a whole number"
+    elif info.annotation is float:
+        kind = "a number"
+    else:
+        return None
+    bounds = {type(m): m for m in info.metadata if isinstance(m, Ge | Gt | Le | Lt)}
+    ge, le = bounds.get(Ge), bounds.get(Le)
+    if isinstance(ge, Ge) and isinstance(le, Le):
+        return f"{kind} from {ge.ge} to {le.le}"
+    words = {Ge: ("at least", "ge"), Gt: ("above", "gt"), Le: ("at most", "le"),
+             Lt: ("below", "lt")}
+    limits = [f"{words[type(m)][0]} {getattr(m, words[type(m)][1])}" for m in bounds.values()]
+    return " ".join([kind, " and ".join(limits)]).strip()
+
+
+def _nested_fields(field: str) -> Iterable[str]:
+    """The keys allowed inside a setting made of tables (hot folders)."""
+    return HotFolder.model_fields if field == "hot_folders" else ()
+
+
+def _unknown_key(key: str, known: Iterable[str]) -> str:
+    """"unknown key 'x'", with the closest known key as a suggestion."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}"

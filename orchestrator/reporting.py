@@ -32,6 +32,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from orchestrator.display import visible
+
 _log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -291,8 +293,12 @@ class _CountingReporter(Reporter):
         )
 
     def _write(self, line: str) -> None:
-        """Write one line and flush, so that readers see it at once."""
-        self._stream.write(line + "\n")
+        """Write one line and flush, so that readers see it at once.
+
+        Names and statuses come from outside: a newline or escape code in one must not forge
+        a line or drive the terminal.
+        """
+        self._stream.write(visible(line) + "\n")
         self._stream.flush()
 
 
@@ -480,7 +486,7 @@ class _FilesColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         """Render the column for one task."""
         if task.fields["kind"] == "waiting":
-            return Text(task.fields["status"], style="progress.description")
+            return Text(visible(task.fields["status"]), style="progress.description")
         total = task.fields["files_total"]
         return Text(f"{task.fields['files_done']}/{total} files" if total else "")
 
@@ -647,7 +653,7 @@ class RichReporter(Reporter):
     def note(self, job: str, message: str, *, level: str = "info") -> None:
         """Print the note above the bars, coloured by level."""
         prefix = "" if level == "info" else f"{level}: "
-        text = Text(f"[{job}] {prefix}{message}", style=_NOTE_STYLES.get(level, ""))
+        text = Text(visible(f"[{job}] {prefix}{message}"), style=_NOTE_STYLES.get(level, ""))
         self._progress.console.print(text, highlight=False)
 
     def _bar(self, job: str, stage: str) -> _Bar:
@@ -660,7 +666,12 @@ class RichReporter(Reporter):
     def _new_bar(self, job: str, stage: str, kind: str, total: float | None, files: int) -> _Bar:
         """Add a Rich task for the stage; its fields feed the custom columns."""
         task_id = self._progress.add_task(
-            f"{job} · {stage}", total=total, kind=kind, files_done=0, files_total=files, status=""
+            visible(f"{job} · {stage}"),
+            total=total,
+            kind=kind,
+            files_done=0,
+            files_total=files,
+            status="",
         )
         return _Bar(task_id=task_id, kind=kind, total=total)
 

@@ -39,7 +39,7 @@ def cli_env(api_url: str, db_url: str, **extra: str) -> dict[str, str]:
     env.update({
         "IMAGEN_API_URL": api_url, "IMAGEN_API_KEY": "test-key-0123456789",
         "ORCH_DATABASE_URL": db_url, "ORCH_POLL_INITIAL": "0.2", "ORCH_POLL_MAX": "0.5",
-        "ORCH_CONFIG": "/nonexistent/config.toml", "COLUMNS": "200",
+        "ORCH_CONFIG": os.devnull, "COLUMNS": "200",
     })
     env.update(extra)
     return env

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from yarl import URL
 
+from orchestrator.listening import start_site
 from orchestrator.sandbox import imagen_api, imagen_jobs_api, imagga, imgix, storage
 from orchestrator.sandbox.callbacks import CallbackDispatcher
 from orchestrator.sandbox.config import SandboxConfig, check_faults
@@ -124,7 +125,7 @@ async def start_sandbox(config: SandboxConfig, *,
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await start_site(runner, config.host, config.port, flag="--port")
     except BaseException:
         await runner.cleanup()
         await _remove(temp_dir)

@@ -20,9 +20,10 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
+from orchestrator.listening import start_site
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
-from orchestrator.service.http import Operations, RedactingAccessLogger, build_app
+from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
 from orchestrator.service.logs import configure_logging
 from orchestrator.service.metrics import Metrics, MetricsProgress
 from orchestrator.service.receiver import Receiver
@@ -36,7 +37,7 @@ from orchestrator.service.wiring import (
     make_engine,
     open_store,
 )
-from orchestrator.store.db import is_sqlite, normalize_url, sqlite_path
+from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
 from orchestrator.workflow.context import EngineConfig
 from orchestrator.workflow.planning import RunRequest
 
@@ -69,8 +70,7 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with Path(f"{path}.daemon-lock").open("a") as lock:
+    with open_private(Path(f"{path}.daemon-lock")) as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -94,7 +94,7 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
     """Run the daemon until SIGTERM/SIGINT; `on_ready` gets the base URL once it listens."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.library_log_level)
     host, port = parse_listen(settings.listen)
     url = settings.resolved_database_url()
     try:
@@ -116,13 +116,14 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         engine = make_engine(store, services, MetricsProgress(metrics),
                              daemon_engine_config(settings))
         app = build_app(operations=Operations(store=store, health=health, metrics=metrics),
-                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics))
+                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
+                        access=Access.for_daemon(settings, host))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
                                access_log=logging.getLogger("orchestrator.access"),
                                shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, host, port).start()
+        await start_site(runner, host, port, flag="--listen HOST:PORT")
         base_url = f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
 
         async def submit(request: RunRequest) -> Submitted:

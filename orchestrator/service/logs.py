@@ -27,12 +27,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
-    """Send every log record at `level` or above to stderr as JSON lines."""
+def configure_logging(level: str, library_level: str | None = None) -> None:
+    """Send our records at `level` or above, other libraries' at `library_level`, to stderr.
+
+    The libraries' level defaults to ours but never below INFO: their DEBUG lines (a database
+    driver narrates every statement, megabytes a minute) show only when asked for.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    ours = logging.getLevelNamesMapping()[level]
+    root.setLevel(library_level or max(ours, logging.INFO))
+    logging.getLogger("orchestrator").setLevel(ours)
     # Alembic narrates every revision lookup (each /readyz): only its warnings are news.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

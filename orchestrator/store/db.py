@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PRIVATE_FOLDER_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+"""The job database holds paths, names and project ids: only its owner may read it."""
 
 
 def default_database_path() -> Path:
@@ -47,6 +50,31 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def private_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) for its owner's eyes only.
+
+    The default data folder is ours alone, so it is made private even if it already exists.
+    """
+    folder.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    if folder == default_database_path().parent:
+        folder.chmod(PRIVATE_FOLDER_MODE)
+
+
+def open_private(path: Path) -> IO[str]:
+    """Open `path` for appending, creating it (and its folder) readable by its owner only."""
+    private_folder(path.parent)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE), "a")
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file, owner-only, before SQLite would create it world-readable.
+
+    SQLite gives the -wal and -shm files the database file's mode, so they are private too.
+    """
+    private_folder(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -63,7 +91,7 @@ def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
         engine = create_async_engine(url, poolclass=NullPool)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -113,10 +112,11 @@ def test_a_database_outage_turns_readyz_red_and_loses_nothing(
                  what="/readyz to go red")
         assert http("GET", f"{daemon.url}/healthz")[0] == 200
         assert http("GET", f"{daemon.url}/api/jobs")[0] == 503
-        time.sleep(3)  # the edit ends meanwhile; its callback cannot be stored
-        metrics = http("GET", f"{daemon.url}/metrics")[1].decode()
+        # The edit ends meanwhile; its callback cannot be stored.
+        metrics = wait_for(lambda: (m := http("GET", f"{daemon.url}/metrics")[1].decode()) and
+                           'orchestrator_callbacks_total{outcome="database_down"} 1.0' in m
+                           and m, timeout=30, what="the callback to be refused for now")
         assert "orchestrator_database_up 0.0" in metrics
-        assert 'orchestrator_callbacks_total{outcome="database_down"} 1.0' in metrics
 
         proxy.restore()
         wait_for(lambda: http("GET", f"{daemon.url}/readyz")[0] == 200, timeout=20,

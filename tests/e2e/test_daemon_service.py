@@ -49,6 +49,12 @@ def _submit(shoot: Path, env: dict[str, str], *profiles: str, export: bool = Tru
     return ids
 
 
+def _logged(daemon: Daemon, message: str, job_id: str) -> int:
+    """How many of the daemon's log lines say `message` about the job."""
+    return sum(1 for r in daemon.log_records()
+               if r["msg"] == message and r.get("job_id") == job_id)
+
+
 def _at(event: dict[str, str]) -> datetime:
     return datetime.fromisoformat(event["at"])
 
@@ -122,7 +128,9 @@ def test_a_callback_wakes_a_waiting_job_at_once_on_any_daemon(
             callback = next(e for e in events if e["kind"] == "callback")
             moved = next(e for e in events if e["to_state"] == "downloading_edits")
             latencies.append((_at(moved) - _at(callback)).total_seconds())
-        assert max(latencies) < 0.5, latencies
+        # Polls are 60 s apart: seconds prove the callback moved each job, and leave room
+        # for a busy machine (under a second when quiet).
+        assert max(latencies) < 5, latencies
         assert not [r for r in second.log_records() if r["msg"] == "callback received"]
 
 
@@ -151,11 +159,21 @@ def test_a_waiting_job_holds_no_lease_and_cancel_stops_it(
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
         [job_id] = _submit(_shoot(tmp_path, "slow"), env, JPEG_PROFILE)
-        waiting = wait_for(lambda: (j := daemon.jobs()[job_id])["state"] == "editing" and j,
-                           timeout=20, what="the job to wait for its edit")
-        metrics = http("GET", f"{daemon.url}/metrics")[1].decode()
+        # The job is "editing" from the moment Imagen accepts the edit, while its drive still
+        # holds the lease to poll once; the drive then parks it and gives the lease back.
+        # Waiting for the parking's log line (written after the release) rather than the
+        # state makes this independent of how busy the machine is.
+        wait_for(lambda: _logged(daemon, "job waits for Imagen", job_id), timeout=30,
+                 what="the job to be parked until its edit is done")
+        waiting = daemon.jobs()[job_id]
+        assert waiting["state"] == "editing"
         assert waiting["lease_owner"] is None
-        assert "orchestrator_jobs_in_progress 0.0" in metrics
+        # The drive's slot is freed right after; the edit takes 30 s and the next poll is as
+        # far off, so nothing claims the job again meanwhile.
+        wait_for(lambda: "orchestrator_jobs_in_progress 0.0" in http(
+            "GET", f"{daemon.url}/metrics")[1].decode(), timeout=10, what="the slot to be free")
+        assert daemon.jobs()[job_id]["lease_owner"] is None
+        assert _logged(daemon, "job claimed", job_id) == 1
 
         cancelled = orchestrator("cancel", job_id[:8], "--json", env=env)
         assert cancelled.returncode == 0, cancelled.stderr

@@ -426,3 +426,53 @@ def test_no_method_raises_even_on_a_broken_stream(reporter: Reporter) -> None:
         reporter.waiting(JOB, "edit", 50.0, "processing")
         sink.note(JOB, "hello", level="error")
         sink.stage_finished(JOB, "upload")
+
+
+# --- outside text -------------------------------------------------------------------------------
+
+HOSTILE_JOB = "zz[/] [bold]x\x1b[2J"
+HOSTILE_STATUS = "Processing\x1b]0;pwned\x07\n[other] upload: done"
+HOSTILE_NOTE = "key [redacted] refused for zz[/].jpg\x1b[1A\r"
+
+
+def drive_with_hostile_text(reporter: Reporter) -> None:
+    """Every entry point of a reporter, each given markup and control codes from outside."""
+    with reporter:
+        reporter.stage_started(HOSTILE_JOB, "upload\x1b[2K", files=2, total_bytes=10)
+        reporter.advanced(HOSTILE_JOB, "upload\x1b[2K", files=1, nbytes=5)
+        reporter.waiting(HOSTILE_JOB, "edit", 50.0, HOSTILE_STATUS)
+        reporter.note(HOSTILE_JOB, HOSTILE_NOTE, level="warn")
+        reporter.stage_finished(HOSTILE_JOB, "upload\x1b[2K")
+
+
+def test_plain_lines_show_outside_text_literally_and_never_forge_a_line() -> None:
+    clock = FakeClock()
+    stream = io.StringIO()
+    reporter = PlainReporter(stream, interval=0.0, clock=clock)
+    drive_with_hostile_text(reporter)
+    out = stream.getvalue()
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert all(line.startswith("[zz[/] [bold]x\\x1b[2J] ") for line in lines(stream))
+    assert "Processing\\x1b]0;pwned\\x07\\n[other] upload: done" in out
+    assert "warn: key [redacted] refused for zz[/].jpg\\x1b[1A\\r" in out
+
+
+def test_json_keeps_outside_text_exact_and_escaped_by_json() -> None:
+    stream = io.StringIO()
+    drive_with_hostile_text(JsonReporter(stream, interval=0.0, clock=FakeClock()))
+    assert "\x1b" not in stream.getvalue()
+    got = events(stream)
+    assert {e["job"] for e in got} == {HOSTILE_JOB}
+    assert HOSTILE_STATUS in {e["status"] for e in got}
+    assert HOSTILE_NOTE in {e["message"] for e in got}
+
+
+def test_rich_shows_outside_text_literally_and_sends_no_code_of_its_own() -> None:
+    stream = io.StringIO()
+    drive_with_hostile_text(make_rich(stream))
+    raw = stream.getvalue()
+    assert "\x1b[2J" not in raw and "\x1b]0;" not in raw and "\x07" not in raw
+    out = rich_console_text(stream)
+    assert "zz[/] [bold]x\\x1b[2J · upload\\x1b[2K" in out
+    assert "Processing\\x1b]0;pwned\\x07\\n[other] upload: done" in out
+    assert "warn: key [redacted] refused for zz[/].jpg\\x1b[1A\\r" in out
