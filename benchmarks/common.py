@@ -36,7 +36,10 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
     """Start `orchestrator sandbox --port 0 ARGS…`; yield it once it listens; stop it after."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -78,12 +81,16 @@ class Imagen:
     def call(self, method: str, path: str, body: object | None = None) -> Any:
         """One API call; its payload with the `data` envelope removed."""
         request = urllib.request.Request(
-            self.api_url + path, method=method, headers={"x-api-key": API_KEY},
-            data=None if body is None else json.dumps(body).encode())
+            self.api_url + path,
+            method=method,
+            headers={"x-api-key": API_KEY},
+            data=None if body is None else json.dumps(body).encode(),
+        )
         with urllib.request.urlopen(request, timeout=60) as answer:
             payload = json.load(answer)
-        return payload["data"] if isinstance(payload, dict) and set(payload) == {"data"} \
-            else payload
+        return (
+            payload["data"] if isinstance(payload, dict) and set(payload) == {"data"} else payload
+        )
 
     def create_project(self, name: str) -> str:
         """A new project's uuid."""
@@ -92,18 +99,22 @@ class Imagen:
 
     def upload_links(self, project: str, md5s: dict[str, bytes | None]) -> dict[str, str]:
         """Upload links by file name; a name with a digest gets a link signed for it."""
-        files = [{"file_name": name, **({"md5": base64.b64encode(md5).decode()} if md5 else {})}
-                 for name, md5 in md5s.items()]
-        answer = self.call("POST", f"/projects/{project}/get_temporary_upload_links",
-                           {"files_list": files})
+        files = [
+            {"file_name": name, **({"md5": base64.b64encode(md5).decode()} if md5 else {})}
+            for name, md5 in md5s.items()
+        ]
+        answer = self.call(
+            "POST", f"/projects/{project}/get_temporary_upload_links", {"files_list": files}
+        )
         return {item["file_name"]: item["upload_link"] for item in answer["files_list"]}
 
     def edit_and_wait(self, project: str, profile_key: int, *, timeout: float = 600) -> None:
         """Start an edit and wait until Imagen reports it completed."""
         self.call("POST", f"/projects/{project}/edit", {"profile_key": profile_key})
         deadline = time.monotonic() + timeout
-        while (status := self.call("GET", f"/projects/{project}/edit/status")["status"]) \
-                != "Completed":
+        while (
+            status := self.call("GET", f"/projects/{project}/edit/status")["status"]
+        ) != "Completed":
             if status == "Failed" or time.monotonic() > deadline:
                 raise RuntimeError(f"the edit of {project} ended as {status}")
             time.sleep(0.2)

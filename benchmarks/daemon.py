@@ -63,13 +63,15 @@ JPEG_PROFILE = "2001"
 
 
 def server_url() -> str:
-    return (os.environ.get("ORCH_BENCH_POSTGRES_URL") or os.environ.get("ORCH_TEST_POSTGRES_URL")
-            or "postgresql://postgres@127.0.0.1:5432/postgres")
+    return (
+        os.environ.get("ORCH_BENCH_POSTGRES_URL")
+        or os.environ.get("ORCH_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
 
 
 async def _admin(sql: str) -> None:
-    dsn = make_url(server_url()).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    dsn = make_url(server_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(sql)
@@ -81,8 +83,11 @@ async def _admin(sql: str) -> None:
 async def fresh_database() -> AsyncIterator[str]:
     name = f"orch_bench_{uuid.uuid4().hex[:12]}"
     await _admin(f'CREATE DATABASE "{name}"')
-    url = make_url(server_url()).set(drivername="postgresql", database=name).render_as_string(
-        hide_password=False)
+    url = (
+        make_url(server_url())
+        .set(drivername="postgresql", database=name)
+        .render_as_string(hide_password=False)
+    )
     try:
         await upgrade(url)
         yield url
@@ -91,21 +96,23 @@ async def fresh_database() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def sandbox(edit_seconds: float, first_download: dict[str, float]
-                  ) -> AsyncIterator[RunningSandbox]:
+async def sandbox(
+    edit_seconds: float, first_download: dict[str, float]
+) -> AsyncIterator[RunningSandbox]:
     """The sandbox in this process, noting when each project's first edit download arrives."""
 
     @web.middleware
-    async def note_download(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                            ) -> web.StreamResponse:
+    async def note_download(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         project = request.match_info.get("project")
         if request.method == "GET" and project and "/edit/" in request.path:
             first_download.setdefault(project, time.time())
         return await handler(request)
 
-    running = await start_sandbox(SandboxConfig(edit_seconds=edit_seconds),
-                                  observers=[note_download])
+    running = await start_sandbox(
+        SandboxConfig(edit_seconds=edit_seconds), observers=[note_download]
+    )
     try:
         yield running
     finally:
@@ -117,19 +124,33 @@ class DaemonProcess:
 
     def __init__(self, db_url: str, api_url: str, log: Path, **env: str) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
-                    "IMAGEN_API_URL": api_url, "IMAGEN_API_KEY": API_KEY,
-                    "ORCH_DATABASE_URL": db_url, "ORCH_CONFIG": os.devnull,
-                    "ORCH_LOG_LEVEL": "WARNING", **env}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
+            "IMAGEN_API_URL": api_url,
+            "IMAGEN_API_KEY": API_KEY,
+            "ORCH_DATABASE_URL": db_url,
+            "ORCH_CONFIG": os.devnull,
+            "ORCH_LOG_LEVEL": "WARNING",
+            **env,
+        }
         self.log = log
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> DaemonProcess:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "orchestrator", "daemon", "--listen",
-                self.url.removeprefix("http://"), "--public-url", self.url,
-                env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "daemon",
+                "--listen",
+                self.url.removeprefix("http://"),
+                "--public-url",
+                self.url,
+                env=self.env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
                 try:
@@ -180,16 +201,18 @@ async def jobs_in(session: aiohttp.ClientSession, base: str) -> dict[str, dict[s
         return {job["id"]: job for job in await answer.json()}
 
 
-async def submit_shoots(db_url: str, api_url: str, shoots: list[Path], *,
-                        pace: float = 0.0) -> list[str]:
+async def submit_shoots(
+    db_url: str, api_url: str, shoots: list[Path], *, pace: float = 0.0
+) -> list[str]:
     store = Store.open(db_url)
     session = make_session(TransferSettings())
     try:
         client = ImagenClient(session, base_url=api_url, api_key=API_KEY)
         ids: list[str] = []
         for shoot in shoots:
-            submitted = await submit_request(store, client, RunRequest(
-                source=shoot, profiles=[JPEG_PROFILE], spec=JobSpec()))
+            submitted = await submit_request(
+                store, client, RunRequest(source=shoot, profiles=[JPEG_PROFILE], spec=JobSpec())
+            )
             ids += [job.id for job in submitted.jobs]
             await asyncio.sleep(pace)
         return ids
@@ -207,8 +230,9 @@ def make_shoots(base: Path, count: int) -> list[Path]:
     return shoots
 
 
-async def wait_all(session: aiohttp.ClientSession, base: str, ids: list[str],
-                   states: set[str], within: float) -> float:
+async def wait_all(
+    session: aiohttp.ClientSession, base: str, ids: list[str], states: set[str], within: float
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < within:
         jobs = await jobs_in(session, base)
@@ -222,24 +246,33 @@ async def idle_cost(work: Path, waiting: int, idle_seconds: float) -> None:
     print(f"\n## 1. {waiting} jobs waiting on edits")
     async with fresh_database() as db_url, sandbox(3600, {}) as sb:
         shoots = make_shoots(work / "idle", waiting)
-        daemon = DaemonProcess(db_url, sb.api_url, work / "idle-daemon.log",
-                               ORCH_POLL_INITIAL="600", ORCH_POLL_MAX="600",
-                               ORCH_MAX_JOBS="32")
+        daemon = DaemonProcess(
+            db_url,
+            sb.api_url,
+            work / "idle-daemon.log",
+            ORCH_POLL_INITIAL="600",
+            ORCH_POLL_MAX="600",
+            ORCH_MAX_JOBS="32",
+        )
         async with daemon, aiohttp.ClientSession() as session:
             started = time.monotonic()
             ids = await submit_shoots(db_url, sb.api_url, shoots)
             await wait_all(session, daemon.url, ids, {"editing"}, within=1800)
-            print(f"submitted and driven to `editing` in {time.monotonic() - started:.0f} s "
-                  f"(daemon CPU so far {daemon.cpu_seconds():.1f} s)")
+            print(
+                f"submitted and driven to `editing` in {time.monotonic() - started:.0f} s "
+                f"(daemon CPU so far {daemon.cpu_seconds():.1f} s)"
+            )
             await asyncio.sleep(3)  # let the last drives unwind
             cpu0, t0 = daemon.cpu_seconds(), time.monotonic()
             await asyncio.sleep(idle_seconds)
             cpu1, t1 = daemon.cpu_seconds(), time.monotonic()
             tasks = await metric(session, daemon.url, "orchestrator_asyncio_tasks")
             driving = await metric(session, daemon.url, "orchestrator_jobs_in_progress")
-            print(f"idle over {t1 - t0:.0f} s: daemon CPU {100 * (cpu1 - cpu0) / (t1 - t0):.2f} %"
-                  f" of one core, RSS {daemon.rss_mib():.0f} MiB, asyncio tasks {tasks:.0f}, "
-                  f"jobs being driven {driving:.0f} (polls every 600 s as a safety net)")
+            print(
+                f"idle over {t1 - t0:.0f} s: daemon CPU {100 * (cpu1 - cpu0) / (t1 - t0):.2f} %"
+                f" of one core, RSS {daemon.rss_mib():.0f} MiB, asyncio tasks {tasks:.0f}, "
+                f"jobs being driven {driving:.0f} (polls every 600 s as a safety net)"
+            )
 
 
 async def callback_latency(work: Path, count: int, pace: float) -> None:
@@ -248,8 +281,14 @@ async def callback_latency(work: Path, count: int, pace: float) -> None:
     first_download: dict[str, float] = {}
     async with fresh_database() as db_url, sandbox(2.0, first_download) as sb:
         shoots = make_shoots(work / f"latency-{pace}", count)
-        daemon = DaemonProcess(db_url, sb.api_url, work / "latency-daemon.log",
-                               ORCH_POLL_INITIAL="60", ORCH_POLL_MAX="60", ORCH_MAX_JOBS="8")
+        daemon = DaemonProcess(
+            db_url,
+            sb.api_url,
+            work / "latency-daemon.log",
+            ORCH_POLL_INITIAL="60",
+            ORCH_POLL_MAX="60",
+            ORCH_MAX_JOBS="8",
+        )
         async with daemon, aiohttp.ClientSession() as session:
             ids = await submit_shoots(db_url, sb.api_url, shoots, pace=pace)
             await wait_all(session, daemon.url, ids, {"completed"}, within=600)
@@ -261,11 +300,14 @@ async def callback_latency(work: Path, count: int, pace: float) -> None:
                 received = datetime.fromisoformat(callback["at"]).timestamp()
                 latencies.append(first_download[detail["job"]["project_uuid"]] - received)
     latencies.sort()
+
     def p(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
-    print(f"ms: p50 {1000 * p(0.5):.0f}, p90 {1000 * p(0.9):.0f}, p99 {1000 * p(0.99):.0f}, "
-          f"max {1000 * latencies[-1]:.0f}, mean {1000 * statistics.fmean(latencies):.0f}")
+    print(
+        f"ms: p50 {1000 * p(0.5):.0f}, p90 {1000 * p(0.9):.0f}, p99 {1000 * p(0.99):.0f}, "
+        f"max {1000 * latencies[-1]:.0f}, mean {1000 * statistics.fmean(latencies):.0f}"
+    )
 
 
 async def receiver_rate(work: Path, total: int) -> None:
@@ -275,39 +317,62 @@ async def receiver_rate(work: Path, total: int) -> None:
         targets: list[tuple[str, str]] = []
         for n in range(200):
             job_id, secret, project = uuid.uuid4().hex, secrets.token_urlsafe(32), str(uuid.uuid4())
-            await store.create_job(NewJob(
-                id=job_id, name=f"j{n}", source=f"/x/{n}", edited_dir="/e", exported_dir="/x",
-                image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
-                project_name=f"orchestrator-{job_id}"), [NewPhoto("a.jpg", "a.jpg", 1, 1)])
+            await store.create_job(
+                NewJob(
+                    id=job_id,
+                    name=f"j{n}",
+                    source=f"/x/{n}",
+                    edited_dir="/e",
+                    exported_dir="/x",
+                    image_type="JPG",
+                    profile_key=2001,
+                    profile_name="P",
+                    spec={"version": 1},
+                    project_name=f"orchestrator-{job_id}",
+                ),
+                [NewPhoto("a.jpg", "a.jpg", 1, 1)],
+            )
             async with store.engine.begin() as conn:
-                await conn.execute(update(Job).where(Job.id == job_id).values(
-                    state="editing", project_uuid=project,
-                    callback_secret_hash=hashlib.sha256(secret.encode()).hexdigest()))
+                await conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(
+                        state="editing",
+                        project_uuid=project,
+                        callback_secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+                    )
+                )
             targets.append((secret, project))
         await store.close()
         daemon = DaemonProcess(db_url, sb.api_url, work / "receiver-daemon.log")
         async with daemon, aiohttp.ClientSession() as session:
             rng = random.Random(3)
-            bodies = [(s, json.dumps({"project_uuid": p, "action": a, "status": st}))
-                      for s, p in targets for a in ("edit", "export")
-                      for st in ("Completed", "Failed")]
+            bodies = [
+                (s, json.dumps({"project_uuid": p, "action": a, "status": st}))
+                for s, p in targets
+                for a in ("edit", "export")
+                for st in ("Completed", "Failed")
+            ]
             codes: dict[int, int] = {}
             queue = [rng.choice(bodies) for _ in range(total)]
 
             async def worker() -> None:
                 while queue:
                     secret, body = queue.pop()
-                    async with session.post(f"{daemon.url}/callbacks/{secret}",
-                                            data=body) as answer:
+                    async with session.post(
+                        f"{daemon.url}/callbacks/{secret}", data=body
+                    ) as answer:
                         await answer.read()
                         codes[answer.status] = codes.get(answer.status, 0) + 1
 
             started = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(64)))
             elapsed = time.monotonic() - started
-            print(f"{total / elapsed:.0f} callbacks/s ({elapsed:.1f} s); answers {codes} "
-                  f"(202 stored, 200 duplicate); daemon CPU {daemon.cpu_seconds():.1f} s, "
-                  f"the client shares the 2 cores")
+            print(
+                f"{total / elapsed:.0f} callbacks/s ({elapsed:.1f} s); answers {codes} "
+                f"(202 stored, 200 duplicate); daemon CPU {daemon.cpu_seconds():.1f} s, "
+                f"the client shares the 2 cores"
+            )
 
 
 async def main() -> None:
@@ -317,8 +382,10 @@ async def main() -> None:
     parser.add_argument("--callbacks", type=int, default=20000)
     parser.add_argument("--idle-seconds", type=float, default=30)
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, Postgres at "
-          f"{make_url(server_url()).render_as_string(hide_password=True)}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, Postgres at "
+        f"{make_url(server_url()).render_as_string(hide_password=True)}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as scratch:
         work = Path(scratch)
         await idle_cost(work, args.waiting, args.idle_seconds)

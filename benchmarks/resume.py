@@ -70,16 +70,17 @@ async def sandbox(arrivals: Arrivals) -> AsyncIterator[RunningSandbox]:
     """The sandbox in this process, with edits that take no time, noting upload arrivals."""
 
     @web.middleware
-    async def note_upload(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                          ) -> web.StreamResponse:
+    async def note_upload(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         # Runs when the request's headers are in, before its body: its first byte on the wire.
         if request.method == "PUT" and "/upload/" in request.path:
             arrivals.uploads.append(time.monotonic())
         return await handler(request)
 
-    running = await start_sandbox(SandboxConfig(edit_seconds=0.0, api_key=API_KEY),
-                                  observers=[note_upload])
+    running = await start_sandbox(
+        SandboxConfig(edit_seconds=0.0, api_key=API_KEY), observers=[note_upload]
+    )
     try:
         yield running
     finally:
@@ -100,18 +101,35 @@ class Run:
         return self.ended - self.started
 
 
-async def orchestrator_run(shoot: Path, api_url: str, db_url: str, concurrency: int,
-                           **extra_env: str) -> Run:
+async def orchestrator_run(
+    shoot: Path, api_url: str, db_url: str, concurrency: int, **extra_env: str
+) -> Run:
     """Run `orchestrator run SHOOT` to its end (or its death) as a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
-    env.update(IMAGEN_API_URL=api_url, IMAGEN_API_KEY=API_KEY, ORCH_DATABASE_URL=db_url,
-               ORCH_POLL_INITIAL="0.1", ORCH_POLL_MAX="0.2", ORCH_CONFIG=os.devnull,
-               **extra_env)
+    env.update(
+        IMAGEN_API_URL=api_url,
+        IMAGEN_API_KEY=API_KEY,
+        ORCH_DATABASE_URL=db_url,
+        ORCH_POLL_INITIAL="0.1",
+        ORCH_POLL_MAX="0.2",
+        ORCH_CONFIG=os.devnull,
+        **extra_env,
+    )
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator", "run", str(shoot), "--profile", JPEG_PROFILE,
-        "--concurrency", str(concurrency), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "run",
+        str(shoot),
+        "--profile",
+        JPEG_PROFILE,
+        "--concurrency",
+        str(concurrency),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     returncode = await proc.wait()
     return Run(started, time.monotonic(), returncode)
 
@@ -119,11 +137,11 @@ async def orchestrator_run(shoot: Path, api_url: str, db_url: str, concurrency: 
 def stage_seconds(db_path: Path) -> dict[str, float]:
     """Seconds spent in each state of the job, from its history (SQLite only)."""
     with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT at, to_state FROM events WHERE kind = 'transition' "
-                            "ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT at, to_state FROM events WHERE kind = 'transition' ORDER BY id"
+        ).fetchall()
     stamps = [(datetime.fromisoformat(at).timestamp(), state) for at, state in rows]
-    return {state: later[0] - moment
-            for (moment, state), later in itertools.pairwise(stamps)}
+    return {state: later[0] - moment for (moment, state), later in itertools.pairwise(stamps)}
 
 
 async def bare_transfers(shoot: Path, api_url: str, concurrency: int) -> tuple[float, float]:
@@ -137,16 +155,17 @@ async def bare_transfers(shoot: Path, api_url: str, concurrency: int) -> tuple[f
         project = await client.create_project()
         links: dict[str, str] = {}
         for start in range(0, len(photos), 200):
-            batch = photos[start:start + 200]
-            for link in await client.upload_links(project, [
-                    (p.name, base64.b64encode(digests[p.name]).decode()) for p in batch]):
+            batch = photos[start : start + 200]
+            for link in await client.upload_links(
+                project, [(p.name, base64.b64encode(digests[p.name]).decode()) for p in batch]
+            ):
                 links[link.file_name] = link.upload_link
 
         async def upload(path: Path) -> None:
             async def link(_refresh: bool) -> str:
                 return links[path.name]
-            await transfers.upload(path, link=link, size=sizes[path.name],
-                                   md5=digests[path.name])
+
+            await transfers.upload(path, link=link, size=sizes[path.name], md5=digests[path.name])
 
         began = time.monotonic()
         await pool([functools.partial(upload, p) for p in photos], concurrency)
@@ -162,11 +181,14 @@ async def bare_transfers(shoot: Path, api_url: str, concurrency: int) -> tuple[f
         async def download(name: str, url: str) -> None:
             async def link(_refresh: bool) -> str:
                 return url
+
             await transfers.download(link=link, folder=folder, file_name=name)
 
         began = time.monotonic()
-        await pool([functools.partial(download, o.file_name, o.download_link) for o in outputs],
-                   concurrency)
+        await pool(
+            [functools.partial(download, o.file_name, o.download_link) for o in outputs],
+            concurrency,
+        )
         return upload_seconds, time.monotonic() - began
     finally:
         await session.close()
@@ -174,8 +196,11 @@ async def bare_transfers(shoot: Path, api_url: str, concurrency: int) -> tuple[f
 
 def _read_photos(shoot: Path) -> tuple[list[Path], dict[str, int], dict[str, bytes]]:
     photos = sorted(p for p in shoot.iterdir() if p.is_file())
-    return (photos, {p.name: p.stat().st_size for p in photos},
-            {p.name: hashlib.md5(p.read_bytes()).digest() for p in photos})
+    return (
+        photos,
+        {p.name: p.stat().st_size for p in photos},
+        {p.name: hashlib.md5(p.read_bytes()).digest() for p in photos},
+    )
 
 
 async def pool(work: list[Callable[[], Awaitable[None]]], workers: int) -> None:
@@ -191,8 +216,9 @@ async def pool(work: list[Callable[[], Awaitable[None]]], workers: int) -> None:
 
 def uploads_completed(running: RunningSandbox) -> int:
     """Every completed PUT the sandbox saw, over all projects."""
-    return sum(f["uploads_completed"] for p in running.ledger()["projects"]
-               for f in p["files"].values())
+    return sum(
+        f["uploads_completed"] for p in running.ledger()["projects"] for f in p["files"].values()
+    )
 
 
 async def python_startup() -> float:
@@ -210,8 +236,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 3")
-    parser.add_argument("--bare", nargs=2, metavar=("API_URL", "SHOOT"),
-                        help=argparse.SUPPRESS)  # part 2's child process
+    parser.add_argument(
+        "--bare", nargs=2, metavar=("API_URL", "SHOOT"), help=argparse.SUPPRESS
+    )  # part 2's child process
     args = parser.parse_args()
     if args.bare:
         up, down = await bare_transfers(Path(args.bare[1]), args.bare[0], args.concurrency)
@@ -224,8 +251,10 @@ async def main() -> None:
         template = work / "template"
         make_sample_shoot(template, raw=0, jpeg=args.photos)
         size = sum(p.stat().st_size for p in template.iterdir())
-        print(f"{args.photos} JPEGs of about {size / args.photos:.0f} B, concurrency "
-              f"{args.concurrency}, database {args.database_url or 'SQLite (temporary file)'}")
+        print(
+            f"{args.photos} JPEGs of about {size / args.photos:.0f} B, concurrency "
+            f"{args.concurrency}, database {args.database_url or 'SQLite (temporary file)'}"
+        )
         startup = await python_startup()
         print(f"python startup (import orchestrator.cli): {startup:.2f} s")
         async with sandbox(arrivals) as running:
@@ -236,10 +265,12 @@ async def main() -> None:
         if whole is not None and alone is not None:
             run, edit_seconds = whole
             overhead = run.seconds - startup - edit_seconds - sum(alone)
-            print(f"\nbookkeeping overhead: {overhead:.1f} s in all, "
-                  f"{overhead / args.photos * 1000:.2f} ms per photo (whole job {run.seconds:.1f} s"
-                  f" - python startup {startup:.1f} s - edit {edit_seconds:.1f} s - transfers "
-                  f"alone {sum(alone):.1f} s)")
+            print(
+                f"\nbookkeeping overhead: {overhead:.1f} s in all, "
+                f"{overhead / args.photos * 1000:.2f} ms per photo (whole job {run.seconds:.1f} s"
+                f" - python startup {startup:.1f} s - edit {edit_seconds:.1f} s - transfers "
+                f"alone {sum(alone):.1f} s)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -253,15 +284,18 @@ async def database(work: Path, name: str, given: str | None) -> tuple[str, Path 
     return f"sqlite:///{path}", path
 
 
-async def whole_job(work: Path, template: Path, running: RunningSandbox,
-                    args: argparse.Namespace) -> tuple[Run, float]:
+async def whole_job(
+    work: Path, template: Path, running: RunningSandbox, args: argparse.Namespace
+) -> tuple[Run, float]:
     """Part 1; the run, and the seconds Imagen (the sandbox) spent editing."""
     shoot = work / "whole"
     shutil.copytree(template, shoot)
     url, path = await database(work, "whole", args.database_url)
     run = await orchestrator_run(shoot, running.api_url, url, args.concurrency)
-    print(f"\n1. whole job: exit {run.returncode}, {run.seconds:.1f} s "
-          f"({run.seconds / args.photos * 1000:.2f} ms per photo)")
+    print(
+        f"\n1. whole job: exit {run.returncode}, {run.seconds:.1f} s "
+        f"({run.seconds / args.photos * 1000:.2f} ms per photo)"
+    )
     stages = stage_seconds(path) if path is not None else {}
     for state, seconds in stages.items():
         if seconds >= 0.05:
@@ -269,8 +303,9 @@ async def whole_job(work: Path, template: Path, running: RunningSandbox,
     return run, stages.get("edit_requested", 0.0) + stages.get("editing", 0.0)
 
 
-async def transfers_alone(work: Path, template: Path, running: RunningSandbox,
-                          args: argparse.Namespace) -> tuple[float, float]:
+async def transfers_alone(
+    work: Path, template: Path, running: RunningSandbox, args: argparse.Namespace
+) -> tuple[float, float]:
     """Part 2; seconds for the uploads and for the downloads.
 
     In a child process, as the job runs: the sandbox keeps this process's core to itself.
@@ -278,39 +313,60 @@ async def transfers_alone(work: Path, template: Path, running: RunningSandbox,
     shoot = work / "alone" / "photos"
     shutil.copytree(template, shoot)
     child = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--bare", running.api_url, str(shoot),
-        "--concurrency", str(args.concurrency), stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        __file__,
+        "--bare",
+        running.api_url,
+        str(shoot),
+        "--concurrency",
+        str(args.concurrency),
+        stdout=asyncio.subprocess.PIPE,
+    )
     output, _ = await child.communicate()
     up, down = (float(n) for n in output.split())
-    print(f"\n2. transfers alone (no job, no database, own process): uploads {up:.2f} s "
-          f"({up / args.photos * 1000:.2f} ms per photo), downloads {down:.2f} s "
-          f"({down / args.photos * 1000:.2f} ms per photo)")
+    print(
+        f"\n2. transfers alone (no job, no database, own process): uploads {up:.2f} s "
+        f"({up / args.photos * 1000:.2f} ms per photo), downloads {down:.2f} s "
+        f"({down / args.photos * 1000:.2f} ms per photo)"
+    )
     return up, down
 
 
-async def resume(work: Path, template: Path, running: RunningSandbox, arrivals: Arrivals,
-                 args: argparse.Namespace) -> None:
+async def resume(
+    work: Path,
+    template: Path,
+    running: RunningSandbox,
+    arrivals: Arrivals,
+    args: argparse.Namespace,
+) -> None:
     """Part 3."""
     shoot = work / "resume"
     shutil.copytree(template, shoot)
     url, _ = await database(work, "resume", args.database_url)
     before = uploads_completed(running)
-    killed = await orchestrator_run(shoot, running.api_url, url, args.concurrency,
-                                    ORCH_CRASH_AT=f"after_upload:{args.kill_at}")
+    killed = await orchestrator_run(
+        shoot, running.api_url, url, args.concurrency, ORCH_CRASH_AT=f"after_upload:{args.kill_at}"
+    )
     at_kill = uploads_completed(running) - before
     restarted = await orchestrator_run(shoot, running.api_url, url, args.concurrency)
     first = arrivals.first_after(restarted.started)
     total = uploads_completed(running) - before
-    print(f"\n3. resume: first run killed (exit {killed.returncode}) after "
-          f"{killed.seconds:.1f} s with {at_kill} uploads done")
+    print(
+        f"\n3. resume: first run killed (exit {killed.returncode}) after "
+        f"{killed.seconds:.1f} s with {at_kill} uploads done"
+    )
     if first is None:
         print("   the restart sent no upload at all")
     else:
-        print(f"   restart -> first new upload request at storage: "
-              f"{first - restarted.started:.2f} s (goal <= 2 s)")
-    print(f"   restart ran to the end: exit {restarted.returncode}, {restarted.seconds:.1f} s; "
-          f"uploads repeated: {total - args.photos} (bound: {args.concurrency}, "
-          "one kill x concurrency)")
+        print(
+            f"   restart -> first new upload request at storage: "
+            f"{first - restarted.started:.2f} s (goal <= 2 s)"
+        )
+    print(
+        f"   restart ran to the end: exit {restarted.returncode}, {restarted.seconds:.1f} s; "
+        f"uploads repeated: {total - args.photos} (bound: {args.concurrency}, "
+        "one kill x concurrency)"
+    )
 
 
 if __name__ == "__main__":

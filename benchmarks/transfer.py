@@ -79,13 +79,36 @@ def _child_curl(job: dict[str, Any]) -> dict[str, float]:
     commands: list[list[str]] = []
     for item in job["items"]:
         if job["direction"] == "upload":
-            commands.append(["curl", "-sS", "--fail", "-o", "/dev/null", "-T", item["path"],
-                             "-H", "Content-Type:", "-H", f"Content-MD5: {item['md5']}",
-                             "-H", "Expect:", item["url"]])
+            commands.append(
+                [
+                    "curl",
+                    "-sS",
+                    "--fail",
+                    "-o",
+                    "/dev/null",
+                    "-T",
+                    item["path"],
+                    "-H",
+                    "Content-Type:",
+                    "-H",
+                    f"Content-MD5: {item['md5']}",
+                    "-H",
+                    "Expect:",
+                    item["url"],
+                ]
+            )
         elif job["contender"] == CURL_DURABLE:
             # What ours does besides: hash what arrived, and make it durable before it counts.
-            commands.append(["sh", "-c", 'curl -sS --fail -o "$1" "$2" && md5sum "$1" >/dev/null '
-                             '&& sync "$1"', "sh", item["path"], item["url"]])
+            commands.append(
+                [
+                    "sh",
+                    "-c",
+                    'curl -sS --fail -o "$1" "$2" && md5sum "$1" >/dev/null && sync "$1"',
+                    "sh",
+                    item["path"],
+                    item["url"],
+                ]
+            )
         else:
             commands.append(["curl", "-sS", "--fail", "-o", item["path"], item["url"]])
     running: dict[int, subprocess.Popen[bytes]] = {}
@@ -109,9 +132,11 @@ def _child_curl(job: dict[str, Any]) -> dict[str, float]:
     if failures:
         raise RuntimeError(f"{failures} curl processes failed")
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"seconds": seconds,
-            "peak_rss_mb": sum(sorted(peaks.values())[-job["concurrency"]:]),
-            "client_cpu": children.ru_utime + children.ru_stime}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": sum(sorted(peaks.values())[-job["concurrency"] :]),
+        "client_cpu": children.ru_utime + children.ru_stime,
+    }
 
 
 def _curl_peaks(pid: int) -> dict[int, float]:
@@ -143,15 +168,21 @@ async def _sdk(job: dict[str, Any]) -> float:
         started = time.perf_counter()
         if job["direction"] == "upload":
             summary = await client.upload_images(
-                job["project"], [item["path"] for item in job["items"]],
-                max_concurrent=job["concurrency"])
+                job["project"],
+                [item["path"] for item in job["items"]],
+                max_concurrent=job["concurrency"],
+            )
             if summary.failed:
-                raise RuntimeError(f"the SDK failed {summary.failed} uploads: "
-                                   f"{[r.error for r in summary.results if not r.success][:3]}")
+                raise RuntimeError(
+                    f"the SDK failed {summary.failed} uploads: "
+                    f"{[r.error for r in summary.results if not r.success][:3]}"
+                )
         else:
-            saved = await client.download_files([item["url"] for item in job["items"]],
-                                                output_dir=job["folder"],
-                                                max_concurrent=job["concurrency"])
+            saved = await client.download_files(
+                [item["url"] for item in job["items"]],
+                output_dir=job["folder"],
+                max_concurrent=job["concurrency"],
+            )
             if len(saved) != len(job["items"]):
                 raise RuntimeError(f"the SDK saved {len(saved)} of {len(job['items'])} files")
         return time.perf_counter() - started
@@ -171,22 +202,37 @@ async def _ours(job: dict[str, Any]) -> float:
     def fixed(url: str) -> Callable[[bool], Any]:
         async def link(refresh: bool) -> str:
             return url
+
         return link
 
     async with make_session(settings) as session:
         transfers = Transfers(session, settings)
         started = time.perf_counter()
         if job["direction"] == "upload":
-            await asyncio.gather(*(
-                transfers.upload(Path(item["path"]), link=fixed(item["url"]),
-                                 size=item["size"], md5=bytes.fromhex(item["md5_hex"]),
-                                 on_bytes=count)
-                for item in job["items"]))
+            await asyncio.gather(
+                *(
+                    transfers.upload(
+                        Path(item["path"]),
+                        link=fixed(item["url"]),
+                        size=item["size"],
+                        md5=bytes.fromhex(item["md5_hex"]),
+                        on_bytes=count,
+                    )
+                    for item in job["items"]
+                )
+            )
         else:
-            await asyncio.gather(*(
-                transfers.download(link=fixed(item["url"]), folder=Path(job["folder"]),
-                                   file_name=item["name"], on_bytes=count)
-                for item in job["items"]))
+            await asyncio.gather(
+                *(
+                    transfers.download(
+                        link=fixed(item["url"]),
+                        folder=Path(job["folder"]),
+                        file_name=item["name"],
+                        on_bytes=count,
+                    )
+                    for item in job["items"]
+                )
+            )
         seconds = time.perf_counter() - started
     if moved != sum(item["size"] for item in job["items"]):
         raise RuntimeError(f"progress counted {moved} bytes")
@@ -201,9 +247,11 @@ def run_child(job: dict[str, Any]) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF)
         seconds = asyncio.run((_sdk if job["contender"] == "sdk" else _ours)(job))
         after = resource.getrusage(resource.RUSAGE_SELF)
-        figures = {"seconds": seconds, "peak_rss_mb": memory_mb("VmHWM") * 1024 * 1024 / MB,
-                   "client_cpu": (after.ru_utime + after.ru_stime
-                                  - before.ru_utime - before.ru_stime)}
+        figures = {
+            "seconds": seconds,
+            "peak_rss_mb": memory_mb("VmHWM") * 1024 * 1024 / MB,
+            "client_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime),
+        }
     print(json.dumps(figures))
 
 
@@ -250,14 +298,22 @@ def measure(contender: str, job: dict[str, Any], sandbox_pid: int, size: int) ->
     cpu_before = cpu_seconds(sandbox_pid)
     answer = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps({**job, "contender": contender})],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     sandbox_cpu = cpu_seconds(sandbox_pid) - cpu_before
     if answer.returncode != 0:
         raise RuntimeError(f"{contender} {job['direction']} failed:\n{answer.stderr[-3000:]}")
     figures = json.loads(answer.stdout.strip().splitlines()[-1])
-    return Measured(contender=contender, seconds=figures["seconds"], size=size,
-                    peak_rss_mb=figures["peak_rss_mb"], client_cpu=figures["client_cpu"],
-                    sandbox_cpu=sandbox_cpu)
+    return Measured(
+        contender=contender,
+        seconds=figures["seconds"],
+        size=size,
+        peak_rss_mb=figures["peak_rss_mb"],
+        client_cpu=figures["client_cpu"],
+        sandbox_cpu=sandbox_cpu,
+    )
 
 
 def check_uploads(base_url: str, project: str, photos: list[Photo]) -> None:
@@ -294,8 +350,9 @@ Runs = dict[str, list[Measured]]
 """Each contender's measurements, one per round."""
 
 
-def benchmark_uploads(api: Imagen, base_url: str, sandbox_pid: int, photos: list[Photo],
-                      concurrency: int, rounds: int) -> tuple[Runs, str]:
+def benchmark_uploads(
+    api: Imagen, base_url: str, sandbox_pid: int, photos: list[Photo], concurrency: int, rounds: int
+) -> tuple[Runs, str]:
     """Upload the photos once per contender and round, each time into a fresh project.
 
     Contenders take turns within each round, so that a slow spell of the machine is shared.
@@ -307,23 +364,35 @@ def benchmark_uploads(api: Imagen, base_url: str, sandbox_pid: int, photos: list
     for _ in range(rounds):
         for contender in CONTENDERS:
             project = api.create_project(f"transfer-benchmark-{contender}-{time.time_ns()}")
-            items: list[dict[str, Any]] = [{"path": str(p.path), "size": p.size}
-                                           for p in photos]
+            items: list[dict[str, Any]] = [{"path": str(p.path), "size": p.size} for p in photos]
             if contender != "sdk":
                 # The SDK asks for its own links, without MD5s: it cannot send Content-MD5.
                 links = api.upload_links(project, {p.path.name: p.md5 for p in photos})
                 for item, photo in zip(items, photos, strict=True):
-                    item.update(url=links[photo.path.name], md5_hex=photo.md5.hex(),
-                                md5=_b64(photo.md5))
-            job = {"direction": "upload", "items": items, "concurrency": concurrency,
-                   "project": project, "api_url": api.api_url}
+                    item.update(
+                        url=links[photo.path.name], md5_hex=photo.md5.hex(), md5=_b64(photo.md5)
+                    )
+            job = {
+                "direction": "upload",
+                "items": items,
+                "concurrency": concurrency,
+                "project": project,
+                "api_url": api.api_url,
+            }
             runs[contender].append(measure(contender, job, sandbox_pid, total))
             check_uploads(base_url, project, photos)
     return runs, project
 
 
-def benchmark_downloads(api: Imagen, base_url: str, sandbox_pid: int, project: str,
-                        work: Path, concurrency: int, rounds: int) -> Runs:
+def benchmark_downloads(
+    api: Imagen,
+    base_url: str,
+    sandbox_pid: int,
+    project: str,
+    work: Path,
+    concurrency: int,
+    rounds: int,
+) -> Runs:
     """Edit the uploaded JPEGs, then download the edits once per contender and round."""
     api.edit_and_wait(project, JPEG_PROFILE)
     links = api.edit_links(project)
@@ -336,10 +405,17 @@ def benchmark_downloads(api: Imagen, base_url: str, sandbox_pid: int, project: s
         for contender in DOWNLOADERS:
             folder = work / f"downloads-{contender}"
             folder.mkdir()
-            items = [{"name": name, "url": url, "size": sizes[name],
-                      "path": str(folder / name)} for name, url in links.items()]
-            job = {"direction": "download", "items": items, "concurrency": concurrency,
-                   "folder": str(folder), "api_url": api.api_url}
+            items = [
+                {"name": name, "url": url, "size": sizes[name], "path": str(folder / name)}
+                for name, url in links.items()
+            ]
+            job = {
+                "direction": "download",
+                "items": items,
+                "concurrency": concurrency,
+                "folder": str(folder),
+                "api_url": api.api_url,
+            }
             runs[contender].append(measure(contender, job, sandbox_pid, total))
             check_downloads(folder, expected)
             shutil.rmtree(folder)
@@ -371,12 +447,17 @@ class Summary:
     def of(cls, runs: list[Measured]) -> Summary:
         """Summarise one contender's rounds."""
         speeds = [run.mb_per_second for run in runs]
-        return cls(contender=runs[0].contender, mb_per_second=statistics.median(speeds),
-                   slowest=min(speeds), fastest=max(speeds),
-                   peak_rss_mb=max(run.peak_rss_mb for run in runs),
-                   client_cpu=statistics.median(run.client_cpu for run in runs),
-                   sandbox_cpu_percent=statistics.median(
-                       100 * run.sandbox_cpu / run.seconds for run in runs))
+        return cls(
+            contender=runs[0].contender,
+            mb_per_second=statistics.median(speeds),
+            slowest=min(speeds),
+            fastest=max(speeds),
+            peak_rss_mb=max(run.peak_rss_mb for run in runs),
+            client_cpu=statistics.median(run.client_cpu for run in runs),
+            sandbox_cpu_percent=statistics.median(
+                100 * run.sandbox_cpu / run.seconds for run in runs
+            ),
+        )
 
 
 def print_table(title: str, runs: Runs) -> dict[str, Summary]:
@@ -384,14 +465,18 @@ def print_table(title: str, runs: Runs) -> dict[str, Summary]:
     rows = {contender: Summary.of(measured) for contender, measured in runs.items()}
     curl, sdk = rows["curl"], rows["sdk"]
     print(f"\n{title}")
-    print(f"{'contender':<15}{'MB/s':>7}{'(range)':>12}{'peak RSS MB':>13}{'vs curl':>9}"
-          f"{'vs SDK':>8}{'client CPU s':>14}{'sandbox CPU %':>15}")
+    print(
+        f"{'contender':<15}{'MB/s':>7}{'(range)':>12}{'peak RSS MB':>13}{'vs curl':>9}"
+        f"{'vs SDK':>8}{'client CPU s':>14}{'sandbox CPU %':>15}"
+    )
     for row in rows.values():
-        print(f"{row.contender:<15}{row.mb_per_second:>7.0f}"
-              f"{f'({row.slowest:.0f}-{row.fastest:.0f})':>12}{row.peak_rss_mb:>13.0f}"
-              f"{row.mb_per_second / curl.mb_per_second:>8.2f}x"
-              f"{row.mb_per_second / sdk.mb_per_second:>7.2f}x{row.client_cpu:>14.2f}"
-              f"{row.sandbox_cpu_percent:>15.0f}")
+        print(
+            f"{row.contender:<15}{row.mb_per_second:>7.0f}"
+            f"{f'({row.slowest:.0f}-{row.fastest:.0f})':>12}{row.peak_rss_mb:>13.0f}"
+            f"{row.mb_per_second / curl.mb_per_second:>8.2f}x"
+            f"{row.mb_per_second / sdk.mb_per_second:>7.2f}x{row.client_cpu:>14.2f}"
+            f"{row.sandbox_cpu_percent:>15.0f}"
+        )
     return rows
 
 
@@ -401,17 +486,25 @@ def verdicts(direction: str, rows: dict[str, Summary], files: int, size_mb: int)
     ratio = ours.mb_per_second / curl.mb_per_second
     goals = (
         (f"{direction}: ours >= 0.9x curl throughput", ratio >= 0.9, f"{ratio:.2f}x"),
-        (f"{direction}: ours faster than the SDK", ours.mb_per_second > sdk.mb_per_second,
-         f"{ours.mb_per_second / sdk.mb_per_second:.2f}x"),
-        (f"{direction}: ours peak RSS <= 150 MB with {files} x {size_mb} MB in flight",
-         ours.peak_rss_mb <= 150, f"{ours.peak_rss_mb:.0f} MB (SDK {sdk.peak_rss_mb:.0f} MB)"),
+        (
+            f"{direction}: ours faster than the SDK",
+            ours.mb_per_second > sdk.mb_per_second,
+            f"{ours.mb_per_second / sdk.mb_per_second:.2f}x",
+        ),
+        (
+            f"{direction}: ours peak RSS <= 150 MB with {files} x {size_mb} MB in flight",
+            ours.peak_rss_mb <= 150,
+            f"{ours.peak_rss_mb:.0f} MB (SDK {sdk.peak_rss_mb:.0f} MB)",
+        ),
     )
     for goal, met, detail in goals:
         print(f"{'MET   ' if met else 'MISSED'} {goal}: {detail}")
     if CURL_DURABLE in rows:
         durable = ours.mb_per_second / rows[CURL_DURABLE].mb_per_second
-        print(f"(for reference) {direction}: ours vs curl doing the same MD5 and fsync: "
-              f"{durable:.2f}x")
+        print(
+            f"(for reference) {direction}: ours vs curl doing the same MD5 and fsync: "
+            f"{durable:.2f}x"
+        )
 
 
 def main() -> None:
@@ -420,8 +513,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16, help="how many files (default 16)")
     parser.add_argument("--size-mb", type=int, default=50, help="size of each file in MB")
     parser.add_argument("--concurrency", type=int, default=16, help="transfers at once")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="measurements per contender and direction; the median is shown")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measurements per contender and direction; the median is shown",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -431,17 +528,23 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="transfer-benchmark-"))
     try:
-        print(f"{args.files} files x {args.size_mb} MB, concurrency {args.concurrency}, "
-              f"in {work}", file=sys.stderr)
+        print(
+            f"{args.files} files x {args.size_mb} MB, concurrency {args.concurrency}, in {work}",
+            file=sys.stderr,
+        )
         photos = make_photos(work / "photos", args.files, args.size_mb * MB)
         with sandbox_process("--edit-seconds", "0.5") as sandbox:
             api = Imagen(sandbox.api_url)
-            uploads, project = benchmark_uploads(api, sandbox.base_url, sandbox.pid, photos,
-                                                 args.concurrency, args.rounds)
-            downloads = benchmark_downloads(api, sandbox.base_url, sandbox.pid, project, work,
-                                            args.concurrency, args.rounds)
-        print(f"{args.files} files x {args.size_mb} MB, concurrency {args.concurrency}, "
-              f"median of {args.rounds} rounds")
+            uploads, project = benchmark_uploads(
+                api, sandbox.base_url, sandbox.pid, photos, args.concurrency, args.rounds
+            )
+            downloads = benchmark_downloads(
+                api, sandbox.base_url, sandbox.pid, project, work, args.concurrency, args.rounds
+            )
+        print(
+            f"{args.files} files x {args.size_mb} MB, concurrency {args.concurrency}, "
+            f"median of {args.rounds} rounds"
+        )
         up_rows = print_table("uploads", uploads)
         down_rows = print_table("downloads (edited JPEGs: input size + XMP)", downloads)
         print()

@@ -35,9 +35,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     # Rich's boxes wrap usage errors at 80 columns in a log; plain lines stay greppable.
-    rich_markup_mode="rich" if sys.stderr.isatty() else None)
+    rich_markup_mode="rich" if sys.stderr.isatty() else None,
+)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -46,14 +49,20 @@ err = make_console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
-FolderArgument = Annotated[Path, typer.Argument(
-    help="The shoot folder (subfolders are included).")]
-ProfileOption = Annotated[list[str], typer.Option(
-    "--profile", "-p", help="Profile key or name (case-insensitive); give one per image type "
-    "when the folder has both RAW and JPEG.")]
+FolderArgument = Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")]
+ProfileOption = Annotated[
+    list[str],
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile key or name (case-insensitive); give one per image type "
+        "when the folder has both RAW and JPEG.",
+    ),
+]
 ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")]
-PhotographyTypeOption = Annotated[PhotographyType | None, typer.Option(
-    case_sensitive=False, help="Genre hint for the AI.")]
+PhotographyTypeOption = Annotated[
+    PhotographyType | None, typer.Option(case_sensitive=False, help="Genre hint for the AI.")
+]
 
 
 def known_tools(tools: list[str]) -> list[str]:
@@ -64,25 +73,35 @@ def known_tools(tools: list[str]) -> list[str]:
     return tools
 
 
-ToolOption = Annotated[list[str], typer.Option(
-    "--tool", callback=known_tools,
-    help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.")]
-CropOption = Annotated[CropAspectRatio | None, typer.Option(
-    help="Aspect ratio for the crop tool.")]
+ToolOption = Annotated[
+    list[str],
+    typer.Option(
+        "--tool",
+        callback=known_tools,
+        help=f"AI tool to switch on (repeatable): {', '.join(TOOLS)}.",
+    ),
+]
+CropOption = Annotated[CropAspectRatio | None, typer.Option(help="Aspect ratio for the crop tool.")]
 SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_replacement.")]
-HdrOption = Annotated[HdrCompression | None, typer.Option(
-    help="Compression of hdr_merge output.")]
+HdrOption = Annotated[HdrCompression | None, typer.Option(help="Compression of hdr_merge output.")]
 
 
-def job_spec(export: bool, photography_type: PhotographyType | None, tools: list[str],
-             crop_aspect_ratio: CropAspectRatio | None, sky_template: int | None,
-             hdr_compression: HdrCompression | None) -> JobSpec:
+def job_spec(
+    export: bool,
+    photography_type: PhotographyType | None,
+    tools: list[str],
+    crop_aspect_ratio: CropAspectRatio | None,
+    sky_template: int | None,
+    hdr_compression: HdrCompression | None,
+) -> JobSpec:
     """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
     edit: dict[str, Any] = {"tools": sorted(set(tools))}
-    for key, value in (("photography_type", photography_type),
-                       ("crop_aspect_ratio", crop_aspect_ratio),
-                       ("sky_replacement_template_id", sky_template),
-                       ("hdr_output_compression", hdr_compression)):
+    for key, value in (
+        ("photography_type", photography_type),
+        ("crop_aspect_ratio", crop_aspect_ratio),
+        ("sky_replacement_template_id", sky_template),
+        ("hdr_output_compression", hdr_compression),
+    ):
         if value is not None:
             edit[key] = value
     try:
@@ -95,8 +114,11 @@ def fail(message: str, code: int = EXIT_USAGE, *, details: Sequence[str] = ()) -
     """Print an error for the user (then each of `details` on a line of its own); exit `code`."""
     if len(details) == 1:
         message, details = f"{message}: {details[0]}", ()
-    err.print(f"[bold red]error:[/] {markup_safe(message)}{':' if details else ''}",
-              markup=True, highlight=False)
+    err.print(
+        f"[bold red]error:[/] {markup_safe(message)}{':' if details else ''}",
+        markup=True,
+        highlight=False,
+    )
     for line in details:
         err.print(f"  {markup_safe(line)}", markup=True, highlight=False)
     raise typer.Exit(code)
@@ -112,6 +134,7 @@ def settings(**overrides: Any) -> Settings:
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages."""
+
     async def guarded() -> T:
         task = asyncio.ensure_future(make())
         with graceful_interrupts(task):
@@ -120,8 +143,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(guarded())
     except (asyncio.CancelledError, KeyboardInterrupt):
-        err.print("interrupted: every finished step is saved; run the same command again to "
-                  "resume.")
+        err.print(
+            "interrupted: every finished step is saved; run the same command again to resume."
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except CredentialsRefused as exc:
         fail(str(exc))
@@ -134,8 +158,11 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except OrchestratorError as exc:
         fail(str(exc), EXIT_FAILED)
     except DBAPIError as exc:
-        fail(f"the job database failed: {database_problem(exc)}. Every finished step is "
-             "saved; run the same command again once the database is back", EXIT_FAILED)
+        fail(
+            f"the job database failed: {database_problem(exc)}. Every finished step is "
+            "saved; run the same command again once the database is back",
+            EXIT_FAILED,
+        )
 
 
 async def with_store(cfg: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
@@ -162,16 +189,21 @@ def run(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
-    concurrency: Annotated[int | None, typer.Option(
-        help="Transfers in flight at once (default 8).", min=1, max=256)] = None,
-    bwlimit: Annotated[str | None, typer.Option(
-        help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
+    ] = None,
+    bwlimit: Annotated[str | None, typer.Option(help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
-    request = RunRequest(source=folder, profiles=profile, spec=job_spec(
-        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression))
+    request = RunRequest(
+        source=folder,
+        profiles=profile,
+        spec=job_spec(
+            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+        ),
+    )
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: run_batch(request, cfg, reporter))
     report_batch(result, json_output)
@@ -181,11 +213,19 @@ def run(
 def report_batch(result: BatchResult, json_output: bool) -> None:
     """Print how each job ended, where its outputs are, and every failed photo."""
     if json_output:
-        print_json([{
-            **job_views.job_summary(o.job, -1), "paused": o.paused,
-            "failed_photos": [{"path": p.rel_path, "phase": p.phase, "reason": p.reason}
-                              for p in result.failed_photos.get(o.job.id, [])]}
-            for o in result.outcomes])
+        print_json(
+            [
+                {
+                    **job_views.job_summary(o.job, -1),
+                    "paused": o.paused,
+                    "failed_photos": [
+                        {"path": p.rel_path, "phase": p.phase, "reason": p.reason}
+                        for p in result.failed_photos.get(o.job.id, [])
+                    ],
+                }
+                for o in result.outcomes
+            ]
+        )
         return
     for outcome in result.outcomes:
         job = outcome.job
@@ -202,15 +242,20 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  error: {markup_safe(job.last_error)}")
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
-            out.print(f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.phase}): "
-                      f"{markup_safe(photo.reason)}")
+            out.print(
+                f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.phase}): "
+                f"{markup_safe(photo.reason)}"
+            )
 
 
 @app.command()
 def demo(
-    keep: Annotated[Path | None, typer.Option(
-        help="Keep the demo shoot and database in this folder instead of a temporary one.")]
-    = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the demo shoot and database in this folder instead of a temporary one."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run the whole flow against the built-in sandbox with sample photos (no API key)."""
@@ -222,8 +267,10 @@ def demo(
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
         if keep is None:
-            out.print("the demo folder was temporary and is gone; `orchestrator demo --keep "
-                      "./demo` keeps the shoot, its outputs and the database")
+            out.print(
+                "the demo folder was temporary and is gone; `orchestrator demo --keep "
+                "./demo` keeps the shoot, its outputs and the database"
+            )
     raise typer.Exit(result.exit_code)
 
 
@@ -232,34 +279,48 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8080,
     edit_seconds: Annotated[float, typer.Option(help="How long an edit or export takes.")] = 5.0,
-    faults: Annotated[str, typer.Option(
-        help="Faults to inject, e.g. 'error_5xx=0.05,reset=0.02' (names: error_5xx, "
-        "throttle_429, reset, slow, expire_link, lose_callback, duplicate_callback, "
-        "reorder_callback).")] = "",
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Faults to inject, e.g. 'error_5xx=0.05,reset=0.02' (names: error_5xx, "
+            "throttle_429, reset, slow, expire_link, lose_callback, duplicate_callback, "
+            "reorder_callback)."
+        ),
+    ] = "",
     seed: Annotated[int, typer.Option(help="Seed of the fault generator.")] = 0,
-    slow_seconds: Annotated[float, typer.Option(
-        help="Delay added by the `slow` fault.")] = 1.0,
-    link_ttl_seconds: Annotated[float, typer.Option(
-        help="Lifetime of presigned upload and download links.")] = 3600.0,
-    api_key: Annotated[str | None, typer.Option(
-        help="Accept only this API key (default: any non-empty key).")] = None,
+    slow_seconds: Annotated[float, typer.Option(help="Delay added by the `slow` fault.")] = 1.0,
+    link_ttl_seconds: Annotated[
+        float, typer.Option(help="Lifetime of presigned upload and download links.")
+    ] = 3600.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="Accept only this API key (default: any non-empty key).")
+    ] = None,
 ) -> None:
     """Serve fakes of Imagen, its storage, Imagga and imgix on one port."""
     from orchestrator.sandbox.config import SandboxConfig, parse_faults
     from orchestrator.sandbox.server import RunningSandbox, serve_forever
 
     try:
-        config = SandboxConfig(host=host, port=port, edit_seconds=edit_seconds,
-                               faults=parse_faults(faults), seed=seed, api_key=api_key,
-                               slow_seconds=slow_seconds, link_ttl_seconds=link_ttl_seconds)
+        config = SandboxConfig(
+            host=host,
+            port=port,
+            edit_seconds=edit_seconds,
+            faults=parse_faults(faults),
+            seed=seed,
+            api_key=api_key,
+            slow_seconds=slow_seconds,
+            link_ttl_seconds=link_ttl_seconds,
+        )
     except ValueError as exc:
         fail(str(exc))
 
     def ready(running: RunningSandbox) -> None:
         sys.stdout.write(f"{running.base_url}\n")
         sys.stdout.flush()
-        err.print(f"sandbox ready: IMAGEN_API_URL={running.api_url}  "
-                  f"ledger: {running.base_url}/_sandbox/ledger")
+        err.print(
+            f"sandbox ready: IMAGEN_API_URL={running.api_url}  "
+            f"ledger: {running.base_url}/_sandbox/ledger"
+        )
 
     async def serve() -> None:
         main_task = asyncio.current_task()
@@ -291,9 +352,19 @@ def profiles(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(found)
         return
-    print_table(out, ("key", "name", "type", "image type"), [
-        (item["profile_key"], item["profile_name"], item.get("profile_type") or "",
-         item["image_type"]) for item in found])
+    print_table(
+        out,
+        ("key", "name", "type", "image type"),
+        [
+            (
+                item["profile_key"],
+                item["profile_name"],
+                item.get("profile_type") or "",
+                item["image_type"],
+            )
+            for item in found
+        ],
+    )
 
 
 @app.command()
@@ -307,9 +378,21 @@ def status(json_output: JsonOption = False) -> None:
     if not found:
         out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
         return
-    print_table(out, ("job", "name", "state", "photos", "updated", "last error"), [
-        (job["id"][:8], job["name"], job["state"], job["photos"],
-         job["updated_at"][:19].replace("T", " "), job["last_error"] or "") for job in found])
+    print_table(
+        out,
+        ("job", "name", "state", "photos", "updated", "last error"),
+        [
+            (
+                job["id"][:8],
+                job["name"],
+                job["state"],
+                job["photos"],
+                job["updated_at"][:19].replace("T", " "),
+                job["last_error"] or "",
+            )
+            for job in found
+        ],
+    )
 
 
 @app.command()
@@ -321,18 +404,30 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
         print_json({"job": job_views.job_summary(found, -1), "events": events})
         return
     out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
-    print_table(out, ("time (UTC)", "kind", "change", "message"), [
-        (e["at"][:19].replace("T", " "), e["kind"],
-         f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else "", e["message"])
-        for e in events])
+    print_table(
+        out,
+        ("time (UTC)", "kind", "change", "message"),
+        [
+            (
+                e["at"][:19].replace("T", " "),
+                e["kind"],
+                f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else "",
+                e["message"],
+            )
+            for e in events
+        ],
+    )
 
 
 @app.command()
 def retry(
     job: JobArgument,
-    reset_only: Annotated[bool, typer.Option(
-        "--reset-only", help="Only send the job back; a daemon (or `run`) continues it.")]
-    = False,
+    reset_only: Annotated[
+        bool,
+        typer.Option(
+            "--reset-only", help="Only send the job back; a daemon (or `run`) continues it."
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Retry a failed job: only its failed photos and steps are done again."""
@@ -380,8 +475,13 @@ def submit(
     from orchestrator.service.submit import submit_folder
 
     cfg = settings()
-    request = RunRequest(source=folder, profiles=profile, spec=job_spec(
-        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression))
+    request = RunRequest(
+        source=folder,
+        profiles=profile,
+        spec=job_spec(
+            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+        ),
+    )
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")
@@ -394,37 +494,63 @@ def submit(
 
 @app.command()
 def daemon(
-    listen: Annotated[str | None, typer.Option(
-        help="HOST:PORT for callbacks, /healthz, /readyz, /metrics and /api/jobs "
-        "(default 127.0.0.1:8750).")] = None,
-    public_url: Annotated[str | None, typer.Option(
-        help="URL under which Imagen reaches --listen (or the balancer in front of several "
-        "daemons); without it jobs are only polled.")] = None,
-    watch: Annotated[list[Path], typer.Option(
-        "--watch", help="Hot folder (repeatable): each new subfolder that stops changing "
-        "becomes a job with --profile and the job options given here (--export, --tool, …).")]
-    = [],  # noqa: B006
-    profile: Annotated[list[str], typer.Option(
-        "--profile", "-p", help="Profile key or name for the --watch folders.")]
-    = [],  # noqa: B006
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT for callbacks, /healthz, /readyz, /metrics and /api/jobs "
+            "(default 127.0.0.1:8750)."
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="URL under which Imagen reaches --listen (or the balancer in front of several "
+            "daemons); without it jobs are only polled."
+        ),
+    ] = None,
+    watch: Annotated[
+        list[Path],
+        typer.Option(
+            "--watch",
+            help="Hot folder (repeatable): each new subfolder that stops changing "
+            "becomes a job with --profile and the job options given here (--export, --tool, …).",
+        ),
+    ] = [],  # noqa: B006
+    profile: Annotated[
+        list[str],
+        typer.Option("--profile", "-p", help="Profile key or name for the --watch folders."),
+    ] = [],  # noqa: B006
     export: ExportOption = False,
     photography_type: PhotographyTypeOption = None,
     tool: ToolOption = [],  # noqa: B006
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
-    max_jobs: Annotated[int | None, typer.Option(
-        help="Jobs this daemon drives at once (default 4); waiting jobs do not count.",
-        min=1)] = None,
-    lease_ttl: Annotated[float | None, typer.Option(
-        help="Seconds before a silent daemon's jobs go to another (default 60).",
-        min=1.0)] = None,
-    settle: Annotated[float | None, typer.Option(
-        help="Seconds a dropped folder must stay unchanged (default 30).", min=0.0)] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        help="Transfers in flight at once, over all jobs (default 8).", min=1, max=256)] = None,
-    bwlimit: Annotated[str | None, typer.Option(
-        help="Bandwidth cap in bytes/s over all jobs, e.g. 20M.")] = None,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Jobs this daemon drives at once (default 4); waiting jobs do not count.", min=1
+        ),
+    ] = None,
+    lease_ttl: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds before a silent daemon's jobs go to another (default 60).", min=1.0
+        ),
+    ] = None,
+    settle: Annotated[
+        float | None,
+        typer.Option(help="Seconds a dropped folder must stay unchanged (default 30).", min=0.0),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Transfers in flight at once, over all jobs (default 8).", min=1, max=256
+        ),
+    ] = None,
+    bwlimit: Annotated[
+        str | None, typer.Option(help="Bandwidth cap in bytes/s over all jobs, e.g. 20M.")
+    ] = None,
 ) -> None:
     """Run queued jobs and hot-folder drops, receive Imagen's callbacks, until SIGTERM."""
     from orchestrator.config import HotFolder
@@ -432,13 +558,26 @@ def daemon(
 
     if watch and not profile:
         fail("--watch needs --profile: the profile its drops are edited with")
-    spec = job_spec(export, photography_type, tool, crop_aspect_ratio, sky_template,
-                    hdr_compression)
-    cfg = settings(listen=listen, public_url=public_url, max_jobs_in_progress=max_jobs,
-                   lease_ttl_seconds=lease_ttl, hot_folder_settle_seconds=settle,
-                   concurrency=concurrency, bwlimit=bwlimit)
-    cfg = cfg.model_copy(update={"hot_folders": [*cfg.hot_folders, *(
-        HotFolder(path=path, profiles=profile, **spec.model_dump()) for path in watch)]})
+    spec = job_spec(
+        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+    )
+    cfg = settings(
+        listen=listen,
+        public_url=public_url,
+        max_jobs_in_progress=max_jobs,
+        lease_ttl_seconds=lease_ttl,
+        hot_folder_settle_seconds=settle,
+        concurrency=concurrency,
+        bwlimit=bwlimit,
+    )
+    cfg = cfg.model_copy(
+        update={
+            "hot_folders": [
+                *cfg.hot_folders,
+                *(HotFolder(path=path, profiles=profile, **spec.model_dump()) for path in watch),
+            ]
+        }
+    )
 
     def ready(base_url: str) -> None:
         sys.stdout.write(f"{base_url}\n")
@@ -459,7 +598,6 @@ def db_upgrade(json_output: JsonOption = False) -> None:
         print_json({"revision": head_revision()})
     else:
         out.print(f"database at revision {head_revision()}")
-
 
 
 def main() -> None:

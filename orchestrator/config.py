@@ -81,13 +81,16 @@ def _http_url(value: str, example: str) -> SplitResult:
     except ValueError:
         raise ValueError(f"not a URL; write it like {example}") from None
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must start with https:// (or http:// for a local sandbox), like "
-                         f"{example}")
+        raise ValueError(
+            f"must start with https:// (or http:// for a local sandbox), like {example}"
+        )
     if not parts.hostname:
         raise ValueError(f"has no host name; write it like {example}")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("must not hold a user name or password (the API key goes in "
-                         "IMAGEN_API_KEY); remove the part before '@'")
+        raise ValueError(
+            "must not hold a user name or password (the API key goes in "
+            "IMAGEN_API_KEY); remove the part before '@'"
+        )
     return parts
 
 
@@ -99,8 +102,9 @@ def check_api_url(value: str) -> str:
         # Another version is replaced, anything else (nothing, a proxy's prefix) extended.
         wanted = re.sub(r"/v\d+$", "", path) + "/v1"
         suggestion = parts._replace(path=wanted, query="", fragment="").geturl()
-        raise ValueError(f"must end in /v1, the API version this orchestrator speaks: did you "
-                         f"mean {suggestion}?")
+        raise ValueError(
+            f"must end in /v1, the API version this orchestrator speaks: did you mean {suggestion}?"
+        )
     return parts._replace(path=path).geturl()
 
 
@@ -124,79 +128,100 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
     imagen_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("IMAGEN_API_KEY", "imagen_api_key"))
+        default=None, validation_alias=_env("IMAGEN_API_KEY", "imagen_api_key")
+    )
     """The Imagen API key (sent only to the Imagen API, never stored or printed)."""
     imagen_api_url: str = Field(
-        default=PRODUCTION_API_URL, validation_alias=_env("IMAGEN_API_URL", "imagen_api_url"))
+        default=PRODUCTION_API_URL, validation_alias=_env("IMAGEN_API_URL", "imagen_api_url")
+    )
     """Base URL of the Imagen API, ending in /v1."""
     database_url: str | None = Field(
-        default=None, validation_alias=_env("ORCH_DATABASE_URL", "database_url"))
+        default=None, validation_alias=_env("ORCH_DATABASE_URL", "database_url")
+    )
     """Where jobs are checkpointed; default SQLite in the user data folder."""
     concurrency: int = Field(
-        default=8, ge=1, le=256, validation_alias=_env("ORCH_CONCURRENCY", "concurrency"))
+        default=8, ge=1, le=256, validation_alias=_env("ORCH_CONCURRENCY", "concurrency")
+    )
     """Transfers in flight at once, across all jobs of the process."""
     bwlimit: str | None = Field(default=None, validation_alias=_env("ORCH_BWLIMIT", "bwlimit"))
     """Global bandwidth cap such as 20M (bytes per second); none by default."""
     poll_initial_seconds: float = Field(
-        default=10.0, gt=0, validation_alias=_env("ORCH_POLL_INITIAL", "poll_initial_seconds"))
+        default=10.0, gt=0, validation_alias=_env("ORCH_POLL_INITIAL", "poll_initial_seconds")
+    )
     """First wait between status polls of an edit or export (the official SDK uses 10 s)."""
     poll_max_seconds: float = Field(
-        default=60.0, gt=0, validation_alias=_env("ORCH_POLL_MAX", "poll_max_seconds"))
+        default=60.0, gt=0, validation_alias=_env("ORCH_POLL_MAX", "poll_max_seconds")
+    )
     """Longest wait between status polls."""
     wait_deadline_hours: float = Field(
-        default=20.0, gt=0, validation_alias=_env("ORCH_WAIT_DEADLINE_HOURS",
-                                                  "wait_deadline_hours"))
+        default=20.0, gt=0, validation_alias=_env("ORCH_WAIT_DEADLINE_HOURS", "wait_deadline_hours")
+    )
     """How long an edit or export may take before the job fails (the SDK waits 20 h)."""
     link_batch_size: int = Field(
-        default=200, ge=1, le=1000, validation_alias=_env("ORCH_LINK_BATCH", "link_batch_size"))
+        default=200, ge=1, le=1000, validation_alias=_env("ORCH_LINK_BATCH", "link_batch_size")
+    )
     """File names per request for presigned upload links."""
     photo_attempts: int = Field(
-        default=8, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts"))
+        default=8, ge=1, validation_alias=_env("ORCH_PHOTO_ATTEMPTS", "photo_attempts")
+    )
     """Attempts a photo's transfer gets (backing off from 1 s to 60 s) before it is marked
     failed; a link that expired is renewed without using one up."""
     listen: str = Field(default="127.0.0.1:8750", validation_alias=_env("ORCH_LISTEN", "listen"))
     """HOST:PORT the daemon serves callbacks, health, metrics and the jobs API on."""
     public_url: str | None = Field(
-        default=None, validation_alias=_env("ORCH_PUBLIC_URL", "public_url"))
+        default=None, validation_alias=_env("ORCH_PUBLIC_URL", "public_url")
+    )
     """The URL under which Imagen reaches this daemon (or the balancer before several); without
     it the daemon only polls."""
     max_jobs_in_progress: int = Field(
-        default=4, ge=1, le=1000, validation_alias=_env("ORCH_MAX_JOBS", "max_jobs_in_progress"))
+        default=4, ge=1, le=1000, validation_alias=_env("ORCH_MAX_JOBS", "max_jobs_in_progress")
+    )
     """Jobs one daemon drives at once; waiting jobs do not count."""
     lease_ttl_seconds: float = Field(
-        default=60.0, ge=1.0, validation_alias=_env("ORCH_LEASE_TTL", "lease_ttl_seconds"))
+        default=60.0, ge=1.0, validation_alias=_env("ORCH_LEASE_TTL", "lease_ttl_seconds")
+    )
     """How long a job's lease outlives its daemon's last heartbeat before another may take it."""
     scheduler_idle_seconds: float = Field(
-        default=2.0, gt=0, validation_alias=_env("ORCH_SCHEDULER_IDLE", "scheduler_idle_seconds"))
+        default=2.0, gt=0, validation_alias=_env("ORCH_SCHEDULER_IDLE", "scheduler_idle_seconds")
+    )
     """Longest the scheduler sleeps without a wake-up (catches jobs queued by other commands)."""
     pause_retry_seconds: float = Field(
-        default=60.0, gt=0, validation_alias=_env("ORCH_PAUSE_RETRY", "pause_retry_seconds"))
+        default=60.0, gt=0, validation_alias=_env("ORCH_PAUSE_RETRY", "pause_retry_seconds")
+    )
     """When the daemon tries again a job stopped by an outside cause (Imagen down, key refused)."""
     hot_folders: list[HotFolder] = Field(
-        default_factory=list, validation_alias=_env("ORCH_HOT_FOLDERS", "hot_folders"))
+        default_factory=list, validation_alias=_env("ORCH_HOT_FOLDERS", "hot_folders")
+    )
     """Folders the daemon watches for new shoots (TOML `[[hot_folders]]`, or JSON in env)."""
     hot_folder_settle_seconds: float = Field(
-        default=30.0, ge=0, validation_alias=_env("ORCH_HOT_FOLDER_SETTLE",
-                                                  "hot_folder_settle_seconds"))
+        default=30.0,
+        ge=0,
+        validation_alias=_env("ORCH_HOT_FOLDER_SETTLE", "hot_folder_settle_seconds"),
+    )
     """How long a dropped folder must stay unchanged before it becomes a job."""
     hot_folder_scan_seconds: float = Field(
-        default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds"))
+        default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds")
+    )
     """Seconds between two looks at the watched folders."""
     ui_token: SecretStr | None = Field(
-        default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token"))
+        default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token")
+    )
     """The token `/api` (and the pages) need as `Authorization: Bearer …`; when the daemon
     listens beyond loopback without one, it makes one up and prints it once at start."""
     metrics_need_token: bool = Field(
-        default=False, validation_alias=_env("ORCH_METRICS_NEED_TOKEN", "metrics_need_token"))
+        default=False, validation_alias=_env("ORCH_METRICS_NEED_TOKEN", "metrics_need_token")
+    )
     """Whether /metrics needs the token too (by default scrapers need none)."""
     allowed_hosts: str = Field(
-        default="", validation_alias=_env("ORCH_ALLOWED_HOSTS", "allowed_hosts"))
+        default="", validation_alias=_env("ORCH_ALLOWED_HOSTS", "allowed_hosts")
+    )
     """More names (comma-separated) the daemon may be reached by, besides loopback, the
     --listen host and the --public-url host; other `Host` headers are refused on /api."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
     library_log_level: str | None = Field(
-        default=None, validation_alias=_env("ORCH_LIBRARY_LOG_LEVEL", "library_log_level"))
+        default=None, validation_alias=_env("ORCH_LIBRARY_LOG_LEVEL", "library_log_level")
+    )
     """The same for the libraries' lines (database drivers, aiohttp); by default log_level but
     never DEBUG, which only shows when asked for here."""
 
@@ -231,8 +256,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings,
-                InitSettingsSource(settings_cls, init_kwargs=read_config_file()[1]))
+        return (
+            init_settings,
+            env_settings,
+            InitSettingsSource(settings_cls, init_kwargs=read_config_file()[1]),
+        )
 
     def resolved_database_url(self) -> str:
         """The database URL to use, falling back to the SQLite file in the data folder."""
@@ -247,8 +275,11 @@ class Settings(BaseSettings):
         return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
 
 
-_FLAGS = {"max_jobs_in_progress": "--max-jobs", "lease_ttl_seconds": "--lease-ttl",
-          "hot_folder_settle_seconds": "--settle"}
+_FLAGS = {
+    "max_jobs_in_progress": "--max-jobs",
+    "lease_ttl_seconds": "--lease-ttl",
+    "hot_folder_settle_seconds": "--settle",
+}
 """Command-line flags whose name is not the setting's (`--public-url` is `public_url`)."""
 _URL_FIELDS = frozenset({"imagen_api_url", "public_url", "database_url"})
 """Settings whose value may hold a password: shown without it."""
@@ -265,8 +296,9 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if os.environ.get("ORCH_CONFIG"):
-            raise ConfigProblem(f"ORCH_CONFIG names {path}, which does not exist: create it, "
-                                "or unset ORCH_CONFIG") from None
+            raise ConfigProblem(
+                f"ORCH_CONFIG names {path}, which does not exist: create it, or unset ORCH_CONFIG"
+            ) from None
         return path, {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigProblem(f"cannot read the configuration file {path}: {exc}") from None
@@ -276,8 +308,9 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
         raise ConfigProblem(f"{path} is not valid TOML: {exc}") from None
     unknown = [key for key in data if key not in Settings.model_fields]
     if unknown:
-        raise ConfigProblem(*(f"{path}: {_unknown_key(key, Settings.model_fields)}"
-                              for key in unknown))
+        raise ConfigProblem(
+            *(f"{path}: {_unknown_key(key, Settings.model_fields)}" for key in unknown)
+        )
     return path, data
 
 
@@ -295,8 +328,9 @@ def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
         raise ConfigProblem(f"{_env_name(field) or field}: not valid JSON") from None
     except ValidationError as exc:
         path, toml = read_config_file()
-        raise ConfigProblem(*(_describe(error, given, path, toml)
-                              for error in exc.errors())) from None
+        raise ConfigProblem(
+            *(_describe(error, given, path, toml) for error in exc.errors())
+        ) from None
 
 
 def _field_of(name: object) -> str:
@@ -339,12 +373,11 @@ def _describe(error: Any, flags: Mapping[str, Any], path: Path, toml: Mapping[st
     shown = _shown(field, error.get("input")) if not inner else ""
     info = Settings.model_fields.get(field)
     allowed = _allowed(info) if info is not None and not inner else None
-    return (f"{where}{shown}: {_problem(error)}"
-            + (f"; allowed: {allowed}" if allowed else ""))
+    return f"{where}{shown}: {_problem(error)}" + (f"; allowed: {allowed}" if allowed else "")
 
 
 def _shown(field: str, value: Any) -> str:
-    """" = 'value'" for a message, with URLs' passwords removed and secrets left out."""
+    """ " = 'value'" for a message, with URLs' passwords removed and secrets left out."""
     if field in _SECRET_FIELDS or isinstance(value, dict | list):
         return ""
     if field in _URL_FIELDS and isinstance(value, str):
@@ -387,8 +420,12 @@ def _allowed(info: FieldInfo) -> str | None:
     ge, le = bounds.get(Ge), bounds.get(Le)
     if isinstance(ge, Ge) and isinstance(le, Le):
         return f"{kind} from {ge.ge} to {le.le}"
-    words = {Ge: ("at least", "ge"), Gt: ("above", "gt"), Le: ("at most", "le"),
-             Lt: ("below", "lt")}
+    words = {
+        Ge: ("at least", "ge"),
+        Gt: ("above", "gt"),
+        Le: ("at most", "le"),
+        Lt: ("below", "lt"),
+    }
     limits = [f"{words[type(m)][0]} {getattr(m, words[type(m)][1])}" for m in bounds.values()]
     return " ".join([kind, " and ".join(limits)]).strip()
 
@@ -399,7 +436,7 @@ def _nested_fields(field: str) -> Iterable[str]:
 
 
 def _unknown_key(key: str, known: Iterable[str]) -> str:
-    """"unknown key 'x'", with the closest known key as a suggestion."""
+    """ "unknown key 'x'", with the closest known key as a suggestion."""
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"

@@ -47,8 +47,11 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
         "profile_name"}`, the profile name now kept in its own column.
         """
         if "version" not in stored:
-            stored = {"version": SPEC_VERSION, "edit": stored.get("edit") or {},
-                      "export": bool(stored.get("export", False))}
+            stored = {
+                "version": SPEC_VERSION,
+                "edit": stored.get("edit") or {},
+                "export": bool(stored.get("export", False)),
+            }
         return cls.model_validate(stored)
 
     def to_stored(self) -> dict[str, Any]:

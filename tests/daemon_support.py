@@ -22,8 +22,11 @@ from tests.helpers import cli_env
 T = TypeVar("T")
 
 DAEMON_ENV = {
-    "ORCH_LEASE_TTL": "3", "ORCH_SCHEDULER_IDLE": "0.5", "ORCH_PAUSE_RETRY": "1",
-    "ORCH_HOT_FOLDER_SCAN": "0.2", "ORCH_LOG_LEVEL": "INFO",
+    "ORCH_LEASE_TTL": "3",
+    "ORCH_SCHEDULER_IDLE": "0.5",
+    "ORCH_PAUSE_RETRY": "1",
+    "ORCH_HOT_FOLDER_SCAN": "0.2",
+    "ORCH_LOG_LEVEL": "INFO",
 }
 """Fast pacing for tests: short leases, short idle sleeps, quick retries."""
 
@@ -47,8 +50,9 @@ def daemon_env(api_url: str, db_url: str, **extra: str) -> dict[str, str]:
     return cli_env(api_url, db_url, **{**DAEMON_ENV, **extra})
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1,
-             what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1, what: str = "condition"
+) -> T:
     """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,8 +64,9 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float, interval: float =
         time.sleep(interval)
 
 
-def http(method: str, url: str, body: bytes | None = None,
-         headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
     """One HTTP request; (status, body) for any answer, (0, b"") if nobody answered."""
     request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
@@ -84,8 +89,15 @@ def get_json(url: str) -> Any:
 class Daemon:
     """`orchestrator daemon` as a real process on a fixed port, restartable after a kill."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, *, name: str = "daemon",
-                 args: tuple[str, ...] = (), public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        name: str = "daemon",
+        args: tuple[str, ...] = (),
+        public_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.url
@@ -106,9 +118,22 @@ class Daemon:
         self.starts += 1
         with self.stderr_path.open("a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator", "daemon", "--listen",
-                 f"127.0.0.1:{self.port}", "--public-url", self.public_url, *self.args],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator",
+                    "daemon",
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--public-url",
+                    self.public_url,
+                    *self.args,
+                ],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
         if wait:
             wait_for(self._healthy, timeout=30, what=f"{self.name} to answer /healthz")
         return self
@@ -116,8 +141,9 @@ class Daemon:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                 f"{self.logs()[-3000:]}")
+            raise AssertionError(
+                f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}"
+            )
         return http("GET", f"{self.url}/healthz")[0] == 200
 
     @property
@@ -185,8 +211,10 @@ def md5_matches_ledger(project: Mapping[str, Any], job: Mapping[str, Any]) -> in
     from tests.helpers import md5_of
 
     checked = 0
-    for key, folder in (("edit_outputs", job["edited_dir"]),
-                        ("export_outputs", job["exported_dir"])):
+    for key, folder in (
+        ("edit_outputs", job["edited_dir"]),
+        ("export_outputs", job["exported_dir"]),
+    ):
         for name, md5 in project[key].items():
             assert md5_of(Path(folder) / name) == md5, f"{folder}/{name}"
             checked += 1

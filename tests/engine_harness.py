@@ -78,9 +78,12 @@ class CrashPlan:
 @contextlib.contextmanager
 def crashing_at(plan: CrashPlan) -> Iterator[None]:
     """Make every orchestrator module's crash_point follow `plan` while the block runs."""
-    patched = [module for name, module in list(sys.modules.items())
-               if name.startswith("orchestrator.")
-               and getattr(module, "crash_point", None) is crashpoints.crash_point]
+    patched = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("orchestrator.")
+        and getattr(module, "crash_point", None) is crashpoints.crash_point
+    ]
     for module in patched:
         module.crash_point = plan.hit  # type: ignore[attr-defined]
     try:
@@ -105,19 +108,27 @@ class Harness:
     store: Store
     client: ImagenClient
     transfers: Transfers
-    config: EngineConfig = field(default_factory=lambda: EngineConfig(
-        poll_initial=0.05, poll_max=0.1, workers=WORKERS))
+    config: EngineConfig = field(
+        default_factory=lambda: EngineConfig(poll_initial=0.05, poll_max=0.1, workers=WORKERS)
+    )
 
     def engine(self, owner: str, *, store: Store | None = None) -> Engine:
         """An engine under this lease owner name."""
-        return Engine(store=store or self.store,
-                      services=Services(imagen=self.client, transfers=self.transfers),
-                      progress=NullProgress(), config=self.config, owner=owner)
+        return Engine(
+            store=store or self.store,
+            services=Services(imagen=self.client, transfers=self.transfers),
+            progress=NullProgress(),
+            config=self.config,
+            owner=owner,
+        )
 
     async def plan(self, shoot: Path, *, export: bool = True) -> list[str]:
         """The shoot folder's job ids (created or found), as `run` plans them."""
-        plan = await plan_jobs(self.store, self.client, RunRequest(
-            source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=export)))
+        plan = await plan_jobs(
+            self.store,
+            self.client,
+            RunRequest(source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=export)),
+        )
         return [job.id for job in plan.jobs]
 
     async def drive(self, job_id: str) -> Outcome:
@@ -141,8 +152,9 @@ class Harness:
 
     def ledger_project(self, job_id: str) -> dict[str, Any] | None:
         """The job's project in the ledger (by its deterministic name), if it exists."""
-        named = [p for p in self.sandbox.ledger()["projects"]
-                 if p["name"] == f"orchestrator-{job_id}"]
+        named = [
+            p for p in self.sandbox.ledger()["projects"] if p["name"] == f"orchestrator-{job_id}"
+        ]
         assert len(named) <= 1, f"{len(named)} projects for job {job_id}"
         return named[0] if named else None
 
@@ -155,9 +167,12 @@ async def harness(db_url: str, *, edit_seconds: float = 0.05) -> AsyncIterator[H
     settings = TransferSettings(concurrency=WORKERS)
     session = make_session(settings)
     try:
-        yield Harness(sandbox=sandbox, store=store,
-                      client=ImagenClient(session, base_url=sandbox.api_url, api_key=API_KEY),
-                      transfers=Transfers(session, settings))
+        yield Harness(
+            sandbox=sandbox,
+            store=store,
+            client=ImagenClient(session, base_url=sandbox.api_url, api_key=API_KEY),
+            transfers=Transfers(session, settings),
+        )
     finally:
         await session.close()
         await store.close()

@@ -43,8 +43,9 @@ class ChecksumSpec(JobSpec, frozen=True, extra="forbid"):
 async def checksum_edits(ctx: JobContext) -> None:
     """Check each edit not yet checked, then finish the stage."""
     photos = [p for p in await ctx.store.photos(ctx.job.id) if not p.done(PHASE)]
-    async with photo_run(ctx, phase=PHASE, progress_stage=PHASE, photo_id=_photo_id,
-                         describe=_describe) as run:
+    async with photo_run(
+        ctx, phase=PHASE, progress_stage=PHASE, photo_id=_photo_id, describe=_describe
+    ) as run:
         failures = await run.run(photos, lambda photo: _check(ctx, photo))
     if failures:
         raise JobFailed(f"{len(failures)} edits changed on disk (first: {failures[0]})")
@@ -88,19 +89,26 @@ def _wants_checksum(spec: JobSpec) -> bool:
     return isinstance(spec, ChecksumSpec) and spec.checksum
 
 
-STAGE = Stage(name=PHASE, states=(CHECKSUMMING,), step=checksum_edits, phase=PHASE,
-              applies=_wants_checksum)
+STAGE = Stage(
+    name=PHASE, states=(CHECKSUMMING,), step=checksum_edits, phase=PHASE, applies=_wants_checksum
+)
 CHECKSUM_PIPELINE = PIPELINE.with_stage(STAGE, after="download_edits", spec_model=ChecksumSpec)
 
 
 def main(shoot: str) -> int:
     """`orchestrator run SHOOT --profile 2001 --export` with the checksum stage; exit code."""
-    request = RunRequest(source=Path(shoot), profiles=["1001", "2001"],
-                         spec=ChecksumSpec(export=True, checksum=True))
-    result = asyncio.run(run_batch(request, Settings(concurrency=4), NullProgress(),
-                                   pipeline=CHECKSUM_PIPELINE))
-    sys.stdout.write(json.dumps([{"id": o.job.id, "state": o.job.state,
-                                  "paused": o.paused} for o in result.outcomes]) + "\n")
+    request = RunRequest(
+        source=Path(shoot), profiles=["1001", "2001"], spec=ChecksumSpec(export=True, checksum=True)
+    )
+    result = asyncio.run(
+        run_batch(request, Settings(concurrency=4), NullProgress(), pipeline=CHECKSUM_PIPELINE)
+    )
+    sys.stdout.write(
+        json.dumps(
+            [{"id": o.job.id, "state": o.job.state, "paused": o.paused} for o in result.outcomes]
+        )
+        + "\n"
+    )
     return result.exit_code
 
 

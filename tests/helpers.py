@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 PHOTO_HEADERS: dict[str, bytes] = {
     **dict.fromkeys(("jpg", "jpeg"), b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
-    **dict.fromkeys(("cr2", "nef", "nrw", "arw", "srf", "sr2", "dng", "pef", "srw", "3fr",
-                     "fff", "ptx"), b"II*\x00\x08\x00\x00\x00"),
+    **dict.fromkeys(
+        ("cr2", "nef", "nrw", "arw", "srf", "sr2", "dng", "pef", "srw", "3fr", "fff", "ptx"),
+        b"II*\x00\x08\x00\x00\x00",
+    ),
     **dict.fromkeys(("rw2", "rwl", "raw"), b"IIU\x00\x08\x00\x00\x00"),
     "orf": b"IIRO\x08\x00\x00\x00",
     "cr3": b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01",
@@ -36,20 +38,35 @@ def photo_bytes(name: str, body: bytes = b"x") -> bytes:
 def cli_env(api_url: str, db_url: str, **extra: str) -> dict[str, str]:
     """Environment for the CLI against a sandbox and a database, with fast polling."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
-    env.update({
-        "IMAGEN_API_URL": api_url, "IMAGEN_API_KEY": "test-key-0123456789",
-        "ORCH_DATABASE_URL": db_url, "ORCH_POLL_INITIAL": "0.2", "ORCH_POLL_MAX": "0.5",
-        "ORCH_CONFIG": os.devnull, "COLUMNS": "200",
-    })
+    env.update(
+        {
+            "IMAGEN_API_URL": api_url,
+            "IMAGEN_API_KEY": "test-key-0123456789",
+            "ORCH_DATABASE_URL": db_url,
+            "ORCH_POLL_INITIAL": "0.2",
+            "ORCH_POLL_MAX": "0.5",
+            "ORCH_CONFIG": os.devnull,
+            "COLUMNS": "200",
+        }
+    )
     env.update(extra)
     return env
 
 
-def orchestrator(*args: str, env: Mapping[str, str], timeout: float = 120,
-                 ) -> subprocess.CompletedProcess[str]:
+def orchestrator(
+    *args: str,
+    env: Mapping[str, str],
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """Run the orchestrator command as a real process and capture its output."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], env=dict(env),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @contextmanager
@@ -57,7 +74,10 @@ def sandbox_process(*args: str) -> Iterator[str]:
     """Start `orchestrator sandbox` on a free port; yield its base URL; stop it after."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()

@@ -50,21 +50,51 @@ def write_big_jpeg(path: Path, size: int, rng: random.Random) -> Path:
     return path
 
 
-def run_shoot(shoot: Path, env: Mapping[str, str], *extra: str, json_output: bool = True,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_shoot(
+    shoot: Path, env: Mapping[str, str], *extra: str, json_output: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`orchestrator run SHOOT --export [--json]` with both profiles, as a real process."""
-    return orchestrator("run", str(shoot), "--profile", RAW_PROFILE, "--profile", JPEG_PROFILE,
-                        "--export", "--concurrency", str(CONCURRENCY),
-                        *(("--json",) if json_output else ()), *extra, env=env,
-                        timeout=timeout)
+    return orchestrator(
+        "run",
+        str(shoot),
+        "--profile",
+        RAW_PROFILE,
+        "--profile",
+        JPEG_PROFILE,
+        "--export",
+        "--concurrency",
+        str(CONCURRENCY),
+        *(("--json",) if json_output else ()),
+        *extra,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def start_shoot(shoot: Path, env: Mapping[str, str], *extra: str) -> subprocess.Popen[str]:
     """The same run, started in the background (to be signalled or killed)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", str(shoot), "--profile", RAW_PROFILE,
-         "--profile", JPEG_PROFILE, "--export", "--concurrency", str(CONCURRENCY), "--json",
-         *extra], env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            str(shoot),
+            "--profile",
+            RAW_PROFILE,
+            "--profile",
+            JPEG_PROFILE,
+            "--export",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--json",
+            *extra,
+        ],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finished_jobs(done: subprocess.CompletedProcess[str], why: str = "") -> list[dict[str, Any]]:
@@ -82,8 +112,9 @@ def project_of(base_url: str, job: Mapping[str, Any]) -> dict[str, Any]:
     return project
 
 
-def assert_exactly_once(base_url: str, jobs: list[dict[str, Any]], shoot: Path, *,
-                        kills: int, files: int, why: str = "") -> None:
+def assert_exactly_once(
+    base_url: str, jobs: list[dict[str, Any]], shoot: Path, *, kills: int, files: int, why: str = ""
+) -> None:
     """What any number of crashes must leave: every job done, each side effect once.
 
     One project, one edit and one export per job; every photo uploaded, repeats bounded by
@@ -101,8 +132,10 @@ def assert_exactly_once(base_url: str, jobs: list[dict[str, Any]], shoot: Path, 
         assert all(n >= 1 for n in counts), f"a photo was never uploaded {why}"
         uploaded += len(counts)
         repeated += sum(counts) - len(counts)
-        for key, folder in (("edit_outputs", job["edited_dir"]),
-                            ("export_outputs", job["exported_dir"])):
+        for key, folder in (
+            ("edit_outputs", job["edited_dir"]),
+            ("export_outputs", job["exported_dir"]),
+        ):
             outputs: dict[str, str] = project[key]
             assert len(outputs) == len(counts), why
             on_disk = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
@@ -110,8 +143,9 @@ def assert_exactly_once(base_url: str, jobs: list[dict[str, Any]], shoot: Path, 
             for name, md5 in outputs.items():
                 assert md5_of(Path(folder) / name) == md5, f"{name} differs {why}"
     assert uploaded == files, why
-    assert repeated <= kills * CONCURRENCY, \
+    assert repeated <= kills * CONCURRENCY, (
         f"{repeated} uploads repeated after {kills} kills at concurrency {CONCURRENCY} {why}"
+    )
     assert leftovers(shoot) == [], why
 
 
@@ -126,17 +160,24 @@ def stored_jobs(db_url: str, shoot: Path) -> list[dict[str, Any]]:
 
     Faster than asking the CLI (no interpreter start) when a test only needs to look.
     """
+
     async def read() -> list[dict[str, Any]]:
         store = Store.open(db_url)
         try:
             found = []
             for job in await store.jobs_for_source(source):
-                found.append({
-                    "id": job.id, "name": job.name, "state": job.state,
-                    "lease_owner": job.lease_owner, "last_error": job.last_error,
-                    "cancel_requested": job.cancel_requested,
-                    "photos": {p.rel_path: p for p in await store.photos(job.id)},
-                    "events": [(e.kind, e.message) for e in await store.events(job.id)]})
+                found.append(
+                    {
+                        "id": job.id,
+                        "name": job.name,
+                        "state": job.state,
+                        "lease_owner": job.lease_owner,
+                        "last_error": job.last_error,
+                        "cancel_requested": job.cancel_requested,
+                        "photos": {p.rel_path: p for p in await store.photos(job.id)},
+                        "events": [(e.kind, e.message) for e in await store.events(job.id)],
+                    }
+                )
             return found
         finally:
             await store.close()

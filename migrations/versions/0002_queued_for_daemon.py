@@ -22,8 +22,10 @@ def upgrade() -> None:
     """Add the flag; jobs that exist already were made by `run` and stay with it."""
     # A plain ADD COLUMN (no batch copy) works on SQLite too thanks to the default, and keeps
     # `--sql` (offline) mode possible.
-    op.add_column("jobs", sa.Column("queued_for_daemon", sa.Boolean(), nullable=False,
-                                    server_default=sa.false()))
+    op.add_column(
+        "jobs",
+        sa.Column("queued_for_daemon", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:

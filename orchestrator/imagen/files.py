@@ -7,10 +7,29 @@ from pathlib import Path, PureWindowsPath
 
 from orchestrator.imagen.models import ImageType
 
-RAW_EXTENSIONS: frozenset[str] = frozenset({
-    ".dng", ".nef", ".cr2", ".arw", ".nrw", ".crw", ".srf", ".sr2", ".orf", ".raw",
-    ".rw2", ".raf", ".ptx", ".pef", ".rwl", ".srw", ".cr3", ".3fr", ".fff",
-})
+RAW_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".dng",
+        ".nef",
+        ".cr2",
+        ".arw",
+        ".nrw",
+        ".crw",
+        ".srf",
+        ".sr2",
+        ".orf",
+        ".raw",
+        ".rw2",
+        ".raf",
+        ".ptx",
+        ".pef",
+        ".rwl",
+        ".srw",
+        ".cr3",
+        ".3fr",
+        ".fff",
+    }
+)
 """Extensions (lower case) of the RAW formats Imagen edits; DNG counts as RAW."""
 
 JPEG_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg"})
@@ -33,8 +52,23 @@ _FORMATS: dict[str, tuple[tuple[int, bytes], ...]] = {
 }
 _FORMATS_OF: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(JPEG_EXTENSIONS, ("JPEG",)),
-    **dict.fromkeys((".cr2", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".pef", ".srw",
-                     ".3fr", ".fff", ".ptx"), ("TIFF-based RAW",)),
+    **dict.fromkeys(
+        (
+            ".cr2",
+            ".nef",
+            ".nrw",
+            ".arw",
+            ".srf",
+            ".sr2",
+            ".dng",
+            ".pef",
+            ".srw",
+            ".3fr",
+            ".fff",
+            ".ptx",
+        ),
+        ("TIFF-based RAW",),
+    ),
     # Panasonic and Leica write their own TIFF variant (IIU) as well as plain TIFF.
     **dict.fromkeys((".rw2", ".rwl", ".raw"), ("Panasonic RAW", "TIFF-based RAW")),
     ".orf": ("Olympus ORF",),
@@ -76,7 +110,7 @@ def describe_content(head: bytes) -> str:
 
 
 def _has(head: bytes, signatures: tuple[tuple[int, bytes], ...]) -> bool:
-    return any(head[offset:offset + len(magic)] == magic for offset, magic in signatures)
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in signatures)
 
 
 class UnsafeFileName(ValueError):

@@ -206,9 +206,7 @@ class EditChoices(BaseModel, frozen=True, extra="forbid"):
         ):
             problems.append("hdr_output_compression only applies with hdr_merge on RAW photos")
         if self.crop_aspect_ratio is not None and not crops:
-            problems.append(
-                f"crop_aspect_ratio needs a crop tool ({', '.join(_CROP_TOOLS)})"
-            )
+            problems.append(f"crop_aspect_ratio needs a crop tool ({', '.join(_CROP_TOOLS)})")
         if self.sky_replacement_template_id is not None and "sky_replacement" not in self.tools:
             problems.append("sky_replacement_template_id needs the sky_replacement tool")
         if problems:

@@ -106,8 +106,9 @@ class RunningSandbox:
         await _remove(self._temp_dir)
 
 
-async def start_sandbox(config: SandboxConfig, *,
-                        observers: Sequence[Middleware] = ()) -> RunningSandbox:
+async def start_sandbox(
+    config: SandboxConfig, *, observers: Sequence[Middleware] = ()
+) -> RunningSandbox:
     """Start a sandbox on `config.host:config.port` (port 0: a free one) and return it.
 
     `observers` are extra middlewares, run after the sandbox's own (benchmarks time requests).

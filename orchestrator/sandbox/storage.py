@@ -121,8 +121,9 @@ async def _receive(request: web.Request, partial: Path) -> tuple[bytes, int]:
     return md5.digest(), size
 
 
-def _write_hashed(file: BinaryIO | None, partial: Path, pieces: list[bytes],
-                  md5: hashlib._Hash) -> BinaryIO:
+def _write_hashed(
+    file: BinaryIO | None, partial: Path, pieces: list[bytes], md5: hashlib._Hash
+) -> BinaryIO:
     """Write and hash the pieces, opening `partial` first if it is not open yet."""
     if file is None:
         file = open(partial, "wb")  # noqa: SIM115 (closed by the caller after the last piece)

@@ -31,8 +31,7 @@ class BatchResult:
     @property
     def exit_code(self) -> int:
         """0 when every job completed cleanly, else 1."""
-        clean = all(o.job.state == JobState.COMPLETED and o.paused is None
-                    for o in self.outcomes)
+        clean = all(o.job.state == JobState.COMPLETED and o.paused is None for o in self.outcomes)
         return 0 if clean and not any(self.failed_photos.values()) else 1
 
 
@@ -46,20 +45,29 @@ class Driving:
 
 
 @asynccontextmanager
-async def driving(settings: Settings, progress: ProgressSink,
-                  pipeline: Pipeline = PIPELINE) -> AsyncIterator[Driving]:
+async def driving(
+    settings: Settings, progress: ProgressSink, pipeline: Pipeline = PIPELINE
+) -> AsyncIterator[Driving]:
     """Everything a command needs to drive jobs, closed afterwards."""
     store = await open_store(settings)
     try:
         async with connected(settings) as services:
-            yield Driving(store, services, make_engine(store, services, progress,
-                                                       engine_config(settings), pipeline))
+            yield Driving(
+                store,
+                services,
+                make_engine(store, services, progress, engine_config(settings), pipeline),
+            )
     finally:
         await store.close()
 
 
-async def run_batch(request: RunRequest, settings: Settings, progress: ProgressSink, *,
-                    pipeline: Pipeline = PIPELINE) -> BatchResult:
+async def run_batch(
+    request: RunRequest,
+    settings: Settings,
+    progress: ProgressSink,
+    *,
+    pipeline: Pipeline = PIPELINE,
+) -> BatchResult:
     """Plan the folder's jobs and drive each to its end, concurrently (through `pipeline`'s
     stages: the product's unless a test brings its own)."""
     async with driving(settings, progress, pipeline) as ready:
@@ -88,13 +96,17 @@ async def _result(store: Store, outcomes: list[Outcome], notes: list[str]) -> Ba
 
 async def drive_all(engine: Engine, jobs: list[Job], progress: ProgressSink) -> list[Outcome]:
     """Drive every live job at once; finished ones are reported as they are."""
+
     async def one(job: Job) -> Outcome:
         if job.state in (JobState.COMPLETED, JobState.CANCELLED):
             progress.note(job.name, f"already {job.state}")
             return Outcome(job)
         if job.state == JobState.FAILED:
-            progress.note(job.name, f"failed earlier: {job.last_error}; `orchestrator retry "
-                          f"{job.id[:8]}` tries again", level="error")
+            progress.note(
+                job.name,
+                f"failed earlier: {job.last_error}; `orchestrator retry {job.id[:8]}` tries again",
+                level="error",
+            )
             return Outcome(job)
         return await engine.drive(job.id)
 

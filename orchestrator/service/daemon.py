@@ -59,8 +59,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def daemon_engine_config(settings: Settings) -> EngineConfig:
     """The engine's pacing for the daemon: waiting in the database, callbacks when reachable."""
     return dataclasses.replace(
-        engine_config(settings), wait_inline=False, callback_base=settings.public_url,
-        lease_ttl=settings.lease_ttl_seconds, pause_retry_seconds=settings.pause_retry_seconds)
+        engine_config(settings),
+        wait_inline=False,
+        callback_base=settings.public_url,
+        lease_ttl=settings.lease_ttl_seconds,
+        pause_retry_seconds=settings.pause_retry_seconds,
+    )
 
 
 @contextlib.contextmanager
@@ -74,8 +78,10 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another daemon already runs on {path}; to run several, use "
-                              "Postgres (ORCH_DATABASE_URL=postgresql://…)") from None
+            raise ConfigError(
+                f"another daemon already runs on {path}; to run several, use "
+                "Postgres (ORCH_DATABASE_URL=postgresql://…)"
+            ) from None
         yield
 
 
@@ -110,17 +116,26 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         metrics = Metrics()
         wakeups = Wakeups()
         health = DatabaseHealth(store)
-        services = await stack.enter_async_context(connected(
-            settings, on_api_retry=metrics.api_retry, on_transfer_retry=metrics.transfer_retry))
+        services = await stack.enter_async_context(
+            connected(
+                settings, on_api_retry=metrics.api_retry, on_transfer_retry=metrics.transfer_retry
+            )
+        )
         client = services.imagen
-        engine = make_engine(store, services, MetricsProgress(metrics),
-                             daemon_engine_config(settings))
-        app = build_app(operations=Operations(store=store, health=health, metrics=metrics),
-                        receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
-                        access=Access.for_daemon(settings, host))
-        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
-                               access_log=logging.getLogger("orchestrator.access"),
-                               shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
+        engine = make_engine(
+            store, services, MetricsProgress(metrics), daemon_engine_config(settings)
+        )
+        app = build_app(
+            operations=Operations(store=store, health=health, metrics=metrics),
+            receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
+            access=Access.for_daemon(settings, host),
+        )
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            access_log=logging.getLogger("orchestrator.access"),
+            shutdown_timeout=HTTP_SHUTDOWN_SECONDS,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await start_site(runner, host, port, flag="--listen HOST:PORT")
@@ -130,19 +145,36 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             return await submit_request(store, client, request)
 
         scheduler = Scheduler(
-            store=store, engine=engine, wakeups=wakeups, metrics=metrics, health=health,
+            store=store,
+            engine=engine,
+            wakeups=wakeups,
+            metrics=metrics,
+            health=health,
             settings=SchedulerSettings(
-                max_jobs=settings.max_jobs_in_progress, lease_ttl=settings.lease_ttl_seconds,
+                max_jobs=settings.max_jobs_in_progress,
+                lease_ttl=settings.lease_ttl_seconds,
                 idle_seconds=settings.scheduler_idle_seconds,
-                pause_retry_seconds=settings.pause_retry_seconds))
-        hot_folders = HotFolders(settings.hot_folders, store=store, submit=submit,
-                                 settle_seconds=settings.hot_folder_settle_seconds,
-                                 scan_seconds=settings.hot_folder_scan_seconds)
+                pause_retry_seconds=settings.pause_retry_seconds,
+            ),
+        )
+        hot_folders = HotFolders(
+            settings.hot_folders,
+            store=store,
+            submit=submit,
+            settle_seconds=settings.hot_folder_settle_seconds,
+            scan_seconds=settings.hot_folder_scan_seconds,
+        )
         stop = asyncio.Event()
-        log.info("daemon ready", extra={
-            "listen": base_url, "owner": engine.owner, "public_url": settings.public_url,
-            "database": make_url(url).render_as_string(hide_password=True),
-            "hot_folders": [str(h.path) for h in settings.hot_folders]})
+        log.info(
+            "daemon ready",
+            extra={
+                "listen": base_url,
+                "owner": engine.owner,
+                "public_url": settings.public_url,
+                "database": make_url(url).render_as_string(hide_password=True),
+                "hot_folders": [str(h.path) for h in settings.hot_folders],
+            },
+        )
         if settings.public_url is None:
             log.warning("no public URL: Imagen cannot call back, jobs rely on polling")
         on_ready(base_url)

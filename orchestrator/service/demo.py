@@ -32,9 +32,12 @@ async def run_demo(progress: ProgressSink, *, keep: Path | None = None) -> tuple
         sandbox = await start_sandbox(SandboxConfig(edit_seconds=DEMO_EDIT_SECONDS))
         try:
             settings = Settings(
-                imagen_api_key="demo-key", imagen_api_url=sandbox.api_url,
-                database_url=f"sqlite:///{base / 'demo.db'}", poll_initial_seconds=0.5,
-                poll_max_seconds=1.0)
+                imagen_api_key="demo-key",
+                imagen_api_url=sandbox.api_url,
+                database_url=f"sqlite:///{base / 'demo.db'}",
+                poll_initial_seconds=0.5,
+                poll_max_seconds=1.0,
+            )
             request = RunRequest(source=shoot, profiles=DEMO_PROFILES, spec=JobSpec(export=True))
             result = await run_batch(request, settings, progress)
             verified = verify_against_ledger(result, sandbox.ledger())
@@ -61,8 +64,10 @@ def verify_against_ledger(result: BatchResult, ledger: dict[str, Any]) -> int:
         project = by_uuid.get(outcome.job.project_uuid or "")
         if project is None:
             continue
-        for key, folder in (("edit_outputs", outcome.job.edited_dir),
-                            ("export_outputs", outcome.job.exported_dir)):
+        for key, folder in (
+            ("edit_outputs", outcome.job.edited_dir),
+            ("export_outputs", outcome.job.exported_dir),
+        ):
             for name, md5 in project[key].items():
                 path = Path(folder) / name
                 if not path.exists():

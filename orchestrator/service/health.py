@@ -46,5 +46,9 @@ class DatabaseHealth:
             return Readiness(False, f"unreachable ({type(exc).__name__})", "unknown")
         if revision == self._head:
             return Readiness(True, "ok", f"current ({revision})")
-        return Readiness(False, "ok", f"at {revision}, this daemon needs {self._head}: run "
-                         "`orchestrator db upgrade` (or upgrade the daemon if it is newer)")
+        return Readiness(
+            False,
+            "ok",
+            f"at {revision}, this daemon needs {self._head}: run "
+            "`orchestrator db upgrade` (or upgrade the daemon if it is newer)",
+        )

@@ -66,16 +66,26 @@ def _raise(error: OSError) -> None:
 def subfolders(folder: Path) -> list[Path]:
     """The visible direct subfolders of a watched folder."""
     with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries
-                      if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+        )
 
 
 class HotFolders:
     """Watches the configured folders and submits settled drops."""
 
-    def __init__(self, folders: list[HotFolder], *, store: Store, submit: Submit,
-                 settle_seconds: float, scan_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        folders: list[HotFolder],
+        *,
+        store: Store,
+        submit: Submit,
+        settle_seconds: float,
+        scan_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # Drops are then named by absolute paths, as `jobs.source` records them.
         self._folders = [h.model_copy(update={"path": h.path.resolve()}) for h in folders]
         self._store = store
@@ -137,21 +147,32 @@ class HotFolders:
             if await self._store.jobs_for_source(str(folder)):
                 self._done.add(folder)
                 return
-            submitted = await self._submit(RunRequest(source=folder, profiles=hot.profiles,
-                                                      spec=hot.spec()))
+            submitted = await self._submit(
+                RunRequest(source=folder, profiles=hot.profiles, spec=hot.spec())
+            )
         except (PlanError, ShootError) as exc:
             drop.refused = True
-            log.error("drop refused; it is looked at again when its content changes",
-                      extra={"folder": str(folder), "reason": str(exc)})
+            log.error(
+                "drop refused; it is looked at again when its content changes",
+                extra={"folder": str(folder), "reason": str(exc)},
+            )
             return
         except _TRY_AGAIN as exc:
-            log.warning("drop not submitted yet; trying again",
-                        extra={"folder": str(folder), "error": str(exc) or type(exc).__name__})
+            log.warning(
+                "drop not submitted yet; trying again",
+                extra={"folder": str(folder), "error": str(exc) or type(exc).__name__},
+            )
             return
         self._done.add(folder)
         del self._drops[folder]
-        log.info("drop submitted", extra={"folder": str(folder), "notes": submitted.notes,
-                                          "jobs": [job.id for job in submitted.jobs]})
+        log.info(
+            "drop submitted",
+            extra={
+                "folder": str(folder),
+                "notes": submitted.notes,
+                "jobs": [job.id for job in submitted.jobs],
+            },
+        )
 
     def _complain(self, path: Path, message: str) -> None:
         """Log a folder problem once, not at every scan."""

@@ -40,9 +40,15 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         path = "/callbacks/<secret>" if request.path.startswith("/callbacks/") else request.path
-        self.logger.debug("request", extra={"method": request.method, "path": path,
-                                            "status": response.status,
-                                            "ms": round(time * 1000, 1)})
+        self.logger.debug(
+            "request",
+            extra={
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "ms": round(time * 1000, 1),
+            },
+        )
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
@@ -94,12 +100,16 @@ class Access:
             # Once, on stderr, not in the JSON log: whoever started the daemon needs it.
             sys.stderr.write(
                 f"the daemon listens beyond loopback ({listen_host}): /api needs the header "
-                f"'Authorization: Bearer {token}' (set ORCH_UI_TOKEN to choose the token)\n")
+                f"'Authorization: Bearer {token}' (set ORCH_UI_TOKEN to choose the token)\n"
+            )
             sys.stderr.flush()
         public = _host_name(urlsplit(settings.public_url).netloc) if settings.public_url else None
         extra = (name.strip() for name in settings.allowed_hosts.split(","))
-        return cls(names=_names([*LOOPBACK_NAMES, listen_host, public or "", *extra]),
-                   token=token, metrics_need_token=settings.metrics_need_token)
+        return cls(
+            names=_names([*LOOPBACK_NAMES, listen_host, public or "", *extra]),
+            token=token,
+            metrics_need_token=settings.metrics_need_token,
+        )
 
     def host_allowed(self, header: str | None) -> bool:
         """Whether a Host header names this daemon.
@@ -117,7 +127,8 @@ class Access:
             return True
         scheme, _, given = (authorization or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token.encode())
+            given.strip().encode(), self.token.encode()
+        )
 
 
 def _names(names: Iterable[str]) -> frozenset[str]:
@@ -136,13 +147,18 @@ def access_middleware(access: Access) -> Middleware:
             return await handler(request)
         if not access.host_allowed(request.headers.get("Host")):
             return web.json_response(
-                {"error": "this daemon is not known by that name; add it to "
-                          "ORCH_ALLOWED_HOSTS"}, status=403)
+                {"error": "this daemon is not known by that name; add it to ORCH_ALLOWED_HOSTS"},
+                status=403,
+            )
         if not access.token_given(request.headers.get("Authorization")):
             return web.json_response(
-                {"error": "send the daemon's token as 'Authorization: Bearer <token>' "
-                          "(ORCH_UI_TOKEN)"}, status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'})
+                {
+                    "error": "send the daemon's token as 'Authorization: Bearer <token>' "
+                    "(ORCH_UI_TOKEN)"
+                },
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'},
+            )
         return await handler(request)
 
     return check
@@ -164,8 +180,9 @@ class Operations:
         """Ready: the database answers and its schema is the one this daemon knows."""
         readiness = await self._health.check()
         return web.json_response(
-            {"ready": readiness.ready, "database": readiness.database,
-             "schema": readiness.schema}, status=200 if readiness.ready else 503)
+            {"ready": readiness.ready, "database": readiness.database, "schema": readiness.schema},
+            status=200 if readiness.ready else 503,
+        )
 
     async def metrics(self, _request: web.Request) -> web.Response:
         """Prometheus metrics; job counts are read from the database now, when it answers."""
@@ -173,8 +190,9 @@ class Operations:
             self._metrics.set_job_counts(await jobs_by_state(self._store))
         except DATABASE_ERRORS:
             log.warning("metrics: job counts unavailable, the database does not answer")
-        return web.Response(body=self._metrics.render(),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def list_jobs(self, _request: web.Request) -> web.Response:
         """Every job as `orchestrator status --json` shows it."""

@@ -69,8 +69,11 @@ async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
 
 async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
     """Every photo of the job that failed a phase for good, with why."""
-    return [PhotoFailure(photo.rel_path, phase, reason)
-            for photo in await store.photos(job_id) for phase, reason in photo.failures]
+    return [
+        PhotoFailure(photo.rel_path, phase, reason)
+        for photo in await store.photos(job_id)
+        for phase, reason in photo.failures
+    ]
 
 
 def retry_move(job: Job) -> Move:
@@ -93,7 +96,7 @@ async def cancel(store: Store, ref: str) -> Job:
     """Stop a job for good; a job that already ended cannot be cancelled."""
     job = await store.resolve_job(ref)
     if job.state in (JobState.COMPLETED, JobState.CANCELLED):
-        raise StateConflict(f"job {job.id[:8]} is already {job.state}: there is nothing to "
-                            "cancel")
-    return await store.request_cancel(job.id, PIPELINE.transitions.move(
-        job.state, JobState.CANCELLED))
+        raise StateConflict(f"job {job.id[:8]} is already {job.state}: there is nothing to cancel")
+    return await store.request_cancel(
+        job.id, PIPELINE.transitions.move(job.state, JobState.CANCELLED)
+    )

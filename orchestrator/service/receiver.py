@@ -69,12 +69,20 @@ class Receiver:
         except web.HTTPRequestEntityTooLarge:
             return self._refuse("too_large", 413, "body too large")
         except ValidationError as exc:
-            return self._refuse("bad_body", 400, "expected JSON with project_uuid, action "
-                                "(edit or export) and status", problems=exc.error_count())
+            return self._refuse(
+                "bad_body",
+                400,
+                "expected JSON with project_uuid, action (edit or export) and status",
+                problems=exc.error_count(),
+            )
         try:
             delivery = await deliver_callback(
-                self._store, callback_secret_hash(secret), project_uuid=body.project_uuid,
-                action=body.action, status=body.status)
+                self._store,
+                callback_secret_hash(secret),
+                project_uuid=body.project_uuid,
+                action=body.action,
+                status=body.status,
+            )
         except DATABASE_ERRORS:
             self._metrics.callbacks.labels("database_down").inc()
             log.warning("callback not stored: the database is unreachable; polling will catch up")
@@ -83,14 +91,15 @@ class Receiver:
         if delivery.verdict is Verdict.UNKNOWN_SECRET:
             return self._refuse(outcome, 404, "not found")
         if delivery.verdict is Verdict.WRONG_PROJECT:
-            return self._refuse(outcome, 422, "project_uuid does not match",
-                                job_id=delivery.job_id)
+            return self._refuse(outcome, 422, "project_uuid does not match", job_id=delivery.job_id)
         self._metrics.callbacks.labels(outcome).inc()
         if delivery.verdict is Verdict.DUPLICATE:
             return web.json_response({"result": outcome}, status=200)
         self._wakeups.wake()
-        log.info("callback received", extra={"job_id": delivery.job_id, "action": body.action,
-                                             "status": body.status})
+        log.info(
+            "callback received",
+            extra={"job_id": delivery.job_id, "action": body.action, "status": body.status},
+        )
         return web.json_response({"result": outcome}, status=202)
 
     def _refuse(self, outcome: str, status: int, message: str, **fields: object) -> web.Response:
@@ -99,4 +108,3 @@ class Receiver:
         level = logging.DEBUG if outcome == "unknown_secret" else logging.WARNING
         log.log(level, "callback refused", extra={"outcome": outcome, **fields})
         return web.json_response({"error": message}, status=status)
-

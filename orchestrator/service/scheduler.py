@@ -58,8 +58,16 @@ class SchedulerSettings:
 class Scheduler:
     """Claims due jobs and drives them, at most `max_jobs` at once."""
 
-    def __init__(self, *, store: Store, engine: Engine, wakeups: Wakeups, metrics: Metrics,
-                 health: DatabaseHealth, settings: SchedulerSettings) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        wakeups: Wakeups,
+        metrics: Metrics,
+        health: DatabaseHealth,
+        settings: SchedulerSettings,
+    ) -> None:
         self._store = store
         self._engine = engine
         self._wakeups = wakeups
@@ -94,8 +102,10 @@ class Scheduler:
                     failures += 1
                     delay = DATABASE_RETRY.backoff(failures)
                     self._metrics.database_up.set(0)
-                    log.warning("database unreachable; retrying",
-                                extra={"error": type(exc).__name__, "retry_in": round(delay, 2)})
+                    log.warning(
+                        "database unreachable; retrying",
+                        extra={"error": type(exc).__name__, "retry_in": round(delay, 2)},
+                    )
                 except Exception:
                     # A bug must not stop the daemon: say so loudly and look again later.
                     failures += 1
@@ -115,8 +125,10 @@ class Scheduler:
         if readiness.ready:
             log.info("database ready; taking jobs", extra={"schema": readiness.schema})
         else:
-            log.warning("not taking jobs: the database is not ready",
-                        extra={"database": readiness.database, "schema": readiness.schema})
+            log.warning(
+                "not taking jobs: the database is not ready",
+                extra={"database": readiness.database, "schema": readiness.schema},
+            )
         return readiness.ready
 
     async def _tick(self) -> float:
@@ -124,8 +136,7 @@ class Scheduler:
         free = self._settings.max_jobs - len(self._drives)
         if free <= 0:
             return self._settings.idle_seconds
-        for claim in await claim_due_jobs(self._store, self.owner, self._settings.lease_ttl,
-                                          free):
+        for claim in await claim_due_jobs(self._store, self.owner, self._settings.lease_ttl, free):
             self._start(claim)
         if len(self._drives) >= self._settings.max_jobs:
             return self._settings.idle_seconds
@@ -139,9 +150,14 @@ class Scheduler:
         job_id = claim.lease.job_id
         if claim.previous_owner is not None:
             self._metrics.lease_takeovers.inc()
-            log.warning("took over an expired lease", extra={
-                "job_id": job_id, "previous_owner": claim.previous_owner,
-                "epoch": claim.lease.epoch})
+            log.warning(
+                "took over an expired lease",
+                extra={
+                    "job_id": job_id,
+                    "previous_owner": claim.previous_owner,
+                    "epoch": claim.lease.epoch,
+                },
+            )
         log.info("job claimed", extra={"job_id": job_id, "epoch": claim.lease.epoch})
         self._drives[job_id] = asyncio.create_task(self._drive(claim), name=f"drive-{job_id}")
         self._metrics.jobs_in_progress.set(len(self._drives))
@@ -163,8 +179,10 @@ class Scheduler:
         except StaleLease as exc:
             self._metrics.leases_lost.inc()
             self._metrics.drives.labels("lease_lost").inc()
-            log.warning("lease lost: another worker drives the job now; this write was refused",
-                        extra={"job_id": job_id, "epoch": claim.lease.epoch, "error": str(exc)})
+            log.warning(
+                "lease lost: another worker drives the job now; this write was refused",
+                extra={"job_id": job_id, "epoch": claim.lease.epoch, "error": str(exc)},
+            )
         except Exception as exc:
             self._metrics.drives.labels("error").inc()
             log.exception("driving the job failed", extra={"job_id": job_id})
@@ -185,8 +203,9 @@ class Scheduler:
             log.info("job waits for Imagen", extra={**fields, "wake_at": job.wake_at})
         elif outcome.paused:
             self._metrics.drives.labels("paused").inc()
-            log.warning("job paused", extra={**fields, "reason": outcome.paused,
-                                             "wake_at": job.wake_at})
+            log.warning(
+                "job paused", extra={**fields, "reason": outcome.paused, "wake_at": job.wake_at}
+            )
         else:
             self._metrics.drives.labels(job.state).inc()
             level = logging.ERROR if job.state == JobState.FAILED else logging.INFO
@@ -203,14 +222,18 @@ class Scheduler:
         except (LeaseHeld, JobNotFound):
             return
         except DATABASE_ERRORS:
-            log.warning("could not record why the job stopped: the database is unreachable",
-                        extra={"job_id": job_id})
+            log.warning(
+                "could not record why the job stopped: the database is unreachable",
+                extra={"job_id": job_id},
+            )
             return
         try:
             wake_at = utcnow() + timedelta(seconds=self._settings.pause_retry_seconds)
             await self._store.pause(lease, reason, wake_at=wake_at)
-            log.error("job stopped; trying again later", extra={
-                "job_id": job_id, "reason": reason, "wake_at": wake_at})
+            log.error(
+                "job stopped; trying again later",
+                extra={"job_id": job_id, "reason": reason, "wake_at": wake_at},
+            )
         except _NOT_RECORDED:
             log.warning("could not record why the job stopped", extra={"job_id": job_id})
         finally:

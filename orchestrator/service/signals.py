@@ -25,8 +25,9 @@ def graceful_interrupts(task: asyncio.Task[object]) -> Iterator[None]:
     def on_signal(signum: int) -> None:
         received.append(signum)
         if len(received) == 1:
-            sys.stderr.write("\nstopping at the current checkpoint… "
-                             "(press Ctrl-C again to force)\n")
+            sys.stderr.write(
+                "\nstopping at the current checkpoint… (press Ctrl-C again to force)\n"
+            )
             task.cancel()
         else:
             sys.stderr.write("\nforced stop\n")

@@ -47,8 +47,11 @@ class Wakeups:
 
     async def listen(self, database_url: str) -> None:
         """Relay NOTIFYs on `WAKE_CHANNEL` into wake-ups until cancelled (Postgres only)."""
-        dsn = make_url(database_url).set(drivername="postgresql").render_as_string(
-            hide_password=False)
+        dsn = (
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
         failures = 0
         while True:
             try:
@@ -57,8 +60,10 @@ class Wakeups:
             except _LISTENER_ERRORS as exc:
                 failures += 1
                 delay = RECONNECT.backoff(failures)
-                log.warning("wake-up listener cannot reach the database; trying again",
-                            extra={"error": type(exc).__name__, "retry_in": round(delay, 2)})
+                log.warning(
+                    "wake-up listener cannot reach the database; trying again",
+                    extra={"error": type(exc).__name__, "retry_in": round(delay, 2)},
+                )
                 await asyncio.sleep(delay)
 
     async def _listen_once(self, dsn: str) -> None:
@@ -76,8 +81,10 @@ class Wakeups:
                 if not lost.is_set():
                     await conn.execute("SELECT 1", timeout=KEEPALIVE_SECONDS)
         except _LISTENER_ERRORS as exc:
-            log.warning("wake-up listener lost the database; reconnecting",
-                        extra={"error": type(exc).__name__})
+            log.warning(
+                "wake-up listener lost the database; reconnecting",
+                extra={"error": type(exc).__name__},
+            )
         finally:
             conn.terminate()
 

@@ -37,9 +37,13 @@ class ConfigError(ValueError):
 def engine_config(settings: Settings) -> EngineConfig:
     """The engine's pacing from the user's settings."""
     return EngineConfig(
-        poll_initial=settings.poll_initial_seconds, poll_max=settings.poll_max_seconds,
-        wait_deadline=settings.wait_deadline_hours * 3600, link_batch_size=settings.link_batch_size,
-        workers=settings.concurrency, lease_ttl=settings.lease_ttl_seconds)
+        poll_initial=settings.poll_initial_seconds,
+        poll_max=settings.poll_max_seconds,
+        wait_deadline=settings.wait_deadline_hours * 3600,
+        link_batch_size=settings.link_batch_size,
+        workers=settings.concurrency,
+        lease_ttl=settings.lease_ttl_seconds,
+    )
 
 
 def transfer_settings(settings: Settings) -> TransferSettings:
@@ -49,8 +53,10 @@ def transfer_settings(settings: Settings) -> TransferSettings:
     except ValueError as exc:
         raise ConfigError(f"--bwlimit: {exc}") from exc
     return TransferSettings(
-        concurrency=settings.concurrency, bwlimit=rate,
-        retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=settings.photo_attempts))
+        concurrency=settings.concurrency,
+        bwlimit=rate,
+        retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=settings.photo_attempts),
+    )
 
 
 async def open_store(settings: Settings, *, require_current: bool = True) -> Store:
@@ -64,14 +70,17 @@ async def open_store(settings: Settings, *, require_current: bool = True) -> Sto
         if is_sqlite(url):
             await ensure_schema(url)
         elif require_current and not await is_up_to_date(url):
-            raise ConfigError("the database schema is not current: run "
-                              "`orchestrator db upgrade` first")
+            raise ConfigError(
+                "the database schema is not current: run `orchestrator db upgrade` first"
+            )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     except DATABASE_ERRORS as exc:
         shown = make_url(url).render_as_string(hide_password=True)
-        raise ConfigError(f"cannot use the job database {shown}: {database_problem(exc)}; "
-                          "check ORCH_DATABASE_URL and that the database is up") from None
+        raise ConfigError(
+            f"cannot use the job database {shown}: {database_problem(exc)}; "
+            "check ORCH_DATABASE_URL and that the database is up"
+        ) from None
     return Store.open(url)
 
 
@@ -81,27 +90,44 @@ def database_problem(exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def connected(settings: Settings, *, on_api_retry: RetryReporter | None = None,
-                    on_transfer_retry: RetryReporter | None = None
-                    ) -> AsyncIterator[Services]:
+async def connected(
+    settings: Settings,
+    *,
+    on_api_retry: RetryReporter | None = None,
+    on_transfer_retry: RetryReporter | None = None,
+) -> AsyncIterator[Services]:
     """The process's one HTTP session, with every service client and the transfers over it."""
     key = settings.api_key()
     if not key:
-        raise ConfigError("no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which "
-                          "needs none)")
+        raise ConfigError(
+            "no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which needs none)"
+        )
     tsettings = transfer_settings(settings)
     session = make_session(tsettings)
     try:
         yield Services(
-            imagen=ImagenClient(session, base_url=settings.imagen_api_url, api_key=key,
-                                on_retry=on_api_retry),
-            transfers=Transfers(session, tsettings, on_retry=on_transfer_retry))
+            imagen=ImagenClient(
+                session, base_url=settings.imagen_api_url, api_key=key, on_retry=on_api_retry
+            ),
+            transfers=Transfers(session, tsettings, on_retry=on_transfer_retry),
+        )
     finally:
         await session.close()
 
 
-def make_engine(store: Store, services: Services, progress: ProgressSink,
-                config: EngineConfig, pipeline: Pipeline = PIPELINE) -> Engine:
+def make_engine(
+    store: Store,
+    services: Services,
+    progress: ProgressSink,
+    config: EngineConfig,
+    pipeline: Pipeline = PIPELINE,
+) -> Engine:
     """An engine over the store and services, driving under this process's lease name."""
-    return Engine(store=store, services=services, progress=progress, config=config,
-                  owner=process_owner(), pipeline=pipeline)
+    return Engine(
+        store=store,
+        services=services,
+        progress=progress,
+        config=config,
+        owner=process_owner(),
+        pipeline=pipeline,
+    )

@@ -42,29 +42,43 @@ class Delivery:
 
 # Built once: a callback is a handful of statements, and building them is most of its cost.
 _FIND_JOB = select(Job.id, Job.project_uuid).where(
-    Job.callback_secret_hash == bindparam("secret_hash"))
+    Job.callback_secret_hash == bindparam("secret_hash")
+)
 
 
 def _keep_once(dialect_insert: Callable[[Any], Any]) -> Insert:
-    statement: Insert = dialect_insert(Callback).values(
-        project_uuid=bindparam("project_uuid"), action=bindparam("action"),
-        status=bindparam("status"), job_id=bindparam("job_id"), received_at=bindparam("now"),
-    ).on_conflict_do_nothing(index_elements=["project_uuid", "action", "status"])
+    statement: Insert = (
+        dialect_insert(Callback)
+        .values(
+            project_uuid=bindparam("project_uuid"),
+            action=bindparam("action"),
+            status=bindparam("status"),
+            job_id=bindparam("job_id"),
+            received_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing(index_elements=["project_uuid", "action", "status"])
+    )
     return statement.returning(Callback.id)
 
 
 _KEEP_ONCE = {"postgresql": _keep_once(postgresql.insert), "sqlite": _keep_once(sqlite.insert)}
 # wake_at is a scheduling hint, not job state: no lease needed, and a driver that holds the
 # lease right now overwrites it (the scheduler re-checks the inbox when that drive ends).
-_WAKE_JOB = update(Job).where(Job.id == bindparam("job_id"), is_live()).values(
-    wake_at=bindparam("now"))
+_WAKE_JOB = (
+    update(Job).where(Job.id == bindparam("job_id"), is_live()).values(wake_at=bindparam("now"))
+)
 _NOTE_IN_HISTORY = insert(Event).values(
-    job_id=bindparam("job_id"), at=bindparam("now"), kind="callback",
-    message=bindparam("message"), data=bindparam("data"))
+    job_id=bindparam("job_id"),
+    at=bindparam("now"),
+    kind="callback",
+    message=bindparam("message"),
+    data=bindparam("data"),
+)
 
 
-async def deliver_callback(store: Store, secret_hash: str, *, project_uuid: str, action: str,
-                           status: str) -> Delivery:
+async def deliver_callback(
+    store: Store, secret_hash: str, *, project_uuid: str, action: str, status: str
+) -> Delivery:
     """Find the secret's job, check the project, store the callback once, wake the job.
 
     One transaction: the inbox row, the job's `wake_at` and its history line commit together,
@@ -76,13 +90,23 @@ async def deliver_callback(store: Store, secret_hash: str, *, project_uuid: str,
             return Delivery(Verdict.UNKNOWN_SECRET)
         if job.project_uuid != project_uuid:
             return Delivery(Verdict.WRONG_PROJECT, job.id)
-        values = {"job_id": job.id, "now": utcnow(), "project_uuid": project_uuid,
-                  "action": action, "status": status}
+        values = {
+            "job_id": job.id,
+            "now": utcnow(),
+            "project_uuid": project_uuid,
+            "action": action,
+            "status": status,
+        }
         if (await conn.execute(_KEEP_ONCE[conn.dialect.name], values)).first() is None:
             return Delivery(Verdict.DUPLICATE, job.id)
         await conn.execute(_WAKE_JOB, values)
-        await conn.execute(_NOTE_IN_HISTORY, {
-            **values, "message": f"Imagen: {action} {status}",
-            "data": {"action": action, "status": status}})
+        await conn.execute(
+            _NOTE_IN_HISTORY,
+            {
+                **values,
+                "message": f"Imagen: {action} {status}",
+                "data": {"action": action, "status": status},
+            },
+        )
         await notify_wake(conn, job.id)
     return Delivery(Verdict.ACCEPTED, job.id)

@@ -118,8 +118,9 @@ class PhotoPhase(Base):
 
     __tablename__ = "photo_phases"
 
-    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"),
-                                          primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
     phase: Mapped[str] = mapped_column(String(32), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     output: Mapped[str | None] = mapped_column(Text)
@@ -157,12 +158,14 @@ class Callback(Base):
     project_uuid: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
-                                               index=True)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        UniqueConstraint("project_uuid", "action", "status",
-                         name="uq_callbacks_project_uuid_action_status"),
+        UniqueConstraint(
+            "project_uuid", "action", "status", name="uq_callbacks_project_uuid_action_status"
+        ),
     )

@@ -118,8 +118,9 @@ def _owner_is_dead_local_process(owner: str) -> bool:
 
 
 def _holds(lease: Lease) -> ColumnElement[bool]:
-    return and_(Job.id == lease.job_id, Job.lease_owner == lease.owner,
-                Job.lease_epoch == lease.epoch)
+    return and_(
+        Job.id == lease.job_id, Job.lease_owner == lease.owner, Job.lease_epoch == lease.epoch
+    )
 
 
 class Store:
@@ -154,8 +155,13 @@ class Store:
         if len(ref) < 4:
             raise JobNotFound(f"job id {ref!r} is too short: give at least 4 characters")
         async with self._sessions() as session:
-            jobs = list((await session.scalars(
-                select(Job).where(Job.id.startswith(ref, autoescape=True)).limit(2))).all())
+            jobs = list(
+                (
+                    await session.scalars(
+                        select(Job).where(Job.id.startswith(ref, autoescape=True)).limit(2)
+                    )
+                ).all()
+            )
         if not jobs:
             raise JobNotFound(f"no job matches {ref!r}; `orchestrator status` lists them")
         if len(jobs) > 1:
@@ -165,31 +171,58 @@ class Store:
     async def jobs_for_source(self, source: str) -> list[Job]:
         """Every job ever made from this source folder, newest first."""
         async with self._sessions() as session:
-            return list((await session.scalars(
-                select(Job).where(Job.source == source).order_by(Job.created_at.desc()))).all())
+            return list(
+                (
+                    await session.scalars(
+                        select(Job).where(Job.source == source).order_by(Job.created_at.desc())
+                    )
+                ).all()
+            )
 
     async def list_jobs(self) -> list[tuple[Job, int]]:
         """Every job with its photo count, newest first."""
-        counts = (select(Photo.job_id, func.count().label("n"))
-                  .group_by(Photo.job_id).subquery())
+        counts = select(Photo.job_id, func.count().label("n")).group_by(Photo.job_id).subquery()
         async with self._sessions() as session:
-            rows = (await session.execute(
-                select(Job, func.coalesce(counts.c.n, 0))
-                .outerjoin(counts, counts.c.job_id == Job.id)
-                .order_by(Job.created_at.desc()))).all()
+            rows = (
+                await session.execute(
+                    select(Job, func.coalesce(counts.c.n, 0))
+                    .outerjoin(counts, counts.c.job_id == Job.id)
+                    .order_by(Job.created_at.desc())
+                )
+            ).all()
         return [(job, int(n)) for job, n in rows]
 
     async def photos(self, job_id: str) -> list[PhotoRecord]:
         """The job's photos in a stable order, each with what every phase did with it."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Photo.id, Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns,
-                       Photo.md5).where(Photo.job_id == job_id).order_by(Photo.id))).all()
-            phases = (await conn.execute(
-                select(PhotoPhase.photo_id, PhotoPhase.phase, PhotoPhase.output,
-                       PhotoPhase.size, PhotoPhase.md5, PhotoPhase.details,
-                       PhotoPhase.done_at, PhotoPhase.failed_reason)
-                .where(PhotoPhase.job_id == job_id))).all()
+            rows = (
+                await conn.execute(
+                    select(
+                        Photo.id,
+                        Photo.rel_path,
+                        Photo.file_name,
+                        Photo.size,
+                        Photo.mtime_ns,
+                        Photo.md5,
+                    )
+                    .where(Photo.job_id == job_id)
+                    .order_by(Photo.id)
+                )
+            ).all()
+            phases = (
+                await conn.execute(
+                    select(
+                        PhotoPhase.photo_id,
+                        PhotoPhase.phase,
+                        PhotoPhase.output,
+                        PhotoPhase.size,
+                        PhotoPhase.md5,
+                        PhotoPhase.details,
+                        PhotoPhase.done_at,
+                        PhotoPhase.failed_reason,
+                    ).where(PhotoPhase.job_id == job_id)
+                )
+            ).all()
         photos = {row[0]: PhotoRecord(*row) for row in rows}
         for photo_id, phase, *record in phases:
             photos[photo_id].phases[phase] = PhaseRecord(*record)
@@ -198,22 +231,36 @@ class Store:
     async def recorded_photos(self, job_id: str) -> list[RecordedPhoto]:
         """The job's photos as files, without loading whole rows (a fraction of `photos`)."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns, Photo.md5)
-                .where(Photo.job_id == job_id).order_by(Photo.id))).all()
+            rows = (
+                await conn.execute(
+                    select(Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns, Photo.md5)
+                    .where(Photo.job_id == job_id)
+                    .order_by(Photo.id)
+                )
+            ).all()
         return [RecordedPhoto(*row) for row in rows]
 
     async def events(self, job_id: str) -> list[Event]:
         """The job's history, oldest first."""
         async with self._sessions() as session:
-            return list((await session.scalars(
-                select(Event).where(Event.job_id == job_id).order_by(Event.id))).all())
+            return list(
+                (
+                    await session.scalars(
+                        select(Event).where(Event.job_id == job_id).order_by(Event.id)
+                    )
+                ).all()
+            )
 
     async def entered_state_at(self, job_id: str, state: str) -> datetime | None:
         """When the job last moved into `state` (a transition or a retry), if it ever did."""
         async with self.engine.connect() as conn:
-            return (await conn.execute(select(func.max(Event.at)).where(
-                Event.job_id == job_id, Event.to_state == state))).scalar_one()
+            return (
+                await conn.execute(
+                    select(func.max(Event.at)).where(
+                        Event.job_id == job_id, Event.to_state == state
+                    )
+                )
+            ).scalar_one()
 
     # ---- creation ----------------------------------------------------------------------
 
@@ -221,35 +268,79 @@ class Store:
         """Record a new queued job and its photos in one transaction."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(insert(Job).values(
-                id=job.id, name=job.name, source=job.source, edited_dir=job.edited_dir,
-                exported_dir=job.exported_dir, image_type=job.image_type,
-                profile_key=job.profile_key, profile_name=job.profile_name, options=job.spec,
-                state=JobState.QUEUED.value, project_name=job.project_name, attempt_count=0,
-                lease_epoch=0, cancel_requested=False, created_at=now, updated_at=now))
+            await conn.execute(
+                insert(Job).values(
+                    id=job.id,
+                    name=job.name,
+                    source=job.source,
+                    edited_dir=job.edited_dir,
+                    exported_dir=job.exported_dir,
+                    image_type=job.image_type,
+                    profile_key=job.profile_key,
+                    profile_name=job.profile_name,
+                    options=job.spec,
+                    state=JobState.QUEUED.value,
+                    project_name=job.project_name,
+                    attempt_count=0,
+                    lease_epoch=0,
+                    cancel_requested=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             if photos:
-                await conn.execute(insert(Photo), [
-                    {"job_id": job.id, "rel_path": p.rel_path, "file_name": p.file_name,
-                     "size": p.size, "mtime_ns": p.mtime_ns} for p in photos])
-            await _event(conn, job.id, "created", f"job created with {len(photos)} photos",
-                         to_state=JobState.QUEUED.value)
+                await conn.execute(
+                    insert(Photo),
+                    [
+                        {
+                            "job_id": job.id,
+                            "rel_path": p.rel_path,
+                            "file_name": p.file_name,
+                            "size": p.size,
+                            "mtime_ns": p.mtime_ns,
+                        }
+                        for p in photos
+                    ],
+                )
+            await _event(
+                conn,
+                job.id,
+                "created",
+                f"job created with {len(photos)} photos",
+                to_state=JobState.QUEUED.value,
+            )
 
     async def add_photos(self, lease: Lease, photos: Sequence[NewPhoto]) -> None:
         """Add photos to a job that has not uploaded yet (new files found on resume)."""
         async with self.engine.begin() as conn:
             await _require_lease(conn, lease)
-            await conn.execute(insert(Photo), [
-                {"job_id": lease.job_id, "rel_path": p.rel_path, "file_name": p.file_name,
-                 "size": p.size, "mtime_ns": p.mtime_ns} for p in photos])
+            await conn.execute(
+                insert(Photo),
+                [
+                    {
+                        "job_id": lease.job_id,
+                        "rel_path": p.rel_path,
+                        "file_name": p.file_name,
+                        "size": p.size,
+                        "mtime_ns": p.mtime_ns,
+                    }
+                    for p in photos
+                ],
+            )
 
     async def remove_photos(self, lease: Lease, photo_ids: Sequence[int]) -> None:
         """Forget photos that vanished from the folder before any phase was done with them."""
         async with self.engine.begin() as conn:
             await _require_lease(conn, lease)
-            await conn.execute(delete(Photo).where(
-                Photo.job_id == lease.job_id, Photo.id.in_(photo_ids),
-                ~exists().where(PhotoPhase.photo_id == Photo.id,
-                                PhotoPhase.done_at.is_not(None))))
+            await conn.execute(
+                delete(Photo).where(
+                    Photo.job_id == lease.job_id,
+                    Photo.id.in_(photo_ids),
+                    ~exists().where(
+                        PhotoPhase.photo_id == Photo.id, PhotoPhase.done_at.is_not(None)
+                    ),
+                )
+            )
 
     # ---- leases ------------------------------------------------------------------------
 
@@ -258,36 +349,56 @@ class Store:
         now = utcnow()
         job = await self.get_job(job_id)
         claimable = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
-        if job.lease_owner and job.lease_owner != owner and \
-                _owner_is_dead_local_process(job.lease_owner):
+        if (
+            job.lease_owner
+            and job.lease_owner != owner
+            and _owner_is_dead_local_process(job.lease_owner)
+        ):
             claimable = or_(claimable, Job.lease_owner == job.lease_owner)
         async with self.engine.begin() as conn:
-            epoch = (await conn.execute(
-                update(Job).where(Job.id == job_id, claimable)
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl),
-                        lease_epoch=Job.lease_epoch + 1)
-                .returning(Job.lease_epoch))).scalar_one_or_none()
+            epoch = (
+                await conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id, claimable)
+                    .values(
+                        lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=ttl),
+                        lease_epoch=Job.lease_epoch + 1,
+                    )
+                    .returning(Job.lease_epoch)
+                )
+            ).scalar_one_or_none()
             if epoch is None:
                 raise LeaseHeld(
                     f"job {job_id[:8]} is being driven by {job.lease_owner} (lease until "
-                    f"{_fmt(job.lease_expires_at)}); wait for it or stop that process")
+                    f"{_fmt(job.lease_expires_at)}); wait for it or stop that process"
+                )
             if job.lease_owner and job.lease_owner != owner:
-                await _event(conn, job_id, "lease", "lease taken over from a stopped process",
-                             data={"previous_owner": job.lease_owner, "epoch": epoch})
+                await _event(
+                    conn,
+                    job_id,
+                    "lease",
+                    "lease taken over from a stopped process",
+                    data={"previous_owner": job.lease_owner, "epoch": epoch},
+                )
         return Lease(job_id, owner, int(epoch))
 
     async def renew(self, lease: Lease, ttl: float) -> bool:
         """Extend the lease; False if it was lost (taken over)."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(Job).where(_holds(lease)).values(
-                lease_expires_at=utcnow() + timedelta(seconds=ttl)))
+            result = await conn.execute(
+                update(Job)
+                .where(_holds(lease))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=ttl))
+            )
         return result.rowcount == 1
 
     async def release(self, lease: Lease) -> None:
         """Give the lease back (no-op if it was already lost)."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(Job).where(_holds(lease)).values(
-                lease_owner=None, lease_expires_at=None))
+            await conn.execute(
+                update(Job).where(_holds(lease)).values(lease_owner=None, lease_expires_at=None)
+            )
 
     # ---- job state ---------------------------------------------------------------------
 
@@ -295,8 +406,9 @@ class Store:
         """Make the move (checked by the transition table), guarded by its starting state."""
         await self._move(lease, move, message, {})
 
-    async def record_project(self, lease: Lease, move: Move, *, project_uuid: str,
-                             message: str) -> None:
+    async def record_project(
+        self, lease: Lease, move: Move, *, project_uuid: str, message: str
+    ) -> None:
         """Make the move that records the job's Imagen project."""
         await self._move(lease, move, message, {"project_uuid": project_uuid})
 
@@ -304,21 +416,29 @@ class Store:
         """Move the job to failed with the reason the user must act on; `retry` goes `back_to`."""
         if move.to_state != JobState.FAILED:
             raise ValueError(f"fail() needs a move to failed, not to {move.to_state}")
-        await self._move(lease, move, reason, {"last_error": reason,
-                                               "state_before_failure": back_to})
+        await self._move(
+            lease, move, reason, {"last_error": reason, "state_before_failure": back_to}
+        )
 
-    async def _move(self, lease: Lease, move: Move, message: str,
-                    fields: dict[str, str]) -> None:
+    async def _move(self, lease: Lease, move: Move, message: str, fields: dict[str, str]) -> None:
         now = utcnow()
         finished = {"finished_at": now} if move.to_state in TERMINAL_STATES else {}
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(Job).where(
-                _holds(lease), Job.state == move.from_state).values(
-                    state=move.to_state, updated_at=now, **finished, **fields))
+            result = await conn.execute(
+                update(Job)
+                .where(_holds(lease), Job.state == move.from_state)
+                .values(state=move.to_state, updated_at=now, **finished, **fields)
+            )
             if result.rowcount != 1:
                 await _explain_refusal(conn, lease, move.from_state)
-            await _event(conn, lease.job_id, "transition", message or move.to_state,
-                         from_state=move.from_state, to_state=move.to_state)
+            await _event(
+                conn,
+                lease.job_id,
+                "transition",
+                message or move.to_state,
+                from_state=move.from_state,
+                to_state=move.to_state,
+            )
 
     async def set_callback_secret(self, lease: Lease, state: str, secret_hash: str) -> None:
         """Store the hash of the secret in the callback URL about to be sent to Imagen."""
@@ -332,16 +452,22 @@ class Store:
         """Record why the job stopped for now, in whatever state it is; the daemon tries it
         again at `wake_at`."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(Job).where(_holds(lease)).values(
-                last_error=reason, wake_at=wake_at, updated_at=utcnow()))
+            result = await conn.execute(
+                update(Job)
+                .where(_holds(lease))
+                .values(last_error=reason, wake_at=wake_at, updated_at=utcnow())
+            )
             if result.rowcount != 1:
                 await _require_lease(conn, lease)
             await _event(conn, lease.job_id, "paused", reason)
 
     async def _set(self, lease: Lease, state: str, **values: str | datetime) -> None:
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(Job).where(
-                _holds(lease), Job.state == state).values(updated_at=utcnow(), **values))
+            result = await conn.execute(
+                update(Job)
+                .where(_holds(lease), Job.state == state)
+                .values(updated_at=utcnow(), **values)
+            )
             if result.rowcount != 1:
                 await _explain_refusal(conn, lease, state)
 
@@ -357,17 +483,33 @@ class Store:
             # A run killed mid-job leaves its lease behind; nobody will ever act on a request.
             free = or_(free, Job.lease_owner == owner)
         async with self.engine.begin() as conn:
-            cancelled = await conn.execute(update(Job).where(
-                Job.id == job_id, Job.state == move.from_state, free).values(
-                    state=move.to_state, updated_at=now, finished_at=now,
-                    lease_owner=None, lease_expires_at=None, wake_at=None))
+            cancelled = await conn.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == move.from_state, free)
+                .values(
+                    state=move.to_state,
+                    updated_at=now,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    wake_at=None,
+                )
+            )
             if cancelled.rowcount == 1:
-                await _event(conn, job_id, "transition", "cancelled by the user",
-                             from_state=move.from_state, to_state=move.to_state)
+                await _event(
+                    conn,
+                    job_id,
+                    "transition",
+                    "cancelled by the user",
+                    from_state=move.from_state,
+                    to_state=move.to_state,
+                )
             else:
-                flagged = await conn.execute(update(Job).where(
-                    Job.id == job_id, Job.state.not_in(TERMINAL_STATES), ~free)
-                    .values(cancel_requested=True, updated_at=now))
+                flagged = await conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state.not_in(TERMINAL_STATES), ~free)
+                    .values(cancel_requested=True, updated_at=now)
+                )
                 if flagged.rowcount != 1:
                     raise StateConflict(f"job {job_id[:8]} changed while cancelling; try again")
                 await _event(conn, job_id, "cancel", "cancel requested; the driver will stop")
@@ -376,40 +518,65 @@ class Store:
     async def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked to cancel the job (a one-column read, cheap to poll)."""
         async with self.engine.connect() as conn:
-            return bool((await conn.execute(
-                select(Job.cancel_requested).where(Job.id == job_id))).scalar_one())
+            return bool(
+                (
+                    await conn.execute(select(Job.cancel_requested).where(Job.id == job_id))
+                ).scalar_one()
+            )
 
     async def retry_failed(self, job_id: str, move: Move) -> Job:
         """Bring a failed job back (`move`: failed to where it stopped), failures cleared."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(Job).where(
-                Job.id == job_id, Job.state == move.from_state).values(
-                    state=move.to_state, last_error=None, finished_at=None, updated_at=utcnow(),
-                    attempt_count=Job.attempt_count + 1, wake_at=None))
+            result = await conn.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == move.from_state)
+                .values(
+                    state=move.to_state,
+                    last_error=None,
+                    finished_at=None,
+                    updated_at=utcnow(),
+                    attempt_count=Job.attempt_count + 1,
+                    wake_at=None,
+                )
+            )
             if result.rowcount != 1:
                 raise StateConflict(f"job {job_id[:8]} changed while retrying; try again")
-            await conn.execute(delete(PhotoPhase).where(
-                PhotoPhase.job_id == job_id, PhotoPhase.done_at.is_(None)))
-            await conn.execute(update(PhotoPhase).where(PhotoPhase.job_id == job_id).values(
-                failed_reason=None))
-            await _event(conn, job_id, "retry", f"retry requested; back to {move.to_state}",
-                         from_state=move.from_state, to_state=move.to_state)
+            await conn.execute(
+                delete(PhotoPhase).where(PhotoPhase.job_id == job_id, PhotoPhase.done_at.is_(None))
+            )
+            await conn.execute(
+                update(PhotoPhase).where(PhotoPhase.job_id == job_id).values(failed_reason=None)
+            )
+            await _event(
+                conn,
+                job_id,
+                "retry",
+                f"retry requested; back to {move.to_state}",
+                from_state=move.from_state,
+                to_state=move.to_state,
+            )
         return await self.get_job(job_id)
 
     # ---- photos ------------------------------------------------------------------------
 
-    async def set_photo_source(self, lease: Lease, photo_id: int, *, md5: str, size: int,
-                               mtime_ns: int) -> None:
+    async def set_photo_source(
+        self, lease: Lease, photo_id: int, *, md5: str, size: int, mtime_ns: int
+    ) -> None:
         """Record the hash of a photo (with the size and mtime it was computed at)."""
-        await self.checkpoint(lease, photo_id, SourceCheckpoint(md5=md5, size=size,
-                                                                mtime_ns=mtime_ns))
+        await self.checkpoint(
+            lease, photo_id, SourceCheckpoint(md5=md5, size=size, mtime_ns=mtime_ns)
+        )
 
     async def forget_phase(self, lease: Lease, photo_id: int, phase: str) -> None:
         """Undo a phase of a photo (it changed and must go through that phase again)."""
         async with self.engine.begin() as conn:
-            await conn.execute(delete(PhotoPhase).where(
-                PhotoPhase.photo_id == photo_id, PhotoPhase.job_id == lease.job_id,
-                PhotoPhase.phase == phase))
+            await conn.execute(
+                delete(PhotoPhase).where(
+                    PhotoPhase.photo_id == photo_id,
+                    PhotoPhase.job_id == lease.job_id,
+                    PhotoPhase.phase == phase,
+                )
+            )
             await _require_lease(conn, lease, lock=True)
 
     async def checkpoint(self, lease: Lease, photo_id: int, checkpoint: Checkpoint) -> None:
@@ -429,6 +596,7 @@ class Store:
         # SQLite connections are not pooled, and opening one costs more than writing a whole
         # batch: the writer keeps one for its life (it holds no lock between batches).
         async with self.engine.connect() as conn:
+
             @asynccontextmanager
             async def begin() -> AsyncIterator[AsyncConnection]:
                 async with conn.begin():
@@ -438,8 +606,9 @@ class Store:
 
     # ---- history -----------------------------------------------------------------------
 
-    async def add_event(self, job_id: str, kind: str, message: str, *,
-                        data: dict[str, Any] | None = None) -> None:
+    async def add_event(
+        self, job_id: str, kind: str, message: str, *, data: dict[str, Any] | None = None
+    ) -> None:
         """Append one entry to the job's history."""
         async with self.engine.begin() as conn:
             await _event(conn, job_id, kind, message, data=data)
@@ -481,8 +650,11 @@ class PhotoRecord:
     @property
     def failures(self) -> list[tuple[str, str]]:
         """Every (phase, reason) that keeps failing for this photo."""
-        return [(name, record.failed_reason) for name, record in self.phases.items()
-                if record.failed_reason]
+        return [
+            (name, record.failed_reason)
+            for name, record in self.phases.items()
+            if record.failed_reason
+        ]
 
 
 @dataclass(frozen=True)
@@ -526,9 +698,12 @@ class PhotoWriter:
     database's write lock held (SQLite), so nobody can take the lease over in between.
     """
 
-    def __init__(self, lease: Lease,
-                 begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
-                 dialect: str) -> None:
+    def __init__(
+        self,
+        lease: Lease,
+        begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        dialect: str,
+    ) -> None:
         self._lease = lease
         self._begin = begin
         self._dialect = dialect
@@ -545,8 +720,13 @@ class PhotoWriter:
         now = utcnow()
         async with self._begin() as conn:
             ids = {photo_id for photo_id, _ in updates}
-            found = (await conn.execute(select(func.count()).select_from(Photo).where(
-                Photo.job_id == lease.job_id, Photo.id.in_(ids)))).scalar_one()
+            found = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(Photo)
+                    .where(Photo.job_id == lease.job_id, Photo.id.in_(ids))
+                )
+            ).scalar_one()
             if found != len(ids):
                 raise LookupError(f"a photo of this batch is not part of job {lease.job_id}")
             for kind, rows in _runs_of_same_kind(updates, lease.job_id, now):
@@ -561,35 +741,60 @@ class PhotoWriter:
 
     def _build(self, kind: type[Checkpoint]) -> Any:
         if kind is SourceCheckpoint:
-            return update(Photo).where(
-                Photo.id == bindparam("p_id"), Photo.job_id == self._lease.job_id).values(
-                    md5=bindparam("p_md5"), size=bindparam("p_size"),
-                    mtime_ns=bindparam("p_mtime_ns"))
-        upsert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(
-            PhotoPhase)
-        changed = ("failed_reason",) if kind is PhaseFailed else (
-            "output", "size", "md5", "details", "done_at", "failed_reason")
+            return (
+                update(Photo)
+                .where(Photo.id == bindparam("p_id"), Photo.job_id == self._lease.job_id)
+                .values(
+                    md5=bindparam("p_md5"),
+                    size=bindparam("p_size"),
+                    mtime_ns=bindparam("p_mtime_ns"),
+                )
+            )
+        upsert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(PhotoPhase)
+        changed = (
+            ("failed_reason",)
+            if kind is PhaseFailed
+            else ("output", "size", "md5", "details", "done_at", "failed_reason")
+        )
         return upsert.on_conflict_do_update(
             index_elements=[PhotoPhase.photo_id, PhotoPhase.phase],
-            set_={column: upsert.excluded[column] for column in changed})
+            set_={column: upsert.excluded[column] for column in changed},
+        )
 
 
-def _runs_of_same_kind(updates: Sequence[tuple[int, Checkpoint]], job_id: str, now: datetime
-                       ) -> list[tuple[type[Checkpoint], list[dict[str, Any]]]]:
+def _runs_of_same_kind(
+    updates: Sequence[tuple[int, Checkpoint]], job_id: str, now: datetime
+) -> list[tuple[type[Checkpoint], list[dict[str, Any]]]]:
     """Consecutive checkpoints grouped by kind, order kept, as rows for one executemany."""
     runs: list[tuple[type[Checkpoint], list[dict[str, Any]]]] = []
     for photo_id, checkpoint in updates:
         row: dict[str, Any]
         if isinstance(checkpoint, SourceCheckpoint):
-            row = {"p_id": photo_id, "p_md5": checkpoint.md5, "p_size": checkpoint.size,
-                   "p_mtime_ns": checkpoint.mtime_ns}
+            row = {
+                "p_id": photo_id,
+                "p_md5": checkpoint.md5,
+                "p_size": checkpoint.size,
+                "p_mtime_ns": checkpoint.mtime_ns,
+            }
         elif isinstance(checkpoint, PhaseDone):
-            row = {"photo_id": photo_id, "job_id": job_id, "phase": checkpoint.phase,
-                   "output": checkpoint.output, "size": checkpoint.size, "md5": checkpoint.md5,
-                   "details": checkpoint.details, "done_at": now, "failed_reason": None}
+            row = {
+                "photo_id": photo_id,
+                "job_id": job_id,
+                "phase": checkpoint.phase,
+                "output": checkpoint.output,
+                "size": checkpoint.size,
+                "md5": checkpoint.md5,
+                "details": checkpoint.details,
+                "done_at": now,
+                "failed_reason": None,
+            }
         else:
-            row = {"photo_id": photo_id, "job_id": job_id, "phase": checkpoint.phase,
-                   "failed_reason": checkpoint.reason}
+            row = {
+                "photo_id": photo_id,
+                "job_id": job_id,
+                "phase": checkpoint.phase,
+                "failed_reason": checkpoint.reason,
+            }
         kind = type(checkpoint)
         if runs and runs[-1][0] is kind:
             runs[-1][1].append(row)
@@ -598,12 +803,27 @@ def _runs_of_same_kind(updates: Sequence[tuple[int, Checkpoint]], job_id: str, n
     return runs
 
 
-async def _event(conn: AsyncConnection, job_id: str, kind: str, message: str, *,
-                 from_state: str | None = None, to_state: str | None = None,
-                 data: dict[str, Any] | None = None) -> None:
-    await conn.execute(insert(Event).values(
-        job_id=job_id, at=utcnow(), kind=kind, message=message, from_state=from_state,
-        to_state=to_state, data=data))
+async def _event(
+    conn: AsyncConnection,
+    job_id: str,
+    kind: str,
+    message: str,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        insert(Event).values(
+            job_id=job_id,
+            at=utcnow(),
+            kind=kind,
+            message=message,
+            from_state=from_state,
+            to_state=to_state,
+            data=data,
+        )
+    )
 
 
 async def _require_lease(conn: AsyncConnection, lease: Lease, *, lock: bool = False) -> None:

@@ -27,8 +27,15 @@ WAKE_CHANNEL = "orchestrator_wake"
 """The Postgres NOTIFY channel on which daemons hear that a job is due now."""
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    DBAPIError, PoolTimeout, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    DBAPIError,
+    PoolTimeout,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 """What a database that is down, restarting or unreachable raises."""
+
 
 def is_live() -> ColumnElement[bool]:
     """The job still has work to do (it is in no terminal state)."""
@@ -48,8 +55,12 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    return and_(Job.queued_for_daemon.is_(true()), is_live(),
-                or_(Job.wake_at.is_(None), Job.wake_at <= now), _lease_free(now))
+    return and_(
+        Job.queued_for_daemon.is_(true()),
+        is_live(),
+        or_(Job.wake_at.is_(None), Job.wake_at <= now),
+        _lease_free(now),
+    )
 
 
 @asynccontextmanager
@@ -78,28 +89,52 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     """
     now = utcnow()
     async with _write_transaction(store) as conn:
-        due = (await conn.execute(
-            select(Job.id, Job.lease_owner).where(_due(now))
-            .order_by(Job.wake_at.is_(None), func.coalesce(Job.wake_at, Job.created_at), Job.id)
-            .limit(limit).with_for_update(skip_locked=True))).all()
+        due = (
+            await conn.execute(
+                select(Job.id, Job.lease_owner)
+                .where(_due(now))
+                .order_by(Job.wake_at.is_(None), func.coalesce(Job.wake_at, Job.created_at), Job.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
         if not due:
             return []
         ids = [job_id for job_id, _ in due]
-        epochs = {job_id: epoch for job_id, epoch in await conn.execute(
-            update(Job).where(Job.id.in_(ids), _lease_free(now))
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl),
-                    lease_epoch=Job.lease_epoch + 1)
-            .returning(Job.id, Job.lease_epoch))}
-        await conn.execute(update(Callback).where(
-            Callback.job_id.in_(ids), Callback.processed_at.is_(None)).values(processed_at=now))
-        claims = [Claim(Lease(job_id, owner, int(epochs[job_id])), previous)
-                  for job_id, previous in due if job_id in epochs]
+        epochs = {
+            job_id: epoch
+            for job_id, epoch in await conn.execute(
+                update(Job)
+                .where(Job.id.in_(ids), _lease_free(now))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=ttl),
+                    lease_epoch=Job.lease_epoch + 1,
+                )
+                .returning(Job.id, Job.lease_epoch)
+            )
+        }
+        await conn.execute(
+            update(Callback)
+            .where(Callback.job_id.in_(ids), Callback.processed_at.is_(None))
+            .values(processed_at=now)
+        )
+        claims = [
+            Claim(Lease(job_id, owner, int(epochs[job_id])), previous)
+            for job_id, previous in due
+            if job_id in epochs
+        ]
         for claim in claims:
             if claim.previous_owner is not None:
-                await conn.execute(insert(Event).values(
-                    job_id=claim.lease.job_id, at=now, kind="lease",
-                    message="lease taken over from a worker that stopped renewing it",
-                    data={"previous_owner": claim.previous_owner, "epoch": claim.lease.epoch}))
+                await conn.execute(
+                    insert(Event).values(
+                        job_id=claim.lease.job_id,
+                        at=now,
+                        kind="lease",
+                        message="lease taken over from a worker that stopped renewing it",
+                        data={"previous_owner": claim.previous_owner, "epoch": claim.lease.epoch},
+                    )
+                )
     return claims
 
 
@@ -112,11 +147,18 @@ async def next_due_at(store: Store, owner: str) -> datetime | None:
     when = case(
         (Job.lease_owner.is_(None), func.coalesce(Job.wake_at, Job.created_at)),
         (or_(Job.wake_at.is_(None), Job.lease_expires_at > Job.wake_at), Job.lease_expires_at),
-        else_=Job.wake_at)
+        else_=Job.wake_at,
+    )
     async with store.engine.connect() as conn:
-        earliest: datetime | None = (await conn.execute(select(func.min(when)).where(
-            Job.queued_for_daemon.is_(true()), is_live(),
-            or_(Job.lease_owner.is_(None), Job.lease_owner != owner)))).scalar_one()
+        earliest: datetime | None = (
+            await conn.execute(
+                select(func.min(when)).where(
+                    Job.queued_for_daemon.is_(true()),
+                    is_live(),
+                    or_(Job.lease_owner.is_(None), Job.lease_owner != owner),
+                )
+            )
+        ).scalar_one()
     return earliest
 
 
@@ -150,11 +192,17 @@ async def wake_if_called_back(store: Store, job_id: str) -> bool:
     would wait for the next poll.
     """
     async with store.engine.begin() as conn:
-        woken = await conn.execute(update(Job).where(
-            Job.id == job_id, Job.lease_owner.is_(None),
-            is_live(), Job.wake_at.is_not(None),
-            exists().where(Callback.job_id == job_id, Callback.processed_at.is_(None)),
-        ).values(wake_at=utcnow()))
+        woken = await conn.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.lease_owner.is_(None),
+                is_live(),
+                Job.wake_at.is_not(None),
+                exists().where(Callback.job_id == job_id, Callback.processed_at.is_(None)),
+            )
+            .values(wake_at=utcnow())
+        )
         if woken.rowcount == 1:
             await notify_wake(conn, job_id)
     return bool(woken.rowcount == 1)

@@ -64,8 +64,9 @@ async def attempt_until_done(
                 fresh_links += 1
                 if fresh_links > MAX_FRESH_LINKS:
                     raise TransferFailed(
-                        file_name, f"storage still refuses after {MAX_FRESH_LINKS} fresh links: "
-                        f"{exc}") from None
+                        file_name,
+                        f"storage still refuses after {MAX_FRESH_LINKS} fresh links: {exc}",
+                    ) from None
                 refresh = True
                 continue
             except Throttled:
@@ -83,6 +84,7 @@ async def attempt_until_done(
     except RetriesExhausted as exc:
         if isinstance(exc.last, Mismatch):
             raise VerificationFailed(file_name, str(exc.last)) from None
-        raise TransferFailed(file_name, f"gave up after {exc.attempts} attempts: {exc.last}"
-                             ) from None
+        raise TransferFailed(
+            file_name, f"gave up after {exc.attempts} attempts: {exc.last}"
+        ) from None
     return value, attempts

@@ -36,8 +36,9 @@ from orchestrator.transfer.storage import (
     read_refusal,
 )
 
-FATAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
-                               errno.EROFS, errno.ENOTDIR})
+FATAL_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+)
 """Local write errors that no retry can fix: the job stops with OutputUnwritable."""
 
 _MAX_ETAG_FILE = 4096
@@ -69,11 +70,21 @@ class FileDownload:
     and it stays within `max_size`.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, folder: Path, file_name: str,
-                 expected_size: int | None, expected_md5_hex: str | None, chunk_size: int,
-                 rate: RateLimiter, timeout: aiohttp.ClientTimeout,
-                 retryable_statuses: frozenset[int],
-                 on_bytes: Callable[[int], None] | None, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        folder: Path,
+        file_name: str,
+        expected_size: int | None,
+        expected_md5_hex: str | None,
+        chunk_size: int,
+        rate: RateLimiter,
+        timeout: aiohttp.ClientTimeout,
+        retryable_statuses: frozenset[int],
+        on_bytes: Callable[[int], None] | None,
+        max_size: int | None = None,
+    ) -> None:
         self.file_name = check_output_name(file_name)
         self._session = session
         self._folder = folder
@@ -105,8 +116,7 @@ class FileDownload:
                 size = (await asyncio.to_thread(regular_stat, self._final)).st_size
                 if self._expected_size is not None and size != self._expected_size:
                     return None
-                md5_hex = (await md5_of_file(self._final, chunk_size=self._chunk_size)
-                           ).hexdigest()
+                md5_hex = (await md5_of_file(self._final, chunk_size=self._chunk_size)).hexdigest()
             except (FileNotFoundError, NotAFile):
                 # Not ours (a link, a pipe): fetched again, and the rename replaces it.
                 return None
@@ -133,37 +143,45 @@ class FileDownload:
                         if response.status == 416 and offset == whole:
                             # The partial already holds the whole object: it only needs checking.
                             with self._local_files():
-                                hasher = await md5_of_file(self._partial,
-                                                           chunk_size=self._chunk_size)
-                            return await self._finish(hasher, offset, stored_etag, whole,
-                                                      resumed_from=offset)
+                                hasher = await md5_of_file(
+                                    self._partial, chunk_size=self._chunk_size
+                                )
+                            return await self._finish(
+                                hasher, offset, stored_etag, whole, resumed_from=offset
+                            )
                         # The object changed (412) or the partial does not fit it (416).
                         await self._discard()
                         continue
                     if response.status not in (200, 206):
-                        raise_refusal(await read_refusal(response), file_name=self.file_name,
-                                      retryable_statuses=self._retryable)
+                        raise_refusal(
+                            await read_refusal(response),
+                            file_name=self.file_name,
+                            retryable_statuses=self._retryable,
+                        )
                     return await self._receive(response, offset, stored_etag)
             except NETWORK_ERRORS as exc:
                 raise connection_failure(exc) from None
 
     @contextlib.asynccontextmanager
-    async def _get(self, url: str, headers: Mapping[str, str]
-                   ) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _get(
+        self, url: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The answer to a GET of `url`, redirects followed by hand so each hop is checked.
 
         aiohttp's own following would take a file: target or a loop for a network error and
         retry it for a minute; here they are refused at once.
         """
         for _ in range(MAX_REDIRECTS + 1):
-            async with self._session.get(url, headers=headers, timeout=self._timeout,
-                                         allow_redirects=False) as response:
+            async with self._session.get(
+                url, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
                 if response.status not in REDIRECT_STATUSES:
                     yield response
                     return
                 url = check_redirect(self.file_name, url, response.headers.get(hdrs.LOCATION))
-        raise TransferRefused(self.file_name, f"storage redirected more than {MAX_REDIRECTS} "
-                              "times (a redirect loop)")
+        raise TransferRefused(
+            self.file_name, f"storage redirected more than {MAX_REDIRECTS} times (a redirect loop)"
+        )
 
     def uncount(self) -> None:
         """The download is given up: take back the bytes reported for it."""
@@ -183,8 +201,9 @@ class FileDownload:
         self._count(offset)
         return offset, stored_etag
 
-    async def _receive(self, response: aiohttp.ClientResponse, offset: int,
-                       stored_etag: str | None) -> Fetched:
+    async def _receive(
+        self, response: aiohttp.ClientResponse, offset: int, stored_etag: str | None
+    ) -> Fetched:
         etag = response.headers.get(hdrs.ETAG)
         if response.status == 206:
             start, total = _content_range(response.headers.get(hdrs.CONTENT_RANGE))
@@ -211,8 +230,9 @@ class FileDownload:
                 # Written before any byte, so a crash mid-body still knows what it holds.
                 await asyncio.to_thread(_store_etag, self._etag_file, etag)
             if offset:
-                file, hasher = await asyncio.to_thread(_open_to_resume, self._partial, offset,
-                                                       self._chunk_size)
+                file, hasher = await asyncio.to_thread(
+                    _open_to_resume, self._partial, offset, self._chunk_size
+                )
             else:
                 file, hasher = await asyncio.to_thread(_open_for_writing, self._partial), new_md5()
         if file is None:
@@ -229,11 +249,11 @@ class FileDownload:
                 await asyncio.to_thread(file.close)
         if total is not None and written < total:
             raise RetryableError(f"connection ended after {written} of {total} bytes")
-        return await self._finish(hasher, written, etag or stored_etag, total,
-                                  resumed_from=offset)
+        return await self._finish(hasher, written, etag or stored_etag, total, resumed_from=offset)
 
-    async def _receive_whole(self, response: aiohttp.ClientResponse, etag: str | None,
-                             total: int) -> Fetched:
+    async def _receive_whole(
+        self, response: aiohttp.ClientResponse, etag: str | None, total: int
+    ) -> Fetched:
         """A small body: read into memory, verified and written to its final name at once."""
         try:
             data = await response.read()
@@ -246,16 +266,18 @@ class FileDownload:
         self._count(len(data))
         wanted = self._expected_md5 or etag_md5(etag)
         with self._local_files():
-            md5_hex = await asyncio.to_thread(_store_whole, data, self._partial, self._final,
-                                              self._etag_file, wanted, etag)
+            md5_hex = await asyncio.to_thread(
+                _store_whole, data, self._partial, self._final, self._etag_file, wanted, etag
+            )
         problem = self._problem(len(data), md5_hex, etag)
         if problem is not None:
             self._count(0)
             raise Mismatch(problem)
         return Fetched(path=self._final, size=len(data), md5_hex=md5_hex, resumed_from=0)
 
-    async def _stream(self, response: aiohttp.ClientResponse, file: io.FileIO, hasher: Hasher,
-                      written: int) -> int:
+    async def _stream(
+        self, response: aiohttp.ClientResponse, file: io.FileIO, hasher: Hasher, written: int
+    ) -> int:
         # The pieces are kept as the network delivered them (no joining, no copying) and handed
         # to the thread about a chunk at a time.
         pieces: list[bytes] = []
@@ -276,8 +298,9 @@ class FileDownload:
             raise connection_failure(exc) from None
         return await self._write(file, pieces, hasher, written)
 
-    async def _write(self, file: io.FileIO, pieces: list[bytes], hasher: Hasher,
-                     written: int) -> int:
+    async def _write(
+        self, file: io.FileIO, pieces: list[bytes], hasher: Hasher, written: int
+    ) -> int:
         if not pieces:
             return written
         with self._local_files():
@@ -286,8 +309,9 @@ class FileDownload:
         self._count(written)
         return written
 
-    async def _finish(self, hasher: Hasher, size: int, etag: str | None, total: int | None, *,
-                      resumed_from: int) -> Fetched:
+    async def _finish(
+        self, hasher: Hasher, size: int, etag: str | None, total: int | None, *, resumed_from: int
+    ) -> Fetched:
         md5_hex = hasher.hexdigest()
         problem = self._problem(size, md5_hex, etag)
         if problem is not None:
@@ -319,16 +343,23 @@ class FileDownload:
         if self._expected_md5 or etag_md5(etag) or self._expected_size is not None:
             return None
         if etag is None:
-            return ("storage sent no ETag, so the download cannot be checked; refusing it "
-                    "rather than keeping a file that may be cut short")
+            return (
+                "storage sent no ETag, so the download cannot be checked; refusing it "
+                "rather than keeping a file that may be cut short"
+            )
         if total is None:
-            return ("storage declared no length and no checksum, so the download cannot be "
-                    "checked; refusing it")
+            return (
+                "storage declared no length and no checksum, so the download cannot be "
+                "checked; refusing it"
+            )
         return None
 
     def _too_large(self, detail: str) -> TransferRefused:
-        return TransferRefused(self.file_name, f"{detail}, more than the {self._max_size} "
-                               "allowed for an output of this photo; not kept")
+        return TransferRefused(
+            self.file_name,
+            f"{detail}, more than the {self._max_size} "
+            "allowed for an output of this photo; not kept",
+        )
 
     async def _discard(self) -> None:
         with self._local_files():
@@ -348,13 +379,18 @@ class FileDownload:
             yield
         except NotAFile as exc:
             # Something planted where our temporary files go: never written through, never read.
-            raise TransferRefused(self.file_name, f"{exc.filename} is {exc.kind}, not a file "
-                                  "this program wrote: remove it and run again") from exc
+            raise TransferRefused(
+                self.file_name,
+                f"{exc.filename} is {exc.kind}, not a file "
+                "this program wrote: remove it and run again",
+            ) from exc
         except OSError as exc:
             if exc.errno in FATAL_DISK_ERRNOS:
                 raise OutputUnwritable(self._folder, exc) from exc
-            raise TransferFailed(self.file_name, f"cannot write {exc.filename or self._folder}: "
-                                 f"{exc.strerror or exc}") from exc
+            raise TransferFailed(
+                self.file_name,
+                f"cannot write {exc.filename or self._folder}: {exc.strerror or exc}",
+            ) from exc
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -363,8 +399,7 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     if match is None:
         return None, None
     start, total = match.groups()
-    return (int(start) if start is not None else None,
-            int(total) if total != "*" else None)
+    return (int(start) if start is not None else None, int(total) if total != "*" else None)
 
 
 def _read_etag(path: Path) -> str | None:
@@ -421,7 +456,7 @@ def _write_hashed(file: io.FileIO, pieces: list[bytes], hasher: Hasher) -> None:
     for piece in pieces:
         view = memoryview(piece)
         while view:
-            view = view[file.write(view):]
+            view = view[file.write(view) :]
         hasher.update(piece)
     _start_writeback(file, start)
 
@@ -444,8 +479,14 @@ def _remove(partial: Path, etag_file: Path) -> None:
     etag_file.unlink(missing_ok=True)
 
 
-def _store_whole(data: bytes, partial: Path, final: Path, etag_file: Path,
-                 wanted_md5: str | None, etag: str | None) -> str:
+def _store_whole(
+    data: bytes,
+    partial: Path,
+    final: Path,
+    etag_file: Path,
+    wanted_md5: str | None,
+    etag: str | None,
+) -> str:
     """Hash `data`; unless it is not what was wanted, write it to `partial` and commit it.
 
     The ETag goes beside the partial first, as for a streamed body: a crash before the rename
@@ -460,7 +501,7 @@ def _store_whole(data: bytes, partial: Path, final: Path, etag_file: Path,
     with _open_for_writing(partial) as file:
         view = memoryview(data)
         while view:
-            view = view[file.write(view):]
+            view = view[file.write(view) :]
         os.fsync(file.fileno())
     _rename_into_place(partial, final, etag_file)
     return md5_hex

@@ -19,8 +19,9 @@ class AdaptiveLimiter:
     first come, first served.
     """
 
-    def __init__(self, maximum: int, *, minimum: int = 1, increase_every: int = 8,
-                 cooldown: float = 1.0) -> None:
+    def __init__(
+        self, maximum: int, *, minimum: int = 1, increase_every: int = 8, cooldown: float = 1.0
+    ) -> None:
         if minimum < 1 or maximum < minimum:
             raise ValueError(f"need 1 <= minimum <= maximum, got {minimum} and {maximum}")
         if increase_every < 1:
@@ -144,7 +145,8 @@ def parse_rate(text: str) -> float:
     if match is None:
         raise ValueError(
             f"invalid rate {text!r}: give bytes per second with an optional K, M or G suffix "
-            "(decimal) or KiB, MiB, GiB (binary), for example 20M for 20 MB/s")
+            "(decimal) or KiB, MiB, GiB (binary), for example 20M for 20 MB/s"
+        )
     number, prefix, binary = match.groups()
     value = float(number)
     if prefix:

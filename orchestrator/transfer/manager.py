@@ -109,8 +109,9 @@ class DownloadResult:
 
 def transfer_timeout(settings: TransferSettings) -> aiohttp.ClientTimeout:
     """Timeouts for transfers: to connect and between reads, never on the whole (long) transfer."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
-                                 sock_read=settings.read_timeout)
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+    )
 
 
 def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
@@ -121,8 +122,12 @@ def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
     default headers such as the API key: they would go to storage with every transfer.
     """
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, timeout=transfer_timeout(settings),
-                                 read_bufsize=READ_BUFFER_SIZE, auto_decompress=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=transfer_timeout(settings),
+        read_bufsize=READ_BUFFER_SIZE,
+        auto_decompress=False,
+    )
 
 
 class Transfers:
@@ -132,12 +137,19 @@ class Transfers:
     waits (tests pass a fake).
     """
 
-    def __init__(self, session: aiohttp.ClientSession, settings: TransferSettings, *,
-                 on_retry: RetryReporter | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: TransferSettings,
+        *,
+        on_retry: RetryReporter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if any(name.lower() == "x-api-key" for name in session.headers):
-            raise ValueError("the transfer session must not carry the API key as a default "
-                             "header: it would be sent to storage")
+            raise ValueError(
+                "the transfer session must not carry the API key as a default "
+                "header: it would be sent to storage"
+            )
         self._session = session
         self._settings = settings
         self._on_retry = on_retry
@@ -146,26 +158,52 @@ class Transfers:
         self.limiter = AdaptiveLimiter(settings.concurrency)
         self.rate = RateLimiter(settings.bwlimit)
 
-    async def upload(self, path: Path, *, link: LinkSource, size: int, md5: bytes | None,
-                     on_bytes: Callable[[int], None] | None = None) -> UploadResult:
+    async def upload(
+        self,
+        path: Path,
+        *,
+        link: LinkSource,
+        size: int,
+        md5: bytes | None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> UploadResult:
         """PUT the file at `path` (recorded as `size` bytes, `md5` raw digest if sent for the link).
 
         Raises SourceChanged, TransferFailed (permanent, or retries exhausted).
         """
-        upload = FileUpload(self._session, path=path, size=size, md5=md5,
-                            chunk_size=self._settings.chunk_size, rate=self.rate,
-                            timeout=self._timeout,
-                            retryable_statuses=self._settings.retry.retryable_statuses,
-                            on_bytes=on_bytes)
+        upload = FileUpload(
+            self._session,
+            path=path,
+            size=size,
+            md5=md5,
+            chunk_size=self._settings.chunk_size,
+            rate=self.rate,
+            timeout=self._timeout,
+            retryable_statuses=self._settings.retry.retryable_statuses,
+            on_bytes=on_bytes,
+        )
         etag, attempts = await attempt_until_done(
-            upload.file_name, upload.attempt, link=link, policy=self._settings.retry,
-            limiter=self.limiter, on_retry=self._on_retry, sleep=self._sleep)
+            upload.file_name,
+            upload.attempt,
+            link=link,
+            policy=self._settings.retry,
+            limiter=self.limiter,
+            on_retry=self._on_retry,
+            sleep=self._sleep,
+        )
         return UploadResult(etag=etag, attempts=attempts)
 
-    async def download(self, *, link: LinkSource, folder: Path, file_name: str,
-                       expected_size: int | None = None, expected_md5_hex: str | None = None,
-                       input_size: int | None = None,
-                       on_bytes: Callable[[int], None] | None = None) -> DownloadResult:
+    async def download(
+        self,
+        *,
+        link: LinkSource,
+        folder: Path,
+        file_name: str,
+        expected_size: int | None = None,
+        expected_md5_hex: str | None = None,
+        input_size: int | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> DownloadResult:
         """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
 
         `input_size` is the size of the photo the output was made from: it caps the output's
@@ -173,24 +211,45 @@ class Transfers:
         length unconfirmed, a bad redirect, something planted in the folder), TransferFailed
         (unsafe name, permanent, or retries exhausted), VerificationFailed, OutputUnwritable.
         """
-        download = FileDownload(self._session, folder=folder, file_name=file_name,
-                                expected_size=expected_size, expected_md5_hex=expected_md5_hex,
-                                chunk_size=self._settings.chunk_size, rate=self.rate,
-                                timeout=self._timeout,
-                                retryable_statuses=self._settings.retry.retryable_statuses,
-                                on_bytes=on_bytes,
-                                max_size=self._settings.output_cap(input_size))
+        download = FileDownload(
+            self._session,
+            folder=folder,
+            file_name=file_name,
+            expected_size=expected_size,
+            expected_md5_hex=expected_md5_hex,
+            chunk_size=self._settings.chunk_size,
+            rate=self.rate,
+            timeout=self._timeout,
+            retryable_statuses=self._settings.retry.retryable_statuses,
+            on_bytes=on_bytes,
+            max_size=self._settings.output_cap(input_size),
+        )
         existing = await download.prepare()
         if existing is not None:
-            return DownloadResult(path=existing.path, size=existing.size,
-                                  md5_hex=existing.md5_hex, resumed_from=existing.resumed_from,
-                                  attempts=0)
+            return DownloadResult(
+                path=existing.path,
+                size=existing.size,
+                md5_hex=existing.md5_hex,
+                resumed_from=existing.resumed_from,
+                attempts=0,
+            )
         try:
             fetched, attempts = await attempt_until_done(
-                download.file_name, download.attempt, link=link, policy=self._settings.retry,
-                limiter=self.limiter, on_retry=self._on_retry, sleep=self._sleep)
+                download.file_name,
+                download.attempt,
+                link=link,
+                policy=self._settings.retry,
+                limiter=self.limiter,
+                on_retry=self._on_retry,
+                sleep=self._sleep,
+            )
         except BaseException:
             download.uncount()
             raise
-        return DownloadResult(path=fetched.path, size=fetched.size, md5_hex=fetched.md5_hex,
-                              resumed_from=fetched.resumed_from, attempts=attempts)
+        return DownloadResult(
+            path=fetched.path,
+            size=fetched.size,
+            md5_hex=fetched.md5_hex,
+            resumed_from=fetched.resumed_from,
+            attempts=attempts,
+        )

@@ -65,12 +65,17 @@ async def read_refusal(response: aiohttp.ClientResponse) -> Refusal:
     message = _xml_field(text, "Message")
     if message is None:
         message = " ".join(text.split())[:_MAX_SHOWN] if "<" not in text else ""
-    return Refusal(status=response.status, code=code, message=redact_urls(message),
-                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    return Refusal(
+        status=response.status,
+        code=code,
+        message=redact_urls(message),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
 
 
-def raise_refusal(refusal: Refusal, *, file_name: str,
-                  retryable_statuses: frozenset[int]) -> NoReturn:
+def raise_refusal(
+    refusal: Refusal, *, file_name: str, retryable_statuses: frozenset[int]
+) -> NoReturn:
     """Turn a refusal into the error that makes the attempt loop do the right thing."""
     detail = refusal.describe()
     if refusal.status == 403:
@@ -90,8 +95,10 @@ def check_link(file_name: str, url: str) -> str:
     """
     scheme = URL(url, encoded=True).scheme.lower()
     if scheme not in LINK_SCHEMES:
-        raise TransferRefused(file_name, f"refusing a {scheme or 'schemeless'} link: only "
-                              "http and https links are used")
+        raise TransferRefused(
+            file_name,
+            f"refusing a {scheme or 'schemeless'} link: only http and https links are used",
+        )
     return url
 
 
@@ -108,15 +115,20 @@ def check_redirect(file_name: str, current: str, location: str | None) -> str:
     try:
         target = here.join(URL(location, encoded=True))
     except ValueError as exc:
-        raise TransferRefused(file_name, f"storage redirected to an invalid address: {exc}"
-                              ) from None
+        raise TransferRefused(
+            file_name, f"storage redirected to an invalid address: {exc}"
+        ) from None
     scheme = target.scheme.lower()
     if scheme not in LINK_SCHEMES:
-        raise TransferRefused(file_name, f"storage redirected to a {scheme or 'schemeless'} "
-                              "address; only http and https redirects are followed")
+        raise TransferRefused(
+            file_name,
+            f"storage redirected to a {scheme or 'schemeless'} "
+            "address; only http and https redirects are followed",
+        )
     if here.scheme.lower() == "https" and scheme == "http":
-        raise TransferRefused(file_name, "storage redirected from https to plain http; "
-                              "not followed")
+        raise TransferRefused(
+            file_name, "storage redirected from https to plain http; not followed"
+        )
     return str(target)
 
 

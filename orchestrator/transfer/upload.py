@@ -42,10 +42,19 @@ class FileUpload:
     an old version and SourceChanged says so.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, path: Path, size: int,
-                 md5: bytes | None, chunk_size: int, rate: RateLimiter,
-                 timeout: aiohttp.ClientTimeout, retryable_statuses: frozenset[int],
-                 on_bytes: ByteReporter | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        path: Path,
+        size: int,
+        md5: bytes | None,
+        chunk_size: int,
+        rate: RateLimiter,
+        timeout: aiohttp.ClientTimeout,
+        retryable_statuses: frozenset[int],
+        on_bytes: ByteReporter | None,
+    ) -> None:
         self._session = session
         self._path = path
         self._size = size
@@ -69,8 +78,14 @@ class FileUpload:
         preread = await self._read_small() if self._size <= SMALL_FILE else None
         if preread is None:
             await self._check_size()
-        body = _Body(self._path, size=self._size, chunk_size=self._chunk_size,
-                     rate=self._rate, hashing=self._md5 is None, on_bytes=self._on_bytes)
+        body = _Body(
+            self._path,
+            size=self._size,
+            chunk_size=self._chunk_size,
+            rate=self._rate,
+            hashing=self._md5 is None,
+            on_bytes=self._on_bytes,
+        )
         try:
             etag, read_from = await self._put(url, body, preread)
             await self._verify(body, etag)
@@ -114,8 +129,10 @@ class FileUpload:
         except OSError as exc:
             raise self._unreadable(exc) from exc
         if _identity(now) != _identity(read_from):
-            raise SourceChanged(self._path, "it changed while it was being sent (size "
-                                f"{read_from.st_size} -> {now.st_size})")
+            raise SourceChanged(
+                self._path,
+                f"it changed while it was being sent (size {read_from.st_size} -> {now.st_size})",
+            )
 
     def _gone(self) -> SourceChanged:
         return SourceChanged(self._path, "the file is gone")
@@ -123,8 +140,9 @@ class FileUpload:
     def _unreadable(self, exc: OSError) -> TransferFailed:
         return TransferFailed(self.file_name, f"cannot read it: {exc.strerror or exc}")
 
-    async def _put(self, url: str, body: _Body, preread: tuple[bytes, os.stat_result] | None
-                   ) -> tuple[str | None, os.stat_result]:
+    async def _put(
+        self, url: str, body: _Body, preread: tuple[bytes, os.stat_result] | None
+    ) -> tuple[str | None, os.stat_result]:
         """PUT the body; storage's ETag, and the stat of the file the bytes were read from."""
         if preread is not None:
             data, read_from = preread
@@ -151,15 +169,20 @@ class FileUpload:
         try:
             # No redirects: a streamed body cannot be replayed to another address.
             async with self._session.put(
-                    url, data=data, headers=headers,
-                    skip_auto_headers=(hdrs.CONTENT_TYPE,), timeout=self._timeout,
-                    allow_redirects=False) as response:
+                url,
+                data=data,
+                headers=headers,
+                skip_auto_headers=(hdrs.CONTENT_TYPE,),
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
                 if response.status >= 300:
                     refusal = await read_refusal(response)
                     if refusal.code == "BadDigest":
                         await self._digest_mismatch(refusal.describe())
-                    raise_refusal(refusal, file_name=self.file_name,
-                                  retryable_statuses=self._retryable)
+                    raise_refusal(
+                        refusal, file_name=self.file_name, retryable_statuses=self._retryable
+                    )
                 return response.headers.get(hdrs.ETAG)
         except NETWORK_ERRORS as exc:
             # aiohttp wraps what the body generator raised; report the real cause.
@@ -195,8 +218,16 @@ class FileUpload:
 class _Body:
     """The bytes of one PUT attempt: read in a thread, hashed if asked, paced, reported as sent."""
 
-    def __init__(self, path: Path, *, size: int, chunk_size: int, rate: RateLimiter,
-                 hashing: bool, on_bytes: ByteReporter | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        size: int,
+        chunk_size: int,
+        rate: RateLimiter,
+        hashing: bool,
+        on_bytes: ByteReporter | None,
+    ) -> None:
         self._path = path
         self._size = size
         self._chunk_size = chunk_size
@@ -224,7 +255,8 @@ class _Body:
             chunk = await asyncio.to_thread(_read_hashed, file, want, self._hasher)
             if not chunk:
                 self.failure = SourceChanged(
-                    self._path, f"it ended after {self.read} of {self._size} bytes")
+                    self._path, f"it ended after {self.read} of {self._size} bytes"
+                )
                 raise self.failure
             self.read += len(chunk)
             await self._rate.consume(len(chunk))

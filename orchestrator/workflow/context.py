@@ -135,8 +135,9 @@ class JobContext:
 
     def edit_options(self) -> EditOptions:
         """The edit request the job was created with."""
-        return EditOptions(profile_key=self.job.profile_key,
-                           **self.spec.edit.model_dump(exclude_unset=True))
+        return EditOptions(
+            profile_key=self.job.profile_key, **self.spec.edit.model_dump(exclude_unset=True)
+        )
 
     async def advance(self, new: str, message: str = "") -> None:
         """Commit the move to `new` from the current state, then refresh the snapshot."""
@@ -150,15 +151,17 @@ class JobContext:
     async def record_project(self, uuid: str, message: str) -> None:
         """Commit the job's Imagen project, finishing the project stage."""
         new = self.pipeline.next_state(self.stage, self.spec)
-        await self.store.record_project(self.lease, self._move(new), project_uuid=uuid,
-                                        message=message)
+        await self.store.record_project(
+            self.lease, self._move(new), project_uuid=uuid, message=message
+        )
         await self._checkpointed()
 
     async def fail(self, reason: str, *, back_to: str | None = None) -> None:
         """Commit that the job failed; `retry` brings it back to `back_to` (default: here)."""
         await self.refresh()
-        await self.store.fail(self.lease, self._move(JobState.FAILED), reason=reason,
-                              back_to=back_to or self.state)
+        await self.store.fail(
+            self.lease, self._move(JobState.FAILED), reason=reason, back_to=back_to or self.state
+        )
         await self._checkpointed()
 
     async def cancelled(self) -> None:

@@ -79,11 +79,14 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     work, unmatched = _match(photos, available)
     todo = [(p, name) for p, name in work if not _already_there(folder, p, name, phase)]
     if len(todo) < len(work):
-        await ctx.event("resume", f"{len(work) - len(todo)} {phase} outputs already "
-                        f"downloaded; {len(todo)} to go")
+        await ctx.event(
+            "resume",
+            f"{len(work) - len(todo)} {phase} outputs already downloaded; {len(todo)} to go",
+        )
     ctx.progress.stage_started(ctx.label, outputs.stage, files=len(todo), total_bytes=None)
-    async with photo_run(ctx, phase=phase, progress_stage=outputs.stage,
-                         photo_id=_photo_id, describe=_describe) as run:
+    async with photo_run(
+        ctx, phase=phase, progress_stage=outputs.stage, photo_id=_photo_id, describe=_describe
+    ) as run:
         matched = {p.id for p, _ in work}
         for photo in photos:
             if photo.id not in matched and not photo.done(phase):
@@ -91,11 +94,14 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
         for name in unmatched:
             await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
         failures = await run.run(
-            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item))
+            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item)
+        )
     ctx.progress.stage_finished(ctx.label, outputs.stage)
     if failures:
-        raise JobFailed(f"{len(failures)} {phase} downloads failed (first: "
-                        f"{failures[0]}); `orchestrator retry` fetches only those")
+        raise JobFailed(
+            f"{len(failures)} {phase} downloads failed (first: "
+            f"{failures[0]}); `orchestrator retry` fetches only those"
+        )
     await ctx.finish_stage(f"{phase} outputs downloaded")
 
 
@@ -107,8 +113,9 @@ def _describe(item: Work) -> str:
     return item[0].rel_path
 
 
-def _match(photos: Sequence[PhotoRecord],
-           links: Sequence[DownloadLink]) -> tuple[list[Work], list[str]]:
+def _match(
+    photos: Sequence[PhotoRecord], links: Sequence[DownloadLink]
+) -> tuple[list[Work], list[str]]:
     """Pair each output with its photo by file stem (IMG_1.CR2 -> IMG_1.xmp)."""
     by_stem = {PurePath(p.file_name).stem.lower(): p for p in photos}
     matched: list[Work] = []
@@ -133,8 +140,14 @@ def _already_there(folder: Path, photo: PhotoRecord, name: str, phase: str) -> b
         return False
 
 
-async def _download_one(ctx: JobContext, links: LinkList, run: PhotoRun[Work], folder: Path,
-                        outputs: Outputs, item: Work) -> PhaseDone:
+async def _download_one(
+    ctx: JobContext,
+    links: LinkList,
+    run: PhotoRun[Work],
+    folder: Path,
+    outputs: Outputs,
+    item: Work,
+) -> PhaseDone:
     photo, name = item
     try:
         safe_output_path(folder, name)
@@ -143,16 +156,23 @@ async def _download_one(ctx: JobContext, links: LinkList, run: PhotoRun[Work], f
     seen = [0]
     try:
         result = await ctx.services.transfers.download(
-            link=lambda refresh: links.link(name, refresh, seen), folder=folder,
-            file_name=name, input_size=photo.size, on_bytes=lambda n: _received(ctx, outputs, n))
+            link=lambda refresh: links.link(name, refresh, seen),
+            folder=folder,
+            file_name=name,
+            input_size=photo.size,
+            on_bytes=lambda n: _received(ctx, outputs, n),
+        )
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
     except (TransferError, RetriesExhausted) as exc:
         raise PhotoFailed(str(exc)) from exc
     crash_point("after_download")
     if result.resumed_from and result.attempts:
-        await ctx.event("resume", f"{name}: continued an interrupted download from byte "
-                        f"{result.resumed_from} of {result.size}")
+        await ctx.event(
+            "resume",
+            f"{name}: continued an interrupted download from byte "
+            f"{result.resumed_from} of {result.size}",
+        )
     return PhaseDone(outputs.phase, output=name, size=result.size, md5=result.md5_hex)
 
 
@@ -161,21 +181,24 @@ def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:
     crash_point("mid_download")
 
 
-def download_stage(outputs: Outputs, *, states: tuple[str, str],
-                   applies: Callable[[JobSpec], bool] | None = None) -> Stage:
+def download_stage(
+    outputs: Outputs, *, states: tuple[str, str], applies: Callable[[JobSpec], bool] | None = None
+) -> Stage:
     """The stage that fetches `outputs`: entered in `states[0]`, working in `states[1]`."""
 
     async def step(ctx: JobContext) -> None:
         await download_outputs(ctx, outputs)
 
-    return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase,
-                 applies=applies)
+    return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase, applies=applies)
 
 
-EDITS = Outputs("edit", "download_edits", ImagenClient.edit_download_links,
-                lambda job: job.edited_dir)
-EXPORTS = Outputs("export", "download_exports", ImagenClient.export_download_links,
-                  lambda job: job.exported_dir)
+EDITS = Outputs(
+    "edit", "download_edits", ImagenClient.edit_download_links, lambda job: job.edited_dir
+)
+EXPORTS = Outputs(
+    "export", "download_exports", ImagenClient.export_download_links, lambda job: job.exported_dir
+)
 EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADING_EDITS))
-EXPORTS_STAGE = download_stage(EXPORTS, states=(JobState.EXPORTED, JobState.DOWNLOADING_EXPORTS),
-                               applies=wants_export)
+EXPORTS_STAGE = download_stage(
+    EXPORTS, states=(JobState.EXPORTED, JobState.DOWNLOADING_EXPORTS), applies=wants_export
+)

@@ -38,8 +38,16 @@ class Outcome:
 class Engine:
     """Drives jobs: claims the lease, runs the step of each state, keeps the lease alive."""
 
-    def __init__(self, *, store: Store, services: Services, progress: ProgressSink,
-                 config: EngineConfig, owner: str, pipeline: Pipeline = PIPELINE) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        services: Services,
+        progress: ProgressSink,
+        config: EngineConfig,
+        owner: str,
+        pipeline: Pipeline = PIPELINE,
+    ) -> None:
         self.store = store
         self.services = services
         self.pipeline = pipeline
@@ -63,10 +71,16 @@ class Engine:
         stop = _Stop()
         heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
         try:
-            ctx = JobContext(job=await self.store.get_job(job_id), lease=lease,
-                             store=self.store, services=self.services,
-                             progress=self.progress, config=self.config,
-                             pipeline=self.pipeline, photo_slots=self.photo_slots)
+            ctx = JobContext(
+                job=await self.store.get_job(job_id),
+                lease=lease,
+                store=self.store,
+                services=self.services,
+                progress=self.progress,
+                config=self.config,
+                pipeline=self.pipeline,
+                photo_slots=self.photo_slots,
+            )
             return await self._drive_until_stopped(ctx, main, stop)
         finally:
             heartbeat.cancel()
@@ -75,8 +89,9 @@ class Engine:
             with contextlib.suppress(Exception):
                 await self.store.release(lease)
 
-    async def _drive_until_stopped(self, ctx: JobContext, main: asyncio.Task[object],
-                                   stop: _Stop) -> Outcome:
+    async def _drive_until_stopped(
+        self, ctx: JobContext, main: asyncio.Task[object], stop: _Stop
+    ) -> Outcome:
         """Run the steps; turn the heartbeat's stop (cancel, lost lease) into its outcome."""
         try:
             if self.config.wait_inline and ctx.state not in (JobState.QUEUED, *TERMINAL_STATES):
@@ -87,13 +102,15 @@ class Engine:
             if stop.reason is None:
                 # Ctrl-C, SIGTERM or shutdown: say so in the history, then let it unwind.
                 with contextlib.suppress(Exception):
-                    await ctx.event("interrupted", "stopped by the user or the system in "
-                                    f"state {ctx.state}")
+                    await ctx.event(
+                        "interrupted", f"stopped by the user or the system in state {ctx.state}"
+                    )
                 raise
             main.uncancel()
             if stop.reason == "lease":
-                raise StaleLease(f"lost the lease of job {ctx.job.id[:8]}; another worker "
-                                 "drives it now") from None
+                raise StaleLease(
+                    f"lost the lease of job {ctx.job.id[:8]}; another worker drives it now"
+                ) from None
             await ctx.cancelled()
             return Outcome(ctx.job)
 
@@ -104,8 +121,9 @@ class Engine:
             try:
                 await ctx.stage.step(ctx)
             except JobWaiting as exc:
-                await ctx.store.sleep_until(ctx.lease, ctx.state,
-                                            utcnow() + timedelta(seconds=exc.delay))
+                await ctx.store.sleep_until(
+                    ctx.lease, ctx.state, utcnow() + timedelta(seconds=exc.delay)
+                )
                 await ctx.refresh()
                 return Outcome(ctx.job, waiting=True)
             except CredentialsRefused as exc:
@@ -124,8 +142,11 @@ class Engine:
         return Outcome(ctx.job)
 
     async def _pause(self, ctx: JobContext, reason: str) -> Outcome:
-        wake_at = None if self.config.wait_inline else utcnow() + timedelta(
-            seconds=self.config.pause_retry_seconds)
+        wake_at = (
+            None
+            if self.config.wait_inline
+            else utcnow() + timedelta(seconds=self.config.pause_retry_seconds)
+        )
         with contextlib.suppress(StaleLease):
             await ctx.store.pause(ctx.lease, reason, wake_at=wake_at)
         await ctx.refresh()

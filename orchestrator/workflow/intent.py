@@ -20,9 +20,15 @@ AMBIGUOUS_CHECKS = 5
 """How many times an unconfirmed call is checked and tried again before giving up for now."""
 
 
-async def call_once(ctx: JobContext, *, action: str, what: str,
-                    arrived: Callable[[], Awaitable[T | None]],
-                    call: Callable[[], Awaitable[T]], found: str) -> T:
+async def call_once(
+    ctx: JobContext,
+    *,
+    action: str,
+    what: str,
+    arrived: Callable[[], Awaitable[T | None]],
+    call: Callable[[], Awaitable[T]],
+    found: str,
+) -> T:
     """The result of `call`, made only if `arrived` finds no trace of an earlier one.
 
     `action` names the crash points around the call (`before_<action>`, `after_<action>`),
@@ -40,7 +46,8 @@ async def call_once(ctx: JobContext, *, action: str, what: str,
             crash_point(f"after_{action}")
             return result
         except Ambiguous as exc:
-            await ctx.event("retry", f"{what} unconfirmed ({exc}); asking before trying again",
-                            attempt=attempt)
+            await ctx.event(
+                "retry", f"{what} unconfirmed ({exc}); asking before trying again", attempt=attempt
+            )
             await ctx.nap(min(2.0**attempt, 30.0))
     raise Transient(f"could not confirm whether {what} arrived; run again to check")

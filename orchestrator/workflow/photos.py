@@ -30,9 +30,16 @@ class PhotoFailed(ItemFailed):
 class PhotoRun(Generic[T]):
     """One stage's pass over its photos (`T`: what the stage knows of one photo's work)."""
 
-    def __init__(self, ctx: JobContext, checkpoints: PhotoCheckpoints, *, phase: str,
-                 progress_stage: str, photo_id: Callable[[T], int],
-                 describe: Callable[[T], str]) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        checkpoints: PhotoCheckpoints,
+        *,
+        phase: str,
+        progress_stage: str,
+        photo_id: Callable[[T], int],
+        describe: Callable[[T], str],
+    ) -> None:
         self._ctx = ctx
         self.checkpoints = checkpoints
         """The stage's group-committed checkpoints (for what it records besides phases)."""
@@ -41,8 +48,7 @@ class PhotoRun(Generic[T]):
         self._photo_id = photo_id
         self._describe = describe
 
-    async def run(self, items: Sequence[T],
-                  work: Callable[[T], Awaitable[PhaseDone]]) -> list[str]:
+    async def run(self, items: Sequence[T], work: Callable[[T], Awaitable[PhaseDone]]) -> list[str]:
         """Do `work` for every item, `workers` at once; why each failed photo failed.
 
         `work` returns what to record once its photo is done, or raises PhotoFailed; anything
@@ -73,10 +79,21 @@ class PhotoRun(Generic[T]):
 
 
 @asynccontextmanager
-async def photo_run(ctx: JobContext, *, phase: str, progress_stage: str,
-                    photo_id: Callable[[T], int],
-                    describe: Callable[[T], str]) -> AsyncIterator[PhotoRun[T]]:
+async def photo_run(
+    ctx: JobContext,
+    *,
+    phase: str,
+    progress_stage: str,
+    photo_id: Callable[[T], int],
+    describe: Callable[[T], str],
+) -> AsyncIterator[PhotoRun[T]]:
     """A pass over a stage's photos, its checkpoints open (and drained) around the block."""
     async with photo_checkpoints(ctx.store, ctx.lease) as checkpoints:
-        yield PhotoRun(ctx, checkpoints, phase=phase, progress_stage=progress_stage,
-                       photo_id=photo_id, describe=describe)
+        yield PhotoRun(
+            ctx,
+            checkpoints,
+            phase=phase,
+            progress_stage=progress_stage,
+            photo_id=photo_id,
+            describe=describe,
+        )

@@ -19,8 +19,9 @@ class Pipeline:
         for stage in stages:
             for state in stage.states:
                 if state in owners:
-                    raise ValueError(f"state {state} belongs to {owners[state].name} and "
-                                     f"{stage.name}")
+                    raise ValueError(
+                        f"state {state} belongs to {owners[state].name} and {stage.name}"
+                    )
                 owners[state] = stage
         self.stages = tuple(stages)
         self.spec_model = spec_model
@@ -35,18 +36,20 @@ class Pipeline:
 
     def next_state(self, stage: Stage, spec: JobSpec) -> str:
         """Where a job goes when `stage` is done: the next stage it asks for, or completed."""
-        for later in self.stages[self.stages.index(stage) + 1:]:
+        for later in self.stages[self.stages.index(stage) + 1 :]:
             if later.applies is None or later.applies(spec):
                 return later.states[0]
         return JobState.COMPLETED
 
-    def with_stage(self, stage: Stage, *, after: str,
-                   spec_model: type[JobSpec] | None = None) -> Pipeline:
+    def with_stage(
+        self, stage: Stage, *, after: str, spec_model: type[JobSpec] | None = None
+    ) -> Pipeline:
         """This pipeline with `stage` inserted after the stage named `after`."""
         names = [s.name for s in self.stages]
         at = names.index(after) + 1
-        return Pipeline([*self.stages[:at], stage, *self.stages[at:]],
-                        spec_model=spec_model or self.spec_model)
+        return Pipeline(
+            [*self.stages[:at], stage, *self.stages[at:]], spec_model=spec_model or self.spec_model
+        )
 
     def _forward_moves(self) -> dict[str, set[str]]:
         """Within a stage, each state to the next; from a stage's last state, to the first
@@ -68,12 +71,14 @@ class Pipeline:
         return moves
 
 
-PIPELINE = Pipeline([
-    project.STAGE,
-    upload.STAGE,
-    processing.EDIT_STAGE,
-    download.EDITS_STAGE,
-    processing.EXPORT_STAGE,
-    download.EXPORTS_STAGE,
-])
+PIPELINE = Pipeline(
+    [
+        project.STAGE,
+        upload.STAGE,
+        processing.EDIT_STAGE,
+        download.EDITS_STAGE,
+        processing.EXPORT_STAGE,
+        download.EXPORTS_STAGE,
+    ]
+)
 """The product's stages, in order."""

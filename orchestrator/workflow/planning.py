@@ -62,8 +62,11 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
     if len(scan.refused) > SHOWN_REFUSED:
         plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
-    existing = {ImageType(j.image_type): j for j in reversed(await store.jobs_for_source(
-        str(source))) if j.state != JobState.CANCELLED}
+    existing = {
+        ImageType(j.image_type): j
+        for j in reversed(await store.jobs_for_source(str(source)))
+        if j.state != JobState.CANCELLED
+    }
     missing = [t for t in scan.photos if t not in existing]
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
@@ -79,30 +82,44 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     return plan
 
 
-async def _resolve_profiles(client: ImagenClient, refs: Sequence[str],
-                            kinds: Sequence[ImageType]) -> dict[ImageType, Profile]:
+async def _resolve_profiles(
+    client: ImagenClient, refs: Sequence[str], kinds: Sequence[ImageType]
+) -> dict[ImageType, Profile]:
     if not refs:
-        raise PlanError("choose a profile with --profile KEY or NAME "
-                        "(`orchestrator profiles` lists yours)")
+        raise PlanError(
+            "choose a profile with --profile KEY or NAME (`orchestrator profiles` lists yours)"
+        )
     available = await client.list_profiles()
     chosen: list[Profile] = []
     for ref in refs:
-        matches = [p for p in available if str(p.profile_key) == ref.strip()
-                   or p.profile_name.casefold() == ref.strip().casefold()]
+        matches = [
+            p
+            for p in available
+            if str(p.profile_key) == ref.strip()
+            or p.profile_name.casefold() == ref.strip().casefold()
+        ]
         if not matches:
-            raise PlanError(f"no profile {ref!r} in this account; `orchestrator profiles` "
-                            "lists the ones you have")
+            raise PlanError(
+                f"no profile {ref!r} in this account; `orchestrator profiles` "
+                "lists the ones you have"
+            )
         chosen += matches
     resolved: dict[ImageType, Profile] = {}
     for kind in kinds:
         fits = [p for p in chosen if p.image_type is kind]
         if not fits:
             names = ", ".join(f"{p.profile_name} ({p.image_type.value})" for p in chosen)
-            others = ", ".join(f"{p.profile_key} {p.profile_name}" for p in available
-                               if p.image_type is kind) or "none in this account"
-            raise PlanError(f"the folder has {kind.value} photos but the chosen profile "
-                            f"({names}) is not for {kind.value}; add --profile with one of: "
-                            f"{others}")
+            others = (
+                ", ".join(
+                    f"{p.profile_key} {p.profile_name}" for p in available if p.image_type is kind
+                )
+                or "none in this account"
+            )
+            raise PlanError(
+                f"the folder has {kind.value} photos but the chosen profile "
+                f"({names}) is not for {kind.value}; add --profile with one of: "
+                f"{others}"
+            )
         if len({p.profile_key for p in fits}) > 1:
             raise PlanError(f"several chosen profiles fit the {kind.value} photos; give one")
         resolved[kind] = fits[0]
@@ -117,8 +134,14 @@ def check_edit(edit: EditChoices, kind: ImageType) -> None:
         raise PlanError(str(exc)) from exc
 
 
-async def _create_job(store: Store, scan: ShootScan, kind: ImageType, photos: list[FoundPhoto],
-                      profile: Profile, request: RunRequest) -> Job:
+async def _create_job(
+    store: Store,
+    scan: ShootScan,
+    kind: ImageType,
+    photos: list[FoundPhoto],
+    profile: Profile,
+    request: RunRequest,
+) -> Job:
     check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
     folder = scan.folder
@@ -126,13 +149,21 @@ async def _create_job(store: Store, scan: ShootScan, kind: ImageType, photos: li
     # IMG_1.JPG both export IMG_1.jpg), so each gets a subfolder.
     sub = kind.value if len(scan.photos) > 1 else ""
     suffix = f" ({kind.value})" if len(scan.photos) > 1 else ""
-    await store.create_job(NewJob(
-        id=job_id, name=f"{folder.name}{suffix}", source=str(folder),
-        edited_dir=str(folder / "edited" / sub).rstrip("/"),
-        exported_dir=str(folder / "exported" / sub).rstrip("/"),
-        image_type=kind.value, profile_key=profile.profile_key,
-        profile_name=profile.profile_name, spec=request.spec.to_stored(),
-        project_name=f"orchestrator-{job_id}"), [_new_photo(p) for p in photos])
+    await store.create_job(
+        NewJob(
+            id=job_id,
+            name=f"{folder.name}{suffix}",
+            source=str(folder),
+            edited_dir=str(folder / "edited" / sub).rstrip("/"),
+            exported_dir=str(folder / "exported" / sub).rstrip("/"),
+            image_type=kind.value,
+            profile_key=profile.profile_key,
+            profile_name=profile.profile_name,
+            spec=request.spec.to_stored(),
+            project_name=f"orchestrator-{job_id}",
+        ),
+        [_new_photo(p) for p in photos],
+    )
     return await store.get_job(job_id)
 
 
@@ -156,8 +187,10 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
     clashing = [p for p in added if Path(p.file_name).stem.lower() in taken]
     if clashing:
         names = ", ".join(p.rel_path for p in clashing[:5])
-        raise PlanError(f"{job.name}: new photos {names} have the same name as photos already "
-                        "in the job; rename them or move them to another shoot")
+        raise PlanError(
+            f"{job.name}: new photos {names} have the same name as photos already "
+            "in the job; rename them or move them to another shoot"
+        )
     if job.state in NOT_UPLOADED_YET:
         lease = await store.claim(job.id, f"planner-{job.id}", 30)
         try:
@@ -166,11 +199,15 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
             await store.release(lease)
         await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
         return [*notes, f"{job.name}: {len(added)} new photos found; they join the job"]
-    await store.add_event(job.id, "source", f"{len(added)} photos added after the upload "
-                          "are not part of this job")
-    return [*notes, f"{job.name}: {len(added)} photos were added after the upload "
-            f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
-            "in a new folder and run that"]
+    await store.add_event(
+        job.id, "source", f"{len(added)} photos added after the upload are not part of this job"
+    )
+    return [
+        *notes,
+        f"{job.name}: {len(added)} photos were added after the upload "
+        f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
+        "in a new folder and run that",
+    ]
 
 
 def _past_upload(job: Job) -> bool:
@@ -178,12 +215,12 @@ def _past_upload(job: Job) -> bool:
     state = job.state
     if state == JobState.FAILED and job.state_before_failure:
         state = job.state_before_failure
-    return state not in NOT_UPLOADED_YET | {JobState.COMPLETED, JobState.CANCELLED,
-                                             JobState.FAILED}
+    return state not in NOT_UPLOADED_YET | {JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED}
 
 
-async def _report_late_changes(store: Store, job: Job, photos: list[RecordedPhoto],
-                               found: list[FoundPhoto]) -> list[str]:
+async def _report_late_changes(
+    store: Store, job: Job, photos: list[RecordedPhoto], found: list[FoundPhoto]
+) -> list[str]:
     """Notes (and history) for photos changed or removed after they were uploaded.
 
     A photo whose mtime moved but whose size did not is hashed: touching is not changing.
@@ -196,20 +233,26 @@ async def _report_late_changes(store: Store, job: Job, photos: list[RecordedPhot
         if current is None:
             removed.append(photo.rel_path)
         elif (current.size, current.mtime_ns) != (photo.size, photo.mtime_ns) and not (
-                current.size == photo.size and photo.md5
-                and (await file_md5(current.path)).hex() == photo.md5):
+            current.size == photo.size
+            and photo.md5
+            and (await file_md5(current.path)).hex() == photo.md5
+        ):
             changed.append(photo.rel_path)
     notes: list[str] = []
     if changed:
-        message = (f"{len(changed)} photos changed after they were uploaded "
-                   f"({_names(changed)}); Imagen edits the versions it was sent. To edit the "
-                   "new versions, put them in a new folder and run that")
+        message = (
+            f"{len(changed)} photos changed after they were uploaded "
+            f"({_names(changed)}); Imagen edits the versions it was sent. To edit the "
+            "new versions, put them in a new folder and run that"
+        )
         await store.add_event(job.id, "source", message, data={"changed": changed})
         notes.append(f"{job.name}: {message}")
     if removed:
-        message = (f"{len(removed)} photos were removed from the folder after they were "
-                   f"uploaded ({_names(removed)}); Imagen has them, so their edits still "
-                   "arrive")
+        message = (
+            f"{len(removed)} photos were removed from the folder after they were "
+            f"uploaded ({_names(removed)}); Imagen has them, so their edits still "
+            "arrive"
+        )
         await store.add_event(job.id, "source", message, data={"removed": removed})
         notes.append(f"{job.name}: {message}")
     return notes

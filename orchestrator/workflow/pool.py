@@ -13,8 +13,9 @@ class ItemFailed(Exception):
     """Raised by a pool's work function for a failure that concerns only its item."""
 
 
-async def run_pool(items: Sequence[T], work: Callable[[T], Awaitable[None]], *,
-                   workers: int) -> list[str]:
+async def run_pool(
+    items: Sequence[T], work: Callable[[T], Awaitable[None]], *, workers: int
+) -> list[str]:
     """Run `work` on every item with at most `workers` at once.
 
     An `ItemFailed` (or a subclass) is collected and the others go on; any other exception

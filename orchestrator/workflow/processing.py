@@ -49,13 +49,18 @@ async def request(ctx: JobContext, process: Process) -> None:
         return None if status.is_failed else status
 
     try:
-        await call_once(ctx, action=f"{process.action}_request",
-                        what=f"the {process.action} request", arrived=accepted,
-                        call=lambda: process.start(ctx),
-                        found=f"{process.action} was already accepted by Imagen")
+        await call_once(
+            ctx,
+            action=f"{process.action}_request",
+            what=f"the {process.action} request",
+            arrived=accepted,
+            call=lambda: process.start(ctx),
+            found=f"{process.action} was already accepted by Imagen",
+        )
     except Refused as exc:
-        raise JobFailed(f"Imagen refused the {process.action} request: {exc}",
-                        back_to=process.requested) from exc
+        raise JobFailed(
+            f"Imagen refused the {process.action} request: {exc}", back_to=process.requested
+        ) from exc
     await ctx.advance(process.running, f"{process.action} accepted by Imagen")
 
 
@@ -64,8 +69,9 @@ async def wait(ctx: JobContext, process: Process) -> None:
     imagen, uuid = ctx.services.imagen, ctx.project_uuid
     # Counted from when the job entered this state: a resumed run or a daemon's wake-up
     # keeps the deadline and the backoff of the first poll.
-    since = (await ctx.store.entered_state_at(ctx.job.id, process.running)
-             or ctx.job.updated_at).timestamp()
+    since = (
+        await ctx.store.entered_state_at(ctx.job.id, process.running) or ctx.job.updated_at
+    ).timestamp()
     deadline = time.monotonic() + ctx.config.wait_deadline - max(0.0, time.time() - since)
     delay = ctx.config.poll_initial
     last_seen = ""
@@ -87,22 +93,26 @@ async def wait(ctx: JobContext, process: Process) -> None:
             return
         if status.is_failed:
             detail = f": {status.details}" if status.details else ""
-            raise JobFailed(f"Imagen reported the {stage} failed{detail}",
-                            back_to=process.requested)
+            raise JobFailed(
+                f"Imagen reported the {stage} failed{detail}", back_to=process.requested
+            )
         if time.monotonic() > deadline:
             hours = ctx.config.wait_deadline / 3600
-            raise JobFailed(f"the {stage} did not finish within {hours:g} h",
-                            back_to=process.running)
+            raise JobFailed(
+                f"the {stage} did not finish within {hours:g} h", back_to=process.running
+            )
         if not ctx.config.wait_inline:
             # Back off with the time already waited: a long edit is polled rarely.
-            raise JobWaiting(min(ctx.config.poll_max,
-                                 max(ctx.config.poll_initial, (time.time() - since) / 4)))
+            raise JobWaiting(
+                min(ctx.config.poll_max, max(ctx.config.poll_initial, (time.time() - since) / 4))
+            )
         await ctx.nap(delay)
         delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
 
 
-def process_stage(process: Process, *, states: tuple[str, ...],
-                  applies: Callable[[JobSpec], bool] | None = None) -> Stage:
+def process_stage(
+    process: Process, *, states: tuple[str, ...], applies: Callable[[JobSpec], bool] | None = None
+) -> Stage:
     """The stage that requests `process` and waits for it."""
 
     async def step(ctx: JobContext) -> None:
@@ -112,8 +122,13 @@ def process_stage(process: Process, *, states: tuple[str, ...],
             await request(ctx, process)
         await wait(ctx, process)
 
-    return Stage(name=process.action, states=states, step=step, applies=applies,
-                 waiting=frozenset({process.running}))
+    return Stage(
+        name=process.action,
+        states=states,
+        step=step,
+        applies=applies,
+        waiting=frozenset({process.running}),
+    )
 
 
 async def _start_edit(ctx: JobContext) -> None:
@@ -141,14 +156,22 @@ def wants_export(spec: JobSpec) -> bool:
     return spec.export
 
 
-EDIT = Process("edit", JobState.EDIT_REQUESTED, JobState.EDITING,
-               ImagenClient.edit_status, _start_edit)
-EXPORT = Process("export", JobState.EXPORT_REQUESTED, JobState.EXPORTING,
-                 ImagenClient.export_status, _start_export)
+EDIT = Process(
+    "edit", JobState.EDIT_REQUESTED, JobState.EDITING, ImagenClient.edit_status, _start_edit
+)
+EXPORT = Process(
+    "export",
+    JobState.EXPORT_REQUESTED,
+    JobState.EXPORTING,
+    ImagenClient.export_status,
+    _start_export,
+)
 
 EDIT_STAGE = process_stage(
-    EDIT, states=(JobState.UPLOADED, JobState.EDIT_REQUESTED, JobState.EDITING))
+    EDIT, states=(JobState.UPLOADED, JobState.EDIT_REQUESTED, JobState.EDITING)
+)
 EXPORT_STAGE = process_stage(
-    EXPORT, states=(JobState.EXPORT_REQUESTED, JobState.EXPORTING), applies=wants_export)
+    EXPORT, states=(JobState.EXPORT_REQUESTED, JobState.EXPORTING), applies=wants_export
+)
 
 _KNOWN_WAITING = frozenset({"pending", "in progress", "processing", "queued", "unknown"})

@@ -13,10 +13,13 @@ async def create_project(ctx: JobContext) -> None:
     name = ctx.job.project_name
     imagen = ctx.services.imagen
     uuid = await call_once(
-        ctx, action="create_project", what=f"the creation of project {name}",
+        ctx,
+        action="create_project",
+        what=f"the creation of project {name}",
         arrived=lambda: imagen.find_project_uuid(name),
         call=lambda: imagen.create_project(name),
-        found=f"found project {name} created before an interruption")
+        found=f"found project {name} created before an interruption",
+    )
     await ctx.record_project(uuid, f"project {uuid}")
 
 

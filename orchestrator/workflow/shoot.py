@@ -77,8 +77,10 @@ def scan_shoot(folder: Path) -> ShootScan:
     if not folder.is_dir():
         raise ShootError(f"{folder} is not a folder: give the folder that holds the photos")
     if not _is_utf8(str(folder)):
-        raise ShootError(f"the folder's path {printable(str(folder))} is not valid UTF-8: "
-                         "rename it (or the folders above it) and run again")
+        raise ShootError(
+            f"the folder's path {printable(str(folder))} is not valid UTF-8: "
+            "rename it (or the folders above it) and run again"
+        )
     scan = ShootScan(folder=folder)
     by_type: dict[ImageType, list[FoundPhoto]] = defaultdict(list)
     top = str(folder)
@@ -91,8 +93,12 @@ def scan_shoot(folder: Path) -> ShootScan:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as exc:
-            scan.refused.append(RefusedFile(printable(prefix.rstrip("/") or "."),
-                                            f"cannot read this folder: {exc.strerror or exc}"))
+            scan.refused.append(
+                RefusedFile(
+                    printable(prefix.rstrip("/") or "."),
+                    f"cannot read this folder: {exc.strerror or exc}",
+                )
+            )
             continue
         subfolders: list[tuple[str, str]] = []
         for entry in entries:
@@ -103,8 +109,9 @@ def scan_shoot(folder: Path) -> ShootScan:
             if entry.is_symlink():
                 to_folder = os.path.isdir(entry.path)  # False for a broken or looping link
                 if to_folder or image_type_of(name) is not None:
-                    scan.refused.append(RefusedFile(printable(rel), _link_reason(
-                        entry.path, real_top, to_folder)))
+                    scan.refused.append(
+                        RefusedFile(printable(rel), _link_reason(entry.path, real_top, to_folder))
+                    )
                 else:
                     scan.skipped.append(printable(rel))
                 continue
@@ -128,8 +135,10 @@ def scan_shoot(folder: Path) -> ShootScan:
                 scan.refused.append(RefusedFile(printable(rel), found))
         pending.extend(reversed(subfolders))
     if not by_type:
-        raise ShootError(f"no supported photos in {folder}{_summary(scan)}: Imagen takes RAW "
-                         "files (.CR2, .NEF, .ARW, .DNG, …) and JPEGs")
+        raise ShootError(
+            f"no supported photos in {folder}{_summary(scan)}: Imagen takes RAW "
+            "files (.CR2, .NEF, .ARW, .DNG, …) and JPEGs"
+        )
     for kind, photos in by_type.items():
         _refuse_clashing_names(kind, photos)
     scan.photos = dict(sorted(by_type.items()))
@@ -142,8 +151,7 @@ def printable(name: str) -> str:
 
 
 _NOT_UTF8 = "its name is not valid UTF-8 and cannot be stored or sent: rename it"
-_NOT_UTF8_FOLDER = ("this folder's name is not valid UTF-8, so its photos are left out: "
-                    "rename it")
+_NOT_UTF8_FOLDER = "this folder's name is not valid UTF-8, so its photos are left out: rename it"
 
 
 def _is_utf8(name: str) -> bool:
@@ -160,10 +168,14 @@ def _link_reason(path: str, real_top: str, is_folder: bool) -> str:
     target = os.path.realpath(path)
     if os.path.commonpath([real_top, target]) != real_top:
         # Following it would send (or read) whatever the link names, e.g. the daemon's own files.
-        return (f"a link to a {what} outside the shoot; links are not followed: copy the "
-                f"{what} into the shoot instead")
-    return (f"a link to a {what} inside the shoot; links are not followed, the {what} it "
-            "points to is read where it is")
+        return (
+            f"a link to a {what} outside the shoot; links are not followed: copy the "
+            f"{what} into the shoot instead"
+        )
+    return (
+        f"a link to a {what} inside the shoot; links are not followed, the {what} it "
+        "points to is read where it is"
+    )
 
 
 def _read_photo(entry: os.DirEntry[str], rel: str) -> FoundPhoto | str | None:
@@ -195,8 +207,10 @@ def _read_photo(entry: os.DirEntry[str], rel: str) -> FoundPhoto | str | None:
         return "empty (0 bytes): copy it again from the card, or leave it out"
     if not content_matches(entry.name, head):
         extension = os.path.splitext(entry.name)[1].lstrip(".").upper()
-        return (f"its content is not a {extension} photo but {describe_content(head)}: check "
-                "the file, or give it its real extension")
+        return (
+            f"its content is not a {extension} photo but {describe_content(head)}: check "
+            "the file, or give it its real extension"
+        )
     return FoundPhoto(Path(entry.path), rel, entry.name, status.st_size, status.st_mtime_ns)
 
 
@@ -226,4 +240,5 @@ def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
         raise ShootError(
             f"these {kind.value} photos would get the same name at Imagen or in the output "
             f"folder:\n  {listed}\nrename one of each group (or move it to another shoot) "
-            "and run again")
+            "and run again"
+        )

@@ -36,7 +36,6 @@ RESENDS_AFTER_CHANGE = 3
 """How often a photo that changed while it was sent is read again and sent again."""
 
 
-
 class LinkBook:
     """Presigned upload links, asked for in batches just before they are needed."""
 
@@ -44,7 +43,7 @@ class LinkBook:
         self._ctx = ctx
         size = ctx.config.link_batch_size
         self._batch_of = {p.file_name: i // size for i, p in enumerate(photos)}
-        self._batches = [photos[i:i + size] for i in range(0, len(photos), size)]
+        self._batches = [photos[i : i + size] for i in range(0, len(photos), size)]
         self._links: dict[int, asyncio.Task[dict[str, str]]] = {}
 
     async def link(self, photo: PhotoRecord, refresh: bool) -> str:
@@ -82,27 +81,32 @@ async def upload_photos(ctx: JobContext) -> None:
         await ctx.advance(JobState.UPLOADING)
     source = Path(ctx.job.source)
     photos = await _check_sources(ctx, source, await ctx.store.photos(ctx.job.id))
-    async with photo_run(ctx, phase=PHASE, progress_stage="upload",
-                         photo_id=_photo_id, describe=_describe) as run:
+    async with photo_run(
+        ctx, phase=PHASE, progress_stage="upload", photo_id=_photo_id, describe=_describe
+    ) as run:
         unreadable = await _hash_missing(ctx, source, photos, run)
         pending = [p for p in photos if not p.done(PHASE) and p.id not in unreadable]
         total = sum(p.size for p in pending)
         ctx.progress.stage_started(ctx.label, "upload", files=len(pending), total_bytes=total)
         done_before = sum(1 for p in photos if p.done(PHASE))
         if done_before:
-            await ctx.event("resume", f"{done_before} photos already uploaded; "
-                            f"{len(pending)} to go")
+            await ctx.event(
+                "resume", f"{done_before} photos already uploaded; {len(pending)} to go"
+            )
         book = LinkBook(ctx, pending)
         try:
             failures = list(unreadable.values()) + await run.run(
-                pending, lambda p: _upload_one(ctx, source, book, run, p))
+                pending, lambda p: _upload_one(ctx, source, book, run, p)
+            )
         finally:
             book.close()
     ctx.progress.stage_finished(ctx.label, "upload")
     if failures:
-        raise JobFailed(f"{len(failures)} of {len(photos)} photos could not be uploaded "
-                        f"(first: {failures[0]}); the edit waits until every photo is up. "
-                        "Fix the cause, then `orchestrator retry`")
+        raise JobFailed(
+            f"{len(failures)} of {len(photos)} photos could not be uploaded "
+            f"(first: {failures[0]}); the edit waits until every photo is up. "
+            "Fix the cause, then `orchestrator retry`"
+        )
     await ctx.finish_stage(f"all {len(photos)} photos uploaded")
 
 
@@ -114,8 +118,9 @@ def _describe(photo: PhotoRecord) -> str:
     return photo.rel_path
 
 
-async def _check_sources(ctx: JobContext, source: Path,
-                         photos: list[PhotoRecord]) -> list[PhotoRecord]:
+async def _check_sources(
+    ctx: JobContext, source: Path, photos: list[PhotoRecord]
+) -> list[PhotoRecord]:
     """Notice photos that changed or vanished since they were recorded; the photos to upload.
 
     Size and mtime are compared for every photo (a stat, no reading). A photo whose mtime
@@ -132,14 +137,18 @@ async def _check_sources(ctx: JobContext, source: Path,
                 vanished.append(photo.id)
                 ctx.note(f"{photo.rel_path} is gone from the folder; leaving it out", level="warn")
             else:
-                await ctx.event("source", f"{photo.rel_path} was removed after its upload; "
-                                "Imagen keeps the uploaded copy")
+                await ctx.event(
+                    "source",
+                    f"{photo.rel_path} was removed after its upload; "
+                    "Imagen keeps the uploaded copy",
+                )
             continue
         if isinstance(stat, OSError):
             # Unreadable now: hashing it again turns this into a per-photo failure with a reason.
             if not photo.done(PHASE) and photo.md5:
-                await ctx.store.set_photo_source(ctx.lease, photo.id, md5="", size=photo.size,
-                                                 mtime_ns=photo.mtime_ns)
+                await ctx.store.set_photo_source(
+                    ctx.lease, photo.id, md5="", size=photo.size, mtime_ns=photo.mtime_ns
+                )
                 changed = True
             await ctx.event("source", f"cannot look at {photo.rel_path}: {stat.strerror or stat}")
             continue
@@ -150,18 +159,24 @@ async def _check_sources(ctx: JobContext, source: Path,
             md5 = await _md5_or_empty(path, photo.size)
             if md5 == photo.md5:
                 # Touched, not changed: remember the new mtime so it is not hashed again.
-                await ctx.store.set_photo_source(ctx.lease, photo.id, md5=md5,
-                                                 size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+                await ctx.store.set_photo_source(
+                    ctx.lease, photo.id, md5=md5, size=stat.st_size, mtime_ns=stat.st_mtime_ns
+                )
                 continue
         # Not edited yet, so send the new version: the edit must not mix versions.
-        ctx.note(f"{photo.rel_path} changed since it was recorded; it will be sent again",
-                 level="warn")
-        await ctx.event("source", f"{photo.rel_path} changed (size {photo.size} -> "
-                        f"{stat.st_size}); uploading the new version")
+        ctx.note(
+            f"{photo.rel_path} changed since it was recorded; it will be sent again", level="warn"
+        )
+        await ctx.event(
+            "source",
+            f"{photo.rel_path} changed (size {photo.size} -> "
+            f"{stat.st_size}); uploading the new version",
+        )
         if photo.done(PHASE):
             await ctx.store.forget_phase(ctx.lease, photo.id, PHASE)
-        await ctx.store.set_photo_source(ctx.lease, photo.id, md5=md5, size=stat.st_size,
-                                         mtime_ns=stat.st_mtime_ns)
+        await ctx.store.set_photo_source(
+            ctx.lease, photo.id, md5=md5, size=stat.st_size, mtime_ns=stat.st_mtime_ns
+        )
         changed = True
     if vanished:
         await ctx.store.remove_photos(ctx.lease, vanished)
@@ -197,26 +212,34 @@ def _chunk_for(size: int) -> int:
     return max(1, min(size, DEFAULT_CHUNK))
 
 
-async def _hash_missing(ctx: JobContext, source: Path, photos: list[PhotoRecord],
-                        run: PhotoRun[PhotoRecord]) -> dict[int, str]:
+async def _hash_missing(
+    ctx: JobContext, source: Path, photos: list[PhotoRecord], run: PhotoRun[PhotoRecord]
+) -> dict[int, str]:
     """Hash the photos that need it (in place); why each unreadable one failed, by photo id."""
     todo = [p for p in photos if not p.md5 and not p.done(PHASE)]
     unreadable: dict[int, str] = {}
     if not todo:
         return unreadable
-    ctx.progress.stage_started(ctx.label, "hash", files=len(todo),
-                               total_bytes=sum(p.size for p in todo))
+    ctx.progress.stage_started(
+        ctx.label, "hash", files=len(todo), total_bytes=sum(p.size for p in todo)
+    )
 
     async def hash_group(group: list[PhotoRecord]) -> None:
         if len(group) == 1 and group[0].size > SMALL_FILE:
             try:
-                results: list[str | OSError] = [(await file_md5(
-                    source / group[0].rel_path, chunk_size=_chunk_for(group[0].size))).hex()]
+                results: list[str | OSError] = [
+                    (
+                        await file_md5(
+                            source / group[0].rel_path, chunk_size=_chunk_for(group[0].size)
+                        )
+                    ).hex()
+                ]
             except OSError as exc:
                 results = [exc]
         else:
-            results = await asyncio.to_thread(_md5_of_small_files,
-                                              [source / p.rel_path for p in group])
+            results = await asyncio.to_thread(
+                _md5_of_small_files, [source / p.rel_path for p in group]
+            )
         for photo, result in zip(group, results, strict=True):
             if isinstance(result, OSError):
                 reason = f"cannot read it: {result.strerror or result}"
@@ -224,8 +247,9 @@ async def _hash_missing(ctx: JobContext, source: Path, photos: list[PhotoRecord]
                 await run.failed(photo, reason)
                 continue
             # Not waited for: a hash lost in a crash is only computed again.
-            run.checkpoints.save(photo.id, SourceCheckpoint(md5=result, size=photo.size,
-                                                            mtime_ns=photo.mtime_ns))
+            run.checkpoints.save(
+                photo.id, SourceCheckpoint(md5=result, size=photo.size, mtime_ns=photo.mtime_ns)
+            )
             photo.md5 = result
             ctx.progress.advanced(ctx.label, "hash", files=1, nbytes=photo.size)
 
@@ -268,17 +292,21 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
     return results
 
 
-async def _upload_one(ctx: JobContext, source: Path, book: LinkBook, run: PhotoRun[PhotoRecord],
-                      photo: PhotoRecord) -> PhaseDone:
+async def _upload_one(
+    ctx: JobContext, source: Path, book: LinkBook, run: PhotoRun[PhotoRecord], photo: PhotoRecord
+) -> PhaseDone:
     path = source / photo.rel_path
     # After the photo changed, its batch link is signed for the old MD5: ask for its own.
     fresh = [False]
     for _ in range(RESENDS_AFTER_CHANGE + 1):
         try:
             await ctx.services.transfers.upload(
-                path, link=lambda refresh: book.link(photo, refresh or fresh[0]),
-                size=photo.size, md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
-                on_bytes=lambda n: _sent(ctx, n))
+                path,
+                link=lambda refresh: book.link(photo, refresh or fresh[0]),
+                size=photo.size,
+                md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
+                on_bytes=lambda n: _sent(ctx, n),
+            )
         except SourceChanged as exc:
             if not await _reread_source(ctx, path, run, photo):
                 raise PhotoFailed(str(exc)) from exc
@@ -288,12 +316,15 @@ async def _upload_one(ctx: JobContext, source: Path, book: LinkBook, run: PhotoR
             raise PhotoFailed(str(exc)) from exc
         crash_point("after_upload")
         return PhaseDone(PHASE)
-    raise PhotoFailed(f"it kept changing while it was sent ({RESENDS_AFTER_CHANGE + 1} times); "
-                      "let the copy finish, then `orchestrator retry`")
+    raise PhotoFailed(
+        f"it kept changing while it was sent ({RESENDS_AFTER_CHANGE + 1} times); "
+        "let the copy finish, then `orchestrator retry`"
+    )
 
 
-async def _reread_source(ctx: JobContext, path: Path, run: PhotoRun[PhotoRecord],
-                         photo: PhotoRecord) -> bool:
+async def _reread_source(
+    ctx: JobContext, path: Path, run: PhotoRun[PhotoRecord], photo: PhotoRecord
+) -> bool:
     """The photo changed while it was being sent: record its new version; False if unreadable.
 
     Nothing was edited yet, so the new version is the one to send.
@@ -303,11 +334,13 @@ async def _reread_source(ctx: JobContext, path: Path, run: PhotoRun[PhotoRecord]
         digest = (await file_md5(path, chunk_size=_chunk_for(stat.st_size))).hex()
     except OSError:
         return False
-    await run.checkpoints.commit(photo.id, SourceCheckpoint(
-        md5=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+    await run.checkpoints.commit(
+        photo.id, SourceCheckpoint(md5=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    )
     photo.md5, photo.size, photo.mtime_ns = digest, stat.st_size, stat.st_mtime_ns
-    await ctx.event("source", f"{photo.rel_path} changed during its upload; sending the new "
-                    "version")
+    await ctx.event(
+        "source", f"{photo.rel_path} changed during its upload; sending the new version"
+    )
     return True
 
 
@@ -316,5 +349,9 @@ def _sent(ctx: JobContext, nbytes: int) -> None:
     crash_point("mid_upload")
 
 
-STAGE = Stage(name="upload", states=(JobState.PROJECT_CREATED, JobState.UPLOADING),
-              step=upload_photos, phase=PHASE)
+STAGE = Stage(
+    name="upload",
+    states=(JobState.PROJECT_CREATED, JobState.UPLOADING),
+    step=upload_photos,
+    phase=PHASE,
+)

@@ -21,8 +21,9 @@ def sandbox_url() -> object:
 
 @pytest.fixture
 def env(sandbox_url: str, tmp_path: Path) -> dict[str, str]:
-    return cli_env(f"{sandbox_url}/v1", f"sqlite:///{tmp_path / 'jobs.db'}",
-                   IMAGEN_API_KEY=SECRET_KEY)
+    return cli_env(
+        f"{sandbox_url}/v1", f"sqlite:///{tmp_path / 'jobs.db'}", IMAGEN_API_KEY=SECRET_KEY
+    )
 
 
 def _run(env: dict[str, str], folder: Path, *extra: str) -> tuple[int, str]:
@@ -49,7 +50,8 @@ def test_empty_folder_and_only_unsupported_files(env: dict[str, str], tmp_path: 
 
 
 def test_same_name_in_two_subfolders_is_refused_before_anything_is_sent(
-        env: dict[str, str], sandbox_url: str, tmp_path: Path) -> None:
+    env: dict[str, str], sandbox_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     for sub in ("cam1", "cam2"):
         (shoot / sub).mkdir(parents=True)
@@ -61,8 +63,7 @@ def test_same_name_in_two_subfolders_is_refused_before_anything_is_sent(
     assert len(ledger(sandbox_url)["projects"]) == before
 
 
-def test_unknown_profile_and_profile_of_the_wrong_type(env: dict[str, str],
-                                                       tmp_path: Path) -> None:
+def test_unknown_profile_and_profile_of_the_wrong_type(env: dict[str, str], tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shoot.mkdir()
     make_sample_shoot(shoot, raw=0, jpeg=2)
@@ -73,8 +74,7 @@ def test_unknown_profile_and_profile_of_the_wrong_type(env: dict[str, str],
     assert "is not for JPG" in text and "2001" in text
 
 
-def test_conflicting_tools_are_refused_before_upload(env: dict[str, str],
-                                                     tmp_path: Path) -> None:
+def test_conflicting_tools_are_refused_before_upload(env: dict[str, str], tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shoot.mkdir()
     make_sample_shoot(shoot, raw=1, jpeg=0)
@@ -104,8 +104,11 @@ def test_api_down_gives_a_clear_message(tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shoot.mkdir()
     make_sample_shoot(shoot, raw=1, jpeg=0)
-    env = cli_env(f"http://127.0.0.1:{port}/v1", f"sqlite:///{tmp_path / 'jobs.db'}",
-                  IMAGEN_API_KEY=SECRET_KEY)
+    env = cli_env(
+        f"http://127.0.0.1:{port}/v1",
+        f"sqlite:///{tmp_path / 'jobs.db'}",
+        IMAGEN_API_KEY=SECRET_KEY,
+    )
     done = orchestrator("profiles", env=env, timeout=180)
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr and SECRET_KEY not in done.stderr
@@ -119,16 +122,18 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("database", ["not-a-database", "server-down", "no-such-database"])
 def test_a_database_that_cannot_be_used_is_named_without_its_password(
-        env: dict[str, str], tmp_path: Path, database: str) -> None:
+    env: dict[str, str], tmp_path: Path, database: str
+) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not SQLite" * 64)
     url, says = {
         "not-a-database": (f"sqlite:///{garbage}", "file is not a database"),
-        "server-down": (f"postgresql://ann:pw-4242@127.0.0.1:{_closed_port()}/jobs",
-                        "Connect call failed"),
+        "server-down": (
+            f"postgresql://ann:pw-4242@127.0.0.1:{_closed_port()}/jobs",
+            "Connect call failed",
+        ),
         # Answered by the test server when there is one, else refused like the one above.
-        "no-such-database": ("postgresql://ann:pw-4242@127.0.0.1:5432/no_such_db_4242",
-                             ""),
+        "no-such-database": ("postgresql://ann:pw-4242@127.0.0.1:5432/no_such_db_4242", ""),
     }[database]
     shoot = tmp_path / "shoot"
     make_sample_shoot(shoot, raw=1, jpeg=0)

@@ -72,37 +72,48 @@ def point_runs(backend: str, sandbox_url: str, db_url: str, folder: Path) -> dic
             return PointRun(shoot, files, crashed, resumed)
 
         with ThreadPoolExecutor(max_workers=3) as pool:
-            _point_runs[backend] = dict(zip(CRASH_POINTS, pool.map(crash_then_resume,
-                                                                   CRASH_POINTS), strict=True))
+            _point_runs[backend] = dict(
+                zip(CRASH_POINTS, pool.map(crash_then_resume, CRASH_POINTS), strict=True)
+            )
     return _point_runs[backend]
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_killed_at_a_crash_point_then_run_again(
-        point: str, db_backend: str, sandbox_url: str, migrated_db_url: str,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    point: str,
+    db_backend: str,
+    sandbox_url: str,
+    migrated_db_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     # All points share the database of the first one's test, which waits for all of them.
-    run = point_runs(db_backend, sandbox_url, migrated_db_url,
-                     tmp_path_factory.mktemp(f"points-{db_backend}"))[point]
+    run = point_runs(
+        db_backend, sandbox_url, migrated_db_url, tmp_path_factory.mktemp(f"points-{db_backend}")
+    )[point]
     if run.crashed.returncode == 0:
-        pytest.skip(f"crash point {point!r} is never reached: the run ended without dying "
-                    "(its crash_point() call is not in the code yet)")
+        pytest.skip(
+            f"crash point {point!r} is never reached: the run ended without dying "
+            "(its crash_point() call is not in the code yet)"
+        )
     assert run.crashed.returncode == KILLED, run.crashed.stderr[-3000:]
     assert run.resumed is not None
     jobs = finished_jobs(run.resumed)
-    assert_exactly_once(sandbox_url, jobs, run.shoot, kills=1, files=len(run.files),
-                        why=f"at {point}")
+    assert_exactly_once(
+        sandbox_url, jobs, run.shoot, kills=1, files=len(run.files), why=f"at {point}"
+    )
 
 
 def test_killed_after_every_checkpoint_in_turn(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     """Each run commits one state change and dies: every boundary of the job is a crash."""
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=100, jpeg_only=True)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
     kills = 0
-    while (done := run_shoot(shoot, {**env, "ORCH_CRASH_AT": "after_checkpoint"})
-           ).returncode == KILLED:
+    while (
+        done := run_shoot(shoot, {**env, "ORCH_CRASH_AT": "after_checkpoint"})
+    ).returncode == KILLED:
         kills += 1
         assert kills < 30, "the job makes no progress between kills"
     jobs = finished_jobs(done)
@@ -111,8 +122,7 @@ def test_killed_after_every_checkpoint_in_turn(
     assert_exactly_once(sandbox_url, jobs, shoot, kills=kills, files=len(files))
 
 
-def test_killed_at_random_instants(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+def test_killed_at_random_instants(sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
     """SIGKILL from outside at seeded random moments: ORCH_CHAOS_ROUNDS kills (default 6).
 
     A shoot is killed again and again until a run beats its kill; then it is checked and a
@@ -138,8 +148,14 @@ def test_killed_at_random_instants(
             continue
         stdout, stderr = run.communicate()
         done = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
-        assert_exactly_once(sandbox_url, finished_jobs(done, why), shoot, kills=kills_here,
-                            files=len(files), why=why)
+        assert_exactly_once(
+            sandbox_url,
+            finished_jobs(done, why),
+            shoot,
+            kills=kills_here,
+            files=len(files),
+            why=why,
+        )
         shoots += 1
         shoot = tmp_path / f"shoot{shoots}"
         files, kills_here = make_crash_shoot(shoot, seed=shoots), 0

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.postgres
 
 ROUNDS = int(os.environ.get("ORCH_CHAOS_ROUNDS", "3"))
 JOBS = 12
-FAULTS = ("lose_callback=0.3,duplicate_callback=0.3,reorder_callback=0.3,error_5xx=0.02,"
-          "throttle_429=0.02")
+FAULTS = (
+    "lose_callback=0.3,duplicate_callback=0.3,reorder_callback=0.3,error_5xx=0.02,throttle_429=0.02"
+)
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
@@ -39,8 +40,17 @@ async def _submit_all(db_url: str, api_url: str, shoots: list[Path]) -> list[str
     session = make_session(TransferSettings())
     try:
         client = ImagenClient(session, base_url=api_url, api_key="test-key-0123456789")
-        return [job.id for shoot in shoots for job in (await submit_request(
-            store, client, RunRequest(source=shoot, profiles=["2001"], spec=JobSpec(export=True)))).jobs]
+        return [
+            job.id
+            for shoot in shoots
+            for job in (
+                await submit_request(
+                    store,
+                    client,
+                    RunRequest(source=shoot, profiles=["2001"], spec=JobSpec(export=True)),
+                )
+            ).jobs
+        ]
     finally:
         await session.close()
         await store.close()
@@ -70,12 +80,19 @@ def _wait_for_lease_holder(daemons: list[Daemon], *, seconds: float) -> Daemon |
 
 
 def test_every_job_completes_once_through_kills_and_callback_chaos(
-        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     migrated(pg_url)
     rng = random.Random(20261122)
     with sandbox_process("--edit-seconds", "1", "--faults", FAULTS, "--seed", "7") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", pg_url, ORCH_LEASE_TTL="2", ORCH_MAX_JOBS="3",
-                         ORCH_POLL_INITIAL="1", ORCH_POLL_MAX="2")
+        env = daemon_env(
+            f"{sandbox}/v1",
+            pg_url,
+            ORCH_LEASE_TTL="2",
+            ORCH_MAX_JOBS="3",
+            ORCH_POLL_INITIAL="1",
+            ORCH_POLL_MAX="2",
+        )
         daemons.extend(Daemon(env, tmp_path, name=f"daemon{i}").start() for i in range(3))
         ids = asyncio.run(_submit_all(pg_url, f"{sandbox}/v1", _shoots(tmp_path, 0, JOBS)))
         assert len(ids) == JOBS
@@ -84,8 +101,9 @@ def test_every_job_completes_once_through_kills_and_callback_chaos(
         for _ in range(ROUNDS):
             time.sleep(rng.uniform(0.3, 1.5))
             if all_in(_any_alive(daemons).jobs(), ids, TERMINAL):
-                ids += asyncio.run(_submit_all(pg_url, f"{sandbox}/v1",
-                                               _shoots(tmp_path, len(ids), 4)))
+                ids += asyncio.run(
+                    _submit_all(pg_url, f"{sandbox}/v1", _shoots(tmp_path, len(ids), 4))
+                )
             # Prefer a daemon caught holding a lease: its jobs must be taken over.
             holder = _wait_for_lease_holder(daemons, seconds=3)
             victim = holder or rng.choice(daemons)
@@ -94,10 +112,15 @@ def test_every_job_completes_once_through_kills_and_callback_chaos(
             time.sleep(rng.uniform(0.2, 1.0))
             victim.start()
 
-        jobs = wait_for(lambda: (j := _any_alive(daemons).jobs()) and all_in(j, ids, TERMINAL)
-                        and j, timeout=120, interval=0.5, what="every job to finish")
-        assert {jobs[i]["state"] for i in ids} == {"completed"}, \
-            {i: (jobs[i]["state"], jobs[i]["last_error"]) for i in ids}
+        jobs = wait_for(
+            lambda: (j := _any_alive(daemons).jobs()) and all_in(j, ids, TERMINAL) and j,
+            timeout=120,
+            interval=0.5,
+            what="every job to finish",
+        )
+        assert {jobs[i]["state"] for i in ids} == {"completed"}, {
+            i: (jobs[i]["state"], jobs[i]["last_error"]) for i in ids
+        }
         by_name: dict[str, list[dict[str, object]]] = {}
         for project in ledger(sandbox)["projects"]:
             by_name.setdefault(project["name"], []).append(project)
@@ -109,6 +132,10 @@ def test_every_job_completes_once_through_kills_and_callback_chaos(
             verified += md5_matches_ledger(project, jobs[job_id])
         assert verified == len(ids) * 6
         if killed_lease_holders:
-            takeovers = [e for job_id in ids for e in _any_alive(daemons).job(job_id)["events"]
-                         if e["kind"] == "lease"]
+            takeovers = [
+                e
+                for job_id in ids
+                for e in _any_alive(daemons).job(job_id)["events"]
+                if e["kind"] == "lease"
+            ]
             assert takeovers, "a killed daemon's leases were never taken over"

@@ -89,40 +89,68 @@ class TcpProxy:
 
 
 def test_a_database_outage_turns_readyz_red_and_loses_nothing(
-        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     migrated(pg_url)
     direct = make_url(pg_url)
-    with TcpProxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy, \
-            sandbox_process("--edit-seconds", "2") as sandbox:
+    with (
+        TcpProxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy,
+        sandbox_process("--edit-seconds", "2") as sandbox,
+    ):
         proxied = direct.set(port=proxy.port).render_as_string(hide_password=False)
         env = daemon_env(f"{sandbox}/v1", proxied, ORCH_POLL_INITIAL="0.5", ORCH_POLL_MAX="1")
         shoot = tmp_path / "shoot"
         shoot.mkdir()
         make_sample_shoot(shoot, raw=0, jpeg=2)
-        submitted = orchestrator("submit", str(shoot), "--profile", "2001", "--export",
-                                 "--json", env={**env, "ORCH_DATABASE_URL": pg_url})
+        submitted = orchestrator(
+            "submit",
+            str(shoot),
+            "--profile",
+            "2001",
+            "--export",
+            "--json",
+            env={**env, "ORCH_DATABASE_URL": pg_url},
+        )
         [job_id] = json.loads(submitted.stdout)
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
-        wait_for(lambda: daemon.jobs()[job_id]["state"] == "editing", timeout=20,
-                 what="the job to wait for its edit")
+        wait_for(
+            lambda: daemon.jobs()[job_id]["state"] == "editing",
+            timeout=20,
+            what="the job to wait for its edit",
+        )
 
         proxy.cut()
-        wait_for(lambda: http("GET", f"{daemon.url}/readyz")[0] == 503, timeout=10,
-                 what="/readyz to go red")
+        wait_for(
+            lambda: http("GET", f"{daemon.url}/readyz")[0] == 503,
+            timeout=10,
+            what="/readyz to go red",
+        )
         assert http("GET", f"{daemon.url}/healthz")[0] == 200
         assert http("GET", f"{daemon.url}/api/jobs")[0] == 503
         # The edit ends meanwhile; its callback cannot be stored.
-        metrics = wait_for(lambda: (m := http("GET", f"{daemon.url}/metrics")[1].decode()) and
-                           'orchestrator_callbacks_total{outcome="database_down"} 1.0' in m
-                           and m, timeout=30, what="the callback to be refused for now")
+        metrics = wait_for(
+            lambda: (
+                (m := http("GET", f"{daemon.url}/metrics")[1].decode())
+                and 'orchestrator_callbacks_total{outcome="database_down"} 1.0' in m
+                and m
+            ),
+            timeout=30,
+            what="the callback to be refused for now",
+        )
         assert "orchestrator_database_up 0.0" in metrics
 
         proxy.restore()
-        wait_for(lambda: http("GET", f"{daemon.url}/readyz")[0] == 200, timeout=20,
-                 what="/readyz to go green again")
-        job = wait_for(lambda: (j := daemon.jobs()[job_id])["state"] == "completed" and j,
-                       timeout=60, what="the job to finish after the outage")
+        wait_for(
+            lambda: http("GET", f"{daemon.url}/readyz")[0] == 200,
+            timeout=20,
+            what="/readyz to go green again",
+        )
+        job = wait_for(
+            lambda: (j := daemon.jobs()[job_id])["state"] == "completed" and j,
+            timeout=60,
+            what="the job to finish after the outage",
+        )
         [project] = ledger(sandbox)["projects"]
         assert (project["edit_requests"], project["export_requests"]) == (1, 1)
         assert md5_matches_ledger(project, job) == 4

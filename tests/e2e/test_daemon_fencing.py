@@ -32,42 +32,61 @@ def daemons() -> Iterator[list[Daemon]]:
 
 
 def test_a_frozen_daemon_whose_lease_was_taken_over_is_refused(
-        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     migrated(pg_url)
     # Every sandbox answer takes a second at first, so the job is surely mid-upload when the
     # first daemon is frozen (SIGSTOP: alive, holding its lease, silent).
     with sandbox_process("--edit-seconds", "0.3", "--faults", "slow=1") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", pg_url, ORCH_LEASE_TTL="2",
-                         ORCH_POLL_INITIAL="0.3", ORCH_POLL_MAX="0.5")
+        env = daemon_env(
+            f"{sandbox}/v1",
+            pg_url,
+            ORCH_LEASE_TTL="2",
+            ORCH_POLL_INITIAL="0.3",
+            ORCH_POLL_MAX="0.5",
+        )
         shoot = tmp_path / "shoot"
         shoot.mkdir()
         make_sample_shoot(shoot, raw=0, jpeg=3)
-        submitted = orchestrator("submit", str(shoot), "--profile", "2001", "--export",
-                                 "--json", env=env)
+        submitted = orchestrator(
+            "submit", str(shoot), "--profile", "2001", "--export", "--json", env=env
+        )
         assert submitted.returncode == 0, submitted.stderr
         [job_id] = json.loads(submitted.stdout)
 
         frozen = Daemon(env, tmp_path, name="frozen")
         daemons.append(frozen.start())
-        wait_for(lambda: frozen.jobs()[job_id]["state"] == "uploading", timeout=30,
-                 what="the first daemon to be uploading")
+        wait_for(
+            lambda: frozen.jobs()[job_id]["state"] == "uploading",
+            timeout=30,
+            what="the first daemon to be uploading",
+        )
         frozen.signal(signal.SIGSTOP)
-        [claimed] = [r for r in frozen.log_records()
-                     if r["msg"] == "job claimed" and r["job_id"] == job_id]
+        [claimed] = [
+            r for r in frozen.log_records() if r["msg"] == "job claimed" and r["job_id"] == job_id
+        ]
         http("PUT", f"{sandbox}/_sandbox/faults", b"{}", {"Content-Type": "application/json"})
 
         taker = Daemon(env, tmp_path, name="taker")
         daemons.append(taker.start())
-        wait_for(lambda: f":{taker.pid}:" in (taker.jobs()[job_id]["lease_owner"] or ""),
-                 timeout=20, what="the second daemon to take the expired lease over")
+        wait_for(
+            lambda: f":{taker.pid}:" in (taker.jobs()[job_id]["lease_owner"] or ""),
+            timeout=20,
+            what="the second daemon to take the expired lease over",
+        )
         frozen.signal(signal.SIGCONT)
 
-        refused = wait_for(lambda: [r for r in frozen.log_records()
-                                    if r["msg"].startswith("lease lost")], timeout=20,
-                           what="the thawed daemon to be refused")
+        refused = wait_for(
+            lambda: [r for r in frozen.log_records() if r["msg"].startswith("lease lost")],
+            timeout=20,
+            what="the thawed daemon to be refused",
+        )
         assert refused[0]["job_id"] == job_id and refused[0]["epoch"] == claimed["epoch"]
-        wait_for(lambda: taker.jobs()[job_id]["state"] == "completed", timeout=30,
-                 what="the second daemon to finish the job")
+        wait_for(
+            lambda: taker.jobs()[job_id]["state"] == "completed",
+            timeout=30,
+            what="the second daemon to finish the job",
+        )
 
         detail = taker.job(job_id)
         takeovers = [e for e in detail["events"] if e["kind"] == "lease"]

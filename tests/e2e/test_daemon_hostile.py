@@ -30,14 +30,29 @@ async def _job_with_secret(db_url: str, secret: str) -> str:
     """A job waiting for its edit, whose callback secret the test knows (the daemon leaves it)."""
     store = Store.open(db_url)
     try:
-        await store.create_job(NewJob(
-            id="f" * 32, name="target", source="/nowhere", edited_dir="/nowhere/edited",
-            exported_dir="/nowhere/exported", image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
-            project_name="orchestrator-target"), [NewPhoto("a.jpg", "a.jpg", 1, 1)])
+        await store.create_job(
+            NewJob(
+                id="f" * 32,
+                name="target",
+                source="/nowhere",
+                edited_dir="/nowhere/edited",
+                exported_dir="/nowhere/exported",
+                image_type="JPG",
+                profile_key=2001,
+                profile_name="P",
+                spec={"version": 1},
+                project_name="orchestrator-target",
+            ),
+            [NewPhoto("a.jpg", "a.jpg", 1, 1)],
+        )
         async with store.engine.begin() as conn:
-            await conn.execute(update(Job).values(
-                state="editing", project_uuid=PROJECT,
-                callback_secret_hash=callback_secret_hash(secret)))
+            await conn.execute(
+                update(Job).values(
+                    state="editing",
+                    project_uuid=PROJECT,
+                    callback_secret_hash=callback_secret_hash(secret),
+                )
+            )
     finally:
         await store.close()
     return "f" * 32
@@ -48,9 +63,15 @@ def _hostile_request(rng: random.Random, secret: str) -> tuple[str, str, bytes, 
     valid = {"project_uuid": PROJECT, "status": "Completed", "action": "edit"}
     missing = rng.choice(list(valid))
     wrong_secrets = [
-        secrets.token_urlsafe(32), secret[:-1] + ("A" if secret[-1] != "A" else "B"),
-        "short", "a" * 500, "..%2F..%2Fetc%2Fpasswd", "%F0%9F%92%A9" * 20, secret + "!",
-        "".join(rng.choice("0123456789abcdef") for _ in range(64)), "%00" * 40,
+        secrets.token_urlsafe(32),
+        secret[:-1] + ("A" if secret[-1] != "A" else "B"),
+        "short",
+        "a" * 500,
+        "..%2F..%2Fetc%2Fpasswd",
+        "%F0%9F%92%A9" * 20,
+        secret + "!",
+        "".join(rng.choice("0123456789abcdef") for _ in range(64)),
+        "%00" * 40,
     ]
     bodies: list[bytes] = [
         json.dumps({**valid, "project_uuid": str(rng.random())}).encode(),
@@ -58,7 +79,11 @@ def _hostile_request(rng: random.Random, secret: str) -> tuple[str, str, bytes, 
         json.dumps({k: v for k, v in valid.items() if k != missing}).encode(),
         json.dumps({**valid, "status": "x" * rng.randint(33, 5000)}).encode(),
         json.dumps({**valid, "project_uuid": {"$ne": None}}).encode(),
-        json.dumps([valid]).encode(), b"null", b"", b"{", b'{"project_uuid": "' + b"\xff" * 8,
+        json.dumps([valid]).encode(),
+        b"null",
+        b"",
+        b"{",
+        b'{"project_uuid": "' + b"\xff" * 8,
         bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 2000))),
         b"[" * 100_000 + b"]" * 100_000,
         json.dumps({**valid, "pad": "x" * rng.randint(17_000, 1_000_000)}).encode(),
@@ -69,8 +94,11 @@ def _hostile_request(rng: random.Random, secret: str) -> tuple[str, str, bytes, 
     else:
         path, body = f"/callbacks/{secret}", rng.choice(bodies)
     method = "POST" if rng.random() < 0.9 else rng.choice(["GET", "PUT", "DELETE", "PATCH"])
-    headers = {"Content-Type": rng.choice(["application/json", "text/plain", "",
-                                           "x-unknown/type; charset=utf-9"])}
+    headers = {
+        "Content-Type": rng.choice(
+            ["application/json", "text/plain", "", "x-unknown/type; charset=utf-9"]
+        )
+    }
     return method, path, body, headers
 
 
@@ -79,11 +107,13 @@ async def _fire(base_url: str, secret: str, seed: int) -> dict[int, int]:
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
         async def one() -> None:
             method, path, body, headers = _hostile_request(rng, secret)
             try:
-                async with session.request(method, base_url + path, data=body,
-                                           headers=headers) as answer:
+                async with session.request(
+                    method, base_url + path, data=body, headers=headers
+                ) as answer:
                     await answer.read()
                     statuses[answer.status] = statuses.get(answer.status, 0) + 1
             except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
@@ -97,8 +127,9 @@ async def _fire(base_url: str, secret: str, seed: int) -> dict[int, int]:
     return statuses
 
 
-def test_hostile_callbacks_get_4xx_and_change_nothing(tmp_path: Path,
-                                                      daemons: list[Daemon]) -> None:
+def test_hostile_callbacks_get_4xx_and_change_nothing(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
     db_url = f"sqlite:///{tmp_path / 'orchestrator.db'}"
     secret = secrets.token_urlsafe(32)
     env = daemon_env(f"http://127.0.0.1:{free_port()}/v1", db_url)
@@ -119,7 +150,13 @@ def test_hostile_callbacks_get_4xx_and_change_nothing(tmp_path: Path,
     assert http("POST", f"{daemon.url}/callbacks/{secret}", good.encode())[0] == 200
     assert len([e for e in daemon.job(job_id)["events"] if e["kind"] == "callback"]) == 1
     metrics = wait_for(lambda: http("GET", f"{daemon.url}/metrics")[1].decode(), timeout=5)
-    for outcome in ("unknown_secret", "bad_body", "wrong_project", "too_large", "accepted",
-                    "duplicate"):
+    for outcome in (
+        "unknown_secret",
+        "bad_body",
+        "wrong_project",
+        "too_large",
+        "accepted",
+        "duplicate",
+    ):
         assert f'orchestrator_callbacks_total{{outcome="{outcome}"}}' in metrics, outcome
     assert secret not in daemon.logs()

@@ -16,15 +16,20 @@ GAP = 0.2
 
 
 def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
-        tmp_path: Path, daemons: list[Daemon]) -> None:
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
     drops = tmp_path / "drops"  # created only later: a missing folder must not stop the watch
     staged = tmp_path / "staged"
     staged.mkdir()
     make_sample_shoot(staged, raw=0, jpeg=3)
     with sandbox_process("--edit-seconds", "0.3") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}",
-                         ORCH_HOT_FOLDER_SETTLE=str(SETTLE), ORCH_POLL_INITIAL="0.3",
-                         ORCH_POLL_MAX="0.5")
+        env = daemon_env(
+            f"{sandbox}/v1",
+            f"sqlite:///{tmp_path / 'orchestrator.db'}",
+            ORCH_HOT_FOLDER_SETTLE=str(SETTLE),
+            ORCH_POLL_INITIAL="0.3",
+            ORCH_POLL_MAX="0.5",
+        )
         args = ("--watch", str(drops), "--profile", "2001", "--export")
         daemon = Daemon(env, tmp_path, args=args)
         daemons.append(daemon.start())
@@ -46,11 +51,15 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
             # Gone before it settled (a drop moved elsewhere): nothing may come of it.
             shutil.rmtree(vanishing, ignore_errors=True)
 
-        [job] = wait_for(lambda: list(daemon.jobs().values()), timeout=15,
-                         what="the drop to become a job")
+        [job] = wait_for(
+            lambda: list(daemon.jobs().values()), timeout=15, what="the drop to become a job"
+        )
         assert job["source"] == str(shoot.resolve()) and job["photos"] == 3
-        wait_for(lambda: daemon.jobs()[job["id"]]["state"] == "completed", timeout=30,
-                 what="the dropped shoot to be done")
+        wait_for(
+            lambda: daemon.jobs()[job["id"]]["state"] == "completed",
+            timeout=30,
+            what="the dropped shoot to be done",
+        )
         assert daemon.terminate() == 0
 
         # A restart looks at every drop again and submits none of them twice. The folder
@@ -58,8 +67,11 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
         # shoot already submitted: waiting for that line (not for a time) makes this look
         # happen before the check.
         daemon.start()
-        wait_for(lambda: daemon.logs().count("drop refused") == 2, timeout=30,
-                 what="the restarted daemon to look at the settled drops")
+        wait_for(
+            lambda: daemon.logs().count("drop refused") == 2,
+            timeout=30,
+            what="the restarted daemon to look at the settled drops",
+        )
         assert list(daemon.jobs()) == [job["id"]]
         [project] = ledger(sandbox)["projects"]
         assert (project["edit_requests"], project["export_requests"]) == (1, 1)

@@ -42,8 +42,9 @@ def _shoot(base: Path, name: str, *, raw: int = 0, jpeg: int = 2) -> Path:
 
 def _submit(shoot: Path, env: dict[str, str], *profiles: str, export: bool = True) -> list[str]:
     args = [arg for p in profiles for arg in ("--profile", p)]
-    done = orchestrator("submit", str(shoot), *args, *(["--export"] if export else []),
-                        "--json", env=env)
+    done = orchestrator(
+        "submit", str(shoot), *args, *(["--export"] if export else []), "--json", env=env
+    )
     assert done.returncode == 0, done.stderr
     ids: list[str] = json.loads(done.stdout)
     return ids
@@ -51,8 +52,7 @@ def _submit(shoot: Path, env: dict[str, str], *profiles: str, export: bool = Tru
 
 def _logged(daemon: Daemon, message: str, job_id: str) -> int:
     """How many of the daemon's log lines say `message` about the job."""
-    return sum(1 for r in daemon.log_records()
-               if r["msg"] == message and r.get("job_id") == job_id)
+    return sum(1 for r in daemon.log_records() if r["msg"] == message and r.get("job_id") == job_id)
 
 
 def _at(event: dict[str, str]) -> datetime:
@@ -60,7 +60,8 @@ def _at(event: dict[str, str]) -> datetime:
 
 
 def test_submitted_jobs_run_to_the_end_and_operators_see_them(
-        migrated_db_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    migrated_db_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     with sandbox_process("--edit-seconds", "0.5") as sandbox:
         env = daemon_env(f"{sandbox}/v1", migrated_db_url)
         shoot = _shoot(tmp_path, "wedding", raw=3, jpeg=2)
@@ -69,8 +70,11 @@ def test_submitted_jobs_run_to_the_end_and_operators_see_them(
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
 
-        jobs = wait_for(lambda: (j := daemon.jobs()) and all_in(j, ids, TERMINAL) and j,
-                        timeout=60, what="both jobs to finish")
+        jobs = wait_for(
+            lambda: (j := daemon.jobs()) and all_in(j, ids, TERMINAL) and j,
+            timeout=60,
+            what="both jobs to finish",
+        )
         assert {jobs[i]["state"] for i in ids} == {"completed"}
         projects = {p["project_uuid"]: p for p in ledger(sandbox)["projects"]}
         assert len(projects) == 2
@@ -105,22 +109,29 @@ def test_submitted_jobs_run_to_the_end_and_operators_see_them(
 
 @pytest.mark.postgres
 def test_a_callback_wakes_a_waiting_job_at_once_on_any_daemon(
-        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     # Polls are a minute apart, so only a callback can move a job on within the test. Both
     # daemons give Imagen the first one's URL, as they would a balancer's: whichever daemon
     # receives a callback, whichever is free takes the job (in-process wake-up or NOTIFY).
     migrated(pg_url)
     with sandbox_process("--edit-seconds", "1") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", pg_url, ORCH_POLL_INITIAL="60", ORCH_POLL_MAX="60",
-                         ORCH_MAX_JOBS="2")
+        env = daemon_env(
+            f"{sandbox}/v1", pg_url, ORCH_POLL_INITIAL="60", ORCH_POLL_MAX="60", ORCH_MAX_JOBS="2"
+        )
         first = Daemon(env, tmp_path, name="first")
         second = Daemon(env, tmp_path, name="second", public_url=first.url)
         daemons.extend([first.start(), second.start()])
-        ids = [job_id for n in range(4)
-               for job_id in _submit(_shoot(tmp_path, f"s{n}"), env, JPEG_PROFILE,
-                                     export=False)]
-        jobs = wait_for(lambda: (j := first.jobs()) and all_in(j, ids, TERMINAL) and j,
-                        timeout=40, what="every job to finish")
+        ids = [
+            job_id
+            for n in range(4)
+            for job_id in _submit(_shoot(tmp_path, f"s{n}"), env, JPEG_PROFILE, export=False)
+        ]
+        jobs = wait_for(
+            lambda: (j := first.jobs()) and all_in(j, ids, TERMINAL) and j,
+            timeout=40,
+            what="every job to finish",
+        )
         assert {jobs[i]["state"] for i in ids} == {"completed"}
         latencies = []
         for job_id in ids:
@@ -135,15 +146,16 @@ def test_a_callback_wakes_a_waiting_job_at_once_on_any_daemon(
 
 
 def test_with_every_callback_lost_polling_finishes_the_job(
-        sqlite_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    sqlite_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     with sandbox_process("--edit-seconds", "0.5", "--faults", "lose_callback=1") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", sqlite_url, ORCH_POLL_INITIAL="0.3",
-                         ORCH_POLL_MAX="0.5")
+        env = daemon_env(f"{sandbox}/v1", sqlite_url, ORCH_POLL_INITIAL="0.3", ORCH_POLL_MAX="0.5")
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
         [job_id] = _submit(_shoot(tmp_path, "lost"), env, JPEG_PROFILE)
-        wait_for(lambda: daemon.jobs()[job_id]["state"] in TERMINAL, timeout=30,
-                 what="the job to finish")
+        wait_for(
+            lambda: daemon.jobs()[job_id]["state"] in TERMINAL, timeout=30, what="the job to finish"
+        )
         detail = daemon.job(job_id)
         assert detail["job"]["state"] == "completed"
         assert not [e for e in detail["events"] if e["kind"] == "callback"]
@@ -152,10 +164,10 @@ def test_with_every_callback_lost_polling_finishes_the_job(
 
 
 def test_a_waiting_job_holds_no_lease_and_cancel_stops_it(
-        sqlite_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    sqlite_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     with sandbox_process("--edit-seconds", "30") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", sqlite_url, ORCH_POLL_INITIAL="30",
-                         ORCH_POLL_MAX="30")
+        env = daemon_env(f"{sandbox}/v1", sqlite_url, ORCH_POLL_INITIAL="30", ORCH_POLL_MAX="30")
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
         [job_id] = _submit(_shoot(tmp_path, "slow"), env, JPEG_PROFILE)
@@ -163,15 +175,24 @@ def test_a_waiting_job_holds_no_lease_and_cancel_stops_it(
         # holds the lease to poll once; the drive then parks it and gives the lease back.
         # Waiting for the parking's log line (written after the release) rather than the
         # state makes this independent of how busy the machine is.
-        wait_for(lambda: _logged(daemon, "job waits for Imagen", job_id), timeout=30,
-                 what="the job to be parked until its edit is done")
+        wait_for(
+            lambda: _logged(daemon, "job waits for Imagen", job_id),
+            timeout=30,
+            what="the job to be parked until its edit is done",
+        )
         waiting = daemon.jobs()[job_id]
         assert waiting["state"] == "editing"
         assert waiting["lease_owner"] is None
         # The drive's slot is freed right after; the edit takes 30 s and the next poll is as
         # far off, so nothing claims the job again meanwhile.
-        wait_for(lambda: "orchestrator_jobs_in_progress 0.0" in http(
-            "GET", f"{daemon.url}/metrics")[1].decode(), timeout=10, what="the slot to be free")
+        wait_for(
+            lambda: (
+                "orchestrator_jobs_in_progress 0.0"
+                in http("GET", f"{daemon.url}/metrics")[1].decode()
+            ),
+            timeout=10,
+            what="the slot to be free",
+        )
         assert daemon.jobs()[job_id]["lease_owner"] is None
         assert _logged(daemon, "job claimed", job_id) == 1
 
@@ -185,27 +206,39 @@ def test_a_waiting_job_holds_no_lease_and_cancel_stops_it(
 
 @pytest.mark.postgres
 def test_sigterm_stops_at_a_checkpoint_and_gives_the_lease_back(
-        pg_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     migrated(pg_url)
     with sandbox_process("--edit-seconds", "0.3", "--faults", "slow=0.5") as sandbox:
-        env = daemon_env(f"{sandbox}/v1", pg_url, ORCH_POLL_INITIAL="0.3",
-                         ORCH_POLL_MAX="0.5", ORCH_CONCURRENCY="2", ORCH_LEASE_TTL="60")
+        env = daemon_env(
+            f"{sandbox}/v1",
+            pg_url,
+            ORCH_POLL_INITIAL="0.3",
+            ORCH_POLL_MAX="0.5",
+            ORCH_CONCURRENCY="2",
+            ORCH_LEASE_TTL="60",
+        )
         [job_id] = _submit(_shoot(tmp_path, "big", jpeg=8), env, JPEG_PROFILE)
         daemon = Daemon(env, tmp_path)
         daemons.append(daemon.start())
-        wait_for(lambda: daemon.jobs()[job_id]["state"] == "uploading", timeout=30,
-                 what="the upload to start")
+        wait_for(
+            lambda: daemon.jobs()[job_id]["state"] == "uploading",
+            timeout=30,
+            what="the upload to start",
+        )
         assert daemon.terminate(timeout=15) == 0
-        status = {j["id"]: j for j in json.loads(
-            orchestrator("status", "--json", env=env).stdout)}
+        status = {j["id"]: j for j in json.loads(orchestrator("status", "--json", env=env).stdout)}
         # The lease lasts a minute, yet it is free at once: a new daemon need not wait.
         assert status[job_id]["lease_owner"] is None
         assert status[job_id]["state"] not in TERMINAL
 
         http("PUT", f"{sandbox}/_sandbox/faults", b"{}", {"Content-Type": "application/json"})
         daemon.start()
-        wait_for(lambda: daemon.jobs()[job_id]["state"] in TERMINAL, timeout=40,
-                 what="the job to finish after the restart")
+        wait_for(
+            lambda: daemon.jobs()[job_id]["state"] in TERMINAL,
+            timeout=40,
+            what="the job to finish after the restart",
+        )
         assert daemon.jobs()[job_id]["state"] == "completed"
         [project] = ledger(sandbox)["projects"]
         assert project["edit_requests"] == 1
@@ -213,22 +246,32 @@ def test_sigterm_stops_at_a_checkpoint_and_gives_the_lease_back(
 
 
 def test_bad_input_is_recorded_on_the_job_and_the_daemon_stays_up(
-        sqlite_url: str, tmp_path: Path, daemons: list[Daemon]) -> None:
+    sqlite_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
     good_key = "the-right-key-0123456789"
     with sandbox_process("--edit-seconds", "0.3", "--api-key", good_key) as sandbox:
-        good = daemon_env(f"{sandbox}/v1", sqlite_url, IMAGEN_API_KEY=good_key,
-                          ORCH_POLL_INITIAL="0.3", ORCH_POLL_MAX="0.5")
+        good = daemon_env(
+            f"{sandbox}/v1",
+            sqlite_url,
+            IMAGEN_API_KEY=good_key,
+            ORCH_POLL_INITIAL="0.3",
+            ORCH_POLL_MAX="0.5",
+        )
         vanished = _shoot(tmp_path, "vanished")
         [vanished_id] = _submit(vanished, good, JPEG_PROFILE)
         shutil.rmtree(vanished)
         [refused_id] = _submit(_shoot(tmp_path, "refused"), good, JPEG_PROFILE)
 
         # A daemon whose key Imagen refuses: the jobs say why, nothing is lost, it stays up.
-        wrong = Daemon({**good, "IMAGEN_API_KEY": "a-revoked-key-000000000"}, tmp_path,
-                       name="wrong-key")
+        wrong = Daemon(
+            {**good, "IMAGEN_API_KEY": "a-revoked-key-000000000"}, tmp_path, name="wrong-key"
+        )
         daemons.append(wrong.start())
-        parked = wait_for(lambda: (j := wrong.jobs()[refused_id])["last_error"] and j,
-                          timeout=20, what="the refused key to be recorded")
+        parked = wait_for(
+            lambda: (j := wrong.jobs()[refused_id])["last_error"] and j,
+            timeout=20,
+            what="the refused key to be recorded",
+        )
         assert "API key" in parked["last_error"] and parked["state"] == "queued"
         assert http("GET", f"{wrong.url}/healthz")[0] == 200
         assert wrong.terminate() == 0
@@ -236,8 +279,11 @@ def test_bad_input_is_recorded_on_the_job_and_the_daemon_stays_up(
 
         daemon = Daemon(good, tmp_path)
         daemons.append(daemon.start())
-        jobs = wait_for(lambda: (j := daemon.jobs()) and all_in(
-            j, [vanished_id, refused_id], TERMINAL) and j, timeout=30, what="both jobs")
+        jobs = wait_for(
+            lambda: (j := daemon.jobs()) and all_in(j, [vanished_id, refused_id], TERMINAL) and j,
+            timeout=30,
+            what="both jobs",
+        )
         assert jobs[refused_id]["state"] == "completed"
         assert jobs[vanished_id]["state"] == "failed"
         assert jobs[vanished_id]["last_error"]

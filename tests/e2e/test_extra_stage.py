@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 KILLS = [
     # (crash point, the job's state when the process died)
-    ("after_checkpoint:8", CHECKSUMMING),       # entered the stage (8th committed move)
-    ("after_checksum:1", CHECKSUMMING),         # first photo checked, not yet checkpointed
-    ("after_checksum:3", CHECKSUMMING),         # mid-stage, some photos checkpointed
+    ("after_checkpoint:8", CHECKSUMMING),  # entered the stage (8th committed move)
+    ("after_checksum:1", CHECKSUMMING),  # first photo checked, not yet checkpointed
+    ("after_checksum:3", CHECKSUMMING),  # mid-stage, some photos checkpointed
     ("after_checkpoint:9", "export_requested"),  # left the stage
 ]
 
@@ -39,8 +39,14 @@ def sandbox_url() -> object:
 
 
 def _run(shoot: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.extra_stage", str(shoot)], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.extra_stage", str(shoot)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_extra_stage_is_one_declaration_in_the_table() -> None:
@@ -53,8 +59,8 @@ def test_the_extra_stage_is_one_declaration_in_the_table() -> None:
 
 @pytest.mark.parametrize(("point", "state_at_kill"), KILLS, ids=[p for p, _ in KILLS])
 def test_the_extra_stage_resumes_after_a_kill_at_each_checkpoint(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path, point: str,
-        state_at_kill: str) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path, point: str, state_at_kill: str
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, jpeg_only=True)
     log = tmp_path / "checksums.log"

@@ -52,12 +52,19 @@ def wait_until_uploading(run: subprocess.Popen[str], timeout: float = 60) -> Non
     raise AssertionError("no upload progress in time")
 
 
-@pytest.mark.parametrize(("signum", "db_backend"), [
-    (signal.SIGINT, "sqlite"), pytest.param(signal.SIGINT, "postgres", marks=pytest.mark.postgres),
-    # The same handler: once on SQLite is enough.
-    (signal.SIGTERM, "sqlite")], ids=["SIGINT-sqlite", "SIGINT-postgres", "SIGTERM-sqlite"])
+@pytest.mark.parametrize(
+    ("signum", "db_backend"),
+    [
+        (signal.SIGINT, "sqlite"),
+        pytest.param(signal.SIGINT, "postgres", marks=pytest.mark.postgres),
+        # The same handler: once on SQLite is enough.
+        (signal.SIGTERM, "sqlite"),
+    ],
+    ids=["SIGINT-sqlite", "SIGINT-postgres", "SIGTERM-sqlite"],
+)
 def test_one_signal_stops_at_a_checkpoint_and_the_same_command_resumes(
-        signum: signal.Signals, sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    signum: signal.Signals, sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
@@ -87,7 +94,8 @@ def test_one_signal_stops_at_a_checkpoint_and_the_same_command_resumes(
 
 @pytest.mark.parametrize("db_backend", ["sqlite"])  # os._exit: no database work to compare
 def test_a_second_signal_forces_the_stop_and_that_is_safe_too(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=1)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)

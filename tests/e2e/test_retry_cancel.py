@@ -41,7 +41,8 @@ def sandbox_url() -> Iterator[str]:
 
 
 def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, jpeg_only=True)
     blocked = shoot / "edited" / "IMG_0002.jpg"
@@ -55,8 +56,9 @@ def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
     [job] = stored_jobs(migrated_db_url, shoot)
     assert f"orchestrator retry {job['id'][:8]}" in failed.stdout
     assert job["state"] == "failed"
-    assert [(p.rel_path, phase) for p in job["photos"].values() for phase, _ in p.failures] \
-        == [("IMG_0002.jpg", "edit")]
+    assert [(p.rel_path, phase) for p in job["photos"].values() for phase, _ in p.failures] == [
+        ("IMG_0002.jpg", "edit")
+    ]
     project = project_of(sandbox_url, job)
     assert project["export_requests"] == 0  # the job stopped before the export
     for name, md5 in project["edit_outputs"].items():
@@ -69,14 +71,16 @@ def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
     [done] = finished_jobs(retried)
     assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
     fetched_after = project_of(sandbox_url, job)["downloads_completed"]["edit"]
-    assert {n: c for n, c in fetched_after.items() if n != "IMG_0002.jpg"} == \
-        {n: c for n, c in fetched_before.items() if n != "IMG_0002.jpg"}
+    assert {n: c for n, c in fetched_after.items() if n != "IMG_0002.jpg"} == {
+        n: c for n, c in fetched_before.items() if n != "IMG_0002.jpg"
+    }
     kinds = [kind for kind, _ in stored_jobs(migrated_db_url, shoot)[0]["events"]]
     assert {"error", "retry", "resume"} <= set(kinds)
 
 
 def test_an_unreadable_photo_fails_alone_and_retry_uploads_only_it(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=1, jpeg_only=True)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
@@ -93,8 +97,7 @@ def test_an_unreadable_photo_fails_alone_and_retry_uploads_only_it(
     assert failed.returncode == 1, failed.stderr[-3000:]
     [job] = json.loads(failed.stdout)
     assert job["state"] == "failed"
-    assert [(p["path"], p["phase"]) for p in job["failed_photos"]] == [
-        ("IMG_0002.jpg", "upload")]
+    assert [(p["path"], p["phase"]) for p in job["failed_photos"]] == [("IMG_0002.jpg", "upload")]
     assert "cannot read it" in job["failed_photos"][0]["reason"]
     project = project_of(sandbox_url, job)
     # The others were uploaded; the edit waits for every photo.
@@ -111,7 +114,8 @@ def test_an_unreadable_photo_fails_alone_and_retry_uploads_only_it(
 
 
 def test_cancel_stops_a_job_nobody_drives_at_once(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, seed=2, jpeg_only=True)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
@@ -127,12 +131,12 @@ def test_cancel_stops_a_job_nobody_drives_at_once(
     refused = orchestrator("retry", job["id"][:8], env=env)
     assert refused.returncode == 2 and "not failed" in refused.stderr
     [job] = stored_jobs(migrated_db_url, shoot)
-    assert job["state"] == "cancelled" and ("transition", "cancelled by the user") in \
-        job["events"]
+    assert job["state"] == "cancelled" and ("transition", "cancelled by the user") in job["events"]
 
 
 def test_cancel_stops_a_running_job_within_seconds(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, seed=3, jpeg_only=True)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
@@ -159,7 +163,8 @@ def test_cancel_stops_a_running_job_within_seconds(
 
 @FILESYSTEM_ONLY
 def test_an_output_folder_that_cannot_be_made_stops_the_job_until_it_can(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=4, jpeg_only=True)
     (shoot / "edited").write_text("a file where the output folder must go")
@@ -182,11 +187,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (too small for the 2 MB edit), unmounted afterwards; skips if not allowed."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
-                    "the unwritable-folder test covers the same path")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.strip()}); "
+            "the unwritable-folder test covers the same path"
+        )
     try:
         yield mount_point
     finally:
@@ -195,7 +206,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @FILESYSTEM_ONLY
 def test_a_full_disk_stops_the_job_loses_nothing_and_the_next_run_continues(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path, small_disk: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path, small_disk: Path
+) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=5, jpeg_only=True)
     (shoot / "edited").symlink_to(small_disk, target_is_directory=True)
@@ -213,5 +225,8 @@ def test_a_full_disk_stops_the_job_loses_nothing_and_the_next_run_continues(
     [done] = finished_jobs(run_shoot(shoot, env))
     assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
     events = stored_jobs(migrated_db_url, shoot)[0]["events"]
-    assert any(message.startswith(f"{BIG_JPEG}: continued an interrupted download")
-               for kind, message in events if kind == "resume")
+    assert any(
+        message.startswith(f"{BIG_JPEG}: continued an interrupted download")
+        for kind, message in events
+        if kind == "resume"
+    )

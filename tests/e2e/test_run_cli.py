@@ -27,8 +27,10 @@ def _check_outputs_against_ledger(base_url: str, job: dict[str, object]) -> int:
     assert project["edit_requests_rejected"] == 0
     assert project["export_requests_rejected"] == 0
     checked = 0
-    for key, folder in (("edit_outputs", job["edited_dir"]), ("export_outputs",
-                                                              job["exported_dir"])):
+    for key, folder in (
+        ("edit_outputs", job["edited_dir"]),
+        ("export_outputs", job["exported_dir"]),
+    ):
         outputs = project[key]
         assert outputs, f"sandbox produced no {key}"
         on_disk = sorted(p.name for p in Path(str(folder)).iterdir() if p.is_file())
@@ -40,15 +42,25 @@ def _check_outputs_against_ledger(base_url: str, job: dict[str, object]) -> int:
 
 
 def test_mixed_shoot_runs_to_the_end_and_every_byte_matches_the_ledger(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "wedding"
     shoot.mkdir()
     make_sample_shoot(shoot, raw=5, jpeg=3)
     (shoot / "notes.txt").write_text("not a photo")
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
 
-    done = orchestrator("run", str(shoot), "--profile", RAW_PROFILE, "--profile", JPEG_PROFILE,
-                        "--export", "--json", env=env)
+    done = orchestrator(
+        "run",
+        str(shoot),
+        "--profile",
+        RAW_PROFILE,
+        "--profile",
+        JPEG_PROFILE,
+        "--export",
+        "--json",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     jobs = json.loads(done.stdout)
     assert sorted(j["image_type"] for j in jobs) == ["JPG", "RAW"]
@@ -62,9 +74,12 @@ def test_mixed_shoot_runs_to_the_end_and_every_byte_matches_the_ledger(
         assert all(f["uploads_completed"] == 1 for f in project["files"].values())
         assert "notes.txt" not in project["files"]
     raw_job = next(j for j in jobs if j["image_type"] == "RAW")
-    assert {Path(n).suffix for n in next(
-        p for p in ours if p["project_uuid"] == raw_job["project_uuid"])["edit_outputs"]} \
-        == {".xmp"}
+    assert {
+        Path(n).suffix
+        for n in next(p for p in ours if p["project_uuid"] == raw_job["project_uuid"])[
+            "edit_outputs"
+        ]
+    } == {".xmp"}
     assert sum(_check_outputs_against_ledger(sandbox_url, job) for job in jobs) == 2 * 8
     assert leftovers(shoot) == []
 
@@ -84,8 +99,9 @@ def test_mixed_shoot_runs_to_the_end_and_every_byte_matches_the_ledger(
     assert states[0] == "queued" and states[-1] == "completed"
     assert "edit_requested" in states and "downloading_exports" in states
 
-    again = orchestrator("run", str(shoot), "--profile", RAW_PROFILE, "--profile",
-                         JPEG_PROFILE, "--export", env=env)
+    again = orchestrator(
+        "run", str(shoot), "--profile", RAW_PROFILE, "--profile", JPEG_PROFILE, "--export", env=env
+    )
     assert again.returncode == 0, again.stderr
     assert "already completed" in again.stderr
     after = {p["project_uuid"]: p for p in ledger(sandbox_url)["projects"]}
@@ -94,13 +110,15 @@ def test_mixed_shoot_runs_to_the_end_and_every_byte_matches_the_ledger(
 
 
 def test_jpeg_only_shoot_writes_edited_and_exported(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     shoot = tmp_path / "portraits"
     shoot.mkdir()
     make_sample_shoot(shoot, raw=0, jpeg=4)
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
-    done = orchestrator("run", str(shoot), "--profile", JPEG_PROFILE.lower(), "--export",
-                        "--json", env=env)
+    done = orchestrator(
+        "run", str(shoot), "--profile", JPEG_PROFILE.lower(), "--export", "--json", env=env
+    )
     assert done.returncode == 0, done.stderr
     [job] = json.loads(done.stdout)
     assert job["edited_dir"] == str((shoot / "edited").resolve())

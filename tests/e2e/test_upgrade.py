@@ -72,8 +72,11 @@ def _cancel(shoot: Path, env: dict[str, str], db_url: str) -> None:
 
 def _pause(shoot: Path, _env: dict[str, str], db_url: str) -> None:
     # What the old release recorded when Imagen was unreachable: the state kept, the reason.
-    _sql(db_url, "UPDATE jobs SET last_error = 'Imagen seems down; run again' WHERE source = "
-         f"'{shoot.resolve()}'")
+    _sql(
+        db_url,
+        "UPDATE jobs SET last_error = 'Imagen seems down; run again' WHERE source = "
+        f"'{shoot.resolve()}'",
+    )
 
 
 SCENARIOS = [
@@ -110,9 +113,12 @@ def _sql(db_url: str, statement: str) -> list[Any]:
 
 def _jobs_as_0002(db_url: str) -> dict[str, dict[str, Any]]:
     """Each job's state and its photos' old per-phase columns, read with plain SQL."""
-    rows = _sql(db_url, "SELECT j.source, j.state, p.file_name, p.uploaded_at IS NOT NULL, "
-                "p.edit_done_at IS NOT NULL, p.export_done_at IS NOT NULL, p.failed_phase "
-                "FROM jobs j JOIN photos p ON p.job_id = j.id")
+    rows = _sql(
+        db_url,
+        "SELECT j.source, j.state, p.file_name, p.uploaded_at IS NOT NULL, "
+        "p.edit_done_at IS NOT NULL, p.export_done_at IS NOT NULL, p.failed_phase "
+        "FROM jobs j JOIN photos p ON p.job_id = j.id",
+    )
     jobs: dict[str, dict[str, Any]] = {}
     for source, state, name, uploaded, edited, exported, failed in rows:
         job = jobs.setdefault(Path(source).name, {"state": state, "photos": {}})
@@ -121,7 +127,8 @@ def _jobs_as_0002(db_url: str) -> dict[str, dict[str, Any]]:
 
 
 def test_every_live_job_of_an_0002_database_finishes_after_the_upgrade(
-        sandbox_url: str, migrated_db_url: str, tmp_path: Path) -> None:
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
     db_url = migrated_db_url
     env = cli_env(f"{sandbox_url}/v1", db_url)
     shoots: dict[str, Path] = {}
@@ -144,22 +151,33 @@ def test_every_live_job_of_an_0002_database_finishes_after_the_upgrade(
         [job] = stored_jobs(db_url, shoot)
         assert job["state"] == scenario.state, scenario.name
     assert list(shoots["mid_download_edits"].rglob("*.partial")), "no partial download on disk"
-    recorded = {name: {
-        photo.file_name: (photo.done("upload"), photo.done("edit"), photo.done("export"),
-                          next((phase for phase, _ in photo.failures), None))
-        for photo in stored_jobs(db_url, shoot)[0]["photos"].values()}
-        for name, shoot in shoots.items()}
+    recorded = {
+        name: {
+            photo.file_name: (
+                photo.done("upload"),
+                photo.done("edit"),
+                photo.done("export"),
+                next((phase for phase, _ in photo.failures), None),
+            )
+            for photo in stored_jobs(db_url, shoot)[0]["photos"].values()
+        }
+        for name, shoot in shoots.items()
+    }
 
     command.downgrade(alembic_config(db_url), "0002")
     assert asyncio.run(current_revision(db_url)) == "0002"
     before = _jobs_as_0002(db_url)
-    assert {name: job["state"] for name, job in before.items()} == \
-        {s.name: s.state for s in SCENARIOS}
+    assert {name: job["state"] for name, job in before.items()} == {
+        s.name: s.state for s in SCENARIOS
+    }
     assert {name: job["photos"] for name, job in before.items()} == recorded
-    assert all(up and edit and not export
-               for up, edit, export, _ in before["exporting"]["photos"].values())
-    assert ("IMG_0002.jpg" in before["failed"]["photos"]
-            and before["failed"]["photos"]["IMG_0002.jpg"][3] == "upload")
+    assert all(
+        up and edit and not export for up, edit, export, _ in before["exporting"]["photos"].values()
+    )
+    assert (
+        "IMG_0002.jpg" in before["failed"]["photos"]
+        and before["failed"]["photos"]["IMG_0002.jpg"][3] == "upload"
+    )
 
     if not is_sqlite(db_url):
         refused = run_shoot(shoots["editing"], env)
@@ -191,21 +209,23 @@ def test_every_live_job_of_an_0002_database_finishes_after_the_upgrade(
             assert job["state"] == "cancelled"
             assert project["edit_requests"] == 0
             # What it recorded as uploaded survived; the kill may have cut off checkpoints.
-            assert {n for n, p in job["photos"].items() if p.done("upload")} <= \
-                {n for n, c in counts.items() if c}
+            assert {n for n, p in job["photos"].items() if p.done("upload")} <= {
+                n for n, c in counts.items() if c
+            }
             continue
         assert job["state"] == "completed", scenario.name
         assert (project["edit_requests"], project["export_requests"]) == (1, 1), scenario.name
         assert sorted(counts) == sorted(files[scenario.name])
         assert sum(counts.values()) - len(counts) <= scenario.kills * CONCURRENCY
-        for phase, key, folder in (("edit", "edit_outputs", shoot / "edited"),
-                                   ("export", "export_outputs", shoot / "exported")):
+        for phase, key, folder in (
+            ("edit", "edit_outputs", shoot / "edited"),
+            ("export", "export_outputs", shoot / "exported"),
+        ):
             outputs: dict[str, str] = project[key]
             assert sorted(p.name for p in folder.iterdir()) == sorted(outputs), scenario.name
             for name, md5 in outputs.items():
                 assert md5_of(folder / name) == md5, (scenario.name, name)
-            recorded = {p.phase(phase).output: p.phase(phase).md5
-                        for p in job["photos"].values()}
+            recorded = {p.phase(phase).output: p.phase(phase).md5 for p in job["photos"].values()}
             assert recorded == outputs, (scenario.name, phase)
             fetched = project["downloads_completed"][phase]
             assert all(n <= 1 + scenario.kills for n in fetched.values()), (scenario.name, phase)
@@ -214,29 +234,43 @@ def test_every_live_job_of_an_0002_database_finishes_after_the_upgrade(
 
 def test_an_0002_database_as_the_old_release_wrote_it_is_carried_over(db_url: str) -> None:
     asyncio.run(upgrade(db_url, "0002"))
-    legacy = {"export": True, "edit": {"tools": ["crop"], "crop_aspect_ratio": "4X5"},
-              "profile_name": "LOVE & LIGHT"}
+    legacy = {
+        "export": True,
+        "edit": {"tools": ["crop"], "crop_aspect_ratio": "4X5"},
+        "profile_name": "LOVE & LIGHT",
+    }
     now = "2026-11-30 10:00:00+00:00"
-    _sql(db_url, "INSERT INTO jobs (id, name, source, edited_dir, exported_dir, image_type, "
-         "profile_key, options, state, state_before_failure, project_name, attempt_count, "
-         "lease_epoch, cancel_requested, queued_for_daemon, created_at, updated_at) VALUES "
-         f"('j1', 'shoot', '/s', '/s/edited', '/s/exported', 'RAW', 1001, "
-         f"'{json.dumps(legacy)}', 'failed', 'downloading_exports', 'orchestrator-j1', 0, 0, "
-         f"false, false, '{now}', '{now}')")
-    _sql(db_url, "INSERT INTO photos (id, job_id, rel_path, file_name, size, mtime_ns, md5, "
-         "uploaded_at, edit_output, edit_size, edit_md5, edit_done_at, export_output, "
-         "export_size, export_md5, export_done_at, failed_phase, failed_reason) VALUES "
-         f"(1, 'j1', 'a/A.CR2', 'A.CR2', 10, 1, '{'a' * 32}', '{now}', 'A.xmp', 5, '{'b' * 32}', "
-         f"'{now}', 'A.jpg', 7, '{'c' * 32}', '{now}', NULL, NULL), "
-         f"(2, 'j1', 'B.CR2', 'B.CR2', 11, 1, '{'d' * 32}', '{now}', 'B.xmp', 6, '{'e' * 32}', "
-         f"'{now}', NULL, NULL, NULL, NULL, 'export', 'storage said 500'), "
-         f"(3, 'j1', 'C.CR2', 'C.CR2', 12, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-         "NULL, NULL, 'upload', 'cannot read it')")
+    _sql(
+        db_url,
+        "INSERT INTO jobs (id, name, source, edited_dir, exported_dir, image_type, "
+        "profile_key, options, state, state_before_failure, project_name, attempt_count, "
+        "lease_epoch, cancel_requested, queued_for_daemon, created_at, updated_at) VALUES "
+        f"('j1', 'shoot', '/s', '/s/edited', '/s/exported', 'RAW', 1001, "
+        f"'{json.dumps(legacy)}', 'failed', 'downloading_exports', 'orchestrator-j1', 0, 0, "
+        f"false, false, '{now}', '{now}')",
+    )
+    _sql(
+        db_url,
+        "INSERT INTO photos (id, job_id, rel_path, file_name, size, mtime_ns, md5, "
+        "uploaded_at, edit_output, edit_size, edit_md5, edit_done_at, export_output, "
+        "export_size, export_md5, export_done_at, failed_phase, failed_reason) VALUES "
+        f"(1, 'j1', 'a/A.CR2', 'A.CR2', 10, 1, '{'a' * 32}', '{now}', 'A.xmp', 5, '{'b' * 32}', "
+        f"'{now}', 'A.jpg', 7, '{'c' * 32}', '{now}', NULL, NULL), "
+        f"(2, 'j1', 'B.CR2', 'B.CR2', 11, 1, '{'d' * 32}', '{now}', 'B.xmp', 6, '{'e' * 32}', "
+        f"'{now}', NULL, NULL, NULL, NULL, 'export', 'storage said 500'), "
+        f"(3, 'j1', 'C.CR2', 'C.CR2', 12, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+        "NULL, NULL, 'upload', 'cannot read it')",
+    )
     asyncio.run(upgrade(db_url))
 
-    phases = sorted(tuple(row) for row in _sql(
-        db_url, "SELECT photo_id, phase, output, size, md5, done_at IS NOT NULL, failed_reason "
-        "FROM photo_phases"))
+    phases = sorted(
+        tuple(row)
+        for row in _sql(
+            db_url,
+            "SELECT photo_id, phase, output, size, md5, done_at IS NOT NULL, failed_reason "
+            "FROM photo_phases",
+        )
+    )
     assert phases == [
         (1, "edit", "A.xmp", 5, "b" * 32, True, None),
         (1, "export", "A.jpg", 7, "c" * 32, True, None),

@@ -50,8 +50,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 def _watcher(store: Store, watched: Path, submit: Recorder, clock: Clock) -> HotFolders:
     hot = HotFolder(path=watched, profiles=["2001"], export=True, edit={"tools": ["crop"]})
-    return HotFolders([hot], store=store, submit=submit, settle_seconds=SETTLE,
-                      scan_seconds=1, clock=clock)
+    return HotFolders(
+        [hot], store=store, submit=submit, settle_seconds=SETTLE, scan_seconds=1, clock=clock
+    )
 
 
 async def test_a_drop_is_submitted_once_after_it_settles(tmp_path: Path, store: Store) -> None:
@@ -73,7 +74,10 @@ async def test_a_drop_is_submitted_once_after_it_settles(tmp_path: Path, store: 
     [request] = submit.requests
     assert request.source == (watched / "shoot").resolve()
     assert (request.profiles, request.spec.export, request.spec.edit.tools) == (
-        ["2001"], True, {"crop"})
+        ["2001"],
+        True,
+        {"crop"},
+    )
     clock.now += SETTLE * 3
     await watcher.scan()
     await watcher.scan()
@@ -86,10 +90,21 @@ async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) ->
     (watched / "bad" / "x.jpg").write_bytes(b"1")
     (watched / "gone").mkdir()
     (watched / "known").mkdir()
-    await store.create_job(NewJob(
-        id="a" * 32, name="known", source=str((watched / "known").resolve()), edited_dir="/e",
-        exported_dir="/x", image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1},
-        project_name="orchestrator-known"), [])
+    await store.create_job(
+        NewJob(
+            id="a" * 32,
+            name="known",
+            source=str((watched / "known").resolve()),
+            edited_dir="/e",
+            exported_dir="/x",
+            image_type="JPG",
+            profile_key=2001,
+            profile_name="P",
+            spec={"version": 1},
+            project_name="orchestrator-known",
+        ),
+        [],
+    )
     watcher = _watcher(store, watched, submit, clock)
     await watcher.scan()
     (watched / "gone").rmdir()

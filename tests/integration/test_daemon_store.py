@@ -42,10 +42,21 @@ async def store(migrated_db_url: str) -> AsyncIterator[Store]:
 
 async def _job(store: Store, *, daemon: bool = True, **values: Any) -> str:
     job_id = uuid.uuid4().hex
-    await store.create_job(NewJob(
-        id=job_id, name="shoot", source=f"/shoots/{job_id}", edited_dir="/e", exported_dir="/x",
-        image_type="JPG", profile_key=2001, profile_name="P", spec={"version": 1}, project_name=f"orchestrator-{job_id}"),
-        [NewPhoto("a.jpg", "a.jpg", 1, 1)])
+    await store.create_job(
+        NewJob(
+            id=job_id,
+            name="shoot",
+            source=f"/shoots/{job_id}",
+            edited_dir="/e",
+            exported_dir="/x",
+            image_type="JPG",
+            profile_key=2001,
+            profile_name="P",
+            spec={"version": 1},
+            project_name=f"orchestrator-{job_id}",
+        ),
+        [NewPhoto("a.jpg", "a.jpg", 1, 1)],
+    )
     if daemon:
         await queue_for_daemon(store, [job_id])
     if values:
@@ -61,8 +72,13 @@ async def test_only_due_daemon_jobs_without_a_live_lease_are_claimed(store: Stor
     await _job(store, wake_at=now + timedelta(minutes=5))  # waiting for Imagen
     await _job(store, state=JobState.COMPLETED.value)
     await _job(store, lease_owner="other", lease_expires_at=now + timedelta(minutes=1))
-    expired = await _job(store, lease_owner="dead", lease_expires_at=now - timedelta(seconds=1),
-                         lease_epoch=4, wake_at=now - timedelta(seconds=2))
+    expired = await _job(
+        store,
+        lease_owner="dead",
+        lease_expires_at=now - timedelta(seconds=1),
+        lease_epoch=4,
+        wake_at=now - timedelta(seconds=2),
+    )
 
     claims = await claim_due_jobs(store, "me", 30, limit=10)
     assert {c.lease.job_id for c in claims} == {due, expired}
@@ -73,8 +89,9 @@ async def test_only_due_daemon_jobs_without_a_live_lease_are_claimed(store: Stor
     assert await claim_due_jobs(store, "me", 30, limit=10) == []
     # The fenced write of the worker that died is refused; the claimer's goes through.
     with pytest.raises(StaleLease):
-        await store.advance(Lease(expired, "dead", 4), move(JobState.QUEUED,
-                                                              JobState.PROJECT_CREATED))
+        await store.advance(
+            Lease(expired, "dead", 4), move(JobState.QUEUED, JobState.PROJECT_CREATED)
+        )
     await store.advance(by_id[expired].lease, move(JobState.QUEUED, JobState.PROJECT_CREATED))
 
 
@@ -91,8 +108,9 @@ async def test_claims_respect_the_limit_and_take_jobs_under_way_first(store: Sto
 async def test_a_retried_daemon_job_goes_back_to_the_daemons(store: Store) -> None:
     job_id = await _job(store)
     [claim] = await claim_due_jobs(store, "me", 30, limit=1)
-    await store.fail(claim.lease, move(JobState.QUEUED, JobState.FAILED), reason="boom",
-                     back_to=JobState.QUEUED)
+    await store.fail(
+        claim.lease, move(JobState.QUEUED, JobState.FAILED), reason="boom", back_to=JobState.QUEUED
+    )
     await store.release(claim.lease)
     assert await claim_due_jobs(store, "me", 30, limit=1) == []
     await job_views.retry(store, job_id)  # `orchestrator retry --reset-only`
@@ -114,16 +132,23 @@ async def test_concurrent_claimers_never_share_a_job(store: Store) -> None:
     assert sorted(everything) == sorted(ids)  # each job exactly once
 
 
-async def _callback(store: Store, secret_hash: str = "ab" * 32, project: str = PROJECT,
-                    status: str = "completed") -> Verdict:
-    delivery = await deliver_callback(store, secret_hash, project_uuid=project, action="edit",
-                                      status=status)
+async def _callback(
+    store: Store, secret_hash: str = "ab" * 32, project: str = PROJECT, status: str = "completed"
+) -> Verdict:
+    delivery = await deliver_callback(
+        store, secret_hash, project_uuid=project, action="edit", status=status
+    )
     return delivery.verdict
 
 
 async def test_the_inbox_keeps_each_callback_once_and_wakes_the_job(store: Store) -> None:
-    job_id = await _job(store, state=JobState.EDITING.value, project_uuid=PROJECT,
-                        callback_secret_hash="ab" * 32, wake_at=utcnow() + timedelta(hours=1))
+    job_id = await _job(
+        store,
+        state=JobState.EDITING.value,
+        project_uuid=PROJECT,
+        callback_secret_hash="ab" * 32,
+        wake_at=utcnow() + timedelta(hours=1),
+    )
     assert await _callback(store, "cd" * 32) is Verdict.UNKNOWN_SECRET
     assert await _callback(store, project="p-other") is Verdict.WRONG_PROJECT
     assert (await store.get_job(job_id)).wake_at > utcnow()  # refused ones change nothing
@@ -138,8 +163,9 @@ async def test_the_inbox_keeps_each_callback_once_and_wakes_the_job(store: Store
 
 
 async def test_a_callback_during_a_drive_wakes_the_job_when_the_drive_ends(store: Store) -> None:
-    job_id = await _job(store, state=JobState.EDITING.value, project_uuid=PROJECT,
-                        callback_secret_hash="ab" * 32)
+    job_id = await _job(
+        store, state=JobState.EDITING.value, project_uuid=PROJECT, callback_secret_hash="ab" * 32
+    )
     [claim] = await claim_due_jobs(store, "me", 30, limit=1)
     # The drive polled ("in progress"); the callback lands; then the drive sets a later wake.
     assert await _callback(store) is Verdict.ACCEPTED
@@ -156,8 +182,9 @@ async def test_next_due_at_sees_wake_times_and_lease_expiries(store: Store) -> N
     assert await next_due_at(store, "me") is None
     await _job(store, wake_at=now + timedelta(seconds=30))
     expiry = now + timedelta(seconds=20)
-    await _job(store, lease_owner="other", lease_expires_at=expiry,
-               wake_at=now - timedelta(seconds=5))
+    await _job(
+        store, lease_owner="other", lease_expires_at=expiry, wake_at=now - timedelta(seconds=5)
+    )
     await _job(store, lease_owner="me", lease_expires_at=now + timedelta(seconds=1))
     await _job(store, daemon=False)
     assert await next_due_at(store, "me") == expiry
@@ -182,8 +209,13 @@ async def _listening(pg_url: str) -> AsyncIterator[tuple[Store, Wakeups]]:
 @pytest.mark.postgres
 async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> None:
     async with _listening(pg_url) as (store, wakeups):
-        await _job(store, daemon=False, state=JobState.EDITING.value, project_uuid=PROJECT,
-                   callback_secret_hash="ab" * 32)
+        await _job(
+            store,
+            daemon=False,
+            state=JobState.EDITING.value,
+            project_uuid=PROJECT,
+            callback_secret_hash="ab" * 32,
+        )
         started = asyncio.get_running_loop().time()
         assert await _callback(store) is Verdict.ACCEPTED
         await wakeups.wait(2)
@@ -194,9 +226,13 @@ async def test_notify_wakes_a_listener_in_another_connection(pg_url: str) -> Non
 async def test_a_retry_wakes_the_listening_daemons(pg_url: str) -> None:
     async with _listening(pg_url) as (store, wakeups):
         # Queued for the daemons without the NOTIFY that queueing sends: only the retry's counts.
-        job_id = await _job(store, daemon=False, queued_for_daemon=True,
-                            state=JobState.FAILED.value,
-                            state_before_failure=JobState.EDITING.value)
+        job_id = await _job(
+            store,
+            daemon=False,
+            queued_for_daemon=True,
+            state=JobState.FAILED.value,
+            state_before_failure=JobState.EDITING.value,
+        )
         await job_views.retry(store, job_id[:8])  # `orchestrator retry --reset-only`
         started = asyncio.get_running_loop().time()
         await wakeups.wait(30)  # an idle daemon would sleep this long without the NOTIFY

@@ -30,9 +30,13 @@ def _config(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     if compose is None:
         pytest.skip("no docker compose / docker-compose here to check the file with")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
-    return subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), *args, "config"],
-                          capture_output=True, text=True, env={**environment, **env},
-                          timeout=60)
+    return subprocess.run(
+        [*compose, "-f", str(ROOT / "docker-compose.yml"), *args, "config"],
+        capture_output=True,
+        text=True,
+        env={**environment, **env},
+        timeout=60,
+    )
 
 
 def test_the_compose_file_is_valid_with_the_sandbox_profile() -> None:

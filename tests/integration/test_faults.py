@@ -40,13 +40,20 @@ REQUEST_FAULTS = {
 
 CALLBACK_FAULTS = ("lose_callback", "duplicate_callback", "reorder_callback")
 
-MIX = {"error_5xx": 0.1, "throttle_429": 0.1, "reset": 0.1, "slow": 0.1, "expire_link": 0.2,
-       **dict.fromkeys(CALLBACK_FAULTS, 0.3)}
+MIX = {
+    "error_5xx": 0.1,
+    "throttle_429": 0.1,
+    "reset": 0.1,
+    "slow": 0.1,
+    "expire_link": 0.2,
+    **dict.fromkeys(CALLBACK_FAULTS, 0.3),
+}
 """Every fault at once; expire_link higher as it only ever hits storage requests."""
 
 NO_CALLBACKS = pytest.mark.skip(
     reason="`orchestrator run` polls and sends no callback_url, so the sandbox has no callback "
-    "to lose, duplicate or reorder; these need a callback receiver (the daemon)")
+    "to lose, duplicate or reorder; these need a callback receiver (the daemon)"
+)
 
 
 def _spec(faults: dict[str, float]) -> str:
@@ -55,8 +62,11 @@ def _spec(faults: dict[str, float]) -> str:
 
 def _diagnosis(env: dict[str, str], run: subprocess.CompletedProcess[str]) -> str:
     """The run's output and every job's history, to tell a transfer, sandbox or engine bug apart."""
-    parts = [f"exit {run.returncode}", f"stdout:\n{run.stdout[-4000:]}",
-             f"stderr:\n{run.stderr[-8000:]}"]
+    parts = [
+        f"exit {run.returncode}",
+        f"stdout:\n{run.stdout[-4000:]}",
+        f"stderr:\n{run.stderr[-8000:]}",
+    ]
     status = orchestrator("status", "--json", env=env)
     try:
         jobs = json.loads(status.stdout)
@@ -72,16 +82,21 @@ def _check_project(project: dict[str, Any], job: dict[str, Any], shoot: Path) ->
     """One job's uploads and outputs against the sandbox's record of its project."""
     assert project["edit_requests"] == 1, project
     assert project["export_requests"] == 1, project
-    photos = sorted(p for p in shoot.iterdir() if p.is_file()
-                    and (p.suffix == ".CR2") == (job["image_type"] == "RAW"))
+    photos = sorted(
+        p
+        for p in shoot.iterdir()
+        if p.is_file() and (p.suffix == ".CR2") == (job["image_type"] == "RAW")
+    )
     assert sorted(project["files"]) == [p.name for p in photos]
     for photo in photos:
         stored = project["files"][photo.name]
         # No injected fault can lose the answer to a PUT that went through: no second upload.
         assert stored["uploads_completed"] == 1, (photo.name, stored)
         assert (stored["size"], stored["md5"]) == (photo.stat().st_size, md5_of(photo))
-    for key, folder in (("edit_outputs", job["edited_dir"]), ("export_outputs",
-                                                              job["exported_dir"])):
+    for key, folder in (
+        ("edit_outputs", job["edited_dir"]),
+        ("export_outputs", job["exported_dir"]),
+    ):
         outputs: dict[str, str] = project[key]
         assert len(outputs) == len(photos), (key, outputs)
         on_disk = sorted(p.name for p in Path(folder).iterdir())
@@ -94,12 +109,27 @@ def _run_faulty_shoot(tmp_path: Path, faults: dict[str, float]) -> dict[str, int
     """Run a RAW + JPEG shoot against a sandbox with `faults`; the faults the ledger counted."""
     shoot = tmp_path / "shoot"
     make_sample_shoot(shoot, raw=RAW_PHOTOS, jpeg=JPEG_PHOTOS, raw_size=RAW_SIZE)
-    with sandbox_process("--edit-seconds", "0.3", "--faults", _spec(faults),
-                         "--seed", SEED) as base_url:
-        env = cli_env(f"{base_url}/v1", f"sqlite+aiosqlite:///{tmp_path / 'orch.sqlite'}",
-                      ORCH_POLL_INITIAL="0.1", ORCH_POLL_MAX="0.3")
-        run = orchestrator("run", str(shoot), "--profile", RAW_PROFILE, "--profile",
-                           JPEG_PROFILE, "--export", "--json", env=env, timeout=RUN_TIMEOUT)
+    with sandbox_process(
+        "--edit-seconds", "0.3", "--faults", _spec(faults), "--seed", SEED
+    ) as base_url:
+        env = cli_env(
+            f"{base_url}/v1",
+            f"sqlite+aiosqlite:///{tmp_path / 'orch.sqlite'}",
+            ORCH_POLL_INITIAL="0.1",
+            ORCH_POLL_MAX="0.3",
+        )
+        run = orchestrator(
+            "run",
+            str(shoot),
+            "--profile",
+            RAW_PROFILE,
+            "--profile",
+            JPEG_PROFILE,
+            "--export",
+            "--json",
+            env=env,
+            timeout=RUN_TIMEOUT,
+        )
         assert run.returncode == 0, _diagnosis(env, run)
         jobs = json.loads(run.stdout)
         recorded = ledger(base_url)
@@ -119,10 +149,13 @@ def _run_faulty_shoot(tmp_path: Path, faults: dict[str, float]) -> dict[str, int
     return injected
 
 
-@pytest.mark.parametrize("kind", [
-    *REQUEST_FAULTS,
-    *(pytest.param(kind, marks=NO_CALLBACKS) for kind in CALLBACK_FAULTS),
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        *REQUEST_FAULTS,
+        *(pytest.param(kind, marks=NO_CALLBACKS) for kind in CALLBACK_FAULTS),
+    ],
+)
 def test_shoot_survives_one_fault_kind(tmp_path: Path, kind: str) -> None:
     injected = _run_faulty_shoot(tmp_path, {kind: REQUEST_FAULTS.get(kind, 0.3)})
     assert injected.get(kind, 0) > 0, f"the sandbox injected no {kind}: {injected}"

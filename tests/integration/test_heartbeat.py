@@ -38,10 +38,14 @@ class _RenewalsFail(Store):
         return await super().renew(lease, ttl)
 
 
-@pytest.mark.parametrize(("outage", "survives"), [(LEASE_TTL / 2, True), (3600.0, False)],
-                         ids=["shorter-than-the-lease", "longer-than-the-lease"])
+@pytest.mark.parametrize(
+    ("outage", "survives"),
+    [(LEASE_TTL / 2, True), (3600.0, False)],
+    ids=["shorter-than-the-lease", "longer-than-the-lease"],
+)
 async def test_failed_renewals_stop_the_job_only_when_the_lease_has_run_out(
-        outage: float, survives: bool, make_db_url: MakeDbUrl, tmp_path: Path) -> None:
+    outage: float, survives: bool, make_db_url: MakeDbUrl, tmp_path: Path
+) -> None:
     url = await make_db_url()
     await upgrade(url)
     # Each edit takes longer than a lease, so the job renews while it polls.

@@ -26,16 +26,24 @@ from tests.engine_harness import CrashPlan, Harness, harness
 from tests.resume_support import make_crash_shoot
 
 SCENARIOS: list[tuple[str, int]] = [
-    ("before_create_project", 1), ("after_create_project", 1),
+    ("before_create_project", 1),
+    ("after_create_project", 1),
     # One job has 12 state changes; a crash right after each of them.
     *[("after_checkpoint", n) for n in range(1, 13)],
-    ("mid_upload", 1), ("after_upload", 1), ("after_upload", 3),
-    ("before_edit_request", 1), ("after_edit_request", 1),
+    ("mid_upload", 1),
+    ("after_upload", 1),
+    ("after_upload", 3),
+    ("before_edit_request", 1),
+    ("after_edit_request", 1),
     # The first pass usually lands in a tiny output (whole body written, not renamed), the
     # third in the first MiB of the 2 MB one.
-    ("mid_download", 1), ("mid_download", 3), ("before_rename", 1),
-    ("after_download", 1), ("after_download", 4),
-    ("before_export_request", 1), ("after_export_request", 1),
+    ("mid_download", 1),
+    ("mid_download", 3),
+    ("before_rename", 1),
+    ("after_download", 1),
+    ("after_download", 4),
+    ("before_export_request", 1),
+    ("after_export_request", 1),
 ]
 IDS = [f"{point}:{count}" for point, count in SCENARIOS]
 ORDER = list(JobState)
@@ -95,11 +103,18 @@ async def _run(backend: str, point: str, count: int, tmp: Path) -> Replay:
 
 async def _snapshot(h: Harness, job_id: str) -> Snapshot:
     job = await h.store.get_job(job_id)
-    photos = {p.file_name: {
-        "uploaded": p.done("upload"), "edit_done": p.done("edit"),
-        "edit_output": _output(p, "edit"), "edit_md5": _md5(p, "edit"),
-        "export_done": p.done("export"), "export_output": _output(p, "export"),
-        "export_md5": _md5(p, "export")} for p in await h.store.photos(job_id)}
+    photos = {
+        p.file_name: {
+            "uploaded": p.done("upload"),
+            "edit_done": p.done("edit"),
+            "edit_output": _output(p, "edit"),
+            "edit_md5": _md5(p, "edit"),
+            "export_done": p.done("export"),
+            "export_output": _output(p, "export"),
+            "export_md5": _md5(p, "export"),
+        }
+        for p in await h.store.photos(job_id)
+    }
     finals: dict[str, str] = {}
     partials: dict[str, int] = {}
     for phase, folder in (("edit", Path(job.edited_dir)), ("export", Path(job.exported_dir))):
@@ -109,8 +124,9 @@ async def _snapshot(h: Harness, job_id: str) -> Snapshot:
             else:
                 finals[f"{phase}/{path.name}"] = hashlib.md5(path.read_bytes()).hexdigest()
     events = [(e.kind, e.message) for e in await h.store.events(job_id)]
-    return Snapshot(job.state, job.project_uuid, photos, h.ledger_project(job_id), finals,
-                    partials, events)
+    return Snapshot(
+        job.state, job.project_uuid, photos, h.ledger_project(job_id), finals, partials, events
+    )
 
 
 def _output(photo: PhotoRecord, phase: str) -> str | None:
@@ -124,22 +140,26 @@ def _md5(photo: PhotoRecord, phase: str) -> str | None:
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> Replay:
+def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Replay:
     backend, (point, count) = request.param
-    found = replay(backend, point, count,
-                   tmp_path_factory.mktemp(f"replay-{backend}-{point}-{count}"))
+    found = replay(
+        backend, point, count, tmp_path_factory.mktemp(f"replay-{backend}-{point}-{count}")
+    )
     if not found.reached:
-        pytest.skip(f"crash point {point!r} is never reached (its crash_point() call is not "
-                    "in the code yet)")
+        pytest.skip(
+            f"crash point {point!r} is never reached (its crash_point() call is not "
+            "in the code yet)"
+        )
     return found
 
 
 def _scenarios() -> list[Any]:
     """Every scenario on SQLite, then on Postgres (skipped without a server)."""
-    return [pytest.param((backend, scenario), marks=marks, id=f"{backend}-{name}")
-            for backend, marks in (("sqlite", ()), ("postgres", (pytest.mark.postgres,)))
-            for scenario, name in zip(SCENARIOS, IDS, strict=True)]
+    return [
+        pytest.param((backend, scenario), marks=marks, id=f"{backend}-{name}")
+        for backend, marks in (("sqlite", ()), ("postgres", (pytest.mark.postgres,)))
+        for scenario, name in zip(SCENARIOS, IDS, strict=True)
+    ]
 
 
 every_scenario = pytest.mark.parametrize("scenario", _scenarios(), indirect=True)
@@ -158,17 +178,21 @@ def test_invariant_1_a_checkpointed_transfer_is_never_repeated(scenario: Replay)
     for name, photo in crash.photos.items():
         if photo["uploaded"]:
             assert end.project is not None
-            assert end.project["files"][name]["uploads_completed"] == \
-                crash.project["files"][name]["uploads_completed"], name
+            assert (
+                end.project["files"][name]["uploads_completed"]
+                == crash.project["files"][name]["uploads_completed"]
+            ), name
         for phase in ("edit", "export"):
             output = photo[f"{phase}_output"]
             if photo[f"{phase}_done"]:
                 assert end.project is not None
-                assert end.project["downloads_completed"][phase][output] == \
-                    crash.project["downloads_completed"][phase][output], output
+                assert (
+                    end.project["downloads_completed"][phase][output]
+                    == crash.project["downloads_completed"][phase][output]
+                ), output
     # And the resumed run says where it picked up.
     if JobState(crash.state) not in TERMINAL_STATES:
-        assert any(kind == "resume" for kind, _ in end.events[len(crash.events):])
+        assert any(kind == "resume" for kind, _ in end.events[len(crash.events) :])
 
 
 @every_scenario
@@ -182,8 +206,7 @@ def test_invariant_2_one_project_one_edit_one_export(scenario: Replay) -> None:
         if crash.project["edit_requests"]:
             assert ORDER.index(JobState(crash.state)) >= ORDER.index(JobState.EDIT_REQUESTED)
         if crash.project["export_requests"]:
-            assert ORDER.index(JobState(crash.state)) >= \
-                ORDER.index(JobState.EXPORT_REQUESTED)
+            assert ORDER.index(JobState(crash.state)) >= ORDER.index(JobState.EXPORT_REQUESTED)
         if crash.project_uuid is None:
             # Created but not checkpointed: the resume must find it by name, not make a twin.
             assert crash.state == JobState.QUEUED.value
@@ -209,8 +232,9 @@ def test_invariant_5_nothing_half_written_is_taken_for_done(scenario: Replay) ->
     for snap in (crash, end):
         if snap.project is None:
             continue
-        made = {f"edit/{n}": m for n, m in snap.project["edit_outputs"].items()} | \
-            {f"export/{n}": m for n, m in snap.project["export_outputs"].items()}
+        made = {f"edit/{n}": m for n, m in snap.project["edit_outputs"].items()} | {
+            f"export/{n}": m for n, m in snap.project["export_outputs"].items()
+        }
         # A file under its final name is always complete and verified...
         for name, md5 in snap.finals.items():
             assert made[name] == md5, name
@@ -226,5 +250,7 @@ def test_invariant_5_nothing_half_written_is_taken_for_done(scenario: Replay) ->
     for partial, size in crash.partials.items():
         name = partial.split("/", 1)[1].removesuffix(".partial")
         if size and partial.endswith(".partial"):
-            assert any(kind == "resume" and message.startswith(f"{name}: continued")
-                       for kind, message in end.events), partial
+            assert any(
+                kind == "resume" and message.startswith(f"{name}: continued")
+                for kind, message in end.events
+            ), partial

@@ -193,8 +193,12 @@ async def test_upgrades_from_several_processes_take_turns(db_url: str) -> None:
     )
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, db_url,
-            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-c",
+            code,
+            db_url,
+            stdin=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(4)
     ]
@@ -290,9 +294,7 @@ async def test_failed_migration_leaves_no_half_schema(
     assert await snapshot_of(db_url) == {}
 
 
-@pytest.mark.parametrize(
-    "url", ["sqlite:///offline.db", "postgresql://nobody@127.0.0.1:1/offline"]
-)
+@pytest.mark.parametrize("url", ["sqlite:///offline.db", "postgresql://nobody@127.0.0.1:1/offline"])
 def test_offline_mode_writes_sql_without_a_database(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,8 +40,11 @@ def new_version(path: Path, tag: str) -> str:
 
 async def notes_of_next_run(h: Harness, shoot: Path) -> list[str]:
     """Plan the folder again as the next `orchestrator run` does; what it tells the user."""
-    plan = await plan_jobs(h.store, h.client, RunRequest(
-        source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=True)))
+    plan = await plan_jobs(
+        h.store,
+        h.client,
+        RunRequest(source=shoot, profiles=["1001", "2001"], spec=JobSpec(export=True)),
+    )
     return plan.notes
 
 
@@ -56,7 +59,8 @@ def files_of(project: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 async def test_a_photo_changed_after_its_upload_but_before_the_edit_is_sent_again(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, jpeg_only=True)
     [job_id] = await h.plan(shoot)
@@ -75,8 +79,7 @@ async def test_a_photo_changed_after_its_upload_but_before_the_edit_is_sent_agai
     assert (await h.store.get_job(job_id)).state == "completed"
 
 
-async def test_a_touched_but_unchanged_photo_is_not_sent_again(
-        h: Harness, tmp_path: Path) -> None:
+async def test_a_touched_but_unchanged_photo_is_not_sent_again(h: Harness, tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, seed=1, jpeg_only=True)
     [job_id] = await h.plan(shoot)
@@ -91,7 +94,8 @@ async def test_a_touched_but_unchanged_photo_is_not_sent_again(
 
 
 async def test_new_and_vanished_photos_join_or_leave_the_job_until_the_uploads_end(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     names = make_crash_shoot(shoot, seed=2, jpeg_only=True)
     [job_id] = await h.plan(shoot)
@@ -111,7 +115,8 @@ async def test_new_and_vanished_photos_join_or_leave_the_job_until_the_uploads_e
 
 
 async def test_after_the_uploads_changes_are_reported_and_never_mixed_in(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, seed=3, jpeg_only=True)
     [job_id] = await h.plan(shoot)
@@ -123,8 +128,7 @@ async def test_after_the_uploads_changes_are_reported_and_never_mixed_in(
 
     notes = " | ".join(await notes_of_next_run(h, shoot))
     assert "1 photos changed after they were uploaded (IMG_0001.jpg)" in notes
-    assert "1 photos were removed from the folder after they were uploaded (IMG_0002.jpg)" \
-        in notes
+    assert "1 photos were removed from the folder after they were uploaded (IMG_0002.jpg)" in notes
     assert "1 photos were added after the upload (IMG_0100.jpg)" in notes
     await h.drive(job_id)
     project = h.ledger_project(job_id)
@@ -138,7 +142,8 @@ async def test_after_the_uploads_changes_are_reported_and_never_mixed_in(
 
 
 async def test_a_photo_changed_during_its_upload_is_sent_in_its_new_version(
-        h: Harness, tmp_path: Path) -> None:
+    h: Harness, tmp_path: Path
+) -> None:
     shoot = tmp_path / "shoot"
     make_crash_shoot(shoot, seed=4, jpeg_only=True)
     target = "IMG_0002.jpg"

@@ -37,19 +37,30 @@ move = PIPELINE.transitions.move
 
 async def _new_job(store: Store, photos: int = 2) -> str:
     job_id = uuid.uuid4().hex
-    await store.create_job(NewJob(
-        id=job_id, name="shoot", source="/shoots/a", edited_dir="/shoots/a/edited",
-        exported_dir="/shoots/a/exported", image_type="RAW", profile_key=1001,
-        profile_name="P", spec={"version": 1, "export": True}, project_name=f"orchestrator-{job_id}"),
-        [NewPhoto(f"IMG_{i}.CR2", f"IMG_{i}.CR2", 100 + i, 1) for i in range(photos)])
+    await store.create_job(
+        NewJob(
+            id=job_id,
+            name="shoot",
+            source="/shoots/a",
+            edited_dir="/shoots/a/edited",
+            exported_dir="/shoots/a/exported",
+            image_type="RAW",
+            profile_key=1001,
+            profile_name="P",
+            spec={"version": 1, "export": True},
+            project_name=f"orchestrator-{job_id}",
+        ),
+        [NewPhoto(f"IMG_{i}.CR2", f"IMG_{i}.CR2", 100 + i, 1) for i in range(photos)],
+    )
     return job_id
 
 
 async def test_transition_is_guarded_by_the_expected_state(store: Store) -> None:
     job_id = await _new_job(store)
     lease = await store.claim(job_id, "w1", 60)
-    await store.record_project(lease, move(JobState.QUEUED, JobState.PROJECT_CREATED),
-                               project_uuid="p1", message="")
+    await store.record_project(
+        lease, move(JobState.QUEUED, JobState.PROJECT_CREATED), project_uuid="p1", message=""
+    )
     with pytest.raises(StateConflict, match="is project_created, expected queued"):
         await store.advance(lease, move(JobState.QUEUED, JobState.PROJECT_CREATED))
     with pytest.raises(IllegalTransition):
@@ -67,8 +78,11 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_write(store: Store) ->
         await store.claim(job_id, "w2", 60)
     # w1 stalls past its lease; w2 takes over with a newer epoch.
     async with store.engine.begin() as conn:
-        await conn.execute(update(Job).where(Job.id == job_id).values(
-            lease_expires_at=utcnow() - timedelta(seconds=1)))
+        await conn.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
     new = await store.claim(job_id, "w2", 60)
     assert new.epoch == old.epoch + 1
     with pytest.raises(StaleLease):
@@ -89,8 +103,9 @@ async def test_photo_checkpoints_and_failures(store: Store) -> None:
     first, second = await store.photos(job_id)
     await store.checkpoint(lease, first.id, PhaseDone("upload"))
     await store.checkpoint(lease, second.id, PhaseFailed("upload", "boom"))
-    await store.checkpoint(lease, first.id,
-                           PhaseDone("edit", output="IMG_0.xmp", size=5, md5="ab" * 16))
+    await store.checkpoint(
+        lease, first.id, PhaseDone("edit", output="IMG_0.xmp", size=5, md5="ab" * 16)
+    )
     first, second = await store.photos(job_id)
     assert first.done("upload") and first.phases["edit"].output == "IMG_0.xmp"
     assert second.failures == [("upload", "boom")]
@@ -101,13 +116,19 @@ async def test_photo_checkpoints_and_failures(store: Store) -> None:
 async def test_retry_returns_a_failed_job_to_where_it_stopped(store: Store) -> None:
     job_id = await _new_job(store)
     lease = await store.claim(job_id, "w1", 60)
-    for current, new in [(JobState.QUEUED, JobState.PROJECT_CREATED),
-                         (JobState.PROJECT_CREATED, JobState.UPLOADING)]:
+    for current, new in [
+        (JobState.QUEUED, JobState.PROJECT_CREATED),
+        (JobState.PROJECT_CREATED, JobState.UPLOADING),
+    ]:
         await store.advance(lease, move(current, new))
     photo = (await store.photos(job_id))[0]
     await store.checkpoint(lease, photo.id, PhaseFailed("upload", "disk error"))
-    await store.fail(lease, move(JobState.UPLOADING, JobState.FAILED), reason="1 failed",
-                     back_to=JobState.UPLOADING)
+    await store.fail(
+        lease,
+        move(JobState.UPLOADING, JobState.FAILED),
+        reason="1 failed",
+        back_to=JobState.UPLOADING,
+    )
     job = await job_views.retry(store, job_id)
     assert (job.state, job.last_error, job.attempt_count) == ("uploading", None, 1)
     assert all(not p.failures for p in await store.photos(job_id))

@@ -29,18 +29,27 @@ DEADLINE = 20 * 3600.0
 
 async def _entered_editing(store: Store, job_id: str, at: datetime) -> None:
     async with store.engine.begin() as conn:
-        await conn.execute(update(Event).where(
-            Event.job_id == job_id, Event.to_state == JobState.EDITING.value).values(at=at))
+        await conn.execute(
+            update(Event)
+            .where(Event.job_id == job_id, Event.to_state == JobState.EDITING.value)
+            .values(at=at)
+        )
 
 
 async def test_a_long_edit_is_polled_rarely_and_fails_at_the_deadline(
-        make_db_url: MakeDbUrl, tmp_path: Path) -> None:
+    make_db_url: MakeDbUrl, tmp_path: Path
+) -> None:
     url = await make_db_url()
     await upgrade(url)
     # The sandbox takes an hour per edit: the job stays in `editing` for the whole test.
     async with harness(url, edit_seconds=3600) as h:
-        h.config = dataclasses.replace(h.config, wait_inline=False, poll_initial=POLL_INITIAL,
-                                       poll_max=POLL_MAX, wait_deadline=DEADLINE)
+        h.config = dataclasses.replace(
+            h.config,
+            wait_inline=False,
+            poll_initial=POLL_INITIAL,
+            poll_max=POLL_MAX,
+            wait_deadline=DEADLINE,
+        )
         make_crash_shoot(tmp_path / "shoot", jpeg_only=True)
         [job_id] = await h.plan(tmp_path / "shoot")
 

@@ -33,8 +33,12 @@ from tests.mock_http import Mocked
 BASE = "http://imagen.test/v1"
 KEY = "sk-live-SECRET-0123456789"
 FAST = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=3)
-PROFILE = {"profile_key": 5700, "profile_name": "Wedding", "profile_type": "Talent",
-           "image_type": "RAW"}
+PROFILE = {
+    "profile_key": 5700,
+    "profile_name": "Wedding",
+    "profile_type": "Talent",
+    "image_type": "RAW",
+}
 
 Retries = list[tuple[str, int, str, float]]
 
@@ -159,8 +163,12 @@ async def test_find_project_uuid_is_none_on_404_and_rejects_odd_answers(
 
 
 def _projects(*uuids: str, total: int) -> dict[str, Any]:
-    return {"data": {"projects": [{"project_uuid": u, "status": "Completed"} for u in uuids],
-                     "pagination": {"total": total, "size": 100, "page": 0}}}
+    return {
+        "data": {
+            "projects": [{"project_uuid": u, "status": "Completed"} for u in uuids],
+            "pagination": {"total": total, "size": 100, "page": 0},
+        }
+    }
 
 
 async def test_list_projects_returns_items_and_total(
@@ -190,15 +198,25 @@ async def test_upload_links_sends_md5_only_when_given(
     client: ImagenClient, mocked: aioresponses
 ) -> None:
     url = f"{BASE}/projects/p1/get_temporary_upload_links"
-    mocked.post(url, payload={"data": {"files_list": [
-        {"file_name": "A.CR2", "upload_link": "https://s3/a"},
-        {"file_name": "B.CR2", "upload_link": "https://s3/b"},
-    ]}})
+    mocked.post(
+        url,
+        payload={
+            "data": {
+                "files_list": [
+                    {"file_name": "A.CR2", "upload_link": "https://s3/a"},
+                    {"file_name": "B.CR2", "upload_link": "https://s3/b"},
+                ]
+            }
+        },
+    )
     links = await client.upload_links("p1", [("A.CR2", "q1w2e3=="), ("B.CR2", None)])
     assert [(link.file_name, link.upload_link) for link in links] == [
-        ("A.CR2", "https://s3/a"), ("B.CR2", "https://s3/b")]
+        ("A.CR2", "https://s3/a"),
+        ("B.CR2", "https://s3/b"),
+    ]
     assert sent(mocked, "POST", url)[0].kwargs["json"] == {
-        "files_list": [{"file_name": "A.CR2", "md5": "q1w2e3=="}, {"file_name": "B.CR2"}]}
+        "files_list": [{"file_name": "A.CR2", "md5": "q1w2e3=="}, {"file_name": "B.CR2"}]
+    }
 
 
 async def test_upload_links_for_no_files_makes_no_call(client: ImagenClient) -> None:
@@ -211,11 +229,17 @@ async def test_start_edit_body_has_only_set_fields(
 ) -> None:
     url = f"{BASE}/projects/p1/edit"
     mocked.post(url, payload={"data": {"message": "Edit started"}})
-    options = EditOptions(profile_key=5700, photography_type=PhotographyType.PORTRAITS,
-                          tools=frozenset({"smooth_skin"}))
+    options = EditOptions(
+        profile_key=5700,
+        photography_type=PhotographyType.PORTRAITS,
+        tools=frozenset({"smooth_skin"}),
+    )
     await client.start_edit("p1", options)
     assert sent(mocked, "POST", url)[0].kwargs["json"] == {
-        "profile_key": 5700, "photography_type": "PORTRAITS", "smooth_skin": True}
+        "profile_key": 5700,
+        "photography_type": "PORTRAITS",
+        "smooth_skin": True,
+    }
 
 
 async def test_start_export_accepts_204(client: ImagenClient, mocked: aioresponses) -> None:
@@ -246,8 +270,11 @@ async def test_edit_and_export_status_casing(
 async def test_edit_status_without_edit_is_not_found(
     client: ImagenClient, mocked: aioresponses
 ) -> None:
-    mocked.get(f"{BASE}/projects/p1/edit/status", status=404,
-               payload={"error": {"message": "No edit found"}})
+    mocked.get(
+        f"{BASE}/projects/p1/edit/status",
+        status=404,
+        payload={"error": {"message": "No edit found"}},
+    )
     with pytest.raises(ImagenNotFound, match="No edit found"):
         await client.edit_status("p1")
 
@@ -255,19 +282,27 @@ async def test_edit_status_without_edit_is_not_found(
 async def test_download_links_with_upload_link_fallback(
     client: ImagenClient, mocked: aioresponses
 ) -> None:
-    mocked.get(f"{BASE}/projects/p1/edit/get_temporary_download_links",
-               payload={"data": {"files_list": [{"file_name": "A.xmp", "upload_link": "u"}]}})
-    mocked.get(f"{BASE}/projects/p1/export/get_temporary_download_links",
-               payload={"files_list": [{"file_name": "A.jpg", "download_link": "d"}]})
+    mocked.get(
+        f"{BASE}/projects/p1/edit/get_temporary_download_links",
+        payload={"data": {"files_list": [{"file_name": "A.xmp", "upload_link": "u"}]}},
+    )
+    mocked.get(
+        f"{BASE}/projects/p1/export/get_temporary_download_links",
+        payload={"files_list": [{"file_name": "A.jpg", "download_link": "d"}]},
+    )
     assert [(x.file_name, x.download_link) for x in await client.edit_download_links("p1")] == [
-        ("A.xmp", "u")]
+        ("A.xmp", "u")
+    ]
     assert [(x.file_name, x.download_link) for x in await client.export_download_links("p1")] == [
-        ("A.jpg", "d")]
+        ("A.jpg", "d")
+    ]
 
 
 async def test_sky_templates(client: ImagenClient, mocked: aioresponses) -> None:
-    mocked.get(f"{BASE}/projects/sky_replacement/templates",
-               payload={"data": {"templates": [{"id": 1, "is_default": True}]}})
+    mocked.get(
+        f"{BASE}/projects/sky_replacement/templates",
+        payload={"data": {"templates": [{"id": 1, "is_default": True}]}},
+    )
     assert await client.sky_templates() == [{"id": 1, "is_default": True}]
 
 
@@ -291,17 +326,37 @@ async def test_malformed_answers_raise_a_clear_error(
 @pytest.mark.parametrize(
     ("status", "body", "kind", "text"),
     [
-        (401, {"detail": "Invalid API key"}, ImagenAuthError,
-         "Imagen rejected the API key (HTTP 401). Check IMAGEN_API_KEY."),
-        (403, {"message": "Forbidden"}, ImagenAuthError,
-         "Imagen rejected the API key (HTTP 403). Check IMAGEN_API_KEY."),
-        (400, {"error": {"message": 'File "A.CR2" appears 2 times.'}}, ImagenBadRequest,
-         'File "A.CR2" appears 2 times.'),
-        (400, {"detail": "Project name already exists"}, ImagenBadRequest,
-         "Project name already exists"),
+        (
+            401,
+            {"detail": "Invalid API key"},
+            ImagenAuthError,
+            "Imagen rejected the API key (HTTP 401). Check IMAGEN_API_KEY.",
+        ),
+        (
+            403,
+            {"message": "Forbidden"},
+            ImagenAuthError,
+            "Imagen rejected the API key (HTTP 403). Check IMAGEN_API_KEY.",
+        ),
+        (
+            400,
+            {"error": {"message": 'File "A.CR2" appears 2 times.'}},
+            ImagenBadRequest,
+            'File "A.CR2" appears 2 times.',
+        ),
+        (
+            400,
+            {"detail": "Project name already exists"},
+            ImagenBadRequest,
+            "Project name already exists",
+        ),
         (409, {"detail": "conflict"}, ImagenBadRequest, "conflict"),
-        (422, {"detail": [{"loc": ["body", "profile_key"], "msg": "field required"}]},
-         ImagenBadRequest, "body.profile_key: field required"),
+        (
+            422,
+            {"detail": [{"loc": ["body", "profile_key"], "msg": "field required"}]},
+            ImagenBadRequest,
+            "body.profile_key: field required",
+        ),
         (422, {"detail": {"reason": "odd"}}, ImagenBadRequest, '{"reason": "odd"}'),
         (400, "plain words", ImagenBadRequest, "plain words"),
         (404, {"detail": "Project not found"}, ImagenNotFound, "Project not found"),
@@ -398,8 +453,13 @@ async def test_state_changing_call_is_retried_when_no_connection_was_made(
     session: aiohttp.ClientSession,
 ) -> None:
     retries: Retries = []
-    client = ImagenClient(session, base_url=f"http://127.0.0.1:{closed_port()}/v1",
-                          api_key=KEY, retry=FAST, on_retry=lambda *e: retries.append(e))
+    client = ImagenClient(
+        session,
+        base_url=f"http://127.0.0.1:{closed_port()}/v1",
+        api_key=KEY,
+        retry=FAST,
+        on_retry=lambda *e: retries.append(e),
+    )
     with pytest.raises(ImagenUnavailable) as caught:
         await client.create_project("x")
     assert not isinstance(caught.value, ImagenAmbiguous)
@@ -418,11 +478,18 @@ async def test_state_changing_call_is_retried_when_no_connection_was_made(
 )
 @pytest.mark.parametrize("call", ["create_project", "start_edit", "start_export"])
 async def test_state_changing_calls_are_not_retried_when_ambiguous(
-    client: ImagenClient, mocked: aioresponses, retries: Retries,
-    call: str, mock: dict[str, Any], reason: str,
+    client: ImagenClient,
+    mocked: aioresponses,
+    retries: Retries,
+    call: str,
+    mock: dict[str, Any],
+    reason: str,
 ) -> None:
-    path = {"create_project": "/projects/", "start_edit": "/projects/p1/edit",
-            "start_export": "/projects/p1/export"}[call]
+    path = {
+        "create_project": "/projects/",
+        "start_edit": "/projects/p1/edit",
+        "start_export": "/projects/p1/export",
+    }[call]
     mocked.post(BASE + path, **mock)
     mocked.post(BASE + path, payload={"project_uuid": "never-reached"})
     with pytest.raises(ImagenAmbiguous) as caught:
@@ -470,7 +537,8 @@ def _texts(exc: BaseException) -> Iterator[str]:
         yield str(current)
         yield repr(current)
         current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__)
+            None if current.__suppress_context__ else current.__context__
+        )
 
 
 @pytest.mark.parametrize(
@@ -489,8 +557,11 @@ def _texts(exc: BaseException) -> Iterator[str]:
     ],
 )
 async def test_api_key_never_appears_in_errors(
-    client: ImagenClient, mocked: aioresponses, retries: Retries,
-    method: str, mock: dict[str, Any],
+    client: ImagenClient,
+    mocked: aioresponses,
+    retries: Retries,
+    method: str,
+    mock: dict[str, Any],
 ) -> None:
     mocked.add(re.compile(r".*"), method=method.upper(), **mock)
     with pytest.raises(ImagenError) as caught:
@@ -512,8 +583,15 @@ async def test_wire_headers_body_quoting_and_no_redirects(session: aiohttp.Clien
     seen: list[tuple[str, str, str | None, str | None, bytes]] = []
 
     async def record(request: web.Request) -> web.StreamResponse:
-        seen.append((request.method, request.raw_path, request.headers.get("Content-Type"),
-                     request.headers.get("x-api-key"), await request.read()))
+        seen.append(
+            (
+                request.method,
+                request.raw_path,
+                request.headers.get("Content-Type"),
+                request.headers.get("x-api-key"),
+                await request.read(),
+            )
+        )
         if request.raw_path.endswith("/uuid"):
             return web.json_response({"data": {"project_uuid": "u-7"}})
         if request.raw_path == "/v1/profiles":
@@ -523,8 +601,9 @@ async def test_wire_headers_body_quoting_and_no_redirects(session: aiohttp.Clien
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
     async with TestServer(app) as server:
-        client = ImagenClient(session, base_url=str(server.make_url("/v1")), api_key=KEY,
-                              retry=FAST)
+        client = ImagenClient(
+            session, base_url=str(server.make_url("/v1")), api_key=KEY, retry=FAST
+        )
         assert await client.find_project_uuid("a/b c?") == "u-7"
         assert await client.create_project("Smith") == "u-8"
         with pytest.raises(ImagenError, match="HTTP 307") as caught:
@@ -533,8 +612,11 @@ async def test_wire_headers_body_quoting_and_no_redirects(session: aiohttp.Clien
     assert seen[0][:2] == ("GET", "/v1/projects/a%2Fb%20c%3F/uuid")
     assert seen[1][:4] == ("POST", "/v1/projects/", "application/json", KEY)
     assert json.loads(seen[1][4]) == {"name": "Smith"}
-    assert [s[1] for s in seen] == ["/v1/projects/a%2Fb%20c%3F/uuid", "/v1/projects/",
-                                    "/v1/profiles"]
+    assert [s[1] for s in seen] == [
+        "/v1/projects/a%2Fb%20c%3F/uuid",
+        "/v1/projects/",
+        "/v1/profiles",
+    ]
     assert all(s[3] == KEY for s in seen)
 
 
@@ -573,8 +655,11 @@ async def test_a_malformed_answer_is_a_refused_imagen_error(
 async def test_an_oversized_success_to_a_state_changing_call_is_ambiguous(
     client: ImagenClient, mocked: aioresponses, call: str
 ) -> None:
-    path = {"create_project": "/projects/", "start_edit": "/projects/p1/edit",
-            "start_export": "/projects/p1/export"}[call]
+    path = {
+        "create_project": "/projects/",
+        "start_edit": "/projects/p1/edit",
+        "start_export": "/projects/p1/export",
+    }[call]
     mocked.post(BASE + path, body="{}", headers={"Content-Length": str(10**9)})
     with pytest.raises(ImagenAmbiguous, match="longer than 33,554,432 bytes") as caught:
         if call == "create_project":

@@ -43,8 +43,13 @@ def test_profile_image_type_spellings(spelled: str, expected: ImageType) -> None
 
 def test_profile_ignores_extra_fields_and_rejects_unknown_image_type() -> None:
     profile = Profile.model_validate(
-        {"profile_key": 1, "profile_name": "P", "profile_type": "Talent", "image_type": "RAW",
-         "brand_new_field": [1, 2]}
+        {
+            "profile_key": 1,
+            "profile_name": "P",
+            "profile_type": "Talent",
+            "image_type": "RAW",
+            "brand_new_field": [1, 2],
+        }
     )
     assert profile.profile_type == "Talent"
     with pytest.raises(ValidationError):
@@ -125,11 +130,13 @@ def _options(**fields: Any) -> EditOptions:
         ({"tools": ["straighten", "perspective_correction"]}, ImageType.RAW, "straighten"),
         ({"tools": ["hdr_merge"]}, ImageType.JPG, "hdr_merge works on RAW"),
         ({"hdr_output_compression": "LOSSY"}, ImageType.RAW, "hdr_output_compression"),
-        ({"tools": ["hdr_merge"], "hdr_output_compression": "LOSSLESS"}, ImageType.JPG,
-         "hdr_output_compression"),
+        (
+            {"tools": ["hdr_merge"], "hdr_output_compression": "LOSSLESS"},
+            ImageType.JPG,
+            "hdr_output_compression",
+        ),
         ({"crop_aspect_ratio": "2X3"}, ImageType.RAW, "crop_aspect_ratio needs a crop tool"),
-        ({"tools": ["straighten"], "crop_aspect_ratio": "4X5"}, ImageType.JPG,
-         "crop_aspect_ratio"),
+        ({"tools": ["straighten"], "crop_aspect_ratio": "4X5"}, ImageType.JPG, "crop_aspect_ratio"),
         ({"sky_replacement_template_id": 3}, ImageType.RAW, "sky_replacement tool"),
     ],
 )
@@ -148,8 +155,10 @@ def test_check_for_refuses_each_bad_combination(
         ({"tools": ["hdr_merge"], "hdr_output_compression": "LOSSLESS"}, ImageType.RAW),
         ({"tools": ["portrait_crop"], "crop_aspect_ratio": "5X7"}, ImageType.RAW),
         ({"tools": ["headshot_crop", "perspective_correction"]}, ImageType.JPG),
-        ({"tools": ["sky_replacement", "window_pull"], "sky_replacement_template_id": 2},
-         ImageType.RAW),
+        (
+            {"tools": ["sky_replacement", "window_pull"], "sky_replacement_template_id": 2},
+            ImageType.RAW,
+        ),
     ],
 )
 def test_check_for_accepts_valid_combinations(

@@ -246,8 +246,20 @@ def test_plain_copes_with_calls_for_a_stage_never_started() -> None:
 # --- JSON lines ---------------------------------------------------------------------------------
 
 KEYS = {
-    "event", "ts", "job", "stage", "files_done", "files_total", "bytes_done", "bytes_total",
-    "rate_bps", "eta_seconds", "percent", "status", "message", "level",
+    "event",
+    "ts",
+    "job",
+    "stage",
+    "files_done",
+    "files_total",
+    "bytes_done",
+    "bytes_total",
+    "rate_bps",
+    "eta_seconds",
+    "percent",
+    "status",
+    "message",
+    "level",
 }
 
 
@@ -267,16 +279,30 @@ def test_json_events_carry_every_field() -> None:
 
     got = events(stream)
     assert [e["event"] for e in got] == [
-        "stage_started", "progress", "note", "progress", "stage_finished",
+        "stage_started",
+        "progress",
+        "note",
+        "progress",
+        "stage_finished",
     ]
     assert all(set(e) == KEYS for e in got)
     assert all(datetime.fromisoformat(e["ts"]).utcoffset() is not None for e in got)
     started, progress, note, final, finished = got
     assert started | {"ts": None} == {
-        "event": "stage_started", "ts": None, "job": JOB, "stage": "upload",
-        "files_done": 0, "files_total": 4, "bytes_done": 0, "bytes_total": 4_000,
-        "rate_bps": None, "eta_seconds": None, "percent": None, "status": None,
-        "message": None, "level": None,
+        "event": "stage_started",
+        "ts": None,
+        "job": JOB,
+        "stage": "upload",
+        "files_done": 0,
+        "files_total": 4,
+        "bytes_done": 0,
+        "bytes_total": 4_000,
+        "rate_bps": None,
+        "eta_seconds": None,
+        "percent": None,
+        "status": None,
+        "message": None,
+        "level": None,
     }
     assert (progress["files_done"], progress["bytes_done"]) == (1, 1_000)
     assert (progress["rate_bps"], progress["eta_seconds"]) == (500.0, 6.0)
@@ -328,7 +354,9 @@ def test_json_waiting_on_status_change_or_interval() -> None:
     reporter.waiting(JOB, "edit", 250.0, "processing")  # an odd percent is clamped
     waiting = [e for e in events(stream) if e["event"] == "waiting"]
     assert [(e["percent"], e["status"]) for e in waiting] == [
-        (None, "queued"), (5.0, "processing"), (100.0, "processing"),
+        (None, "queued"),
+        (5.0, "processing"),
+        (100.0, "processing"),
     ]
 
 

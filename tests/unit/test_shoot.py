@@ -32,10 +32,17 @@ def test_raw_and_jpeg_become_two_groups_and_the_rest_is_skipped(tmp_path: Path) 
     _touch(tmp_path / "exported" / "a.jpg")
     _touch(tmp_path / "sub" / "edited" / "z.jpg")  # only the top-level output folders are ours
     scan = scan_shoot(tmp_path)
-    assert [p.rel_path for p in scan.photos[ImageType.RAW]] == ["a.CR2", "b.nef", "c.DNG",
-                                                                "sub/d.ARW"]
-    assert [p.rel_path for p in scan.photos[ImageType.JPG]] == ["e.jpg", "f.JPEG",
-                                                                "sub/edited/z.jpg"]
+    assert [p.rel_path for p in scan.photos[ImageType.RAW]] == [
+        "a.CR2",
+        "b.nef",
+        "c.DNG",
+        "sub/d.ARW",
+    ]
+    assert [p.rel_path for p in scan.photos[ImageType.JPG]] == [
+        "e.jpg",
+        "f.JPEG",
+        "sub/edited/z.jpg",
+    ]
     assert scan.skipped == ["g.txt", "h.mov"]
     assert scan.photos[ImageType.RAW][3].file_name == "d.ARW"
 
@@ -52,11 +59,14 @@ def test_missing_not_a_folder_and_empty(tmp_path: Path) -> None:
         scan_shoot(empty)
 
 
-@pytest.mark.parametrize("names", [
-    ("cam1/IMG_1.CR2", "cam2/IMG_1.CR2"),
-    ("IMG_1.CR2", "cam2/img_1.cr2"),
-    ("IMG_1.CR2", "IMG_1.NEF"),  # both would be edited to IMG_1.xmp
-])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("cam1/IMG_1.CR2", "cam2/IMG_1.CR2"),
+        ("IMG_1.CR2", "cam2/img_1.cr2"),
+        ("IMG_1.CR2", "IMG_1.NEF"),  # both would be edited to IMG_1.xmp
+    ],
+)
 def test_names_that_would_clash_are_refused(tmp_path: Path, names: tuple[str, str]) -> None:
     for name in names:
         _touch(tmp_path / name)
@@ -104,21 +114,22 @@ def test_links_are_refused_whether_they_leave_the_shoot_or_not(tmp_path: Path) -
     assert scan.skipped == ["notes.txt"]
 
 
-def test_pipes_and_other_files_that_are_not_regular_are_refused_unopened(
-        tmp_path: Path) -> None:
+def test_pipes_and_other_files_that_are_not_regular_are_refused_unopened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")  # opening it to read would wait for a writer forever
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(tmp_path / "sock.CR2"))
         refused = _refusals(tmp_path)
     assert refused == {
         "pipe.jpg": "a named pipe, not a regular file: only regular files are sent",
-        "sock.CR2": "a socket, not a regular file: only regular files are sent"}
+        "sock.CR2": "a socket, not a regular file: only regular files are sent",
+    }
 
 
 def test_an_empty_photo_is_refused(tmp_path: Path) -> None:
     _touch(tmp_path / "IMG_1.CR2", b"")
     assert _refusals(tmp_path) == {
-        "IMG_1.CR2": "empty (0 bytes): copy it again from the card, or leave it out"}
+        "IMG_1.CR2": "empty (0 bytes): copy it again from the card, or leave it out"
+    }
 
 
 def test_content_that_is_not_what_the_extension_says_is_refused(tmp_path: Path) -> None:
@@ -133,8 +144,7 @@ def test_content_that_is_not_what_the_extension_says_is_refused(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("extension", sorted(RAW_EXTENSIONS | JPEG_EXTENSIONS))
-def test_every_accepted_type_is_recognised_by_its_signature(
-        tmp_path: Path, extension: str) -> None:
+def test_every_accepted_type_is_recognised_by_its_signature(tmp_path: Path, extension: str) -> None:
     name = f"IMG_1{extension.upper()}"
     _touch(tmp_path / name)
     scan = scan_shoot(tmp_path)
@@ -143,8 +153,7 @@ def test_every_accepted_type_is_recognised_by_its_signature(
     assert [p.file_name for p in photos] == [name]
 
 
-def test_names_that_are_not_utf8_are_listed_readably_and_the_rest_goes_on(
-        tmp_path: Path) -> None:
+def test_names_that_are_not_utf8_are_listed_readably_and_the_rest_goes_on(tmp_path: Path) -> None:
     bad = os.fsdecode(b"caf\xe9.jpg")
     _touch(tmp_path / bad)
     _touch(tmp_path / os.fsdecode(b"d\xefa") / "inside.jpg")
@@ -176,8 +185,7 @@ def test_a_shoot_whose_own_path_is_not_utf8_is_refused_whole(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("extension", sorted(RAW_EXTENSIONS | JPEG_EXTENSIONS))
-def test_every_accepted_type_refuses_another_types_content(
-        tmp_path: Path, extension: str) -> None:
+def test_every_accepted_type_refuses_another_types_content(tmp_path: Path, extension: str) -> None:
     other = "x.jpg" if extension not in JPEG_EXTENSIONS else "x.cr2"
     _touch(tmp_path / f"IMG_1{extension}", photo_bytes(other))
     assert list(_refusals(tmp_path)) == [f"IMG_1{extension}"]

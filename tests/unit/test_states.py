@@ -13,10 +13,19 @@ TABLE = PIPELINE.transitions
 check_transition = TABLE.move
 
 HAPPY_PATH = [
-    JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING, JobState.UPLOADED,
-    JobState.EDIT_REQUESTED, JobState.EDITING, JobState.EDITED, JobState.DOWNLOADING_EDITS,
-    JobState.EXPORT_REQUESTED, JobState.EXPORTING, JobState.EXPORTED,
-    JobState.DOWNLOADING_EXPORTS, JobState.COMPLETED,
+    JobState.QUEUED,
+    JobState.PROJECT_CREATED,
+    JobState.UPLOADING,
+    JobState.UPLOADED,
+    JobState.EDIT_REQUESTED,
+    JobState.EDITING,
+    JobState.EDITED,
+    JobState.DOWNLOADING_EDITS,
+    JobState.EXPORT_REQUESTED,
+    JobState.EXPORTING,
+    JobState.EXPORTED,
+    JobState.DOWNLOADING_EXPORTS,
+    JobState.COMPLETED,
 ]
 
 

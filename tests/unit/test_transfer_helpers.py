@@ -47,8 +47,9 @@ def test_plain_names_are_accepted(name: str) -> None:
     assert check_output_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b",
-                                  "..\\x", "a\x00b", "x" * 250])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "..\\x", "a\x00b", "x" * 250]
+)
 def test_unsafe_names_are_refused(name: str) -> None:
     with pytest.raises(TransferFailed, match="refusing"):
         check_output_name(name)
@@ -60,8 +61,10 @@ def test_temporary_names_sit_next_to_the_output(tmp_path: Path) -> None:
 
 
 def test_redaction_strips_signatures_from_every_url() -> None:
-    text = ("PUT https://bucket.s3.amazonaws.com/p/A.CR2?X-Amz-Signature=abc&X-Amz-Expires=60 "
-            "failed, see http://127.0.0.1:9/x?sig=1#frag.")
+    text = (
+        "PUT https://bucket.s3.amazonaws.com/p/A.CR2?X-Amz-Signature=abc&X-Amz-Expires=60 "
+        "failed, see http://127.0.0.1:9/x?sig=1#frag."
+    )
     redacted = redact_urls(text)
     assert "Signature" not in redacted and "sig=1" not in redacted and "frag" not in redacted
     assert "https://bucket.s3.amazonaws.com/p/A.CR2" in redacted
@@ -76,15 +79,17 @@ def test_errors_never_show_a_signature() -> None:
     assert "secret" not in str(error)
 
 
-@pytest.mark.parametrize(("etag", "expected"), [
-    ('"900150983cd24fb0d6963f7d28e17f72"', "900150983cd24fb0d6963f7d28e17f72"),
-    ('"900150983CD24FB0D6963F7D28E17F72"', "900150983cd24fb0d6963f7d28e17f72"),
-    ("900150983cd24fb0d6963f7d28e17f72", "900150983cd24fb0d6963f7d28e17f72"),
-    ('"900150983cd24fb0d6963f7d28e17f72-3"', None),  # multipart: not an MD5 of the object
-    ('W/"900150983cd24fb0d6963f7d28e17f72"', None),
-    ('"abc"', None),
-    (None, None),
-])
-def test_only_plain_md5_etags_are_used_for_checking(etag: str | None,
-                                                    expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("etag", "expected"),
+    [
+        ('"900150983cd24fb0d6963f7d28e17f72"', "900150983cd24fb0d6963f7d28e17f72"),
+        ('"900150983CD24FB0D6963F7D28E17F72"', "900150983cd24fb0d6963f7d28e17f72"),
+        ("900150983cd24fb0d6963f7d28e17f72", "900150983cd24fb0d6963f7d28e17f72"),
+        ('"900150983cd24fb0d6963f7d28e17f72-3"', None),  # multipart: not an MD5 of the object
+        ('W/"900150983cd24fb0d6963f7d28e17f72"', None),
+        ('"abc"', None),
+        (None, None),
+    ],
+)
+def test_only_plain_md5_etags_are_used_for_checking(etag: str | None, expected: str | None) -> None:
     assert etag_md5(etag) == expected

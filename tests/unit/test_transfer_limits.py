@@ -52,7 +52,8 @@ async def _hold(limiter: AdaptiveLimiter) -> None:
 
 
 def test_throttle_halves_once_per_burst_and_success_grows_back_slowly(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The limiter's own clock, moved by hand: a busy machine must not split the burst in two.
     now = [100.0]
     monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: now[0]))
@@ -98,9 +99,11 @@ async def test_a_raised_limit_wakes_waiters() -> None:
     assert limiter.limit == 1
     entered = asyncio.Event()
     async with limiter.slot():
+
         async def second() -> None:
             async with limiter.slot():
                 entered.set()
+
         task = asyncio.create_task(second())
         await asyncio.sleep(0.01)
         assert not entered.is_set()
@@ -144,17 +147,20 @@ async def test_unlimited_rate_never_waits() -> None:
     assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("20M", 20_000_000),
-    ("20m", 20_000_000),
-    ("20MB", 20_000_000),
-    ("20MB/s", 20_000_000),
-    ("500k", 500_000),
-    ("1.5G", 1_500_000_000),
-    ("1000", 1000),
-    ("2MiB", 2 * 1024 * 1024),
-    (" 3 KiB/s ", 3 * 1024),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20M", 20_000_000),
+        ("20m", 20_000_000),
+        ("20MB", 20_000_000),
+        ("20MB/s", 20_000_000),
+        ("500k", 500_000),
+        ("1.5G", 1_500_000_000),
+        ("1000", 1000),
+        ("2MiB", 2 * 1024 * 1024),
+        (" 3 KiB/s ", 3 * 1024),
+    ],
+)
 def test_parse_rate(text: str, expected: float) -> None:
     assert parse_rate(text) == expected
 

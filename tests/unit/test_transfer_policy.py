@@ -67,15 +67,22 @@ def s3_error(code: str, message: str) -> str:
     return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
 
 
-def make(session: aiohttp.ClientSession, attempts: int = 3,
-         retries: list[tuple[str, int, str, float]] | None = None,
-         sleeps: Sleeps | None = None) -> Transfers:
+def make(
+    session: aiohttp.ClientSession,
+    attempts: int = 3,
+    retries: list[tuple[str, int, str, float]] | None = None,
+    sleeps: Sleeps | None = None,
+) -> Transfers:
     def on_retry(name: str, attempt: int, reason: str, delay: float) -> None:
         if retries is not None:
             retries.append((name, attempt, reason, delay))
 
-    return Transfers(session, TransferSettings(retry=quick(attempts)), on_retry=on_retry,
-                     sleep=sleeps or Sleeps())
+    return Transfers(
+        session,
+        TransferSettings(retry=quick(attempts)),
+        on_retry=on_retry,
+        sleep=sleeps or Sleeps(),
+    )
 
 
 def names_in(folder: Path) -> list[str]:
@@ -83,12 +90,12 @@ def names_in(folder: Path) -> list[str]:
 
 
 def requests_to(mock: aioresponses, method: str) -> list[Any]:
-    return [call for (verb, _), calls in mock.requests.items() if verb == method
-            for call in calls]
+    return [call for (verb, _), calls in mock.requests.items() if verb == method for call in calls]
 
 
 async def test_upload_retries_after_slowdown_and_lowers_concurrency(
-        session: aiohttp.ClientSession, photo: Path) -> None:
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     retries: list[tuple[str, int, str, float]] = []
     transfers = make(session, retries=retries)
     with Mocked() as mock:
@@ -116,7 +123,8 @@ async def test_retry_after_is_honoured(session: aiohttp.ClientSession, photo: Pa
 
 
 async def test_expired_link_is_refreshed_without_using_an_attempt(
-        session: aiohttp.ClientSession, photo: Path) -> None:
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     links = Links()
     transfers = make(session, attempts=1)
     with Mocked() as mock:
@@ -130,8 +138,9 @@ async def test_expired_link_is_refreshed_without_using_an_attempt(
     assert len(sent_to) == 3  # each try went to the link it had just been given
 
 
-async def test_a_link_that_never_works_fails_the_file(session: aiohttp.ClientSession,
-                                                      photo: Path) -> None:
+async def test_a_link_that_never_works_fails_the_file(
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     links = Links()
     transfers = make(session)
     with Mocked() as mock:
@@ -144,11 +153,15 @@ async def test_a_link_that_never_works_fails_the_file(session: aiohttp.ClientSes
 
 
 async def test_bad_request_fails_at_once_with_the_servers_message(
-        session: aiohttp.ClientSession, photo: Path) -> None:
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     transfers = make(session)
     with Mocked() as mock:
-        mock.put(OBJECT_PATTERN, status=400,
-                 body=s3_error("InvalidArgument", "Unsupported header 'x-foo'"))
+        mock.put(
+            OBJECT_PATTERN,
+            status=400,
+            body=s3_error("InvalidArgument", "Unsupported header 'x-foo'"),
+        )
         with pytest.raises(TransferFailed) as caught:
             await transfers.upload(photo, link=Links(), size=len(DATA), md5=None)
         assert len(requests_to(mock, "PUT")) == 1
@@ -156,21 +169,28 @@ async def test_bad_request_fails_at_once_with_the_servers_message(
     assert "InvalidArgument" in caught.value.reason
 
 
-async def test_bad_digest_is_retried_once_then_fails(session: aiohttp.ClientSession,
-                                                     photo: Path) -> None:
+async def test_bad_digest_is_retried_once_then_fails(
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     transfers = make(session, attempts=5)
     with Mocked() as mock:
-        mock.put(OBJECT_PATTERN, status=400, repeat=True,
-                 body=s3_error("BadDigest", "The Content-MD5 you specified did not match"))
+        mock.put(
+            OBJECT_PATTERN,
+            status=400,
+            repeat=True,
+            body=s3_error("BadDigest", "The Content-MD5 you specified did not match"),
+        )
         with pytest.raises(TransferFailed, match="BadDigest") as caught:
-            await transfers.upload(photo, link=Links(), size=len(DATA),
-                                   md5=hashlib.md5(DATA).digest())
+            await transfers.upload(
+                photo, link=Links(), size=len(DATA), md5=hashlib.md5(DATA).digest()
+            )
         assert len(requests_to(mock, "PUT")) == 2
     assert "twice" in caught.value.reason
 
 
-async def test_put_headers_carry_content_md5_and_no_api_key(session: aiohttp.ClientSession,
-                                                            photo: Path) -> None:
+async def test_put_headers_carry_content_md5_and_no_api_key(
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     seen: dict[str, Any] = {}
 
     def capture(url: Any, **kwargs: Any) -> CallbackResult:
@@ -190,8 +210,7 @@ async def test_put_headers_carry_content_md5_and_no_api_key(session: aiohttp.Cli
     assert seen["allow_redirects"] is False
 
 
-async def test_connection_errors_are_retried(session: aiohttp.ClientSession,
-                                             photo: Path) -> None:
+async def test_connection_errors_are_retried(session: aiohttp.ClientSession, photo: Path) -> None:
     retries: list[tuple[str, int, str, float]] = []
     transfers = make(session, retries=retries)
     with Mocked() as mock:
@@ -206,7 +225,8 @@ async def test_connection_errors_are_retried(session: aiohttp.ClientSession,
 
 
 async def test_exhausted_retries_fail_the_file_without_leaking_the_link(
-        session: aiohttp.ClientSession, photo: Path) -> None:
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
     transfers = make(session, attempts=3)
     with Mocked() as mock:
         mock.put(OBJECT_PATTERN, status=500, repeat=True)
@@ -216,26 +236,32 @@ async def test_exhausted_retries_fail_the_file_without_leaking_the_link(
     assert "secret" not in str(caught.value)
 
 
-async def test_download_retries_then_writes_the_file(session: aiohttp.ClientSession,
-                                                     tmp_path: Path) -> None:
+async def test_download_retries_then_writes_the_file(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     transfers = make(session)
     etag = f'"{hashlib.md5(DATA).hexdigest()}"'
     with Mocked() as mock:
         mock.get(OBJECT_PATTERN, status=502)
         mock.get(OBJECT_PATTERN, status=200, body=DATA, headers={"ETag": etag})
-        result = await transfers.download(link=Links(), folder=tmp_path / "edited",
-                                          file_name="A.xmp")
+        result = await transfers.download(
+            link=Links(), folder=tmp_path / "edited", file_name="A.xmp"
+        )
     assert result.attempts == 2
     assert (tmp_path / "edited" / "A.xmp").read_bytes() == DATA
     assert names_in(tmp_path / "edited") == ["A.xmp"]
 
 
-async def test_download_not_found_fails_at_once(session: aiohttp.ClientSession,
-                                                tmp_path: Path) -> None:
+async def test_download_not_found_fails_at_once(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     transfers = make(session)
     with Mocked() as mock:
-        mock.get(OBJECT_PATTERN, status=404,
-                 body=s3_error("NoSuchKey", "The specified key does not exist."))
+        mock.get(
+            OBJECT_PATTERN,
+            status=404,
+            body=s3_error("NoSuchKey", "The specified key does not exist."),
+        )
         with pytest.raises(TransferFailed, match="NoSuchKey"):
             await transfers.download(link=Links(), folder=tmp_path, file_name="A.xmp")
         assert len(requests_to(mock, "GET")) == 1
@@ -243,13 +269,15 @@ async def test_download_not_found_fails_at_once(session: aiohttp.ClientSession,
 
 
 async def test_download_that_never_verifies_raises_verification_failed(
-        session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     transfers = make(session, attempts=2)
     with Mocked() as mock:
         mock.get(OBJECT_PATTERN, status=200, body=DATA, repeat=True)
         with pytest.raises(VerificationFailed, match="MD5"):
-            await transfers.download(link=Links(), folder=tmp_path, file_name="A.xmp",
-                                     expected_md5_hex="0" * 32)
+            await transfers.download(
+                link=Links(), folder=tmp_path, file_name="A.xmp", expected_md5_hex="0" * 32
+            )
     assert names_in(tmp_path) == []
 
 

@@ -82,6 +82,7 @@ class FakeStorage:
     def link(self, name: str) -> LinkSource:
         async def source(refresh: bool) -> str:
             return f"{self.url}/{name}?X-Amz-Signature=secret&fresh={int(refresh)}"
+
         return source
 
     def serve(self, name: str, data: bytes) -> None:
@@ -99,8 +100,12 @@ class FakeStorage:
         return app
 
     def _record(self, request: web.Request) -> tuple[Seen, str | None]:
-        seen = Seen(request.method, request.match_info["name"], request.query_string,
-                    CIMultiDict(request.headers))
+        seen = Seen(
+            request.method,
+            request.match_info["name"],
+            request.query_string,
+            CIMultiDict(request.headers),
+        )
         self.seen.append(seen)
         faults = self.put_faults if request.method == "PUT" else self.get_faults
         return seen, faults.pop(0) if faults else None
@@ -168,15 +173,15 @@ class FakeStorage:
         await response.write_eof()
         return response
 
-    async def _misbehave(self, request: web.Request, fault: str, data: bytes
-                         ) -> web.StreamResponse:
-        """"overlong": a body longer than its Content-Length, no ETag (written raw, past
+    async def _misbehave(self, request: web.Request, fault: str, data: bytes) -> web.StreamResponse:
+        """ "overlong": a body longer than its Content-Length, no ETag (written raw, past
         aiohttp's framing); "endless": a chunked body that never ends, with an ETag."""
         if fault == "overlong":
             assert request.transport is not None
             declared = len(data) // 2
-            request.transport.write(f"HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n"
-                                    .encode() + data[:declared])
+            request.transport.write(
+                f"HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n".encode() + data[:declared]
+            )
             await asyncio.sleep(0.05)
             request.transport.write(data[declared:])
             await asyncio.sleep(0.05)
@@ -194,7 +199,7 @@ class FakeStorage:
         if name in self.objects:
             data = self.objects[name]
             for offset in range(start, len(data), PIECE):
-                yield data[offset:offset + PIECE]
+                yield data[offset : offset + PIECE]
             return
         with open(self.files[name], "rb") as file:  # noqa: ASYNC230 - a test double
             file.seek(start)
@@ -221,10 +226,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     await session.close()
 
 
-def make(session: aiohttp.ClientSession, *, attempts: int = 3, chunk_size: int = CHUNK,
-         bwlimit: float | None = None, retries: list[str] | None = None) -> Transfers:
-    policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001,
-                         maximum_attempts=attempts)
+def make(
+    session: aiohttp.ClientSession,
+    *,
+    attempts: int = 3,
+    chunk_size: int = CHUNK,
+    bwlimit: float | None = None,
+    retries: list[str] | None = None,
+) -> Transfers:
+    policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=attempts)
     settings = TransferSettings(chunk_size=chunk_size, bwlimit=bwlimit, retry=policy)
 
     def on_retry(name: str, attempt: int, reason: str, delay: float) -> None:
@@ -251,13 +261,18 @@ def names_in(folder: Path) -> list[str]:
 
 
 async def test_put_has_empty_content_type_content_md5_no_api_key_and_streams_the_file(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     photo = write(tmp_path / "A.CR2", data)
     counted: list[int] = []
     result = await make(session).upload(
-        photo, link=storage.link("A.CR2"), size=len(data), md5=hashlib.md5(data).digest(),
-        on_bytes=counted.append)
+        photo,
+        link=storage.link("A.CR2"),
+        size=len(data),
+        md5=hashlib.md5(data).digest(),
+        on_bytes=counted.append,
+    )
 
     (put,) = storage.seen
     assert put.headers.get("Content-Type", "") == ""
@@ -275,15 +290,19 @@ async def test_put_has_empty_content_type_content_md5_no_api_key_and_streams_the
 
 @pytest.mark.parametrize("md5_known", [True, False], ids=["content-md5", "etag-checked"])
 async def test_a_small_photo_is_read_whole_and_put_with_the_same_headers(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        md5_known: bool) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, md5_known: bool
+) -> None:
     data = payload(upload_module.SMALL_FILE)
     photo = write(tmp_path / "A.jpg", data)
     counted: list[int] = []
     digest = hashlib.md5(data).digest()
-    result = await make(session).upload(photo, link=storage.link("A.jpg"), size=len(data),
-                                        md5=digest if md5_known else None,
-                                        on_bytes=counted.append)
+    result = await make(session).upload(
+        photo,
+        link=storage.link("A.jpg"),
+        size=len(data),
+        md5=digest if md5_known else None,
+        on_bytes=counted.append,
+    )
     (put,) = storage.seen
     assert put.headers.get("Content-Type", "") == ""
     assert put.headers.get("Content-MD5") == (md5_base64(digest) if md5_known else None)
@@ -295,14 +314,16 @@ async def test_a_small_photo_is_read_whole_and_put_with_the_same_headers(
 
 
 async def test_a_reset_mid_body_is_retried_and_progress_stays_honest(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_500_000)
     photo = write(tmp_path / "A.CR2", data)
     storage.put_faults = ["reset"]
     counted: list[int] = []
     retries: list[str] = []
     result = await make(session, retries=retries).upload(
-        photo, link=storage.link("A.CR2"), size=len(data), md5=None, on_bytes=counted.append)
+        photo, link=storage.link("A.CR2"), size=len(data), md5=None, on_bytes=counted.append
+    )
     assert result.attempts == 2
     assert storage.objects["A.CR2"] == data
     assert any(n < 0 for n in counted)
@@ -311,48 +332,62 @@ async def test_a_reset_mid_body_is_retried_and_progress_stays_honest(
 
 
 async def test_an_etag_that_does_not_match_is_retried_once_then_fails(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(300_000)
     photo = write(tmp_path / "A.CR2", data)
     storage.put_faults = ["bad-etag"]
-    result = await make(session).upload(photo, link=storage.link("A.CR2"), size=len(data),
-                                        md5=None)
+    result = await make(session).upload(photo, link=storage.link("A.CR2"), size=len(data), md5=None)
     assert result.attempts == 2
 
     storage.put_faults = ["bad-etag", "bad-etag"]
     with pytest.raises(TransferFailed, match="ETag"):
-        await make(session, attempts=5).upload(photo, link=storage.link("A.CR2"),
-                                               size=len(data), md5=None)
+        await make(session, attempts=5).upload(
+            photo, link=storage.link("A.CR2"), size=len(data), md5=None
+        )
     assert len(storage.seen) == 4
 
 
 async def test_a_photo_whose_size_changed_is_not_sent(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     photo = write(tmp_path / "A.CR2", b"x" * 1000)
     with pytest.raises(SourceChanged, match="1001 bytes, now 1000"):
         await make(session).upload(photo, link=storage.link("A.CR2"), size=1001, md5=None)
     with pytest.raises(SourceChanged, match="gone"):
-        await make(session).upload(tmp_path / "missing.CR2", link=storage.link("A.CR2"),
-                                   size=1000, md5=None)
+        await make(session).upload(
+            tmp_path / "missing.CR2", link=storage.link("A.CR2"), size=1000, md5=None
+        )
     assert storage.seen == []
 
 
 async def test_a_photo_whose_content_changed_is_reported(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     photo = write(tmp_path / "A.CR2", b"x" * 1000)
     with pytest.raises(SourceChanged, match="MD5"):
-        await make(session).upload(photo, link=storage.link("A.CR2"), size=1000,
-                                   md5=hashlib.md5(b"y" * 1000).digest())
+        await make(session).upload(
+            photo, link=storage.link("A.CR2"), size=1000, md5=hashlib.md5(b"y" * 1000).digest()
+        )
 
 
-@pytest.mark.parametrize(("size", "reader", "short_read"), [
-    (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, count, hasher: b""),
-    (1000, "_read_small", lambda path, size: (b"", os.stat(path)))],
-    ids=["streamed", "small-read-whole"])
+@pytest.mark.parametrize(
+    ("size", "reader", "short_read"),
+    [
+        (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, count, hasher: b""),
+        (1000, "_read_small", lambda path, size: (b"", os.stat(path))),
+    ],
+    ids=["streamed", "small-read-whole"],
+)
 async def test_a_photo_that_shrinks_while_being_read_is_reported_not_retried(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, size: int, reader: str,
-        short_read: Callable[..., object]) -> None:
+    storage: FakeStorage,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    reader: str,
+    short_read: Callable[..., object],
+) -> None:
     photo = write(tmp_path / "A.CR2", b"x" * size)
     monkeypatch.setattr(upload_module, reader, short_read)
     with pytest.raises(SourceChanged, match=f"ended after 0 of {size} bytes"):
@@ -361,7 +396,8 @@ async def test_a_photo_that_shrinks_while_being_read_is_reported_not_retried(
 
 
 async def test_an_unreadable_photo_is_a_failed_transfer_not_a_crash(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     photo = tmp_path / "A.CR2"
     photo.mkdir()  # as root, only something that is not a file cannot be read
     with pytest.raises(TransferFailed, match="cannot read it"):
@@ -370,19 +406,22 @@ async def test_an_unreadable_photo_is_a_failed_transfer_not_a_crash(
 
 
 async def test_an_expired_upload_link_is_refreshed(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(100_000)
     photo = write(tmp_path / "A.CR2", data)
     storage.put_faults = ["403"]
-    result = await make(session, attempts=1).upload(photo, link=storage.link("A.CR2"),
-                                                    size=len(data), md5=None)
+    result = await make(session, attempts=1).upload(
+        photo, link=storage.link("A.CR2"), size=len(data), md5=None
+    )
     assert result.attempts == 1
     assert [seen.query.endswith("fresh=1") for seen in storage.seen] == [False, True]
     assert storage.objects["A.CR2"] == data
 
 
 async def test_bandwidth_cap_holds_on_upload_and_download(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(2_000_000)
     photo = write(tmp_path / "A.CR2", data)
     transfers = make(session, bwlimit=4_000_000)
@@ -391,33 +430,42 @@ async def test_bandwidth_cap_holds_on_upload_and_download(
     assert time.monotonic() - started >= 0.4
 
     started = time.monotonic()
-    await transfers.download(link=storage.link("A.CR2"), folder=tmp_path / "out",
-                             file_name="A.CR2")
+    await transfers.download(link=storage.link("A.CR2"), folder=tmp_path / "out", file_name="A.CR2")
     assert time.monotonic() - started >= 0.4
 
 
 # Downloads
 
-SIZES = [pytest.param(1_000_000, id="streamed"),
-         pytest.param(download_module.SMALL_FILE, id="small-received-whole")]
+SIZES = [
+    pytest.param(1_000_000, id="streamed"),
+    pytest.param(download_module.SMALL_FILE, id="small-received-whole"),
+]
 """Outputs above SMALL_FILE are streamed to the partial; smaller ones are received whole."""
 
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_download_is_verified_renamed_and_leaves_nothing_else(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        size: int) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, size: int
+) -> None:
     data = payload(size)
     storage.serve("A.xmp", data)
     folder = tmp_path / "shoot" / "edited"
     counted: list[int] = []
-    result = await make(session).download(link=storage.link("A.xmp"), folder=folder,
-                                          file_name="A.xmp", expected_size=len(data),
-                                          on_bytes=counted.append)
+    result = await make(session).download(
+        link=storage.link("A.xmp"),
+        folder=folder,
+        file_name="A.xmp",
+        expected_size=len(data),
+        on_bytes=counted.append,
+    )
     assert (folder / "A.xmp").read_bytes() == data
     assert names_in(folder) == ["A.xmp"]
     assert (result.path, result.size, result.resumed_from, result.attempts) == (
-        folder / "A.xmp", len(data), 0, 1)
+        folder / "A.xmp",
+        len(data),
+        0,
+        1,
+    )
     assert result.md5_hex == hashlib.md5(data).hexdigest()
     assert sum(counted) == len(data)
     (get,) = storage.seen
@@ -426,14 +474,16 @@ async def test_download_is_verified_renamed_and_leaves_nothing_else(
 
 
 async def test_a_partial_from_an_earlier_run_is_resumed_with_range_and_if_match(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     write(tmp_path / "A.xmp.partial", data[:300_000])
     write(tmp_path / "A.xmp.partial.etag", storage.etags["A.xmp"].encode())
     counted: list[int] = []
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp", on_bytes=counted.append)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp", on_bytes=counted.append
+    )
     (get,) = storage.seen
     assert get.headers["Range"] == "bytes=300000-"
     assert get.headers["If-Match"] == storage.etags["A.xmp"]
@@ -444,14 +494,16 @@ async def test_a_partial_from_an_earlier_run_is_resumed_with_range_and_if_match(
 
 
 async def test_a_server_ignoring_the_range_means_starting_over(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     write(tmp_path / "A.xmp.partial", data[:300_000])
     storage.get_faults = ["ignore-range"]
     counted: list[int] = []
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp", on_bytes=counted.append)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp", on_bytes=counted.append
+    )
     assert len(storage.seen) == 1
     assert result.resumed_from == 0
     assert (tmp_path / "A.xmp").read_bytes() == data
@@ -459,13 +511,15 @@ async def test_a_server_ignoring_the_range_means_starting_over(
 
 
 async def test_a_changed_object_412_restarts_from_zero(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     write(tmp_path / "A.xmp.partial", b"old bytes of an older object")
     write(tmp_path / "A.xmp.partial.etag", b'"0123456789abcdef0123456789abcdef"')
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp")
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
     first, second = storage.seen
     assert "If-Match" in first.headers
     assert "Range" not in second.headers and "If-Match" not in second.headers
@@ -475,13 +529,15 @@ async def test_a_changed_object_412_restarts_from_zero(
 
 
 async def test_a_complete_partial_416_is_verified_and_kept(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(500_000)
     storage.serve("A.xmp", data)
     write(tmp_path / "A.xmp.partial", data)
     write(tmp_path / "A.xmp.partial.etag", storage.etags["A.xmp"].encode())
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp")
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
     assert len(storage.seen) == 1
     assert result.resumed_from == len(data)
     assert (tmp_path / "A.xmp").read_bytes() == data
@@ -489,19 +545,22 @@ async def test_a_complete_partial_416_is_verified_and_kept(
 
 
 async def test_an_interrupted_download_leaves_no_final_file_and_resumes_later(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     storage.get_faults = ["cut"]
     with pytest.raises(TransferFailed, match="gave up"):
-        await make(session, attempts=1).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                                 file_name="A.xmp")
+        await make(session, attempts=1).download(
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+        )
     assert names_in(tmp_path) == ["A.xmp.partial", "A.xmp.partial.etag"]
     kept = (tmp_path / "A.xmp.partial").stat().st_size
     assert 0 < kept < len(data)
 
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp")
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
     assert storage.seen[-1].headers["Range"] == f"bytes={kept}-"
     assert result.resumed_from == kept
     assert (tmp_path / "A.xmp").read_bytes() == data
@@ -509,13 +568,15 @@ async def test_an_interrupted_download_leaves_no_final_file_and_resumes_later(
 
 
 async def test_a_cut_inside_one_call_is_resumed_by_the_next_attempt(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     storage.get_faults = ["cut"]
     counted: list[int] = []
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp", on_bytes=counted.append)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp", on_bytes=counted.append
+    )
     assert result.attempts == 2
     assert result.resumed_from > 0
     assert "Range" in storage.seen[1].headers
@@ -525,8 +586,8 @@ async def test_a_cut_inside_one_call_is_resumed_by_the_next_attempt(
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_failed_verification_removes_the_partial_and_raises(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        size: int) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, size: int
+) -> None:
     data = payload(size)
     storage.serve("A.xmp", data)
     storage.get_faults = ["corrupt", "corrupt"]
@@ -534,8 +595,8 @@ async def test_failed_verification_removes_the_partial_and_raises(
     counted: list[int] = []
     with pytest.raises(VerificationFailed, match="MD5"):
         await make(session, attempts=2, retries=retries).download(
-            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp",
-            on_bytes=counted.append)
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp", on_bytes=counted.append
+        )
     assert names_in(tmp_path) == []
     assert len(retries) == 1 and "MD5" in retries[0]
     assert sum(counted) == 0
@@ -543,21 +604,22 @@ async def test_failed_verification_removes_the_partial_and_raises(
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_a_corrupt_answer_is_fetched_again(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        size: int) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, size: int
+) -> None:
     data = payload(size)
     storage.serve("A.xmp", data)
     storage.get_faults = ["corrupt"]
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp", expected_md5_hex=None)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp", expected_md5_hex=None
+    )
     assert result.attempts == 2
     assert (tmp_path / "A.xmp").read_bytes() == data
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", "", "/tmp/x", "a\x00b"])
 async def test_unsafe_output_names_are_refused(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        name: str) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, name: str
+) -> None:
     storage.serve("x", b"data")
     folder = tmp_path / "out"
     with pytest.raises(TransferFailed, match="refusing"):
@@ -567,42 +629,52 @@ async def test_unsafe_output_names_are_refused(
 
 
 async def test_an_output_already_in_place_is_not_fetched_again(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(100_000)
     write(tmp_path / "A.xmp", data)
     result = await make(session).download(
-        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp",
-        expected_size=len(data), expected_md5_hex=hashlib.md5(data).hexdigest())
+        link=storage.link("A.xmp"),
+        folder=tmp_path,
+        file_name="A.xmp",
+        expected_size=len(data),
+        expected_md5_hex=hashlib.md5(data).hexdigest(),
+    )
     assert result.attempts == 0
     assert storage.seen == []
 
 
 async def test_an_expired_download_link_is_refreshed(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(100_000)
     storage.serve("A.xmp", data)
     storage.get_faults = ["403"]
-    result = await make(session, attempts=1).download(link=storage.link("A.xmp"),
-                                                      folder=tmp_path, file_name="A.xmp")
+    result = await make(session, attempts=1).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
     assert result.attempts == 1
     assert storage.seen[1].query.endswith("fresh=1")
 
 
 async def test_an_output_folder_under_a_file_is_unwritable(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     storage.serve("A.xmp", b"data")
     write(tmp_path / "not-a-folder", b"")
     folder = tmp_path / "not-a-folder" / "edited"
     with pytest.raises(OutputUnwritable, match="edited") as caught:
-        await make(session).download(link=storage.link("A.xmp"), folder=folder,
-                                     file_name="A.xmp")
+        await make(session).download(link=storage.link("A.xmp"), folder=folder, file_name="A.xmp")
     assert caught.value.folder == folder
     assert storage.seen == []
 
 
 async def test_a_full_disk_stops_at_once_and_keeps_the_partial(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    storage: FakeStorage,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     storage.serve("A.xmp", payload(1_000_000))
 
     def disk_full(*args: object) -> None:
@@ -611,8 +683,9 @@ async def test_a_full_disk_stops_at_once_and_keeps_the_partial(
     monkeypatch.setattr(download_module, "_write_hashed", disk_full)
     retries: list[str] = []
     with pytest.raises(OutputUnwritable, match="No space left") as caught:
-        await make(session, retries=retries).download(link=storage.link("A.xmp"),
-                                                      folder=tmp_path, file_name="A.xmp")
+        await make(session, retries=retries).download(
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+        )
     assert str(tmp_path) in str(caught.value)
     assert len(storage.seen) == 1 and retries == []
     assert "A.xmp.partial" in names_in(tmp_path)
@@ -620,8 +693,11 @@ async def test_a_full_disk_stops_at_once_and_keeps_the_partial(
 
 
 async def test_a_full_disk_stops_a_small_output_at_once_and_leaves_no_final_file(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    storage: FakeStorage,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     storage.serve("A.xmp", payload(10_000))
 
     def disk_full(descriptor: int) -> None:
@@ -630,23 +706,26 @@ async def test_a_full_disk_stops_a_small_output_at_once_and_leaves_no_final_file
     monkeypatch.setattr(download_module.os, "fsync", disk_full)
     retries: list[str] = []
     with pytest.raises(OutputUnwritable, match="No space left"):
-        await make(session, retries=retries).download(link=storage.link("A.xmp"),
-                                                      folder=tmp_path, file_name="A.xmp")
+        await make(session, retries=retries).download(
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+        )
     assert len(storage.seen) == 1 and retries == []
     assert "A.xmp" not in names_in(tmp_path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
 async def test_a_read_only_folder_is_unwritable(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     storage.serve("A.xmp", b"data")
     folder = tmp_path / "edited"
     folder.mkdir()
     folder.chmod(0o555)
     try:
         with pytest.raises(OutputUnwritable):
-            await make(session).download(link=storage.link("A.xmp"), folder=folder,
-                                         file_name="A.xmp")
+            await make(session).download(
+                link=storage.link("A.xmp"), folder=folder, file_name="A.xmp"
+            )
     finally:
         folder.chmod(0o755)
 
@@ -665,7 +744,8 @@ def make_big_file(path: Path) -> None:
 
 
 async def test_a_64_mib_file_moves_both_ways_in_bounded_memory(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     photo = tmp_path / "BIG.CR2"
     await asyncio.to_thread(make_big_file, photo)
     md5_hex = (await file_md5(photo)).hex()
@@ -678,8 +758,9 @@ async def test_a_64_mib_file_moves_both_ways_in_bounded_memory(
         await transfers.upload(photo, link=storage.link("BIG.CR2"), size=BIG, md5=None)
         upload_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        result = await transfers.download(link=storage.link("BIG.CR2"),
-                                          folder=tmp_path / "out", file_name="BIG.CR2")
+        result = await transfers.download(
+            link=storage.link("BIG.CR2"), folder=tmp_path / "out", file_name="BIG.CR2"
+        )
         download_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -711,12 +792,13 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, seconds)
 
 
-@pytest.mark.parametrize("size", [1000, upload_module.SMALL_FILE + 1],
-                         ids=["small-read-whole", "streamed"])
+@pytest.mark.parametrize(
+    "size", [1000, upload_module.SMALL_FILE + 1], ids=["small-read-whole", "streamed"]
+)
 @pytest.mark.parametrize("change", ["rewritten", "grown", "removed"])
 async def test_a_photo_that_changes_or_vanishes_during_its_put_is_reported(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        size: int, change: str) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, size: int, change: str
+) -> None:
     data = payload(size)
     photo = write(tmp_path / "A.CR2", data)
 
@@ -730,28 +812,31 @@ async def test_a_photo_that_changes_or_vanishes_during_its_put_is_reported(
 
     storage.during_put = edit_it
     with pytest.raises(SourceChanged, match="while it was being sent"):
-        await make(session).upload(photo, link=storage.link("A.CR2"), size=size,
-                                   md5=hashlib.md5(data).digest())
+        await make(session).upload(
+            photo, link=storage.link("A.CR2"), size=size, md5=hashlib.md5(data).digest()
+        )
     assert len(storage.seen) == 1  # sent once, then reported: the stage sends the new version
 
 
 async def test_a_photo_that_is_a_link_or_a_pipe_is_refused_without_a_request(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        release_pipes: None) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, release_pipes: None
+) -> None:
     secret = write(tmp_path / "secret", b"the daemon's own file")
     (tmp_path / "link.jpg").symlink_to(secret)
     os.mkfifo(tmp_path / "pipe.jpg")
     for name, kind in (("link.jpg", "a symbolic link"), ("pipe.jpg", "a named pipe")):
         with pytest.raises(TransferFailed, match=f"cannot read it: it is {kind}"):
-            await within(5, make(session).upload(tmp_path / name, link=storage.link(name),
-                                                 size=21, md5=None))
+            await within(
+                5, make(session).upload(tmp_path / name, link=storage.link(name), size=21, md5=None)
+            )
         with pytest.raises(OSError, match=f"it is {kind}, not a regular file"):
             await within(5, file_md5(tmp_path / name))
     assert storage.seen == []
 
 
 async def test_a_partial_planted_as_a_link_is_refused_and_its_target_untouched(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     storage.serve("A.xmp", payload(1_000_000))
     victim = write(tmp_path / "victim", b"precious")
     out = tmp_path / "out"
@@ -765,31 +850,34 @@ async def test_a_partial_planted_as_a_link_is_refused_and_its_target_untouched(
 
 
 async def test_an_etag_sidecar_planted_as_a_link_is_never_read_or_sent(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1_000_000)
     storage.serve("A.xmp", data)
     secret = write(tmp_path / "secret", b"api-key-of-someone")
     write(tmp_path / "A.xmp.partial", data[:1000])
     (tmp_path / "A.xmp.partial.etag").symlink_to(secret)
     with pytest.raises(TransferRefused, match=r"partial\.etag is a symbolic link"):
-        await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                     file_name="A.xmp")
+        await make(session).download(link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp")
     assert all("api-key" not in str(seen.headers) for seen in storage.seen)
     assert secret.read_bytes() == b"api-key-of-someone"
 
 
 async def test_a_partial_planted_as_a_pipe_is_refused_at_once(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        release_pipes: None) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, release_pipes: None
+) -> None:
     storage.serve("A.xmp", payload(1_000_000))
     os.mkfifo(tmp_path / "A.xmp.partial")
     with pytest.raises(TransferRefused, match="is a named pipe"):
-        await within(5, make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                               file_name="A.xmp"))
+        await within(
+            5,
+            make(session).download(link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"),
+        )
 
 
 async def test_a_final_name_planted_as_a_link_is_replaced_not_trusted(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     victim = write(tmp_path / "victim", payload(100_000))
     out = tmp_path / "out"
     out.mkdir()
@@ -797,37 +885,45 @@ async def test_a_final_name_planted_as_a_link_is_replaced_not_trusted(
     data = victim.read_bytes()
     storage.serve("A.xmp", data)
     result = await make(session).download(
-        link=storage.link("A.xmp"), folder=out, file_name="A.xmp", expected_size=len(data),
-        expected_md5_hex=hashlib.md5(data).hexdigest())
+        link=storage.link("A.xmp"),
+        folder=out,
+        file_name="A.xmp",
+        expected_size=len(data),
+        expected_md5_hex=hashlib.md5(data).hexdigest(),
+    )
     assert result.attempts == 1 and len(storage.seen) == 1  # fetched, not taken from the link
     assert not (out / "A.xmp").is_symlink() and (out / "A.xmp").read_bytes() == data
     assert victim.read_bytes() == data
 
 
 def capped(session: aiohttp.ClientSession, ceiling: int, *, attempts: int = 3) -> Transfers:
-    policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001,
-                         maximum_attempts=attempts)
-    return Transfers(session, TransferSettings(chunk_size=CHUNK, retry=policy,
-                                               max_download_size=ceiling))
+    policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=attempts)
+    return Transfers(
+        session, TransferSettings(chunk_size=CHUNK, retry=policy, max_download_size=ceiling)
+    )
 
 
 async def test_an_endless_body_is_cut_at_the_cap_and_its_partial_removed(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     storage.serve("A.jpg", payload(PIECE))
     storage.get_faults = ["endless"]
     with pytest.raises(TransferRefused, match="more than the 2097152 allowed"):
         await capped(session, 2 * 1024 * 1024).download(
-            link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", input_size=213)
+            link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", input_size=213
+        )
     assert names_in(tmp_path) == []
     assert len(storage.seen) == 1  # refused, not retried
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_reading(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     storage.serve("A.xmp", payload(1_000_000))
     with pytest.raises(TransferRefused, match="storage offers 1000000 bytes, more than"):
-        await capped(session, 500_000).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                                file_name="A.xmp")
+        await capped(session, 500_000).download(
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+        )
     assert names_in(tmp_path) == [] and len(storage.seen) == 1
 
 
@@ -841,52 +937,59 @@ def test_the_cap_follows_the_input_and_the_ceiling() -> None:
 
 @pytest.mark.parametrize("fault", ["overlong", "no-etag"])
 async def test_a_download_whose_length_cannot_be_confirmed_is_refused(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        fault: str) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, fault: str
+) -> None:
     storage.serve("A.jpg", payload(100_000))
     storage.get_faults = [fault]
     with pytest.raises(TransferRefused, match="no ETag, so the download cannot be checked"):
-        await make(session).download(link=storage.link("A.jpg"), folder=tmp_path,
-                                     file_name="A.jpg")
+        await make(session).download(link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg")
     assert names_in(tmp_path) == [] and len(storage.seen) == 1
 
 
 async def test_a_known_size_confirms_a_download_without_an_etag(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(100_000)
     storage.serve("A.jpg", data)
     storage.get_faults = ["no-etag"]
-    result = await make(session).download(link=storage.link("A.jpg"), folder=tmp_path,
-                                          file_name="A.jpg", expected_size=len(data))
+    result = await make(session).download(
+        link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", expected_size=len(data)
+    )
     assert result.size == len(data) and (tmp_path / "A.jpg").read_bytes() == data
 
 
-@pytest.mark.parametrize(("target", "reason"), [
-    ("file:///etc/passwd", "redirected to a file address"),
-    ("ftp://example.com/x", "redirected to a ftp address"),
-    ("loop", "redirected more than 5 times"),
-])
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("file:///etc/passwd", "redirected to a file address"),
+        ("ftp://example.com/x", "redirected to a ftp address"),
+        ("loop", "redirected more than 5 times"),
+    ],
+)
 async def test_a_redirect_off_http_or_in_a_loop_is_refused_at_once(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path,
-        target: str, reason: str) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, target: str, reason: str
+) -> None:
     storage.serve("A.xmp", b"data")
     storage.redirects["A.xmp"] = f"{storage.url}/A.xmp" if target == "loop" else target
     retries: list[str] = []
     with pytest.raises(TransferRefused, match=reason):
-        await make(session, retries=retries).download(link=storage.link("A.xmp"),
-                                                      folder=tmp_path, file_name="A.xmp")
+        await make(session, retries=retries).download(
+            link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+        )
     assert retries == []
     assert len(storage.seen) == (6 if target == "loop" else 1)
     assert names_in(tmp_path) == []
 
 
 async def test_a_redirect_to_another_host_is_followed(
-        storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     data = payload(1000)
     storage.serve("B.xmp", data)
     storage.redirects["A.xmp"] = storage.url.replace("127.0.0.1", "localhost") + "/B.xmp"
-    result = await make(session).download(link=storage.link("A.xmp"), folder=tmp_path,
-                                          file_name="A.xmp")
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
     assert [seen.name for seen in storage.seen] == ["A.xmp", "B.xmp"]
     assert storage.seen[1].headers["Host"].startswith("localhost:")
     assert result.size == len(data) and (tmp_path / "A.xmp").read_bytes() == data
