@@ -119,6 +119,12 @@ class DownloadLink(BaseModel):
         return data
 
 
+KNOWN_STATUSES = frozenset(
+    {"completed", "failed", "pending", "in progress", "processing", "queued"}
+)
+"""The status words of an edit or export Imagen is known to use (compared case-folded)."""
+
+
 class TaskStatus(BaseModel):
     """Progress of an edit or export; the status word's casing varies, so compare via the flags."""
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from orchestrator.imagen.models import KNOWN_STATUSES
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.store.inbox import Verdict, deliver_callback
@@ -27,6 +28,8 @@ log = logging.getLogger("orchestrator.daemon")
 MAX_BODY_BYTES = 16 * 1024
 """Largest callback body accepted; Imagen's is under a hundred bytes."""
 
+OTHER_STATUS = "other"
+"""The inbox's one status for every word Imagen is not known to send."""
 SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 """What a secret of ours looks like (`secrets.token_urlsafe`); anything else is not looked up."""
 
@@ -43,6 +46,13 @@ class CallbackBody(BaseModel, frozen=True, extra="ignore"):
     def _lower(cls, value: Any) -> Any:
         # Imagen writes statuses in Title Case, older docs in upper case: one key in the inbox.
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("status")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        # Any other word is kept as one "other": a sender inventing statuses cannot grow the
+        # inbox and the history by a row per word (the engine asks Imagen for the truth anyway).
+        return value if value in KNOWN_STATUSES else OTHER_STATUS
 
 
 class Receiver:

@@ -22,6 +22,9 @@ from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
 from orchestrator.workflow.stage import Stage
 
+NAMES_NOTED = 5
+"""Names quoted in one note about an odd answer before the rest are only counted."""
+
 Work = tuple[PhotoRecord, str]
 """A photo and the name of its output to fetch."""
 
@@ -88,12 +91,23 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
         ctx, phase=phase, progress_stage=outputs.stage, photo_id=_photo_id, describe=_describe
     ) as run:
         matched = {p.id for p, _ in work}
-        for photo in photos:
-            if photo.id not in matched and not photo.done(phase):
-                await run.failed((photo, photo.file_name), f"Imagen returned no {phase} output")
-        for name in unmatched:
-            await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
-        failures = await run.run(
+        # A photo whose output Imagen does not list is lost unless someone acts: it fails the
+        # stage (so the job is not completed without it), and `retry` asks for the links again.
+        missing = [p for p in photos if p.id not in matched and not p.done(phase)]
+        reason = f"Imagen returned no {phase} output"
+        for photo in missing:
+            await run.failed((photo, photo.file_name), reason)
+        if unmatched:
+            shown = ", ".join(unmatched[:NAMES_NOTED]) + (
+                " …" if len(unmatched) > NAMES_NOTED else ""
+            )
+            await ctx.event(
+                "note",
+                f"Imagen returned {len(unmatched)} {phase} outputs that match no photo (or a "
+                f"photo twice); skipped: {shown}",
+                count=len(unmatched),
+            )
+        failures = [f"{p.rel_path}: {reason}" for p in missing] + await run.run(
             todo, lambda item: _download_one(ctx, links, run, folder, outputs, item)
         )
     ctx.progress.stage_finished(ctx.label, outputs.stage)

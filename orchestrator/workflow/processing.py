@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from orchestrator.errors import Refused
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import ImagenNotFound
-from orchestrator.imagen.models import TaskStatus
+from orchestrator.imagen.models import KNOWN_STATUSES, TaskStatus
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
 from orchestrator.workflow.intent import call_once
 from orchestrator.workflow.stage import Stage
+
+UNKNOWN_STATUSES_NOTED = 3
+"""Unknown status words written to the history per wait; more are only polled through."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ async def wait(ctx: JobContext, process: Process) -> None:
     deadline = time.monotonic() + ctx.config.wait_deadline - max(0.0, time.time() - since)
     delay = ctx.config.poll_initial
     last_seen = ""
+    unknown_noted = 0
     stage = process.action
     ctx.progress.stage_started(ctx.label, stage, files=0, total_bytes=None)
     while True:
@@ -85,7 +89,9 @@ async def wait(ctx: JobContext, process: Process) -> None:
         ctx.progress.waiting(ctx.label, stage, status.progress, status.status)
         if status.status.lower() != last_seen:
             last_seen = status.status.lower()
-            if not (status.is_terminal or last_seen in _KNOWN_WAITING):
+            known = last_seen in KNOWN_STATUSES or last_seen == "unknown"  # not found yet
+            if not known and unknown_noted < UNKNOWN_STATUSES_NOTED:
+                unknown_noted += 1
                 await ctx.event("note", f"unknown {stage} status {status.status!r}; waiting")
         if status.is_completed:
             ctx.progress.stage_finished(ctx.label, stage)
@@ -173,5 +179,3 @@ EDIT_STAGE = process_stage(
 EXPORT_STAGE = process_stage(
     EXPORT, states=(JobState.EXPORT_REQUESTED, JobState.EXPORTING), applies=wants_export
 )
-
-_KNOWN_WAITING = frozenset({"pending", "in progress", "processing", "queued", "unknown"})

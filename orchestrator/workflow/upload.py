@@ -32,6 +32,8 @@ HASH_WORKERS = 2
 """Photos hashed at once: hashing is disk-bound, more readers only thrash the disk."""
 SMALL_FILES_PER_TRIP = 64
 """Small photos hashed in one trip to a worker thread."""
+NAMES_NOTED = 5
+"""Names quoted in one note about an odd answer before the rest are only counted."""
 RESENDS_AFTER_CHANGE = 3
 """How often a photo that changed while it was sent is read again and sent again."""
 
@@ -49,22 +51,45 @@ class LinkBook:
     async def link(self, photo: PhotoRecord, refresh: bool) -> str:
         """The upload link of one photo; a fresh one of its own when `refresh` is set."""
         if refresh:
-            fresh = await self._request([photo])
-            return fresh[photo.file_name]
-        index = self._batch_of[photo.file_name]
-        if index not in self._links:
-            self._links[index] = asyncio.ensure_future(self._request(self._batches[index]))
-        return (await self._links[index])[photo.file_name]
+            links = await self._request([photo])
+        else:
+            index = self._batch_of[photo.file_name]
+            if index not in self._links:
+                self._links[index] = asyncio.ensure_future(self._request(self._batches[index]))
+            links = await self._links[index]
+        if photo.file_name not in links:
+            raise PhotoFailed("Imagen gave no upload link for it; `orchestrator retry` asks again")
+        return links[photo.file_name]
 
     async def _request(self, photos: Sequence[PhotoRecord]) -> dict[str, str]:
         files = [(p.file_name, _b64(p.md5)) for p in photos]
-        links = await self._ctx.services.imagen.upload_links(self._ctx.project_uuid, files)
-        return {link.file_name: link.upload_link for link in links}
+        answered = await self._ctx.services.imagen.upload_links(self._ctx.project_uuid, files)
+        asked = {p.file_name for p in photos}
+        links: dict[str, str] = {}
+        odd: list[str] = []
+        for link in answered:
+            if link.file_name not in asked or link.file_name in links:
+                odd.append(link.file_name)  # a name we did not ask for, or a second link
+                continue
+            links[link.file_name] = link.upload_link
+        if odd:
+            await self._ctx.event(
+                "note",
+                f"Imagen answered {len(odd)} upload links for names it was not asked for or "
+                f"twice; ignored: {_names(odd)}",
+                count=len(odd),
+            )
+        return links
 
     def close(self) -> None:
         """Cancel batch requests nobody waits for any more."""
         for task in self._links.values():
             task.cancel()
+
+
+def _names(names: Sequence[str]) -> str:
+    """A few names for a note, outside text made inert by the display when shown."""
+    return ", ".join(names[:NAMES_NOTED]) + (" …" if len(names) > NAMES_NOTED else "")
 
 
 def _b64(md5_hex: str | None) -> str | None:
