@@ -88,12 +88,8 @@ def main(shoot: str) -> int:
     result = asyncio.run(
         run_batch(request, load_settings(), NullProgress(), pipeline=REVIEW_PIPELINE)
     )
-    sys.stdout.write(
-        json.dumps(
-            [{"id": o.job.id, "state": o.job.state, "waiting": o.waiting} for o in result.outcomes]
-        )
-        + "\n"
-    )
+    outcomes = [{"id": o.job.id, "state": o.job.state} for o in result.outcomes]
+    sys.stdout.write(json.dumps(outcomes) + "\n")
     return result.exit_code
 
 

@@ -127,7 +127,8 @@ def _scored(entries: Any, key: str) -> list[Suggestion]:
     return found
 
 
-def _image_phase(photo: PhotoRecord) -> str | None:
+def image_phase(photo: PhotoRecord) -> str | None:
+    """The phase whose output, a JPEG, shows the photo (the export, else the edit), if any."""
     for phase in ("export", "edit"):
         record = photo.phase(phase)
         if record and record.done_at and (record.output or "").lower().endswith((".jpg", ".jpeg")):
@@ -151,7 +152,7 @@ def photo_review(photo: PhotoRecord, details: dict[str, Any]) -> PhotoReview:
         moderation_score=float(score) if isinstance(score, int | float) else None,
         source=str(details.get("source") or "auto"),
         approved=decision(details),
-        image_phase=_image_phase(photo),
+        image_phase=image_phase(photo),
     )
 
 
