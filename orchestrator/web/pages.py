@@ -217,7 +217,7 @@ class Pages:
         try:
             await action
         except REFUSALS as exc:
-            message = str(exc).strip("'\"")
+            message = str(exc)
             if back == "review":
                 return await self.review(request, error=message)
             return await self.job(request, error=message)
