@@ -21,10 +21,12 @@ from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, P
 from orchestrator.listening import CannotListen
 from orchestrator.reporting import make_reporter
 from orchestrator.service import jobs as job_views
+from orchestrator.service import review as review_actions
 from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
 from orchestrator.service.wiring import ConfigError, database_problem, open_store
 from orchestrator.spec import JobSpec, SpecError
+from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.workflow.planning import PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
@@ -60,6 +62,13 @@ ProfileOption = Annotated[
     ),
 ]
 ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/exported.")]
+ReviewOption = Annotated[
+    bool,
+    typer.Option(
+        help="Wait after keywording until the keywords are approved (the web page, "
+        "`orchestrator approve`)."
+    ),
+]
 PhotographyTypeOption = Annotated[
     PhotographyType | None, typer.Option(case_sensitive=False, help="Genre hint for the AI.")
 ]
@@ -93,6 +102,8 @@ def job_spec(
     crop_aspect_ratio: CropAspectRatio | None,
     sky_template: int | None,
     hdr_compression: HdrCompression | None,
+    *,
+    review: bool = False,
 ) -> JobSpec:
     """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
     edit: dict[str, Any] = {"tools": sorted(set(tools))}
@@ -105,7 +116,7 @@ def job_spec(
         if value is not None:
             edit[key] = value
     try:
-        return JobSpec.build(edit=edit, export=export)
+        return JobSpec.build(edit=edit, export=export, review=review)
     except SpecError as exc:
         fail(str(exc))
 
@@ -151,7 +162,15 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
     except ConfigProblem as exc:
         fail("bad configuration", details=exc.problems)
-    except (ConfigError, CannotListen, PlanError, ShootError, JobNotFound, StateConflict) as exc:
+    except (
+        ConfigError,
+        CannotListen,
+        PlanError,
+        ShootError,
+        JobNotFound,
+        StateConflict,
+        review_actions.ReviewRefused,
+    ) as exc:
         fail(str(exc))
     except LeaseHeld as exc:
         fail(str(exc), EXIT_FAILED)
@@ -189,6 +208,7 @@ def run(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    review: ReviewOption = False,
     concurrency: Annotated[
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
     ] = None,
@@ -201,7 +221,13 @@ def run(
         source=folder,
         profiles=profile,
         spec=job_spec(
-            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+            export,
+            photography_type,
+            tool,
+            crop_aspect_ratio,
+            sky_template,
+            hdr_compression,
+            review=review,
         ),
     )
     with make_reporter(json_mode=json_output) as reporter:
@@ -235,6 +261,11 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  edits:   {markup_safe(job.edited_dir)}")
             if JobSpec.from_stored(job.options).export:
                 out.print(f"  exports: {markup_safe(job.exported_dir)}")
+        if job.state == JobState.REVIEWING:
+            out.print(
+                f"  waiting for review: open the web page (`orchestrator ui`) or run "
+                f"`orchestrator approve {job.id[:8]}`, then run the same command again"
+            )
         if outcome.paused:
             out.print(f"  stopped: {markup_safe(outcome.paused)}")
             out.print("  run the same command again to continue")
@@ -460,6 +491,67 @@ def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
 
 
 @app.command()
+def approve(
+    job: JobArgument,
+    photo: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos to approve, by file name (moderation-flagged ones need this); "
+            "none: every photo not flagged, the flagged ones held back."
+        ),
+    ] = [],  # noqa: B006
+    json_output: JsonOption = False,
+) -> None:
+    """Approve a job waiting for review (or some of its photos), so it goes on to delivery."""
+    cfg = settings()
+    done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
+    if json_output:
+        print_json(
+            {
+                "job": done.job.id,
+                "approved": done.approved,
+                "held_back": done.held_back,
+                "remaining": done.remaining,
+                "complete": done.complete,
+            }
+        )
+        return
+    out.print(f"{markup_safe(done.job.name)}: {len(done.approved)} photos approved")
+    for name in done.held_back:
+        out.print(f"  held back (flagged by moderation): {markup_safe(name)}")
+    if done.held_back:
+        out.print(f"  to deliver one anyway: orchestrator approve {done.job.id[:8]} PHOTO")
+    if not done.complete:
+        out.print(f"  {len(done.remaining)} photos still to decide")
+    elif done.job.queued_for_daemon:
+        out.print("  review done: the daemon takes the job on")
+    else:
+        out.print("  review done: run the same command again to continue")
+
+
+@app.command()
+def ui(
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to serve the web page on (default 127.0.0.1:8751); beyond "
+            "loopback it needs a token (ORCH_UI_TOKEN, or one made up and printed)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the web page (jobs, one job, the review) over the job database."""
+    from orchestrator.web.server import DEFAULT_LISTEN, serve_ui
+
+    cfg = settings()
+
+    def ready(base_url: str) -> None:
+        sys.stdout.write(f"{base_url}\n")
+        sys.stdout.flush()
+
+    run_async(lambda: serve_ui(cfg, listen or DEFAULT_LISTEN, on_ready=ready))
+
+
+@app.command()
 def submit(
     folder: FolderArgument,
     profile: ProfileOption = [],  # noqa: B006
@@ -469,6 +561,7 @@ def submit(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    review: ReviewOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -479,7 +572,13 @@ def submit(
         source=folder,
         profiles=profile,
         spec=job_spec(
-            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+            export,
+            photography_type,
+            tool,
+            crop_aspect_ratio,
+            sky_template,
+            hdr_compression,
+            review=review,
         ),
     )
     submitted = run_async(lambda: submit_folder(request, cfg))
@@ -526,6 +625,7 @@ def daemon(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    review: ReviewOption = False,
     max_jobs: Annotated[
         int | None,
         typer.Option(
@@ -559,7 +659,13 @@ def daemon(
     if watch and not profile:
         fail("--watch needs --profile: the profile its drops are edited with")
     spec = job_spec(
-        export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+        export,
+        photography_type,
+        tool,
+        crop_aspect_ratio,
+        sky_template,
+        hdr_compression,
+        review=review,
     )
     cfg = settings(
         listen=listen,

@@ -30,6 +30,8 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """The edit: genre, AI tools and their settings."""
     export: bool = False
     """Export JPEGs after the edit."""
+    review: bool = False
+    """Hold the job after keywording until a person approves it (the web page, `approve`)."""
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:

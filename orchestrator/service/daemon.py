@@ -38,6 +38,7 @@ from orchestrator.service.wiring import (
     open_store,
 )
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
+from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig
 from orchestrator.workflow.planning import RunRequest
 
@@ -129,6 +130,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             operations=Operations(store=store, health=health, metrics=metrics),
             receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
             access=Access.for_daemon(settings, host),
+            pages=pages_for(store),
         )
         runner = web.AppRunner(
             app,

@@ -1,22 +1,30 @@
-"""The daemon's HTTP side: callbacks, /healthz, /readyz, /metrics and the read-only jobs API.
+"""The daemon's HTTP side: callbacks, /healthz, /readyz, /metrics, the jobs API and the pages.
 
 Who may ask what (`Access`, `access_middleware`): /healthz, /readyz and the callbacks (whose
 secret is their key) are open; /metrics is open unless configured to need the token;
 everything else (/api, the pages) answers only to a `Host` this daemon is known by, so that
 a DNS-rebinding page cannot read it, and, when a token is in force, only with
-`Authorization: Bearer <token>`. A token is in force when ORCH_UI_TOKEN is set, and always
-when the daemon listens beyond loopback (one is made up and printed at start if none is set).
+`Authorization: Bearer <token>` or the session cookie the page's login sets. A token is in
+force when ORCH_UI_TOKEN is set, and always when the daemon listens beyond loopback (one is
+made up and printed at start if none is set).
+
+Every POST but the callbacks must come from this site: a browser's `Sec-Fetch-Site` and
+`Origin` must say so, and the form must carry the CSRF field made for the browser's CSRF
+cookie (an HMAC no other site can compute). Everything answered carries headers that keep
+other sites from framing it and the page to its own scripts and images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
 import secrets
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -50,6 +58,25 @@ class RedactingAccessLogger(AbstractAccessLogger):
             },
         )
 
+
+SESSION_COOKIE = "orch_session"
+CSRF_COOKIE = "orch_csrf"
+CSRF_FIELD = "csrf"
+"""The form field (or `X-CSRF-Token` header) every POST must carry."""
+SESSION_SECONDS = 12 * 3600
+"""How long a login lasts."""
+LOGIN_PATHS = frozenset({"/login"})
+"""Reachable without the token: where it is given."""
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+LoginPage = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""Answers a page request that lacks the token (the login form, status 401)."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -85,31 +112,79 @@ def _is_ip(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Access:
-    """The names the daemon answers /api to, and the token it needs there (None: none)."""
+    """The names the daemon answers /api and the pages to, and the token they need (None:
+    none)."""
 
     names: frozenset[str]
     token: str | None
     metrics_need_token: bool = False
+    secure_cookies: bool = False
+    """Mark cookies Secure: the page is reached over https (the public URL says so)."""
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    """Signs the session and CSRF cookies; made from the token when there is one, so that a
+    login survives a restart and holds on every daemon sharing the token."""
 
     @classmethod
-    def for_daemon(cls, settings: Settings, listen_host: str) -> Access:
-        """The access rules for a daemon listening on `listen_host`; prints a made-up token."""
+    def for_daemon(cls, settings: Settings, listen_host: str, *, what: str = "daemon") -> Access:
+        """The access rules for a server listening on `listen_host`; prints a made-up token."""
         token = settings.token()
         if token is None and not is_loopback(listen_host):
             token = secrets.token_urlsafe(32)
             # Once, on stderr, not in the JSON log: whoever started the daemon needs it.
             sys.stderr.write(
-                f"the daemon listens beyond loopback ({listen_host}): /api needs the header "
-                f"'Authorization: Bearer {token}' (set ORCH_UI_TOKEN to choose the token)\n"
+                f"the {what} listens beyond loopback ({listen_host}): /api needs the header "
+                f"'Authorization: Bearer {token}' and the page's login that token "
+                "(set ORCH_UI_TOKEN to choose the token)\n"
             )
             sys.stderr.flush()
         public = _host_name(urlsplit(settings.public_url).netloc) if settings.public_url else None
         extra = (name.strip() for name in settings.allowed_hosts.split(","))
+        secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         return cls(
             names=_names([*LOOPBACK_NAMES, listen_host, public or "", *extra]),
             token=token,
             metrics_need_token=settings.metrics_need_token,
+            secure_cookies=secure,
+            **(
+                {"secret": hashlib.sha256(f"orchestrator-ui:{token}".encode()).digest()}
+                if token
+                else {}
+            ),
         )
+
+    def _sign(self, purpose: str, value: str) -> str:
+        return hmac.new(self.secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def token_matches(self, given: str) -> bool:
+        """Whether `given` is the token (compared in constant time); True when none is needed."""
+        if self.token is None:
+            return True
+        return hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    def new_session(self, now: float | None = None) -> str:
+        """A session cookie value for a browser that just gave the token."""
+        issued = str(int(time.time() if now is None else now))
+        return f"{issued}.{self._sign('session', issued)}"
+
+    def session_valid(self, value: str | None, now: float | None = None) -> bool:
+        """Whether a session cookie is one this server made, less than SESSION_SECONDS ago."""
+        issued, _, signature = (value or "").partition(".")
+        if not issued.isdigit() or not hmac.compare_digest(
+            signature.encode(), self._sign("session", issued).encode()
+        ):
+            return False
+        age = (time.time() if now is None else now) - int(issued)
+        return 0 <= age < SESSION_SECONDS
+
+    def csrf_field(self, nonce: str) -> str:
+        """The CSRF field value that goes with the browser's CSRF cookie `nonce`."""
+        return self._sign("csrf", nonce)
+
+    def authenticated(self, request: web.Request) -> bool:
+        """Whether the request carries the token (header) or a valid session (cookie)."""
+        if self.token is None or self.token_given(request.headers.get("Authorization")):
+            return True
+        return self.session_valid(request.cookies.get(SESSION_COOKIE))
 
     def host_allowed(self, header: str | None) -> bool:
         """Whether a Host header names this daemon.
@@ -135,8 +210,48 @@ def _names(names: Iterable[str]) -> frozenset[str]:
     return frozenset(n.lower().strip("[]") for n in names if n)
 
 
-def access_middleware(access: Access) -> Middleware:
-    """A middleware enforcing `access` before any handler runs."""
+def _is_page(path: str) -> bool:
+    """Whether a path is one of the pages (answered in HTML), not /api or /metrics."""
+    return not (path.startswith("/api/") or path == "/api" or path == "/metrics")
+
+
+def _same_site(request: web.Request) -> bool:
+    """Whether what the browser says of the request's origin names this very site.
+
+    Browsers send `Sec-Fetch-Site` and `Origin` with every POST; tools send neither (and are
+    then held to the CSRF field alone).
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    host = request.headers.get("Host", "")
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+async def csrf_given(request: web.Request, access: Access) -> bool:
+    """Whether a POST carries the CSRF field made for its browser's CSRF cookie."""
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if not nonce:
+        return False
+    given = request.headers.get("X-CSRF-Token")
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        value = (await request.post()).get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    return given is not None and hmac.compare_digest(
+        given.encode(), access.csrf_field(nonce).encode()
+    )
+
+
+def access_middleware(access: Access, *, login: LoginPage | None = None) -> Middleware:
+    """A middleware enforcing `access` before any handler runs; `login` answers page requests
+    that lack the token (without it they get the JSON 401 /api gets)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -150,18 +265,73 @@ def access_middleware(access: Access) -> Middleware:
                 {"error": "this daemon is not known by that name; add it to ORCH_ALLOWED_HOSTS"},
                 status=403,
             )
-        if not access.token_given(request.headers.get("Authorization")):
-            return web.json_response(
-                {
-                    "error": "send the daemon's token as 'Authorization: Bearer <token>' "
-                    "(ORCH_UI_TOKEN)"
-                },
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'},
+        nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        request["csrf"] = access.csrf_field(nonce)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not (
+            _same_site(request) and await csrf_given(request, access)
+        ):
+            return _refused(
+                request,
+                403,
+                "refused: this request did not come from the page itself (cross-site, or "
+                "the page is old); reload the page and try again",
             )
-        return await handler(request)
+        if not access.authenticated(request) and path not in LOGIN_PATHS:
+            if login is not None and _is_page(path):
+                response = await login(request)
+            else:
+                response = web.json_response(
+                    {
+                        "error": "send the daemon's token as 'Authorization: Bearer <token>' "
+                        "(ORCH_UI_TOKEN)"
+                    },
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="orchestrator"'},
+                )
+        else:
+            response = await handler(request)
+        if CSRF_COOKIE not in request.cookies and _is_page(path):
+            _set_cookie(response, access, CSRF_COOKIE, nonce, max_age=None)
+        return response
 
     return check
+
+
+def _refused(request: web.Request, status: int, message: str) -> web.Response:
+    if _is_page(request.path):
+        return web.Response(text=message, status=status, content_type="text/plain")
+    return web.json_response({"error": message}, status=status)
+
+
+def _set_cookie(
+    response: web.StreamResponse, access: Access, name: str, value: str, *, max_age: int | None
+) -> None:
+    """A cookie scripts cannot read and other sites never send back."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=access.secure_cookies,
+    )
+
+
+def log_in(response: web.StreamResponse, access: Access) -> None:
+    """Give the browser a session (it gave the token)."""
+    _set_cookie(response, access, SESSION_COOKIE, access.new_session(), max_age=SESSION_SECONDS)
+
+
+def log_out(response: web.StreamResponse) -> None:
+    """End the browser's session."""
+    response.del_cookie(SESSION_COOKIE, path="/")
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every answer carries (an `on_response_prepare` signal handler)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 class Operations:
@@ -214,13 +384,26 @@ class Operations:
         return web.json_response({"job": job_views.job_summary(job, photos), "events": events})
 
 
-def build_app(*, operations: Operations, receiver: Receiver, access: Access) -> web.Application:
-    """The application served on --listen."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[access_middleware(access)])
+def build_app(
+    *,
+    operations: Operations,
+    receiver: Receiver | None,
+    access: Access,
+    pages: Callable[[web.Application, Access], LoginPage] | None = None,
+) -> web.Application:
+    """The application served on --listen: the daemon's (with `receiver`) or `ui`'s.
+
+    `pages` mounts the web page on the application and returns its login page.
+    """
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    login = pages(app, access) if pages is not None else None
+    app.middlewares.append(access_middleware(access, login=login))
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", operations.healthz)
     app.router.add_get("/readyz", operations.readyz)
     app.router.add_get("/metrics", operations.metrics)
     app.router.add_get("/api/jobs", operations.list_jobs)
     app.router.add_get("/api/jobs/{job_id}", operations.job)
-    app.router.add_post("/callbacks/{secret}", receiver.handle)
+    if receiver is not None:
+        app.router.add_post("/callbacks/{secret}", receiver.handle)
     return app

@@ -1,16 +1,22 @@
 """Operator views of the job database and the operator's actions: status, history, failed
-photos, retry and cancel; the same for the CLI, the daemon's API and the web page."""
+photos, progress, the stages' timeline, retry and cancel; the same for the CLI, the daemon's
+API and the web page."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from orchestrator.states import JobState, Move
-from orchestrator.store.models import Event, Job
-from orchestrator.store.queries import StateConflict, Store
+from orchestrator.states import TERMINAL_STATES, JobState, Move
+from orchestrator.store.models import Event, Job, utcnow
+from orchestrator.store.queries import PhotoRecord, StateConflict, Store
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.stage import Stage
+
+RATE_WINDOW_SECONDS = 30.0
+"""The rate shown is that of the photos finished in this last stretch."""
 
 
 @dataclass(frozen=True)
@@ -100,3 +106,125 @@ async def cancel(store: Store, ref: str) -> Job:
     return await store.request_cancel(
         job.id, PIPELINE.transitions.move(job.state, JobState.CANCELLED)
     )
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """How far the current stage of a job got over its photos, from what they recorded."""
+
+    stage: str
+    files_done: int
+    files_total: int
+    files_failed: int
+    bytes_done: int | None
+    bytes_total: int | None
+    """Known for uploads (the sources' sizes); downloads learn theirs as they go."""
+    bytes_per_second: float | None
+    seconds_left: float | None
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    """A job as the jobs page shows it: `status --json`'s summary, its stage and progress."""
+
+    summary: dict[str, Any]
+    stage: str | None
+    progress: StageProgress | None
+
+
+@dataclass(frozen=True)
+class StageMark:
+    """One stage on a job's timeline."""
+
+    stage: str
+    status: str
+    """done, running, waiting, failed, cancelled or pending."""
+    entered_at: datetime | None
+
+
+def current_stage(job: Job) -> Stage | None:
+    """The stage a live job is in (None once it ended)."""
+    if job.state in TERMINAL_STATES:
+        return None
+    try:
+        return PIPELINE.stage_of(job.state)
+    except KeyError:
+        return None
+
+
+def stage_progress(stage: Stage, photos: list[PhotoRecord], now: datetime) -> StageProgress:
+    """Files (and bytes, where known) done of the stage's phase, the recent rate, time left."""
+    phase = stage.phase or ""
+    done = [(p, r) for p in photos if (r := p.phase(phase)) is not None and r.done_at]
+    failed = sum(1 for p in photos if (r := p.phase(phase)) and r.failed_reason and not r.done_at)
+    uploads = phase == "upload"
+    sizes = [p.size if uploads else (r.size or 0) for p, r in done]
+    bytes_total = sum(p.size for p in photos) if uploads else None
+    recent = [
+        (r.done_at, size)
+        for (_, r), size in zip(done, sizes, strict=True)
+        if r.done_at and (now - r.done_at).total_seconds() <= RATE_WINDOW_SECONDS
+    ]
+    rate = files_rate = None
+    if recent:
+        span = max(1.0, (now - min(at for at, _ in recent)).total_seconds())
+        rate, files_rate = sum(size for _, size in recent) / span, len(recent) / span
+    left = None
+    if bytes_total is not None and rate:
+        left = max(0.0, (bytes_total - sum(sizes)) / rate)
+    elif files_rate:
+        left = max(0, len(photos) - len(done) - failed) / files_rate
+    return StageProgress(
+        stage=stage.name,
+        files_done=len(done),
+        files_total=len(photos),
+        files_failed=failed,
+        bytes_done=sum(sizes),
+        bytes_total=bytes_total,
+        bytes_per_second=rate,
+        seconds_left=left,
+    )
+
+
+async def overview(store: Store) -> list[JobOverview]:
+    """Every job, newest first, with the progress of the stage it is in."""
+    now = utcnow()
+    found = []
+    for job, photos in await store.list_jobs():
+        stage = current_stage(job)
+        progress = None
+        if stage is not None and stage.phase is not None:
+            progress = stage_progress(stage, await store.photos(job.id), now)
+        found.append(JobOverview(job_summary(job, photos), stage.name if stage else None, progress))
+    return found
+
+
+def timeline(job: Job, events: list[Event]) -> list[StageMark]:
+    """The stages the job asked for, in order, each with where the job stands with it."""
+    spec = PIPELINE.spec_model.from_stored(job.options)
+    stages = [s for s in PIPELINE.stages if s.applies is None or s.applies(spec)]
+    owner = {state: stage.name for stage in stages for state in stage.states}
+    entered: dict[str, datetime] = {}
+    for event in events:
+        if event.to_state in owner:
+            entered.setdefault(owner[event.to_state], event.at)
+    where: str | None = job.state
+    if job.state == JobState.FAILED:
+        where = job.state_before_failure
+    elif job.state == JobState.CANCELLED:
+        where = next(
+            (e.from_state for e in reversed(events) if e.to_state == JobState.CANCELLED), None
+        )
+    names = [s.name for s in stages]
+    at = names.index(owner[where]) if where in owner else len(stages)
+    if job.state == JobState.COMPLETED:
+        at = len(stages)
+    if job.state in (JobState.FAILED, JobState.CANCELLED):
+        now_status = str(job.state)
+    else:
+        now_status = "waiting" if job.state in PIPELINE.waiting_states else "running"
+    marks = []
+    for index, stage in enumerate(stages):
+        status = "done" if index < at else now_status if index == at else "pending"
+        marks.append(StageMark(stage.name, status, entered.get(stage.name)))
+    return marks

@@ -25,6 +25,7 @@ HAPPY_PATH = [
     JobState.EXPORTING,
     JobState.EXPORTED,
     JobState.DOWNLOADING_EXPORTS,
+    JobState.REVIEWING,
     JobState.COMPLETED,
 ]
 
@@ -34,9 +35,14 @@ def test_happy_path_is_legal() -> None:
         check_transition(current, new)
 
 
-@pytest.mark.parametrize("skip_to", [JobState.COMPLETED])
+@pytest.mark.parametrize("skip_to", [JobState.REVIEWING, JobState.COMPLETED])
 def test_stages_not_asked_for_can_be_skipped(skip_to: JobState) -> None:
     check_transition(JobState.DOWNLOADING_EDITS, skip_to)
+    check_transition(JobState.DOWNLOADING_EXPORTS, skip_to)
+
+
+def test_reviewing_is_a_waiting_state() -> None:
+    assert JobState.REVIEWING in PIPELINE.waiting_states
 
 
 def test_no_state_moves_backwards_or_jumps_ahead() -> None:

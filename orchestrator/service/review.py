@@ -1,0 +1,351 @@
+"""The review before delivery: the keywords to look at, their edits and the approvals.
+
+The same calls serve the web page and `orchestrator approve`. Every write is made under the
+job's lease, taken for the moment of the write: a job under review is driven by nobody, and
+taking the lease keeps a daemon that wakes it at that moment from reading a half-made review.
+Keywords may only be removed, or added from the photo's own suggestions (as in Imagga's
+review screen); each edit marks the photo's keywords `"source": "reviewed"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from orchestrator.states import JobState
+from orchestrator.store.models import Job, utcnow
+from orchestrator.store.queries import (
+    JobNotFound,
+    Lease,
+    LeaseHeld,
+    PhaseDone,
+    PhotoRecord,
+    StateConflict,
+    Store,
+    process_owner,
+)
+from orchestrator.store.scheduling import wake_daemons
+from orchestrator.workflow.review import TAG_PHASE, decision, is_flagged, tag_details, undecided
+
+T = TypeVar("T")
+
+LEASE_SECONDS = 30.0
+"""How long a review write may hold the job's lease (it takes milliseconds)."""
+LEASE_ATTEMPTS = 6
+"""Tries to take the lease while a daemon looks at the job (each waits twice the last)."""
+ALLOWED_SHOWN = 40
+"""Suggestions listed in a refusal; more are summed up."""
+
+PhotoRef = int | str
+"""A photo by its id (the page) or its file name or path in the shoot (the command line)."""
+
+
+class ReviewRefused(ValueError):
+    """A review action that cannot be done as asked; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A keyword the tagger suggested, with its confidence (0-100)."""
+
+    tag: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class PhotoReview:
+    """One tagged photo as the reviewer sees it."""
+
+    id: int
+    rel_path: str
+    file_name: str
+    keywords: list[str]
+    suggestions: list[Suggestion]
+    categories: list[Suggestion]
+    flagged: bool
+    moderation_score: float | None
+    source: str
+    approved: bool | None
+    """True: delivered; False: held back; None: not decided yet."""
+    image_phase: str | None
+    """The phase whose output (a JPEG) shows the photo, if any."""
+
+    @property
+    def addable(self) -> list[str]:
+        """The suggestions not chosen yet: the only words that may be added."""
+        chosen = {word.casefold() for word in self.keywords}
+        return [s.tag for s in self.suggestions if s.tag.casefold() not in chosen]
+
+
+@dataclass(frozen=True)
+class JobReview:
+    """A job's review: whether it waits for one, and its tagged photos."""
+
+    job: Job
+    photos: list[PhotoReview]
+
+    @property
+    def open(self) -> bool:
+        """Whether the job waits in `reviewing`, so edits and approvals are taken."""
+        return self.job.state == JobState.REVIEWING
+
+    @property
+    def undecided(self) -> list[PhotoReview]:
+        """The photos still waiting for a decision."""
+        return [photo for photo in self.photos if photo.approved is None]
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What an approval did."""
+
+    job: Job
+    approved: list[str]
+    held_back: list[str]
+    """Flagged photos a whole-job approval did not approve: they are not delivered."""
+    remaining: list[str]
+    """Photos still undecided (a per-photo approval that did not cover them all)."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether every photo is decided, so the job goes on."""
+        return not self.remaining
+
+
+def _scored(entries: Any, key: str) -> list[Suggestion]:
+    """`[{key: str, "confidence": float}, …]` from the tagger, ignoring malformed entries."""
+    if not isinstance(entries, list):
+        return []
+    found = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get(key), str):
+            confidence = entry.get("confidence")
+            number = float(confidence) if isinstance(confidence, int | float) else 0.0
+            found.append(Suggestion(entry[key], number))
+    return found
+
+
+def image_phase(photo: PhotoRecord) -> str | None:
+    """The phase whose output, a JPEG, shows the photo (the export, else the edit), if any."""
+    for phase in ("export", "edit"):
+        record = photo.phase(phase)
+        if record and record.done_at and (record.output or "").lower().endswith((".jpg", ".jpeg")):
+            return phase
+    return None
+
+
+def photo_review(photo: PhotoRecord, details: dict[str, Any]) -> PhotoReview:
+    """A tagged photo's review, from what keywording (and earlier reviews) recorded."""
+    moderation = details.get("moderation")
+    score = moderation.get("score") if isinstance(moderation, dict) else None
+    keywords = details.get("keywords")
+    return PhotoReview(
+        id=photo.id,
+        rel_path=photo.rel_path,
+        file_name=photo.file_name,
+        keywords=[k for k in keywords if isinstance(k, str)] if isinstance(keywords, list) else [],
+        suggestions=_scored(details.get("suggestions"), "tag"),
+        categories=_scored(details.get("categories"), "name"),
+        flagged=is_flagged(details),
+        moderation_score=float(score) if isinstance(score, int | float) else None,
+        source=str(details.get("source") or "auto"),
+        approved=decision(details),
+        image_phase=image_phase(photo),
+    )
+
+
+async def review(store: Store, ref: str) -> JobReview:
+    """The job named by `ref` and its tagged photos, in the job's order."""
+    job = await store.resolve_job(ref)
+    photos = [
+        photo_review(photo, details)
+        for photo in await store.photos(job.id)
+        if (details := tag_details(photo)) is not None
+    ]
+    return JobReview(job, photos)
+
+
+def _find(photos: Sequence[PhotoRecord], ref: PhotoRef, job: Job) -> PhotoRecord:
+    for photo in photos:
+        if ref in (photo.id, photo.file_name, photo.rel_path):
+            return photo
+    raise JobNotFound(
+        f"job {job.id[:8]} has no photo {ref!r}; `orchestrator approve {job.id[:8]}` "
+        "approves them all, the web page lists them"
+    )
+
+
+def _tagged(photo: PhotoRecord) -> dict[str, Any]:
+    details = tag_details(photo)
+    if details is None:
+        raise ReviewRefused(f"{photo.rel_path} has no keywords to review: it was not tagged")
+    return details
+
+
+def _allowed_words(words: Sequence[str]) -> str:
+    if not words:
+        return "none are left"
+    shown = ", ".join(words[:ALLOWED_SHOWN])
+    more = len(words) - ALLOWED_SHOWN
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def edited_keywords(
+    photo: PhotoReview, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> list[str]:
+    """The photo's keywords with `remove` taken out and `add` put in, or ReviewRefused.
+
+    Any keyword may be removed; only the photo's own suggestions may be added, spelled as
+    suggested whatever the case typed (the tutorial's rule: nothing the tagger did not see).
+    """
+    keywords = list(photo.keywords)
+    for word in remove:
+        match = [k for k in keywords if k.casefold() == word.strip().casefold()]
+        if not match:
+            raise ReviewRefused(
+                f"{word!r} is not a keyword of {photo.rel_path}; its keywords are: "
+                f"{_allowed_words(keywords)}"
+            )
+        keywords.remove(match[0])
+    suggested = {s.tag.casefold(): s.tag for s in photo.suggestions}
+    for word in add:
+        tag = suggested.get(word.strip().casefold())
+        if tag is None:
+            chosen = {k.casefold() for k in keywords}
+            addable = [s.tag for s in photo.suggestions if s.tag.casefold() not in chosen]
+            raise ReviewRefused(
+                f"{word.strip()!r} is not among the suggestions for {photo.rel_path}; "
+                f"words that may be added: {_allowed_words(addable)}"
+            )
+        if tag.casefold() not in {k.casefold() for k in keywords}:
+            keywords.append(tag)
+    return keywords
+
+
+async def edit_keywords(
+    store: Store,
+    ref: str,
+    photo_ref: PhotoRef,
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+) -> PhotoReview:
+    """Change one photo's keywords while its job waits for review; recorded as reviewed."""
+    job = await store.resolve_job(ref)
+
+    async def write(lease: Lease, photos: list[PhotoRecord]) -> PhotoReview:
+        photo = _find(photos, photo_ref, job)
+        details = _tagged(photo)
+        keywords = edited_keywords(photo_review(photo, details), add=add, remove=remove)
+        if keywords != details.get("keywords"):
+            details.update(keywords=keywords, source="reviewed")
+            await _record(store, lease, [(photo, details)])
+            await store.add_event(
+                job.id,
+                "review",
+                f"keywords of {photo.rel_path} changed by the reviewer",
+                data={"photo": photo.rel_path, "added": list(add), "removed": list(remove)},
+            )
+        return photo_review(photo, details)
+
+    return await _while_reviewing(store, job, write)
+
+
+async def approve(store: Store, ref: str, photo_refs: Sequence[PhotoRef] = ()) -> Approval:
+    """Approve the named photos (flagged ones included), or with none named the whole job.
+
+    Approving the whole job approves every photo moderation did not flag and holds the
+    flagged ones back unless they were approved by name before: those are never delivered
+    without someone choosing them. Once every tagged photo is decided the job goes on (a
+    daemon's job at once; a `run` job when the command is run again).
+    """
+    job = await store.resolve_job(ref)
+
+    async def write(lease: Lease, photos: list[PhotoRecord]) -> Approval:
+        if photo_refs:
+            chosen = [_find(photos, r, job) for r in photo_refs]
+            changes = [(p, {**_tagged(p), "approved": True}) for p in chosen]
+            approved, held = [p.rel_path for p in chosen], []
+        else:
+            changes = [
+                (p, {**details, "approved": not is_flagged(details)})
+                for p in undecided(photos)
+                if (details := tag_details(p)) is not None
+            ]
+            approved = [p.rel_path for p, d in changes if d["approved"]]
+            held = [p.rel_path for p, d in changes if not d["approved"]]
+        await _record(store, lease, changes)
+        decided = {p.id for p, _ in changes}
+        remaining = [p.rel_path for p in undecided(photos) if p.id not in decided]
+        what = "photos " + ", ".join(approved) if photo_refs else "the job"
+        await store.add_event(
+            job.id,
+            "review",
+            f"{what} approved by the reviewer"
+            + (f"; {len(held)} flagged photos held back" if held else ""),
+            data={"approved": approved, "held_back": held, "remaining": len(remaining)},
+        )
+        if not remaining:
+            # Due now: the daemon that next looks moves it on (a `run` job waits for its command).
+            await store.sleep_until(lease, JobState.REVIEWING, utcnow())
+        return Approval(job, approved, held, remaining)
+
+    approval = await _while_reviewing(store, job, write)
+    if approval.complete and approval.job.queued_for_daemon:
+        await wake_daemons(store, job.id)
+    return approval
+
+
+async def _record(
+    store: Store, lease: Lease, changes: Sequence[tuple[PhotoRecord, dict[str, Any]]]
+) -> None:
+    """Write the photos' new tag details in one transaction, keeping what else the phase has."""
+    if not changes:
+        return
+    async with store.photo_writer(lease) as writer:
+        updates = []
+        for photo, details in changes:
+            record = photo.phase(TAG_PHASE)
+            assert record is not None
+            done = PhaseDone(
+                TAG_PHASE, output=record.output, size=record.size, md5=record.md5, details=details
+            )
+            updates.append((photo.id, done))
+        await writer.write(updates)
+
+
+async def _while_reviewing(
+    store: Store, job: Job, write: Callable[[Lease, list[PhotoRecord]], Awaitable[T]]
+) -> T:
+    """Run `write` under the job's lease, if the job waits for review; give the lease back."""
+    if job.state != JobState.REVIEWING:
+        raise _not_reviewing(job)
+    lease = await _claim(store, job)
+    try:
+        current = await store.get_job(job.id)
+        if current.state != JobState.REVIEWING:
+            raise _not_reviewing(current)
+        return await write(lease, await store.photos(job.id))
+    finally:
+        await store.release(lease)
+
+
+def _not_reviewing(job: Job) -> StateConflict:
+    return StateConflict(
+        f"job {job.id[:8]} is {job.state}, not waiting for review: only a job run with "
+        "--review takes keyword edits and approvals, once keyworded and before delivery"
+    )
+
+
+async def _claim(store: Store, job: Job) -> Lease:
+    delay = 0.1
+    for _ in range(LEASE_ATTEMPTS - 1):
+        try:
+            return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)
+        except LeaseHeld:
+            # A daemon is looking at the job this moment; it lets go within a moment.
+            await asyncio.sleep(delay)
+            delay *= 2
+    return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)

@@ -1,0 +1,1 @@
+"""The studio's web page, served by `orchestrator daemon` at `/` and by `orchestrator ui`."""

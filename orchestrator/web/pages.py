@@ -1,0 +1,288 @@
+"""The studio's web page: the jobs, one job's story, and the review before delivery.
+
+Server-rendered (aiohttp-jinja2, every value escaped by the templates' autoescape), with a
+little plain JavaScript for the live jobs table and the confirmations. It reads through the
+same views as `status --json` and `/api/jobs` (service/jobs.py, service/review.py) and acts
+through the same calls as the CLI's `retry`, `cancel` and `approve`. Who may see and post is
+decided before any handler runs, by service/http.py's guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from orchestrator.display import visible
+from orchestrator.service import jobs as job_views
+from orchestrator.service import review as review_actions
+from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
+from orchestrator.states import JobState
+from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
+from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.web.files import NotServed, read_output
+from orchestrator.workflow.pipeline import PIPELINE
+
+log = logging.getLogger("orchestrator.web")
+
+STATIC = Path(__file__).parent / "static"
+REFUSALS = (JobNotFound, StateConflict, LeaseHeld, review_actions.ReviewRefused)
+"""What an action may answer instead of doing it: shown on the page, nothing changed."""
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _when(value: Any) -> str:
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+    return text[:19].replace("T", " ")
+
+
+def environment(app: web.Application) -> jinja2.Environment:
+    """The templates' environment: autoescape always on, undefined names an error."""
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("orchestrator.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    # `visible`: control characters (terminal escapes, bidi overrides) spelled out, then escaped.
+    env.filters.update(visible=visible, bytes=_bytes, duration=_duration, when=_when)
+    return env
+
+
+class Pages:
+    """The handlers of the pages and of the actions posted from them."""
+
+    def __init__(self, store: Store, access: Access) -> None:
+        self._store = store
+        self._access = access
+
+    def mount(self, app: web.Application) -> LoginPage:
+        """Add the pages' routes to `app`; the login page for the guard."""
+        environment(app)
+        app.middlewares.append(unavailable)
+        app.router.add_get("/", self.jobs)
+        app.router.add_get("/jobs/rows", self.job_rows)
+        app.router.add_get("/jobs/{job}", self.job)
+        app.router.add_get("/jobs/{job}/review", self.review)
+        app.router.add_get("/jobs/{job}/photos/{photo}/image", self.image)
+        app.router.add_post("/jobs/{job}/retry", self.retry)
+        app.router.add_post("/jobs/{job}/cancel", self.cancel)
+        app.router.add_post("/jobs/{job}/approve", self.approve)
+        app.router.add_post("/jobs/{job}/photos/{photo}/keywords", self.keywords)
+        app.router.add_get("/login", self.login_form)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
+        app.router.add_static("/static/", STATIC, follow_symlinks=False, show_index=False)
+        return self.login_required
+
+    def _render(
+        self, name: str, request: web.Request, status: int = 200, **context: Any
+    ) -> web.Response:
+        context.setdefault("error", None)
+        context.update(
+            csrf=request["csrf"],
+            csrf_field=CSRF_FIELD,
+            logged_in=self._access.token is not None,
+        )
+        return aiohttp_jinja2.render_template(name, request, context, status=status)
+
+    # ---- the pages -------------------------------------------------------------------
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        """Every job: state, current stage's progress, last error, last moved (live)."""
+        return self._render("jobs.html", request, rows=await job_views.overview(self._store))
+
+    async def job_rows(self, request: web.Request) -> web.Response:
+        """The jobs table's rows alone, which the page fetches every second."""
+        return self._render("job_rows.html", request, rows=await job_views.overview(self._store))
+
+    async def job(self, request: web.Request, *, error: str | None = None) -> web.Response:
+        """One job: its stages as a timeline, its history, its photos and their phases."""
+        job, events = await job_views.history(self._store, request.match_info["job"])
+        photos = await self._store.photos(job.id)
+        stages = job_views.timeline(job, await self._store.events(job.id))
+        phases = [s.phase for s in PIPELINE.stages if s.phase]
+        phases += sorted({name for p in photos for name in p.phases} - set(phases))
+        folders = {"edit": job.edited_dir, "export": job.exported_dir}
+        return self._render(
+            "job.html",
+            request,
+            status=409 if error else 200,
+            job=job,
+            events=events,
+            stages=stages,
+            photos=photos,
+            phases=phases,
+            folders=folders,
+            reviewing=job.state == JobState.REVIEWING,
+            error=error,
+        )
+
+    async def review(self, request: web.Request, *, error: str | None = None) -> web.Response:
+        """The review: per photo its image, keywords as chips, suggestions, moderation."""
+        found = await review_actions.review(self._store, request.match_info["job"])
+        return self._render(
+            "review.html",
+            request,
+            status=409 if error else 200,
+            review=found,
+            job=found.job,
+            error=error,
+        )
+
+    async def image(self, request: web.Request) -> web.Response:
+        """A photo's exported (or edited) JPEG, read only from that job's output folder."""
+        job = await self._store.resolve_job(request.match_info["job"])
+        wanted = request.match_info["photo"]
+        photo = next((p for p in await self._store.photos(job.id) if str(p.id) == wanted), None)
+        phase = review_actions.image_phase(photo) if photo else None
+        record = photo.phase(phase) if photo and phase else None
+        if record is None or record.output is None:
+            raise web.HTTPNotFound(text="this photo has no JPEG to show")
+        folder = job.exported_dir if phase == "export" else job.edited_dir
+        try:
+            body = await asyncio.to_thread(read_output, folder, record.output)
+        except NotServed as exc:
+            log.warning("image not served", extra={"job_id": job.id, "why": str(exc)})
+            raise web.HTTPNotFound(text="this photo's JPEG cannot be shown") from None
+        return web.Response(
+            body=body, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
+        )
+
+    # ---- actions (each as the CLI's command does it) -----------------------------------
+
+    async def retry(self, request: web.Request) -> web.StreamResponse:
+        """`orchestrator retry JOB --reset-only`: a daemon (or `run`) continues the job."""
+        return await self._act(request, job_views.retry(self._store, request.match_info["job"]))
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        """`orchestrator cancel JOB`."""
+        return await self._act(request, job_views.cancel(self._store, request.match_info["job"]))
+
+    async def approve(self, request: web.Request) -> web.StreamResponse:
+        """`orchestrator approve JOB [PHOTO…]` (photos by id here)."""
+        form = await request.post()
+        photos = [int(v) for v in form.getall("photo", []) if isinstance(v, str) and v.isdigit()]
+        done = review_actions.approve(self._store, request.match_info["job"], photos)
+        return await self._act(request, done, back="review")
+
+    async def keywords(self, request: web.Request) -> web.StreamResponse:
+        """Remove a keyword of a photo, or add one of its suggestions."""
+        form = await request.post()
+        words = {
+            key: [v for v in form.getall(key, []) if isinstance(v, str)]
+            for key in ("add", "remove")
+        }
+        photo = request.match_info["photo"]
+        done = review_actions.edit_keywords(
+            self._store,
+            request.match_info["job"],
+            int(photo) if photo.isdigit() else photo,
+            add=[w for w in words["add"] if w.strip()],
+            remove=words["remove"],
+        )
+        return await self._act(request, done, back="review", anchor=f"photo-{photo}")
+
+    async def _act(
+        self, request: web.Request, action: Any, *, back: str = "job", anchor: str = ""
+    ) -> web.StreamResponse:
+        """Do `action`; on success back to the page (303), on a refusal that page with why."""
+        try:
+            await action
+        except REFUSALS as exc:
+            message = str(exc)
+            if back == "review":
+                return await self.review(request, error=message)
+            return await self.job(request, error=message)
+        job = await self._store.resolve_job(request.match_info["job"])
+        where = f"/jobs/{quote(job.id)}" + ("/review" if back == "review" else "")
+        raise web.HTTPSeeOther(where + (f"#{anchor}" if anchor else ""))
+
+    # ---- login -------------------------------------------------------------------------
+
+    async def login_required(self, request: web.Request) -> web.StreamResponse:
+        """What a page answers without the token: 401 and the login form."""
+        return self._render("login.html", request, status=401, next=request.path_qs, error=None)
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        """The login form (a page reached without the token shows it too)."""
+        return self._render(
+            "login.html", request, next=_local(request.query.get("next")), error=None
+        )
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        """Check the token; on success a session cookie and back where the user was going."""
+        form = await request.post()
+        token, target = form.get("token"), _local(form.get("next"))
+        if self._access.token is None:
+            raise web.HTTPSeeOther(target)  # nothing to log in to: no token is in force
+        if not isinstance(token, str) or not self._access.token_matches(token):
+            return self._render(
+                "login.html", request, status=401, next=target, error="that is not the token"
+            )
+        redirect = web.HTTPSeeOther(target)
+        log_in(redirect, self._access)
+        raise redirect
+
+    async def logout(self, _request: web.Request) -> web.StreamResponse:
+        """End the session."""
+        redirect = web.HTTPSeeOther("/login")
+        log_out(redirect)
+        raise redirect
+
+
+def _local(target: object) -> str:
+    """A path on this site to go back to; anything else (another site, `//host`) is `/`."""
+    if isinstance(target, str) and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+def pages_for(store: Store) -> Any:
+    """The `pages` argument of `build_app`: mounts the pages over `store`."""
+
+    def mount(app: web.Application, access: Access) -> LoginPage:
+        return Pages(store, access).mount(app)
+
+    return mount
+
+
+@web.middleware
+async def unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A middleware: a database that does not answer is a 503 page, not a traceback."""
+    try:
+        result: web.StreamResponse = await handler(request)
+    except JobNotFound as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    except DATABASE_ERRORS:
+        raise web.HTTPServiceUnavailable(
+            text="the job database does not answer; try again"
+        ) from None
+    return result

@@ -1,0 +1,89 @@
+"""Stage: with `--review`, the job waits for a person to approve its keywords before delivery.
+
+Waiting costs nothing, as an edit does: no task, no lease, only a wake-up in the database. The
+decisions are recorded per photo in the `"tag"` phase's details (`"approved": true` to deliver
+it, `false` to hold it back) by `service/review.py`, for the web page and `orchestrator approve`;
+the stage only looks whether every tagged photo has one, and moves on once it does.
+
+Under `run` (the job is driven by the command) the job does not block the command: it stops in
+`reviewing`, the command says how to approve it, and running the command again continues it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
+from orchestrator.store.queries import PhotoRecord
+from orchestrator.workflow.context import JobContext, JobWaiting
+from orchestrator.workflow.stage import Stage
+
+TAG_PHASE = "tag"
+"""The keywording stage's phase, whose details carry the keywords and the decision."""
+RECHECK_SECONDS = 3600.0
+"""How often a daemon looks at a job under review on its own: approval wakes it at once, this
+only covers a wake-up that was lost."""
+
+
+def tag_details(photo: PhotoRecord) -> dict[str, Any] | None:
+    """What keywording recorded for the photo, if it was tagged."""
+    record = photo.phase(TAG_PHASE)
+    if record is None or record.done_at is None:
+        return None
+    return dict(record.details or {})
+
+
+def is_flagged(details: dict[str, Any]) -> bool:
+    """Whether moderation flagged the photo (it is then delivered only if approved by name)."""
+    moderation = details.get("moderation")
+    return isinstance(moderation, dict) and moderation.get("flagged") is True
+
+
+def decision(details: dict[str, Any]) -> bool | None:
+    """The reviewer's decision on a photo: deliver (True), hold back (False), none yet (None)."""
+    approved = details.get("approved")
+    return approved if isinstance(approved, bool) else None
+
+
+def undecided(photos: list[PhotoRecord]) -> list[PhotoRecord]:
+    """The tagged photos still waiting for a decision."""
+    return [
+        photo
+        for photo in photos
+        if (details := tag_details(photo)) is not None and decision(details) is None
+    ]
+
+
+def wants_review(spec: JobSpec) -> bool:
+    """Whether the job asked to be reviewed before delivery."""
+    return spec.review
+
+
+async def wait_for_review(ctx: JobContext) -> None:
+    """Move on once every tagged photo is decided; until then sleep in the database."""
+    photos = await ctx.store.photos(ctx.job.id)
+    waiting = undecided(photos)
+    if not waiting:
+        decisions = [d for p in photos if (d := tag_details(p)) is not None]
+        approved = sum(decision(d) is True for d in decisions)
+        held = len(decisions) - approved
+        message = f"review done: {approved} photos approved" + (
+            f", {held} held back" if held else ""
+        )
+        await ctx.finish_stage(message if decisions else "review: no photo was tagged")
+        return
+    ctx.note(
+        f"waiting for review of {len(waiting)} photos: open the web page (`orchestrator ui`) "
+        f"or run `orchestrator approve {ctx.job.id[:8]}`"
+    )
+    raise JobWaiting(0.0 if ctx.config.wait_inline else RECHECK_SECONDS)
+
+
+STAGE = Stage(
+    name="review",
+    states=(JobState.REVIEWING,),
+    step=wait_for_review,
+    applies=wants_review,
+    waiting=frozenset({JobState.REVIEWING}),
+)
