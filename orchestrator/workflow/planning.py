@@ -17,6 +17,7 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
+from orchestrator.workflow.tag import kind_refusal
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""
@@ -143,6 +144,8 @@ async def _create_job(
     request: RunRequest,
 ) -> Job:
     check_edit(request.spec.edit, kind)
+    if refusal := kind_refusal(request.spec, kind):
+        raise PlanError(refusal)
     job_id = uuid.uuid4().hex
     folder = scan.folder
     # Two image types in one shoot would collide in the output folders (IMG_1.CR2 and
