@@ -36,6 +36,9 @@ def downscale(path: Path, long_side: int = DEFAULT_LONG_SIDE) -> bytes:
             rgb = upright.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise NotAnImage(f"{path.name} cannot be read as an image ({exc})") from None
+    # Pillow would carry the original's comment, EXIF and XMP into the copy: only pixels go,
+    # so writing keywords into the photo later never changes the copy's hash.
+    rgb.info = {}
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=QUALITY, optimize=True)
     return out.getvalue()

@@ -18,14 +18,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from exiftool import ExifToolHelper
 from exiftool.exceptions import ExifToolException
 
 from orchestrator.errors import Refused
+
+T = TypeVar("T")
 
 INSTALL_HINT = (
     "writing keywords into photos needs the exiftool program: install it with "
@@ -71,6 +75,9 @@ class KeywordFiles:
         self.executable = executable
         self._lock = threading.Lock()
         self._tool: ExifToolHelper | None = None
+        # pyexiftool asks Linux to kill exiftool when the thread that started it ends, so it
+        # lives on a thread of its own that lasts as long as this writer.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exiftool")
 
     def check(self) -> None:
         """ExiftoolMissing unless the exiftool program can be run."""
@@ -79,7 +86,7 @@ class KeywordFiles:
 
     async def read(self, path: Path) -> list[str]:
         """The flat keywords a file holds (XMP dc:subject, then IPTC Keywords not among them)."""
-        tags = await asyncio.to_thread(self._read, path)
+        tags = await self._in_thread(self._read, path)
         found: list[str] = []
         for key in ("XMP-dc:Subject", "IPTC:Keywords"):
             for word in _as_list(tags.get(key)):
@@ -100,19 +107,23 @@ class KeywordFiles:
         out `remove` (and `remove_hierarchy`); every other keyword and property stays."""
         if not writable(path):
             raise KeywordWriteFailed(f"{path.name}: keywords cannot be written into this kind")
-        await asyncio.to_thread(
+        await self._in_thread(
             self._write, path, list(add), list(remove), list(hierarchy), list(remove_hierarchy)
         )
 
     def close(self) -> None:
-        """Stop the exiftool process, if one was started."""
+        """Stop the exiftool process, if one was started, and its thread."""
         with self._lock:
-            if self._tool is not None and self._tool.running:
+            if self._tool is not None and _alive(self._tool):
                 self._tool.terminate()
             self._tool = None
+        self._thread.shutdown(wait=False)
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     def _started(self) -> ExifToolHelper:
-        if self._tool is None or not self._tool.running:
+        if self._tool is None or not _alive(self._tool):
             self.check()
             tool = ExifToolHelper(
                 executable=self.executable,
@@ -182,6 +193,13 @@ class KeywordFiles:
                 raise KeywordWriteFailed(
                     f"{path.name}: exiftool could not write its keywords: {_why(exc)}"
                 ) from None
+
+
+def _alive(tool: ExifToolHelper) -> bool:
+    """Whether the exiftool process still runs (pyexiftool warns when it died; we restart it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(tool.running)
 
 
 def _as_list(value: Any) -> list[str]:

@@ -69,6 +69,9 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if j.state != JobState.CANCELLED
     }
     missing = [t for t in scan.photos if t not in existing]
+    for kind in missing:  # before any job is made, so a refusal leaves none half-planned
+        if refusal := kind_refusal(request.spec, kind):
+            raise PlanError(refusal)
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
         job = existing.get(kind)
@@ -144,8 +147,6 @@ async def _create_job(
     request: RunRequest,
 ) -> Job:
     check_edit(request.spec.edit, kind)
-    if refusal := kind_refusal(request.spec, kind):
-        raise PlanError(refusal)
     job_id = uuid.uuid4().hex
     folder = scan.folder
     # Two image types in one shoot would collide in the output folders (IMG_1.CR2 and
