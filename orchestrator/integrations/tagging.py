@@ -3,6 +3,7 @@ rules for which suggestions become keywords (allow and block lists, moderation t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,18 @@ class Tagging:
     imagga: ImaggaClient
     files: KeywordFiles
     rules: KeywordRules = field(default_factory=KeywordRules)
+    asking: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    """One lock per (image md5, analysis) being asked for, so that photos showing the same
+    picture at the same time ask Imagga once and the others take the kept answer."""
+
+    def lock_for(self, image_md5: str, analysis: str) -> asyncio.Lock:
+        """The lock of one image and analysis (dropped again by `done_with`)."""
+        return self.asking.setdefault((image_md5, analysis), asyncio.Lock())
+
+    def done_with(self, image_md5: str, analysis: str, lock: asyncio.Lock) -> None:
+        """Forget the lock once nobody waits on it."""
+        if not lock.locked() and self.asking.get((image_md5, analysis)) is lock:
+            del self.asking[(image_md5, analysis)]
 
 
 def hierarchy(keywords: Sequence[str], categories: Sequence[Category] | None) -> list[str]:

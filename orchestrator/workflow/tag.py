@@ -183,6 +183,7 @@ async def _tag_one(
         Suggestion(str(item["tag"]), float(item["confidence"]))
         for item in await _answer(
             ctx.store,
+            tagging,
             image_md5,
             "tags:" + ",".join(spec.languages),
             lambda: _as_json(imagga.tags(image, languages=spec.languages)),
@@ -268,6 +269,7 @@ async def _categories(
 ) -> list[Category]:
     kept = await _answer(
         store,
+        tagging,
         image_md5,
         f"categories:{categorizer}",
         lambda: _as_json(tagging.imagga.categories(image, categorizer)),
@@ -276,15 +278,24 @@ async def _categories(
 
 
 async def _answer(
-    store: Store, image_md5: str, analysis: str, ask: Callable[[], Awaitable[list[Any]]]
+    store: Store,
+    tagging: Tagging,
+    image_md5: str,
+    analysis: str,
+    ask: Callable[[], Awaitable[list[Any]]],
 ) -> list[Any]:
     """Imagga's answer for this image and analysis: the kept one, else asked for and kept."""
-    kept = await kept_result(store, image_md5, analysis)
-    if kept is not None:
-        return kept
-    answer = await ask()
-    await keep_result(store, image_md5, analysis, answer)
-    return answer
+    lock = tagging.lock_for(image_md5, analysis)
+    try:
+        async with lock:
+            kept = await kept_result(store, image_md5, analysis)
+            if kept is not None:
+                return kept
+            answer = await ask()
+            await keep_result(store, image_md5, analysis, answer)
+            return answer
+    finally:
+        tagging.done_with(image_md5, analysis, lock)
 
 
 async def _as_json(found: Awaitable[Sequence[Suggestion] | Sequence[Category]]) -> list[Any]:
