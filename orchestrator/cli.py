@@ -135,7 +135,6 @@ def tag_options(
     categorize: str | None,
     moderate: bool,
     long_side: int | None,
-    anyway: bool,
 ) -> dict[str, Any] | None:
     """The `tag` field of the spec from the --tag options; None without --tag."""
     given = {
@@ -146,7 +145,6 @@ def tag_options(
         "categorizer": categorize,
         "moderate": moderate or None,
         "long_side": long_side,
-        "anyway": anyway or None,
     }
     chosen = {key: value for key, value in given.items() if value is not None}
     if not tag:
@@ -276,7 +274,7 @@ def run(
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
-    cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
+    cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
     request = RunRequest(
         source=folder,
         profiles=profile,
@@ -296,7 +294,6 @@ def run(
                 categorize,
                 moderate,
                 tag_long_side,
-                tag_anyway,
             ),
         ),
     )
@@ -573,7 +570,6 @@ def submit(
     categorize: CategorizeOption = None,
     moderate: ModerateOption = False,
     tag_long_side: TagLongSideOption = None,
-    tag_anyway: TagAnywayOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -599,7 +595,6 @@ def submit(
                 categorize,
                 moderate,
                 tag_long_side,
-                tag_anyway,
             ),
         ),
     )
@@ -704,7 +699,6 @@ def daemon(
             categorize,
             moderate,
             tag_long_side,
-            tag_anyway,
         ),
     )
     cfg = settings(
@@ -715,6 +709,7 @@ def daemon(
         hot_folder_settle_seconds=settle,
         concurrency=concurrency,
         bwlimit=bwlimit,
+        tag_anyway=tag_anyway or None,
     )
     cfg = cfg.model_copy(
         update={

@@ -255,6 +255,9 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCH_MODERATION_THRESHOLD", "moderation_threshold"),
     )
     """A photo whose not-safe confidence (0–100) reaches this is flagged by --moderate."""
+    tag_anyway: bool = Field(default=False, validation_alias=_env("ORCH_TAG_ANYWAY", "tag_anyway"))
+    """Tag what the month's Imagga quota allows when it is too small for every photo (and
+    pause for the rest) instead of pausing before sending anything."""
     exiftool: str = Field(default="exiftool", validation_alias=_env("ORCH_EXIFTOOL", "exiftool"))
     """The exiftool program that writes keywords into files."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))

@@ -43,8 +43,6 @@ class TagSpec(BaseModel, frozen=True, extra="forbid"):
     """Also run Imagga's `nsfw_beta` categorizer; flagged photos are never delivered unseen."""
     long_side: int = Field(default=1024, ge=128, le=4096)
     """Long side in pixels of the copy sent to Imagga."""
-    anyway: bool = False
-    """Tag what the month's quota allows even when it is too small for every photo."""
 
     @field_validator("languages")
     @classmethod

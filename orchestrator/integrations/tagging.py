@@ -73,6 +73,8 @@ class Tagging:
     imagga: ImaggaClient
     files: KeywordFiles
     rules: KeywordRules = field(default_factory=KeywordRules)
+    anyway: bool = False
+    """Tag what the quota allows when it is too small for every photo (`--tag-anyway`)."""
     asking: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     """One lock per (image md5, analysis) being asked for, so that photos showing the same
     picture at the same time ask Imagga once and the others take the kept answer."""

@@ -144,6 +144,7 @@ def make_tagging(
         rules=KeywordRules.of(
             settings.keyword_allowlist, settings.keyword_blocklist, settings.moderation_threshold
         ),
+        anyway=settings.tag_anyway,
     )
 
 

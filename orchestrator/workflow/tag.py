@@ -133,7 +133,7 @@ async def _within_quota(
         )
         return todo
     allowed = usage.left // per_photo
-    if not spec.anyway or allowed == 0:
+    if not tagging.anyway or allowed == 0:
         hint = f", or add --tag-anyway to tag the {allowed} it allows now" if allowed else ""
         raise JobPaused(
             f"{quota_spent(usage, needed)} for {len(todo)} photos. Run again once it has "
@@ -292,7 +292,8 @@ async def _answer(
             if kept is not None:
                 return kept
             answer = await ask()
-            await keep_result(store, image_md5, analysis, answer)
+            # Paid for: kept even when another photo's refusal stops the stage right now.
+            await asyncio.shield(keep_result(store, image_md5, analysis, answer))
             return answer
     finally:
         tagging.done_with(image_md5, analysis, lock)

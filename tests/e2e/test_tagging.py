@@ -429,7 +429,8 @@ def test_a_feature_outside_the_plan_pauses_and_junk_answers_fail_the_job(
     paused = run(shoot, env, "--categorize", "personal_photos")
     assert paused.returncode == 1
     [outcome] = json.loads(paused.stdout)
-    assert "plan does not allow categories/personal_photos" in outcome["paused"]
+    assert "categories/personal_photos (HTTP 403)" in outcome["paused"]
+    assert "plan does not allow it" in outcome["paused"]
 
     imagga_control(sandbox_url, forbidden=[], junk="html")
     failed = run(shoot, env, "--categorize", "personal_photos")
