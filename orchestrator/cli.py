@@ -95,6 +95,74 @@ SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_rep
 HdrOption = Annotated[HdrCompression | None, typer.Option(help="Compression of hdr_merge output.")]
 
 
+TagOption = Annotated[
+    bool,
+    typer.Option(
+        "--tag",
+        help="Keywords from Imagga into the exported JPEGs (and edited files); RAW needs --export.",
+    ),
+]
+TagLanguageOption = Annotated[
+    list[str],
+    typer.Option(
+        "--tag-language", help="Keyword language(s), comma-separated or repeated (default en)."
+    ),
+]
+TagThresholdOption = Annotated[
+    float | None,
+    typer.Option(min=0, max=100, help="Confidence (0-100) a tag needs to become a keyword (60)."),
+]
+TagMinOption = Annotated[
+    int | None, typer.Option(min=0, max=200, help="Always at least this many keywords (3).")
+]
+TagMaxOption = Annotated[
+    int | None, typer.Option(min=1, max=200, help="Never more than this many keywords (30).")
+]
+CategorizeOption = Annotated[
+    str | None,
+    typer.Option(help="Also categorize with this Imagga categorizer, e.g. personal_photos."),
+]
+ModerateOption = Annotated[
+    bool, typer.Option("--moderate", help="Flag unsafe photos (Imagga nsfw_beta).")
+]
+TagLongSideOption = Annotated[
+    int | None,
+    typer.Option(min=128, max=4096, help="Long side in px of the copy sent to Imagga (1024)."),
+]
+TagAnywayOption = Annotated[
+    bool,
+    typer.Option("--tag-anyway", help="Tag what the month's Imagga quota allows when too small."),
+]
+
+
+def tag_options(
+    tag: bool,
+    languages: list[str],
+    threshold: float | None,
+    min_keywords: int | None,
+    max_keywords: int | None,
+    categorize: str | None,
+    moderate: bool,
+    long_side: int | None,
+) -> dict[str, Any] | None:
+    """The `tag` field of the spec from the --tag options; None without --tag."""
+    given = {
+        "languages": [code for item in languages for code in item.split(",")] or None,
+        "threshold": threshold,
+        "min_keywords": min_keywords,
+        "max_keywords": max_keywords,
+        "categorizer": categorize,
+        "moderate": moderate or None,
+        "long_side": long_side,
+    }
+    chosen = {key: value for key, value in given.items() if value is not None}
+    if not tag:
+        if chosen:
+            fail(f"--{next(iter(chosen)).replace('_', '-')} and the other tag options need --tag")
+        return None
+    return chosen
+
+
 def job_spec(
     export: bool,
     photography_type: PhotographyType | None,
@@ -102,6 +170,7 @@ def job_spec(
     crop_aspect_ratio: CropAspectRatio | None,
     sky_template: int | None,
     hdr_compression: HdrCompression | None,
+    tag: dict[str, Any] | None = None,
     *,
     review: bool = False,
 ) -> JobSpec:
@@ -115,8 +184,10 @@ def job_spec(
     ):
         if value is not None:
             edit[key] = value
+    if review and tag is None:
+        fail("--review holds the job for a person to review its keywords: add --tag")
     try:
-        return JobSpec.build(edit=edit, export=export, review=review)
+        return JobSpec.build(edit=edit, export=export, tag=tag, review=review)
     except SpecError as exc:
         fail(str(exc))
 
@@ -208,6 +279,15 @@ def run(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    tag: TagOption = False,
+    tag_language: TagLanguageOption = [],  # noqa: B006
+    tag_threshold: TagThresholdOption = None,
+    tag_min: TagMinOption = None,
+    tag_max: TagMaxOption = None,
+    categorize: CategorizeOption = None,
+    moderate: ModerateOption = False,
+    tag_long_side: TagLongSideOption = None,
+    tag_anyway: TagAnywayOption = False,
     review: ReviewOption = False,
     concurrency: Annotated[
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
@@ -216,7 +296,7 @@ def run(
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
-    cfg = settings(concurrency=concurrency, bwlimit=bwlimit)
+    cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
     request = RunRequest(
         source=folder,
         profiles=profile,
@@ -227,6 +307,16 @@ def run(
             crop_aspect_ratio,
             sky_template,
             hdr_compression,
+            tag_options(
+                tag,
+                tag_language,
+                tag_threshold,
+                tag_min,
+                tag_max,
+                categorize,
+                moderate,
+                tag_long_side,
+            ),
             review=review,
         ),
     )
@@ -561,6 +651,14 @@ def submit(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    tag: TagOption = False,
+    tag_language: TagLanguageOption = [],  # noqa: B006
+    tag_threshold: TagThresholdOption = None,
+    tag_min: TagMinOption = None,
+    tag_max: TagMaxOption = None,
+    categorize: CategorizeOption = None,
+    moderate: ModerateOption = False,
+    tag_long_side: TagLongSideOption = None,
     review: ReviewOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -578,6 +676,16 @@ def submit(
             crop_aspect_ratio,
             sky_template,
             hdr_compression,
+            tag_options(
+                tag,
+                tag_language,
+                tag_threshold,
+                tag_min,
+                tag_max,
+                categorize,
+                moderate,
+                tag_long_side,
+            ),
             review=review,
         ),
     )
@@ -625,6 +733,15 @@ def daemon(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    tag: TagOption = False,
+    tag_language: TagLanguageOption = [],  # noqa: B006
+    tag_threshold: TagThresholdOption = None,
+    tag_min: TagMinOption = None,
+    tag_max: TagMaxOption = None,
+    categorize: CategorizeOption = None,
+    moderate: ModerateOption = False,
+    tag_long_side: TagLongSideOption = None,
+    tag_anyway: TagAnywayOption = False,
     review: ReviewOption = False,
     max_jobs: Annotated[
         int | None,
@@ -665,6 +782,16 @@ def daemon(
         crop_aspect_ratio,
         sky_template,
         hdr_compression,
+        tag_options(
+            tag,
+            tag_language,
+            tag_threshold,
+            tag_min,
+            tag_max,
+            categorize,
+            moderate,
+            tag_long_side,
+        ),
         review=review,
     )
     cfg = settings(
@@ -675,6 +802,7 @@ def daemon(
         hot_folder_settle_seconds=settle,
         concurrency=concurrency,
         bwlimit=bwlimit,
+        tag_anyway=tag_anyway or None,
     )
     cfg = cfg.model_copy(
         update={
@@ -690,6 +818,137 @@ def daemon(
         sys.stdout.flush()
 
     run_async(lambda: serve(cfg, on_ready=ready))
+
+
+@app.command()
+def keywords(
+    job: JobArgument,
+    photo: Annotated[
+        str | None, typer.Argument(help="One photo (its file name or path in the shoot).")
+    ] = None,
+    add: Annotated[
+        list[str], typer.Option("--add", help="Add a word from the photo's suggestions.")
+    ] = [],  # noqa: B006
+    remove: Annotated[list[str], typer.Option("--remove", help="Remove a keyword.")] = [],  # noqa: B006
+    reselect: Annotated[
+        bool,
+        typer.Option(
+            "--reselect", help="Choose again from the kept suggestions (free) at --threshold."
+        ),
+    ] = False,
+    threshold: Annotated[
+        float | None, typer.Option(min=0, max=100, help="Confidence (0-100) for --reselect.")
+    ] = None,
+    json_output: JsonOption = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove)."""
+    from orchestrator.integrations.keywords import KeywordFiles
+    from orchestrator.integrations.tagging import KeywordRules
+    from orchestrator.service import keywords as keyword_views
+
+    cfg = settings()
+    files = KeywordFiles(cfg.exiftool)
+    if (add or remove) and reselect:
+        fail("--add/--remove and --reselect do not go together")
+    if (add or remove) and photo is None:
+        fail("--add and --remove need the PHOTO they change")
+    if reselect and threshold is None:
+        fail("--reselect needs --threshold N (0-100)")
+    if threshold is not None and not reselect:
+        fail("--threshold goes with --reselect")
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        if add or remove:
+            assert photo is not None
+            return [await keyword_views.review(store, files, job, photo, add=add, remove=remove)]
+        if reselect:
+            assert threshold is not None
+            rules = KeywordRules.of(
+                cfg.keyword_allowlist, cfg.keyword_blocklist, cfg.moderation_threshold
+            )
+            return await keyword_views.reselect(
+                store, files, rules, job, photo, threshold=threshold
+            )
+        return (await keyword_views.keyword_views(store, job, photo))[1]
+
+    try:
+        found = run_async(lambda: with_store(cfg, work))
+    finally:
+        files.close()
+    if json_output:
+        print_json(found)
+        return
+    if csv_output:
+        write_keyword_csv(found)
+        return
+    if not found:
+        out.print("no tagged photos in this job yet")
+        return
+    for view in found:
+        flag = " [red]flagged by moderation[/]" if (view["moderation"] or {}).get("flagged") else ""
+        out.print(f"[bold]{markup_safe(view['photo'])}[/] ({view['source']}){flag}")
+        words = [
+            f"{markup_safe(w)}{'*' if view['keyword_sources'][w] == 'reviewed' else ''}"
+            for w in view["keywords"]
+        ]
+        out.print(f"  keywords:    {', '.join(words) or '(none)'}")
+        shown = ", ".join(
+            f"{markup_safe(s['tag'])} {s['confidence']:.0f}" for s in view["suggestions"][:15]
+        )
+        out.print(f"  suggestions: {shown}")
+        if view["categories"]:
+            cats = ", ".join(
+                f"{markup_safe(c['name'])} {c['confidence']:.0f}" for c in view["categories"][:5]
+            )
+            out.print(f"  categories:  {cats}")
+    out.print("(* added by a person)")
+
+
+def write_keyword_csv(found: list[dict[str, Any]]) -> None:
+    """One CSV row per keyword and per unused suggestion of each photo."""
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["photo", "word", "confidence", "keyword", "origin", "flagged"])
+    for view in found:
+        confidences = {s["tag"]: s["confidence"] for s in view["suggestions"]}
+        flagged = bool((view["moderation"] or {}).get("flagged"))
+        for word in view["keywords"]:
+            writer.writerow(
+                [
+                    view["photo"],
+                    word,
+                    confidences.get(word, ""),
+                    "yes",
+                    view["keyword_sources"][word],
+                    flagged,
+                ]
+            )
+        for suggestion in view["suggestions"]:
+            if suggestion["tag"] not in view["keywords"]:
+                writer.writerow(
+                    [view["photo"], suggestion["tag"], suggestion["confidence"], "no", "", flagged]
+                )
+
+
+@app.command()
+def usage(json_output: JsonOption = False) -> None:
+    """Show the Imagga account's monthly quota (used and left) and its concurrency cap."""
+    from orchestrator.service.imagga_usage import imagga_usage
+
+    cfg = settings()
+    found = run_async(lambda: imagga_usage(cfg))
+    if json_output:
+        print_json(found)
+        return
+    out.print(
+        f"Imagga: {found['monthly_processed']} of {found['monthly_limit']} requests used this "
+        f"month, {found['left']} left"
+        + (f" (resets {markup_safe(str(found['resets_at']))})" if found["resets_at"] else "")
+    )
+    if found["concurrency_max"]:
+        out.print(f"  at most {found['concurrency_max']} requests at once")
 
 
 @db_app.command("upgrade")

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import SplitResult, urlsplit
 
 from annotated_types import Ge, Gt, Le, Lt
@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -36,6 +37,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.store.db import default_database_path
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
+IMAGGA_PRODUCTION_URL = "https://api.imagga.com/v2"
 
 
 class ConfigProblem(ValueError):
@@ -217,6 +219,47 @@ class Settings(BaseSettings):
     )
     """More names (comma-separated) the daemon may be reached by, besides loopback, the
     --listen host and the --public-url host; other `Host` headers are refused on /api."""
+    imagga_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("IMAGGA_API_KEY", "imagga_api_key")
+    )
+    """The Imagga API key (with the secret, sent only to Imagga, never stored or printed)."""
+    imagga_api_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("IMAGGA_API_SECRET", "imagga_api_secret")
+    )
+    """The Imagga API secret."""
+    imagga_api_url: str = Field(
+        default=IMAGGA_PRODUCTION_URL, validation_alias=_env("IMAGGA_API_URL", "imagga_api_url")
+    )
+    """Base URL of the Imagga API, ending in /v2."""
+    imagga_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        validation_alias=_env("ORCH_IMAGGA_CONCURRENCY", "imagga_concurrency"),
+    )
+    """Imagga requests in flight at once; by default the account's cap from /usage."""
+    keyword_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("ORCH_KEYWORD_ALLOWLIST", "keyword_allowlist"),
+    )
+    """When not empty, only these words may become keywords (case-insensitive)."""
+    keyword_blocklist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("ORCH_KEYWORD_BLOCKLIST", "keyword_blocklist"),
+    )
+    """Words that never become keywords (case-insensitive)."""
+    moderation_threshold: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        validation_alias=_env("ORCH_MODERATION_THRESHOLD", "moderation_threshold"),
+    )
+    """A photo whose not-safe confidence (0–100) reaches this is flagged by --moderate."""
+    tag_anyway: bool = Field(default=False, validation_alias=_env("ORCH_TAG_ANYWAY", "tag_anyway"))
+    """Tag what the month's Imagga quota allows when it is too small for every photo (and
+    pause for the rest) instead of pausing before sending anything."""
+    exiftool: str = Field(default="exiftool", validation_alias=_env("ORCH_EXIFTOOL", "exiftool"))
+    """The exiftool program that writes keywords into files."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
     library_log_level: str | None = Field(
@@ -229,6 +272,19 @@ class Settings(BaseSettings):
     @classmethod
     def _api_url(cls, value: str) -> str:
         return check_api_url(value)
+
+    @field_validator("imagga_api_url")
+    @classmethod
+    def _imagga_url(cls, value: str) -> str:
+        return _http_url(value, IMAGGA_PRODUCTION_URL).geturl().rstrip("/")
+
+    @field_validator("keyword_allowlist", "keyword_blocklist", mode="before")
+    @classmethod
+    def _word_list(cls, value: Any) -> Any:
+        # The environment gives a comma-separated line; TOML gives a list.
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip()]
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -270,6 +326,12 @@ class Settings(BaseSettings):
         """The UI token's value, if one is set (an empty one is none)."""
         return self.ui_token.get_secret_value() or None if self.ui_token else None
 
+    def imagga_credentials(self) -> tuple[str, str] | None:
+        """The Imagga key and secret, for the one place that sends them; None unless both set."""
+        key = self.imagga_api_key.get_secret_value() if self.imagga_api_key else ""
+        secret = self.imagga_api_secret.get_secret_value() if self.imagga_api_secret else ""
+        return (key, secret) if key and secret else None
+
     def api_key(self) -> str | None:
         """The API key's value, for the one place that sends it."""
         return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
@@ -281,9 +343,9 @@ _FLAGS = {
     "hot_folder_settle_seconds": "--settle",
 }
 """Command-line flags whose name is not the setting's (`--public-url` is `public_url`)."""
-_URL_FIELDS = frozenset({"imagen_api_url", "public_url", "database_url"})
+_URL_FIELDS = frozenset({"imagen_api_url", "imagga_api_url", "public_url", "database_url"})
 """Settings whose value may hold a password: shown without it."""
-_SECRET_FIELDS = frozenset({"imagen_api_key", "ui_token"})
+_SECRET_FIELDS = frozenset({"imagen_api_key", "imagga_api_key", "imagga_api_secret", "ui_token"})
 
 
 def read_config_file() -> tuple[Path, dict[str, Any]]:

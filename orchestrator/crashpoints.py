@@ -23,6 +23,8 @@ CRASH_POINTS: tuple[str, ...] = (
     "after_download",
     "before_export_request",
     "after_export_request",
+    "after_imagga_answer",
+    "after_keywords_written",
 )
 """Every crash point the engine passes through, in the order of a job's life."""
 

@@ -6,9 +6,10 @@ version; the stages read it back validated and decide from it whether they apply
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import Refused
 from orchestrator.imagen.models import EditChoices
@@ -21,6 +22,48 @@ class SpecError(Refused):
     """The options cannot form a job (unknown tool, contradicting options); says which."""
 
 
+LANGUAGE_CODE = r"^[a-z]{2}(_[a-z]{2,4})?$"
+"""Imagga's language codes: `en`, `de`, `zh_chs`, …"""
+
+
+class TagSpec(BaseModel, frozen=True, extra="forbid"):
+    """Keywords from Imagga: which tags become keywords, and the optional analyses."""
+
+    languages: tuple[str, ...] = ("en",)
+    """Languages of the keywords (Imagga codes); every one is written."""
+    threshold: float = Field(default=60.0, ge=0, le=100)
+    """Every tag at or above this confidence (0–100) becomes a keyword…"""
+    min_keywords: int = Field(default=3, ge=0, le=200)
+    """…and always at least this many, the most confident first…"""
+    max_keywords: int = Field(default=30, ge=1, le=200)
+    """…but never more than this many."""
+    categorizer: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,64}$")
+    """An Imagga categorizer (e.g. `personal_photos`) whose categories are kept per photo."""
+    moderate: bool = False
+    """Also run Imagga's `nsfw_beta` categorizer; flagged photos are never delivered unseen."""
+    long_side: int = Field(default=1024, ge=128, le=4096)
+    """Long side in pixels of the copy sent to Imagga."""
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(dict.fromkeys(code.strip().lower() for code in value if code.strip()))
+        if not cleaned:
+            raise ValueError("give at least one language, e.g. en")
+        bad = [code for code in cleaned if not re.match(LANGUAGE_CODE, code)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an Imagga language code such as en, de, zh_chs")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _counts(self) -> TagSpec:
+        if self.min_keywords > self.max_keywords:
+            raise ValueError(
+                f"at least {self.min_keywords} keywords cannot fit in at most {self.max_keywords}"
+            )
+        return self
+
+
 class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """Everything a job was asked to do, beyond its photos and profile."""
 
@@ -30,6 +73,8 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """The edit: genre, AI tools and their settings."""
     export: bool = False
     """Export JPEGs after the edit."""
+    tag: TagSpec | None = None
+    """Keywords from Imagga written into the outputs; None: no tagging."""
     review: bool = False
     """Hold the job after keywording until a person approves it (the web page, `approve`)."""
 

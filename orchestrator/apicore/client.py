@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -72,6 +72,17 @@ class RateLimit:
     per: float = 1.0
 
 
+@dataclass(frozen=True)
+class FilePart:
+    """One file of a multipart/form-data body (an image sent for analysis)."""
+
+    name: str
+    """The form field."""
+    content: bytes = field(repr=False)
+    filename: str = "file"
+    content_type: str = "application/octet-stream"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Call:
     """One API call as data: what to send and the rules it is sent under."""
@@ -85,6 +96,8 @@ class Call:
     """Whether repeating the call is harmless; by default, whether its method is."""
     json: Any = None
     """The JSON body, if any."""
+    files: tuple[FilePart, ...] = ()
+    """Sent as a multipart/form-data body instead of `json` when given."""
     params: Mapping[str, str | int] | None = None
     limit: str | None = None
     """The endpoint class whose rate limit the call waits for; None for no limit."""
@@ -247,7 +260,8 @@ class ApiClient:
                 call.method,
                 self.base_url + call.path,
                 headers=self._headers,
-                json=call.json,
+                json=None if call.files else call.json,
+                data=_form(call.files) if call.files else None,
                 params=call.params,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -395,6 +409,16 @@ async def _read(response: aiohttp.ClientResponse, cap: int, *, strict: bool) -> 
                 raise _TooLarge
             break
     return b"".join(chunks)[:cap]
+
+
+def _form(files: tuple[FilePart, ...]) -> aiohttp.FormData:
+    """A fresh multipart body for one attempt (aiohttp consumes a FormData when sending it)."""
+    form = aiohttp.FormData()
+    for part in files:
+        form.add_field(
+            part.name, part.content, filename=part.filename, content_type=part.content_type
+        )
+    return form
 
 
 def _unsendable(headers: Mapping[str, str]) -> bool:

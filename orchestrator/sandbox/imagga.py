@@ -1,18 +1,27 @@
-"""A fake of Imagga v2 under /imagga/v2: upload an image, get its tags, delete it, read usage.
+"""A fake of Imagga v2 under /imagga/v2: tags, categorizers, uploads and usage, with its limits.
 
-HTTP Basic auth with any non-empty key and secret. Every answer is Imagga's envelope
-`{"result": ..., "status": {"text", "type"}}`. Tags are a deterministic function of the image's
-md5 (or of the URL for `image_url`), highest confidence first, confidences 0–100.
+HTTP Basic auth with any non-empty key and secret (or only the pair pinned with the control
+route). Every answer is Imagga's envelope `{"result": ..., "status": {"text", "type"}}`. Tags and
+categories are a deterministic function of the image's md5 (or of the URL for `image_url`),
+highest confidence first, confidences 0–100. Limits as a real account has them: over the
+concurrency cap 429, once the month's quota is spent 403, a categorizer outside the plan 403.
+
+`PUT /_sandbox/imagga` (never faulted, no auth) sets them while running: `{"monthly_limit",
+"monthly_processed" (0 resets the month), "concurrency", "credentials": [key, secret] | null,
+"forbidden": ["categories/nsfw_beta", …], "junk": "html" | "error_200" | null,
+"delay_seconds"}`; it answers the settings now in force.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -25,9 +34,21 @@ VOCABULARY = (
     "architecture", "landscape", "tree", "water", "summer", "travel", "family", "child",
     "lifestyle", "evening", "garden", "party", "dance",
 )  # fmt: skip
+TRANSLATIONS = {"de": "de:", "fr": "fr:", "es": "es:"}
+"""Other languages answer the English word with a prefix (the fake has no dictionary)."""
 TAGS_PER_IMAGE = 15
 MONTHLY_LIMIT = 1000
 CONCURRENCY_LIMIT = 5
+BILLING_PERIOD_END = "2099-01-01T00:00:00Z"
+CATEGORIZERS: dict[str, tuple[str, ...]] = {
+    "personal_photos": (
+        "people portraits", "events parties", "nature landscape", "streetview architecture",
+        "interior objects", "food drinks", "pets animals", "sunrises sunsets",
+    ),
+    "nsfw_beta": ("safe", "underwear", "nsfw"),
+}  # fmt: skip
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+UNAUTHORISED = "You need to authenticate with your API key and secret (HTTP Basic)."
 
 
 @dataclass(kw_only=True)
@@ -40,17 +61,37 @@ class ImaggaUpload:
     tag_requests: int = 0
 
 
+@dataclass
 class ImaggaState:
-    """Uploads and usage of the fake Imagga account."""
+    """Uploads, usage and limits of the fake Imagga account."""
 
-    def __init__(self) -> None:
-        self.uploads: dict[str, ImaggaUpload] = {}
-        self.tag_requests = 0
+    uploads: dict[str, ImaggaUpload] = field(default_factory=dict)
+    tag_requests: int = 0
+    tagged: list[dict[str, Any]] = field(default_factory=list)
+    categorized: list[dict[str, Any]] = field(default_factory=list)
+    monthly_limit: int = MONTHLY_LIMIT
+    monthly_processed: int = 0
+    concurrency: int = CONCURRENCY_LIMIT
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    throttled: int = 0
+    refused: int = 0
+    credentials: tuple[str, str] | None = None
+    forbidden: set[str] = field(default_factory=set)
+    junk: str | None = None
+    delay_seconds: float = 0.0
 
     def ledger(self) -> dict[str, Any]:
         """What the ledger reports about Imagga."""
         return {
             "tag_requests": self.tag_requests,
+            "tagged": list(self.tagged),
+            "categorized": list(self.categorized),
+            "monthly_limit": self.monthly_limit,
+            "monthly_processed": self.monthly_processed,
+            "peak_in_flight": self.peak_in_flight,
+            "throttled": self.throttled,
+            "refused": self.refused,
             "uploads": {
                 upload_id: {
                     "md5": upload.md5_hex,
@@ -60,6 +101,18 @@ class ImaggaState:
                 }
                 for upload_id, upload in self.uploads.items()
             },
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """The limits and modes in force, as the control route answers them."""
+        return {
+            "monthly_limit": self.monthly_limit,
+            "monthly_processed": self.monthly_processed,
+            "concurrency": self.concurrency,
+            "credentials_pinned": self.credentials is not None,
+            "forbidden": sorted(self.forbidden),
+            "junk": self.junk,
+            "delay_seconds": self.delay_seconds,
         }
 
 
@@ -77,12 +130,35 @@ def tags_for(seed_hex: str) -> list[tuple[str, float]]:
     return tags
 
 
+def categories_for(seed_hex: str, categorizer: str) -> list[tuple[str, float]]:
+    """(category, confidence) pairs for an image, highest first, summing to about 100."""
+    rng = random.Random(f"{categorizer}:{seed_hex}")
+    names = CATEGORIZERS[categorizer]
+    if categorizer == "nsfw_beta":
+        # Most images are safe; about one in eight is not.
+        unsafe = rng.random() < 0.125
+        top = rng.uniform(70.0, 99.0)
+        first = rng.choice(names[1:]) if unsafe else "safe"
+        rest = [n for n in names if n != first]
+        second = round((100 - top) * rng.uniform(0.5, 1.0), 4)
+        return [(first, round(top, 4)), (rest[0], second), (rest[1], round(100 - top - second, 4))]
+    weights = [rng.random() ** 3 for _ in names]
+    total = sum(weights)
+    scored = sorted(
+        ((name, round(100 * w / total, 4)) for name, w in zip(names, weights, strict=True)),
+        key=lambda pair: -pair[1],
+    )
+    return [pair for pair in scored if pair[1] >= 1.0]
+
+
 def _answer(result: dict[str, Any]) -> web.Response:
     return web.json_response({"result": result, "status": {"text": "", "type": "success"}})
 
 
-def _error(status: int, text: str) -> web.Response:
-    return web.json_response({"status": {"text": text, "type": "error"}}, status=status)
+def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        {"status": {"text": text, "type": "error"}}, status=status, headers=headers
+    )
 
 
 def _authorised(request: web.Request) -> bool:
@@ -92,35 +168,124 @@ def _authorised(request: web.Request) -> bool:
     except (binascii.Error, UnicodeDecodeError):
         return False
     key, _, secret = decoded.partition(":")
-    return scheme.lower() == "basic" and bool(key and secret)
+    if scheme.lower() != "basic" or not (key and secret):
+        return False
+    pinned = request.app[IMAGGA].credentials
+    return pinned is None or pinned == (key, secret)
 
 
-UNAUTHORISED = "You need to authenticate with your API key and secret (HTTP Basic)."
-
-
-async def upload(request: web.Request) -> web.Response:
-    """POST /imagga/v2/uploads, multipart with the file in field `image`"""
-    if not _authorised(request):
-        return _error(401, UNAUTHORISED)
+async def _image_of(request: web.Request) -> tuple[str, int] | web.Response:
+    """(md5, size) of the image in a multipart body (`image` or `image_base64`), or an error."""
     if not request.content_type.startswith("multipart/"):
         return _error(400, "Send the image as multipart/form-data in the field 'image'")
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name == "image":
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "image":
             md5 = hashlib.md5()
             size = 0
             while chunk := await part.read_chunk():
                 md5.update(chunk)
                 size += len(chunk)
-            if not size:
-                break
-            upload_id = f"i{uuid.uuid4().hex}"
-            request.app[IMAGGA].uploads[upload_id] = ImaggaUpload(
-                md5_hex=md5.hexdigest(), size=size
-            )
-            return _answer({"upload_id": upload_id})
+                if size > MAX_IMAGE_BYTES:
+                    return _error(413, "The image is too large")
+            if size:
+                return md5.hexdigest(), size
+            break
+        if part.name == "image_base64":
+            try:
+                data = base64.b64decode(await part.read(decode=False), validate=True)
+            except (binascii.Error, ValueError):
+                return _error(400, "image_base64 is not valid base64")
+            if data:
+                return hashlib.md5(data).hexdigest(), len(data)
+            break
         await part.release()
-    return _error(400, "No image was uploaded in the field 'image'")
+    return _error(400, "No image was sent in the field 'image' or 'image_base64'")
+
+
+async def _limited(
+    request: web.Request, feature: str, analyse: Callable[[], dict[str, Any]]
+) -> web.Response:
+    """Run one billable analysis under the account's limits, counting it once answered."""
+    state = request.app[IMAGGA]
+    if feature in state.forbidden:
+        state.refused += 1
+        return _error(403, f"Your plan does not include {feature}. Upgrade to use it.")
+    if state.monthly_processed >= state.monthly_limit:
+        state.refused += 1
+        return _error(403, "You have reached the monthly limit of requests for your plan.")
+    if state.in_flight >= state.concurrency:
+        state.throttled += 1
+        return _error(
+            429, "Too many concurrent requests for your plan.", headers={"Retry-After": "1"}
+        )
+    state.in_flight += 1
+    state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+    try:
+        if state.delay_seconds:
+            await asyncio.sleep(state.delay_seconds)
+        if state.junk == "html":
+            return web.Response(
+                text="<html><body><h1>Maintenance</h1></body></html>", content_type="text/html"
+            )
+        if state.junk == "error_200":
+            return web.json_response(
+                {"status": {"text": "Unexpected processing error", "type": "error"}}
+            )
+        result = analyse()
+        state.monthly_processed += 1
+        return _answer(result)
+    finally:
+        state.in_flight -= 1
+
+
+def _tags_result(
+    request: web.Request, seed: str, md5_hex: str | None
+) -> Callable[[], dict[str, Any]]:
+    state = request.app[IMAGGA]
+
+    def analyse() -> dict[str, Any]:
+        limit = int(_number(request, "limit", -1))
+        threshold = _number(request, "threshold", 0.0)
+        languages = [code for code in request.query.get("language", "en").split(",") if code]
+        found = [(word, score) for word, score in tags_for(seed) if score >= threshold]
+        if limit >= 0:
+            found = found[:limit]
+        state.tag_requests += 1
+        state.tagged.append(
+            {
+                "md5": md5_hex,
+                "tags": [{"tag": word, "confidence": score} for word, score in found],
+            }
+        )
+        return {
+            "tags": [
+                {
+                    "confidence": score,
+                    "tag": {code: TRANSLATIONS.get(code, "") + word for code in languages},
+                }
+                for word, score in found
+            ]
+        }
+
+    return analyse
+
+
+def _categories_result(
+    request: web.Request, seed: str, md5_hex: str | None, categorizer: str
+) -> Callable[[], dict[str, Any]]:
+    state = request.app[IMAGGA]
+
+    def analyse() -> dict[str, Any]:
+        found = categories_for(seed, categorizer)
+        state.categorized.append({"md5": md5_hex, "categorizer": categorizer, "categories": found})
+        return {
+            "categories": [{"confidence": score, "name": {"en": name}} for name, score in found]
+        }
+
+    return analyse
 
 
 def _number(request: web.Request, name: str, default: float) -> float:
@@ -128,40 +293,103 @@ def _number(request: web.Request, name: str, default: float) -> float:
     return default if raw is None else float(raw)
 
 
-async def tags(request: web.Request) -> web.Response:
-    """GET /imagga/v2/tags?image_upload_id=|image_url=[&limit=][&threshold=][&language=]"""
-    if not _authorised(request):
-        return _error(401, UNAUTHORISED)
+def _query_image(request: web.Request) -> tuple[str, str | None] | web.Response:
+    """(seed, md5) of the image named by `image_upload_id` or `image_url`, or an error."""
     state = request.app[IMAGGA]
     upload_id = request.query.get("image_upload_id")
     image_url = request.query.get("image_url")
     if (upload_id is None) == (image_url is None):
         return _error(400, "Provide exactly one of image_url or image_upload_id")
-    try:
-        limit = int(_number(request, "limit", -1))
-        threshold = _number(request, "threshold", 0.0)
-    except (ValueError, OverflowError):
-        return _error(400, "limit and threshold must be numbers")
     if upload_id is not None:
         stored = state.uploads.get(upload_id)
         if stored is None or stored.deleted:
             return _error(400, f"Unknown image_upload_id {upload_id}")
         stored.tag_requests += 1
-        seed = stored.md5_hex
-    else:
-        seed = hashlib.md5(str(image_url).encode()).hexdigest()
-    state.tag_requests += 1
-    languages = request.query.get("language", "en").split(",")
-    found = [(word, score) for word, score in tags_for(seed) if score >= threshold]
-    if limit >= 0:
-        found = found[:limit]
-    return _answer(
-        {
-            "tags": [
-                {"confidence": score, "tag": {language: word for language in languages}}
-                for word, score in found
-            ]
-        }
+        return stored.md5_hex, stored.md5_hex
+    return hashlib.md5(str(image_url).encode()).hexdigest(), None
+
+
+def _numbers_ok(request: web.Request) -> web.Response | None:
+    try:
+        _number(request, "limit", -1)
+        _number(request, "threshold", 0.0)
+    except (ValueError, OverflowError):
+        return _error(400, "limit and threshold must be numbers")
+    return None
+
+
+async def upload(request: web.Request) -> web.Response:
+    """POST /imagga/v2/uploads, multipart with the file in field `image`"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    image = await _image_of(request)
+    if isinstance(image, web.Response):
+        return image
+    upload_id = f"i{uuid.uuid4().hex}"
+    request.app[IMAGGA].uploads[upload_id] = ImaggaUpload(md5_hex=image[0], size=image[1])
+    return _answer({"upload_id": upload_id})
+
+
+async def tags(request: web.Request) -> web.Response:
+    """GET /imagga/v2/tags?image_upload_id=|image_url=[&limit=][&threshold=][&language=]"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    if (bad := _numbers_ok(request)) is not None:
+        return bad
+    named = _query_image(request)
+    if isinstance(named, web.Response):
+        return named
+    seed, md5_hex = named
+    return await _limited(request, "tags", _tags_result(request, seed, md5_hex))
+
+
+async def tags_of_image(request: web.Request) -> web.Response:
+    """POST /imagga/v2/tags with the image (multipart `image` or `image_base64`)"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    if (bad := _numbers_ok(request)) is not None:
+        return bad
+    image = await _image_of(request)
+    if isinstance(image, web.Response):
+        return image
+    return await _limited(request, "tags", _tags_result(request, image[0], image[0]))
+
+
+def _categorizer(request: web.Request) -> str | web.Response:
+    categorizer = request.match_info["categorizer_id"]
+    if categorizer not in CATEGORIZERS:
+        return _error(404, f"Unknown categorizer {categorizer[:64]!r}")
+    return categorizer
+
+
+async def categories(request: web.Request) -> web.Response:
+    """GET /imagga/v2/categories/{categorizer_id}?image_upload_id=|image_url="""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    categorizer = _categorizer(request)
+    if isinstance(categorizer, web.Response):
+        return categorizer
+    named = _query_image(request)
+    if isinstance(named, web.Response):
+        return named
+    seed, md5_hex = named
+    feature = f"categories/{categorizer}"
+    return await _limited(request, feature, _categories_result(request, seed, md5_hex, categorizer))
+
+
+async def categories_of_image(request: web.Request) -> web.Response:
+    """POST /imagga/v2/categories/{categorizer_id} with the image"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    categorizer = _categorizer(request)
+    if isinstance(categorizer, web.Response):
+        return categorizer
+    image = await _image_of(request)
+    if isinstance(image, web.Response):
+        return image
+    feature = f"categories/{categorizer}"
+    return await _limited(
+        request, feature, _categories_result(request, image[0], image[0], categorizer)
     )
 
 
@@ -177,23 +405,60 @@ async def delete_upload(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    """GET /imagga/v2/usage"""
+    """GET /imagga/v2/usage[?concurrency=1]"""
     if not _authorised(request):
         return _error(401, UNAUTHORISED)
-    processed = request.app[IMAGGA].tag_requests
-    return _answer(
-        {
-            "concurrency": {"max": CONCURRENCY_LIMIT, "now": 0},
-            "monthly_limit": MONTHLY_LIMIT,
-            "monthly_processed": processed,
-            "daily_processed": processed,
-        }
-    )
+    state = request.app[IMAGGA]
+    result: dict[str, Any] = {
+        "monthly_limit": state.monthly_limit,
+        "monthly_processed": state.monthly_processed,
+        "daily_processed": state.monthly_processed,
+        "billing_period_end": BILLING_PERIOD_END,
+    }
+    if request.query.get("concurrency") in ("1", "true"):
+        result["concurrency"] = {"max": state.concurrency, "now": state.in_flight}
+    return _answer(result)
+
+
+async def control(request: web.Request) -> web.Response:
+    """PUT /_sandbox/imagga: set the account's limits and modes (see the module docstring)."""
+    state = request.app[IMAGGA]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"detail": "send a JSON object"}, status=400)
+    try:
+        for name in ("monthly_limit", "monthly_processed", "concurrency"):
+            if name in body:
+                value = int(body[name])
+                if value < 0 or (name == "concurrency" and value < 1):
+                    raise ValueError(f"{name} out of range")
+                setattr(state, name, value)
+        if "credentials" in body:
+            pair = body["credentials"]
+            state.credentials = None if pair is None else (str(pair[0]), str(pair[1]))
+        if "forbidden" in body:
+            state.forbidden = {str(item) for item in body["forbidden"]}
+        if "junk" in body:
+            if body["junk"] not in (None, "html", "error_200"):
+                raise ValueError("junk must be null, 'html' or 'error_200'")
+            state.junk = body["junk"]
+        if "delay_seconds" in body:
+            state.delay_seconds = max(0.0, float(body["delay_seconds"]))
+    except (TypeError, ValueError, IndexError) as exc:
+        return web.json_response({"detail": str(exc)}, status=400)
+    return web.json_response(state.settings())
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    """Register the Imagga routes."""
+    """Register the Imagga routes and their control route."""
     router.add_post(f"{PREFIX}/uploads", upload)
     router.add_delete(f"{PREFIX}/uploads/{{upload_id}}", delete_upload)
     router.add_get(f"{PREFIX}/tags", tags)
+    router.add_post(f"{PREFIX}/tags", tags_of_image)
+    router.add_get(f"{PREFIX}/categories/{{categorizer_id}}", categories)
+    router.add_post(f"{PREFIX}/categories/{{categorizer_id}}", categories_of_image)
     router.add_get(f"{PREFIX}/usage", usage)
+    router.add_put("/_sandbox/imagga", control)

@@ -17,7 +17,8 @@ from orchestrator.store.queries import Store
 from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
-from orchestrator.workflow.planning import RunRequest, plan_jobs
+from orchestrator.workflow.planning import PlanError, RunRequest, plan_jobs
+from orchestrator.workflow.tag import services_refusal
 
 
 @dataclass
@@ -71,6 +72,8 @@ async def run_batch(
     """Plan the folder's jobs and drive each to its end, concurrently (through `pipeline`'s
     stages: the product's unless a test brings its own)."""
     async with driving(settings, progress, pipeline) as ready:
+        if refusal := services_refusal(request.spec, ready.services):
+            raise PlanError(refusal)
         plan = await plan_jobs(ready.store, ready.services.imagen, request)
         for note in plan.notes:
             progress.note(request.source.name, note, level="warn")

@@ -27,7 +27,14 @@ from orchestrator.store.queries import (
     process_owner,
 )
 from orchestrator.store.scheduling import wake_daemons
-from orchestrator.workflow.review import TAG_PHASE, decision, is_flagged, tag_details, undecided
+from orchestrator.workflow.review import (
+    TAG_PHASE,
+    WRITTEN_KEY,
+    decision,
+    is_flagged,
+    tag_details,
+    undecided,
+)
 
 T = TypeVar("T")
 
@@ -240,6 +247,9 @@ async def edit_keywords(
         details = _tagged(photo)
         keywords = edited_keywords(photo_review(photo, details), add=add, remove=remove)
         if keywords != details.get("keywords"):
+            # The files keep the words last written until the review ends: the stage then
+            # writes the reviewed ones in (`workflow/review.py`), before delivery.
+            details.setdefault(WRITTEN_KEY, details.get("keywords", []))
             details.update(keywords=keywords, source="reviewed")
             await _record(store, lease, [(photo, details)])
             await store.add_event(

@@ -8,10 +8,14 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
+from orchestrator.integrations.imagga import ImaggaClient
+from orchestrator.integrations.keywords import KeywordFiles
+from orchestrator.integrations.tagging import KeywordRules, Tagging
 from orchestrator.progress import ProgressSink
 from orchestrator.store.db import is_sqlite
 from orchestrator.store.migrate import ensure_schema, is_up_to_date
@@ -104,15 +108,44 @@ async def connected(
         )
     tsettings = transfer_settings(settings)
     session = make_session(tsettings)
+    tagging = make_tagging(settings, session, on_api_retry)
     try:
         yield Services(
             imagen=ImagenClient(
                 session, base_url=settings.imagen_api_url, api_key=key, on_retry=on_api_retry
             ),
             transfers=Transfers(session, tsettings, on_retry=on_transfer_retry),
+            tagging=tagging,
         )
     finally:
+        if tagging is not None:
+            tagging.files.close()
         await session.close()
+
+
+def make_tagging(
+    settings: Settings, session: aiohttp.ClientSession, on_retry: RetryReporter | None = None
+) -> Tagging | None:
+    """Imagga and the keyword writer, when Imagga's key and secret are both configured."""
+    credentials = settings.imagga_credentials()
+    if credentials is None:
+        return None
+    key, secret = credentials
+    return Tagging(
+        imagga=ImaggaClient(
+            session,
+            base_url=settings.imagga_api_url,
+            api_key=key,
+            api_secret=secret,
+            concurrency=settings.imagga_concurrency,
+            on_retry=on_retry,
+        ),
+        files=KeywordFiles(settings.exiftool),
+        rules=KeywordRules.of(
+            settings.keyword_allowlist, settings.keyword_blocklist, settings.moderation_threshold
+        ),
+        anyway=settings.tag_anyway,
+    )
 
 
 def make_engine(

@@ -169,3 +169,19 @@ class Callback(Base):
             "project_uuid", "action", "status", name="uq_callbacks_project_uuid_action_status"
         ),
     )
+
+
+class TagResult(Base):
+    """What Imagga answered for one image and one analysis, kept so it is never paid twice.
+
+    Keyed by the md5 of the exact image sent (the downscaled copy) and the analysis with its
+    parameters (`tags:en,de`, `categories:personal_photos`); shared by every job.
+    """
+
+    __tablename__ = "tag_results"
+
+    image_md5: Mapped[str] = mapped_column(String(32), primary_key=True)
+    analysis: Mapped[str] = mapped_column(String(200), primary_key=True)
+    result: Mapped[list[Any]] = mapped_column(JSON)
+    """The answer as stored: `[{"tag", "confidence"}]` or `[{"name", "confidence"}]`."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

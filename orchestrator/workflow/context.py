@@ -11,6 +11,7 @@ from orchestrator.crashpoints import crash_point
 from orchestrator.errors import Refused, Transient
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
+from orchestrator.integrations.tagging import Tagging
 from orchestrator.progress import ProgressSink
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Move
@@ -57,6 +58,8 @@ class Services:
 
     imagen: ImagenClient
     transfers: Transfers
+    tagging: Tagging | None = None
+    """Imagga and the keyword writer; None when no Imagga credentials are configured."""
 
 
 class JobFailed(Refused):

@@ -17,6 +17,7 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
+from orchestrator.workflow.tag import kind_refusal
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""
@@ -68,6 +69,9 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if j.state != JobState.CANCELLED
     }
     missing = [t for t in scan.photos if t not in existing]
+    for kind in missing:  # before any job is made, so a refusal leaves none half-planned
+        if refusal := kind_refusal(request.spec, kind):
+            raise PlanError(refusal)
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
         job = existing.get(kind)

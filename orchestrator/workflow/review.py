@@ -15,12 +15,17 @@ from typing import Any
 
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
-from orchestrator.store.queries import PhotoRecord
-from orchestrator.workflow.context import JobContext, JobWaiting
+from orchestrator.store.queries import PhaseDone, PhotoRecord
+from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobWaiting
+from orchestrator.workflow.photos import photo_run
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.tag import write_keywords
 
 TAG_PHASE = "tag"
 """The keywording stage's phase, whose details carry the keywords and the decision."""
+WRITTEN_KEY = "written_keywords"
+"""In a photo's tag details: the words its files still carry after a reviewer changed its
+keywords on the page; present until the stage writes the reviewed ones in."""
 RECHECK_SECONDS = 3600.0
 """How often a daemon looks at a job under review on its own: approval wakes it at once, this
 only covers a wake-up that was lost."""
@@ -65,6 +70,7 @@ async def wait_for_review(ctx: JobContext) -> None:
     photos = await ctx.store.photos(ctx.job.id)
     waiting = undecided(photos)
     if not waiting:
+        await _write_reviewed_keywords(ctx, photos)
         decisions = [d for p in photos if (d := tag_details(p)) is not None]
         approved = sum(decision(d) is True for d in decisions)
         held = len(decisions) - approved
@@ -78,6 +84,57 @@ async def wait_for_review(ctx: JobContext) -> None:
         f"or run `orchestrator approve {ctx.job.id[:8]}`"
     )
     raise JobWaiting(0.0 if ctx.config.wait_inline else RECHECK_SECONDS)
+
+
+async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -> None:
+    """Put the keywords a reviewer changed into the photos' files, then record that they are.
+
+    Delivery sends the files as they are on disk, so the review must be in them first.
+    """
+    changed = [(p, d) for p in photos if (d := tag_details(p)) is not None and WRITTEN_KEY in d]
+    if not changed:
+        return
+    tagging = ctx.services.tagging
+    if tagging is None:
+        raise JobPaused(
+            "the reviewed keywords cannot be written into the files: the keyword "
+            "writer is not set up (IMAGGA_API_KEY and exiftool); set it up and "
+            "run again"
+        )
+    ctx.progress.stage_started(ctx.label, "review", files=len(changed), total_bytes=None)
+    async with photo_run(
+        ctx, phase=TAG_PHASE, progress_stage="review", photo_id=_photo_id, describe=_describe
+    ) as run:
+
+        async def write(item: tuple[PhotoRecord, dict[str, Any]]) -> PhaseDone:
+            photo, details = item
+            written = {**details, "keywords": details[WRITTEN_KEY]}
+            del written[WRITTEN_KEY]
+            await write_keywords(tagging.files, ctx.job, written, details["keywords"])
+            record = photo.phase(TAG_PHASE)
+            return PhaseDone(
+                TAG_PHASE,
+                output=record.output if record else None,
+                md5=written["content_md5"],
+                details=written,
+            )
+
+        failures = await run.run(changed, write)
+    ctx.progress.stage_finished(ctx.label, "review")
+    if failures:
+        raise JobFailed(
+            f"{len(failures)} photos' reviewed keywords could not be written "
+            f"(first: {failures[0]}); fix the cause, then `orchestrator retry`"
+        )
+    await ctx.event("review", f"reviewed keywords written into {len(changed)} photos' files")
+
+
+def _photo_id(item: tuple[PhotoRecord, dict[str, Any]]) -> int:
+    return item[0].id
+
+
+def _describe(item: tuple[PhotoRecord, dict[str, Any]]) -> str:
+    return item[0].rel_path
 
 
 STAGE = Stage(

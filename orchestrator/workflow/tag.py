@@ -1,0 +1,349 @@
+"""Stage: keywords for every photo from Imagga, written into the files themselves.
+
+Each photo's exported JPEG (or, without export, its edited JPEG) is sent to Imagga as a small
+upright copy; the answer is kept by that copy's md5 before anything else happens, so a crash,
+a rerun or `retry` never pays for an image twice. The chosen keywords go into the exported and
+edited files (see integrations/keywords.py); the photo's `tag` phase records them with the whole
+suggestion list, the optional categories and moderation, and the tagged file's md5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator.crashpoints import crash_point
+from orchestrator.imagen.models import ImageType
+from orchestrator.integrations.downscale import NotAnImage, downscale
+from orchestrator.integrations.imagga import (
+    MODERATION_CATEGORIZER,
+    Category,
+    ImaggaNotConfigured,
+    Suggestion,
+    quota_spent,
+)
+from orchestrator.integrations.keywords import (
+    ExiftoolMissing,
+    KeywordFiles,
+    KeywordWriteFailed,
+    writable,
+)
+from orchestrator.integrations.tagging import Tagging, hierarchy
+from orchestrator.spec import JobSpec, TagSpec
+from orchestrator.states import JobState
+from orchestrator.store.models import Job
+from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
+from orchestrator.store.tag_results import keep_result, kept_result
+from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, Services
+from orchestrator.workflow.photos import PhotoFailed, photo_run
+from orchestrator.workflow.stage import Stage
+
+PHASE = "tag"
+NOT_CONFIGURED = (
+    "--tag needs Imagga credentials: set IMAGGA_API_KEY and IMAGGA_API_SECRET "
+    "(and IMAGGA_API_URL for the sandbox)"
+)
+
+
+def wants_tags(spec: JobSpec) -> bool:
+    """Whether the job asked for keywords."""
+    return spec.tag is not None
+
+
+def kind_refusal(spec: JobSpec, kind: ImageType) -> str | None:
+    """Why a job of this image type cannot be tagged as asked, if it cannot."""
+    if spec.tag is not None and kind is ImageType.RAW and not spec.export:
+        return (
+            "--tag on RAW photos needs --export: Imagga reads JPEGs, and a RAW job's edits "
+            "are develop settings; add --export"
+        )
+    return None
+
+
+def services_refusal(spec: JobSpec, services: Services) -> str | None:
+    """Why this process cannot tag (no Imagga credentials, no exiftool), if it cannot."""
+    if spec.tag is None:
+        return None
+    if services.tagging is None:
+        return NOT_CONFIGURED
+    try:
+        services.tagging.files.check()
+    except ExiftoolMissing as exc:
+        return str(exc)
+    return None
+
+
+def analyses_per_photo(spec: TagSpec) -> int:
+    """Imagga requests one photo costs: the tags, then each optional categorizer."""
+    return 1 + (spec.categorizer is not None) + spec.moderate
+
+
+async def tag_photos(ctx: JobContext) -> None:
+    """Tag every photo not yet tagged, within the month's quota, then finish the stage."""
+    tagging = ctx.services.tagging
+    if tagging is None:
+        raise ImaggaNotConfigured(NOT_CONFIGURED)
+    spec = ctx.spec.tag
+    assert spec is not None  # the stage applies only to jobs that asked for tags
+    photos = await ctx.store.photos(ctx.job.id)
+    todo = [p for p in photos if not p.done(PHASE)]
+    if len(todo) < len(photos):
+        await ctx.event("resume", f"{len(photos) - len(todo)} photos already tagged")
+    todo_now = await _within_quota(ctx, tagging, spec, todo)
+    ctx.progress.stage_started(ctx.label, PHASE, files=len(todo_now), total_bytes=None)
+    async with photo_run(
+        ctx, phase=PHASE, progress_stage=PHASE, photo_id=_photo_id, describe=_describe
+    ) as run:
+        failures = await run.run(todo_now, lambda photo: _tag_one(ctx, tagging, spec, photo))
+    ctx.progress.stage_finished(ctx.label, PHASE)
+    await _report_flagged(ctx)
+    if failures:
+        raise JobFailed(
+            f"{len(failures)} photos could not be tagged (first: {failures[0]}); "
+            "`orchestrator retry` tags only those"
+        )
+    if len(todo_now) < len(todo):
+        usage = await tagging.imagga.usage()
+        raise JobPaused(
+            f"tagged {len(todo_now)} photos; {len(todo) - len(todo_now)} wait for Imagga's "
+            f"quota: {quota_spent(usage)}. Run again then"
+        )
+    await ctx.finish_stage("keywords written")
+
+
+async def _within_quota(
+    ctx: JobContext, tagging: Tagging, spec: TagSpec, todo: list[PhotoRecord]
+) -> list[PhotoRecord]:
+    """The photos this pass may tag: all, if the quota allows; else pause (or, with
+    `--tag-anyway`, those it allows). Also learns the account's concurrency cap."""
+    if not todo:
+        return todo
+    usage = await tagging.imagga.usage()
+    tagging.imagga.use_account_cap(usage)
+    per_photo = analyses_per_photo(spec)
+    needed = len(todo) * per_photo
+    if needed <= usage.left:
+        await ctx.event(
+            "tag",
+            f"tagging {len(todo)} photos: {needed} Imagga requests of {usage.left} left this "
+            f"month, {tagging.imagga.concurrency} at once",
+        )
+        return todo
+    allowed = usage.left // per_photo
+    if not tagging.anyway or allowed == 0:
+        hint = f", or add --tag-anyway to tag the {allowed} it allows now" if allowed else ""
+        raise JobPaused(
+            f"{quota_spent(usage, needed)} for {len(todo)} photos. Run again once it has "
+            f"reset{hint}"
+        )
+    await ctx.event(
+        "tag", f"quota allows {allowed} of {len(todo)} photos; tagging those now (--tag-anyway)"
+    )
+    return todo[:allowed]
+
+
+def tag_files(job: Job, spec: JobSpec, photo: PhotoRecord) -> tuple[Path, list[Path]]:
+    """The file sent to Imagga, and every file the photo's keywords go into (it first)."""
+    export, edit = photo.phase("export"), photo.phase("edit")
+    edited = (
+        Path(job.edited_dir) / edit.output
+        if edit is not None and edit.done_at is not None and edit.output
+        else None
+    )
+    if spec.export:
+        if export is None or export.done_at is None or not export.output:
+            raise PhotoFailed("it has no exported JPEG to tag")
+        source = Path(job.exported_dir) / export.output
+    elif edited is not None and edited.suffix.lower() in (".jpg", ".jpeg"):
+        source = edited
+    else:
+        raise PhotoFailed("it has no edited JPEG to tag")
+    targets = [source]
+    if edited is not None and edited != source and writable(edited):
+        targets.append(edited)
+    return source, targets
+
+
+async def _tag_one(
+    ctx: JobContext, tagging: Tagging, spec: TagSpec, photo: PhotoRecord
+) -> PhaseDone:
+    source, targets = tag_files(ctx.job, ctx.spec, photo)
+    try:
+        image = await asyncio.to_thread(downscale, source, spec.long_side)
+    except NotAnImage as exc:
+        raise PhotoFailed(str(exc)) from None
+    except OSError as exc:
+        raise PhotoFailed(f"{source.name} cannot be read: {exc.strerror or exc}") from None
+    image_md5 = hashlib.md5(image).hexdigest()
+    imagga = tagging.imagga
+    suggestions = [
+        Suggestion(str(item["tag"]), float(item["confidence"]))
+        for item in await _answer(
+            ctx.store,
+            tagging,
+            image_md5,
+            "tags:" + ",".join(spec.languages),
+            lambda: _as_json(imagga.tags(image, languages=spec.languages)),
+        )
+    ]
+    categories = (
+        await _categories(ctx.store, tagging, image, image_md5, spec.categorizer)
+        if spec.categorizer
+        else None
+    )
+    moderation = (
+        tagging.rules.moderation(
+            await _categories(ctx.store, tagging, image, image_md5, MODERATION_CATEGORIZER)
+        )
+        if spec.moderate
+        else None
+    )
+    crash_point("after_imagga_answer")
+    keywords = tagging.rules.choose(suggestions, spec)
+    details: dict[str, Any] = {
+        "keywords": keywords,
+        "source": "auto",
+        "suggestions": [s.to_json() for s in suggestions],
+        "categories": [c.to_json() for c in categories] if categories is not None else None,
+        "moderation": moderation,
+        "image_md5": image_md5,
+        "files": [_file_ref(ctx.job, path) for path in targets],
+    }
+    details["file_keywords"] = await _keywords_already_in(tagging, targets, keywords)
+    await write_keywords(tagging.files, ctx.job, details, keywords)
+    crash_point("after_keywords_written")
+    return PhaseDone(PHASE, output=source.name, md5=details["content_md5"], details=details)
+
+
+async def write_keywords(
+    files: KeywordFiles, job: Job, details: dict[str, Any], keywords: Sequence[str]
+) -> None:
+    """Make the photo's files carry `keywords` instead of the ones `details` records, keeping
+    the words the files had before we came; `details` is updated (keywords, content_md5)."""
+    before = [w for w in details.get("keywords", []) if w not in keywords]
+    theirs = {w.casefold() for w in details.get("file_keywords", [])}
+    categories = [
+        Category(str(c["name"]), float(c["confidence"])) for c in details.get("categories") or []
+    ]
+    dropped = [w for w in before if w.casefold() not in theirs]
+    paths = [_file_path(job, ref) for ref in details["files"]]
+    try:
+        for path in paths:
+            await files.write(
+                path,
+                add=keywords,
+                remove=dropped,
+                hierarchy=hierarchy(keywords, categories),
+                remove_hierarchy=hierarchy(dropped, categories),
+            )
+    except KeywordWriteFailed as exc:
+        raise PhotoFailed(str(exc)) from None
+    details["keywords"] = list(keywords)
+    details["content_md5"] = await asyncio.to_thread(_md5_of, paths[0])
+
+
+async def _keywords_already_in(
+    tagging: Tagging, targets: Sequence[Path], ours: Sequence[str]
+) -> list[str]:
+    """The words the files held before this photo was tagged (never taken out later).
+
+    A file written before a crash already holds ours: those are not counted as theirs.
+    """
+    mine = {w.casefold() for w in ours}
+    found: list[str] = []
+    try:
+        for path in targets:
+            for word in await tagging.files.read(path):
+                if word.casefold() not in mine and word not in found:
+                    found.append(word)
+    except KeywordWriteFailed as exc:
+        raise PhotoFailed(str(exc)) from None
+    return found
+
+
+async def _categories(
+    store: Store, tagging: Tagging, image: bytes, image_md5: str, categorizer: str
+) -> list[Category]:
+    kept = await _answer(
+        store,
+        tagging,
+        image_md5,
+        f"categories:{categorizer}",
+        lambda: _as_json(tagging.imagga.categories(image, categorizer)),
+    )
+    return [Category(str(item["name"]), float(item["confidence"])) for item in kept]
+
+
+async def _answer(
+    store: Store,
+    tagging: Tagging,
+    image_md5: str,
+    analysis: str,
+    ask: Callable[[], Awaitable[list[Any]]],
+) -> list[Any]:
+    """Imagga's answer for this image and analysis: the kept one, else asked for and kept."""
+    lock = tagging.lock_for(image_md5, analysis)
+    try:
+        async with lock:
+            kept = await kept_result(store, image_md5, analysis)
+            if kept is not None:
+                return kept
+            answer = await ask()
+            # Paid for: kept even when another photo's refusal stops the stage right now.
+            await asyncio.shield(keep_result(store, image_md5, analysis, answer))
+            return answer
+    finally:
+        tagging.done_with(image_md5, analysis, lock)
+
+
+async def _as_json(found: Awaitable[Sequence[Suggestion] | Sequence[Category]]) -> list[Any]:
+    return [item.to_json() for item in await found]
+
+
+async def _report_flagged(ctx: JobContext) -> None:
+    """List the photos moderation flagged: they are never delivered without a person."""
+    flagged = []
+    for photo in await ctx.store.photos(ctx.job.id):
+        record = photo.phase(PHASE)
+        moderation = (record.details or {}).get("moderation") if record else None
+        if isinstance(moderation, dict) and moderation.get("flagged"):
+            flagged.append(photo.file_name)
+    if flagged:
+        shown = ", ".join(flagged[:10]) + (" …" if len(flagged) > 10 else "")
+        message = f"moderation flagged {len(flagged)} photos (never delivered unseen): {shown}"
+        await ctx.event("moderation", message, flagged=flagged)
+        ctx.note(message, level="warn")
+
+
+def _file_ref(job: Job, path: Path) -> dict[str, str]:
+    kind = "export" if path.parent == Path(job.exported_dir) else "edit"
+    return {"kind": kind, "name": path.name}
+
+
+def _file_path(job: Job, ref: dict[str, str]) -> Path:
+    folder = job.exported_dir if ref["kind"] == "export" else job.edited_dir
+    return Path(folder) / ref["name"]
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _photo_id(photo: PhotoRecord) -> int:
+    return photo.id
+
+
+def _describe(photo: PhotoRecord) -> str:
+    return photo.rel_path
+
+
+STAGE = Stage(
+    name=PHASE, states=(JobState.TAGGING,), step=tag_photos, phase=PHASE, applies=wants_tags
+)
