@@ -91,7 +91,11 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
 
     Delivery sends the files as they are on disk, so the review must be in them first.
     """
-    changed = [(p, d) for p in photos if (d := tag_details(p)) is not None and WRITTEN_KEY in d]
+    changed = [
+        (p, d)
+        for p in photos
+        if (d := tag_details(p)) is not None and WRITTEN_KEY in d and d.get("files")
+    ]
     if not changed:
         return
     tagging = ctx.services.tagging
