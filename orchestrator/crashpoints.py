@@ -23,6 +23,9 @@ CRASH_POINTS: tuple[str, ...] = (
     "after_download",
     "before_export_request",
     "after_export_request",
+    "before_deliver_upload",
+    "after_deliver_upload",
+    "after_deliver",
 )
 """Every crash point the engine passes through, in the order of a job's life."""
 

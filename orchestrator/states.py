@@ -27,6 +27,7 @@ class JobState(StrEnum):
     EXPORTING = "exporting"
     EXPORTED = "exported"
     DOWNLOADING_EXPORTS = "downloading_exports"
+    DELIVERING = "delivering"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -11,6 +11,8 @@ from orchestrator.crashpoints import crash_point
 from orchestrator.errors import Refused, Transient
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
+from orchestrator.integrations.delivery_files import Urls
+from orchestrator.integrations.imgix import ImgixClient
 from orchestrator.progress import ProgressSink
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Move
@@ -52,11 +54,21 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """Where delivered photos go: the imgix Source's client and its delivery URLs."""
+
+    imgix: ImgixClient
+    urls: Urls
+
+
+@dataclass(frozen=True)
 class Services:
     """The outside world a job talks to, shared by every job of the process."""
 
     imagen: ImagenClient
     transfers: Transfers
+    delivery: Delivery | None = None
+    """The imgix Source and its URLs; None when IMGIX_* are not configured."""
 
 
 class JobFailed(Refused):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Transitions
-from orchestrator.workflow import download, processing, project, upload
+from orchestrator.workflow import deliver, download, processing, project, upload
 from orchestrator.workflow.stage import Stage
 
 
@@ -79,6 +79,7 @@ PIPELINE = Pipeline(
         download.EDITS_STAGE,
         processing.EXPORT_STAGE,
         download.EXPORTS_STAGE,
+        deliver.STAGE,
     ]
 )
 """The product's stages, in order."""

@@ -25,6 +25,7 @@ HAPPY_PATH = [
     JobState.EXPORTING,
     JobState.EXPORTED,
     JobState.DOWNLOADING_EXPORTS,
+    JobState.DELIVERING,
     JobState.COMPLETED,
 ]
 
