@@ -33,17 +33,22 @@ EDIT, BROWSE, PURGE = "Asset Manager Edit", "Asset Manager Browse", "Purge"
 
 
 class Bucket:
-    """A token bucket holding a second's worth of calls, refilled continuously."""
+    """A token bucket holding a second's worth of calls (at least two), refilled continuously.
+
+    Two at least: with one, any call that the network delays a little would find the next
+    one's token not yet back, and no client could pace itself to never see a 429.
+    """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self._tokens = rate
+        self.capacity = max(rate, 2.0)
+        self._tokens = self.capacity
         self._at = time.monotonic()
 
     def take(self) -> bool:
         """Spend a token if one is there."""
         now = time.monotonic()
-        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens < 1.0:
             return False
