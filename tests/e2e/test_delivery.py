@@ -34,7 +34,6 @@ from tests.resume_support import CONCURRENCY, chaos_seed, stored_jobs, write_big
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "secure-url-token-0123"
-DOMAIN = "studio.imgix.net"
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +44,12 @@ def sandbox_url() -> object:
 
 def delivery_env(sandbox_url: str, db_url: str, **extra: str) -> dict[str, str]:
     """The CLI's environment with imgix configured on a Source of its own (a fresh id)."""
+    source = uuid.uuid4().hex[:24]
     imgix = {
         "IMGIX_API_URL": f"{sandbox_url}/imgix/api/v1",
         "IMGIX_API_KEY": "imgix-key-SECRET-42",
-        "IMGIX_SOURCE_ID": uuid.uuid4().hex[:24],
-        "IMGIX_DOMAIN": DOMAIN,
+        "IMGIX_SOURCE_ID": source,
+        "IMGIX_DOMAIN": f"{source}.imgix.net",  # purges of one test never meet another's
     }
     return cli_env(f"{sandbox_url}/v1", db_url, **{**imgix, **extra})
 
@@ -253,7 +253,7 @@ def _seed_tags(db_url: str, job_id: str, tags: dict[str, dict[str, Any]]) -> Non
 def test_a_review_edit_is_redelivered_with_one_overwrite_and_one_purge(
     sandbox_url: str, migrated_db_url: str, tmp_path: Path
 ) -> None:
-    shoot = tmp_path / "shoot"
+    shoot = tmp_path / f"shoot-{uuid.uuid4().hex[:8]}"  # paths of its own in the ledger
     files = make_shoot(shoot)
     env = delivery_env(sandbox_url, migrated_db_url)
     done = orchestrator(
@@ -280,12 +280,12 @@ def test_a_review_edit_is_redelivered_with_one_overwrite_and_one_purge(
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["delivered"] == 2
     after = imgix_assets(sandbox_url, env)
-    one = after[f"shoot/{edited}"]
+    one = after[f"{shoot.name}/{edited}"]
     assert (one["uploads"], one["purges"], one["categories"]) == (2, 1, ["bride", "veil"])
     assert one["md5"] == md5_of(shoot / "exported" / edited)
-    two = after[f"shoot/{relabelled}"]  # keywords only: metadata, no upload, no purge
+    two = after[f"{shoot.name}/{relabelled}"]  # keywords only: metadata, no upload, no purge
     assert (two["uploads"], two["purges"], two["categories"]) == (1, 0, ["groom"])
-    assert after[f"shoot/{untouched}"]["uploads"] == 1
+    assert after[f"{shoot.name}/{untouched}"]["uploads"] == 1
     assert len(ledger(sandbox_url)["imgix"]["purges"]) == purges_before + 1
     records = {
         r["photo"]: r for r in json.loads((shoot / "delivered" / "delivery.json").read_text())
@@ -297,7 +297,7 @@ def test_a_review_edit_is_redelivered_with_one_overwrite_and_one_purge(
     assert imgix_assets(sandbox_url, env) == after
     purged = orchestrator("purge", job["id"][:8], edited, "--json", env=env)  # within 10 s: 409
     assert purged.returncode == 0, purged.stderr
-    assert imgix_assets(sandbox_url, env)[f"shoot/{edited}"]["purges"] == 1
+    assert imgix_assets(sandbox_url, env)[f"{shoot.name}/{edited}"]["purges"] == 1
 
 
 def test_lower_limits_and_faults_see_no_429_and_deliver_everything(
