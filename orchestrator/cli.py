@@ -24,7 +24,12 @@ from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
-from orchestrator.service.wiring import ConfigError, database_problem, open_store
+from orchestrator.service.wiring import (
+    ConfigError,
+    database_problem,
+    open_store,
+    require_settings,
+)
 from orchestrator.spec import JobSpec, SpecError
 from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
@@ -68,6 +73,22 @@ ReviewOption = Annotated[
         help="Wait after keywording until the keywords are approved (the web page, "
         "`orchestrator approve`)."
     ),
+]
+DeliverOption = Annotated[
+    bool,
+    typer.Option(
+        help="Deliver the exported JPEGs to imgix (IMGIX_API_KEY, IMGIX_SOURCE_ID, IMGIX_DOMAIN)."
+    ),
+]
+DeliverPathOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Origin path template on imgix: {job_name}, {job_id}, {file_name}, {stem} "
+        "(default {job_name}/{file_name})."
+    ),
+]
+DeliverDescriptionOption = Annotated[
+    str | None, typer.Option(help="Description given to each delivered asset in imgix.")
 ]
 PhotographyTypeOption = Annotated[
     PhotographyType | None, typer.Option(case_sensitive=False, help="Genre hint for the AI.")
@@ -170,11 +191,21 @@ def job_spec(
     crop_aspect_ratio: CropAspectRatio | None,
     sky_template: int | None,
     hdr_compression: HdrCompression | None,
-    tag: dict[str, Any] | None = None,
     *,
+    tag: dict[str, Any] | None = None,
     review: bool = False,
+    deliver: bool = False,
+    deliver_path: str | None = None,
+    deliver_description: str | None = None,
 ) -> JobSpec:
     """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
+    delivery: dict[str, Any] | None = None
+    if deliver:
+        delivery = {"path": deliver_path} if deliver_path is not None else {}
+        if deliver_description is not None:
+            delivery["description"] = deliver_description
+    elif deliver_path is not None or deliver_description is not None:
+        fail("--deliver-path and --deliver-description go with --deliver")
     edit: dict[str, Any] = {"tools": sorted(set(tools))}
     for key, value in (
         ("photography_type", photography_type),
@@ -187,8 +218,16 @@ def job_spec(
     if review and tag is None:
         fail("--review holds the job for a person to review its keywords: add --tag")
     try:
-        return JobSpec.build(edit=edit, export=export, tag=tag, review=review)
+        return JobSpec.build(edit=edit, export=export, tag=tag, review=review, deliver=delivery)
     except SpecError as exc:
+        fail(str(exc))
+
+
+def needs_services(*specs: JobSpec, cfg: Settings) -> None:
+    """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
+    try:
+        require_settings(specs, cfg)
+    except ConfigError as exc:
         fail(str(exc))
 
 
@@ -289,6 +328,9 @@ def run(
     tag_long_side: TagLongSideOption = None,
     tag_anyway: TagAnywayOption = False,
     review: ReviewOption = False,
+    deliver: DeliverOption = False,
+    deliver_path: DeliverPathOption = None,
+    deliver_description: DeliverDescriptionOption = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
     ] = None,
@@ -307,7 +349,7 @@ def run(
             crop_aspect_ratio,
             sky_template,
             hdr_compression,
-            tag_options(
+            tag=tag_options(
                 tag,
                 tag_language,
                 tag_threshold,
@@ -318,8 +360,12 @@ def run(
                 tag_long_side,
             ),
             review=review,
+            deliver=deliver,
+            deliver_path=deliver_path,
+            deliver_description=deliver_description,
         ),
     )
+    needs_services(request.spec, cfg=cfg)
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: run_batch(request, cfg, reporter))
     report_batch(result, json_output)
@@ -416,6 +462,9 @@ def sandbox(
     api_key: Annotated[
         str | None, typer.Option(help="Accept only this API key (default: any non-empty key).")
     ] = None,
+    imgix_rate_scale: Annotated[
+        float, typer.Option(help="imgix's per-endpoint rate limits, times this (lower: stricter).")
+    ] = 1.0,
 ) -> None:
     """Serve fakes of Imagen, its storage, Imagga and imgix on one port."""
     from orchestrator.sandbox.config import SandboxConfig, parse_faults
@@ -431,6 +480,7 @@ def sandbox(
             api_key=api_key,
             slow_seconds=slow_seconds,
             link_ttl_seconds=link_ttl_seconds,
+            imgix_rate_scale=imgix_rate_scale,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -660,6 +710,9 @@ def submit(
     moderate: ModerateOption = False,
     tag_long_side: TagLongSideOption = None,
     review: ReviewOption = False,
+    deliver: DeliverOption = False,
+    deliver_path: DeliverPathOption = None,
+    deliver_description: DeliverDescriptionOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -676,7 +729,7 @@ def submit(
             crop_aspect_ratio,
             sky_template,
             hdr_compression,
-            tag_options(
+            tag=tag_options(
                 tag,
                 tag_language,
                 tag_threshold,
@@ -687,8 +740,12 @@ def submit(
                 tag_long_side,
             ),
             review=review,
+            deliver=deliver,
+            deliver_path=deliver_path,
+            deliver_description=deliver_description,
         ),
     )
+    needs_services(request.spec, cfg=cfg)
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")
@@ -743,6 +800,9 @@ def daemon(
     tag_long_side: TagLongSideOption = None,
     tag_anyway: TagAnywayOption = False,
     review: ReviewOption = False,
+    deliver: DeliverOption = False,
+    deliver_path: DeliverPathOption = None,
+    deliver_description: DeliverDescriptionOption = None,
     max_jobs: Annotated[
         int | None,
         typer.Option(
@@ -782,7 +842,7 @@ def daemon(
         crop_aspect_ratio,
         sky_template,
         hdr_compression,
-        tag_options(
+        tag=tag_options(
             tag,
             tag_language,
             tag_threshold,
@@ -793,6 +853,9 @@ def daemon(
             tag_long_side,
         ),
         review=review,
+        deliver=deliver,
+        deliver_path=deliver_path,
+        deliver_description=deliver_description,
     )
     cfg = settings(
         listen=listen,
@@ -812,6 +875,8 @@ def daemon(
             ]
         }
     )
+
+    needs_services(*(folder.spec() for folder in cfg.hot_folders), cfg=cfg)
 
     def ready(base_url: str) -> None:
         sys.stdout.write(f"{base_url}\n")
@@ -949,6 +1014,79 @@ def usage(json_output: JsonOption = False) -> None:
     )
     if found["concurrency_max"]:
         out.print(f"  at most {found['concurrency_max']} requests at once")
+
+
+@app.command()
+def deliveries(job: JobArgument, json_output: JsonOption = False) -> None:
+    """List a job's photos on imgix: origin path, URL, keywords; and those held back."""
+    from orchestrator.service import deliveries as delivery_views
+
+    cfg = settings()
+    found, photos = run_async(lambda: with_store(cfg, lambda s: delivery_views.deliveries(s, job)))
+    if json_output:
+        print_json([photo.to_json() for photo in photos])
+        return
+    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
+    print_table(
+        out,
+        ("photo", "status", "url", "keywords"),
+        [
+            (
+                p.photo,
+                p.status if p.reason is None else f"{p.status}: {p.reason}",
+                p.url or "",
+                ", ".join(p.keywords),
+            )
+            for p in photos
+        ],
+    )
+
+
+@app.command()
+def deliver(job: JobArgument, json_output: JsonOption = False) -> None:
+    """Deliver again the photos of a completed job whose file or keywords changed (and the
+    flagged ones approved since); unchanged photos are skipped."""
+    from orchestrator.service.deliveries import redeliver
+
+    cfg = settings()
+    with make_reporter(json_mode=json_output) as reporter:
+        outcome = run_async(lambda: redeliver(job, cfg, reporter))
+    summary = {
+        "delivered": outcome.delivered,
+        "unchanged": outcome.unchanged,
+        "held": dict(outcome.held),
+        "failed": list(outcome.failures),
+    }
+    if json_output:
+        print_json(summary)
+    else:
+        out.print(
+            f"{outcome.delivered} delivered, {outcome.unchanged} unchanged, "
+            f"{len(outcome.held)} held back, {len(outcome.failures)} failed"
+        )
+        for line in [*outcome.failures, *(f"{p}: {r}" for p, r in outcome.held.items())]:
+            out.print(f"  {markup_safe(line)}")
+    raise typer.Exit(EXIT_FAILED if outcome.failures else EXIT_OK)
+
+
+@app.command()
+def purge(
+    job: JobArgument,
+    photo: Annotated[
+        str | None, typer.Argument(help="Only this photo (its path in the shoot or file name).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Purge a job's delivered URLs (or one photo's) from imgix's caches."""
+    from orchestrator.service.deliveries import purge as purge_urls
+
+    cfg = settings()
+    urls = run_async(lambda: purge_urls(job, cfg, photo))
+    if json_output:
+        print_json({"purged": urls})
+        return
+    for url in urls:
+        out.print(f"purged {markup_safe(url)}")
 
 
 @db_app.command("upgrade")

@@ -33,6 +33,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from orchestrator.integrations.delivery_files import check_domain
+from orchestrator.integrations.imgix import PRODUCTION_API_URL as IMGIX_PRODUCTION_API_URL
 from orchestrator.spec import JobSpec
 from orchestrator.store.db import default_database_path
 
@@ -260,6 +262,31 @@ class Settings(BaseSettings):
     pause for the rest) instead of pausing before sending anything."""
     exiftool: str = Field(default="exiftool", validation_alias=_env("ORCH_EXIFTOOL", "exiftool"))
     """The exiftool program that writes keywords into files."""
+    imgix_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("IMGIX_API_KEY", "imgix_api_key")
+    )
+    """The imgix Management API key (needs Asset Manager Edit and Purge); sent only to imgix."""
+    imgix_source_id: str | None = Field(
+        default=None, validation_alias=_env("IMGIX_SOURCE_ID", "imgix_source_id")
+    )
+    """The imgix Source delivered photos are uploaded to."""
+    imgix_domain: str | None = Field(
+        default=None, validation_alias=_env("IMGIX_DOMAIN", "imgix_domain")
+    )
+    """The Source's delivery domain, e.g. studio.imgix.net."""
+    imgix_secure_url_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("IMGIX_SECURE_URL_TOKEN", "imgix_secure_url_token")
+    )
+    """The Source's secure URL token: when set, delivery URLs are signed with it."""
+    imgix_api_url: str = Field(
+        default=IMGIX_PRODUCTION_API_URL, validation_alias=_env("IMGIX_API_URL", "imgix_api_url")
+    )
+    """Base URL of the imgix Management API, ending in /api/v1."""
+    imgix_rate_scale: float = Field(
+        default=1.0, gt=0, le=1, validation_alias=_env("IMGIX_RATE_SCALE", "imgix_rate_scale")
+    )
+    """The share of imgix's per-endpoint rate limits this process uses: 1 for one process per
+    API key; with N daemons delivering on one key, 1/N each."""
     log_level: str = Field(default="INFO", validation_alias=_env("ORCH_LOG_LEVEL", "log_level"))
     """Threshold of the daemon's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR)."""
     library_log_level: str | None = Field(
@@ -285,6 +312,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [word.strip() for word in value.split(",") if word.strip()]
         return value
+
+    @field_validator("imgix_api_url")
+    @classmethod
+    def _imgix_api_url(cls, value: str) -> str:
+        return _http_url(value, IMGIX_PRODUCTION_API_URL).geturl().rstrip("/")
+
+    @field_validator("imgix_domain")
+    @classmethod
+    def _imgix_domain(cls, value: str | None) -> str | None:
+        return check_domain(value.strip()) if value and value.strip() else None
+
+    @field_validator("imgix_source_id")
+    @classmethod
+    def _imgix_source(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value.strip()):
+            raise ValueError("must be the Source's id (letters and digits, from the dashboard)")
+        return value.strip()
 
     @field_validator("public_url")
     @classmethod
@@ -336,6 +382,19 @@ class Settings(BaseSettings):
         """The API key's value, for the one place that sends it."""
         return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
 
+    def imgix_missing(self) -> list[str]:
+        """The settings delivery needs and lacks (none: imgix is configured)."""
+        key = self.imgix_api_key.get_secret_value().strip() if self.imgix_api_key else ""
+        return [
+            name
+            for name, value in (
+                ("IMGIX_API_KEY", key),
+                ("IMGIX_SOURCE_ID", self.imgix_source_id),
+                ("IMGIX_DOMAIN", self.imgix_domain),
+            )
+            if not value
+        ]
+
 
 _FLAGS = {
     "max_jobs_in_progress": "--max-jobs",
@@ -343,9 +402,20 @@ _FLAGS = {
     "hot_folder_settle_seconds": "--settle",
 }
 """Command-line flags whose name is not the setting's (`--public-url` is `public_url`)."""
-_URL_FIELDS = frozenset({"imagen_api_url", "imagga_api_url", "public_url", "database_url"})
+_URL_FIELDS = frozenset(
+    {"imagen_api_url", "imagga_api_url", "public_url", "database_url", "imgix_api_url"}
+)
 """Settings whose value may hold a password: shown without it."""
-_SECRET_FIELDS = frozenset({"imagen_api_key", "imagga_api_key", "imagga_api_secret", "ui_token"})
+_SECRET_FIELDS = frozenset(
+    {
+        "imagen_api_key",
+        "imagga_api_key",
+        "imagga_api_secret",
+        "ui_token",
+        "imgix_api_key",
+        "imgix_secure_url_token",
+    }
+)
 
 
 def read_config_file() -> tuple[Path, dict[str, Any]]:

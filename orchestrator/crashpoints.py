@@ -25,6 +25,9 @@ CRASH_POINTS: tuple[str, ...] = (
     "after_export_request",
     "after_imagga_answer",
     "after_keywords_written",
+    "before_deliver_upload",
+    "after_deliver_upload",
+    "after_deliver",
 )
 """Every crash point the engine passes through, in the order of a job's life."""
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from orchestrator.errors import Refused
 from orchestrator.imagen.models import EditChoices
+from orchestrator.integrations.delivery_files import DEFAULT_TEMPLATE, PathRefused, check_template
 
 SPEC_VERSION: Literal[1] = 1
 """Version of the stored shape; older shapes are read by `JobSpec.from_stored`."""
@@ -64,6 +65,23 @@ class TagSpec(BaseModel, frozen=True, extra="forbid"):
         return self
 
 
+class DeliverSpec(BaseModel, frozen=True, extra="forbid"):
+    """Delivery of the exported JPEGs to the imgix Source (IMGIX_* settings)."""
+
+    path: str = DEFAULT_TEMPLATE
+    """Origin path template: {job_name}, {job_id}, {file_name}, {stem}."""
+    description: str | None = Field(default=None, max_length=2000)
+    """The assets' description in imgix, if any."""
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, value: str) -> str:
+        try:
+            return check_template(value)
+        except PathRefused as exc:
+            raise ValueError(str(exc)) from None
+
+
 class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """Everything a job was asked to do, beyond its photos and profile."""
 
@@ -77,6 +95,14 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """Keywords from Imagga written into the outputs; None: no tagging."""
     review: bool = False
     """Hold the job after keywording until a person approves it (the web page, `approve`)."""
+    deliver: DeliverSpec | None = None
+    """Deliver the exported JPEGs to imgix (needs `export`)."""
+
+    @model_validator(mode="after")
+    def _deliver_needs_export(self) -> JobSpec:
+        if self.deliver is not None and not self.export:
+            raise ValueError("--deliver delivers the exported JPEGs: add --export")
+        return self
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:

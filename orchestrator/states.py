@@ -29,6 +29,7 @@ class JobState(StrEnum):
     DOWNLOADING_EXPORTS = "downloading_exports"
     TAGGING = "tagging"
     REVIEWING = "reviewing"
+    DELIVERING = "delivering"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

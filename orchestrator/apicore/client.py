@@ -98,6 +98,10 @@ class Call:
     """The JSON body, if any."""
     files: tuple[FilePart, ...] = ()
     """Sent as a multipart/form-data body instead of `json` when given."""
+    body: bytes | None = None
+    """A raw body (a file's bytes, a JSON document of another media type), instead of `json`."""
+    content_type: str | None = None
+    """The Content-Type of `body`."""
     params: Mapping[str, str | int] | None = None
     limit: str | None = None
     """The endpoint class whose rate limit the call waits for; None for no limit."""
@@ -259,9 +263,9 @@ class ApiClient:
             async with self._session.request(
                 call.method,
                 self.base_url + call.path,
-                headers=self._headers,
-                json=None if call.files else call.json,
-                data=_form(call.files) if call.files else None,
+                headers=self._request_headers(call),
+                json=None if (call.files or call.body is not None) else call.json,
+                data=_form(call.files) if call.files else call.body,
                 params=call.params,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -296,6 +300,12 @@ class ApiClient:
                 raise RetryableError(reason, retry_after=retry_after)
             raise self._ambiguous(call, reason, status=status)
         raise self._refusal(call, status, body, headers.get("Location"))
+
+    def _request_headers(self, call: Call) -> Mapping[str, str]:
+        """The client's headers, with the raw body's Content-Type when the call has one."""
+        if call.content_type is None:
+            return self._headers
+        return {**self._headers, "Content-Type": call.content_type}
 
     def _refusal(self, call: Call, status: int, body: bytes, location: str | None) -> ApiError:
         """The error for a non-retryable, non-2xx answer."""

@@ -99,6 +99,7 @@ class SandboxConfig:
     slow_seconds: float = 1.0
     data_dir: Path | None = None  # None: a temporary folder removed on close
     profiles: tuple[Profile, ...] = DEFAULT_PROFILES
+    imgix_rate_scale: float = 1.0  # imgix's per-endpoint limits, times this
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -110,6 +111,8 @@ class SandboxConfig:
         ):
             if not (math.isfinite(seconds) and seconds >= 0):
                 raise ValueError(f"{label} must be a non-negative number, got {seconds}")
+        if not (math.isfinite(self.imgix_rate_scale) and self.imgix_rate_scale > 0):
+            raise ValueError(f"imgix_rate_scale must be positive, got {self.imgix_rate_scale}")
         if not (math.isfinite(self.link_ttl_seconds) and self.link_ttl_seconds > 0):
             raise ValueError(f"link_ttl_seconds must be positive, got {self.link_ttl_seconds}")
         if self.api_key is not None and not self.api_key.strip():

@@ -1,7 +1,11 @@
 """A fake of the imgix Management API under /imgix/api/v1: upload, asset metadata, purge.
 
-Bearer auth with any non-empty key; JSON:API documents (`application/vnd.api+json`), errors as
-`{"errors": [{status, title, detail}]}`. Uploads keep only size and md5, never the bytes.
+Bearer auth with any non-empty key (or only the sandbox's `--api-key`); a key starting with
+`browse-only-` holds only the Asset Manager Browse permission, to try a key that lacks one.
+JSON:API documents (`application/vnd.api+json`, required on the bodies sent), errors as
+`{"errors": [{status, title, detail, id}]}`. Each endpoint class has the token bucket of the
+documented limits (times `imgix_rate_scale`) and answers 429 when it is empty. Both path forms
+seen in the two generations of imgix's docs are served. Uploads keep only size and md5.
 """
 
 from __future__ import annotations
@@ -22,6 +26,34 @@ MAX_UPLOAD_BYTES = 30 * 1000 * 1000
 PURGE_REPEAT_SECONDS = 10.0
 WRITABLE = frozenset({"categories", "custom_fields", "description", "name"})
 READ_CHUNK = 1024 * 1024
+RATES = {"upload": 2.0, "get": 10.0, "purge": 10.0, "other": 4.0}
+"""The documented calls per second of each endpoint class."""
+BROWSE_ONLY_PREFIX = "browse-only-"
+EDIT, BROWSE, PURGE = "Asset Manager Edit", "Asset Manager Browse", "Purge"
+
+
+class Bucket:
+    """A token bucket holding a second's worth of calls (at least two), refilled continuously.
+
+    Two at least: with one, any call that the network delays a little would find the next
+    one's token not yet back, and no client could pace itself to never see a 429.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(rate, 2.0)
+        self._tokens = self.capacity
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend a token if one is there."""
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @dataclass(kw_only=True)
@@ -68,11 +100,14 @@ class ImgixAsset:
 
 
 class ImgixState:
-    """Assets and purges of the fake imgix account."""
+    """Assets, purges and rate limits of the fake imgix account."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rate_scale: float = 1.0, api_key: str | None = None) -> None:
         self.assets: dict[str, ImgixAsset] = {}
         self.purges: list[str] = []
+        self.throttled = 0
+        self.api_key = api_key
+        self.buckets = {name: Bucket(rate * rate_scale) for name, rate in RATES.items()}
         self._last_purge: dict[str, float] = {}
 
     def purge_is_repeat(self, url: str) -> bool:
@@ -93,11 +128,15 @@ class ImgixState:
                     "uploads": asset.uploads,
                     "size": asset.size,
                     "md5": asset.md5_hex,
+                    "purges": sum(
+                        URL(url).path.lstrip("/") == asset.origin_path for url in self.purges
+                    ),
                     **asset.attributes,
                 }
                 for asset_id, asset in self.assets.items()
             },
             "purges": list(self.purges),
+            "throttled": self.throttled,
         }
 
 
@@ -113,12 +152,25 @@ def _error(status: int, title: str, detail: str) -> web.Response:
     return _document({"errors": [error]}, status)
 
 
-def _authorised(request: web.Request) -> bool:
+def _refused(request: web.Request, endpoint: str, permission: str) -> web.Response | None:
+    """The answer to a call that may not go on (key, permission, rate limit), or None."""
+    state = request.app[IMGIX]
     scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or (state.api_key and token != state.api_key):
+        return _error(401, "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'")
+    if token.startswith(BROWSE_ONLY_PREFIX) and permission != BROWSE:
+        return _error(403, "Forbidden", f"This API key lacks the '{permission}' permission")
+    if not state.buckets[endpoint].take():
+        state.throttled += 1
+        return _error(429, "Too Many Requests", "Rate limit exceeded for this endpoint")
+    return None
 
 
-UNAUTHORISED = ("Unauthorized", "Send your API key as 'Authorization: Bearer <key>'")
+def _not_json_api(request: web.Request) -> web.Response | None:
+    if request.content_type != JSON_API:
+        return _error(415, "Unsupported Media Type", f"Send the document as {JSON_API}")
+    return None
 
 
 def _asset_id(request: web.Request) -> str:
@@ -134,8 +186,8 @@ async def _json(request: web.Request) -> Any:
 
 async def upload(request: web.Request) -> web.Response:
     """POST /imgix/api/v1/sources/{source_id}/upload/{origin_path}[?overwrite=true], raw body"""
-    if not _authorised(request):
-        return _error(401, *UNAUTHORISED)
+    if refused := _refused(request, "upload", EDIT):
+        return refused
     state = request.app[IMGIX]
     asset_id = _asset_id(request)
     existing = state.assets.get(asset_id)
@@ -146,8 +198,8 @@ async def upload(request: web.Request) -> web.Response:
     async for chunk in request.content.iter_chunked(READ_CHUNK):
         md5.update(chunk)
         size += len(chunk)
-        if size > MAX_UPLOAD_BYTES:
-            return _error(413, "Payload Too Large", "Files over 30 MB need the multipart upload")
+        if size >= MAX_UPLOAD_BYTES:
+            return _error(413, "Payload Too Large", "Files of 30 MB or more need upload sessions")
     if not size:
         return _error(400, "Bad Request", "The upload body is empty")
     asset = ImgixAsset(
@@ -167,8 +219,8 @@ async def upload(request: web.Request) -> web.Response:
 
 async def get_asset(request: web.Request) -> web.Response:
     """GET /imgix/api/v1/sources/{source_id}/assets/{origin_path}"""
-    if not _authorised(request):
-        return _error(401, *UNAUTHORISED)
+    if refused := _refused(request, "get", BROWSE):
+        return refused
     asset = request.app[IMGIX].assets.get(_asset_id(request))
     if asset is None:
         return _error(404, "Not Found", f"No asset at {_asset_id(request)}")
@@ -189,8 +241,8 @@ def _attribute_problem(name: str, value: Any) -> str | None:
 
 async def patch_asset(request: web.Request) -> web.Response:
     """PATCH /imgix/api/v1/sources/{source_id}/assets/{origin_path}: replaces each sent attribute"""
-    if not _authorised(request):
-        return _error(401, *UNAUTHORISED)
+    if refused := _refused(request, "other", EDIT) or _not_json_api(request):
+        return refused
     asset_id = _asset_id(request)
     asset = request.app[IMGIX].assets.get(asset_id)
     if asset is None:
@@ -214,8 +266,8 @@ async def patch_asset(request: web.Request) -> web.Response:
 
 async def purge(request: web.Request) -> web.Response:
     """POST /imgix/api/v1/purge with {"data": {"attributes": {"url"}, "type": "purges"}}"""
-    if not _authorised(request):
-        return _error(401, *UNAUTHORISED)
+    if refused := _refused(request, "purge", PURGE) or _not_json_api(request):
+        return refused
     body = await _json(request)
     data = body.get("data") if isinstance(body, dict) else None
     attributes = data.get("attributes") if isinstance(data, dict) else None
@@ -241,9 +293,15 @@ async def purge(request: web.Request) -> web.Response:
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    """Register the imgix routes."""
-    router.add_post(f"{PREFIX}/sources/{{source_id}}/upload/{{origin_path:.+}}", upload)
-    assets = f"{PREFIX}/sources/{{source_id}}/assets/{{origin_path:.+}}"
-    router.add_get(assets, get_asset)
-    router.add_patch(assets, patch_asset)
+    """Register the imgix routes, in the current docs' path form and the older one."""
+    for uploads, assets in (
+        (
+            "sources/{source_id}/upload/{origin_path:.+}",
+            "sources/{source_id}/assets/{origin_path:.+}",
+        ),
+        ("sources/upload/{source_id}/{origin_path:.+}", "assets/{source_id}/{origin_path:.+}"),
+    ):
+        router.add_post(f"{PREFIX}/{uploads}", upload)
+        router.add_get(f"{PREFIX}/{assets}", get_asset)
+        router.add_patch(f"{PREFIX}/{assets}", patch_asset)
     router.add_post(f"{PREFIX}/purge", purge)

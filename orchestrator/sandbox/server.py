@@ -58,7 +58,7 @@ def build_app(config: SandboxConfig, data_dir: Path) -> web.Application:
         callbacks=CallbackDispatcher(faults, hold_seconds=max(1.0, 2 * config.edit_seconds)),
     )
     app[imagga.IMAGGA] = imagga.ImaggaState()
-    app[imgix.IMGIX] = imgix.ImgixState()
+    app[imgix.IMGIX] = imgix.ImgixState(rate_scale=config.imgix_rate_scale, api_key=config.api_key)
     imagen_api.add_routes(app.router)
     imagen_jobs_api.add_routes(app.router)
     storage.add_routes(app.router)

@@ -5,7 +5,7 @@ database, and the process's one HTTP session with the services over it. Built on
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -13,10 +13,13 @@ from sqlalchemy.engine import make_url
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
+from orchestrator.integrations.delivery_files import Urls
 from orchestrator.integrations.imagga import ImaggaClient
+from orchestrator.integrations.imgix import ImgixClient
 from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.integrations.tagging import KeywordRules, Tagging
 from orchestrator.progress import ProgressSink
+from orchestrator.spec import JobSpec
 from orchestrator.store.db import is_sqlite
 from orchestrator.store.migrate import ensure_schema, is_up_to_date
 from orchestrator.store.queries import Store, process_owner
@@ -29,7 +32,7 @@ from orchestrator.transfer.manager import (
     TransferSettings,
     make_session,
 )
-from orchestrator.workflow.context import EngineConfig, Services
+from orchestrator.workflow.context import Delivery, EngineConfig, Services
 from orchestrator.workflow.engine import Engine
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
 
@@ -116,6 +119,7 @@ async def connected(
             ),
             transfers=Transfers(session, tsettings, on_retry=on_transfer_retry),
             tagging=tagging,
+            delivery=delivery(settings, session, on_retry=on_api_retry),
         )
     finally:
         if tagging is not None:
@@ -146,6 +150,40 @@ def make_tagging(
         ),
         anyway=settings.tag_anyway,
     )
+
+
+def delivery(
+    settings: Settings, session: aiohttp.ClientSession, *, on_retry: RetryReporter | None = None
+) -> Delivery | None:
+    """The imgix Source's client and URLs over the session, if IMGIX_* are all set.
+
+    One per process: its rate limit buckets are shared by every job the process drives.
+    """
+    if settings.imgix_missing():
+        return None
+    assert settings.imgix_api_key and settings.imgix_source_id and settings.imgix_domain
+    token = settings.imgix_secure_url_token
+    return Delivery(
+        imgix=ImgixClient(
+            session,
+            api_key=settings.imgix_api_key.get_secret_value().strip(),
+            source_id=settings.imgix_source_id,
+            base_url=settings.imgix_api_url,
+            rate_scale=settings.imgix_rate_scale,
+            on_retry=on_retry,
+        ),
+        urls=Urls(settings.imgix_domain, token.get_secret_value() if token else None),
+    )
+
+
+def require_settings(specs: Iterable[JobSpec], settings: Settings) -> None:
+    """ConfigError naming what is missing when a job asks for a service not configured,
+    before anything is sent."""
+    if any(spec.deliver is not None for spec in specs) and (missing := settings.imgix_missing()):
+        raise ConfigError(
+            f"--deliver needs {', '.join(missing)} (the imgix API key, Source id and delivery "
+            "domain): set them, or leave out --deliver"
+        )
 
 
 def make_engine(

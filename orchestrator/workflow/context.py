@@ -11,6 +11,8 @@ from orchestrator.crashpoints import crash_point
 from orchestrator.errors import Refused, Transient
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
+from orchestrator.integrations.delivery_files import Urls
+from orchestrator.integrations.imgix import ImgixClient
 from orchestrator.integrations.tagging import Tagging
 from orchestrator.progress import ProgressSink
 from orchestrator.spec import JobSpec
@@ -53,6 +55,14 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """Where delivered photos go: the imgix Source's client and its delivery URLs."""
+
+    imgix: ImgixClient
+    urls: Urls
+
+
+@dataclass(frozen=True)
 class Services:
     """The outside world a job talks to, shared by every job of the process."""
 
@@ -60,6 +70,8 @@ class Services:
     transfers: Transfers
     tagging: Tagging | None = None
     """Imagga and the keyword writer; None when no Imagga credentials are configured."""
+    delivery: Delivery | None = None
+    """The imgix Source and its URLs; None when IMGIX_* are not configured."""
 
 
 class JobFailed(Refused):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Transitions
-from orchestrator.workflow import download, processing, project, review, tag, upload
+from orchestrator.workflow import deliver, download, processing, project, review, tag, upload
 from orchestrator.workflow.stage import Stage
 
 
@@ -81,6 +81,7 @@ PIPELINE = Pipeline(
         download.EXPORTS_STAGE,
         tag.STAGE,
         review.STAGE,
+        deliver.STAGE,
     ]
 )
 """The product's stages, in order."""

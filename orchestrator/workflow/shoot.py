@@ -16,7 +16,7 @@ from orchestrator.imagen.files import (
 from orchestrator.imagen.models import ImageType
 from orchestrator.transfer.localfiles import NotAFile, kind_of, open_regular
 
-OUTPUT_FOLDERS = ("edited", "exported")
+OUTPUT_FOLDERS = ("edited", "exported", "delivered")
 """Folders of a shoot that hold our own outputs and are never read as input."""
 
 SHOWN_REFUSALS = 5

@@ -165,15 +165,20 @@ def _scenarios() -> list[Any]:
 every_scenario = pytest.mark.parametrize("scenario", _scenarios(), indirect=True)
 
 
-KEYWORDING_POINTS = {"after_imagga_answer", "after_keywords_written"}
-"""Points of the keywording stage, which this harness's jobs do not ask for: real processes are
-killed at each in tests/e2e/test_tagging.py."""
+WALKED_ELSEWHERE = {
+    "test_tagging.py": {"after_imagga_answer", "after_keywords_written"},
+    "test_delivery.py": {"before_deliver_upload", "after_deliver_upload", "after_deliver"},
+}
+"""Points of the keywording and delivery stages, which this harness's jobs do not ask for:
+real processes are killed at each in those e2e tests."""
 
 
 def test_every_crash_point_has_a_scenario() -> None:
-    assert {point for point, _ in SCENARIOS} == set(CRASH_POINTS) - KEYWORDING_POINTS
-    tagging = (Path(__file__).parents[1] / "e2e" / "test_tagging.py").read_text()
-    assert all(f'"{point}:' in tagging for point in KEYWORDING_POINTS)
+    elsewhere = set().union(*WALKED_ELSEWHERE.values())
+    assert {point for point, _ in SCENARIOS} == set(CRASH_POINTS) - elsewhere
+    for test, points in WALKED_ELSEWHERE.items():
+        text = (Path(__file__).parents[1] / "e2e" / test).read_text()
+        assert all(f'"{point}:' in text for point in points), test
 
 
 @every_scenario

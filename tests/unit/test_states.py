@@ -27,6 +27,7 @@ HAPPY_PATH = [
     JobState.DOWNLOADING_EXPORTS,
     JobState.TAGGING,
     JobState.REVIEWING,
+    JobState.DELIVERING,
     JobState.COMPLETED,
 ]
 

@@ -1,0 +1,250 @@
+"""What delivery hands the photographer, and where things go: origin paths from a template,
+the delivery URLs (signed with the `imgix` library), `delivery.json` and the contact sheet.
+
+Nothing here talks to imgix; it only turns names and records into paths, URLs and files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import string
+import tempfile
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from imgix import UrlBuilder
+
+DEFAULT_TEMPLATE = "{job_name}/{file_name}"
+TEMPLATE_FIELDS = ("job_name", "job_id", "file_name", "stem")
+"""What an origin path template may name: the job's name and id, the exported file's name,
+and that name without its extension."""
+MAX_ORIGIN_PATH = 1024
+SRCSET_WIDTHS = (320, 640, 960, 1280, 1920, 2560)
+"""Widths offered in each photo's srcset: phone to large screen."""
+SRCSET_PARAMS = {"auto": "format,compress"}
+DELIVERY_JSON = "delivery.json"
+CONTACT_SHEET = "index.html"
+
+
+class PathRefused(ValueError):
+    """An origin path template, or a path made from it, that could leave its prefix or that
+    imgix could not hold; the message says why."""
+
+
+def check_template(template: str) -> str:
+    """The template, if it names only known fields and stays inside its prefix."""
+    if not template or template != template.strip():
+        raise PathRefused("the path template is empty or starts or ends with a space")
+    if template.startswith("/") or "\\" in template:
+        raise PathRefused(
+            f"the path template {template!r} must be relative, with / between folders "
+            "(e.g. {job_name}/{file_name})"
+        )
+    _refuse_control(template, "the path template")
+    named: set[str] = set()
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise PathRefused(f"the path template {template!r} is malformed: {exc}") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS or spec or conversion:
+            raise PathRefused(
+                f"the path template names {{{field}}}; it may name only "
+                + ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
+            )
+        named.add(field)
+    if not named & {"file_name", "stem"}:
+        raise PathRefused(
+            "the path template must name {file_name} or {stem}, or every photo would go "
+            "to the same path"
+        )
+    for segment in template.split("/"):
+        if segment in ("", ".", ".."):
+            raise PathRefused(
+                f"the path template {template!r} has an empty, '.' or '..' folder; "
+                "it must stay inside its prefix"
+            )
+    return template
+
+
+def template_prefix(template: str) -> str:
+    """The fixed folders at the start of a template: every path made from it lies below."""
+    literal = template.split("{", 1)[0]
+    return literal.rpartition("/")[0] + "/" if "/" in literal else ""
+
+
+def origin_path(template: str, **values: str) -> str:
+    """The origin path for one photo: the template filled with `values`, checked.
+
+    Each value fills part of one folder or file name: a value holding a slash, a control
+    character, or that is '.' or '..' is refused, and so is any result outside the prefix.
+    """
+    check_template(template)
+    for name, value in values.items():
+        if not value or value in (".", "..") or "/" in value or "\\" in value:
+            raise PathRefused(f"{name} {value!r} cannot be part of an origin path")
+        _refuse_control(value, name)
+    path = unicodedata.normalize("NFC", template.format(**values))
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise PathRefused(f"the origin path {path!r} has an empty, '.' or '..' folder")
+    if not path.startswith(template_prefix(template)):
+        raise PathRefused(f"the origin path {path!r} leaves the prefix of {template!r}")
+    if len(path.encode()) > MAX_ORIGIN_PATH:
+        raise PathRefused(f"the origin path {path[:80]!r}… is longer than imgix takes")
+    return path
+
+
+def _refuse_control(text: str, what: str) -> None:
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
+        raise PathRefused(f"{what} holds a control character")
+
+
+def quoted_path(path: str) -> str:
+    """The origin path as it appears in URLs: each segment percent-encoded."""
+    return quote(path, safe="/")
+
+
+class Urls:
+    """The delivery URLs of a Source's domain, signed when it has a secure URL token."""
+
+    def __init__(self, domain: str, secure_token: str | None = None) -> None:
+        self.domain = domain
+        self._builder = UrlBuilder(
+            domain, use_https=True, sign_key=secure_token or None, include_library_param=False
+        )
+
+    def url(self, path: str) -> str:
+        """The photo as delivered."""
+        return str(self._builder.create_url(quoted_path(path), {}, _ENCODED))
+
+    def srcset(self, path: str) -> str:
+        """Sizes of the photo for responsive pages, in `srcset` syntax."""
+        return str(
+            self._builder.create_srcset(
+                quoted_path(path), dict(SRCSET_PARAMS), _ENCODED, widths=list(SRCSET_WIDTHS)
+            )
+        )
+
+    def purge_url(self, path: str) -> str:
+        """The unsigned URL imgix purges (a purge covers every rendition of the path)."""
+        return f"https://{self.domain}/{quoted_path(path)}"
+
+
+_ENCODED = {"disable_path_encoding": True}
+"""The path is encoded by `quoted_path`, the same way for URLs, purges and the API (the
+library would treat a path starting with "http" as a web proxy's)."""
+
+
+def check_domain(domain: str) -> str:
+    """An imgix delivery domain (e.g. studio.imgix.net), as the imgix library accepts it."""
+    try:
+        UrlBuilder(domain)
+    except ValueError:
+        raise ValueError(
+            f"{domain!r} is not a delivery domain: give the host name only, like "
+            "studio.imgix.net (no https://, no path)"
+        ) from None
+    return domain
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One delivered photo, as delivery.json and the contact sheet list it."""
+
+    photo: str
+    origin_path: str
+    url: str
+    srcset: str
+    keywords: Sequence[str]
+    delivered_at: str
+    md5: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as delivery.json holds it."""
+        return {
+            "photo": self.photo,
+            "origin_path": self.origin_path,
+            "url": self.url,
+            "srcset": self.srcset,
+            "keywords": list(self.keywords),
+            "delivered_at": self.delivered_at,
+            "md5": self.md5,
+        }
+
+
+def delivered_folder(source: str, exported_dir: str) -> Path:
+    """FOLDER/delivered, with the same subfolder the job's exports have (RAW, JPG)."""
+    exported = Path(exported_dir)
+    try:
+        sub = exported.relative_to(Path(source) / "exported")
+    except ValueError:
+        sub = Path()
+    return Path(source) / "delivered" / sub
+
+
+def write_delivery(
+    folder: Path, title: str, records: Sequence[DeliveryRecord], held: Mapping[str, str]
+) -> None:
+    """Write delivery.json and index.html into `folder`, each replaced whole (atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(records, key=lambda record: record.photo)
+    payload = json.dumps([record.to_json() for record in ordered], indent=2, ensure_ascii=False)
+    _replace(folder / DELIVERY_JSON, payload + "\n")
+    _replace(folder / CONTACT_SHEET, contact_sheet(title, ordered, held))
+
+
+def contact_sheet(title: str, records: Sequence[DeliveryRecord], held: Mapping[str, str]) -> str:
+    """A static page of the delivered photos: no script, no outside style, every text escaped."""
+    e = _escape
+    cards = "\n".join(
+        f'<figure><a href="{e(r.url)}"><img src="{e(r.url)}" srcset="{e(r.srcset)}" '
+        f'sizes="(max-width: 600px) 100vw, 300px" alt="{e(r.photo)}" loading="lazy"></a>'
+        f"<figcaption><b>{e(r.photo)}</b><br>{e(', '.join(r.keywords))}</figcaption></figure>"
+        for r in records
+    )
+    held_list = "".join(
+        f"<li>{e(photo)}: {e(reason)}</li>" for photo, reason in sorted(held.items())
+    )
+    held_part = f"<h2>Not delivered</h2><ul>{held_list}</ul>" if held else ""
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src https:; style-src 'unsafe-inline'\">"
+        f"<title>{e(title)}</title><style>"
+        "body{font-family:sans-serif;margin:1.5rem;background:#fafafa;color:#222}"
+        "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1rem}"
+        "figure{margin:0;background:#fff;padding:.5rem;border:1px solid #ddd}"
+        "img{width:100%;height:auto;display:block}figcaption{font-size:.85rem;margin-top:.4rem}"
+        f"</style></head><body><h1>{e(title)}</h1>"
+        f"<p>{len(records)} photos delivered.</p><main>\n{cards}\n</main>{held_part}"
+        "</body></html>\n"
+    )
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file renamed over it: never half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,188 @@
+"""A job's deliveries, for the CLI and the web page: what is on imgix, what was held back,
+and the operator's actions: deliver again what changed, purge URLs from imgix's caches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from orchestrator.config import Settings
+from orchestrator.progress import ProgressSink
+from orchestrator.service.wiring import (
+    ConfigError,
+    connected,
+    engine_config,
+    open_store,
+    require_settings,
+)
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
+from orchestrator.store.models import Job
+from orchestrator.store.queries import Lease, StateConflict, Store, process_owner
+from orchestrator.workflow.context import Delivery, JobContext, Services
+from orchestrator.workflow.deliver import (
+    PHASE,
+    DeliveryOutcome,
+    deliver_photos,
+    delivery_record,
+    tag_view,
+)
+from orchestrator.workflow.pipeline import PIPELINE
+
+
+@dataclass(frozen=True)
+class PhotoDelivery:
+    """One photo of a job as `deliveries` lists it."""
+
+    photo: str
+    status: str
+    """delivered, held (moderation), failed, or pending."""
+    origin_path: str | None = None
+    url: str | None = None
+    srcset: str | None = None
+    keywords: tuple[str, ...] = ()
+    delivered_at: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The photo as `deliveries --json` prints it."""
+        return {
+            "photo": self.photo,
+            "status": self.status,
+            "origin_path": self.origin_path,
+            "url": self.url,
+            "srcset": self.srcset,
+            "keywords": list(self.keywords),
+            "delivered_at": self.delivered_at,
+            "reason": self.reason,
+        }
+
+
+async def deliveries(store: Store, ref: str) -> tuple[Job, list[PhotoDelivery]]:
+    """The job named by `ref` and the delivery of each of its photos."""
+    job = await store.resolve_job(ref)
+    listed: list[PhotoDelivery] = []
+    for photo in await store.photos(job.id):
+        record = delivery_record(photo)
+        held = tag_view(photo).held
+        failed = photo.phase(PHASE)
+        if record is not None:
+            listed.append(
+                PhotoDelivery(
+                    photo.rel_path,
+                    "delivered",
+                    origin_path=record.origin_path,
+                    url=record.url,
+                    srcset=record.srcset,
+                    keywords=tuple(record.keywords),
+                    delivered_at=record.delivered_at,
+                    reason=held,
+                )
+            )
+        elif held is not None:
+            listed.append(PhotoDelivery(photo.rel_path, "held", reason=held))
+        elif failed is not None and failed.failed_reason:
+            listed.append(PhotoDelivery(photo.rel_path, "failed", reason=failed.failed_reason))
+        else:
+            listed.append(PhotoDelivery(photo.rel_path, "pending"))
+    return job, listed
+
+
+async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> DeliveryOutcome:
+    """Deliver again every photo of a completed job whose file or keywords changed, and those
+    held back that a person has approved since."""
+    store = await open_store(settings)
+    try:
+        job = await _delivering_job(store, ref, settings)
+        if job.state != JobState.COMPLETED:
+            raise StateConflict(
+                f"job {job.id[:8]} is {job.state}: its photos are delivered as it completes "
+                "(a failed one: `orchestrator retry`)"
+            )
+        async with connected(settings) as services, _leased(store, job, settings) as lease:
+            ctx = JobContext(
+                job=job,
+                lease=lease,
+                store=store,
+                services=services,
+                progress=progress,
+                config=engine_config(settings),
+                pipeline=PIPELINE,
+                photo_slots=asyncio.Semaphore(settings.concurrency),
+            )
+            outcome = await deliver_photos(ctx, _delivery(services))
+            await ctx.event(
+                "deliver",
+                f"delivered again: {outcome.delivered} photos, {outcome.unchanged} unchanged, "
+                f"{len(outcome.failures)} failed",
+            )
+            return outcome
+    finally:
+        await store.close()
+
+
+async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[str]:
+    """Purge from imgix's caches the URL of each delivered photo of the job (or of the one
+    named, by its path in the shoot or its file name); the URLs purged."""
+    store = await open_store(settings)
+    try:
+        job = await _delivering_job(store, ref, settings)
+        records = [r for p in await store.photos(job.id) if (r := delivery_record(p)) is not None]
+        if photo is not None:
+            records = [
+                r for r in records if photo in (r.photo, PurePath(r.photo).name, r.origin_path)
+            ]
+            if not records:
+                raise StateConflict(f"job {job.id[:8]} has no delivered photo {photo!r}")
+        async with connected(settings) as services:
+            delivery = _delivery(services)
+            urls = [delivery.urls.purge_url(r.origin_path) for r in records]
+            for url in urls:
+                await delivery.imgix.purge(url)
+        await store.add_event(job.id, "deliver", f"purged {len(urls)} URLs from imgix's caches")
+        return urls
+    finally:
+        await store.close()
+
+
+async def _delivering_job(store: Store, ref: str, settings: Settings) -> Job:
+    job = await store.resolve_job(ref)
+    spec = JobSpec.from_stored(job.options)
+    if spec.deliver is None:
+        raise StateConflict(f"job {job.id[:8]} was not asked to deliver (--deliver)")
+    require_settings([spec], settings)
+    return job
+
+
+def _delivery(services: Services) -> Delivery:
+    if services.delivery is None:
+        raise ConfigError("imgix is not configured (IMGIX_API_KEY, IMGIX_SOURCE_ID, IMGIX_DOMAIN)")
+    return services.delivery
+
+
+@asynccontextmanager
+async def _leased(store: Store, job: Job, settings: Settings) -> AsyncIterator[Lease]:
+    """The job's lease, renewed while the block runs (a delivery of hundreds of photos
+    outlasts one lease), then given back."""
+    ttl = settings.lease_ttl_seconds
+    lease = await store.claim(job.id, process_owner(), ttl)
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            await store.renew(lease, ttl)
+
+    renewing = asyncio.create_task(renew())
+    try:
+        yield lease
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        with contextlib.suppress(Exception):
+            await store.release(lease)
