@@ -3,9 +3,9 @@
 Instead of the keywording stage (whose sandbox Imagga gives every exported JPEG of a job the
 same tags, the sandbox's exports all being one picture) it records the `tag` phase details the
 delivery stage reads (keywords, moderation) from the file name: every photo gets keywords (one
-of them full of HTML), and `IMG_0002.jpg` is flagged by moderation. Run as a module, it is `orchestrator run SHOOT --export --deliver` with this
-stage before delivery: `python -m tests.delivery_support SHOOT` (IMAGEN_*, IMGIX_*, ORCH_* from
-the env).
+of them full of HTML), and `IMG_0002.jpg` is flagged by moderation. Run as a module, it is
+`orchestrator run SHOOT --export --deliver` with this stage before delivery:
+`python -m tests.delivery_support SHOOT` (IMAGEN_*, IMGIX_*, ORCH_* from the env).
 """
 
 from __future__ import annotations
