@@ -37,7 +37,9 @@ def test_happy_path_is_legal() -> None:
         check_transition(current, new)
 
 
-@pytest.mark.parametrize("skip_to", [JobState.REVIEWING, JobState.COMPLETED])
+@pytest.mark.parametrize(
+    "skip_to", [JobState.COMPLETED, JobState.TAGGING, JobState.REVIEWING, JobState.DELIVERING]
+)
 def test_stages_not_asked_for_can_be_skipped(skip_to: JobState) -> None:
     check_transition(JobState.DOWNLOADING_EDITS, skip_to)
     check_transition(JobState.DOWNLOADING_EXPORTS, skip_to)
