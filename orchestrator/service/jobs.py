@@ -11,6 +11,7 @@ from orchestrator.store.models import Event, Job
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.upload import LEFT_OUT
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,27 @@ async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
     return job, [event_record(e) for e in await store.events(job.id)]
 
 
+LEFT_OUT_REASON = (
+    "left out: it was gone from the folder before its upload; to edit it, put it back "
+    "and run the folder again with --again"
+)
+
+
 async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
-    """Every photo of the job that failed a phase for good, with why."""
-    return [
+    """Every photo of the job that failed a phase for good, with why, and every photo left
+    out because it was gone before its upload."""
+    failed = [
         PhotoFailure(photo.rel_path, phase, reason)
         for photo in await store.photos(job_id)
         for phase, reason in photo.failures
     ]
+    left_out = [
+        PhotoFailure(str(rel_path), "upload", LEFT_OUT_REASON)
+        for event in await store.events(job_id)
+        if event.kind == LEFT_OUT and event.data
+        for rel_path in event.data.get("photos", [])
+    ]
+    return failed + left_out
 
 
 def retry_move(job: Job) -> Move:

@@ -342,6 +342,18 @@ class Store:
                 )
             )
 
+    async def rename_photo(
+        self, lease: Lease, photo_id: int, rel_path: str, file_name: str
+    ) -> None:
+        """Follow a photo renamed in the folder before its upload: the same photo, a new name."""
+        async with self.engine.begin() as conn:
+            await _require_lease(conn, lease)
+            await conn.execute(
+                update(Photo)
+                .where(Photo.job_id == lease.job_id, Photo.id == photo_id)
+                .values(rel_path=rel_path, file_name=file_name)
+            )
+
     # ---- leases ------------------------------------------------------------------------
 
     async def claim(self, job_id: str, owner: str, ttl: float) -> Lease:

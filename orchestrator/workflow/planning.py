@@ -14,9 +14,9 @@ from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
-from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
+from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
-from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
+from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""
@@ -194,9 +194,18 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
     if job.state in NOT_UPLOADED_YET:
         lease = await store.claim(job.id, f"planner-{job.id}", 30)
         try:
-            await store.add_photos(lease, [_new_photo(p) for p in added])
+            renamed = await _follow_renames(store, lease, job, found, added)
+            added = [p for p in added if p.rel_path not in renamed]
+            if added:
+                await store.add_photos(lease, [_new_photo(p) for p in added])
         finally:
             await store.release(lease)
+        notes += [
+            f"{job.name}: {old} was renamed to {new}; it stays in the job"
+            for new, old in renamed.items()
+        ]
+        if not added:
+            return notes
         await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
         return [*notes, f"{job.name}: {len(added)} new photos found; they join the job"]
     await store.add_event(
@@ -208,6 +217,23 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
         f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
         "in a new folder and run that",
     ]
+
+
+async def _follow_renames(
+    store: Store, lease: Lease, job: Job, found: list[FoundPhoto], added: list[FoundPhoto]
+) -> dict[str, str]:
+    """Record photos renamed in the folder before their upload under their new names; the
+    old name of each, by its new one."""
+    here = {p.rel_path for p in found}
+    missing = [p for p in await store.photos(job.id) if p.rel_path not in here]
+    renamed: dict[str, str] = {}
+    for old, new in match_renamed([p for p in missing if not p.done("upload")], added):
+        await store.rename_photo(lease, old.id, new.rel_path, new.file_name)
+        await store.add_event(
+            job.id, "source", f"{old.rel_path} was renamed to {new.rel_path}; it stays in the job"
+        )
+        renamed[new.rel_path] = old.rel_path
+    return renamed
 
 
 def _past_upload(job: Job) -> bool:

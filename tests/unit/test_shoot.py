@@ -189,3 +189,23 @@ def test_every_accepted_type_refuses_another_types_content(tmp_path: Path, exten
     other = "x.jpg" if extension not in JPEG_EXTENSIONS else "x.cr2"
     _touch(tmp_path / f"IMG_1{extension}", photo_bytes(other))
     assert list(_refusals(tmp_path)) == [f"IMG_1{extension}"]
+
+
+def test_names_imagen_refuses_are_all_named_at_once_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    for n in range(7):
+        _touch(tmp_path / f"DSC_{n:04}.NEF")
+    _touch(tmp_path / "back\\slash.NEF")
+    _touch(tmp_path / "Card 2" / "with\ttab.NEF")
+    _touch(tmp_path / "notes\tabout.txt")  # not a photo: skipped, its name does not matter
+    with pytest.raises(ShootError) as refused:
+        scan_shoot(tmp_path)
+    message = str(refused.value)
+    assert "Imagen refuses the names of 2 photos" in message
+    assert "back\\slash.NEF (a backslash in the name)" in message
+    assert "Card 2/with\\ttab.NEF (a character that is not printable" in message
+    assert "\t" not in message
+    (tmp_path / "back\\slash.NEF").rename(tmp_path / "backslash.NEF")
+    (tmp_path / "Card 2" / "with\ttab.NEF").rename(tmp_path / "Card 2" / "with tab.NEF")
+    assert len(scan_shoot(tmp_path).photos[ImageType.RAW]) == 9
