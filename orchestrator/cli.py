@@ -19,7 +19,7 @@ from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
 from orchestrator.listening import CannotListen
-from orchestrator.reporting import make_reporter
+from orchestrator.reporting import Reporter, make_reporter
 from orchestrator.service import jobs as job_views
 from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
@@ -132,13 +132,21 @@ def settings(**overrides: Any) -> Settings:
         fail("bad configuration", details=exc.problems)
 
 
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages."""
+def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter | None = None) -> T:
+    """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages.
+
+    A live `display` is stopped as soon as the coroutine ends, so that the message printed
+    after it (how to resume, what failed) is not drawn over by the bars.
+    """
 
     async def guarded() -> T:
         task = asyncio.ensure_future(make())
-        with graceful_interrupts(task):
-            return await task
+        try:
+            with graceful_interrupts(task):
+                return await task
+        finally:
+            if display is not None:
+                display.close()
 
     try:
         return asyncio.run(guarded())
@@ -205,7 +213,7 @@ def run(
         ),
     )
     with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: run_batch(request, cfg, reporter))
+        result = run_async(lambda: run_batch(request, cfg, reporter), display=reporter)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -262,7 +270,7 @@ def demo(
     from orchestrator.service.demo import run_demo
 
     with make_reporter(json_mode=json_output) as reporter:
-        result, verified = run_async(lambda: run_demo(reporter, keep=keep))
+        result, verified = run_async(lambda: run_demo(reporter, keep=keep), display=reporter)
     report_batch(result, json_output)
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
@@ -440,7 +448,7 @@ def retry(
             out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
     with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: retry_and_drive(job, cfg, reporter))
+        result = run_async(lambda: retry_and_drive(job, cfg, reporter), display=reporter)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 

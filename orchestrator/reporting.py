@@ -239,6 +239,10 @@ class Reporter(ABC):
         tb: TracebackType | None,
     ) -> None:
         """Stop any live display, leaving its final state on screen."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop any live display, leaving its final state on screen; again does nothing."""
         return None
 
     @abstractmethod
@@ -546,6 +550,11 @@ class _Bar:
     """"bytes", "files" or "waiting": what the bar's units are and which columns show."""
     total: float | None
     files_done: int = 0
+    counted: float = 0.0
+    """Net units counted: an attempt rolled back (a retry, an interrupt) takes its bytes off."""
+    shown: float = 0.0
+    """Where the bar stands: the most ever counted, so that a rollback never moves it back;
+    the bytes sent again after one fill the gap before the bar moves on."""
 
 
 class _QuietConsole(Console):
@@ -584,23 +593,14 @@ class RichReporter(Reporter):
         self._start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop drawing, leaving the final bars on screen."""
-        self._stop()
-
     @_never_raises
     def _start(self) -> None:
         """Start the live display."""
         self._progress.start()
 
     @_never_raises
-    def _stop(self) -> None:
-        """Stop the live display."""
+    def close(self) -> None:
+        """Stop drawing, leaving the final bars on screen once (a second call does nothing)."""
         self._progress.stop()
 
     @_never_raises
@@ -623,8 +623,13 @@ class RichReporter(Reporter):
         """Move the stage's bar by the bytes (or files) done."""
         bar = self._bar(job, stage)
         bar.files_done += files
-        step = {"bytes": nbytes, "files": files}.get(bar.kind, 0)
-        self._progress.update(bar.task_id, advance=step, files_done=max(0, bar.files_done))
+        step = {"bytes": nbytes, "files": files}.get(bar.kind)
+        if step is None:  # a waiting bar shows Imagen's percent, not our counts
+            self._progress.update(bar.task_id, files_done=max(0, bar.files_done))
+            return
+        bar.counted += step
+        bar.shown = max(bar.shown, bar.counted)
+        self._progress.update(bar.task_id, completed=bar.shown, files_done=max(0, bar.files_done))
 
     @_never_raises
     def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
