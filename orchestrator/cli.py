@@ -25,6 +25,7 @@ from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
 from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
 from orchestrator.service.wiring import ConfigError, database_problem, open_store
 from orchestrator.spec import JobSpec, SpecError
+from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.workflow.planning import PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
@@ -201,6 +202,14 @@ def run(
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
     ] = None,
     bwlimit: Annotated[str | None, typer.Option(help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Edit a folder whose jobs finished once more, with the options given now "
+            "(a new job and Imagen project; its outputs replace the earlier ones).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
@@ -211,6 +220,9 @@ def run(
         spec=job_spec(
             export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
         ),
+        again=again,
+        options_given=bool(profile or export or photography_type or tool)
+        or any(v is not None for v in (crop_aspect_ratio, sky_template, hdr_compression)),
     )
     with make_reporter(json_mode=json_output) as reporter:
         result = run_async(lambda: run_batch(request, cfg, reporter), display=reporter)
@@ -221,19 +233,7 @@ def run(
 def report_batch(result: BatchResult, json_output: bool) -> None:
     """Print how each job ended, where its outputs are, and every failed photo."""
     if json_output:
-        print_json(
-            [
-                {
-                    **job_views.job_summary(o.job, -1),
-                    "paused": o.paused,
-                    "failed_photos": [
-                        {"path": p.rel_path, "phase": p.phase, "reason": p.reason}
-                        for p in result.failed_photos.get(o.job.id, [])
-                    ],
-                }
-                for o in result.outcomes
-            ]
-        )
+        print_json([view.model_dump(mode="json") for view in result.views])
         return
     for outcome in result.outcomes:
         job = outcome.job
@@ -376,29 +376,45 @@ def profiles(json_output: JsonOption = False) -> None:
 
 
 @app.command()
-def status(json_output: JsonOption = False) -> None:
-    """List the jobs in the database and where each stands."""
+def status(
+    job: Annotated[
+        str | None, typer.Argument(help="Only this job (its id or first characters).")
+    ] = None,
+    state: Annotated[
+        JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (newest).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the jobs in the database, where each stands and how far each phase got."""
     cfg = settings()
-    found = run_async(lambda: with_store(cfg, job_views.status))
+    found = run_async(
+        lambda: with_store(cfg, lambda s: job_views.status(s, state=state, limit=limit, ref=job))
+    )
     if json_output:
         print_json(found)
         return
     if not found:
-        out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
+        out.print(
+            f"no {state} jobs"
+            if state
+            else "no jobs yet: `orchestrator run FOLDER --profile KEY` starts one"
+        )
         return
     print_table(
         out,
-        ("job", "name", "state", "photos", "updated", "last error"),
+        ("job", "name", "state", "photos", "progress", "updated", "last error"),
         [
             (
-                job["id"][:8],
-                job["name"],
-                job["state"],
-                job["photos"],
-                job["updated_at"][:19].replace("T", " "),
-                job["last_error"] or "",
+                view["id"][:8],
+                view["name"],
+                view["state"],
+                view["photos"],
+                job_views.progress_text(job_views.JobView.model_validate(view)),
+                view["updated_at"][:19].replace("T", " "),
+                view["last_error"] or "",
             )
-            for job in found
+            for view in found
         ],
     )
 
@@ -407,9 +423,9 @@ def status(json_output: JsonOption = False) -> None:
 def history(job: JobArgument, json_output: JsonOption = False) -> None:
     """Show every transition, retry, resume and error of a job."""
     cfg = settings()
-    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history(s, job)))
+    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history_view(s, job)))
     if json_output:
-        print_json({"job": job_views.job_summary(found, -1), "events": events})
+        print_json({"job": found.model_dump(mode="json"), "events": events})
         return
     out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
     print_table(
@@ -441,9 +457,9 @@ def retry(
     """Retry a failed job: only its failed photos and steps are done again."""
     cfg = settings()
     if reset_only:
-        found = run_async(lambda: with_store(cfg, lambda s: job_views.retry(s, job)))
+        found = run_async(lambda: with_store(cfg, lambda s: job_views.retry_view(s, job)))
         if json_output:
-            print_json(job_views.job_summary(found, -1))
+            print_json(found.model_dump(mode="json"))
         else:
             out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
@@ -457,9 +473,9 @@ def retry(
 def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
     """Stop a job for good (a running driver stops at its next heartbeat)."""
     cfg = settings()
-    found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel(s, job)))
+    found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel_view(s, job)))
     if json_output:
-        print_json(job_views.job_summary(found, -1))
+        print_json(found.model_dump(mode="json"))
         return
     if found.state == "cancelled":
         out.print(f"{markup_safe(found.name)} is cancelled")

@@ -117,6 +117,14 @@ def _owner_is_dead_local_process(owner: str) -> bool:
     return False
 
 
+def live_lease_owner(job: Job) -> str | None:
+    """Who drives the job now: its lease owner, unless the lease expired or its process exited."""
+    owner, expires = job.lease_owner, job.lease_expires_at
+    if owner is None or expires is None or expires < utcnow():
+        return None
+    return None if _owner_is_dead_local_process(owner) else owner
+
+
 def _holds(lease: Lease) -> ColumnElement[bool]:
     return and_(
         Job.id == lease.job_id, Job.lease_owner == lease.owner, Job.lease_epoch == lease.epoch
@@ -179,18 +187,40 @@ class Store:
                 ).all()
             )
 
-    async def list_jobs(self) -> list[tuple[Job, int]]:
-        """Every job with its photo count, newest first."""
+    async def list_jobs(
+        self, *, state: str | None = None, limit: int | None = None, job_id: str | None = None
+    ) -> list[tuple[Job, int]]:
+        """Every job (or those in `state`, or the one `job_id`) with its photo count, newest
+        first, at most `limit` of them."""
         counts = select(Photo.job_id, func.count().label("n")).group_by(Photo.job_id).subquery()
+        query = (
+            select(Job, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.job_id == Job.id)
+            .order_by(Job.created_at.desc())
+            .limit(limit)
+        )
+        if state is not None:
+            query = query.where(Job.state == state)
+        if job_id is not None:
+            query = query.where(Job.id == job_id)
         async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [(job, int(n)) for job, n in rows]
+
+    async def phases_done(self, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many photos of each job finished each phase (one grouped count, no rows)."""
+        async with self.engine.connect() as conn:
             rows = (
-                await session.execute(
-                    select(Job, func.coalesce(counts.c.n, 0))
-                    .outerjoin(counts, counts.c.job_id == Job.id)
-                    .order_by(Job.created_at.desc())
+                await conn.execute(
+                    select(PhotoPhase.job_id, PhotoPhase.phase, func.count())
+                    .where(PhotoPhase.job_id.in_(job_ids), PhotoPhase.done_at.is_not(None))
+                    .group_by(PhotoPhase.job_id, PhotoPhase.phase)
                 )
             ).all()
-        return [(job, int(n)) for job, n in rows]
+        done: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        for job_id, phase, count in rows:
+            done[job_id][phase] = int(count)
+        return done
 
     async def photos(self, job_id: str) -> list[PhotoRecord]:
         """The job's photos in a stable order, each with what every phase did with it."""

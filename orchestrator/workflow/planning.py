@@ -41,6 +41,12 @@ class RunRequest:
     """Profile keys or names (case-insensitive); one per image type in the folder."""
     spec: JobSpec = field(default_factory=JobSpec)
     """What each job of the folder is asked to do."""
+    again: bool = False
+    """Edit the folder once more in new jobs (new Imagen projects) with these options, even
+    though earlier jobs of it finished; their outputs are replaced."""
+    options_given: bool = True
+    """Whether the user gave job options (profile, edit options) that an existing job must
+    be told it does not take."""
 
 
 @dataclass
@@ -67,6 +73,13 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         for j in reversed(await store.jobs_for_source(str(source)))
         if j.state != JobState.CANCELLED
     }
+    if request.again:
+        _check_nothing_live(existing.values())
+        existing = {}
+    elif request.options_given:
+        plan.notes += [
+            note for job in existing.values() if (note := _options_not_applied(job, request))
+        ]
     missing = [t for t in scan.photos if t not in existing]
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
@@ -80,6 +93,32 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if kind not in scan.photos:
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
     return plan
+
+
+def _check_nothing_live(jobs: Iterable[Job]) -> None:
+    """Refuse --again while a job of the folder still runs: two edits would share outputs."""
+    for job in jobs:
+        if job.state not in (JobState.COMPLETED, JobState.FAILED):
+            raise PlanError(
+                f"{job.name}: job {job.id[:8]} of this folder is still {job.state}; let it "
+                f"finish (or `orchestrator cancel {job.id[:8]}`) before editing it --again"
+            )
+
+
+def _options_not_applied(job: Job, request: RunRequest) -> str | None:
+    """A note when the options given now differ from those the existing job runs with."""
+    asked, kept = request.spec.to_stored(), job.options
+    differ = [key for key in sorted(set(asked) | set(kept)) if asked.get(key) != kept.get(key)]
+    refs = {ref.strip().casefold() for ref in request.profiles}
+    if refs and not refs & {str(job.profile_key), (job.profile_name or "").casefold()}:
+        differ.insert(0, "profile")
+    if not differ:
+        return None
+    return (
+        f"{job.name}: job {job.id[:8]} ({job.state}) keeps the options it was started with; "
+        f"the {', '.join(differ)} given now are not applied to it. To edit the folder again "
+        "with them, add --again (a new job and Imagen project; its outputs replace these)"
+    )
 
 
 async def _resolve_profiles(

@@ -54,7 +54,8 @@ async def _hostile_job(db_url: str) -> str:
                 exported_dir="/shoots/a/exported",
                 image_type="JPG",
                 profile_key=2001,
-                options={},
+                profile_name="Natural",
+                spec={},
                 project_name=f"orchestrator-{job_id}",
             ),
             [NewPhoto("zz[/].jpg", "zz[/].jpg", 1, 1)],
@@ -123,7 +124,7 @@ def test_piped_status_is_tab_separated_and_never_wrapped(env: dict[str, str]) ->
     done = orchestrator("status", env=narrow)
     assert done.returncode == 0, done.stderr
     header, row = done.stdout.splitlines()
-    assert header.split("\t") == ["job", "name", "state", "photos", "updated", "last error"]
+    assert header.split("\t") == ["job", "name", "state", "photos", "progress", "updated", "last error"]
     assert row.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued", "1"]
 
 

@@ -1,0 +1,123 @@
+"""Issue 15 on the real command against a sandbox process: the JSON of every command in one
+typed view, `cancel` of a finished job, running a finished folder again with other options,
+and names Imagen refuses stopped before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.sandbox.samples import make_sample_shoot
+from orchestrator.service.jobs import JobView
+from tests.helpers import cli_env, ledger, orchestrator, sandbox_process
+
+JPEG_PROFILE = "2001"
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> object:
+    with sandbox_process("--edit-seconds", "0.2") as url:
+        yield url
+
+
+@pytest.fixture
+def env(sandbox_url: str, migrated_db_url: str) -> dict[str, str]:
+    return cli_env(f"{sandbox_url}/v1", migrated_db_url)
+
+
+def _shoot(tmp_path: Path, name: str = "ceremony", jpeg: int = 3) -> Path:
+    shoot = tmp_path / name
+    shoot.mkdir()
+    make_sample_shoot(shoot, raw=0, jpeg=jpeg)
+    return shoot
+
+
+def _json(*args: str, env: dict[str, str], code: int = 0) -> Any:
+    done = orchestrator(*args, "--json", env=env)
+    assert done.returncode == code, done.stderr
+    return json.loads(done.stdout)
+
+
+def _views(found: Any) -> list[JobView]:
+    return [
+        JobView.model_validate(item) for item in (found if isinstance(found, list) else [found])
+    ]
+
+
+def test_every_commands_json_is_the_one_typed_view_with_real_counts(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path)
+    [ran] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
+    assert ran.state == "completed" and ran.photos == 3
+    assert ran.done == {"upload": 3, "edit": 3}
+    assert ran.lease_owner is None  # the process that drove it has let go
+    assert ran.failed_photos == []
+
+    [listed] = _views(_json("status", ran.id[:8], env=env))
+    assert listed.photos == 3 and listed.lease_owner is None
+    history = _json("history", ran.id, env=env)
+    [job] = _views(history["job"])
+    assert job.photos == 3 and history["events"]
+
+    queued = _json("submit", str(_shoot(tmp_path, "queued", jpeg=2)), "-p", JPEG_PROFILE, env=env)
+    [cancelled] = _views(_json("cancel", queued[0], env=env))
+    assert cancelled.state == "cancelled" and cancelled.photos == 2
+    assert [v.id for v in _views(_json("status", "--state", "cancelled", env=env))] == queued
+    assert len(_json("status", "--limit", "1", env=env)) == 1
+
+
+def test_demo_json_counts_its_photos(env: dict[str, str], tmp_path: Path) -> None:
+    views = _views(_json("demo", "--keep", str(tmp_path / "demo"), env=env))
+    assert views and all(v.photos > 0 and v.state == "completed" for v in views)
+
+
+def test_cancel_of_a_finished_job_says_so_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    [ran] = _views(_json("run", str(_shoot(tmp_path)), "-p", JPEG_PROFILE, env=env))
+    done = orchestrator("cancel", ran.id[:8], env=env)
+    assert done.returncode == 2
+    assert f"job {ran.id[:8]} is already completed: there is nothing to cancel" in done.stderr
+    assert "cancel requested" not in done.stdout + done.stderr
+
+
+def test_a_finished_folder_run_with_other_options_says_so_and_again_edits_it_anew(
+    env: dict[str, str], sandbox_url: str, tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path)
+    [first] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
+
+    same = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, "--export", env=env)
+    assert same.returncode == 0, same.stderr
+    assert "the export given now are not applied to it" in same.stderr
+    assert "--again" in same.stderr
+    assert not (shoot / "exported").exists()
+
+    [again] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, "--export", "--again", env=env))
+    assert again.id != first.id and again.state == "completed"
+    assert again.project_uuid != first.project_uuid
+    assert again.spec["export"] is True
+    assert len(list((shoot / "exported").iterdir())) == 3
+    projects = {p["project_uuid"] for p in ledger(sandbox_url)["projects"]}
+    assert {first.project_uuid, again.project_uuid} <= projects
+
+
+def test_names_imagen_refuses_stop_the_run_before_anything_is_sent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path, jpeg=7)
+    first = sorted(shoot.iterdir())[0]
+    os.link(first, shoot / "back\\slash.jpg")
+    os.link(first, shoot / "with\ttab.jpg")
+    refused = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, env=env)
+    assert refused.returncode == 2
+    assert "Imagen refuses the names of 2 photos" in refused.stderr
+    assert "back\\slash.jpg" in refused.stderr and "with\\ttab.jpg" in refused.stderr
+    assert _json("status", env=env) == []  # no job, nothing sent
+    (shoot / "back\\slash.jpg").rename(shoot / "backslash.jpg")
+    (shoot / "with\ttab.jpg").rename(shoot / "with tab.jpg")
+    [ran] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
+    assert ran.state == "completed" and ran.photos == 9
