@@ -106,7 +106,7 @@ def finished_jobs(done: subprocess.CompletedProcess[str], why: str = "") -> list
 
 def project_of(base_url: str, job: Mapping[str, Any]) -> dict[str, Any]:
     """The job's one project in the sandbox ledger, found by its deterministic name."""
-    named = [p for p in ledger(base_url)["projects"] if p["name"] == f"orchestrator-{job['id']}"]
+    named = [p for p in ledger(base_url)["projects"] if p["name"] == job["project_name"]]
     assert len(named) == 1, f"{len(named)} projects named after job {job['id']}"
     project: dict[str, Any] = named[0]
     return project
@@ -170,6 +170,7 @@ def stored_jobs(db_url: str, shoot: Path) -> list[dict[str, Any]]:
                     {
                         "id": job.id,
                         "name": job.name,
+                        "project_name": job.project_name,
                         "state": job.state,
                         "lease_owner": job.lease_owner,
                         "last_error": job.last_error,

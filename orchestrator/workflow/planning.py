@@ -199,11 +199,25 @@ async def _create_job(
             profile_key=profile.profile_key,
             profile_name=profile.profile_name,
             spec=request.spec.to_stored(),
-            project_name=f"orchestrator-{job_id}",
+            project_name=project_name(folder.name + suffix, job_id),
         ),
         [_new_photo(p) for p in photos],
     )
     return await store.get_job(job_id)
+
+
+PROJECT_NAME_CHARS = 80
+"""Longest shoot name kept in a project's name (the column holds 100)."""
+
+
+def project_name(shoot: str, job_id: str) -> str:
+    """The job's Imagen project name: the shoot's name and the job id's first 8 characters.
+
+    Readable in Imagen's web app, unique (names are unique per account), and made from the job
+    alone, so a run that crashed after creating the project finds it under the same name.
+    """
+    readable = " ".join("".join(c if c.isprintable() else " " for c in shoot).split())
+    return f"{readable[:PROJECT_NAME_CHARS].rstrip() or 'shoot'} {job_id[:8]}"
 
 
 def _new_photo(photo: FoundPhoto) -> NewPhoto:
