@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.config import ConfigProblem, Settings, load_settings
+from orchestrator.config import ConfigProblem, Settings, effective_settings, load_settings
 from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
@@ -34,15 +36,27 @@ T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+ENVIRONMENT_HELP = (
+    "Settings: IMAGEN_API_KEY (your Imagen API key), IMAGEN_API_URL, ORCH_DATABASE_URL (the "
+    "job database; default a SQLite file in ~/.local/share/orchestrator) and the other ORCH_* "
+    "variables, or the same keys in the config file ($ORCH_CONFIG, default "
+    "~/.config/orchestrator/config.toml). `orchestrator config` shows what is in effect."
+)
+
 app = typer.Typer(
     help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
+    epilog=ENVIRONMENT_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     # Rich's boxes wrap usage errors at 80 columns in a log; plain lines stay greppable.
     rich_markup_mode="rich" if sys.stderr.isatty() else None,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database maintenance.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 app.add_typer(db_app, name="db")
 
 out = make_console()
@@ -64,6 +78,53 @@ ExportOption = Annotated[bool, typer.Option(help="Also export JPEGs into FOLDER/
 PhotographyTypeOption = Annotated[
     PhotographyType | None, typer.Option(case_sensitive=False, help="Genre hint for the AI.")
 ]
+
+
+VERBOSITY = {"level": 0}
+"""-q (-1) or -v (1, 2) given before the command; read when a command builds its reporter."""
+
+
+def show_version(asked: bool) -> None:
+    """--version: print the installed version and stop."""
+    if asked:
+        sys.stdout.write(f"orchestrator {package_version('orchestrator')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the results.")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log what happens (-v), with details (-vv).",
+        ),
+    ] = 0,
+) -> None:
+    """Options for every command."""
+    VERBOSITY["level"] = -1 if quiet else verbose
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+
+def reporter(json_output: bool) -> Reporter:
+    """The progress display for this command, as quiet as -q asks."""
+    return make_reporter(json_mode=json_output, quiet=VERBOSITY["level"] < 0)
 
 
 def known_tools(tools: list[str]) -> list[str]:
@@ -224,8 +285,8 @@ def run(
         options_given=bool(profile or export or photography_type or tool)
         or any(v is not None for v in (crop_aspect_ratio, sky_template, hdr_compression)),
     )
-    with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: run_batch(request, cfg, reporter), display=reporter)
+    with reporter(json_output) as display:
+        result = run_async(lambda: run_batch(request, cfg, display), display=display)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -269,8 +330,8 @@ def demo(
     """Run the whole flow against the built-in sandbox with sample photos (no API key)."""
     from orchestrator.service.demo import run_demo
 
-    with make_reporter(json_mode=json_output) as reporter:
-        result, verified = run_async(lambda: run_demo(reporter, keep=keep), display=reporter)
+    with reporter(json_output) as display:
+        result, verified = run_async(lambda: run_demo(display, keep=keep), display=display)
     report_batch(result, json_output)
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
@@ -463,8 +524,8 @@ def retry(
         else:
             out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
-    with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: retry_and_drive(job, cfg, reporter), display=reporter)
+    with reporter(json_output) as display:
+        result = run_async(lambda: retry_and_drive(job, cfg, display), display=display)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -608,6 +669,23 @@ def daemon(
         sys.stdout.flush()
 
     run_async(lambda: serve(cfg, on_ready=ready))
+
+
+@app.command("config")
+def show_config(json_output: JsonOption = False) -> None:
+    """Show the settings in effect (secrets masked), where each came from, and the database."""
+    cfg = settings()
+    shown = effective_settings(cfg)
+    if json_output:
+        print_json(shown)
+        return
+    out.print(f"config file: {markup_safe(shown['config_file'])}")
+    out.print(f"database:    {markup_safe(shown['database'])}")
+    print_table(
+        out,
+        ("setting", "value", "from"),
+        [(row["name"], row["value"], row["source"]) for row in shown["settings"]],
+    )
 
 
 @db_app.command("upgrade")

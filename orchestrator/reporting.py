@@ -681,15 +681,48 @@ class RichReporter(Reporter):
         return _Bar(task_id=task_id, kind=kind, total=total)
 
 
+class QuietReporter(Reporter):
+    """For `-q`: no progress at all, only the warnings and errors among the notes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def stage_started(self, job: str, stage: str, *, files: int, total_bytes: int | None) -> None:
+        """Show nothing."""
+
+    def advanced(self, job: str, stage: str, *, files: int = 0, nbytes: int = 0) -> None:
+        """Show nothing."""
+
+    def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
+        """Show nothing."""
+
+    def stage_finished(self, job: str, stage: str) -> None:
+        """Show nothing."""
+
+    @_never_raises
+    def note(self, job: str, message: str, *, level: str = "info") -> None:
+        """Print warnings and errors; drop plain information."""
+        if level != "info":
+            self._stream.write(visible(f"[{job}] {level}: {message}") + "\n")
+            self._stream.flush()
+
+
 def make_reporter(
-    *, json_mode: bool, stream: TextIO | None = None, interval: float | None = None
+    *,
+    json_mode: bool,
+    stream: TextIO | None = None,
+    interval: float | None = None,
+    quiet: bool = False,
 ) -> Reporter:
     """The reporter for this output: JSON lines if asked, Rich bars on a terminal, else plain lines.
 
     `stream` defaults to the current `sys.stderr`; `interval` to 1 s for JSON and 5 s for plain
-    lines (Rich redraws on its own schedule).
+    lines (Rich redraws on its own schedule); `quiet` (and not JSON) shows only warnings and
+    errors.
     """
     out = sys.stderr if stream is None else stream
+    if quiet and not json_mode:
+        return QuietReporter(out)
     if json_mode:
         return JsonReporter(out, interval=JSON_INTERVAL if interval is None else interval)
     if out.isatty():

@@ -20,6 +20,7 @@ from orchestrator.transfer.errors import OutputUnwritable, TransferError
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
+from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Stage
 
 Work = tuple[PhotoRecord, str]
@@ -78,6 +79,7 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     photos = await ctx.store.photos(ctx.job.id)
     work, unmatched = _match(photos, available)
     todo = [(p, name) for p, name in work if not _already_there(folder, p, name, phase)]
+    guard = None if await _follows_earlier_jobs(ctx) else ctx.job.created_at.timestamp()
     if len(todo) < len(work):
         await ctx.event(
             "resume",
@@ -94,7 +96,7 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
         for name in unmatched:
             await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
         failures = await run.run(
-            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item)
+            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item, guard)
         )
     ctx.progress.stage_finished(ctx.label, outputs.stage)
     if failures:
@@ -147,12 +149,20 @@ async def _download_one(
     folder: Path,
     outputs: Outputs,
     item: Work,
+    older_than: float | None,
 ) -> PhaseDone:
+    """Fetch one output; a file already at its place from before `older_than` (the job's
+    start) is not ours and is never replaced."""
     photo, name = item
     try:
-        safe_output_path(folder, name)
+        target = safe_output_path(folder, name)
     except UnsafeFileName as exc:
         raise PhotoFailed(f"refused, {exc}") from exc
+    if older_than is not None and await asyncio.to_thread(_older_file, target, older_than):
+        raise PhotoFailed(
+            f"{target} was there before this job and is not replaced: move it (or its "
+            f"folder) away, then `orchestrator retry {ctx.job.id[:8]}`"
+        )
     seen = [0]
     try:
         result = await ctx.services.transfers.download(
@@ -174,6 +184,28 @@ async def _download_one(
             f"{result.resumed_from} of {result.size}",
         )
     return PhaseDone(outputs.phase, output=name, size=result.size, md5=result.md5_hex)
+
+
+async def _follows_earlier_jobs(ctx: JobContext) -> bool:
+    """Whether an earlier job edited this shoot (its record or the database says so): the
+    outputs in the folder are then ours, from an edit this job was asked (`run --again`, or
+    after a cancel) to do over."""
+    record = await asyncio.to_thread(read_record, Path(ctx.job.source))
+    earlier = [job.created_at for job in record.jobs if job.job_id != ctx.job.id]
+    earlier += [
+        job.created_at
+        for job in await ctx.store.jobs_for_source(ctx.job.source)
+        if job.id != ctx.job.id
+    ]
+    return any(moment < ctx.job.created_at for moment in earlier)
+
+
+def _older_file(path: Path, before: float) -> bool:
+    """Whether something is at `path` that was last written before `before` (a timestamp)."""
+    try:
+        return path.lstat().st_mtime < before
+    except FileNotFoundError:
+        return False
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:

@@ -17,6 +17,7 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
+from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""
@@ -68,10 +69,9 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
     if len(scan.refused) > SHOWN_REFUSED:
         plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
+    of_source = await store.jobs_for_source(str(source))
     existing = {
-        ImageType(j.image_type): j
-        for j in reversed(await store.jobs_for_source(str(source)))
-        if j.state != JobState.CANCELLED
+        ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
     }
     if request.again:
         _check_nothing_live(existing.values())
@@ -81,11 +81,13 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
             note for job in existing.values() if (note := _options_not_applied(job, request))
         ]
     missing = [t for t in scan.photos if t not in existing]
+    if missing and not request.again:
+        await _check_not_seen_elsewhere(store, source, {j.id for j in of_source})
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
         job = existing.get(kind)
         if job is None:
-            job = await _create_job(store, scan, kind, photos, profiles[kind], request)
+            job = await _create_job(store, scan, kind, photos, profiles[kind], request, plan.notes)
         else:
             plan.notes += await _sync_photos(store, job, photos)
         plan.jobs.append(job)
@@ -93,6 +95,37 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if kind not in scan.photos:
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
     return plan
+
+
+async def _check_not_seen_elsewhere(store: Store, source: Path, known: set[str]) -> None:
+    """Refuse to start the shoot over when its record names jobs this database does not hold
+    for it (another database, or the folder edited under another path): its outputs would be
+    silently redone and overwritten."""
+    record = await asyncio.to_thread(read_record, source)
+    strangers = [job for job in record.jobs if job.job_id not in known]
+    if not strangers:
+        return
+    here = database_name(store)
+    seen = "; ".join(
+        f"job {job.job_id[:8]} (project {job.project_name!r}, database {job.database})"
+        for job in strangers[-3:]
+    )
+    elsewhere = sorted({job.database for job in strangers if job.database != here})
+    hint = (
+        f"to go on with it, point ORCH_DATABASE_URL at {elsewhere[-1]}; "
+        if elsewhere
+        else "it was edited under another path (the folder was moved or copied); "
+    )
+    raise PlanError(
+        f"this shoot was edited before by {seen}, which this database ({here}) does not hold "
+        f"for this folder. {hint}to edit the shoot once more here, add --again (its outputs "
+        f"replace those in the folder). The record is {source / RECORD}"
+    )
+
+
+def database_name(store: Store) -> str:
+    """The job database's URL as the shoot record keeps it: its password hidden."""
+    return store.engine.url.render_as_string(hide_password=True)
 
 
 def _check_nothing_live(jobs: Iterable[Job]) -> None:
@@ -180,6 +213,7 @@ async def _create_job(
     photos: list[FoundPhoto],
     profile: Profile,
     request: RunRequest,
+    notes: list[str],
 ) -> Job:
     check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
@@ -203,7 +237,22 @@ async def _create_job(
         ),
         [_new_photo(p) for p in photos],
     )
-    return await store.get_job(job_id)
+    job = await store.get_job(job_id)
+    entry = RecordedJob(
+        job_id=job.id,
+        image_type=job.image_type,
+        project_name=job.project_name,
+        database=database_name(store),
+        created_at=job.created_at,
+    )
+    try:
+        await asyncio.to_thread(add_job, folder, entry)
+    except OSError as exc:
+        notes.append(
+            f"{job.name}: cannot keep the shoot's record in {folder / RECORD} "
+            f"({exc.strerror or exc}); another database would not recognise this shoot"
+        )
+    return job
 
 
 PROJECT_NAME_CHARS = 80

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.service.jobs import JobView
-from tests.helpers import cli_env, ledger, orchestrator, sandbox_process
+from tests.helpers import cli_env, ledger, md5_of, orchestrator, sandbox_process
 
 JPEG_PROFILE = "2001"
 
@@ -121,3 +121,85 @@ def test_names_imagen_refuses_stop_the_run_before_anything_is_sent(
     (shoot / "with\ttab.jpg").rename(shoot / "with tab.jpg")
     [ran] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
     assert ran.state == "completed" and ran.photos == 9
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    return {p.name: md5_of(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_new_database_does_not_silently_redo_a_shoot_and_again_does(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path)
+    [first] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
+    edits = _outputs(shoot / "edited")
+    record = json.loads((shoot / ".orchestrator" / "jobs.json").read_text())
+    assert [j["job_id"] for j in record["jobs"]] == [first.id]
+    assert record["jobs"][0]["project_uuid"] == first.project_uuid
+
+    elsewhere = {**env, "ORCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"}
+    refused = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, env=elsewhere)
+    assert refused.returncode == 2
+    assert f"this shoot was edited before by job {first.id[:8]}" in refused.stderr
+    assert "--again" in refused.stderr and "ORCH_DATABASE_URL" in refused.stderr
+    assert _outputs(shoot / "edited") == edits  # nothing redone, nothing overwritten
+    assert _json("status", env=elsewhere) == []
+
+    [again] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, "--again", env=elsewhere))
+    assert again.state == "completed" and again.id != first.id
+    assert sorted(_outputs(shoot / "edited")) == sorted(edits)
+
+
+def test_an_output_that_was_there_before_the_job_is_never_overwritten(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path)
+    theirs = shoot / "edited" / sorted(p.name for p in shoot.iterdir())[0]
+    theirs.parent.mkdir()
+    theirs.write_bytes(b"the photographer's own retouch")
+    failed = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, env=env)
+    assert failed.returncode == 1
+    assert f"{theirs} was there before this job and is not replaced" in failed.stdout
+    assert theirs.read_bytes() == b"the photographer's own retouch"
+    [job] = _views(_json("status", env=env))
+    theirs.rename(tmp_path / "kept.jpg")
+    [retried] = _views(_json("retry", job.id[:8], env=env))
+    assert retried.state == "completed" and len(_outputs(shoot / "edited")) == 3
+
+
+def test_cli_conventions_version_help_completion_and_config(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    version = orchestrator("--version", env=env)
+    assert version.returncode == 0 and version.stdout.startswith("orchestrator 0.")
+    short = orchestrator("-h", env=env)
+    assert short.returncode == 0
+    for named in ("IMAGEN_API_KEY", "ORCH_DATABASE_URL", "config.toml", "--quiet", "--verbose"):
+        assert named in short.stdout
+    assert orchestrator("run", "-h", env=env).stdout.count("--again") == 1
+    completion = orchestrator("--show-completion", "bash", env=env)
+    assert completion.returncode == 0 and "complete" in completion.stdout
+
+    shown = orchestrator("config", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert env["IMAGEN_API_KEY"] not in shown.stdout  # the secret is masked
+    config = json.loads(shown.stdout)
+    assert config["database"] == env["ORCH_DATABASE_URL"].replace("postgres@", "…@")
+    rows = {row["name"]: row for row in config["settings"]}
+    assert rows["imagen_api_key"] == {
+        "name": "imagen_api_key",
+        "value": "**** (set)",
+        "source": "env IMAGEN_API_KEY",
+    }
+    assert rows["concurrency"]["source"] == "default"
+    table = orchestrator("config", env=env)
+    assert "database:" in table.stdout and env["IMAGEN_API_KEY"] not in table.stdout
+
+
+def test_quiet_shows_no_progress_only_the_result(env: dict[str, str], tmp_path: Path) -> None:
+    done = orchestrator("-q", "run", str(_shoot(tmp_path)), "-p", JPEG_PROFILE, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "completed" in done.stdout
+    table = orchestrator("status", env=env)
+    assert "3/3 uploaded, 3/3 edited" in table.stdout  # per-phase progress
