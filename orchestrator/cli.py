@@ -312,7 +312,8 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
             out.print(
-                f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.phase}): "
+                f"  [red]failed[/] {markup_safe(photo.rel_path)} "
+                f"({job_views.phase_label(photo.phase)}): "
                 f"{markup_safe(photo.reason)}"
             )
 

@@ -44,6 +44,9 @@ JSON_INTERVAL = 1.0
 """Default seconds between two progress events of one stage in JSON output."""
 
 _BYTE_SUFFIXES = ("B", "KB", "MB", "GB", "TB", "PB")
+FIRST_READING = 1.0
+"""Seconds a bar runs before it shows a rate: the first chunks fill buffers at memory speed,
+and a reading from them (271 MB/s under a 10 MB/s cap) says nothing about the line."""
 
 
 # --- formatting helpers -------------------------------------------------------------------------
@@ -80,6 +83,13 @@ def format_byte_progress(done: float, total: float) -> str:
 def format_rate(bytes_per_second: float) -> str:
     """A transfer rate for humans: "48.2 MB/s"."""
     return f"{format_bytes(bytes_per_second)}/s"
+
+
+def count_files(n: int, total: int | None = None) -> str:
+    """A file count that reads right: "1 file", "3 files", and done of a total: "2/40 files"."""
+    if total is not None:
+        return f"{n}/{total} files"
+    return "1 file" if n == 1 else f"{n} files"
 
 
 def format_duration(seconds: float) -> str:
@@ -198,9 +208,9 @@ def _counts(state: _Stage) -> list[str]:
     parts = []
     files_done = max(0, state.files_done)
     if state.files_total > 0:
-        parts.append(f"{files_done}/{state.files_total} files")
+        parts.append(count_files(files_done, state.files_total))
     elif files_done:
-        parts.append(f"{files_done} files")
+        parts.append(count_files(files_done))
     bytes_done = max(0, state.bytes_done)
     if state.bytes_total is not None:
         parts.append(format_byte_progress(bytes_done, state.bytes_total))
@@ -328,7 +338,7 @@ class PlainReporter(_CountingReporter):
         self._start(job, stage, files, total_bytes)
         amounts = []
         if files > 0:
-            amounts.append(f"{files} files")
+            amounts.append(count_files(files))
         if total_bytes is not None:
             amounts.append(format_bytes(total_bytes))
         self._write(", ".join([f"[{job}] {stage}: started", *amounts]))
@@ -492,7 +502,7 @@ class _FilesColumn(ProgressColumn):
         if task.fields["kind"] == "waiting":
             return Text(visible(task.fields["status"]), style="progress.description")
         total = task.fields["files_total"]
-        return Text(f"{task.fields['files_done']}/{total} files" if total else "")
+        return Text(count_files(task.fields["files_done"], total) if total else "")
 
 
 class _BytesColumn(ProgressColumn):
@@ -500,6 +510,9 @@ class _BytesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """Render the column for one task."""
+        if task.fields["kind"] == "files" and task.fields["nbytes"] > 0:
+            # Downloads count files (output sizes are not known beforehand), yet move bytes.
+            return Text(format_bytes(task.fields["nbytes"]), style="progress.download")
         if task.fields["kind"] != "bytes" or task.total is None:
             return Text("")
         # Our own formatting rather than DownloadColumn's, so bars and log lines use the same units.
@@ -512,10 +525,17 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """Render the column for one task."""
-        if task.fields["kind"] != "bytes":
+        kind, elapsed = task.fields["kind"], task.elapsed or 0.0
+        if kind == "files" and task.fields["nbytes"] > 0:
+            moved = float(task.fields["nbytes"])
+            speed: float | None = moved / elapsed if elapsed >= FIRST_READING else None
+            return Text("?" if speed is None else format_rate(speed), style="progress.data.speed")
+        if kind != "bytes":
             return Text("")
         if task.finished and task.finished_time:
-            speed: float | None = task.completed / task.finished_time
+            speed = task.completed / task.finished_time
+        elif elapsed < FIRST_READING:
+            speed = None  # the first chunks fill buffers at memory speed, not the line's
         else:
             speed = task.speed
         text = "?" if speed is None else format_rate(speed)
@@ -550,6 +570,8 @@ class _Bar:
     """"bytes", "files" or "waiting": what the bar's units are and which columns show."""
     total: float | None
     files_done: int = 0
+    nbytes: int = 0
+    """Bytes moved, shown with their rate even on a bar that counts files (downloads)."""
     counted: float = 0.0
     """Net units counted: an attempt rolled back (a retry, an interrupt) takes its bytes off."""
     shown: float = 0.0
@@ -568,11 +590,17 @@ class _QuietConsole(Console):
 class RichReporter(Reporter):
     """Live Rich bars on a terminal: one per (job, stage), with notes printed above them.
 
-    `force_terminal` and `width` pass through to the Rich console (tests draw into a StringIO).
+    `force_terminal` and `width` pass through to the Rich console (tests draw into a StringIO),
+    `clock` to the bars' timing.
     """
 
     def __init__(
-        self, stream: TextIO, *, force_terminal: bool | None = None, width: int | None = None
+        self,
+        stream: TextIO,
+        *,
+        force_terminal: bool | None = None,
+        width: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         console = _QuietConsole(file=stream, force_terminal=force_terminal, width=width)
         self._progress = Progress(
@@ -585,6 +613,7 @@ class RichReporter(Reporter):
             _RateColumn(),
             _EtaColumn(),
             console=console,
+            get_time=clock,
         )
         self._bars: dict[tuple[str, str], _Bar] = {}
 
@@ -623,13 +652,19 @@ class RichReporter(Reporter):
         """Move the stage's bar by the bytes (or files) done."""
         bar = self._bar(job, stage)
         bar.files_done += files
+        bar.nbytes += nbytes
         step = {"bytes": nbytes, "files": files}.get(bar.kind)
         if step is None:  # a waiting bar shows Imagen's percent, not our counts
             self._progress.update(bar.task_id, files_done=max(0, bar.files_done))
             return
         bar.counted += step
         bar.shown = max(bar.shown, bar.counted)
-        self._progress.update(bar.task_id, completed=bar.shown, files_done=max(0, bar.files_done))
+        self._progress.update(
+            bar.task_id,
+            completed=bar.shown,
+            files_done=max(0, bar.files_done),
+            nbytes=max(0, bar.nbytes),
+        )
 
     @_never_raises
     def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
@@ -676,6 +711,7 @@ class RichReporter(Reporter):
             kind=kind,
             files_done=0,
             files_total=files,
+            nbytes=0,
             status="",
         )
         return _Bar(task_id=task_id, kind=kind, total=total)

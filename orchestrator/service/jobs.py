@@ -100,6 +100,12 @@ def job_view(
 
 
 _DONE_WORDS = {"upload": "uploaded", "edit": "edited", "export": "exported"}
+_PHASE_LABELS = {"edit": "edit download", "export": "export download"}
+
+
+def phase_label(phase: str) -> str:
+    """What a failed photo's phase is called to the user: the edit phase is its download."""
+    return _PHASE_LABELS.get(phase, phase)
 
 
 def progress_text(view: JobView) -> str:

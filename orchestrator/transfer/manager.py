@@ -133,8 +133,8 @@ def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
 class Transfers:
     """Uploads and downloads files through presigned links, sharing limits process-wide.
 
-    `on_retry(file_name, attempt, reason, delay)` hears of every retry; `sleep` is how backoff
-    waits (tests pass a fake).
+    `on_retry(file_name, attempt, reason, delay)` hears of every retry (and each call's own
+    `on_retry` of its retries); `sleep` is how backoff waits (tests pass a fake).
     """
 
     def __init__(
@@ -158,6 +158,18 @@ class Transfers:
         self.limiter = AdaptiveLimiter(settings.concurrency)
         self.rate = RateLimiter(settings.bwlimit)
 
+    def _reporter(self, extra: RetryReporter | None) -> RetryReporter | None:
+        """The process-wide retry hook and a call's own (`on_retry` of upload, download)."""
+        hooks = [hook for hook in (self._on_retry, extra) if hook is not None]
+        if len(hooks) < 2:
+            return hooks[0] if hooks else None
+
+        def both(file_name: str, attempt: int, reason: str, delay: float) -> None:
+            for hook in hooks:
+                hook(file_name, attempt, reason, delay)
+
+        return both
+
     async def upload(
         self,
         path: Path,
@@ -166,6 +178,7 @@ class Transfers:
         size: int,
         md5: bytes | None,
         on_bytes: Callable[[int], None] | None = None,
+        on_retry: RetryReporter | None = None,
     ) -> UploadResult:
         """PUT the file at `path` (recorded as `size` bytes, `md5` raw digest if sent for the link).
 
@@ -188,7 +201,7 @@ class Transfers:
             link=link,
             policy=self._settings.retry,
             limiter=self.limiter,
-            on_retry=self._on_retry,
+            on_retry=self._reporter(on_retry),
             sleep=self._sleep,
         )
         return UploadResult(etag=etag, attempts=attempts)
@@ -203,6 +216,7 @@ class Transfers:
         expected_md5_hex: str | None = None,
         input_size: int | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        on_retry: RetryReporter | None = None,
     ) -> DownloadResult:
         """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
 
@@ -240,7 +254,7 @@ class Transfers:
                 link=link,
                 policy=self._settings.retry,
                 limiter=self.limiter,
-                on_retry=self._on_retry,
+                on_retry=self._reporter(on_retry),
                 sleep=self._sleep,
             )
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -20,6 +21,7 @@ from orchestrator.transfer.errors import OutputUnwritable, TransferError
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
+from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Stage
 
@@ -80,6 +82,7 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     work, unmatched = _match(photos, available)
     todo = [(p, name) for p, name in work if not _already_there(folder, p, name, phase)]
     guard = None if await _follows_earlier_jobs(ctx) else ctx.job.created_at.timestamp()
+    retries = RetryTally()
     if len(todo) < len(work):
         await ctx.event(
             "resume",
@@ -96,9 +99,11 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
         for name in unmatched:
             await ctx.event("note", f"Imagen returned {name}, which matches no photo; skipped")
         failures = await run.run(
-            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item, guard)
+            todo,
+            lambda item: _download_one(ctx, links, run, folder, outputs, item, guard, retries),
         )
     ctx.progress.stage_finished(ctx.label, outputs.stage)
+    await retries.record(ctx, outputs.stage)
     if failures:
         raise JobFailed(
             f"{len(failures)} {phase} downloads failed (first: "
@@ -150,6 +155,7 @@ async def _download_one(
     outputs: Outputs,
     item: Work,
     older_than: float | None,
+    retries: RetryTally,
 ) -> PhaseDone:
     """Fetch one output; a file already at its place from before `older_than` (the job's
     start) is not ours and is never replaced."""
@@ -171,6 +177,7 @@ async def _download_one(
             file_name=name,
             input_size=photo.size,
             on_bytes=lambda n: _received(ctx, outputs, n),
+            on_retry=retries.heard,
         )
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
@@ -201,11 +208,15 @@ async def _follows_earlier_jobs(ctx: JobContext) -> bool:
 
 
 def _older_file(path: Path, before: float) -> bool:
-    """Whether something is at `path` that was last written before `before` (a timestamp)."""
+    """Whether a regular file is at `path` that was last written before `before` (a timestamp).
+
+    Anything else in the way (a folder, a link) is the transfer's to refuse or replace.
+    """
     try:
-        return path.lstat().st_mtime < before
-    except FileNotFoundError:
+        status = path.lstat()
+    except OSError:  # nothing there, or no folder to hold it: the transfer says what is wrong
         return False
+    return stat.S_ISREG(status.st_mode) and status.st_mtime < before
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:

@@ -25,6 +25,7 @@ from orchestrator.transfer.hashing import (
 from orchestrator.workflow.context import JobContext, JobFailed
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.pool import run_pool
+from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot import ShootError, match_renamed, scan_shoot
 from orchestrator.workflow.stage import Stage
 
@@ -99,13 +100,15 @@ async def upload_photos(ctx: JobContext) -> None:
                 "resume", f"{done_before} photos already uploaded; {len(pending)} to go"
             )
         book = LinkBook(ctx, pending)
+        retries = RetryTally()
         try:
             failures = list(unreadable.values()) + await run.run(
-                pending, lambda p: _upload_one(ctx, source, book, run, p)
+                pending, lambda p: _upload_one(ctx, source, book, run, p, retries)
             )
         finally:
             book.close()
     ctx.progress.stage_finished(ctx.label, "upload")
+    await retries.record(ctx, "upload")
     if failures:
         raise JobFailed(
             f"{len(failures)} of {len(photos)} photos could not be uploaded "
@@ -335,7 +338,12 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
 
 
 async def _upload_one(
-    ctx: JobContext, source: Path, book: LinkBook, run: PhotoRun[PhotoRecord], photo: PhotoRecord
+    ctx: JobContext,
+    source: Path,
+    book: LinkBook,
+    run: PhotoRun[PhotoRecord],
+    photo: PhotoRecord,
+    retries: RetryTally,
 ) -> PhaseDone:
     path = source / photo.rel_path
     # After the photo changed, its batch link is signed for the old MD5: ask for its own.
@@ -348,6 +356,7 @@ async def _upload_one(
                 size=photo.size,
                 md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
                 on_bytes=lambda n: _sent(ctx, n),
+                on_retry=retries.heard,
             )
         except SourceChanged as exc:
             if not await _reread_source(ctx, path, run, photo):

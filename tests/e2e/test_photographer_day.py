@@ -203,3 +203,20 @@ def test_quiet_shows_no_progress_only_the_result(env: dict[str, str], tmp_path: 
     assert "completed" in done.stdout
     table = orchestrator("status", env=env)
     assert "3/3 uploaded, 3/3 edited" in table.stdout  # per-phase progress
+
+
+def test_injected_faults_leave_summarised_retry_lines_in_history(
+    migrated_db_url: str, tmp_path: Path
+) -> None:
+    shoot = _shoot(tmp_path, jpeg=6)
+    with sandbox_process(
+        "--edit-seconds", "0.2", "--faults", "error_5xx=0.3", "--seed", "3"
+    ) as url:
+        env = cli_env(f"{url}/v1", migrated_db_url)
+        [ran] = _views(_json("run", str(shoot), "-p", JPEG_PROFILE, env=env))
+        assert ran.state == "completed"
+        events = _json("history", ran.id, env=env)["events"]
+    retried = [e for e in events if e["kind"] == "retry" and "transfer retr" in e["message"]]
+    assert retried, [e["message"] for e in events]
+    assert len(retried) <= 2  # one line per transfer stage, not one per fault
+    assert sum(sum(e["data"]["retries"].values()) for e in retried) >= len(retried)
