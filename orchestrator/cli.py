@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -148,6 +149,29 @@ SkyOption = Annotated[int | None, typer.Option(help="Sky template id for sky_rep
 HdrOption = Annotated[HdrCompression | None, typer.Option(help="Compression of hdr_merge output.")]
 
 
+class Sidecars(StrEnum):
+    """Where RAW edits (.xmp sidecars) go."""
+
+    edited = "edited"
+    beside = "beside"
+
+
+SidecarsOption = Annotated[
+    Sidecars,
+    typer.Option(
+        case_sensitive=False,
+        help="RAW sidecars (.xmp) under FOLDER/edited, or beside the RAWs where Lightroom "
+        "reads them (an existing sidecar is kept as NAME.xmp.orig).",
+    ),
+]
+FlatOption = Annotated[
+    bool,
+    typer.Option(
+        "--flat", help="All outputs side by side in edited/ and exported/, not in subfolders."
+    ),
+]
+
+
 def job_spec(
     export: bool,
     photography_type: PhotographyType | None,
@@ -155,6 +179,9 @@ def job_spec(
     crop_aspect_ratio: CropAspectRatio | None,
     sky_template: int | None,
     hdr_compression: HdrCompression | None,
+    *,
+    sidecars: Sidecars = Sidecars.edited,
+    flat: bool = False,
 ) -> JobSpec:
     """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
     edit: dict[str, Any] = {"tools": sorted(set(tools))}
@@ -167,7 +194,9 @@ def job_spec(
         if value is not None:
             edit[key] = value
     try:
-        return JobSpec.build(edit=edit, export=export)
+        return JobSpec.build(
+            edit=edit, export=export, outputs={"subfolders": not flat, "sidecars": sidecars.value}
+        )
     except SpecError as exc:
         fail(str(exc))
 
@@ -263,6 +292,8 @@ def run(
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
     ] = None,
     bwlimit: Annotated[str | None, typer.Option(help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
+    sidecars: SidecarsOption = Sidecars.edited,
+    flat: FlatOption = False,
     again: Annotated[
         bool,
         typer.Option(
@@ -279,7 +310,14 @@ def run(
         source=folder,
         profiles=profile,
         spec=job_spec(
-            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+            export,
+            photography_type,
+            tool,
+            crop_aspect_ratio,
+            sky_template,
+            hdr_compression,
+            sidecars=sidecars,
+            flat=flat,
         ),
         again=again,
         options_given=bool(profile or export or photography_type or tool)
@@ -555,6 +593,8 @@ def submit(
     crop_aspect_ratio: CropOption = None,
     sky_template: SkyOption = None,
     hdr_compression: HdrOption = None,
+    sidecars: SidecarsOption = Sidecars.edited,
+    flat: FlatOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -565,7 +605,14 @@ def submit(
         source=folder,
         profiles=profile,
         spec=job_spec(
-            export, photography_type, tool, crop_aspect_ratio, sky_template, hdr_compression
+            export,
+            photography_type,
+            tool,
+            crop_aspect_ratio,
+            sky_template,
+            hdr_compression,
+            sidecars=sidecars,
+            flat=flat,
         ),
     )
     submitted = run_async(lambda: submit_folder(request, cfg))

@@ -21,6 +21,16 @@ class SpecError(Refused):
     """The options cannot form a job (unknown tool, contradicting options); says which."""
 
 
+class OutputLayout(BaseModel, frozen=True, extra="forbid"):
+    """Where a job's outputs go, so that they keep the shoot's shape."""
+
+    subfolders: bool = True
+    """Mirror the shoot's subfolders under edited/ and exported/ (else all side by side)."""
+    sidecars: Literal["edited", "beside"] = "edited"
+    """RAW edits (.xmp sidecars) under edited/, or beside their RAWs, where Lightroom reads
+    them (an existing sidecar is kept as NAME.xmp.orig)."""
+
+
 class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """Everything a job was asked to do, beyond its photos and profile."""
 
@@ -30,6 +40,9 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """The edit: genre, AI tools and their settings."""
     export: bool = False
     """Export JPEGs after the edit."""
+    outputs: OutputLayout | None = None
+    """Where the outputs go; None is a job from before layouts (flat, Imagen's names), and
+    planning gives every new job the default layout."""
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:

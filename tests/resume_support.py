@@ -138,10 +138,11 @@ def assert_exactly_once(
         ):
             outputs: dict[str, str] = project[key]
             assert len(outputs) == len(counts), why
-            on_disk = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
-            assert on_disk == sorted(outputs), why
+            # On disk an output keeps its photo's extension case (IMG_6.DNG, not Imagen's .dng).
+            on_disk = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
+            assert sorted(on_disk) == sorted(n.lower() for n in outputs), why
             for name, md5 in outputs.items():
-                assert md5_of(Path(folder) / name) == md5, f"{name} differs {why}"
+                assert md5_of(on_disk[name.lower()]) == md5, f"{name} differs {why}"
     assert uploaded == files, why
     assert repeated <= kills * CONCURRENCY, (
         f"{repeated} uploads repeated after {kills} kills at concurrency {CONCURRENCY} {why}"

@@ -140,6 +140,17 @@ def shown_name(name: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
+def keep_source_case(output: str, source: str) -> str:
+    """Imagen's output name in the source photo's spelling: its stem (outputs are matched by
+    stem in any case), and its extension when the output is of the source's own type (an
+    edited `IMG_0001.JPG` comes back as `IMG_0001.jpg`: kept `.JPG`)."""
+    out, src = os.path.splitext(output), os.path.splitext(source)
+    same_type = out[1].lower() == src[1].lower() or (
+        out[1].lower() in JPEG_EXTENSIONS and src[1].lower() in JPEG_EXTENSIONS
+    )
+    return src[0] + (src[1] if same_type else out[1])
+
+
 class UnsafeFileName(ValueError):
     """A file name from the API that could write outside the output folder."""
 

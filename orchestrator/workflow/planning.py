@@ -11,7 +11,7 @@ from pathlib import Path
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
@@ -232,7 +232,7 @@ async def _create_job(
             image_type=kind.value,
             profile_key=profile.profile_key,
             profile_name=profile.profile_name,
-            spec=request.spec.to_stored(),
+            spec=_with_layout(request.spec).to_stored(),
             project_name=project_name(folder.name + suffix, job_id),
         ),
         [_new_photo(p) for p in photos],
@@ -267,6 +267,11 @@ def project_name(shoot: str, job_id: str) -> str:
     """
     readable = " ".join("".join(c if c.isprintable() else " " for c in shoot).split())
     return f"{readable[:PROJECT_NAME_CHARS].rstrip() or 'shoot'} {job_id[:8]}"
+
+
+def _with_layout(spec: JobSpec) -> JobSpec:
+    """The spec a new job is stored with: the default output layout unless one was chosen."""
+    return spec if spec.outputs else spec.model_copy(update={"outputs": OutputLayout()})
 
 
 def _new_photo(photo: FoundPhoto) -> NewPhoto:

@@ -220,3 +220,62 @@ def test_injected_faults_leave_summarised_retry_lines_in_history(
     assert retried, [e["message"] for e in events]
     assert len(retried) <= 2  # one line per transfer stage, not one per fault
     assert sum(sum(e["data"]["retries"].values()) for e in retried) >= len(retried)
+
+
+def _nested_shoot(tmp_path: Path) -> Path:
+    """A wedding from two cards: RAWs in one, JPEGs with upper-case extensions in the other."""
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    make_sample_shoot(staged, raw=2, jpeg=2)
+    shoot = tmp_path / "wedding"
+    for folder, pattern, rename in (
+        (shoot / "Ceremony" / "Card 1", "*.CR2", lambda p: p.name),
+        (shoot / "Ceremony" / "Card 2", "*.jpg", lambda p: f"DSC_{p.stem[4:]}.JPG"),
+    ):
+        folder.mkdir(parents=True)
+        for photo in sorted(staged.glob(pattern)):
+            photo.rename(folder / rename(photo))
+    return shoot
+
+
+def test_outputs_keep_the_shoots_subfolders_and_extension_case(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _nested_shoot(tmp_path)
+    done = orchestrator("run", str(shoot), "-p", "1001", "-p", JPEG_PROFILE, "--export", env=env)
+    assert done.returncode == 0, done.stderr
+    found = sorted(str(p.relative_to(shoot)) for p in shoot.rglob("*") if p.is_file())
+    outputs = [p for p in found if p.startswith(("edited/", "exported/"))]
+    assert outputs == [
+        "edited/JPG/Ceremony/Card 2/DSC_0003.JPG",
+        "edited/JPG/Ceremony/Card 2/DSC_0004.JPG",
+        "edited/RAW/Ceremony/Card 1/IMG_0001.xmp",
+        "edited/RAW/Ceremony/Card 1/IMG_0002.xmp",
+        "exported/JPG/Ceremony/Card 2/DSC_0003.JPG",
+        "exported/JPG/Ceremony/Card 2/DSC_0004.JPG",
+        "exported/RAW/Ceremony/Card 1/IMG_0001.jpg",
+        "exported/RAW/Ceremony/Card 1/IMG_0002.jpg",
+    ]
+
+
+def test_sidecars_beside_the_raws_keep_the_one_already_there(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = _nested_shoot(tmp_path)
+    card = shoot / "Ceremony" / "Card 1"
+    theirs = card / "IMG_0001.xmp"
+    theirs.write_bytes(b"<x:xmpmeta>Lightroom's own</x:xmpmeta>")
+    for photo in (shoot / "Ceremony" / "Card 2").iterdir():
+        photo.unlink()  # a RAW-only shoot
+    done = orchestrator("run", str(shoot), "-p", "1001", "--sidecars", "beside", env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in card.iterdir()) == [
+        "IMG_0001.CR2",
+        "IMG_0001.xmp",
+        "IMG_0001.xmp.orig",
+        "IMG_0002.CR2",
+        "IMG_0002.xmp",
+    ]
+    assert (card / "IMG_0001.xmp.orig").read_bytes() == b"<x:xmpmeta>Lightroom's own</x:xmpmeta>"
+    assert b"imagen:SourceFile" in theirs.read_bytes()  # the edit is where Lightroom reads it
+    assert not (shoot / "edited").exists()
