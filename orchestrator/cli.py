@@ -164,6 +164,14 @@ SidecarsOption = Annotated[
         "reads them (an existing sidecar is kept as NAME.xmp.orig).",
     ),
 ]
+PrefixOption = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-subfolders",
+        help="Send photos of subfolders to Imagen as SUBFOLDER_NAME (two camera bodies' "
+        "IMG_0001.CR2 in Card 1/ and Card 2/); the outputs keep the photos' own names.",
+    ),
+]
 FlatOption = Annotated[
     bool,
     typer.Option(
@@ -294,6 +302,7 @@ def run(
     bwlimit: Annotated[str | None, typer.Option(help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
     sidecars: SidecarsOption = Sidecars.edited,
     flat: FlatOption = False,
+    prefix_subfolders: PrefixOption = False,
     again: Annotated[
         bool,
         typer.Option(
@@ -320,6 +329,7 @@ def run(
             flat=flat,
         ),
         again=again,
+        prefix_subfolders=prefix_subfolders,
         options_given=bool(profile or export or photography_type or tool)
         or any(v is not None for v in (crop_aspect_ratio, sky_template, hdr_compression)),
     )
@@ -595,6 +605,7 @@ def submit(
     hdr_compression: HdrOption = None,
     sidecars: SidecarsOption = Sidecars.edited,
     flat: FlatOption = False,
+    prefix_subfolders: PrefixOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -614,6 +625,7 @@ def submit(
             sidecars=sidecars,
             flat=flat,
         ),
+        prefix_subfolders=prefix_subfolders,
     )
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:

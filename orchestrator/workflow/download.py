@@ -63,8 +63,13 @@ class Places:
         safe_output_path(self.folder, name)
         if self.layout is None:
             return self.folder / name
-        local = keep_source_case(name, photo.file_name)
-        sub = PurePath(photo.rel_path).parent
+        own = PurePath(photo.rel_path)
+        # A photo sent under a prefixed name (--prefix-subfolders) gets its own name back,
+        # unless the outputs lie side by side, where only the prefix keeps them apart.
+        local = keep_source_case(name, own.name if self.layout.subfolders else photo.file_name)
+        if self.beside(local):
+            local = keep_source_case(name, own.name)
+        sub = own.parent
         if self.beside(local):
             return self.source / sub / local
         return (self.folder / sub if self.layout.subfolders else self.folder) / local

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class RunRequest:
     again: bool = False
     """Edit the folder once more in new jobs (new Imagen projects) with these options, even
     though earlier jobs of it finished; their outputs are replaced."""
+    prefix_subfolders: bool = False
+    """Send photos of subfolders under names prefixed with their subfolder, so that two
+    camera bodies' IMG_0001.CR2 can share a shoot."""
     options_given: bool = True
     """Whether the user gave job options (profile, edit options) that an existing job must
     be told it does not take."""
@@ -61,7 +65,10 @@ class Plan:
 async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
     """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
     source = request.source.resolve()
-    scan = await asyncio.to_thread(scan_shoot, source)  # a big folder takes a while
+    # A big folder takes a while.
+    scan = await asyncio.to_thread(
+        functools.partial(scan_shoot, source, prefix_subfolders=request.prefix_subfolders)
+    )
     plan = Plan()
     if scan.skipped:
         shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")

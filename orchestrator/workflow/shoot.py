@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -68,14 +68,20 @@ class ShootScan:
     refused: list[RefusedFile] = field(default_factory=list)
 
 
-def scan_shoot(folder: Path) -> ShootScan:
+PREFIX_OPTION = "--prefix-subfolders"
+"""The option that sends photos of subfolders under names prefixed with their subfolder."""
+
+
+def scan_shoot(folder: Path, *, prefix_subfolders: bool = False) -> ShootScan:
     """Walk the folder (subfolders too) and sort its photos into RAW and JPEG.
 
     Hidden files and our own output folders are ignored; unsupported files are listed in
     `skipped`, and files that must not be sent in `refused`. Links are never followed, and
     each photo's first bytes are checked against its type. Raises ShootError for a missing or
     empty folder, for photo names Imagen refuses (all of them at once) and for names Imagen or
-    the output folder could not tell apart.
+    the output folder could not tell apart, unless `prefix_subfolders` names every photo of a
+    subfolder after it at Imagen ("Card 1_IMG_0001.CR2"; the outputs come back to the photo's
+    own name and place).
     """
     if not folder.exists():
         raise ShootError(f"folder {folder} does not exist")
@@ -139,6 +145,13 @@ def scan_shoot(folder: Path) -> ShootScan:
                 unnameable.append(f"{shown_name(rel)} ({refusal})")
                 continue
             found = _read_photo(entry, rel)
+            if isinstance(found, FoundPhoto) and prefix_subfolders and prefix:
+                sent = prefixed_name(rel)
+                refusal = name_refusal(sent)
+                if refusal is not None:
+                    unnameable.append(f"{shown_name(sent)} (sent for {shown_name(rel)}: {refusal})")
+                    continue
+                found = replace(found, file_name=sent)
             if isinstance(found, FoundPhoto):
                 by_type[kind].append(found)
             elif found is not None:
@@ -194,6 +207,12 @@ def match_renamed(missing: Sequence[R], found: Sequence[FoundPhoto]) -> list[tup
         for stamp, old in gone.items()
         if len(old) == 1 and len(new := by_stamp.get(stamp, [])) == 1
     ]
+
+
+def prefixed_name(rel_path: str) -> str:
+    """The name a photo of a subfolder is sent to Imagen under: its folders joined by "_"
+    before its name ("Ceremony/Card 1/IMG_0001.CR2" -> "Ceremony_Card 1_IMG_0001.CR2")."""
+    return rel_path.replace("/", "_")
 
 
 def printable(name: str) -> str:
@@ -291,5 +310,7 @@ def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
         raise ShootError(
             f"these {kind.value} photos would get the same name at Imagen or in the output "
             f"folder:\n  {listed}\nrename one of each group (or move it to another shoot) "
-            "and run again"
+            f"and run again, or add {PREFIX_OPTION} to send the photos of each subfolder under "
+            "names prefixed with it (Card 1_IMG_0001.CR2); the outputs keep the photos' own "
+            "names and folders"
         )

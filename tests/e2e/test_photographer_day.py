@@ -279,3 +279,30 @@ def test_sidecars_beside_the_raws_keep_the_one_already_there(
     assert (card / "IMG_0001.xmp.orig").read_bytes() == b"<x:xmpmeta>Lightroom's own</x:xmpmeta>"
     assert b"imagen:SourceFile" in theirs.read_bytes()  # the edit is where Lightroom reads it
     assert not (shoot / "edited").exists()
+
+
+def test_two_camera_bodies_with_one_file_name_go_through_prefixed_and_come_back_in_place(
+    env: dict[str, str], sandbox_url: str, tmp_path: Path
+) -> None:
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    make_sample_shoot(staged, raw=2, jpeg=0)
+    shoot = tmp_path / "two bodies"
+    for card, photo in zip(("Card 1", "Card 2"), sorted(staged.iterdir()), strict=True):
+        (shoot / card).mkdir(parents=True)
+        photo.rename(shoot / card / "IMG_0001.CR2")
+    refused = orchestrator("run", str(shoot), "-p", "1001", env=env)
+    assert refused.returncode == 2 and "--prefix-subfolders" in refused.stderr
+
+    [ran] = _views(_json("run", str(shoot), "-p", "1001", "--prefix-subfolders", env=env))
+    assert ran.state == "completed"
+    project = next(
+        p for p in ledger(sandbox_url)["projects"] if p["project_uuid"] == ran.project_uuid
+    )
+    assert sorted(project["files"]) == ["Card 1_IMG_0001.CR2", "Card 2_IMG_0001.CR2"]
+    edits = {
+        str(p.relative_to(shoot / "edited")): md5_of(p) for p in (shoot / "edited").rglob("*.xmp")
+    }
+    assert sorted(edits) == ["Card 1/IMG_0001.xmp", "Card 2/IMG_0001.xmp"]
+    assert edits["Card 1/IMG_0001.xmp"] == project["edit_outputs"]["Card 1_IMG_0001.xmp"]
+    assert edits["Card 2/IMG_0001.xmp"] == project["edit_outputs"]["Card 2_IMG_0001.xmp"]
