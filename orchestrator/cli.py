@@ -516,11 +516,13 @@ def status(
         ("job", "name", "state", "photos", "progress", "updated", "last error"),
         [
             (
-                view["id"][:8],
+                (view["id"] or "-")[:8],
                 view["name"],
                 view["state"],
-                view["photos"],
-                job_views.progress_text(job_views.JobView.model_validate(view)),
+                view.get("photos", ""),
+                ""
+                if view["state"] == "refused"
+                else job_views.progress_text(job_views.JobView.model_validate(view)),
                 view["updated_at"][:19].replace("T", " "),
                 view["last_error"] or "",
             )

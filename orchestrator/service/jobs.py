@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -62,6 +63,18 @@ class JobView(BaseModel, frozen=True):
     paused: str | None = None
     """Why the command that drove it stopped without an end (only from run, retry, demo)."""
     failed_photos: list[PhotoFailureView] = []
+
+
+class RefusalView(BaseModel, frozen=True):
+    """A hot-folder drop that could not become a job, listed among the jobs by `status` and
+    /api/jobs (its `state` is "refused", its `last_error` why)."""
+
+    id: None = None
+    name: str
+    state: Literal["refused"] = "refused"
+    source: str
+    last_error: str
+    updated_at: datetime
 
 
 def job_view(
@@ -146,11 +159,21 @@ def event_record(event: Event) -> dict[str, Any]:
 async def status(
     store: Store, *, state: str | None = None, limit: int | None = None, ref: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every job (or those in `state`, or the one `ref` names) with its counts, newest first."""
+    """Every job (or those in `state`, or the one `ref` names) with its counts, newest first;
+    without a filter, the refused hot-folder drops first (see RefusalView)."""
     job_id = (await store.resolve_job(ref)).id if ref else None
     found = await store.list_jobs(state=state, limit=limit, job_id=job_id)
     done = await store.phases_done([job.id for job, _ in found])
-    return [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+    views = [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+    if ref or state:
+        return views
+    refused = [
+        RefusalView(
+            name=Path(r.source).name, source=r.source, last_error=r.reason, updated_at=r.refused_at
+        ).model_dump(mode="json")
+        for r in await store.refusals()
+    ]
+    return refused + views
 
 
 async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:

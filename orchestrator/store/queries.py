@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.db import create_engine
-from orchestrator.store.models import Event, Job, Photo, PhotoPhase, utcnow
+from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
 
 class JobNotFound(LookupError):
@@ -645,6 +645,28 @@ class Store:
                     yield conn
 
             yield PhotoWriter(lease, begin, dialect)
+
+    # ---- refused drops -----------------------------------------------------------------
+
+    async def record_refusal(self, source: str, reason: str) -> None:
+        """Remember why a drop could not become a job (the latest reason replaces any older)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(Refusal).where(Refusal.source == source))
+            await conn.execute(
+                insert(Refusal).values(source=source, reason=reason, refused_at=utcnow())
+            )
+
+    async def clear_refusal(self, source: str) -> None:
+        """Forget a drop's refusal: it became a job, or went away."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(Refusal).where(Refusal.source == source))
+
+    async def refusals(self) -> list[Refusal]:
+        """Every drop refused now, newest first."""
+        async with self._sessions() as session:
+            return list(
+                (await session.scalars(select(Refusal).order_by(Refusal.refused_at.desc()))).all()
+            )
 
     # ---- history -----------------------------------------------------------------------
 
