@@ -17,6 +17,7 @@ from orchestrator.service.jobs import (
     failed_photos,
     retry_move,
 )
+from orchestrator.service.signals import let_finish
 from orchestrator.service.wiring import connected, engine_config, make_engine, open_store
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
@@ -61,11 +62,12 @@ async def driving(
     store = await open_store(settings)
     try:
         async with connected(settings) as services:
-            yield Driving(
-                store,
-                services,
-                make_engine(store, services, progress, engine_config(settings), pipeline),
-            )
+            with let_finish(services.transfers):
+                yield Driving(
+                    store,
+                    services,
+                    make_engine(store, services, progress, engine_config(settings), pipeline),
+                )
     finally:
         await store.close()
 

@@ -130,6 +130,21 @@ def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
     )
 
 
+SHARE_UNDER_CAP = 2_000_000
+"""Bytes per second each transfer should get under a bandwidth cap at the least."""
+
+
+def concurrency_under_cap(concurrency: int, bwlimit: float | None) -> int:
+    """Transfers at once: under a cap, only as many as each gets SHARE_UNDER_CAP of it.
+
+    A cap is shared evenly by the transfers in flight: eight at 5 MB/s all finish together at
+    the end, and an interrupt finds none done. Two at a time finish one after another.
+    """
+    if bwlimit is None:
+        return concurrency
+    return max(1, min(concurrency, int(bwlimit // SHARE_UNDER_CAP)))
+
+
 class Transfers:
     """Uploads and downloads files through presigned links, sharing limits process-wide.
 
@@ -155,8 +170,19 @@ class Transfers:
         self._on_retry = on_retry
         self._sleep = sleep
         self._timeout = transfer_timeout(settings)
-        self.limiter = AdaptiveLimiter(settings.concurrency)
+        self.limiter = AdaptiveLimiter(
+            concurrency_under_cap(settings.concurrency, settings.bwlimit)
+        )
         self.rate = RateLimiter(settings.bwlimit)
+
+    def stop_starting(self) -> None:
+        """Let the transfers in flight finish, and start no more (see signals.let_finish)."""
+        self.limiter.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Transfers running right now."""
+        return self.limiter.in_flight
 
     def _reporter(self, extra: RetryReporter | None) -> RetryReporter | None:
         """The process-wide retry hook and a call's own (`on_retry` of upload, download)."""
