@@ -148,6 +148,8 @@ def _check_nothing_live(jobs: Iterable[Job]) -> None:
 def _options_not_applied(job: Job, request: RunRequest) -> str | None:
     """A note when the options given now differ from those the existing job runs with."""
     asked, kept = request.spec.to_stored(), job.options
+    if "outputs" not in kept and asked.get("outputs") == {}:
+        del asked["outputs"]  # a job from before layouts, asked nothing but the default one
     differ = [key for key in sorted(set(asked) | set(kept)) if asked.get(key) != kept.get(key)]
     refs = {ref.strip().casefold() for ref in request.profiles}
     if refs and not refs & {str(job.profile_key), (job.profile_name or "").casefold()}:

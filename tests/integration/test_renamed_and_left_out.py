@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.service.jobs import failed_photos
 from orchestrator.spec import JobSpec
+from orchestrator.store.queries import NewJob
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 from tests.engine_harness import CrashPlan, Harness, harness
 from tests.resume_support import make_crash_shoot
@@ -81,3 +82,48 @@ async def test_a_photo_gone_before_its_upload_is_named_in_the_jobs_result(
     [failure] = await failed_photos(h.store, job_id)
     assert failure.rel_path == names[0]
     assert failure.reason.startswith("left out: it was gone from the folder before its upload")
+
+
+async def test_options_not_applied_to_an_existing_job_are_named(h: Harness, tmp_path: Path) -> None:
+    """Issue 15 item 3: run again with other options says which are not applied; the same
+    options (or a job from before output layouts asked only the default layout) say nothing."""
+    shoot = tmp_path / "shoot"
+    make_crash_shoot(shoot, seed=9, jpeg_only=True)
+    [job_id] = await h.plan(shoot, export=True)
+
+    async def notes(spec: JobSpec, profiles: list[str]) -> list[str]:
+        request = RunRequest(source=shoot, profiles=profiles, spec=spec)
+        return (await plan_jobs(h.store, h.client, request)).notes
+
+    default_layout = JobSpec.build(export=True, outputs={})
+    assert await notes(default_layout, ["2001"]) == []
+    [note] = await notes(JobSpec.build(export=False, outputs={}), ["1001", "2001"])
+    assert f"job {job_id[:8]} (queued) keeps the options it was started with" in note
+    assert "the export given now are not applied" in note and "--again" in note
+
+
+async def test_a_job_from_before_output_layouts_is_not_told_of_the_default_one(
+    h: Harness, tmp_path: Path
+) -> None:
+    shoot = tmp_path / "old"
+    make_crash_shoot(shoot, seed=10, jpeg_only=True)
+    await h.store.create_job(
+        NewJob(
+            id="b" * 32,
+            name="old",
+            source=str(shoot.resolve()),
+            edited_dir=str(shoot / "edited"),
+            exported_dir=str(shoot / "exported"),
+            image_type="JPG",
+            profile_key=2001,
+            profile_name="Natural",
+            spec={"version": 1, "export": True},  # stored before `outputs` existed
+            project_name="orchestrator-" + "b" * 32,
+        ),
+        [],
+    )
+    request = RunRequest(
+        source=shoot, profiles=["2001"], spec=JobSpec.build(export=True, outputs={})
+    )
+    notes = (await plan_jobs(h.store, h.client, request)).notes
+    assert not any("not applied" in n for n in notes), notes
