@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.config import ConfigProblem, Settings, load_settings
+from orchestrator.config import ConfigProblem, Settings, effective_settings, load_settings
 from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
 from orchestrator.listening import CannotListen
-from orchestrator.reporting import make_reporter
+from orchestrator.reporting import Reporter, make_reporter
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
@@ -40,15 +43,27 @@ T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+ENVIRONMENT_HELP = (
+    "Settings: IMAGEN_API_KEY (your Imagen API key), IMAGEN_API_URL, ORCH_DATABASE_URL (the "
+    "job database; default a SQLite file in ~/.local/share/orchestrator) and the other ORCH_* "
+    "variables, or the same keys in the config file ($ORCH_CONFIG, default "
+    "~/.config/orchestrator/config.toml). `orchestrator config` shows what is in effect."
+)
+
 app = typer.Typer(
     help="Take a shoot folder through Imagen's AI editing and back; resumes after any crash.",
+    epilog=ENVIRONMENT_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     # Rich's boxes wrap usage errors at 80 columns in a log; plain lines stay greppable.
     rich_markup_mode="rich" if sys.stderr.isatty() else None,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database maintenance.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 app.add_typer(db_app, name="db")
 
 out = make_console()
@@ -93,6 +108,53 @@ DeliverDescriptionOption = Annotated[
 PhotographyTypeOption = Annotated[
     PhotographyType | None, typer.Option(case_sensitive=False, help="Genre hint for the AI.")
 ]
+
+
+VERBOSITY = {"level": 0}
+"""-q (-1) or -v (1, 2) given before the command; read when a command builds its reporter."""
+
+
+def show_version(asked: bool) -> None:
+    """--version: print the installed version and stop."""
+    if asked:
+        sys.stdout.write(f"orchestrator {package_version('orchestrator')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the results.")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log what happens (-v), with details (-vv).",
+        ),
+    ] = 0,
+) -> None:
+    """Options for every command."""
+    VERBOSITY["level"] = -1 if quiet else verbose
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+
+def reporter(json_output: bool) -> Reporter:
+    """The progress display for this command, as quiet as -q asks."""
+    return make_reporter(json_mode=json_output, quiet=VERBOSITY["level"] < 0)
 
 
 def known_tools(tools: list[str]) -> list[str]:
@@ -184,6 +246,37 @@ def tag_options(
     return chosen
 
 
+class Sidecars(StrEnum):
+    """Where RAW edits (.xmp sidecars) go."""
+
+    edited = "edited"
+    beside = "beside"
+
+
+SidecarsOption = Annotated[
+    Sidecars,
+    typer.Option(
+        case_sensitive=False,
+        help="RAW sidecars (.xmp) under FOLDER/edited, or beside the RAWs where Lightroom "
+        "reads them (an existing sidecar is kept as NAME.xmp.orig).",
+    ),
+]
+PrefixOption = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-subfolders",
+        help="Send photos of subfolders to Imagen as SUBFOLDER_NAME (two camera bodies' "
+        "IMG_0001.CR2 in Card 1/ and Card 2/); the outputs keep the photos' own names.",
+    ),
+]
+FlatOption = Annotated[
+    bool,
+    typer.Option(
+        "--flat", help="All outputs side by side in edited/ and exported/, not in subfolders."
+    ),
+]
+
+
 def job_spec(
     export: bool,
     photography_type: PhotographyType | None,
@@ -197,6 +290,8 @@ def job_spec(
     deliver: bool = False,
     deliver_path: str | None = None,
     deliver_description: str | None = None,
+    sidecars: Sidecars = Sidecars.edited,
+    flat: bool = False,
 ) -> JobSpec:
     """The job options given on the command line (`run`, `submit`, `daemon --watch`)."""
     delivery: dict[str, Any] | None = None
@@ -218,7 +313,14 @@ def job_spec(
     if review and tag is None:
         fail("--review holds the job for a person to review its keywords: add --tag")
     try:
-        return JobSpec.build(edit=edit, export=export, tag=tag, review=review, deliver=delivery)
+        return JobSpec.build(
+            edit=edit,
+            export=export,
+            tag=tag,
+            review=review,
+            deliver=delivery,
+            outputs={"subfolders": not flat, "sidecars": sidecars.value},
+        )
     except SpecError as exc:
         fail(str(exc))
 
@@ -253,13 +355,21 @@ def settings(**overrides: Any) -> Settings:
         fail("bad configuration", details=exc.problems)
 
 
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages."""
+def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter | None = None) -> T:
+    """Run a coroutine; Ctrl-C/SIGTERM cancel it cleanly and exit 130; errors become messages.
+
+    A live `display` is stopped as soon as the coroutine ends, so that the message printed
+    after it (how to resume, what failed) is not drawn over by the bars.
+    """
 
     async def guarded() -> T:
         task = asyncio.ensure_future(make())
-        with graceful_interrupts(task):
-            return await task
+        try:
+            with graceful_interrupts(task):
+                return await task
+        finally:
+            if display is not None:
+                display.close()
 
     try:
         return asyncio.run(guarded())
@@ -335,6 +445,17 @@ def run(
         int | None, typer.Option(help="Transfers in flight at once (default 8).", min=1, max=256)
     ] = None,
     bwlimit: Annotated[str | None, typer.Option(help="Bandwidth cap in bytes/s, e.g. 20M.")] = None,
+    sidecars: SidecarsOption = Sidecars.edited,
+    flat: FlatOption = False,
+    prefix_subfolders: PrefixOption = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Edit a folder whose jobs finished once more, with the options given now "
+            "(a new job and Imagen project; its outputs replace the earlier ones).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
@@ -363,11 +484,17 @@ def run(
             deliver=deliver,
             deliver_path=deliver_path,
             deliver_description=deliver_description,
+            sidecars=sidecars,
+            flat=flat,
         ),
+        again=again,
+        prefix_subfolders=prefix_subfolders,
+        options_given=bool(profile or export or photography_type or tool)
+        or any(v is not None for v in (crop_aspect_ratio, sky_template, hdr_compression)),
     )
     needs_services(request.spec, cfg=cfg)
-    with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: run_batch(request, cfg, reporter))
+    with reporter(json_output) as display:
+        result = run_async(lambda: run_batch(request, cfg, display), display=display)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -375,19 +502,7 @@ def run(
 def report_batch(result: BatchResult, json_output: bool) -> None:
     """Print how each job ended, where its outputs are, and every failed photo."""
     if json_output:
-        print_json(
-            [
-                {
-                    **job_views.job_summary(o.job, -1),
-                    "paused": o.paused,
-                    "failed_photos": [
-                        {"path": p.rel_path, "phase": p.phase, "reason": p.reason}
-                        for p in result.failed_photos.get(o.job.id, [])
-                    ],
-                }
-                for o in result.outcomes
-            ]
-        )
+        print_json([view.model_dump(mode="json") for view in result.views])
         return
     for outcome in result.outcomes:
         job = outcome.job
@@ -410,7 +525,8 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in result.failed_photos.get(job.id, []):
             out.print(
-                f"  [red]failed[/] {markup_safe(photo.rel_path)} ({photo.phase}): "
+                f"  [red]failed[/] {markup_safe(photo.rel_path)} "
+                f"({job_views.phase_label(photo.phase)}): "
                 f"{markup_safe(photo.reason)}"
             )
 
@@ -428,8 +544,8 @@ def demo(
     """Run the whole flow against the built-in sandbox with sample photos (no API key)."""
     from orchestrator.service.demo import run_demo
 
-    with make_reporter(json_mode=json_output) as reporter:
-        result, verified = run_async(lambda: run_demo(reporter, keep=keep))
+    with reporter(json_output) as display:
+        result, verified = run_async(lambda: run_demo(display, keep=keep), display=display)
     report_batch(result, json_output)
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
@@ -539,29 +655,47 @@ def profiles(json_output: JsonOption = False) -> None:
 
 
 @app.command()
-def status(json_output: JsonOption = False) -> None:
-    """List the jobs in the database and where each stands."""
+def status(
+    job: Annotated[
+        str | None, typer.Argument(help="Only this job (its id or first characters).")
+    ] = None,
+    state: Annotated[
+        JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (newest).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the jobs in the database, where each stands and how far each phase got."""
     cfg = settings()
-    found = run_async(lambda: with_store(cfg, job_views.status))
+    found = run_async(
+        lambda: with_store(cfg, lambda s: job_views.status(s, state=state, limit=limit, ref=job))
+    )
     if json_output:
         print_json(found)
         return
     if not found:
-        out.print("no jobs yet: `orchestrator run FOLDER --profile KEY` starts one")
+        out.print(
+            f"no {state} jobs"
+            if state
+            else "no jobs yet: `orchestrator run FOLDER --profile KEY` starts one"
+        )
         return
     print_table(
         out,
-        ("job", "name", "state", "photos", "updated", "last error"),
+        ("job", "name", "state", "photos", "progress", "updated", "last error"),
         [
             (
-                job["id"][:8],
-                job["name"],
-                job["state"],
-                job["photos"],
-                job["updated_at"][:19].replace("T", " "),
-                job["last_error"] or "",
+                (view["id"] or "-")[:8],
+                view["name"],
+                view["state"],
+                view.get("photos", ""),
+                ""
+                if view["state"] == "refused"
+                else job_views.progress_text(job_views.JobView.model_validate(view)),
+                view["updated_at"][:19].replace("T", " "),
+                view["last_error"] or "",
             )
-            for job in found
+            for view in found
         ],
     )
 
@@ -570,9 +704,9 @@ def status(json_output: JsonOption = False) -> None:
 def history(job: JobArgument, json_output: JsonOption = False) -> None:
     """Show every transition, retry, resume and error of a job."""
     cfg = settings()
-    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history(s, job)))
+    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history_view(s, job)))
     if json_output:
-        print_json({"job": job_views.job_summary(found, -1), "events": events})
+        print_json({"job": found.model_dump(mode="json"), "events": events})
         return
     out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
     print_table(
@@ -604,14 +738,14 @@ def retry(
     """Retry a failed job: only its failed photos and steps are done again."""
     cfg = settings()
     if reset_only:
-        found = run_async(lambda: with_store(cfg, lambda s: job_views.retry(s, job)))
+        found = run_async(lambda: with_store(cfg, lambda s: job_views.retry_view(s, job)))
         if json_output:
-            print_json(job_views.job_summary(found, -1))
+            print_json(found.model_dump(mode="json"))
         else:
             out.print(f"{markup_safe(found.name)} is back in state {found.state}")
         return
-    with make_reporter(json_mode=json_output) as reporter:
-        result = run_async(lambda: retry_and_drive(job, cfg, reporter))
+    with reporter(json_output) as display:
+        result = run_async(lambda: retry_and_drive(job, cfg, display), display=display)
     report_batch(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -620,9 +754,9 @@ def retry(
 def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
     """Stop a job for good (a running driver stops at its next heartbeat)."""
     cfg = settings()
-    found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel(s, job)))
+    found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel_view(s, job)))
     if json_output:
-        print_json(job_views.job_summary(found, -1))
+        print_json(found.model_dump(mode="json"))
         return
     if found.state == "cancelled":
         out.print(f"{markup_safe(found.name)} is cancelled")
@@ -713,6 +847,9 @@ def submit(
     deliver: DeliverOption = False,
     deliver_path: DeliverPathOption = None,
     deliver_description: DeliverDescriptionOption = None,
+    sidecars: SidecarsOption = Sidecars.edited,
+    flat: FlatOption = False,
+    prefix_subfolders: PrefixOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
@@ -743,7 +880,10 @@ def submit(
             deliver=deliver,
             deliver_path=deliver_path,
             deliver_description=deliver_description,
+            sidecars=sidecars,
+            flat=flat,
         ),
+        prefix_subfolders=prefix_subfolders,
     )
     needs_services(request.spec, cfg=cfg)
     submitted = run_async(lambda: submit_folder(request, cfg))
@@ -1087,6 +1227,23 @@ def purge(
         return
     for url in urls:
         out.print(f"purged {markup_safe(url)}")
+
+
+@app.command("config")
+def show_config(json_output: JsonOption = False) -> None:
+    """Show the settings in effect (secrets masked), where each came from, and the database."""
+    cfg = settings()
+    shown = effective_settings(cfg)
+    if json_output:
+        print_json(shown)
+        return
+    out.print(f"config file: {markup_safe(shown['config_file'])}")
+    out.print(f"database:    {markup_safe(shown['database'])}")
+    print_table(
+        out,
+        ("setting", "value", "from"),
+        [(row["name"], row["value"], row["source"]) for row in shown["settings"]],
+    )
 
 
 @db_app.command("upgrade")

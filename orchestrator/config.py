@@ -7,6 +7,7 @@ from (the flag, the variable, or the file and key) and what is allowed.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -572,3 +573,28 @@ def _unknown_key(key: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """The settings in effect for `orchestrator config`: each value (secrets masked, URLs
+    without their passwords) with where it came from, the config file and the database."""
+    path, toml = read_config_file()
+    rows = []
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if field in _SECRET_FIELDS:
+            shown = "(not set)" if value is None else "**** (set)"
+        elif field in _URL_FIELDS and isinstance(value, str):
+            shown = _without_credentials(value)
+        elif isinstance(value, list):
+            shown = json.dumps([v.model_dump(mode="json") for v in value])
+        else:
+            shown = "" if value is None else str(value)
+        env = _env_name(field)
+        source = f"env {env}" if env else f"file {path}" if field in toml else "default"
+        rows.append({"name": field, "value": shown, "source": source})
+    return {
+        "config_file": str(path) if path.exists() else f"{path} (none)",
+        "database": _without_credentials(settings.resolved_database_url()),
+        "settings": rows,
+    }

@@ -44,6 +44,9 @@ JSON_INTERVAL = 1.0
 """Default seconds between two progress events of one stage in JSON output."""
 
 _BYTE_SUFFIXES = ("B", "KB", "MB", "GB", "TB", "PB")
+FIRST_READING = 1.0
+"""Seconds a bar runs before it shows a rate: the first chunks fill buffers at memory speed,
+and a reading from them (271 MB/s under a 10 MB/s cap) says nothing about the line."""
 
 
 # --- formatting helpers -------------------------------------------------------------------------
@@ -80,6 +83,13 @@ def format_byte_progress(done: float, total: float) -> str:
 def format_rate(bytes_per_second: float) -> str:
     """A transfer rate for humans: "48.2 MB/s"."""
     return f"{format_bytes(bytes_per_second)}/s"
+
+
+def count_files(n: int, total: int | None = None) -> str:
+    """A file count that reads right: "1 file", "3 files", and done of a total: "2/40 files"."""
+    if total is not None:
+        return f"{n}/{total} files"
+    return "1 file" if n == 1 else f"{n} files"
 
 
 def format_duration(seconds: float) -> str:
@@ -198,9 +208,9 @@ def _counts(state: _Stage) -> list[str]:
     parts = []
     files_done = max(0, state.files_done)
     if state.files_total > 0:
-        parts.append(f"{files_done}/{state.files_total} files")
+        parts.append(count_files(files_done, state.files_total))
     elif files_done:
-        parts.append(f"{files_done} files")
+        parts.append(count_files(files_done))
     bytes_done = max(0, state.bytes_done)
     if state.bytes_total is not None:
         parts.append(format_byte_progress(bytes_done, state.bytes_total))
@@ -239,6 +249,10 @@ class Reporter(ABC):
         tb: TracebackType | None,
     ) -> None:
         """Stop any live display, leaving its final state on screen."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop any live display, leaving its final state on screen; again does nothing."""
         return None
 
     @abstractmethod
@@ -324,7 +338,7 @@ class PlainReporter(_CountingReporter):
         self._start(job, stage, files, total_bytes)
         amounts = []
         if files > 0:
-            amounts.append(f"{files} files")
+            amounts.append(count_files(files))
         if total_bytes is not None:
             amounts.append(format_bytes(total_bytes))
         self._write(", ".join([f"[{job}] {stage}: started", *amounts]))
@@ -488,7 +502,7 @@ class _FilesColumn(ProgressColumn):
         if task.fields["kind"] == "waiting":
             return Text(visible(task.fields["status"]), style="progress.description")
         total = task.fields["files_total"]
-        return Text(f"{task.fields['files_done']}/{total} files" if total else "")
+        return Text(count_files(task.fields["files_done"], total) if total else "")
 
 
 class _BytesColumn(ProgressColumn):
@@ -496,6 +510,9 @@ class _BytesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """Render the column for one task."""
+        if task.fields["kind"] == "files" and task.fields["nbytes"] > 0:
+            # Downloads count files (output sizes are not known beforehand), yet move bytes.
+            return Text(format_bytes(task.fields["nbytes"]), style="progress.download")
         if task.fields["kind"] != "bytes" or task.total is None:
             return Text("")
         # Our own formatting rather than DownloadColumn's, so bars and log lines use the same units.
@@ -508,10 +525,17 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """Render the column for one task."""
-        if task.fields["kind"] != "bytes":
+        kind, elapsed = task.fields["kind"], task.elapsed or 0.0
+        if kind == "files" and task.fields["nbytes"] > 0:
+            moved = float(task.fields["nbytes"])
+            speed: float | None = moved / elapsed if elapsed >= FIRST_READING else None
+            return Text("?" if speed is None else format_rate(speed), style="progress.data.speed")
+        if kind != "bytes":
             return Text("")
         if task.finished and task.finished_time:
-            speed: float | None = task.completed / task.finished_time
+            speed = task.completed / task.finished_time
+        elif elapsed < FIRST_READING:
+            speed = None  # the first chunks fill buffers at memory speed, not the line's
         else:
             speed = task.speed
         text = "?" if speed is None else format_rate(speed)
@@ -546,6 +570,13 @@ class _Bar:
     """"bytes", "files" or "waiting": what the bar's units are and which columns show."""
     total: float | None
     files_done: int = 0
+    nbytes: int = 0
+    """Bytes moved, shown with their rate even on a bar that counts files (downloads)."""
+    counted: float = 0.0
+    """Net units counted: an attempt rolled back (a retry, an interrupt) takes its bytes off."""
+    shown: float = 0.0
+    """Where the bar stands: the most ever counted, so that a rollback never moves it back;
+    the bytes sent again after one fill the gap before the bar moves on."""
 
 
 class _QuietConsole(Console):
@@ -559,11 +590,17 @@ class _QuietConsole(Console):
 class RichReporter(Reporter):
     """Live Rich bars on a terminal: one per (job, stage), with notes printed above them.
 
-    `force_terminal` and `width` pass through to the Rich console (tests draw into a StringIO).
+    `force_terminal` and `width` pass through to the Rich console (tests draw into a StringIO),
+    `clock` to the bars' timing.
     """
 
     def __init__(
-        self, stream: TextIO, *, force_terminal: bool | None = None, width: int | None = None
+        self,
+        stream: TextIO,
+        *,
+        force_terminal: bool | None = None,
+        width: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         console = _QuietConsole(file=stream, force_terminal=force_terminal, width=width)
         self._progress = Progress(
@@ -576,6 +613,7 @@ class RichReporter(Reporter):
             _RateColumn(),
             _EtaColumn(),
             console=console,
+            get_time=clock,
         )
         self._bars: dict[tuple[str, str], _Bar] = {}
 
@@ -584,23 +622,14 @@ class RichReporter(Reporter):
         self._start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop drawing, leaving the final bars on screen."""
-        self._stop()
-
     @_never_raises
     def _start(self) -> None:
         """Start the live display."""
         self._progress.start()
 
     @_never_raises
-    def _stop(self) -> None:
-        """Stop the live display."""
+    def close(self) -> None:
+        """Stop drawing, leaving the final bars on screen once (a second call does nothing)."""
         self._progress.stop()
 
     @_never_raises
@@ -623,8 +652,19 @@ class RichReporter(Reporter):
         """Move the stage's bar by the bytes (or files) done."""
         bar = self._bar(job, stage)
         bar.files_done += files
-        step = {"bytes": nbytes, "files": files}.get(bar.kind, 0)
-        self._progress.update(bar.task_id, advance=step, files_done=max(0, bar.files_done))
+        bar.nbytes += nbytes
+        step = {"bytes": nbytes, "files": files}.get(bar.kind)
+        if step is None:  # a waiting bar shows Imagen's percent, not our counts
+            self._progress.update(bar.task_id, files_done=max(0, bar.files_done))
+            return
+        bar.counted += step
+        bar.shown = max(bar.shown, bar.counted)
+        self._progress.update(
+            bar.task_id,
+            completed=bar.shown,
+            files_done=max(0, bar.files_done),
+            nbytes=max(0, bar.nbytes),
+        )
 
     @_never_raises
     def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
@@ -671,20 +711,54 @@ class RichReporter(Reporter):
             kind=kind,
             files_done=0,
             files_total=files,
+            nbytes=0,
             status="",
         )
         return _Bar(task_id=task_id, kind=kind, total=total)
 
 
+class QuietReporter(Reporter):
+    """For `-q`: no progress at all, only the warnings and errors among the notes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def stage_started(self, job: str, stage: str, *, files: int, total_bytes: int | None) -> None:
+        """Show nothing."""
+
+    def advanced(self, job: str, stage: str, *, files: int = 0, nbytes: int = 0) -> None:
+        """Show nothing."""
+
+    def waiting(self, job: str, stage: str, percent: float | None, status: str) -> None:
+        """Show nothing."""
+
+    def stage_finished(self, job: str, stage: str) -> None:
+        """Show nothing."""
+
+    @_never_raises
+    def note(self, job: str, message: str, *, level: str = "info") -> None:
+        """Print warnings and errors; drop plain information."""
+        if level != "info":
+            self._stream.write(visible(f"[{job}] {level}: {message}") + "\n")
+            self._stream.flush()
+
+
 def make_reporter(
-    *, json_mode: bool, stream: TextIO | None = None, interval: float | None = None
+    *,
+    json_mode: bool,
+    stream: TextIO | None = None,
+    interval: float | None = None,
+    quiet: bool = False,
 ) -> Reporter:
     """The reporter for this output: JSON lines if asked, Rich bars on a terminal, else plain lines.
 
     `stream` defaults to the current `sys.stderr`; `interval` to 1 s for JSON and 5 s for plain
-    lines (Rich redraws on its own schedule).
+    lines (Rich redraws on its own schedule); `quiet` (and not JSON) shows only warnings and
+    errors.
     """
     out = sys.stderr if stream is None else stream
+    if quiet and not json_mode:
+        return QuietReporter(out)
     if json_mode:
         return JsonReporter(out, interval=JSON_INTERVAL if interval is None else interval)
     if out.isatty():

@@ -82,6 +82,16 @@ class DeliverSpec(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(str(exc)) from None
 
 
+class OutputLayout(BaseModel, frozen=True, extra="forbid"):
+    """Where a job's outputs go, so that they keep the shoot's shape."""
+
+    subfolders: bool = True
+    """Mirror the shoot's subfolders under edited/ and exported/ (else all side by side)."""
+    sidecars: Literal["edited", "beside"] = "edited"
+    """RAW edits (.xmp sidecars) under edited/, or beside their RAWs, where Lightroom reads
+    them (an existing sidecar is kept as NAME.xmp.orig)."""
+
+
 class JobSpec(BaseModel, frozen=True, extra="forbid"):
     """Everything a job was asked to do, beyond its photos and profile."""
 
@@ -103,6 +113,10 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
         if self.deliver is not None and not self.export:
             raise ValueError("--deliver delivers the exported JPEGs: add --export")
         return self
+
+    outputs: OutputLayout | None = None
+    """Where the outputs go; None is a job from before layouts (flat, Imagen's names), and
+    planning gives every new job the default layout."""
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -42,6 +43,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say at the end of a run when the Postgres half was skipped, and how to run it."""
+    if postgres_server_url() is not None:
+        return
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if POSTGRES_ENV in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        count = (
+            "1 Postgres test was" if len(skipped) == 1 else f"{len(skipped)} Postgres tests were"
+        )
+        terminalreporter.write_line(
+            f"{count} skipped: set {POSTGRES_ENV} (e.g. "
+            f"{POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/test) to run them too",
+            yellow=True,
+        )
 
 
 @contextlib.asynccontextmanager

@@ -192,8 +192,13 @@ class Daemon:
         return records
 
     def jobs(self) -> dict[str, dict[str, Any]]:
-        """Every job by id, from /api/jobs."""
-        return {job["id"]: job for job in get_json(f"{self.url}/api/jobs")}
+        """Every job by id, from /api/jobs (without the refused drops it lists too)."""
+        return {job["id"]: job for job in self.listed() if job["state"] != "refused"}
+
+    def listed(self) -> list[dict[str, Any]]:
+        """Everything /api/jobs lists: the refused drops, then the jobs."""
+        found: list[dict[str, Any]] = get_json(f"{self.url}/api/jobs")
+        return found
 
     def job(self, job_id: str) -> dict[str, Any]:
         """One job and its history, from /api/jobs/{id}."""

@@ -153,7 +153,9 @@ class Harness:
     def ledger_project(self, job_id: str) -> dict[str, Any] | None:
         """The job's project in the ledger (by its deterministic name), if it exists."""
         named = [
-            p for p in self.sandbox.ledger()["projects"] if p["name"] == f"orchestrator-{job_id}"
+            p
+            for p in self.sandbox.ledger()["projects"]
+            if p["name"].endswith(f" {job_id[:8]}")  # planning.project_name
         ]
         assert len(named) <= 1, f"{len(named)} projects for job {job_id}"
         return named[0] if named else None

@@ -106,7 +106,7 @@ def finished_jobs(done: subprocess.CompletedProcess[str], why: str = "") -> list
 
 def project_of(base_url: str, job: Mapping[str, Any]) -> dict[str, Any]:
     """The job's one project in the sandbox ledger, found by its deterministic name."""
-    named = [p for p in ledger(base_url)["projects"] if p["name"] == f"orchestrator-{job['id']}"]
+    named = [p for p in ledger(base_url)["projects"] if p["name"] == job["project_name"]]
     assert len(named) == 1, f"{len(named)} projects named after job {job['id']}"
     project: dict[str, Any] = named[0]
     return project
@@ -138,10 +138,11 @@ def assert_exactly_once(
         ):
             outputs: dict[str, str] = project[key]
             assert len(outputs) == len(counts), why
-            on_disk = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
-            assert on_disk == sorted(outputs), why
+            # On disk an output keeps its photo's extension case (IMG_6.DNG, not Imagen's .dng).
+            on_disk = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_file()}
+            assert sorted(on_disk) == sorted(n.lower() for n in outputs), why
             for name, md5 in outputs.items():
-                assert md5_of(Path(folder) / name) == md5, f"{name} differs {why}"
+                assert md5_of(on_disk[name.lower()]) == md5, f"{name} differs {why}"
     assert uploaded == files, why
     assert repeated <= kills * CONCURRENCY, (
         f"{repeated} uploads repeated after {kills} kills at concurrency {CONCURRENCY} {why}"
@@ -170,6 +171,7 @@ def stored_jobs(db_url: str, shoot: Path) -> list[dict[str, Any]]:
                     {
                         "id": job.id,
                         "name": job.name,
+                        "project_name": job.project_name,
                         "state": job.state,
                         "lease_owner": job.lease_owner,
                         "last_error": job.last_error,

@@ -113,6 +113,44 @@ def _has(head: bytes, signatures: tuple[tuple[int, bytes], ...]) -> bool:
     return any(head[offset : offset + len(magic)] == magic for offset, magic in signatures)
 
 
+MAX_NAME_LENGTH = 255
+"""The longest file name (in characters) Imagen takes."""
+
+
+def name_refusal(name: str) -> str | None:
+    """Why Imagen would refuse a photo's file name (its upload links call answers 400), or None.
+
+    Imagen refuses dot names, separators of either platform (a backslash is a legal character
+    in a Linux file name), characters that are not printable (a tab, a newline) and names longer
+    than MAX_NAME_LENGTH; finding them while planning lets all be renamed before anything is sent.
+    """
+    if name in (".", ".."):
+        return "a dot name"
+    if "\\" in name or "/" in name:
+        return "a backslash in the name"
+    if not name.isprintable():
+        return "a character that is not printable (a tab, a newline or another control character)"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"a name longer than {MAX_NAME_LENGTH} characters"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """A file name with its unprintable characters escaped (a tab shown as \\t)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def keep_source_case(output: str, source: str) -> str:
+    """Imagen's output name in the source photo's spelling: its stem (outputs are matched by
+    stem in any case), and its extension when the output is of the source's own type (an
+    edited `IMG_0001.JPG` comes back as `IMG_0001.jpg`: kept `.JPG`)."""
+    out, src = os.path.splitext(output), os.path.splitext(source)
+    same_type = out[1].lower() == src[1].lower() or (
+        out[1].lower() in JPEG_EXTENSIONS and src[1].lower() in JPEG_EXTENSIONS
+    )
+    return src[0] + (src[1] if same_type else out[1])
+
+
 class UnsafeFileName(ValueError):
     """A file name from the API that could write outside the output folder."""
 

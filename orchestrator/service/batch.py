@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from orchestrator.config import Settings
 from orchestrator.progress import ProgressSink
-from orchestrator.service.jobs import PhotoFailure, failed_photos, retry_move
+from orchestrator.service.jobs import (
+    JobView,
+    PhotoFailure,
+    current_view,
+    failed_photos,
+    retry_move,
+)
+from orchestrator.service.signals import let_finish
 from orchestrator.service.wiring import connected, engine_config, make_engine, open_store
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
@@ -28,6 +36,8 @@ class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
     failed_photos: dict[str, list[PhotoFailure]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    views: list[JobView] = field(default_factory=list)
+    """Each job as the database has it at the end, for `--json`."""
 
     @property
     def exit_code(self) -> int:
@@ -53,11 +63,12 @@ async def driving(
     store = await open_store(settings)
     try:
         async with connected(settings) as services:
-            yield Driving(
-                store,
-                services,
-                make_engine(store, services, progress, engine_config(settings), pipeline),
-            )
+            with let_finish(services.transfers):
+                yield Driving(
+                    store,
+                    services,
+                    make_engine(store, services, progress, engine_config(settings), pipeline),
+                )
     finally:
         await store.close()
 
@@ -93,7 +104,11 @@ async def retry_and_drive(ref: str, settings: Settings, progress: ProgressSink) 
 async def _result(store: Store, outcomes: list[Outcome], notes: list[str]) -> BatchResult:
     result = BatchResult(outcomes=outcomes, notes=list(notes))
     for outcome in outcomes:
-        result.failed_photos[outcome.job.id] = await failed_photos(store, outcome.job.id)
+        failed = await failed_photos(store, outcome.job.id)
+        result.failed_photos[outcome.job.id] = failed
+        result.views.append(
+            await current_view(store, outcome.job.id, paused=outcome.paused, failed=failed)
+        )
     return result
 
 
@@ -102,7 +117,11 @@ async def drive_all(engine: Engine, jobs: list[Job], progress: ProgressSink) -> 
 
     async def one(job: Job) -> Outcome:
         if job.state in (JobState.COMPLETED, JobState.CANCELLED):
-            progress.note(job.name, f"already {job.state}")
+            progress.note(
+                job.name,
+                f"already {job.state} (job {job.id[:8]}); `orchestrator run "
+                f"{shlex.quote(job.source)} --again` edits the folder once more",
+            )
             return Outcome(job)
         if job.state == JobState.FAILED:
             progress.note(

@@ -4,7 +4,8 @@ A drop is judged by a fingerprint of its files (count, total size, newest mtime)
 not changed for the settle time, the copy is taken as finished. A folder that already has jobs
 is never planned again, so a restart does not resubmit old drops, nor revive cancelled ones.
 Unreadable or vanished folders and drops that cannot become jobs are logged and skipped; a
-refused drop is looked at again only when its content changes.
+refused drop is recorded (the `refusals` table, shown by `status` and /api/jobs) and looked at
+again only when its content changes.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class HotFolders:
                     # A bug must not stop the watcher (nor the daemon): skip this drop for now.
                     log.exception("drop could not be handled", extra={"folder": str(folder)})
             for gone in [d for d in self._drops if d.parent == hot.path and d not in found]:
-                del self._drops[gone]
+                if self._drops.pop(gone).refused:
+                    await self._note_refusal(gone, None)  # a refused drop taken away
 
     async def _consider(self, hot: HotFolder, folder: Path) -> None:
         try:
@@ -156,6 +158,7 @@ class HotFolders:
                 "drop refused; it is looked at again when its content changes",
                 extra={"folder": str(folder), "reason": str(exc)},
             )
+            await self._note_refusal(folder, str(exc))
             return
         except _TRY_AGAIN as exc:
             log.warning(
@@ -165,6 +168,7 @@ class HotFolders:
             return
         self._done.add(folder)
         del self._drops[folder]
+        await self._note_refusal(folder, None)
         log.info(
             "drop submitted",
             extra={
@@ -173,6 +177,16 @@ class HotFolders:
                 "jobs": [job.id for job in submitted.jobs],
             },
         )
+
+    async def _note_refusal(self, folder: Path, reason: str | None) -> None:
+        """Record (or, with None, clear) a drop's refusal where `status` and /api/jobs show it."""
+        try:
+            if reason is None:
+                await self._store.clear_refusal(str(folder))
+            else:
+                await self._store.record_refusal(str(folder), reason)
+        except DATABASE_ERRORS:
+            log.warning("drop refusal not recorded: the database does not answer")
 
     def _complain(self, path: Path, message: str) -> None:
         """Log a folder problem once, not at every scan."""

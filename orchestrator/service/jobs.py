@@ -4,16 +4,21 @@ API and the web page."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.models import Event, Job, utcnow
-from orchestrator.store.queries import PhotoRecord, StateConflict, Store
+from orchestrator.store.queries import PhotoRecord, StateConflict, Store, live_lease_owner
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.upload import LEFT_OUT
 
 RATE_WINDOW_SECONDS = 30.0
 """The rate shown is that of the photos finished in this last stretch."""
@@ -28,26 +33,120 @@ class PhotoFailure:
     reason: str
 
 
+class PhotoFailureView(BaseModel, frozen=True):
+    """A failed (or left out) photo as every `--json` output shows it."""
+
+    path: str
+    phase: str
+    reason: str
+
+
+class JobView(BaseModel, frozen=True):
+    """A job as every command's `--json`, `/api/jobs` and the web page show it: one shape."""
+
+    id: str
+    name: str
+    state: str
+    source: str
+    photos: int
+    """Photos in the job now (a count from the database, never a placeholder)."""
+    done: dict[str, int]
+    """Photos that finished each phase so far, e.g. {"upload": 20, "edit": 0}."""
+    last_error: str | None
+    image_type: str
+    profile_key: int
+    profile_name: str | None
+    spec: dict[str, Any]
+    project_name: str
+    project_uuid: str | None
+    edited_dir: str
+    exported_dir: str
+    created_at: datetime
+    updated_at: datetime
+    lease_owner: str | None
+    """Who drives the job right now; None once its lease expired or its process exited."""
+    paused: str | None = None
+    """Why the command that drove it stopped without an end (only from run, retry, demo)."""
+    failed_photos: list[PhotoFailureView] = []
+
+
+class RefusalView(BaseModel, frozen=True):
+    """A hot-folder drop that could not become a job, listed among the jobs by `status` and
+    /api/jobs (its `state` is "refused", its `last_error` why)."""
+
+    id: None = None
+    name: str
+    state: Literal["refused"] = "refused"
+    source: str
+    last_error: str
+    updated_at: datetime
+
+
+def job_view(
+    job: Job,
+    photos: int,
+    done: dict[str, int] | None = None,
+    *,
+    paused: str | None = None,
+    failed: Sequence[PhotoFailure] = (),
+) -> JobView:
+    """The typed view of a job, from its row and its counts."""
+    return JobView(
+        id=job.id,
+        name=job.name,
+        state=job.state,
+        source=job.source,
+        photos=photos,
+        done=done or {},
+        last_error=job.last_error,
+        image_type=job.image_type,
+        profile_key=job.profile_key,
+        profile_name=job.profile_name,
+        spec=job.options,
+        project_name=job.project_name,
+        project_uuid=job.project_uuid,
+        edited_dir=job.edited_dir,
+        exported_dir=job.exported_dir,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        lease_owner=live_lease_owner(job),
+        paused=paused,
+        failed_photos=[
+            PhotoFailureView(path=f.rel_path, phase=f.phase, reason=f.reason) for f in failed
+        ],
+    )
+
+
+_DONE_WORDS = {"upload": "uploaded", "edit": "edited", "export": "exported"}
+_PHASE_LABELS = {"edit": "edit download", "export": "export download"}
+
+
+def phase_label(phase: str) -> str:
+    """What a failed photo's phase is called to the user: the edit phase is its download."""
+    return _PHASE_LABELS.get(phase, phase)
+
+
+def progress_text(view: JobView) -> str:
+    """Per-phase progress for a table cell, in pipeline order: "40/40 uploaded, 12/40 edited"."""
+    order = [stage.phase for stage in PIPELINE.stages if stage.phase]
+    phases = sorted(view.done, key=lambda p: order.index(p) if p in order else len(order))
+    return ", ".join(
+        f"{view.done[p]}/{view.photos} {_DONE_WORDS.get(p, p + ' done')}" for p in phases
+    )
+
+
 def job_summary(job: Job, photos: int) -> dict[str, Any]:
-    """A job as `status --json` prints it."""
-    return {
-        "id": job.id,
-        "name": job.name,
-        "state": job.state,
-        "source": job.source,
-        "photos": photos,
-        "last_error": job.last_error,
-        "image_type": job.image_type,
-        "profile_key": job.profile_key,
-        "profile_name": job.profile_name,
-        "spec": job.options,
-        "project_uuid": job.project_uuid,
-        "edited_dir": job.edited_dir,
-        "exported_dir": job.exported_dir,
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-        "lease_owner": job.lease_owner,
-    }
+    """A job as `status --json` prints it (the JSON of its `JobView`)."""
+    return job_view(job, photos).model_dump(mode="json")
+
+
+async def current_view(
+    store: Store, job_id: str, *, paused: str | None = None, failed: Sequence[PhotoFailure] = ()
+) -> JobView:
+    """The job as the database has it now, counts included."""
+    [(job, photos)] = await store.list_jobs(job_id=job_id)
+    done = (await store.phases_done([job_id]))[job_id]
+    return job_view(job, photos, done, paused=paused, failed=failed)
 
 
 def event_record(event: Event) -> dict[str, Any]:
@@ -62,9 +161,24 @@ def event_record(event: Event) -> dict[str, Any]:
     }
 
 
-async def status(store: Store) -> list[dict[str, Any]]:
-    """Every job with its photo count, newest first."""
-    return [job_summary(job, n) for job, n in await store.list_jobs()]
+async def status(
+    store: Store, *, state: str | None = None, limit: int | None = None, ref: str | None = None
+) -> list[dict[str, Any]]:
+    """Every job (or those in `state`, or the one `ref` names) with its counts, newest first;
+    without a filter, the refused hot-folder drops first (see RefusalView)."""
+    job_id = (await store.resolve_job(ref)).id if ref else None
+    found = await store.list_jobs(state=state, limit=limit, job_id=job_id)
+    done = await store.phases_done([job.id for job, _ in found])
+    views = [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+    if ref or state:
+        return views
+    refused = [
+        RefusalView(
+            name=Path(r.source).name, source=r.source, last_error=r.reason, updated_at=r.refused_at
+        ).model_dump(mode="json")
+        for r in await store.refusals()
+    ]
+    return refused + views
 
 
 async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
@@ -73,13 +187,43 @@ async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:
     return job, [event_record(e) for e in await store.events(job.id)]
 
 
+LEFT_OUT_REASON = (
+    "left out: it was gone from the folder before its upload; to edit it, put it back "
+    "and run the folder again with --again"
+)
+
+
+async def history_view(store: Store, ref: str) -> tuple[JobView, list[dict[str, Any]]]:
+    """The job named by `ref` as its typed view, and its history, oldest first."""
+    job, events = await history(store, ref)
+    return await current_view(store, job.id), events
+
+
+async def cancel_view(store: Store, ref: str) -> JobView:
+    """Cancel the job named by `ref` (see `cancel`); the job as it is afterwards."""
+    return await current_view(store, (await cancel(store, ref)).id)
+
+
+async def retry_view(store: Store, ref: str) -> JobView:
+    """Send the job named by `ref` back (see `retry`); the job as it is afterwards."""
+    return await current_view(store, (await retry(store, ref)).id)
+
+
 async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
-    """Every photo of the job that failed a phase for good, with why."""
-    return [
+    """Every photo of the job that failed a phase for good, with why, and every photo left
+    out because it was gone before its upload."""
+    failed = [
         PhotoFailure(photo.rel_path, phase, reason)
         for photo in await store.photos(job_id)
         for phase, reason in photo.failures
     ]
+    left_out = [
+        PhotoFailure(str(rel_path), "upload", LEFT_OUT_REASON)
+        for event in await store.events(job_id)
+        if event.kind == LEFT_OUT and event.data
+        for rel_path in event.data.get("photos", [])
+    ]
+    return failed + left_out
 
 
 def retry_move(job: Job) -> Move:

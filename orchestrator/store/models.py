@@ -185,3 +185,16 @@ class TagResult(Base):
     result: Mapped[list[Any]] = mapped_column(JSON)
     """The answer as stored: `[{"tag", "confidence"}]` or `[{"name", "confidence"}]`."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Refusal(Base):
+    """A hot-folder drop that could not become a job, and why; gone once it becomes one."""
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    refused_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("source", name="uq_refusals_source"),)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.db import create_engine
-from orchestrator.store.models import Event, Job, Photo, PhotoPhase, utcnow
+from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
 
 class JobNotFound(LookupError):
@@ -117,6 +117,14 @@ def _owner_is_dead_local_process(owner: str) -> bool:
     return False
 
 
+def live_lease_owner(job: Job) -> str | None:
+    """Who drives the job now: its lease owner, unless the lease expired or its process exited."""
+    owner, expires = job.lease_owner, job.lease_expires_at
+    if owner is None or expires is None or expires < utcnow():
+        return None
+    return None if _owner_is_dead_local_process(owner) else owner
+
+
 def _holds(lease: Lease) -> ColumnElement[bool]:
     return and_(
         Job.id == lease.job_id, Job.lease_owner == lease.owner, Job.lease_epoch == lease.epoch
@@ -179,18 +187,40 @@ class Store:
                 ).all()
             )
 
-    async def list_jobs(self) -> list[tuple[Job, int]]:
-        """Every job with its photo count, newest first."""
+    async def list_jobs(
+        self, *, state: str | None = None, limit: int | None = None, job_id: str | None = None
+    ) -> list[tuple[Job, int]]:
+        """Every job (or those in `state`, or the one `job_id`) with its photo count, newest
+        first, at most `limit` of them."""
         counts = select(Photo.job_id, func.count().label("n")).group_by(Photo.job_id).subquery()
+        query = (
+            select(Job, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.job_id == Job.id)
+            .order_by(Job.created_at.desc())
+            .limit(limit)
+        )
+        if state is not None:
+            query = query.where(Job.state == state)
+        if job_id is not None:
+            query = query.where(Job.id == job_id)
         async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [(job, int(n)) for job, n in rows]
+
+    async def phases_done(self, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many photos of each job finished each phase (one grouped count, no rows)."""
+        async with self.engine.connect() as conn:
             rows = (
-                await session.execute(
-                    select(Job, func.coalesce(counts.c.n, 0))
-                    .outerjoin(counts, counts.c.job_id == Job.id)
-                    .order_by(Job.created_at.desc())
+                await conn.execute(
+                    select(PhotoPhase.job_id, PhotoPhase.phase, func.count())
+                    .where(PhotoPhase.job_id.in_(job_ids), PhotoPhase.done_at.is_not(None))
+                    .group_by(PhotoPhase.job_id, PhotoPhase.phase)
                 )
             ).all()
-        return [(job, int(n)) for job, n in rows]
+        done: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        for job_id, phase, count in rows:
+            done[job_id][phase] = int(count)
+        return done
 
     async def photos(self, job_id: str) -> list[PhotoRecord]:
         """The job's photos in a stable order, each with what every phase did with it."""
@@ -340,6 +370,18 @@ class Store:
                         PhotoPhase.photo_id == Photo.id, PhotoPhase.done_at.is_not(None)
                     ),
                 )
+            )
+
+    async def rename_photo(
+        self, lease: Lease, photo_id: int, rel_path: str, file_name: str
+    ) -> None:
+        """Follow a photo renamed in the folder before its upload: the same photo, a new name."""
+        async with self.engine.begin() as conn:
+            await _require_lease(conn, lease)
+            await conn.execute(
+                update(Photo)
+                .where(Photo.job_id == lease.job_id, Photo.id == photo_id)
+                .values(rel_path=rel_path, file_name=file_name)
             )
 
     # ---- leases ------------------------------------------------------------------------
@@ -603,6 +645,28 @@ class Store:
                     yield conn
 
             yield PhotoWriter(lease, begin, dialect)
+
+    # ---- refused drops -----------------------------------------------------------------
+
+    async def record_refusal(self, source: str, reason: str) -> None:
+        """Remember why a drop could not become a job (the latest reason replaces any older)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(Refusal).where(Refusal.source == source))
+            await conn.execute(
+                insert(Refusal).values(source=source, reason=reason, refused_at=utcnow())
+            )
+
+    async def clear_refusal(self, source: str) -> None:
+        """Forget a drop's refusal: it became a job, or went away."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(Refusal).where(Refusal.source == source))
+
+    async def refusals(self) -> list[Refusal]:
+        """Every drop refused now, newest first."""
+        async with self._sessions() as session:
+            return list(
+                (await session.scalars(select(Refusal).order_by(Refusal.refused_at.desc()))).all()
+            )
 
     # ---- history -----------------------------------------------------------------------
 

@@ -65,7 +65,8 @@ async def attempt_until_done(
                 if fresh_links > MAX_FRESH_LINKS:
                     raise TransferFailed(
                         file_name,
-                        f"storage still refuses after {MAX_FRESH_LINKS} fresh links: {exc}",
+                        f"storage still refuses the link after {MAX_FRESH_LINKS} fresh "
+                        f"ones ({exc.detail})",
                     ) from None
                 refresh = True
                 continue

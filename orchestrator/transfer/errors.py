@@ -36,6 +36,7 @@ class LinkExpired(TransferError, Transient):
 
     def __init__(self, file_name: str, detail: str) -> None:
         super().__init__(f"{file_name}: storage refused the link ({detail})")
+        self.detail = detail
         self.file_name = file_name
 
 

@@ -35,6 +35,7 @@ class AdaptiveLimiter:
         self._successes = 0
         self._last_cut: float | None = None
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
 
     @property
     def limit(self) -> int:
@@ -46,9 +47,16 @@ class AdaptiveLimiter:
         """How many transfers hold a slot right now."""
         return self._in_flight
 
+    def close(self) -> None:
+        """Start no more transfers (the process is stopping): those in flight go on, and any
+        new one waits until it is cancelled."""
+        self._closed = True
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the `limit` slots for the duration of the block."""
+        if self._closed:
+            await asyncio.Event().wait()  # never set: the stop that closed us cancels this
         await self._acquire()
         try:
             yield
@@ -95,7 +103,7 @@ class AdaptiveLimiter:
 
     def _wake(self) -> None:
         # Slots are handed to waiters directly (counted here), so a newcomer cannot jump the queue.
-        while self._waiters and self._in_flight < self._limit:
+        while self._waiters and self._in_flight < self._limit and not self._closed:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._in_flight += 1

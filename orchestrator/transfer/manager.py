@@ -130,11 +130,26 @@ def make_session(settings: TransferSettings) -> aiohttp.ClientSession:
     )
 
 
+SHARE_UNDER_CAP = 2_000_000
+"""Bytes per second each transfer should get under a bandwidth cap at the least."""
+
+
+def concurrency_under_cap(concurrency: int, bwlimit: float | None) -> int:
+    """Transfers at once: under a cap, only as many as each gets SHARE_UNDER_CAP of it.
+
+    A cap is shared evenly by the transfers in flight: eight at 5 MB/s all finish together at
+    the end, and an interrupt finds none done. Two at a time finish one after another.
+    """
+    if bwlimit is None:
+        return concurrency
+    return max(1, min(concurrency, int(bwlimit // SHARE_UNDER_CAP)))
+
+
 class Transfers:
     """Uploads and downloads files through presigned links, sharing limits process-wide.
 
-    `on_retry(file_name, attempt, reason, delay)` hears of every retry; `sleep` is how backoff
-    waits (tests pass a fake).
+    `on_retry(file_name, attempt, reason, delay)` hears of every retry (and each call's own
+    `on_retry` of its retries); `sleep` is how backoff waits (tests pass a fake).
     """
 
     def __init__(
@@ -155,8 +170,31 @@ class Transfers:
         self._on_retry = on_retry
         self._sleep = sleep
         self._timeout = transfer_timeout(settings)
-        self.limiter = AdaptiveLimiter(settings.concurrency)
+        self.limiter = AdaptiveLimiter(
+            concurrency_under_cap(settings.concurrency, settings.bwlimit)
+        )
         self.rate = RateLimiter(settings.bwlimit)
+
+    def stop_starting(self) -> None:
+        """Let the transfers in flight finish, and start no more (see signals.let_finish)."""
+        self.limiter.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Transfers running right now."""
+        return self.limiter.in_flight
+
+    def _reporter(self, extra: RetryReporter | None) -> RetryReporter | None:
+        """The process-wide retry hook and a call's own (`on_retry` of upload, download)."""
+        hooks = [hook for hook in (self._on_retry, extra) if hook is not None]
+        if len(hooks) < 2:
+            return hooks[0] if hooks else None
+
+        def both(file_name: str, attempt: int, reason: str, delay: float) -> None:
+            for hook in hooks:
+                hook(file_name, attempt, reason, delay)
+
+        return both
 
     async def upload(
         self,
@@ -166,6 +204,7 @@ class Transfers:
         size: int,
         md5: bytes | None,
         on_bytes: Callable[[int], None] | None = None,
+        on_retry: RetryReporter | None = None,
     ) -> UploadResult:
         """PUT the file at `path` (recorded as `size` bytes, `md5` raw digest if sent for the link).
 
@@ -188,7 +227,7 @@ class Transfers:
             link=link,
             policy=self._settings.retry,
             limiter=self.limiter,
-            on_retry=self._on_retry,
+            on_retry=self._reporter(on_retry),
             sleep=self._sleep,
         )
         return UploadResult(etag=etag, attempts=attempts)
@@ -203,6 +242,7 @@ class Transfers:
         expected_md5_hex: str | None = None,
         input_size: int | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        on_retry: RetryReporter | None = None,
     ) -> DownloadResult:
         """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
 
@@ -240,7 +280,7 @@ class Transfers:
                 link=link,
                 policy=self._settings.retry,
                 limiter=self.limiter,
-                on_retry=self._on_retry,
+                on_retry=self._reporter(on_retry),
                 sleep=self._sleep,
             )
         except BaseException:

@@ -81,7 +81,10 @@ def raise_refusal(
     if refusal.status == 403:
         raise LinkExpired(file_name, detail)
     if refusal.status in THROTTLE_STATUSES or refusal.code == "SlowDown":
-        raise Throttled(f"storage is throttling ({detail})", retry_after=refusal.retry_after)
+        # Both ask for less load, but only 429 and SlowDown say so: a bare 503 is an outage.
+        asked = refusal.status == 429 or refusal.code == "SlowDown"
+        what = "storage is throttling" if asked else "storage is unavailable for now"
+        raise Throttled(f"{what} ({detail})", retry_after=refusal.retry_after)
     if refusal.status in retryable_statuses:
         raise RetryableError(f"storage answered {detail}", retry_after=refusal.retry_after)
     raise TransferFailed(file_name, f"storage answered {detail}")

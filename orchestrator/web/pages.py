@@ -24,10 +24,12 @@ from orchestrator.display import visible
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
+from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.store.scheduling import DATABASE_ERRORS
 from orchestrator.web.files import NotServed, read_output
+from orchestrator.workflow.download import output_file
 from orchestrator.workflow.pipeline import PIPELINE
 
 log = logging.getLogger("orchestrator.web")
@@ -167,8 +169,14 @@ class Pages:
         if record is None or record.output is None:
             raise web.HTTPNotFound(text="this photo has no JPEG to show")
         folder = job.exported_dir if phase == "export" else job.edited_dir
+        path = (
+            output_file(job, JobSpec.from_stored(job.options), photo, phase)
+            if photo and phase
+            else None
+        )
+        name = str(path.relative_to(folder)) if path and path.is_relative_to(folder) else ""
         try:
-            body = await asyncio.to_thread(read_output, folder, record.output)
+            body = await asyncio.to_thread(read_output, folder, name or record.output)
         except NotServed as exc:
             log.warning("image not served", extra={"job_id": job.id, "why": str(exc)})
             raise web.HTTPNotFound(text="this photo's JPEG cannot be shown") from None

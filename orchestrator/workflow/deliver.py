@@ -41,6 +41,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import Delivery, JobContext, JobFailed, JobPaused
+from orchestrator.workflow.download import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.stage import Stage
 
@@ -124,7 +125,9 @@ def wants_delivery(spec: JobSpec) -> bool:
     return spec.deliver is not None
 
 
-async def plan_delivery(job: Job, spec: DeliverSpec, photos: Sequence[PhotoRecord]) -> DeliveryPlan:
+async def plan_delivery(
+    job: Job, job_spec: JobSpec, spec: DeliverSpec, photos: Sequence[PhotoRecord]
+) -> DeliveryPlan:
     """Sort the job's photos into those to deliver, unchanged, held and refused."""
     plan = DeliveryPlan()
     taken: dict[str, str] = {}
@@ -134,7 +137,8 @@ async def plan_delivery(job: Job, spec: DeliverSpec, photos: Sequence[PhotoRecor
             plan.held[photo.rel_path] = view.held
             continue
         export = photo.phase(EXPORT_PHASE)
-        if export is None or export.done_at is None or not export.output:
+        exported = output_file(job, job_spec, photo, EXPORT_PHASE)
+        if export is None or export.output is None or exported is None:
             plan.refused.append((photo, "it has no exported JPEG"))
             continue
         try:
@@ -152,7 +156,7 @@ async def plan_delivery(job: Job, spec: DeliverSpec, photos: Sequence[PhotoRecor
             plan.refused.append((photo, f"its origin path {path} is {taken[path]}'s too"))
             continue
         taken[path] = photo.rel_path
-        parcel = Parcel(photo, Path(job.exported_dir) / export.output, path, view.keywords)
+        parcel = Parcel(photo, exported, path, view.keywords)
         if await asyncio.to_thread(_unchanged, parcel):
             plan.unchanged += 1
         else:
@@ -192,7 +196,7 @@ async def deliver_photos(ctx: JobContext, delivery: Delivery) -> DeliveryOutcome
     spec = ctx.spec.deliver
     if spec is None:
         raise JobFailed("this job was not asked to deliver (--deliver)")
-    plan = await plan_delivery(ctx.job, spec, await ctx.store.photos(ctx.job.id))
+    plan = await plan_delivery(ctx.job, ctx.spec, spec, await ctx.store.photos(ctx.job.id))
     if plan.unchanged:
         await ctx.event(
             "resume", f"{plan.unchanged} photos already delivered; {len(plan.todo)} to go"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.client import ImagenClient
-from orchestrator.imagen.files import UnsafeFileName, safe_output_path
+from orchestrator.imagen.files import UnsafeFileName, keep_source_case, safe_output_path
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
@@ -20,6 +23,8 @@ from orchestrator.transfer.errors import OutputUnwritable, TransferError
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
+from orchestrator.workflow.retries import RetryTally
+from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Stage
 
 NAMES_NOTED = 5
@@ -41,6 +46,45 @@ class Outputs:
     """Asks Imagen for the project's links to these outputs."""
     folder: Callable[[Job], str]
     """Where the job's outputs of this kind go."""
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where each output of a stage goes, by the job's output layout."""
+
+    folder: Path
+    """The stage's output folder (edited/ or exported/)."""
+    source: Path
+    """The shoot folder, where sidecars go beside their RAWs."""
+    layout: OutputLayout | None
+    """None for a job from before layouts: flat, under Imagen's names."""
+    phase: str
+
+    def of(self, photo: PhotoRecord, name: str) -> Path:
+        """The path of `photo`'s output that Imagen calls `name`; UnsafeFileName if the name
+        could climb out of its folder."""
+        safe_output_path(self.folder, name)
+        if self.layout is None:
+            return self.folder / name
+        own = PurePath(photo.rel_path)
+        # A photo sent under a prefixed name (--prefix-subfolders) gets its own name back,
+        # unless the outputs lie side by side, where only the prefix keeps them apart.
+        local = keep_source_case(name, own.name if self.layout.subfolders else photo.file_name)
+        if self.beside(local):
+            local = keep_source_case(name, own.name)
+        sub = own.parent
+        if self.beside(local):
+            return self.source / sub / local
+        return (self.folder / sub if self.layout.subfolders else self.folder) / local
+
+    def beside(self, name: str) -> bool:
+        """Whether this output is a sidecar that goes beside its RAW."""
+        return (
+            self.layout is not None
+            and self.layout.sidecars == "beside"
+            and self.phase == "edit"
+            and name.lower().endswith(".xmp")
+        )
 
 
 class LinkList:
@@ -74,13 +118,15 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     """Download every output not yet checkpointed, then finish the stage."""
     if ctx.state == ctx.stage.states[0]:
         await ctx.advance(ctx.stage.states[1])
-    folder = Path(outputs.folder(ctx.job))
     phase = outputs.phase
+    places = Places(Path(outputs.folder(ctx.job)), Path(ctx.job.source), ctx.spec.outputs, phase)
     links = LinkList(ctx, outputs)
     available = await links.fetch()
     photos = await ctx.store.photos(ctx.job.id)
     work, unmatched = _match(photos, available)
-    todo = [(p, name) for p, name in work if not _already_there(folder, p, name, phase)]
+    todo = [(p, name) for p, name in work if not _already_there(places, p, name)]
+    guard = None if await _follows_earlier_jobs(ctx) else ctx.job.created_at.timestamp()
+    retries = RetryTally()
     if len(todo) < len(work):
         await ctx.event(
             "resume",
@@ -108,9 +154,11 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
                 count=len(unmatched),
             )
         failures = [f"{p.rel_path}: {reason}" for p in missing] + await run.run(
-            todo, lambda item: _download_one(ctx, links, run, folder, outputs, item)
+            todo,
+            lambda item: _download_one(ctx, links, run, places, outputs, item, guard, retries),
         )
     ctx.progress.stage_finished(ctx.label, outputs.stage)
+    await retries.record(ctx, outputs.stage)
     if failures:
         raise JobFailed(
             f"{len(failures)} {phase} downloads failed (first: "
@@ -143,14 +191,14 @@ def _match(
     return matched, unmatched
 
 
-def _already_there(folder: Path, photo: PhotoRecord, name: str, phase: str) -> bool:
+def _already_there(places: Places, photo: PhotoRecord, name: str) -> bool:
     """A checkpointed output that is still on disk at its recorded size is not fetched again."""
-    record = photo.phase(phase)
+    record = photo.phase(places.phase)
     if record is None or record.done_at is None:
         return False
     try:
-        return (folder / name).stat().st_size == record.size
-    except OSError:
+        return places.of(photo, name).stat().st_size == record.size
+    except (OSError, UnsafeFileName):
         return False
 
 
@@ -158,23 +206,35 @@ async def _download_one(
     ctx: JobContext,
     links: LinkList,
     run: PhotoRun[Work],
-    folder: Path,
+    places: Places,
     outputs: Outputs,
     item: Work,
+    older_than: float | None,
+    retries: RetryTally,
 ) -> PhaseDone:
+    """Fetch one output; a file already at its place from before `older_than` (the job's
+    start) is not ours and is never replaced (a sidecar beside its RAW is kept as .orig)."""
     photo, name = item
     try:
-        safe_output_path(folder, name)
+        target = places.of(photo, name)
     except UnsafeFileName as exc:
         raise PhotoFailed(f"refused, {exc}") from exc
+    if places.beside(target.name):
+        await _keep_existing_sidecar(ctx, target, earlier_jobs=older_than is None)
+    elif older_than is not None and await asyncio.to_thread(_older_file, target, older_than):
+        raise PhotoFailed(
+            f"{target} was there before this job and is not replaced: move it (or its "
+            f"folder) away, then `orchestrator retry {ctx.job.id[:8]}`"
+        )
     seen = [0]
     try:
         result = await ctx.services.transfers.download(
             link=lambda refresh: links.link(name, refresh, seen),
-            folder=folder,
-            file_name=name,
+            folder=target.parent,
+            file_name=target.name,
             input_size=photo.size,
             on_bytes=lambda n: _received(ctx, outputs, n),
+            on_retry=retries.heard,
         )
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
@@ -188,6 +248,59 @@ async def _download_one(
             f"{result.resumed_from} of {result.size}",
         )
     return PhaseDone(outputs.phase, output=name, size=result.size, md5=result.md5_hex)
+
+
+async def _keep_existing_sidecar(ctx: JobContext, target: Path, *, earlier_jobs: bool) -> None:
+    """Before a sidecar is written beside its RAW, keep the one already there (Lightroom's, or
+    the photographer's) as NAME.orig; refuse when both exist and no earlier job of this shoot
+    explains the sidecar (it would be lost)."""
+    kept = target.with_name(target.name + ".orig")
+    started = ctx.job.created_at.timestamp()
+    if not await asyncio.to_thread(_older_file, target, started):
+        return
+    if await asyncio.to_thread(os.path.lexists, kept):
+        if earlier_jobs:
+            return  # ours, from the earlier edit; the photographer's own is safe in .orig
+        raise PhotoFailed(
+            f"{target} and {kept.name} both exist: move one of them away (nothing is "
+            f"overwritten without a copy), then `orchestrator retry {ctx.job.id[:8]}`"
+        )
+    await asyncio.to_thread(_copy, target, kept)
+    await ctx.event("output", f"kept the sidecar that was there as {kept}")
+
+
+def _copy(source: Path, copy: Path) -> None:
+    """A copy that survives the source being replaced: a hard link, or bytes if none."""
+    try:
+        os.link(source, copy, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, copy, follow_symlinks=False)
+
+
+async def _follows_earlier_jobs(ctx: JobContext) -> bool:
+    """Whether an earlier job edited this shoot (its record or the database says so): the
+    outputs in the folder are then ours, from an edit this job was asked (`run --again`, or
+    after a cancel) to do over."""
+    record = await asyncio.to_thread(read_record, Path(ctx.job.source))
+    earlier = [job.created_at for job in record.jobs if job.job_id != ctx.job.id]
+    earlier += [
+        job.created_at
+        for job in await ctx.store.jobs_for_source(ctx.job.source)
+        if job.id != ctx.job.id
+    ]
+    return any(moment < ctx.job.created_at for moment in earlier)
+
+
+def _older_file(path: Path, before: float) -> bool:
+    """Whether a regular file is at `path` that was last written before `before` (a timestamp).
+
+    Anything else in the way (a folder, a link) is the transfer's to refuse or replace.
+    """
+    try:
+        status = path.lstat()
+    except OSError:  # nothing there, or no folder to hold it: the transfer says what is wrong
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_mtime < before
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:
@@ -216,3 +329,17 @@ EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADIN
 EXPORTS_STAGE = download_stage(
     EXPORTS, states=(JobState.EXPORTED, JobState.DOWNLOADING_EXPORTS), applies=wants_export
 )
+
+
+def output_file(job: Job, spec: JobSpec, photo: PhotoRecord, phase: str) -> Path | None:
+    """Where the photo's downloaded output of `phase` (edit or export) is on disk, if it was
+    downloaded: in the layout its job was created with (subfolders, sidecars beside)."""
+    record = photo.phase(phase)
+    if record is None or record.done_at is None or not record.output:
+        return None
+    outputs = {EDITS.phase: EDITS, EXPORTS.phase: EXPORTS}[phase]
+    places = Places(Path(outputs.folder(job)), Path(job.source), spec.outputs, phase)
+    try:
+        return places.of(photo, record.output)
+    except UnsafeFileName:
+        return None

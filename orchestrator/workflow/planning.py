@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,12 +12,13 @@ from pathlib import Path
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
-from orchestrator.store.queries import NewJob, NewPhoto, RecordedPhoto, Store
+from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
-from orchestrator.workflow.shoot import FoundPhoto, ShootScan, scan_shoot
+from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
+from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
 from orchestrator.workflow.tag import kind_refusal
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
@@ -42,6 +44,15 @@ class RunRequest:
     """Profile keys or names (case-insensitive); one per image type in the folder."""
     spec: JobSpec = field(default_factory=JobSpec)
     """What each job of the folder is asked to do."""
+    again: bool = False
+    """Edit the folder once more in new jobs (new Imagen projects) with these options, even
+    though earlier jobs of it finished; their outputs are replaced."""
+    prefix_subfolders: bool = False
+    """Send photos of subfolders under names prefixed with their subfolder, so that two
+    camera bodies' IMG_0001.CR2 can share a shoot."""
+    options_given: bool = True
+    """Whether the user gave job options (profile, edit options) that an existing job must
+    be told it does not take."""
 
 
 @dataclass
@@ -55,7 +66,10 @@ class Plan:
 async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
     """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
     source = request.source.resolve()
-    scan = await asyncio.to_thread(scan_shoot, source)  # a big folder takes a while
+    # A big folder takes a while.
+    scan = await asyncio.to_thread(
+        functools.partial(scan_shoot, source, prefix_subfolders=request.prefix_subfolders)
+    )
     plan = Plan()
     if scan.skipped:
         shown = ", ".join(scan.skipped[:5]) + (" …" if len(scan.skipped) > 5 else "")
@@ -63,20 +77,28 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
     if len(scan.refused) > SHOWN_REFUSED:
         plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
+    of_source = await store.jobs_for_source(str(source))
     existing = {
-        ImageType(j.image_type): j
-        for j in reversed(await store.jobs_for_source(str(source)))
-        if j.state != JobState.CANCELLED
+        ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
     }
+    if request.again:
+        _check_nothing_live(existing.values())
+        existing = {}
+    elif request.options_given:
+        plan.notes += [
+            note for job in existing.values() if (note := _options_not_applied(job, request))
+        ]
     missing = [t for t in scan.photos if t not in existing]
     for kind in missing:  # before any job is made, so a refusal leaves none half-planned
         if refusal := kind_refusal(request.spec, kind):
             raise PlanError(refusal)
+    if missing and not request.again:
+        await _check_not_seen_elsewhere(store, source, {j.id for j in of_source})
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
         job = existing.get(kind)
         if job is None:
-            job = await _create_job(store, scan, kind, photos, profiles[kind], request)
+            job = await _create_job(store, scan, kind, photos, profiles[kind], request, plan.notes)
         else:
             plan.notes += await _sync_photos(store, job, photos)
         plan.jobs.append(job)
@@ -84,6 +106,65 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if kind not in scan.photos:
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
     return plan
+
+
+async def _check_not_seen_elsewhere(store: Store, source: Path, known: set[str]) -> None:
+    """Refuse to start the shoot over when its record names jobs this database does not hold
+    for it (another database, or the folder edited under another path): its outputs would be
+    silently redone and overwritten."""
+    record = await asyncio.to_thread(read_record, source)
+    strangers = [job for job in record.jobs if job.job_id not in known]
+    if not strangers:
+        return
+    here = database_name(store)
+    seen = "; ".join(
+        f"job {job.job_id[:8]} (project {job.project_name!r}, database {job.database})"
+        for job in strangers[-3:]
+    )
+    elsewhere = sorted({job.database for job in strangers if job.database != here})
+    hint = (
+        f"to go on with it, point ORCH_DATABASE_URL at {elsewhere[-1]}; "
+        if elsewhere
+        else "it was edited under another path (the folder was moved or copied); "
+    )
+    raise PlanError(
+        f"this shoot was edited before by {seen}, which this database ({here}) does not hold "
+        f"for this folder. {hint}to edit the shoot once more here, add --again (its outputs "
+        f"replace those in the folder). The record is {source / RECORD}"
+    )
+
+
+def database_name(store: Store) -> str:
+    """The job database's URL as the shoot record keeps it: its password hidden."""
+    return store.engine.url.render_as_string(hide_password=True)
+
+
+def _check_nothing_live(jobs: Iterable[Job]) -> None:
+    """Refuse --again while a job of the folder still runs: two edits would share outputs."""
+    for job in jobs:
+        if job.state not in (JobState.COMPLETED, JobState.FAILED):
+            raise PlanError(
+                f"{job.name}: job {job.id[:8]} of this folder is still {job.state}; let it "
+                f"finish (or `orchestrator cancel {job.id[:8]}`) before editing it --again"
+            )
+
+
+def _options_not_applied(job: Job, request: RunRequest) -> str | None:
+    """A note when the options given now differ from those the existing job runs with."""
+    asked, kept = request.spec.to_stored(), job.options
+    if "outputs" not in kept and asked.get("outputs") == {}:
+        del asked["outputs"]  # a job from before layouts, asked nothing but the default one
+    differ = [key for key in sorted(set(asked) | set(kept)) if asked.get(key) != kept.get(key)]
+    refs = {ref.strip().casefold() for ref in request.profiles}
+    if refs and not refs & {str(job.profile_key), (job.profile_name or "").casefold()}:
+        differ.insert(0, "profile")
+    if not differ:
+        return None
+    return (
+        f"{job.name}: job {job.id[:8]} ({job.state}) keeps the options it was started with; "
+        f"the {', '.join(differ)} given now are not applied to it. To edit the folder again "
+        "with them, add --again (a new job and Imagen project; its outputs replace these)"
+    )
 
 
 async def _resolve_profiles(
@@ -145,6 +226,7 @@ async def _create_job(
     photos: list[FoundPhoto],
     profile: Profile,
     request: RunRequest,
+    notes: list[str],
 ) -> Job:
     check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
@@ -163,12 +245,46 @@ async def _create_job(
             image_type=kind.value,
             profile_key=profile.profile_key,
             profile_name=profile.profile_name,
-            spec=request.spec.to_stored(),
-            project_name=f"orchestrator-{job_id}",
+            spec=_with_layout(request.spec).to_stored(),
+            project_name=project_name(folder.name + suffix, job_id),
         ),
         [_new_photo(p) for p in photos],
     )
-    return await store.get_job(job_id)
+    job = await store.get_job(job_id)
+    entry = RecordedJob(
+        job_id=job.id,
+        image_type=job.image_type,
+        project_name=job.project_name,
+        database=database_name(store),
+        created_at=job.created_at,
+    )
+    try:
+        await asyncio.to_thread(add_job, folder, entry)
+    except OSError as exc:
+        notes.append(
+            f"{job.name}: cannot keep the shoot's record in {folder / RECORD} "
+            f"({exc.strerror or exc}); another database would not recognise this shoot"
+        )
+    return job
+
+
+PROJECT_NAME_CHARS = 80
+"""Longest shoot name kept in a project's name (the column holds 100)."""
+
+
+def project_name(shoot: str, job_id: str) -> str:
+    """The job's Imagen project name: the shoot's name and the job id's first 8 characters.
+
+    Readable in Imagen's web app, unique (names are unique per account), and made from the job
+    alone, so a run that crashed after creating the project finds it under the same name.
+    """
+    readable = " ".join("".join(c if c.isprintable() else " " for c in shoot).split())
+    return f"{readable[:PROJECT_NAME_CHARS].rstrip() or 'shoot'} {job_id[:8]}"
+
+
+def _with_layout(spec: JobSpec) -> JobSpec:
+    """The spec a new job is stored with: the default output layout unless one was chosen."""
+    return spec if spec.outputs else spec.model_copy(update={"outputs": OutputLayout()})
 
 
 def _new_photo(photo: FoundPhoto) -> NewPhoto:
@@ -198,9 +314,18 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
     if job.state in NOT_UPLOADED_YET:
         lease = await store.claim(job.id, f"planner-{job.id}", 30)
         try:
-            await store.add_photos(lease, [_new_photo(p) for p in added])
+            renamed = await _follow_renames(store, lease, job, found, added)
+            added = [p for p in added if p.rel_path not in renamed]
+            if added:
+                await store.add_photos(lease, [_new_photo(p) for p in added])
         finally:
             await store.release(lease)
+        notes += [
+            f"{job.name}: {old} was renamed to {new}; it stays in the job"
+            for new, old in renamed.items()
+        ]
+        if not added:
+            return notes
         await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
         return [*notes, f"{job.name}: {len(added)} new photos found; they join the job"]
     await store.add_event(
@@ -212,6 +337,23 @@ async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[
         f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
         "in a new folder and run that",
     ]
+
+
+async def _follow_renames(
+    store: Store, lease: Lease, job: Job, found: list[FoundPhoto], added: list[FoundPhoto]
+) -> dict[str, str]:
+    """Record photos renamed in the folder before their upload under their new names; the
+    old name of each, by its new one."""
+    here = {p.rel_path for p in found}
+    missing = [p for p in await store.photos(job.id) if p.rel_path not in here]
+    renamed: dict[str, str] = {}
+    for old, new in match_renamed([p for p in missing if not p.done("upload")], added):
+        await store.rename_photo(lease, old.id, new.rel_path, new.file_name)
+        await store.add_event(
+            job.id, "source", f"{old.rel_path} was renamed to {new.rel_path}; it stays in the job"
+        )
+        renamed[new.rel_path] = old.rel_path
+    return renamed
 
 
 def _past_upload(job: Job) -> bool:

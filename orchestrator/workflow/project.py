@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext
 from orchestrator.workflow.intent import call_once
+from orchestrator.workflow.shoot_record import set_project
 from orchestrator.workflow.stage import Stage
 
 
@@ -21,6 +25,12 @@ async def create_project(ctx: JobContext) -> None:
         found=f"found project {name} created before an interruption",
     )
     await ctx.record_project(uuid, f"project {uuid}")
+    try:
+        await asyncio.to_thread(set_project, Path(ctx.job.source), ctx.job.id, uuid)
+    except OSError as exc:
+        ctx.note(
+            f"cannot note the project in the shoot's record: {exc.strerror or exc}", level="warn"
+        )
 
 
 STAGE = Stage(name="project", states=(JobState.QUEUED,), step=create_project)

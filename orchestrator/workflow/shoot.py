@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from orchestrator.imagen.files import (
     SIGNATURE_BYTES,
     content_matches,
     describe_content,
     image_type_of,
+    name_refusal,
+    shown_name,
 )
 from orchestrator.imagen.models import ImageType
 from orchestrator.transfer.localfiles import NotAFile, kind_of, open_regular
@@ -64,13 +68,20 @@ class ShootScan:
     refused: list[RefusedFile] = field(default_factory=list)
 
 
-def scan_shoot(folder: Path) -> ShootScan:
+PREFIX_OPTION = "--prefix-subfolders"
+"""The option that sends photos of subfolders under names prefixed with their subfolder."""
+
+
+def scan_shoot(folder: Path, *, prefix_subfolders: bool = False) -> ShootScan:
     """Walk the folder (subfolders too) and sort its photos into RAW and JPEG.
 
     Hidden files and our own output folders are ignored; unsupported files are listed in
     `skipped`, and files that must not be sent in `refused`. Links are never followed, and
     each photo's first bytes are checked against its type. Raises ShootError for a missing or
-    empty folder and for names Imagen or the output folder could not tell apart.
+    empty folder, for photo names Imagen refuses (all of them at once) and for names Imagen or
+    the output folder could not tell apart, unless `prefix_subfolders` names every photo of a
+    subfolder after it at Imagen ("Card 1_IMG_0001.CR2"; the outputs come back to the photo's
+    own name and place).
     """
     if not folder.exists():
         raise ShootError(f"folder {folder} does not exist")
@@ -83,6 +94,7 @@ def scan_shoot(folder: Path) -> ShootScan:
         )
     scan = ShootScan(folder=folder)
     by_type: dict[ImageType, list[FoundPhoto]] = defaultdict(list)
+    unnameable: list[str] = []
     top = str(folder)
     real_top = os.path.realpath(top)
     # An explicit stack rather than recursion: a hostile folder may nest thousands deep.
@@ -128,12 +140,30 @@ def scan_shoot(folder: Path) -> ShootScan:
             if not _is_utf8(name):
                 scan.refused.append(RefusedFile(printable(rel), _NOT_UTF8))
                 continue
+            refusal = name_refusal(name)
+            if refusal is not None:
+                unnameable.append(f"{shown_name(rel)} ({refusal})")
+                continue
             found = _read_photo(entry, rel)
+            if isinstance(found, FoundPhoto) and prefix_subfolders and prefix:
+                sent = prefixed_name(rel)
+                refusal = name_refusal(sent)
+                if refusal is not None:
+                    unnameable.append(f"{shown_name(sent)} (sent for {shown_name(rel)}: {refusal})")
+                    continue
+                found = replace(found, file_name=sent)
             if isinstance(found, FoundPhoto):
                 by_type[kind].append(found)
             elif found is not None:
                 scan.refused.append(RefusedFile(printable(rel), found))
         pending.extend(reversed(subfolders))
+    if unnameable:
+        listed = "\n  ".join(unnameable)
+        raise ShootError(
+            f"Imagen refuses the names of {len(unnameable)} photos:\n  {listed}\n"
+            "rename them (letters, digits, spaces, - and _ are safe) and run again; "
+            "nothing was sent"
+        )
     if not by_type:
         raise ShootError(
             f"no supported photos in {folder}{_summary(scan)}: Imagen takes RAW "
@@ -143,6 +173,46 @@ def scan_shoot(folder: Path) -> ShootScan:
         _refuse_clashing_names(kind, photos)
     scan.photos = dict(sorted(by_type.items()))
     return scan
+
+
+class RecordedFile(Protocol):
+    """A photo as a job recorded it: enough to recognise it under another name."""
+
+    @property
+    def rel_path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+R = TypeVar("R", bound=RecordedFile)
+
+
+def match_renamed(missing: Sequence[R], found: Sequence[FoundPhoto]) -> list[tuple[R, FoundPhoto]]:
+    """Recorded photos that are gone, paired with the new file each was renamed to.
+
+    `found` are the folder's photos the job did not record. A rename keeps a file's size and
+    modification time to the nanosecond, so a missing photo and a new file that share both (and
+    share them with no other) are one photo.
+    """
+    by_stamp: dict[tuple[int, int], list[FoundPhoto]] = defaultdict(list)
+    for candidate in found:
+        by_stamp[(candidate.size, candidate.mtime_ns)].append(candidate)
+    gone: dict[tuple[int, int], list[R]] = defaultdict(list)
+    for recorded in missing:
+        gone[(recorded.size, recorded.mtime_ns)].append(recorded)
+    return [
+        (old[0], new[0])
+        for stamp, old in gone.items()
+        if len(old) == 1 and len(new := by_stamp.get(stamp, [])) == 1
+    ]
+
+
+def prefixed_name(rel_path: str) -> str:
+    """The name a photo of a subfolder is sent to Imagen under: its folders joined by "_"
+    before its name ("Ceremony/Card 1/IMG_0001.CR2" -> "Ceremony_Card 1_IMG_0001.CR2")."""
+    return rel_path.replace("/", "_")
 
 
 def printable(name: str) -> str:
@@ -240,5 +310,7 @@ def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
         raise ShootError(
             f"these {kind.value} photos would get the same name at Imagen or in the output "
             f"folder:\n  {listed}\nrename one of each group (or move it to another shoot) "
-            "and run again"
+            f"and run again, or add {PREFIX_OPTION} to send the photos of each subfolder under "
+            "names prefixed with it (Card 1_IMG_0001.CR2); the outputs keep the photos' own "
+            "names and folders"
         )

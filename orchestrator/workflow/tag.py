@@ -38,6 +38,7 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.store.tag_results import keep_result, kept_result
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, Services
+from orchestrator.workflow.download import output_file
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.stage import Stage
 
@@ -147,16 +148,12 @@ async def _within_quota(
 
 def tag_files(job: Job, spec: JobSpec, photo: PhotoRecord) -> tuple[Path, list[Path]]:
     """The file sent to Imagga, and every file the photo's keywords go into (it first)."""
-    export, edit = photo.phase("export"), photo.phase("edit")
-    edited = (
-        Path(job.edited_dir) / edit.output
-        if edit is not None and edit.done_at is not None and edit.output
-        else None
-    )
+    edited = output_file(job, spec, photo, "edit")
     if spec.export:
-        if export is None or export.done_at is None or not export.output:
+        exported = output_file(job, spec, photo, "export")
+        if exported is None:
             raise PhotoFailed("it has no exported JPEG to tag")
-        source = Path(job.exported_dir) / export.output
+        source = exported
     elif edited is not None and edited.suffix.lower() in (".jpg", ".jpeg"):
         source = edited
     else:
@@ -319,8 +316,12 @@ async def _report_flagged(ctx: JobContext) -> None:
 
 
 def _file_ref(job: Job, path: Path) -> dict[str, str]:
-    kind = "export" if path.parent == Path(job.exported_dir) else "edit"
-    return {"kind": kind, "name": path.name}
+    """How a file that carries keywords is recorded: its folder's kind and its path in it (a
+    sidecar beside its RAW, in the shoot itself, by its whole path)."""
+    for kind, folder in (("export", Path(job.exported_dir)), ("edit", Path(job.edited_dir))):
+        if path.is_relative_to(folder):
+            return {"kind": kind, "name": str(path.relative_to(folder))}
+    return {"kind": "edit", "name": str(path)}
 
 
 def _file_path(job: Job, ref: dict[str, str]) -> Path:

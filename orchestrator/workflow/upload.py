@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.crashpoints import crash_point
+from orchestrator.imagen.models import ImageType
 from orchestrator.retry import RetriesExhausted
 from orchestrator.states import JobState
 from orchestrator.store.queries import PhaseDone, PhotoRecord, SourceCheckpoint
@@ -24,6 +25,8 @@ from orchestrator.transfer.hashing import (
 from orchestrator.workflow.context import JobContext, JobFailed
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.pool import run_pool
+from orchestrator.workflow.retries import RetryTally
+from orchestrator.workflow.shoot import ShootError, match_renamed, scan_shoot
 from orchestrator.workflow.stage import Stage
 
 PHASE = "upload"
@@ -36,6 +39,9 @@ NAMES_NOTED = 5
 """Names quoted in one note about an odd answer before the rest are only counted."""
 RESENDS_AFTER_CHANGE = 3
 """How often a photo that changed while it was sent is read again and sent again."""
+LEFT_OUT = "left_out"
+"""History kind naming photos that were gone before their upload (`data.photos`): the job's
+result lists them, so a job never completes silently without photos it was given."""
 
 
 class LinkBook:
@@ -119,13 +125,15 @@ async def upload_photos(ctx: JobContext) -> None:
                 "resume", f"{done_before} photos already uploaded; {len(pending)} to go"
             )
         book = LinkBook(ctx, pending)
+        retries = RetryTally()
         try:
             failures = list(unreadable.values()) + await run.run(
-                pending, lambda p: _upload_one(ctx, source, book, run, p)
+                pending, lambda p: _upload_one(ctx, source, book, run, p, retries)
             )
         finally:
             book.close()
     ctx.progress.stage_finished(ctx.label, "upload")
+    await retries.record(ctx, "upload")
     if failures:
         raise JobFailed(
             f"{len(failures)} of {len(photos)} photos could not be uploaded "
@@ -151,7 +159,7 @@ async def _check_sources(
     Size and mtime are compared for every photo (a stat, no reading). A photo whose mtime
     moved but whose size did not is hashed to tell a real change from a mere touch.
     """
-    vanished: list[int] = []
+    vanished: list[PhotoRecord] = []
     changed = False
     paths = [source / photo.rel_path for photo in photos]
     # One trip to a thread for all of them: on a network share 10,000 stats take a while.
@@ -159,8 +167,7 @@ async def _check_sources(
     for photo, path, stat in zip(photos, paths, stats, strict=True):
         if isinstance(stat, FileNotFoundError):
             if not photo.done(PHASE):
-                vanished.append(photo.id)
-                ctx.note(f"{photo.rel_path} is gone from the folder; leaving it out", level="warn")
+                vanished.append(photo)
             else:
                 await ctx.event(
                     "source",
@@ -204,12 +211,50 @@ async def _check_sources(
         )
         changed = True
     if vanished:
-        await ctx.store.remove_photos(ctx.lease, vanished)
-        await ctx.event("source", f"{len(vanished)} photos vanished before upload; left out")
+        await _follow_or_leave_out(ctx, source, photos, vanished)
     remaining = await ctx.store.photos(ctx.job.id) if vanished or changed else photos
     if not remaining:
         raise JobFailed("every photo of the job has vanished from the folder")
     return remaining
+
+
+async def _follow_or_leave_out(
+    ctx: JobContext, source: Path, photos: list[PhotoRecord], vanished: list[PhotoRecord]
+) -> None:
+    """Photos gone before their upload: renamed ones keep their place under the new name, the
+    others are left out of the job, recorded so that the job's result names them."""
+    recorded = {p.rel_path for p in photos}
+    try:
+        scan = await asyncio.to_thread(scan_shoot, source)
+        candidates = [
+            p
+            for p in scan.photos.get(ImageType(ctx.job.image_type), [])
+            if p.rel_path not in recorded
+        ]
+    except ShootError:
+        candidates = []
+    stems = {Path(p.file_name).stem.lower(): p.id for p in photos}
+    renamed = set()
+    for old, new in match_renamed(vanished, candidates):
+        if stems.get(Path(new.file_name).stem.lower(), old.id) != old.id:
+            continue  # the new name would clash with another photo of the job
+        await ctx.store.rename_photo(ctx.lease, old.id, new.rel_path, new.file_name)
+        await ctx.event(
+            "source", f"{old.rel_path} was renamed to {new.rel_path}; it is sent under its new name"
+        )
+        ctx.note(f"{old.rel_path} was renamed to {new.rel_path}; sending it as that")
+        renamed.add(old.id)
+    gone = [p for p in vanished if p.id not in renamed]
+    if not gone:
+        return
+    for photo in gone:
+        ctx.note(f"{photo.rel_path} is gone from the folder; it is left out", level="error")
+    await ctx.store.remove_photos(ctx.lease, [p.id for p in gone])
+    await ctx.event(
+        LEFT_OUT,
+        f"{len(gone)} photos were gone from the folder before their upload; left out",
+        photos=[p.rel_path for p in gone],
+    )
 
 
 def _stat_each(paths: list[Path]) -> list[os.stat_result | OSError]:
@@ -318,7 +363,12 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
 
 
 async def _upload_one(
-    ctx: JobContext, source: Path, book: LinkBook, run: PhotoRun[PhotoRecord], photo: PhotoRecord
+    ctx: JobContext,
+    source: Path,
+    book: LinkBook,
+    run: PhotoRun[PhotoRecord],
+    photo: PhotoRecord,
+    retries: RetryTally,
 ) -> PhaseDone:
     path = source / photo.rel_path
     # After the photo changed, its batch link is signed for the old MD5: ask for its own.
@@ -331,6 +381,7 @@ async def _upload_one(
                 size=photo.size,
                 md5=binascii.unhexlify(photo.md5) if photo.md5 else None,
                 on_bytes=lambda n: _sent(ctx, n),
+                on_retry=retries.heard,
             )
         except SourceChanged as exc:
             if not await _reread_source(ctx, path, run, photo):

@@ -126,7 +126,7 @@ def test_every_job_completes_once_through_kills_and_callback_chaos(
             by_name.setdefault(project["name"], []).append(project)
         verified = 0
         for job_id in ids:
-            [project] = by_name[f"orchestrator-{job_id}"]
+            [project] = by_name[jobs[job_id]["project_name"]]
             assert project["project_uuid"] == jobs[job_id]["project_uuid"]
             assert (project["edit_requests"], project["export_requests"]) == (1, 1), job_id
             verified += md5_matches_ledger(project, jobs[job_id])

@@ -73,6 +73,12 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
             what="the restarted daemon to look at the settled drops",
         )
         assert list(daemon.jobs()) == [job["id"]]
+        # The refusal is where operators look, not only in the log (issue 15 item 16).
+        refused = [e for e in daemon.listed() if e["state"] == "refused"]
+        assert [(e["name"], e["source"]) for e in refused] == [
+            ("notes", str((drops / "notes").resolve()))
+        ]
+        assert "no supported photos" in refused[0]["last_error"]
         [project] = ledger(sandbox)["projects"]
         assert (project["edit_requests"], project["export_requests"]) == (1, 1)
         assert md5_matches_ledger(project, daemon.jobs()[job["id"]]) == 6

@@ -52,7 +52,7 @@ def test_an_output_that_cannot_be_written_fails_alone_and_retry_fetches_only_it(
     failed = run_shoot(shoot, env, json_output=False)
     assert failed.returncode == 1, failed.stderr[-3000:]
     # The end of the run names the photo, why, and the way out.
-    assert "failed IMG_0002.jpg (edit):" in failed.stdout
+    assert "failed IMG_0002.jpg (edit download):" in failed.stdout
     [job] = stored_jobs(migrated_db_url, shoot)
     assert f"orchestrator retry {job['id'][:8]}" in failed.stdout
     assert job["state"] == "failed"

@@ -203,7 +203,7 @@ def test_every_live_job_of_an_0002_database_finishes_after_the_upgrade(
     for scenario in SCENARIOS:
         shoot = shoots[scenario.name]
         [job] = stored_jobs(db_url, shoot)
-        project = project_of(sandbox_url, {"id": job["id"]})
+        project = project_of(sandbox_url, job)
         counts = {n: f["uploads_completed"] for n, f in project["files"].items()}
         if scenario.name == "cancelled":
             assert job["state"] == "cancelled"

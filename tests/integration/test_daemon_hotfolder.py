@@ -118,3 +118,35 @@ async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) ->
     clock.now += SETTLE + 1
     await watcher.scan()
     assert [r.source.name for r in submit.requests] == ["bad", "bad"]
+
+
+async def test_a_refused_drop_is_shown_by_status_until_it_becomes_a_job_or_goes(
+    tmp_path: Path, store: Store
+) -> None:
+    """Issue 15 item 16: refusals were only in the daemon's log."""
+    from orchestrator.service import jobs as job_views
+
+    watched, submit, clock = tmp_path / "in", Recorder(), Clock()
+    (watched / "bad").mkdir(parents=True)
+    (watched / "bad" / "x.jpg").write_bytes(b"1")
+    (watched / "bad too").mkdir()
+    (watched / "bad too" / "y.jpg").write_bytes(b"1")
+    watcher = _watcher(store, watched, submit, clock)
+    await watcher.scan()
+    clock.now = SETTLE + 1
+    await watcher.scan()
+    shown = await job_views.status(store)
+    assert sorted((v["name"], v["state"], v["last_error"]) for v in shown) == [
+        ("bad", "refused", "no profile for these photos"),
+        ("bad too", "refused", "no profile for these photos"),
+    ]
+    assert all(v["source"] == str((watched / v["name"]).resolve()) for v in shown)
+
+    (watched / "bad too" / "y.jpg").unlink()
+    (watched / "bad too").rmdir()
+    (watched / "bad").rename(watched / "good")  # fixed: taken away under one name, back as another
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    await watcher.scan()
+    assert await job_views.status(store) == []
+    assert [r.source.name for r in submit.requests][-1] == "good"

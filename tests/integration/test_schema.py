@@ -32,7 +32,7 @@ from orchestrator.store.migrate import (
 from orchestrator.store.models import Base
 from tests.conftest import MakeDbUrl
 
-TABLES = {"jobs", "photos", "photo_phases", "events", "callbacks", "tag_results"}
+TABLES = {"jobs", "photos", "photo_phases", "events", "callbacks", "tag_results", "refusals"}
 
 
 def schema_snapshot(connection: Connection) -> dict[str, Any]:

@@ -504,3 +504,32 @@ def test_rich_shows_outside_text_literally_and_sends_no_code_of_its_own() -> Non
     assert "zz[/] [bold]x\\x1b[2J · upload\\x1b[2K" in out
     assert "Processing\\x1b]0;pwned\\x07\\n[other] upload: done" in out
     assert "warn: key [redacted] refused for zz[/].jpg\\x1b[1A\\r" in out
+
+
+def test_rich_download_bars_show_bytes_and_rate_and_no_rate_from_the_first_burst() -> None:
+    """Issue 15 item 11: download bars count files yet show bytes and rate; a bar's first
+    instants (buffers filling at memory speed) show no rate rather than 271 MB/s."""
+    now = [0.0]
+    stream = io.StringIO()
+    reporter = RichReporter(stream, force_terminal=True, width=160, clock=lambda: now[0])
+    with reporter:
+        reporter.stage_started("shoot", "download_edits", files=1, total_bytes=None)
+        reporter.stage_started("shoot", "upload", files=2, total_bytes=100_000_000)
+        now[0] = 0.01
+        reporter.advanced("shoot", "upload", nbytes=2_700_000)
+        columns = reporter._progress.columns
+        tasks = {task.description: task for task in reporter._progress.tasks}
+        rate = next(c for c in columns if type(c).__name__ == "_RateColumn")
+        assert rate.render(tasks["shoot · upload"]).plain == "?"
+        now[0] = 2.0
+        reporter.advanced("shoot", "download_edits", nbytes=4_000_000)
+        shown = " ".join(c.render(tasks["shoot · download_edits"]).plain for c in columns[3:])
+        assert "0/1 files" in shown and "4.0 MB" in shown and "2.0 MB/s" in shown
+
+
+def test_counts_of_one_file_read_right() -> None:
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    reporter.stage_started("shoot", "upload", files=1, total_bytes=None)
+    assert "upload: started, 1 file" in stream.getvalue()
+    assert "1 files" not in stream.getvalue()

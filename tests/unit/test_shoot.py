@@ -189,3 +189,39 @@ def test_every_accepted_type_refuses_another_types_content(tmp_path: Path, exten
     other = "x.jpg" if extension not in JPEG_EXTENSIONS else "x.cr2"
     _touch(tmp_path / f"IMG_1{extension}", photo_bytes(other))
     assert list(_refusals(tmp_path)) == [f"IMG_1{extension}"]
+
+
+def test_names_imagen_refuses_are_all_named_at_once_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    for n in range(7):
+        _touch(tmp_path / f"DSC_{n:04}.NEF")
+    _touch(tmp_path / "back\\slash.NEF")
+    _touch(tmp_path / "Card 2" / "with\ttab.NEF")
+    _touch(tmp_path / "notes\tabout.txt")  # not a photo: skipped, its name does not matter
+    with pytest.raises(ShootError) as refused:
+        scan_shoot(tmp_path)
+    message = str(refused.value)
+    assert "Imagen refuses the names of 2 photos" in message
+    assert "back\\slash.NEF (a backslash in the name)" in message
+    assert "Card 2/with\\ttab.NEF (a character that is not printable" in message
+    assert "\t" not in message
+    (tmp_path / "back\\slash.NEF").rename(tmp_path / "backslash.NEF")
+    (tmp_path / "Card 2" / "with\ttab.NEF").rename(tmp_path / "Card 2" / "with tab.NEF")
+    assert len(scan_shoot(tmp_path).photos[ImageType.RAW]) == 9
+
+
+def test_two_bodies_one_name_are_refused_with_the_way_out_and_sent_prefixed_with_it(
+    tmp_path: Path,
+) -> None:
+    _touch(tmp_path / "Card 1" / "IMG_0001.CR2")
+    _touch(tmp_path / "Card 2" / "IMG_0001.CR2")
+    _touch(tmp_path / "IMG_0009.CR2")
+    with pytest.raises(ShootError, match="add --prefix-subfolders"):
+        scan_shoot(tmp_path)
+    photos = scan_shoot(tmp_path, prefix_subfolders=True).photos[ImageType.RAW]
+    assert sorted((p.rel_path, p.file_name) for p in photos) == [
+        ("Card 1/IMG_0001.CR2", "Card 1_IMG_0001.CR2"),
+        ("Card 2/IMG_0001.CR2", "Card 2_IMG_0001.CR2"),
+        ("IMG_0009.CR2", "IMG_0009.CR2"),
+    ]

@@ -149,6 +149,7 @@ async def test_a_link_that_never_works_fails_the_file(
             await transfers.upload(photo, link=links, size=len(DATA), md5=None)
     assert links.calls.count(True) == MAX_FRESH_LINKS
     assert "secret" not in str(caught.value)
+    assert str(caught.value).count("A.CR2") == 1  # issue 15: not "A.CR2: A.CR2: …"
     assert transfers.limiter.in_flight == 0
 
 
@@ -296,3 +297,30 @@ async def test_a_session_carrying_the_api_key_is_refused() -> None:
     async with aiohttp.ClientSession(headers={"x-api-key": "k"}) as session:
         with pytest.raises(ValueError, match="API key"):
             Transfers(session, TransferSettings())
+
+
+async def test_a_bare_503_is_an_outage_and_429_or_slowdown_is_throttling(
+    session: aiohttp.ClientSession, photo: Path
+) -> None:
+    """Issue 15 item 11: only 429 and SlowDown are called throttling; a call's own on_retry
+    hears its retries as well as the process-wide hook."""
+    retries: list[tuple[str, int, str, float]] = []
+    own: list[str] = []
+    transfers = make(session, attempts=4, retries=retries)
+    with Mocked() as mock:
+        mock.put(OBJECT_PATTERN, status=503, body=s3_error("ServiceUnavailable", "Try later"))
+        mock.put(OBJECT_PATTERN, status=429)
+        mock.put(OBJECT_PATTERN, status=503, body=s3_error("SlowDown", "Reduce your rate"))
+        mock.put(OBJECT_PATTERN, status=200, headers={"ETag": '"x"'})
+        await transfers.upload(
+            photo,
+            link=Links(),
+            size=len(DATA),
+            md5=None,
+            on_retry=lambda name, attempt, reason, delay: own.append(reason),
+        )
+    reasons = [reason for _, _, reason, _ in retries]
+    assert own == reasons
+    assert reasons[0].startswith("storage is unavailable for now (HTTP 503 ServiceUnavailable")
+    assert reasons[1].startswith("storage is throttling (HTTP 429")
+    assert reasons[2].startswith("storage is throttling (HTTP 503 SlowDown")
