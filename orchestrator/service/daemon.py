@@ -130,7 +130,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             operations=Operations(store=store, health=health, metrics=metrics),
             receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
             access=Access.for_daemon(settings, host),
-            pages=pages_for(store),
+            pages=pages_for(store, settings),
         )
         runner = web.AppRunner(
             app,

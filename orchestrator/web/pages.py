@@ -20,9 +20,12 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from orchestrator.config import Settings
 from orchestrator.display import visible
+from orchestrator.progress import NullProgress
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
+from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
@@ -81,9 +84,12 @@ def environment(app: web.Application) -> jinja2.Environment:
 class Pages:
     """The handlers of the pages and of the actions posted from them."""
 
-    def __init__(self, store: Store, access: Access) -> None:
+    def __init__(self, store: Store, access: Access, settings: Settings | None = None) -> None:
         self._store = store
         self._access = access
+        self._settings = settings
+        """What `deliver` needs to reach imgix; None where the page cannot deliver."""
+        self._deliveries: set[asyncio.Task[Any]] = set()
 
     def mount(self, app: web.Application) -> LoginPage:
         """Add the pages' routes to `app`; the login page for the guard."""
@@ -96,6 +102,7 @@ class Pages:
         app.router.add_get("/jobs/{job}/photos/{photo}/image", self.image)
         app.router.add_post("/jobs/{job}/retry", self.retry)
         app.router.add_post("/jobs/{job}/cancel", self.cancel)
+        app.router.add_post("/jobs/{job}/deliver", self.deliver)
         app.router.add_post("/jobs/{job}/approve", self.approve)
         app.router.add_post("/jobs/{job}/photos/{photo}/keywords", self.keywords)
         app.router.add_get("/login", self.login_form)
@@ -144,6 +151,8 @@ class Pages:
             phases=phases,
             folders=folders,
             reviewing=job.state == JobState.REVIEWING,
+            delivers=self._settings is not None
+            and JobSpec.from_stored(job.options).deliver is not None,
             error=error,
         )
 
@@ -193,6 +202,26 @@ class Pages:
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         """`orchestrator cancel JOB`."""
         return await self._act(request, job_views.cancel(self._store, request.match_info["job"]))
+
+    async def deliver(self, request: web.Request) -> web.StreamResponse:
+        """`orchestrator deliver JOB`, started in the background: the job page shows its
+        history line when it is done (uploads can take minutes, a request must not)."""
+        return await self._act(request, self._start_delivery(request.match_info["job"]))
+
+    async def _start_delivery(self, ref: str) -> None:
+        job = await self._store.resolve_job(ref)
+        if self._settings is None or JobSpec.from_stored(job.options).deliver is None:
+            raise StateConflict(f"job {job.id[:8]} was not asked to deliver to imgix")
+        if job.state != JobState.COMPLETED:
+            raise StateConflict(f"job {job.id[:8]} is {job.state}: it delivers as it completes")
+        task = asyncio.create_task(redeliver(job.id, self._settings, NullProgress()))
+        self._deliveries.add(task)
+        task.add_done_callback(self._delivery_done)
+
+    def _delivery_done(self, task: asyncio.Task[Any]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery from the page failed", extra={"why": str(task.exception())})
 
     async def approve(self, request: web.Request) -> web.StreamResponse:
         """`orchestrator approve JOB [PHOTO…]` (photos by id here)."""
@@ -273,11 +302,12 @@ def _local(target: object) -> str:
     return "/"
 
 
-def pages_for(store: Store) -> Any:
-    """The `pages` argument of `build_app`: mounts the pages over `store`."""
+def pages_for(store: Store, settings: Settings | None = None) -> Any:
+    """The `pages` argument of `build_app`: mounts the pages over `store` (delivering with
+    `settings` when given)."""
 
     def mount(app: web.Application, access: Access) -> LoginPage:
-        return Pages(store, access).mount(app)
+        return Pages(store, access, settings).mount(app)
 
     return mount
 

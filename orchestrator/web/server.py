@@ -40,7 +40,7 @@ async def serve_ui(settings: Settings, listen: str, *, on_ready: Callable[[str],
             operations=Operations(store=store, health=DatabaseHealth(store), metrics=Metrics()),
             receiver=None,
             access=Access.for_daemon(settings, host, what="web page"),
-            pages=pages_for(store),
+            pages=pages_for(store, settings),
         )
         runner = web.AppRunner(
             app,

@@ -284,3 +284,55 @@ def test_a_forged_cross_site_post_is_refused(
         assert status == 403
         assert _state(db_url, job_id) == "reviewing"
         assert all("approved" not in t for t in _tags(db_url, job_id).values())
+
+
+def test_deliver_on_the_job_page_delivers_again_through_the_clis_call(
+    browser: Any, db_url: str, tmp_path: Path
+) -> None:
+    with sandbox_process("--edit-seconds", "0.2") as base:
+        env = cli_env(
+            f"{base}/v1",
+            db_url,
+            IMGIX_API_URL=f"{base}/imgix/api/v1",
+            IMGIX_API_KEY="imgix-key-page-0123456789",
+            IMGIX_SOURCE_ID="pagesource",
+            IMGIX_DOMAIN="pagesource.imgix.net",
+        )
+        shoot = tmp_path / "shoot"
+        shoot.mkdir()
+        for name in ("a.jpg", "b.jpg"):
+            (shoot / name).write_bytes(jpeg.with_comment(name.encode()))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "run",
+                str(shoot),
+                "--profile",
+                "2001",
+                "--export",
+                "--deliver",
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        [job] = json.loads(done.stdout)
+        with Ui(env, tmp_path) as ui:
+            page, dialogs = _page(browser)
+            page.goto(f"{ui.url}/jobs/{job['id']}")
+            page.locator("button.deliver").click()
+            page.wait_for_url(f"{ui.url}/jobs/{job['id']}")
+
+            def delivered_again() -> bool:
+                page.reload()
+                return "delivered again: 0 photos, 2 unchanged" in page.content()
+
+            wait_for(delivered_again, timeout=30, what="the page's delivery to finish")
+            page.screenshot(path=str(tmp_path / "deliver.png"), full_page=True)
+            assert dialogs == []
