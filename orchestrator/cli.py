@@ -12,32 +12,23 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
-from orchestrator.config import ConfigProblem, Settings, effective_settings, load_settings
 from orchestrator.display import make_console, markup_safe, print_table
 from orchestrator.errors import CredentialsRefused, OrchestratorError
 from orchestrator.imagen.models import TOOLS, CropAspectRatio, HdrCompression, PhotographyType
-from orchestrator.listening import CannotListen
-from orchestrator.reporting import Reporter, make_reporter
-from orchestrator.service import jobs as job_views
-from orchestrator.service import review as review_actions
-from orchestrator.service.batch import BatchResult, retry_and_drive, run_batch
-from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
-from orchestrator.service.wiring import (
-    ConfigError,
-    database_problem,
-    open_store,
-    require_settings,
-)
 from orchestrator.spec import JobSpec, SpecError
 from orchestrator.states import JobState
-from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
-from orchestrator.workflow.planning import PlanError, RunRequest
-from orchestrator.workflow.shoot import ShootError
+
+if TYPE_CHECKING:
+    # The rest is imported where a command needs it: `--help` and `status` start without
+    # the HTTP stack, the migrations or the engine (start-up time is felt on every command).
+    from orchestrator.config import Settings
+    from orchestrator.reporting import Reporter
+    from orchestrator.service.batch import BatchResult
+    from orchestrator.store.queries import Store
 
 T = TypeVar("T")
 
@@ -154,6 +145,8 @@ def main_options(
 
 def reporter(json_output: bool) -> Reporter:
     """The progress display for this command, as quiet as -q asks."""
+    from orchestrator.reporting import make_reporter
+
     return make_reporter(json_mode=json_output, quiet=VERBOSITY["level"] < 0)
 
 
@@ -327,6 +320,8 @@ def job_spec(
 
 def needs_services(*specs: JobSpec, cfg: Settings) -> None:
     """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
+    from orchestrator.service.wiring import ConfigError, require_settings
+
     try:
         require_settings(specs, cfg)
     except ConfigError as exc:
@@ -349,6 +344,8 @@ def fail(message: str, code: int = EXIT_USAGE, *, details: Sequence[str] = ()) -
 
 def settings(**overrides: Any) -> Settings:
     """Settings from env and TOML, with the command line's values on top."""
+    from orchestrator.config import ConfigProblem, load_settings
+
     try:
         return load_settings(overrides)
     except ConfigProblem as exc:
@@ -361,6 +358,8 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter |
     A live `display` is stopped as soon as the coroutine ends, so that the message printed
     after it (how to resume, what failed) is not drawn over by the bars.
     """
+
+    from orchestrator.service.signals import EXIT_INTERRUPTED, graceful_interrupts
 
     async def guarded() -> T:
         task = asyncio.ensure_future(make())
@@ -378,11 +377,27 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter |
             "interrupted: every finished step is saved; run the same command again to resume."
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except CredentialsRefused as exc:
+    except Exception as exc:
+        explain(exc)
+
+
+def explain(exc: Exception) -> NoReturn:
+    """Exit with a message and the code that fits `exc`; re-raise what is not ours to explain."""
+    from sqlalchemy.exc import DBAPIError
+
+    from orchestrator.config import ConfigProblem
+    from orchestrator.listening import CannotListen
+    from orchestrator.service import review as review_actions
+    from orchestrator.service.wiring import ConfigError, database_problem
+    from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict
+    from orchestrator.workflow.planning import PlanError
+    from orchestrator.workflow.shoot import ShootError
+
+    if isinstance(exc, CredentialsRefused):
         fail(str(exc))
-    except ConfigProblem as exc:
+    if isinstance(exc, ConfigProblem):
         fail("bad configuration", details=exc.problems)
-    except (
+    usage = (
         ConfigError,
         CannotListen,
         PlanError,
@@ -390,22 +405,24 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter |
         JobNotFound,
         StateConflict,
         review_actions.ReviewRefused,
-    ) as exc:
+    )
+    if isinstance(exc, usage):
         fail(str(exc))
-    except LeaseHeld as exc:
+    if isinstance(exc, LeaseHeld | OrchestratorError):
         fail(str(exc), EXIT_FAILED)
-    except OrchestratorError as exc:
-        fail(str(exc), EXIT_FAILED)
-    except DBAPIError as exc:
+    if isinstance(exc, DBAPIError):
         fail(
             f"the job database failed: {database_problem(exc)}. Every finished step is "
             "saved; run the same command again once the database is back",
             EXIT_FAILED,
         )
+    raise exc
 
 
 async def with_store(cfg: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
     """Open the job database, use it, close it."""
+    from orchestrator.service.wiring import open_store
+
     store = await open_store(cfg)
     try:
         return await use(store)
@@ -459,6 +476,9 @@ def run(
     json_output: JsonOption = False,
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
+    from orchestrator.service.batch import run_batch
+    from orchestrator.workflow.planning import RunRequest
+
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
     request = RunRequest(
         source=folder,
@@ -501,6 +521,8 @@ def run(
 
 def report_batch(result: BatchResult, json_output: bool) -> None:
     """Print how each job ended, where its outputs are, and every failed photo."""
+    from orchestrator.service import jobs as job_views
+
     if json_output:
         print_json([view.model_dump(mode="json") for view in result.views])
         return
@@ -583,6 +605,7 @@ def sandbox(
     ] = 1.0,
 ) -> None:
     """Serve fakes of Imagen, its storage, Imagga and imgix on one port."""
+    from orchestrator.listening import CannotListen
     from orchestrator.sandbox.config import SandboxConfig, parse_faults
     from orchestrator.sandbox.server import RunningSandbox, serve_forever
 
@@ -666,6 +689,8 @@ def status(
     json_output: JsonOption = False,
 ) -> None:
     """List the jobs in the database, where each stands and how far each phase got."""
+    from orchestrator.service import jobs as job_views
+
     cfg = settings()
     found = run_async(
         lambda: with_store(cfg, lambda s: job_views.status(s, state=state, limit=limit, ref=job))
@@ -703,6 +728,8 @@ def status(
 @app.command()
 def history(job: JobArgument, json_output: JsonOption = False) -> None:
     """Show every transition, retry, resume and error of a job."""
+    from orchestrator.service import jobs as job_views
+
     cfg = settings()
     found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history_view(s, job)))
     if json_output:
@@ -736,6 +763,9 @@ def retry(
     json_output: JsonOption = False,
 ) -> None:
     """Retry a failed job: only its failed photos and steps are done again."""
+    from orchestrator.service import jobs as job_views
+    from orchestrator.service.batch import retry_and_drive
+
     cfg = settings()
     if reset_only:
         found = run_async(lambda: with_store(cfg, lambda s: job_views.retry_view(s, job)))
@@ -753,6 +783,8 @@ def retry(
 @app.command()
 def cancel(job: JobArgument, json_output: JsonOption = False) -> None:
     """Stop a job for good (a running driver stops at its next heartbeat)."""
+    from orchestrator.service import jobs as job_views
+
     cfg = settings()
     found = run_async(lambda: with_store(cfg, lambda s: job_views.cancel_view(s, job)))
     if json_output:
@@ -777,6 +809,8 @@ def approve(
     json_output: JsonOption = False,
 ) -> None:
     """Approve a job waiting for review (or some of its photos), so it goes on to delivery."""
+    from orchestrator.service import review as review_actions
+
     cfg = settings()
     done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
     if json_output:
@@ -854,6 +888,7 @@ def submit(
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
     from orchestrator.service.submit import submit_folder
+    from orchestrator.workflow.planning import RunRequest
 
     cfg = settings()
     request = RunRequest(
@@ -1186,6 +1221,7 @@ def deliveries(job: JobArgument, json_output: JsonOption = False) -> None:
 def deliver(job: JobArgument, json_output: JsonOption = False) -> None:
     """Deliver again the photos of a completed job whose file or keywords changed (and the
     flagged ones approved since); unchanged photos are skipped."""
+    from orchestrator.reporting import make_reporter
     from orchestrator.service.deliveries import redeliver
 
     cfg = settings()
@@ -1232,6 +1268,8 @@ def purge(
 @app.command("config")
 def show_config(json_output: JsonOption = False) -> None:
     """Show the settings in effect (secrets masked), where each came from, and the database."""
+    from orchestrator.config import effective_settings
+
     cfg = settings()
     shown = effective_settings(cfg)
     if json_output:
