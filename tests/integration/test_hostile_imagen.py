@@ -24,6 +24,7 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.service import jobs as job_views
 from orchestrator.service.receiver import OTHER_STATUS, CallbackBody
 from orchestrator.states import JobState
+from orchestrator.workflow.shoot_record import RECORD
 from tests.engine_harness import API_KEY, Harness, harness
 from tests.resume_support import make_crash_shoot
 
@@ -301,6 +302,7 @@ async def test_fuzzed_lists_and_statuses_end_cleanly_and_write_only_in_the_outpu
                 case
             )
         created = _tree(tmp_path) - before
-        outputs = (Path(job.edited_dir), Path(job.exported_dir))
+        # The outputs, and the shoot's own record of its jobs (written by planning).
+        outputs = (Path(job.edited_dir), Path(job.exported_dir), shoot / RECORD.parent)
         for path in created:
             assert path in outputs or any(o in path.parents for o in outputs), (case, path)
