@@ -234,9 +234,21 @@ def tag_options(
     chosen = {key: value for key, value in given.items() if value is not None}
     if not tag:
         if chosen:
-            fail(f"--{next(iter(chosen)).replace('_', '-')} and the other tag options need --tag")
+            fail(f"{TAG_FLAGS[next(iter(chosen))]} and the other tag options need --tag")
         return None
     return chosen
+
+
+TAG_FLAGS = {
+    "languages": "--tag-language",
+    "threshold": "--tag-threshold",
+    "min_keywords": "--tag-min",
+    "max_keywords": "--tag-max",
+    "categorizer": "--categorize",
+    "moderate": "--moderate",
+    "long_side": "--tag-long-side",
+}
+"""The command-line option of each field of the tag spec, for messages."""
 
 
 class Sidecars(StrEnum):
@@ -480,37 +492,40 @@ def run(
     from orchestrator.workflow.planning import RunRequest
 
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
+    spec = job_spec(
+        export,
+        photography_type,
+        tool,
+        crop_aspect_ratio,
+        sky_template,
+        hdr_compression,
+        tag=tag_options(
+            tag,
+            tag_language,
+            tag_threshold,
+            tag_min,
+            tag_max,
+            categorize,
+            moderate,
+            tag_long_side,
+        ),
+        review=review,
+        deliver=deliver,
+        deliver_path=deliver_path,
+        deliver_description=deliver_description,
+        sidecars=sidecars,
+        flat=flat,
+    )
     request = RunRequest(
         source=folder,
         profiles=profile,
-        spec=job_spec(
-            export,
-            photography_type,
-            tool,
-            crop_aspect_ratio,
-            sky_template,
-            hdr_compression,
-            tag=tag_options(
-                tag,
-                tag_language,
-                tag_threshold,
-                tag_min,
-                tag_max,
-                categorize,
-                moderate,
-                tag_long_side,
-            ),
-            review=review,
-            deliver=deliver,
-            deliver_path=deliver_path,
-            deliver_description=deliver_description,
-            sidecars=sidecars,
-            flat=flat,
-        ),
+        spec=spec,
         again=again,
         prefix_subfolders=prefix_subfolders,
-        options_given=bool(profile or export or photography_type or tool)
-        or any(v is not None for v in (crop_aspect_ratio, sky_template, hdr_compression)),
+        # Anything asked beyond the defaults is news to a job that exists: the planner says
+        # which of it that job will not apply.
+        options_given=bool(profile)
+        or spec.to_stored() != job_spec(False, None, [], None, None, None).to_stored(),
     )
     needs_services(request.spec, cfg=cfg)
     with reporter(json_output) as display:

@@ -27,6 +27,7 @@ from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
+from orchestrator.service.wiring import ConfigError, require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
@@ -214,6 +215,10 @@ class Pages:
             raise StateConflict(f"job {job.id[:8]} was not asked to deliver to imgix")
         if job.state != JobState.COMPLETED:
             raise StateConflict(f"job {job.id[:8]} is {job.state}: it delivers as it completes")
+        try:
+            require_settings([JobSpec.from_stored(job.options)], self._settings)
+        except ConfigError as exc:
+            raise StateConflict(str(exc)) from None
         task = asyncio.create_task(redeliver(job.id, self._settings, NullProgress()))
         self._deliveries.add(task)
         task.add_done_callback(self._delivery_done)

@@ -53,7 +53,8 @@ class Pipeline:
 
     def _forward_moves(self) -> dict[str, set[str]]:
         """Within a stage, each state to the next; from a stage's last state, to the first
-        state of each later stage a spec can lead to (skipping stages not asked for)."""
+        state of each later stage a spec can lead to (skipping stages not asked for). Stages
+        sharing one `applies` come together: none is entered halfway along, nor left early."""
         moves: dict[str, set[str]] = {}
         for index, stage in enumerate(self.stages):
             for current, following in zip(stage.states, stage.states[1:], strict=False):
@@ -61,10 +62,9 @@ class Pipeline:
             ends = moves.setdefault(stage.states[-1], set())
             for position in range(index + 1, len(self.stages)):
                 later, before = self.stages[position], self.stages[position - 1]
-                # Stages sharing one `applies` come together: none is entered halfway along.
                 if position == index + 1 or later.applies is not before.applies:
                     ends.add(later.states[0])
-                if later.applies is None:
+                if later.applies is None or later.applies is stage.applies:
                     break
             else:
                 ends.add(JobState.COMPLETED)

@@ -143,3 +143,12 @@ def test_a_database_that_cannot_be_used_is_named_without_its_password(
         assert done.returncode == 2, text
         assert "cannot use the job database" in text and says in text
         assert "Traceback" not in text and "pw-4242" not in text
+
+
+def test_a_tag_option_without_tag_names_its_own_flag(env: dict[str, str], tmp_path: Path) -> None:
+    make_sample_shoot(tmp_path / "shoot")
+    refused = orchestrator(
+        "run", str(tmp_path / "shoot"), "--profile", "2001", "--tag-threshold", "50", env=env
+    )
+    assert refused.returncode == 2
+    assert "--tag-threshold and the other tag options need --tag" in refused.stderr

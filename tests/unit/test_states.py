@@ -60,6 +60,8 @@ def test_no_state_moves_backwards_or_jumps_ahead() -> None:
         check_transition(JobState.QUEUED, JobState.UPLOADING)
     with pytest.raises(IllegalTransition):  # into the export's download without the export
         check_transition(JobState.DOWNLOADING_EDITS, JobState.EXPORTED)
+    with pytest.raises(IllegalTransition):  # out of the export without its download
+        check_transition(JobState.EXPORTING, JobState.TAGGING)
 
 
 def test_terminal_states_are_final_except_failed() -> None:
