@@ -118,8 +118,8 @@ QUICK = Scale(
     big_mb=120,
     rounds=3,
     big_rounds=1,
-    tiny_photos=2_000,
-    kill_at=1_000,
+    tiny_photos=1_000,
+    kill_at=500,
     resume_rounds=1,
     cli_runs=5,
     shaped_files=6,
@@ -220,24 +220,29 @@ def check_edits_downloaded(base_url: str, project: str, count: int) -> None:
         raise RuntimeError(f"edits of {project}: {outputs}, downloads {downloads}")
 
 
-def orchestrator_run(sandbox: SandboxProcess, shoot: Path, database: Path, profile: str) -> Timed:
-    """`orchestrator run SHOOT` as a user types it, to its exit; checked in the ledger."""
+def orchestrator_run(
+    sandbox: SandboxProcess,
+    shoot: Path,
+    photos: list[transfer.Photo],
+    database: Path,
+    profile: str,
+) -> Timed:
+    """`orchestrator run SHOOT` (holding `photos`) as a user types it, to its exit; checked."""
     before = project_uuids(sandbox.base_url)
     os.sync()  # no contender pays for the previous one's writeback
     timed = timed_process(
         [ORCHESTRATOR, "run", str(shoot), "--profile", profile, "--concurrency", str(CONCURRENCY)],
         env=orchestrator_env(sandbox.api_url, f"sqlite:///{database}"),
     )
-    check_whole_flow(sandbox.base_url, only_new_project(sandbox.base_url, before), shoot)
+    check_whole_flow(sandbox.base_url, only_new_project(sandbox.base_url, before), photos)
     return timed
 
 
-def check_whole_flow(base_url: str, project: str, shoot: Path) -> None:
-    """Every photo of the shoot arrived once and intact, and each edit came down once.
+def check_whole_flow(base_url: str, project: str, photos: list[transfer.Photo]) -> None:
+    """Every photo arrived once and intact, and each edit came down once.
 
     Blocking: a sandbox in this process is asked from a thread (`asyncio.to_thread`).
     """
-    photos = hashed_photos(shoot)
     transfer.check_uploads(base_url, project, photos)
     check_edits_downloaded(base_url, project, len(photos))
 
@@ -317,7 +322,9 @@ def upload_round(
             else:
                 run_shoot = linked_copy(photos, work / f"run-{number}")
                 database = work / f"run-{number}.sqlite"
-                done[contender] = orchestrator_run(sandbox, run_shoot, database, RAW_PROFILE)
+                done[contender] = orchestrator_run(
+                    sandbox, run_shoot, photos, database, RAW_PROFILE
+                )
     return done
 
 
@@ -393,7 +400,8 @@ def memory_lines(scale: Scale, work: Path, peaks: dict[str, list[float]]) -> lis
     for number in range(scale.big_rounds):
         with sandbox_process("--edit-seconds", "0") as sandbox:
             run_shoot = linked_copy(photos, work / f"big-{number}")
-            timed = orchestrator_run(sandbox, run_shoot, work / f"big-{number}.sqlite", RAW_PROFILE)
+            database = work / f"big-{number}.sqlite"
+            timed = orchestrator_run(sandbox, run_shoot, photos, database, RAW_PROFILE)
         log(f"row 2, {scale.big_mb} MB files, round {number + 1}: {timed}")
         big.append(timed.peak_rss_mb)
     shutil.rmtree(shoot)
@@ -502,7 +510,8 @@ async def whole_job(
     if run.returncode != 0:
         raise RuntimeError(f"the {scale.tiny_photos}-photo run exited {run.returncode}")
     project = await asyncio.to_thread(only_new_project, running.base_url, before)
-    await asyncio.to_thread(check_whole_flow, running.base_url, project, template)
+    photos = hashed_photos(template)
+    await asyncio.to_thread(check_whole_flow, running.base_url, project, photos)
 
     name = f"speed-sdk-quick-edit-{time.time_ns()}"
     edits = work / "tiny-sdk-edits"
@@ -522,11 +531,11 @@ async def whole_job(
         raise RuntimeError("the SDK's quick_edit failed")
     sdk_seconds = time.perf_counter() - started
     sdk_project = await asyncio.to_thread(project_named, running.base_url, name)
-    await asyncio.to_thread(check_whole_flow, running.base_url, sdk_project, template)
+    await asyncio.to_thread(check_whole_flow, running.base_url, sdk_project, photos)
     log(f"row 4: ours {run.seconds:.1f} s, the SDK's quick_edit {sdk_seconds:.1f} s")
     measure = f"{scale.tiny_photos} x ~200 B JPEG job end to end (SQLite, edit 0), s"
-    # The goal is for 10,000 photos; a smaller --quick job gets its share of it.
-    limit = 25 * scale.tiny_photos / FULL.tiny_photos
+    # The goal is for 10,000 photos: a smaller --quick job is not judged against it.
+    full = scale.tiny_photos == FULL.tiny_photos
     return [
         Line(
             row="4",
@@ -534,8 +543,8 @@ async def whole_job(
             figure=f"{run.seconds:.1f}",
             baseline="-",
             ratio="-",
-            goal=f"<= {limit:.0f} s",
-            met=run.seconds <= limit,
+            goal="<= 25 s" if full else "(<= 25 s for 10,000)",
+            met=run.seconds <= 25 if full else None,
         ),
         Line(
             row="4",
@@ -599,7 +608,7 @@ def command_line(scale: Scale, work: Path) -> list[Line]:
         for number in range(3):
             shoot = work / f"status-{number}"
             make_sample_shoot(shoot, raw=0, jpeg=200, seed=number)
-            orchestrator_run(sandbox, shoot, database, str(JPEG_PROFILE))
+            orchestrator_run(sandbox, shoot, hashed_photos(shoot), database, str(JPEG_PROFILE))
     listed = subprocess.run(
         [ORCHESTRATOR, "status", "--json"], env=env, capture_output=True, text=True, check=True
     )
@@ -813,6 +822,7 @@ def main() -> None:
     scale = QUICK if args.quick else FULL
     work = Path(tempfile.mkdtemp(prefix="speed-benchmark-"))
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     lines: list[Line] = []
     try:
         log(f"{'quick' if args.quick else 'full'} run, rows {sorted(rows)}, in {work}")
@@ -831,11 +841,10 @@ def main() -> None:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()
     print(
-        f"issue 16's rows, {'--quick' if args.quick else 'full'} run, "
-        f"{time.perf_counter() - started:.0f} s, {os.cpu_count()} cores, load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end"
+        f"issue 16's rows, {'--quick' if args.quick else 'full'} run of "
+        f"{time.perf_counter() - started:.0f} s on {os.cpu_count()} cores, load average (1 min) "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print_table(lines)
 
