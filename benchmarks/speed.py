@@ -191,13 +191,14 @@ def linked_copy(photos: list[transfer.Photo], folder: Path) -> Path:
     return folder
 
 
-def ledger(base_url: str) -> dict[str, Any]:
-    """The sandbox's ledger."""
-    return transfer.api_ledger(base_url)
+def projects(base_url: str) -> list[dict[str, Any]]:
+    """The projects in the sandbox's ledger."""
+    found: list[dict[str, Any]] = transfer.api_ledger(base_url)["projects"]
+    return found
 
 
 def project_uuids(base_url: str) -> set[str]:
-    return {project["project_uuid"] for project in ledger(base_url)["projects"]}
+    return {project["project_uuid"] for project in projects(base_url)}
 
 
 def only_new_project(base_url: str, before: set[str]) -> str:
@@ -207,13 +208,13 @@ def only_new_project(base_url: str, before: set[str]) -> str:
 
 
 def project_named(base_url: str, name: str) -> str:
-    [project] = [p["project_uuid"] for p in ledger(base_url)["projects"] if p["name"] == name]
+    [project] = [p["project_uuid"] for p in projects(base_url) if p["name"] == name]
     return project
 
 
 def check_edits_downloaded(base_url: str, project: str, count: int) -> None:
     """Each of the project's `count` edit outputs was downloaded once, no more."""
-    [record] = [p for p in ledger(base_url)["projects"] if p["project_uuid"] == project]
+    [record] = [p for p in projects(base_url) if p["project_uuid"] == project]
     downloads = record["downloads_completed"].get("edit", {})
     if len(record["edit_outputs"]) != count or sorted(downloads.values()) != [1] * count:
         outputs = len(record["edit_outputs"])
@@ -402,7 +403,10 @@ def memory_lines(scale: Scale, work: Path, peaks: dict[str, list[float]]) -> lis
             run_shoot = linked_copy(photos, work / f"big-{number}")
             database = work / f"big-{number}.sqlite"
             timed = orchestrator_run(sandbox, run_shoot, photos, database, RAW_PROFILE)
-        log(f"row 2, {scale.big_mb} MB files, round {number + 1}: {timed}")
+        log(
+            f"row 2, {scale.big_mb} MB files, round {number + 1}: {timed.seconds:.2f} s, "
+            f"peak RSS {timed.peak_rss_mb:.0f} MB"
+        )
         big.append(timed.peak_rss_mb)
     shutil.rmtree(shoot)
     lines.append(
