@@ -656,35 +656,42 @@ def shaped_namespace() -> Iterator[list[str]]:
     """A network namespace reached through a veth pair shaped to 1 Gbit/s in each direction.
 
     Yields the command prefix that runs a process inside it. `tbf` on the host's end shapes what
-    goes in (uploads), on the namespace's end what comes out (downloads).
+    goes in (uploads), on the namespace's end what comes out (downloads). Raises NoNamespace if
+    it cannot be set up; removes what it set up.
     """
     inside = ["ip", "netns", "exec", NAMESPACE]
     host_end, far_end = "orchspeed0", "orchspeed1"
     shape = ["root", "tbf", "rate", "1gbit", "burst", "256kb", "latency", "50ms"]
-    setup = [
-        ["ip", "netns", "add", NAMESPACE],
-        ["ip", "link", "add", host_end, "type", "veth", "peer", "name", far_end],
-        ["ip", "link", "set", far_end, "netns", NAMESPACE],
-        ["ip", "addr", "add", f"{HOST_ADDRESS}/24", "dev", host_end],
-        ["ip", "link", "set", host_end, "up"],
-        [*inside, "ip", "addr", "add", f"{SANDBOX_ADDRESS}/24", "dev", far_end],
-        [*inside, "ip", "link", "set", far_end, "up"],
-        [*inside, "ip", "link", "set", "lo", "up"],
-        ["tc", "qdisc", "add", "dev", host_end, *shape],
-        [*inside, "tc", "qdisc", "add", "dev", far_end, *shape],
-    ]
+    set_up(["ip", "netns", "add", NAMESPACE])
     try:
-        for command in setup:
-            try:
-                subprocess.run(command, check=True, capture_output=True, text=True)
-            except (OSError, subprocess.CalledProcessError) as error:
-                detail = getattr(error, "stderr", None) or error
-                raise NoNamespace(f"{' '.join(command)}: {str(detail).strip()}") from error
+        for command in (
+            ["ip", "link", "add", host_end, "type", "veth", "peer", "name", far_end],
+            ["ip", "link", "set", far_end, "netns", NAMESPACE],
+            ["ip", "addr", "add", f"{HOST_ADDRESS}/24", "dev", host_end],
+            ["ip", "link", "set", host_end, "up"],
+            [*inside, "ip", "addr", "add", f"{SANDBOX_ADDRESS}/24", "dev", far_end],
+            [*inside, "ip", "link", "set", far_end, "up"],
+            [*inside, "ip", "link", "set", "lo", "up"],
+            ["tc", "qdisc", "add", "dev", host_end, *shape],
+            [*inside, "tc", "qdisc", "add", "dev", far_end, *shape],
+        ):
+            set_up(command)
         yield inside
     finally:
         # Deleting the namespace deletes its end of the veth pair, and with it the host's end.
         subprocess.run(["ip", "netns", "del", NAMESPACE], check=False, capture_output=True)
         subprocess.run(["ip", "link", "del", host_end], check=False, capture_output=True)
+
+
+def set_up(command: list[str]) -> None:
+    """Run one command setting up the shaped link; NoNamespace, saying why, if it fails."""
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = str(getattr(error, "stderr", None) or error).strip()
+        if "File exists" in detail:
+            detail += f" (left by a killed run? `ip netns del {NAMESPACE}`)"
+        raise NoNamespace(f"{' '.join(command)}: {detail}") from error
 
 
 def shaped_link(scale: Scale, work: Path) -> list[Line]:
