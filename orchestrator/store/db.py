@@ -121,7 +121,11 @@ class SqliteThread:
         self._conn: Connection | None = None
 
     async def __aenter__(self) -> SqliteThread:
-        self._conn = await self._in_thread(self._engine.connect)
+        try:
+            self._conn = await self._in_thread(self._engine.connect)
+        except BaseException:
+            await asyncio.to_thread(self._executor.shutdown)
+            raise
         return self
 
     async def __aexit__(
