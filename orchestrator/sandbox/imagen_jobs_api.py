@@ -15,7 +15,7 @@ from orchestrator.sandbox.context import IMAGEN, SKY_TEMPLATES
 from orchestrator.sandbox.edit_rules import EditRuleError, parse_edit_request
 from orchestrator.sandbox.imagen_api import API_PREFIX, find_project, json_body
 from orchestrator.sandbox.jobs import Job
-from orchestrator.sandbox.processing import freeze_inputs, run_edit, run_export
+from orchestrator.sandbox.processing import freeze_inputs, release, run_edit, run_export
 from orchestrator.sandbox.responses import data, detail_error, message_error
 from orchestrator.sandbox.signing import storage_path
 
@@ -50,6 +50,8 @@ async def start_edit(request: web.Request) -> web.Response:
     project.edit_skipped = [name for name, f in project.files.items() if not f.uploads_completed]
     project.settings = settings
     project.edit_requests += 1
+    release(context.projects.memory, project.edit_outputs)
+    release(context.projects.memory, project.export_outputs)
     project.edit_outputs, project.export_outputs = {}, {}
     duration = context.config.edit_seconds
     edit = project.edit = Job(starts_at=time.monotonic(), duration=duration)

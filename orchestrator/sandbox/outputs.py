@@ -1,4 +1,5 @@
-"""How edit and export results are made from the uploads: deterministic, streamed, on disk.
+"""How edit and export results are made from the uploads: deterministic, streamed; a small
+result is kept in memory (within the sandbox's budget), a larger one written to disk.
 
 Edit: RAW → `<stem>.xmp` sidecar; DNG (and any RAW with hdr_merge) → `<stem>.dng`, the input with
 an XMP packet appended; JPEG → `<stem>.jpg`, the input with an XMP APP1 segment after SOI.
@@ -16,7 +17,13 @@ from xml.sax.saxutils import quoteattr
 
 from orchestrator.sandbox import jpeg
 from orchestrator.sandbox.edit_rules import EditSettings
-from orchestrator.sandbox.state import JPEG_EXTENSIONS, EditInput, OutputFile
+from orchestrator.sandbox.state import (
+    JPEG_EXTENSIONS,
+    SMALL_OBJECT,
+    EditInput,
+    MemoryBudget,
+    OutputFile,
+)
 
 CHUNK_SIZE = 1024 * 1024
 CONTENT_TYPES = {".xmp": "application/rdf+xml", ".dng": "image/x-adobe-dng", ".jpg": "image/jpeg"}
@@ -74,30 +81,64 @@ def xmp_packet(source: EditInput, settings: EditSettings) -> bytes:
     return text.encode()
 
 
-def _chunks(path: Path, start: int = 0) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        source.seek(start)
-        while chunk := source.read(CHUNK_SIZE):
+def _chunks(source: EditInput, start: int = 0) -> Iterator[bytes]:
+    if source.data is not None:
+        yield source.data[start:]
+        return
+    assert source.path is not None
+    with source.path.open("rb") as file:
+        file.seek(start)
+        while chunk := file.read(CHUNK_SIZE):
             yield chunk
 
 
-def _write(name: str, dest: Path, pieces: Iterable[bytes]) -> OutputFile:
-    """Write `pieces` to `dest` via a temporary name, hashing as it goes."""
+def _head(source: EditInput, count: int) -> bytes:
+    if source.data is not None:
+        return source.data[:count]
+    assert source.path is not None
+    with source.path.open("rb") as file:
+        return file.read(count)
+
+
+def _write(name: str, dest: Path, pieces: Iterable[bytes], budget: MemoryBudget) -> OutputFile:
+    """Hash `pieces` into an output: kept in memory if small and the budget allows, else
+    written to `dest` via a temporary name as they come."""
     md5 = hashlib.md5()
     size = 0
+    held: list[bytes] = []
+    out = None
     partial = dest.with_name(dest.name + ".part")
-    with partial.open("wb") as out:
+    try:
         for piece in pieces:
             md5.update(piece)
             size += len(piece)
+            if out is None and size <= SMALL_OBJECT:
+                held.append(piece)
+                continue
+            if out is None:
+                out = partial.open("wb")
+                out.writelines(held)
+                held = []
             out.write(piece)
+    finally:
+        if out is not None:
+            out.close()
+    content_type = CONTENT_TYPES[PurePath(name).suffix]
+    if out is None:
+        data = b"".join(held)
+        if budget.take(size):
+            return OutputFile(
+                name=name,
+                path=None,
+                md5_hex=md5.hexdigest(),
+                size=size,
+                content_type=content_type,
+                data=data,
+            )
+        partial.write_bytes(data)
     os.replace(partial, dest)
     return OutputFile(
-        name=name,
-        path=dest,
-        md5_hex=md5.hexdigest(),
-        size=size,
-        content_type=CONTENT_TYPES[PurePath(name).suffix],
+        name=name, path=dest, md5_hex=md5.hexdigest(), size=size, content_type=content_type
     )
 
 
@@ -106,26 +147,25 @@ def _edit_pieces(source: EditInput, name: str, packet: bytes) -> Iterable[bytes]
     if suffix == ".xmp":
         return [packet]
     if suffix == ".dng":
-        return _appended(source.path, packet)
-    with source.path.open("rb") as head:
-        if head.read(len(jpeg.SOI)) != jpeg.SOI:
-            raise OutputError(f"{source.name} is not a valid JPEG file")
-    return _jpeg_with_xmp(source.path, packet)
+        return _appended(source, packet)
+    if _head(source, len(jpeg.SOI)) != jpeg.SOI:
+        raise OutputError(f"{source.name} is not a valid JPEG file")
+    return _jpeg_with_xmp(source, packet)
 
 
-def _appended(path: Path, packet: bytes) -> Iterator[bytes]:
-    yield from _chunks(path)
+def _appended(source: EditInput, packet: bytes) -> Iterator[bytes]:
+    yield from _chunks(source)
     yield packet
 
 
-def _jpeg_with_xmp(path: Path, packet: bytes) -> Iterator[bytes]:
+def _jpeg_with_xmp(source: EditInput, packet: bytes) -> Iterator[bytes]:
     yield jpeg.SOI
     yield jpeg.xmp_segment(packet)
-    yield from _chunks(path, start=len(jpeg.SOI))
+    yield from _chunks(source, start=len(jpeg.SOI))
 
 
 def write_edit_outputs(
-    inputs: list[EditInput], folder: Path, settings: EditSettings
+    inputs: list[EditInput], folder: Path, settings: EditSettings, budget: MemoryBudget
 ) -> dict[str, OutputFile]:
     """Write the edit result of every input into `folder`; OutputError if one cannot be edited."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,12 +174,12 @@ def write_edit_outputs(
     for index, source in enumerate(inputs):
         name = edit_output_name(source.name, hdr_merge=hdr_merge)
         pieces = _edit_pieces(source, name, xmp_packet(source, settings))
-        outputs[name] = _write(name, folder / f"{index:06d}.out", pieces)
+        outputs[name] = _write(name, folder / f"{index:06d}.out", pieces, budget)
     return outputs
 
 
 def write_export_outputs(
-    inputs: list[EditInput], folder: Path, settings: EditSettings
+    inputs: list[EditInput], folder: Path, settings: EditSettings, budget: MemoryBudget
 ) -> dict[str, OutputFile]:
     """Write the exported JPEG of every input into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,5 +190,5 @@ def write_export_outputs(
             f"Imagen sandbox export of {source.name}; source md5 {source.md5_hex}; "
             f"profile {settings.profile_key}"
         ).encode()
-        outputs[name] = _write(name, folder / f"{index:06d}.out", [jpeg.with_comment(text)])
+        outputs[name] = _write(name, folder / f"{index:06d}.out", [jpeg.with_comment(text)], budget)
     return outputs

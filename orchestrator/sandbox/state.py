@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,35 @@ RAW_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
+
+SMALL_OBJECT = 256 * 1024
+"""Uploads and outputs up to this size live in memory: for thousands of tiny photos the trips
+to disk, not the bytes, were the sandbox's cost. Larger ones stream to and from disk."""
+MEMORY_BUDGET = 256 * 1024 * 1024
+"""Most bytes of small objects held in memory at once; past it they go to disk as well."""
+
+
+class MemoryBudget:
+    """Bytes the sandbox may still hold in memory; shared by the loop and the output writers."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Reserve `size` bytes for an object kept in memory; False if it must go to disk."""
+        if size > SMALL_OBJECT:
+            return False
+        with self._lock:
+            if size > self._free:
+                return False
+            self._free -= size
+            return True
+
+    def give(self, size: int) -> None:
+        """Return the bytes of an object no longer held."""
+        with self._lock:
+            self._free += size
 
 
 def image_type_of(file_name: str) -> str | None:
@@ -36,6 +66,9 @@ class StoredFile:
 
     name: str
     path: Path
+    """Where a large upload is stored."""
+    data: bytes | None = None
+    """A small upload's bytes, kept in memory (then nothing is at `path`)."""
     links_issued: int = 0
     uploads_completed: int = 0
     size: int | None = None
@@ -44,22 +77,25 @@ class StoredFile:
 
 @dataclass(frozen=True, kw_only=True)
 class OutputFile:
-    """One edit or export result ready for download."""
+    """One edit or export result ready for download: in memory (`data`) or on disk (`path`)."""
 
     name: str
-    path: Path
+    path: Path | None
     md5_hex: str
     size: int
     content_type: str
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class EditInput:
-    """An uploaded file as it was when the edit was accepted (a hard link pins its bytes)."""
+    """An uploaded file as it was when the edit was accepted (a hard link pins its bytes on
+    disk; `data`, immutable, is the bytes of one kept in memory)."""
 
     name: str
-    path: Path
+    path: Path | None
     md5_hex: str
+    data: bytes | None = None
 
 
 @dataclass(kw_only=True)
@@ -119,6 +155,8 @@ class ProjectStore:
 
     def __init__(self, root: Path) -> None:
         self._root = root
+        self.memory = MemoryBudget(MEMORY_BUDGET)
+        """What small objects of every project may still take in memory."""
         self._by_uuid: dict[str, Project] = {}
         self._by_name: dict[str, Project] = {}
 

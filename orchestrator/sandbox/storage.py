@@ -9,7 +9,8 @@ Uploads are refused, as S3 refuses them, when:
   default `application/octet-stream` does not;
 - the link was issued with an md5 and `Content-MD5` is missing or different (403, it is signed),
   or `Content-MD5` does not match the body (400 BadDigest).
-Bodies stream to a temporary file and replace the stored one only when complete and verified.
+Bodies stream to a temporary file and replace the stored one only when complete and verified;
+a small body (up to SMALL_OBJECT, within the memory budget) is kept in memory instead.
 
 Downloads answer like S3: `ETag` is the quoted md5 of the whole object, `If-Match`,
 `If-None-Match` and `If-Range` are judged against it, ranges give 206. HEAD is accepted with a
@@ -38,7 +39,7 @@ from orchestrator.sandbox.context import IMAGEN
 from orchestrator.sandbox.faults import DOWNLOAD_RESET, FAULTS, drop_connection
 from orchestrator.sandbox.responses import fail, s3_error
 from orchestrator.sandbox.signing import LinkCheck, storage_path
-from orchestrator.sandbox.state import OutputFile, Project
+from orchestrator.sandbox.state import SMALL_OBJECT, OutputFile, Project, StoredFile
 
 WRITE_CHUNK = 1024 * 1024
 TRUNCATED_BYTES = 256 * 1024  # the most a reset download sends before the connection drops
@@ -141,34 +142,76 @@ async def upload(request: web.Request) -> web.Response:
     stored = project.files.get(request.match_info["file_name"])
     if stored is None:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.")
-    # A temporary name per PUT: concurrent or interrupted uploads never touch the stored file.
-    partial = stored.path.with_name(f"{stored.path.name}.{uuid.uuid4().hex}.part")
-    refusal: web.Response | None = None
-    replaced = False
+    budget = request.app[IMAGEN].projects.memory
+    length = request.content_length or 0
+    in_memory = length <= SMALL_OBJECT and budget.take(length)
+    kept: Received | web.Response | None = None
     try:
-        digest, size = await _receive(request, partial)
-        if size != request.content_length:
-            refusal = s3_error(
-                400,
-                "IncompleteBody",
-                "You did not provide the number of bytes specified by the Content-Length header",
-            )
-        elif announced is not None and digest != announced:
-            refusal = s3_error(
-                400, "BadDigest", "The Content-MD5 you specified did not match what we received."
-            )
+        if in_memory:
+            kept = await _receive_small(request, announced)
         else:
-            os.replace(partial, stored.path)
-            replaced = True
+            kept = await _receive_large(request, stored, announced)
     finally:
-        if not replaced:
-            partial.unlink(missing_ok=True)
-    if refusal is not None:
-        return refusal
+        if in_memory and not isinstance(kept, tuple):
+            budget.give(length)
+    if not isinstance(kept, tuple):
+        assert kept is not None
+        return kept
+    if stored.data is not None:
+        budget.give(len(stored.data))
+    stored.data, digest, size = kept
     stored.uploads_completed += 1
     stored.size = size
     stored.md5_hex = digest.hex()
     return web.Response(status=200, headers={hdrs.ETAG: f'"{stored.md5_hex}"'})
+
+
+Received = tuple[bytes | None, bytes, int]
+"""An upload accepted: the bytes if kept in memory (None: at the stored path), md5, size."""
+
+
+def _check_body(
+    request: web.Request, digest: bytes, size: int, announced: bytes | None
+) -> web.Response | None:
+    """The refusal of a body that is not what was announced, if it is not."""
+    if size != request.content_length:
+        return s3_error(
+            400,
+            "IncompleteBody",
+            "You did not provide the number of bytes specified by the Content-Length header",
+        )
+    if announced is not None and digest != announced:
+        return s3_error(
+            400, "BadDigest", "The Content-MD5 you specified did not match what we received."
+        )
+    return None
+
+
+async def _receive_small(request: web.Request, announced: bytes | None) -> Received | web.Response:
+    """A small body read into memory (hashing a few kilobytes costs less than a thread trip)."""
+    data = await request.content.read()
+    digest = hashlib.md5(data).digest()
+    refusal = _check_body(request, digest, len(data), announced)
+    if refusal is not None:
+        return refusal
+    return data, digest, len(data)
+
+
+async def _receive_large(
+    request: web.Request, stored: StoredFile, announced: bytes | None
+) -> Received | web.Response:
+    """A body streamed to a temporary file that replaces the stored one once verified."""
+    # A temporary name per PUT: concurrent or interrupted uploads never touch the stored file.
+    partial = stored.path.with_name(f"{stored.path.name}.{uuid.uuid4().hex}.part")
+    try:
+        digest, size = await _receive(request, partial)
+        refusal = _check_body(request, digest, size, announced)
+        if refusal is not None:
+            return refusal
+        os.replace(partial, stored.path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return None, digest, size
 
 
 class StoredObjectResponse(web.FileResponse):
@@ -182,6 +225,7 @@ class StoredObjectResponse(web.FileResponse):
     def __init__(
         self, output: OutputFile, *, drop_range: bool, on_full_body: Callable[[], None]
     ) -> None:
+        assert output.path is not None
         super().__init__(output.path, headers={hdrs.CONTENT_TYPE: output.content_type})
         self._etag = f'"{output.md5_hex}"'
         self._size = output.size
@@ -228,10 +272,42 @@ async def _truncated(request: web.Request, output: OutputFile) -> web.StreamResp
     )
     response.content_length = output.size
     await response.prepare(request)
-    async with aiofiles.open(output.path, "rb") as source:
-        await response.write(await source.read(min(TRUNCATED_BYTES, output.size // 2)))
+    sent = min(TRUNCATED_BYTES, output.size // 2)
+    if output.data is not None:
+        await response.write(output.data[:sent])
+    else:
+        assert output.path is not None
+        async with aiofiles.open(output.path, "rb") as source:
+            await response.write(await source.read(sent))
     await drop_connection(request)
     return response
+
+
+def _from_memory(
+    request: web.Request, output: OutputFile, data: bytes, *, drop_range: bool
+) -> tuple[web.Response, bool]:
+    """A small object's answer, judging Range as FileResponse does for one on disk; and
+    whether it sends the body to its end."""
+    headers = {
+        hdrs.CONTENT_TYPE: output.content_type,
+        hdrs.ETAG: f'"{output.md5_hex}"',
+        hdrs.ACCEPT_RANGES: "bytes",
+    }
+    size = len(data)
+    try:
+        wanted = slice(None, None) if drop_range else request.http_range
+    except ValueError:  # a Range header that does not parse
+        wanted = slice(size, None)
+    if wanted.start is None:
+        return web.Response(body=data, headers=headers), True
+    start, end = wanted.start, size if wanted.stop is None else min(wanted.stop, size)
+    if start < 0 and wanted.stop is None:  # the last -start bytes
+        start = max(0, start + size)
+    if start >= size:
+        headers[hdrs.CONTENT_RANGE] = f"bytes */{size}"
+        return web.Response(status=416, headers=headers), False
+    headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{end - 1}/{size}"
+    return web.Response(status=206, body=data[start:end], headers=headers), end == size
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -264,9 +340,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     def count() -> None:
         project.downloads_completed[area][name] += 1
 
-    return StoredObjectResponse(
-        output, drop_range=not _range_still_valid(request, etag), on_full_body=count
-    )
+    drop_range = not _range_still_valid(request, etag)
+    if output.data is not None:
+        response, to_the_end = _from_memory(request, output, output.data, drop_range=drop_range)
+        if request.method == hdrs.METH_GET and to_the_end:
+            count()
+        return response
+    return StoredObjectResponse(output, drop_range=drop_range, on_full_body=count)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

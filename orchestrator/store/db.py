@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PRIVATE_FOLDER_MODE = 0o700
@@ -96,3 +104,56 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class SqliteThread:
+    """A connection to a SQLite file on a thread of its own, for work done in one trip there.
+
+    Configured as the engine's connections are (WAL, busy timeout, synchronous=NORMAL); used as
+    `async with SqliteThread(path) as thread: await thread.run(fn, ...)`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._engine = create_sync_engine(f"sqlite:///{path}", poolclass=NullPool)
+        event.listen(self._engine, "connect", _configure_sqlite)
+        # One thread: the connection is made, used and closed there, as sqlite3 wants.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> SqliteThread:
+        try:
+            self._conn = await self._in_thread(self._engine.connect)
+        except BaseException:
+            await asyncio.to_thread(self._executor.shutdown)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._conn is not None:
+                await self._in_thread(self._conn.close)
+            await self._in_thread(self._engine.dispose)
+        finally:
+            # Waits for a batch still running (its caller was cancelled) to end first.
+            await asyncio.to_thread(self._executor.shutdown)
+
+    async def run(
+        self, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`work(connection, ...)` in one transaction, committed if it returns, else rolled back."""
+        conn = self._conn
+        assert conn is not None, "SqliteThread used outside its `async with`"
+
+        def transaction() -> R:
+            with conn.begin():
+                return work(conn, *args, **kwargs)
+
+        return await self._in_thread(transaction)
+
+    async def _in_thread(self, work: Callable[[], R]) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)

@@ -33,6 +33,7 @@ from orchestrator.sandbox import (
     start_sandbox,
 )
 from orchestrator.sandbox.jpeg import EOI, SOI, TEMPLATE, with_comment
+from orchestrator.sandbox.state import SMALL_OBJECT
 
 KEY = "test-key"
 EDIT_SECONDS = 0.3
@@ -550,6 +551,50 @@ async def test_downloads_answer_conditional_requests_like_s3(
     assert (await fetch(http, url.replace("/edit/", "/export/")))[0] == 403
     # Full bodies count as completed downloads: the first GET, the resumed 206s, the If-Range 200.
     assert ledger_project(sandbox, project)["downloads_completed"]["edit"] == {"A.jpg": 4}
+
+
+RANGES: list[
+    tuple[Callable[[int], str], tuple[int, int] | Callable[[int], tuple[int, int]] | None]
+] = [
+    (lambda n: "bytes=0-", lambda n: (0, n)),
+    (lambda n: "bytes=10-19", (10, 20)),
+    (lambda n: "bytes=0-0", (0, 1)),
+    (lambda n: "bytes=-5", lambda n: (n - 5, n)),
+    (lambda n: "bytes=-999999999", lambda n: (0, n)),
+    (lambda n: "bytes=5-999999999", lambda n: (5, n)),
+    (lambda n: f"bytes={n}-", None),
+    (lambda n: "bytes=abc", None),
+]
+"""Range headers for an object of n bytes, and the slice each answers (None: 416)."""
+
+
+async def test_small_objects_in_memory_answer_ranges_as_those_on_disk(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    """Small objects are served from memory, larger ones from disk: the same answers."""
+    files = {"S.jpg": jpeg_bytes("s"), "L.jpg": SOI + bytes(range(256)) * 2048}
+    assert len(files["L.jpg"]) > SMALL_OBJECT
+    project = await edited_project(http, sandbox, files)
+    for name, url in (await download_links(http, sandbox, project, "edit")).items():
+        status, whole, headers = await fetch(http, url)
+        size = len(whole)
+        assert (status, headers["Accept-Ranges"]) == (200, "bytes"), name
+        for header, wanted in RANGES:
+            status, body, headers = await fetch(http, url, headers={"Range": header(size)})
+            if wanted is None:
+                assert (status, headers["Content-Range"]) == (416, f"bytes */{size}"), name
+                continue
+            start, end = wanted(size) if callable(wanted) else wanted
+            assert (status, body) == (206, whole[start:end]), (name, header(size))
+            assert headers["Content-Range"] == f"bytes {start}-{end - 1}/{size}", name
+        async with http.head(url, headers={"Range": "bytes=3-"}) as response:
+            assert response.status == 206 and await response.read() == b""
+            assert response.headers["Content-Length"] == str(size - 3)
+    # The whole bodies and the ranges to the end count as completed downloads.
+    assert ledger_project(sandbox, project)["downloads_completed"]["edit"] == {
+        "S.jpg": 5,
+        "L.jpg": 5,
+    }
 
 
 async def test_large_upload_streams_to_disk(

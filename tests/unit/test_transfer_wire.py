@@ -12,6 +12,7 @@ import errno
 import hashlib
 import math
 import os
+import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -441,6 +442,52 @@ SIZES = [
     pytest.param(download_module.SMALL_FILE, id="small-received-whole"),
 ]
 """Outputs above SMALL_FILE are streamed to the partial; smaller ones are received whole."""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_download_returns_only_after_a_folder_sync_that_saw_its_rename(
+    storage: FakeStorage,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    """The caller checkpoints a download once it returns, so the fsync of the folder that makes
+    its rename durable must have started after the rename (shared or not), and ended."""
+    names = [f"{letter}.xmp" for letter in "ABCD"]
+    log: list[tuple[str, frozenset[str]]] = []
+    gate = threading.Event()
+
+    def fsync_folder(folder: Path) -> None:
+        log.append(("sync started", frozenset(os.listdir(folder))))
+        gate.wait()
+        log.append(("sync ended", frozenset()))
+
+    monkeypatch.setattr(download_module, "_fsync_folder", fsync_folder)
+    transfers = make(session)
+
+    async def fetch(name: str) -> None:
+        storage.serve(name, payload(size))
+        await transfers.download(link=storage.link(name), folder=tmp_path, file_name=name)
+        log.append((f"returned {name}", frozenset()))
+
+    fetches = [asyncio.create_task(fetch(name)) for name in names]
+    # Every file renamed into place while no folder sync may end: none may have returned. The
+    # renames happen in worker threads that signal nothing, so the disk is looked at.
+    while not all((tmp_path / name).exists() for name in names):  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+    assert not any(task.done() for task in fetches)
+    gate.set()
+    await asyncio.gather(*fetches)
+    for name in names:
+        returned = next(i for i, (entry, _) in enumerate(log) if entry == f"returned {name}")
+        covering = [
+            i
+            for i, (entry, seen) in enumerate(log[:returned])
+            if entry == "sync started" and name in seen
+        ]
+        assert covering, (name, log)
+        assert ("sync ended", frozenset()) in log[covering[0] : returned], (name, log)
 
 
 @pytest.mark.parametrize("size", SIZES)
