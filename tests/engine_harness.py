@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,24 @@ class Harness:
         The lease stays with an owner that looks like a dead process of this host.
         """
         engine = self.engine(dead_owner(), store=_KeepsLease(self.store.engine))
+        loop = asyncio.get_running_loop()
+        workers = ThreadPoolExecutor(thread_name_prefix="crashing")
+        loop.set_default_executor(workers)
         plan.task = asyncio.create_task(engine.drive(job_id))
-        with crashing_at(plan):
-            try:
-                await plan.task
-            except (SimulatedCrash, asyncio.CancelledError):
-                assert plan.crashed
-                return True
-        return plan.crashed
+        try:
+            with crashing_at(plan):
+                try:
+                    await plan.task
+                except (SimulatedCrash, asyncio.CancelledError):
+                    assert plan.crashed
+                    return True
+            return plan.crashed
+        finally:
+            # A real crash stops the worker threads too; a simulated one only unwinds the
+            # loop's side, and a thread may still be writing or renaming a file. Let their
+            # work end (as a crash a moment later would have left it) before anyone looks.
+            loop.set_default_executor(ThreadPoolExecutor())
+            await asyncio.to_thread(workers.shutdown)
 
     def ledger_project(self, job_id: str) -> dict[str, Any] | None:
         """The job's project in the ledger (by its deterministic name), if it exists."""
