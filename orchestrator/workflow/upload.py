@@ -288,7 +288,8 @@ async def _check_sources(
     """
     vanished: list[PhotoRecord] = []
     changed = False
-    paths = [source / photo.rel_path for photo in photos]
+    # Plain strings, not Paths: making 10,000 Paths took as long as the stats.
+    paths = [os.path.join(source, photo.rel_path) for photo in photos]
     # One trip to a thread for all of them: on a network share 10,000 stats take a while.
     stats = await asyncio.to_thread(_stat_each, paths)
     for photo, path, stat in zip(photos, paths, stats, strict=True):
@@ -315,7 +316,7 @@ async def _check_sources(
             continue
         md5 = ""
         if stat.st_size == photo.size and photo.md5:
-            md5 = await _md5_or_empty(path, photo.size)
+            md5 = await _md5_or_empty(Path(path), photo.size)
             if md5 == photo.md5:
                 # Touched, not changed: remember the new mtime so it is not hashed again.
                 await ctx.store.set_photo_source(
@@ -384,12 +385,12 @@ async def _follow_or_leave_out(
     )
 
 
-def _stat_each(paths: list[Path]) -> list[os.stat_result | OSError]:
+def _stat_each(paths: list[str]) -> list[os.stat_result | OSError]:
     """Each file's stat, or why it cannot be had; runs in a worker thread."""
     results: list[os.stat_result | OSError] = []
     for path in paths:
         try:
-            results.append(path.stat())
+            results.append(os.stat(path))
         except OSError as exc:
             results.append(exc)
     return results
