@@ -1,4 +1,5 @@
-"""What the benchmarks share: a sandbox process, a small blocking Imagen client, process figures."""
+"""What the benchmarks share: a sandbox process, a small blocking Imagen client, process figures,
+and the environment an `orchestrator` command runs in."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +35,14 @@ class SandboxProcess:
 
 
 @contextmanager
-def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
-    """Start `orchestrator sandbox --port 0 ARGS…`; yield it once it listens; stop it after."""
+def sandbox_process(*args: str, wrapper: Sequence[str] = ()) -> Iterator[SandboxProcess]:
+    """Start `orchestrator sandbox --port 0 ARGS…`; yield it once it listens; stop it after.
+
+    `wrapper` goes before the command, e.g. `ip netns exec NAME` (which execs it: the pid stays
+    the sandbox's own).
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
+        [*wrapper, sys.executable, "-m", "orchestrator", "sandbox", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -70,6 +77,74 @@ def memory_mb(field: str = "VmHWM") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def orchestrator_env(api_url: str, db_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an `orchestrator` command against a sandbox: this one's, without any
+    IMAGEN_ or ORCH_ setting of the caller's, with fast polls and no config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
+    env.update(
+        IMAGEN_API_URL=api_url,
+        IMAGEN_API_KEY=API_KEY,
+        ORCH_DATABASE_URL=db_url,
+        ORCH_POLL_INITIAL="0.1",
+        ORCH_POLL_MAX="0.2",
+        ORCH_CONFIG=os.devnull,
+        **extra,
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A command run to its exit: wall time from just before its start to its exit, peak RSS."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+def timed_process(
+    command: Sequence[str], env: dict[str, str] | None = None, *, sample_seconds: float = 0.005
+) -> Timed:
+    """Run `command` to its exit (output discarded, stderr shown if it fails); time it.
+
+    Its peak RSS is its own VmHWM, read from /proc by a thread while it runs (VmHWM only grows,
+    so the last reading is within `sample_seconds` of its exit); the rusage of a child spawned
+    from Python would include this process's own peak.
+    """
+    with tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        peaks = [0.0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(sample_seconds):
+                peaks.append(_vm_hwm_mb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        proc.wait()
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        if proc.returncode != 0:
+            stderr.seek(0)
+            failure = stderr.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{failure}")
+    return Timed(seconds=seconds, peak_rss_mb=max(peaks))
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    """VmHWM of a running process in MB (10^6 bytes); 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1_000_000
+    except OSError:
+        pass
+    return 0.0
 
 
 class Imagen:

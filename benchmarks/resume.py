@@ -16,7 +16,7 @@ time, SQLite in a temporary folder unless --database-url names an empty database
    overhead (scanning, hashing, checkpoints, history, links requests).
 3. Resume: a fresh copy of the job killed by SIGKILL right after its `--kill-at`-th upload
    (ORCH_CRASH_AT=after_upload:N), then run again: time from the restart to the first new
-   upload request at storage (goal: 2 s, which rules out re-hashing finished photos), the
+   upload request at storage (goal: 0.8 s, which rules out re-hashing finished photos), the
    uploads repeated, and the time to finish.
 """
 
@@ -28,7 +28,6 @@ import base64
 import functools
 import hashlib
 import itertools
-import os
 import shutil
 import sqlite3
 import sys
@@ -41,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
+from common import API_KEY, orchestrator_env
 
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions
@@ -50,7 +50,6 @@ from orchestrator.sandbox.server import RunningSandbox, start_sandbox
 from orchestrator.store.migrate import upgrade
 from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
 
-API_KEY = "benchmark-key"
 JPEG_PROFILE = "2001"
 
 
@@ -105,16 +104,7 @@ async def orchestrator_run(
     shoot: Path, api_url: str, db_url: str, concurrency: int, **extra_env: str
 ) -> Run:
     """Run `orchestrator run SHOOT` to its end (or its death) as a child process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
-    env.update(
-        IMAGEN_API_URL=api_url,
-        IMAGEN_API_KEY=API_KEY,
-        ORCH_DATABASE_URL=db_url,
-        ORCH_POLL_INITIAL="0.1",
-        ORCH_POLL_MAX="0.2",
-        ORCH_CONFIG=os.devnull,
-        **extra_env,
-    )
+    env = orchestrator_env(api_url, db_url, **extra_env)
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -332,13 +322,23 @@ async def transfers_alone(
     return up, down
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """Part 3's figures: the restart, its first new upload request (if any) and the repeats."""
+
+    restarted: Run
+    first_upload: float | None
+    """Seconds from the restart's start to its first upload request at storage."""
+    uploads_repeated: int
+
+
 async def resume(
     work: Path,
     template: Path,
     running: RunningSandbox,
     arrivals: Arrivals,
     args: argparse.Namespace,
-) -> None:
+) -> Resumed:
     """Part 3."""
     shoot = work / "resume"
     shutil.copytree(template, shoot)
@@ -351,22 +351,28 @@ async def resume(
     restarted = await orchestrator_run(shoot, running.api_url, url, args.concurrency)
     first = arrivals.first_after(restarted.started)
     total = uploads_completed(running) - before
+    figures = Resumed(
+        restarted=restarted,
+        first_upload=None if first is None else first - restarted.started,
+        uploads_repeated=total - args.photos,
+    )
     print(
         f"\n3. resume: first run killed (exit {killed.returncode}) after "
         f"{killed.seconds:.1f} s with {at_kill} uploads done"
     )
-    if first is None:
+    if figures.first_upload is None:
         print("   the restart sent no upload at all")
     else:
         print(
             f"   restart -> first new upload request at storage: "
-            f"{first - restarted.started:.2f} s (goal <= 2 s)"
+            f"{figures.first_upload:.2f} s (goal <= 0.8 s)"
         )
     print(
         f"   restart ran to the end: exit {restarted.returncode}, {restarted.seconds:.1f} s; "
-        f"uploads repeated: {total - args.photos} (bound: {args.concurrency}, "
+        f"uploads repeated: {figures.uploads_repeated} (bound: {args.concurrency}, "
         "one kill x concurrency)"
     )
+    return figures
 
 
 if __name__ == "__main__":

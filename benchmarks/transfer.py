@@ -392,6 +392,7 @@ def benchmark_downloads(
     work: Path,
     concurrency: int,
     rounds: int,
+    downloaders: tuple[str, ...] = DOWNLOADERS,
 ) -> Runs:
     """Edit the uploaded JPEGs, then download the edits once per contender and round."""
     api.edit_and_wait(project, JPEG_PROFILE)
@@ -400,9 +401,9 @@ def benchmark_downloads(
     expected: dict[str, str] = record["edit_outputs"]
     sizes = {name: _content_length(url) for name, url in links.items()}
     total = sum(sizes.values())
-    runs: Runs = {contender: [] for contender in DOWNLOADERS}
+    runs: Runs = {contender: [] for contender in downloaders}
     for _ in range(rounds):
-        for contender in DOWNLOADERS:
+        for contender in downloaders:
             folder = work / f"downloads-{contender}"
             folder.mkdir()
             items = [

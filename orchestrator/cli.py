@@ -332,7 +332,8 @@ def job_spec(
 
 def needs_services(*specs: JobSpec, cfg: Settings) -> None:
     """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
-    from orchestrator.service.wiring import ConfigError, require_settings
+    from orchestrator.config import ConfigError
+    from orchestrator.service.wiring import require_settings
 
     try:
         require_settings(specs, cfg)
@@ -397,10 +398,10 @@ def explain(exc: Exception) -> NoReturn:
     """Exit with a message and the code that fits `exc`; re-raise what is not ours to explain."""
     from sqlalchemy.exc import DBAPIError
 
-    from orchestrator.config import ConfigProblem
+    from orchestrator.config import ConfigError, ConfigProblem
     from orchestrator.listening import CannotListen
     from orchestrator.service import review as review_actions
-    from orchestrator.service.wiring import ConfigError, database_problem
+    from orchestrator.service.database import database_problem
     from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict
     from orchestrator.workflow.planning import PlanError
     from orchestrator.workflow.shoot import ShootError
@@ -433,7 +434,7 @@ def explain(exc: Exception) -> NoReturn:
 
 async def with_store(cfg: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
     """Open the job database, use it, close it."""
-    from orchestrator.service.wiring import open_store
+    from orchestrator.service.database import open_store
 
     store = await open_store(cfg)
     try:

@@ -35,12 +35,16 @@ from pydantic_settings import (
 )
 
 from orchestrator.integrations.delivery_files import check_domain
-from orchestrator.integrations.imgix import PRODUCTION_API_URL as IMGIX_PRODUCTION_API_URL
 from orchestrator.spec import JobSpec
 from orchestrator.store.db import default_database_path
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
 IMAGGA_PRODUCTION_URL = "https://api.imagga.com/v2"
+IMGIX_PRODUCTION_API_URL = "https://api.imgix.com/api/v1"
+
+
+class ConfigError(ValueError):
+    """The settings cannot work (no API key, bad database URL, bad rate); exit code 2."""
 
 
 class ConfigProblem(ValueError):

@@ -13,17 +13,16 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.apicore import (
+from orchestrator.apicore.auth import ApiKeyHeader
+from orchestrator.apicore.client import ApiClient, Call
+from orchestrator.apicore.errors import (
     AnswerTooLarge,
     ApiAmbiguous,
     ApiBadRequest,
-    ApiClient,
     ApiCredentialsRefused,
     ApiError,
-    ApiKeyHeader,
     ApiNotFound,
     ApiUnavailable,
-    Call,
     MalformedAnswer,
 )
 from orchestrator.imagen.errors import (

@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from orchestrator.apicore import (
-    ApiClient,
-    ApiCredentialsRefused,
-    BasicAuth,
-    Call,
-    FilePart,
-    OnRetry,
-    RateLimit,
+from orchestrator.apicore.auth import BasicAuth
+from orchestrator.apicore.client import ApiClient, Call, FilePart, OnRetry, RateLimit
+from orchestrator.apicore.errors import ApiCredentialsRefused
+from orchestrator.errors import Transient
+from orchestrator.integrations.imagga_models import (
+    Category,
+    ImaggaForbidden,
+    Suggestion,
+    Usage,
+    quota_spent,
 )
-from orchestrator.errors import CredentialsRefused, Transient
 from orchestrator.retry import RetryPolicy
 
 PRODUCTION_URL = "https://api.imagga.com/v2"
@@ -33,62 +33,8 @@ IMAGGA_RETRY = RetryPolicy(initial_interval=1.0, maximum_interval=30.0, maximum_
 """429 over the concurrency cap and 5xx are retried for about two minutes."""
 IMAGGA_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
-MODERATION_CATEGORIZER = "nsfw_beta"
-SAFE_CATEGORY = "safe"
 DEFAULT_CONCURRENCY = 2
 """In flight before /usage has told the account's cap (the smallest paid plan's)."""
-
-
-class ImaggaForbidden(Transient):
-    """Imagga answered 403: the month's quota is spent or the plan lacks the feature asked for.
-
-    The job pauses with the reason; it continues once the quota resets or the plan allows it.
-    """
-
-
-class ImaggaNotConfigured(CredentialsRefused):
-    """Tagging was asked for but no Imagga key and secret are configured."""
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    """One suggested keyword and Imagga's confidence in it (0–100)."""
-
-    tag: str
-    confidence: float
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored and printed: {"tag", "confidence"}."""
-        return {"tag": self.tag, "confidence": self.confidence}
-
-
-@dataclass(frozen=True)
-class Category:
-    """One category of a categorizer and the confidence in it (0–100)."""
-
-    name: str
-    confidence: float
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored and printed: {"name", "confidence"}."""
-        return {"name": self.name, "confidence": self.confidence}
-
-
-@dataclass(frozen=True)
-class Usage:
-    """The account's quota and concurrency as `GET /usage` tells them."""
-
-    monthly_limit: int
-    monthly_processed: int
-    concurrency_max: int | None
-    concurrency_now: int | None
-    resets_at: str | None
-    """When the monthly quota resets, as Imagga says it (billing period end), if it does."""
-
-    @property
-    def left(self) -> int:
-        """Requests left this month."""
-        return max(0, self.monthly_limit - self.monthly_processed)
 
 
 class Slots:
@@ -253,16 +199,6 @@ class ImaggaClient:
             f"Imagga refused {call.name} (HTTP 403): your plan does not allow it; change "
             "the plan or drop the option that asks for it, then run again"
         )
-
-
-def quota_spent(usage: Usage, needed: int | None = None) -> str:
-    """The message for a quota too small: how much is left and when it resets."""
-    resets = f"it resets {usage.resets_at}" if usage.resets_at else "it resets with the month"
-    wanted = f" and {needed} are needed" if needed is not None else ""
-    return (
-        f"Imagga's monthly quota has {usage.left} of {usage.monthly_limit} requests left"
-        f"{wanted}; {resets}"
-    )
 
 
 def _status_text(payload: Any) -> str | None:

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from orchestrator.apicore import (
-    ApiBadRequest,
-    ApiClient,
-    ApiCredentialsRefused,
-    ApiNotFound,
-    BearerToken,
-    Call,
-    OnRetry,
-    RateLimit,
-    default_error_text,
-)
-from orchestrator.errors import CredentialsRefused
+from orchestrator.apicore.auth import BearerToken
+from orchestrator.apicore.client import ApiClient, Call, OnRetry, RateLimit, default_error_text
+from orchestrator.apicore.errors import ApiBadRequest, ApiCredentialsRefused, ApiNotFound
+from orchestrator.integrations.imgix_models import Asset, ImgixConflict, ImgixPermissionMissing
 from orchestrator.retry import RetryPolicy
 
 PRODUCTION_API_URL = "https://api.imgix.com/api/v1"
 JSON_API = "application/vnd.api+json"
-
-MAX_SIMPLE_UPLOAD_BYTES = 30 * 1000 * 1000
-"""The simple upload endpoint takes files under 30 MB; bigger ones need upload sessions."""
 
 DOCUMENTED_RATES: Mapping[str, float] = {"upload": 2.0, "get": 10.0, "purge": 10.0, "other": 4.0}
 """Calls per second imgix allows per endpoint class (refresh, 10/min, is not used)."""
@@ -63,25 +51,6 @@ def rate_limits(scale: float = 1.0) -> dict[str, RateLimit]:
     return {
         name: RateLimit(rate=1, per=1.0 / (rate * scale)) for name, rate in DOCUMENTED_RATES.items()
     }
-
-
-class ImgixPermissionMissing(CredentialsRefused):
-    """imgix refused the key for one call: it is wrong, or it lacks the permission named."""
-
-
-class ImgixConflict(ApiBadRequest):
-    """imgix refused a call because of what it already holds (an asset at the path, a purge)."""
-
-
-@dataclass(frozen=True)
-class Asset:
-    """What imgix holds at one origin path, as far as delivery cares."""
-
-    origin_path: str
-    file_size: int | None
-    categories: tuple[str, ...]
-    custom_fields: Mapping[str, str]
-    description: str | None
 
 
 class ImgixClient:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from orchestrator.integrations.imagga import SAFE_CATEGORY, Category, ImaggaClient, Suggestion
-from orchestrator.integrations.keywords import KeywordFiles
+from orchestrator.integrations.imagga_models import SAFE_CATEGORY, Category, Suggestion
 from orchestrator.spec import TagSpec
+
+if TYPE_CHECKING:
+    from orchestrator.integrations.imagga import ImaggaClient
+    from orchestrator.integrations.keywords import KeywordFiles
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.config import Settings
 from orchestrator.progress import ProgressSink
+from orchestrator.service.database import open_store
 from orchestrator.service.jobs import (
     JobView,
     PhotoFailure,
@@ -18,7 +19,7 @@ from orchestrator.service.jobs import (
     retry_move,
 )
 from orchestrator.service.signals import let_finish
-from orchestrator.service.wiring import connected, engine_config, make_engine, open_store
+from orchestrator.service.wiring import connected, engine_config, make_engine
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Store

@@ -19,8 +19,9 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.listening import start_site
+from orchestrator.service.database import open_store
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
 from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
@@ -30,13 +31,7 @@ from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
 from orchestrator.service.submit import Submitted, submit_request
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.service.wiring import (
-    ConfigError,
-    connected,
-    engine_config,
-    make_engine,
-    open_store,
-)
+from orchestrator.service.wiring import connected, engine_config, make_engine
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
 from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig

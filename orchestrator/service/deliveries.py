@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
-from orchestrator.service.wiring import (
-    ConfigError,
-    connected,
-    engine_config,
-    open_store,
-    require_settings,
-)
+from orchestrator.service.database import open_store
+from orchestrator.service.wiring import connected, engine_config, require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job

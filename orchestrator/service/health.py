@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
-
-from orchestrator.store.migrate import head_revision
+from orchestrator.store.migrate import head_revision, revision_on
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import DATABASE_ERRORS
 
@@ -25,10 +22,6 @@ class Readiness:
     schema: str
 
 
-def _revision_on(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
-
-
 class DatabaseHealth:
     """Checks the database for /readyz and for the scheduler before it claims work."""
 
@@ -40,7 +33,7 @@ class DatabaseHealth:
         """Ask the database its schema revision (which proves it answers), within a timeout."""
         try:
             async with asyncio.timeout(CHECK_TIMEOUT), self._store.engine.connect() as conn:
-                revision = await conn.run_sync(_revision_on)
+                revision = await conn.run_sync(revision_on)
         except DATABASE_ERRORS as exc:
             # The type only: driver messages may quote the connection string.
             return Readiness(False, f"unreachable ({type(exc).__name__})", "unknown")

@@ -6,8 +6,8 @@ from typing import Any
 
 import aiohttp
 
-from orchestrator.config import Settings
-from orchestrator.service.wiring import ConfigError, make_tagging
+from orchestrator.config import ConfigError, Settings
+from orchestrator.service.wiring import make_tagging
 from orchestrator.workflow.tag import NOT_CONFIGURED
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.errors import Refused
-from orchestrator.integrations.imagga import Suggestion
+from orchestrator.integrations.imagga_models import Suggestion
 from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.integrations.tagging import KeywordRules
 from orchestrator.spec import JobSpec

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from orchestrator.config import Settings
 from orchestrator.imagen.client import ImagenClient
-from orchestrator.service.wiring import connected, open_store
+from orchestrator.service.database import open_store
+from orchestrator.service.wiring import connected
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import planning_lock, queue_for_daemon

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import aiohttp
-from sqlalchemy.engine import make_url
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.imagen.client import ImagenClient
 from orchestrator.integrations.delivery_files import Urls
 from orchestrator.integrations.imagga import ImaggaClient
@@ -20,10 +19,7 @@ from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.integrations.tagging import KeywordRules, Tagging
 from orchestrator.progress import ProgressSink
 from orchestrator.spec import JobSpec
-from orchestrator.store.db import is_sqlite
-from orchestrator.store.migrate import ensure_schema, is_up_to_date
 from orchestrator.store.queries import Store, process_owner
-from orchestrator.store.scheduling import DATABASE_ERRORS
 from orchestrator.transfer.attempts import RetryReporter
 from orchestrator.transfer.limits import parse_rate
 from orchestrator.transfer.manager import (
@@ -35,10 +31,6 @@ from orchestrator.transfer.manager import (
 from orchestrator.workflow.context import Delivery, EngineConfig, Services
 from orchestrator.workflow.engine import Engine
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
-
-
-class ConfigError(ValueError):
-    """The settings cannot work (no API key, bad database URL, bad rate); exit code 2."""
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -64,36 +56,6 @@ def transfer_settings(settings: Settings) -> TransferSettings:
         bwlimit=rate,
         retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=settings.photo_attempts),
     )
-
-
-async def open_store(settings: Settings, *, require_current: bool = True) -> Store:
-    """The job database, with its schema created or upgraded when it is a SQLite file.
-
-    A Postgres database must already be at this version's schema (`orchestrator db upgrade`)
-    unless `require_current` is off (the daemon, whose /readyz says so instead).
-    """
-    url = settings.resolved_database_url()
-    try:
-        if is_sqlite(url):
-            await ensure_schema(url)
-        elif require_current and not await is_up_to_date(url):
-            raise ConfigError(
-                "the database schema is not current: run `orchestrator db upgrade` first"
-            )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    except DATABASE_ERRORS as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
-        raise ConfigError(
-            f"cannot use the job database {shown}: {database_problem(exc)}; "
-            "check ORCH_DATABASE_URL and that the database is up"
-        ) from None
-    return Store.open(url)
-
-
-def database_problem(exc: BaseException) -> str:
-    """What a database error says, without SQLAlchemy's statement dump and links."""
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 @asynccontextmanager

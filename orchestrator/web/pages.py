@@ -20,14 +20,14 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.display import visible
 from orchestrator.progress import NullProgress
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
-from orchestrator.service.wiring import ConfigError, require_settings
+from orchestrator.service.wiring import require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store

@@ -9,20 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.crashpoints import crash_point
 from orchestrator.errors import Refused, Transient
-from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.models import EditOptions, ImageType
-from orchestrator.integrations.delivery_files import Urls
-from orchestrator.integrations.imgix import ImgixClient
-from orchestrator.integrations.tagging import Tagging
 from orchestrator.progress import ProgressSink
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Move
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, Store
-from orchestrator.transfer.manager import Transfers
 from orchestrator.workflow.stage import Stage
 
 if TYPE_CHECKING:
+    # The services' types only: a command that reads the pipeline (status) loads no HTTP stack.
+    from orchestrator.imagen.client import ImagenClient
+    from orchestrator.integrations.delivery_files import Urls
+    from orchestrator.integrations.imgix import ImgixClient
+    from orchestrator.integrations.tagging import Tagging
+    from orchestrator.transfer.manager import Transfers
     from orchestrator.workflow.pipeline import Pipeline
 
 

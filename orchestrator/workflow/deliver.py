@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.apicore import ApiAmbiguous
+from orchestrator.apicore.errors import ApiAmbiguous
 from orchestrator.crashpoints import crash_point
 from orchestrator.integrations.delivery_files import (
     DeliveryRecord,
@@ -30,12 +30,7 @@ from orchestrator.integrations.delivery_files import (
     origin_path,
     write_delivery,
 )
-from orchestrator.integrations.imgix import (
-    MAX_SIMPLE_UPLOAD_BYTES,
-    Asset,
-    ImgixClient,
-    ImgixConflict,
-)
+from orchestrator.integrations.imgix_models import MAX_SIMPLE_UPLOAD_BYTES, Asset, ImgixConflict
 from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
@@ -44,6 +39,9 @@ from orchestrator.workflow.context import Delivery, JobContext, JobFailed, JobPa
 from orchestrator.workflow.download import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.stage import Stage
+
+if TYPE_CHECKING:
+    from orchestrator.integrations.imgix import ImgixClient
 
 PHASE = "deliver"
 SENT = "deliver_sent"

@@ -9,9 +9,9 @@ import stat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from orchestrator.crashpoints import crash_point
-from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.files import UnsafeFileName, keep_source_case, safe_output_path
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
@@ -26,6 +26,9 @@ from orchestrator.workflow.processing import wants_export
 from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Stage
+
+if TYPE_CHECKING:
+    from orchestrator.imagen.client import ImagenClient
 
 NAMES_NOTED = 5
 """Names quoted in one note about an odd answer before the rest are only counted."""
@@ -320,10 +323,16 @@ def download_stage(
 
 
 EDITS = Outputs(
-    "edit", "download_edits", ImagenClient.edit_download_links, lambda job: job.edited_dir
+    "edit",
+    "download_edits",
+    lambda imagen, uuid: imagen.edit_download_links(uuid),
+    lambda job: job.edited_dir,
 )
 EXPORTS = Outputs(
-    "export", "download_exports", ImagenClient.export_download_links, lambda job: job.exported_dir
+    "export",
+    "download_exports",
+    lambda imagen, uuid: imagen.export_download_links(uuid),
+    lambda job: job.exported_dir,
 )
 EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADING_EDITS))
 EXPORTS_STAGE = download_stage(

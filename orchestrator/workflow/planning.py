@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
@@ -20,6 +20,9 @@ from orchestrator.transfer.hashing import file_md5
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
 from orchestrator.workflow.tag import kind_refusal
+
+if TYPE_CHECKING:
+    from orchestrator.imagen.client import ImagenClient
 
 NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
 """States in which photos found later can still join the job (and changed ones be re-sent)."""

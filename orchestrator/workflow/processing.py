@@ -7,9 +7,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import Refused
-from orchestrator.imagen.client import ImagenClient
 from orchestrator.imagen.errors import ImagenNotFound
 from orchestrator.imagen.models import KNOWN_STATUSES, TaskStatus
 from orchestrator.spec import JobSpec
@@ -17,6 +17,9 @@ from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
 from orchestrator.workflow.intent import call_once
 from orchestrator.workflow.stage import Stage
+
+if TYPE_CHECKING:
+    from orchestrator.imagen.client import ImagenClient
 
 UNKNOWN_STATUSES_NOTED = 3
 """Unknown status words written to the history per wait; more are only polled through."""
@@ -163,13 +166,17 @@ def wants_export(spec: JobSpec) -> bool:
 
 
 EDIT = Process(
-    "edit", JobState.EDIT_REQUESTED, JobState.EDITING, ImagenClient.edit_status, _start_edit
+    "edit",
+    JobState.EDIT_REQUESTED,
+    JobState.EDITING,
+    lambda imagen, uuid: imagen.edit_status(uuid),
+    _start_edit,
 )
 EXPORT = Process(
     "export",
     JobState.EXPORT_REQUESTED,
     JobState.EXPORTING,
-    ImagenClient.export_status,
+    lambda imagen, uuid: imagen.export_status(uuid),
     _start_export,
 )
 

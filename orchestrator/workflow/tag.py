@@ -18,7 +18,7 @@ from typing import Any
 from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.models import ImageType
 from orchestrator.integrations.downscale import NotAnImage, downscale
-from orchestrator.integrations.imagga import (
+from orchestrator.integrations.imagga_models import (
     MODERATION_CATEGORIZER,
     Category,
     ImaggaNotConfigured,

@@ -12,9 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator.apicore import MalformedAnswer
+from orchestrator.apicore.errors import MalformedAnswer
 from orchestrator.errors import CredentialsRefused, Refused
-from orchestrator.integrations.imagga import ImaggaClient, ImaggaForbidden
+from orchestrator.integrations.imagga import ImaggaClient
+from orchestrator.integrations.imagga_models import ImaggaForbidden
 from orchestrator.retry import RetryPolicy
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.server import RunningSandbox, start_sandbox

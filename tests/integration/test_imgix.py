@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from orchestrator.apicore import ApiBadRequest
-from orchestrator.integrations.imgix import ImgixClient, ImgixConflict, ImgixPermissionMissing
+from orchestrator.apicore.errors import ApiBadRequest
+from orchestrator.integrations.imgix import ImgixClient
+from orchestrator.integrations.imgix_models import ImgixConflict, ImgixPermissionMissing
 from orchestrator.sandbox import RunningSandbox, SandboxConfig, start_sandbox
 from orchestrator.sandbox.imgix import MAX_UPLOAD_BYTES
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from orchestrator.store import migrate
@@ -208,6 +210,41 @@ async def test_upgrades_from_several_processes_take_turns(db_url: str) -> None:
         assert process.returncode == 0, stderr.decode()
     assert await current_revision(db_url) == head_revision()
     assert await diff_of(db_url) == []
+
+
+def test_revisions_read_from_script_names_are_alembics() -> None:
+    """Checking a database's revision reads the scripts' names, not Alembic: they must agree."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    alembic_order = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+    assert list(migrate.known_revisions()) == alembic_order
+    assert head_revision() == script.get_current_head()
+
+
+async def test_a_database_at_an_older_revision_is_not_up_to_date(db_url: str) -> None:
+    await upgrade(db_url, migrate.known_revisions()[-2])
+
+    assert await current_revision(db_url) == migrate.known_revisions()[-2]
+    assert not await is_up_to_date(db_url)
+    await ensure_schema(db_url)
+    assert await is_up_to_date(db_url)
+
+
+def test_checking_the_schema_does_not_import_alembic(tmp_path: Path) -> None:
+    """`status` and every command on an up-to-date database start without loading Alembic."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    asyncio.run(ensure_schema(url))
+    probe = (
+        "import asyncio, sys\n"
+        "from orchestrator.store.migrate import ensure_schema, is_up_to_date\n"
+        f"asyncio.run(ensure_schema({url!r}))\n"
+        f"assert asyncio.run(is_up_to_date({url!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 async def test_is_up_to_date_only_after_upgrade(db_url: str) -> None:

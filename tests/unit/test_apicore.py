@@ -17,23 +17,18 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from orchestrator.apicore import (
+from orchestrator.apicore.auth import ApiKeyHeader, Auth, BasicAuth, BearerToken
+from orchestrator.apicore.client import ApiClient, Call, RateLimit
+from orchestrator.apicore.errors import (
     AnswerTooLarge,
     ApiAmbiguous,
     ApiBadRequest,
-    ApiClient,
     ApiCredentialsRefused,
     ApiError,
-    ApiKeyHeader,
     ApiNotFound,
     ApiRefused,
     ApiUnavailable,
-    Auth,
-    BasicAuth,
-    BearerToken,
-    Call,
     MalformedAnswer,
-    RateLimit,
 )
 from orchestrator.apicore.scrub import Scrubber
 from orchestrator.errors import CredentialsRefused, OrchestratorError, Refused, Transient

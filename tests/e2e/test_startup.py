@@ -1,0 +1,63 @@
+"""What a command loads before it does anything: the quick ones stay quick (issue 16).
+
+Speed itself is measured by `benchmarks/speed.py`, never asserted here; what is asserted is the
+cause of slowness that creeps back unnoticed: a quick command importing a heavy stack it does
+not use (aiohttp costs ~0.13 s, Alembic with Mako ~0.2 s, SQLAlchemy's ORM ~0.2 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["orchestrator", *sys.argv[1:]]
+try:
+    runpy.run_module("orchestrator", run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+loaded = sorted({name.split(".")[0] for name in sys.modules})
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def loaded_by(tmp_path: Path, *args: str) -> set[str]:
+    """The top-level packages `orchestrator ARGS…` had imported when it exited (exit 0)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "ORCH_"))}
+    env.update(ORCH_CONFIG=os.devnull, ORCH_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}")
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), result.stderr
+    return set(report["loaded"])
+
+
+def test_help_loads_no_database_or_http_stack(tmp_path: Path) -> None:
+    loaded = loaded_by(tmp_path, "--help")
+
+    assert not loaded & {"aiohttp", "sqlalchemy", "alembic", "aiosqlite", "asyncpg", "PIL"}
+
+
+@pytest.mark.parametrize("args", [("status",), ("status", "--json")])
+def test_reading_commands_load_no_http_stack_or_migrations(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # The first `status` builds the SQLite schema (Alembic runs); the second finds it current.
+    loaded_by(tmp_path, "status")
+    loaded = loaded_by(tmp_path, *args)
+
+    assert not loaded & {"aiohttp", "aiolimiter", "alembic", "mako", "jinja2"}
