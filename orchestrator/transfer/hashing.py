@@ -38,7 +38,9 @@ def new_md5() -> Hasher:
 
 async def md5_of_file(path: Path, *, chunk_size: int = DEFAULT_CHUNK) -> Hasher:
     """A running MD5 over the whole file, ready to be fed more (a resumed download appends)."""
-    return await asyncio.to_thread(_hash_file, path, chunk_size)
+    # The buffer is allocated here, not in the worker thread: what a worker thread allocates
+    # stays in its own malloc arena once freed, and each worker of the pool grows one.
+    return await asyncio.to_thread(_hash_file, path, bytearray(chunk_size))
 
 
 async def file_md5(path: Path, *, chunk_size: int = DEFAULT_CHUNK) -> bytes:
@@ -57,10 +59,9 @@ def read_whole(path: Path) -> bytes:
         return file.readall()
 
 
-def _hash_file(path: Path, chunk_size: int) -> Hasher:
+def _hash_file(path: Path, buffer: bytearray) -> Hasher:
     hasher = new_md5()
     # One reusable buffer: the whole file streams through it without a fresh allocation per read.
-    buffer = bytearray(chunk_size)
     view = memoryview(buffer)
     # Never through a link, never blocking on a pipe: a photo swapped for either is refused.
     with open_reader(path) as file:

@@ -159,7 +159,9 @@ class FileUpload:
             # In a thread: a read may still be running there, and close waits for it.
             await asyncio.to_thread(file.close)
 
-    async def _send(self, url: str, body: _Body, data: AsyncIterator[bytes]) -> str | None:
+    async def _send(
+        self, url: str, body: _Body, data: AsyncIterator[bytes | bytearray]
+    ) -> str | None:
         # The link is signed for an empty Content-Type. Giving the header explicitly (empty)
         # stops aiohttp from filling in the payload's application/octet-stream; skipping the
         # auto header too keeps it out even if a future aiohttp dropped empty values.
@@ -248,11 +250,15 @@ class _Body:
         """The MD5 of the bytes read so far; None when not hashing."""
         return self._hasher.hexdigest() if self._hasher is not None else None
 
-    async def chunks(self, file: io.BufferedReader) -> AsyncIterator[bytes]:
+    async def chunks(self, file: io.BufferedReader) -> AsyncIterator[bytearray]:
         """The file's first `size` bytes in `chunk_size` pieces."""
         while self.read < self._size:
-            want = min(self._chunk_size, self._size - self.read)
-            chunk = await asyncio.to_thread(_read_hashed, file, want, self._hasher)
+            # Allocated here, filled in the worker thread: memory a worker thread allocates
+            # stays in that thread's malloc arena after it is freed, and with a pool of threads
+            # reading for eight transfers those arenas held 40 MB more than the data in flight.
+            chunk = bytearray(min(self._chunk_size, self._size - self.read))
+            count = await asyncio.to_thread(_read_hashed, file, chunk, self._hasher)
+            del chunk[count:]
             if not chunk:
                 self.failure = SourceChanged(
                     self._path, f"it ended after {self.read} of {self._size} bytes"
@@ -305,8 +311,12 @@ def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _read_hashed(file: io.BufferedReader, count: int, hasher: Hasher | None) -> bytes:
-    data = file.read(count)
+def _read_hashed(file: io.BufferedReader, chunk: bytearray, hasher: Hasher | None) -> int:
+    """Fill `chunk` from the file (short only at its end); how many bytes were read."""
+    view = memoryview(chunk)
+    count = 0
+    while count < len(chunk) and (got := file.readinto(view[count:])):
+        count += got
     if hasher is not None:
-        hasher.update(data)
-    return data
+        hasher.update(view[:count])
+    return count

@@ -69,9 +69,21 @@ class Plan:
 async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
     """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
     source = request.source.resolve()
-    # A big folder takes a while.
+    of_source = await store.jobs_for_source(str(source))
+    existing = {
+        ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
+    }
+    recorded = (
+        {}
+        if request.again
+        else {j.id: await store.recorded_photos(j.id) for j in existing.values()}
+    )
+    known = {p.rel_path: (p.size, p.mtime_ns) for photos in recorded.values() for p in photos}
+    # A big folder takes a while; the photos the jobs recorded, unchanged, are not read again.
     scan = await asyncio.to_thread(
-        functools.partial(scan_shoot, source, prefix_subfolders=request.prefix_subfolders)
+        functools.partial(
+            scan_shoot, source, prefix_subfolders=request.prefix_subfolders, known=known
+        )
     )
     plan = Plan()
     if scan.skipped:
@@ -80,10 +92,6 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
     if len(scan.refused) > SHOWN_REFUSED:
         plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
-    of_source = await store.jobs_for_source(str(source))
-    existing = {
-        ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
-    }
     if request.again:
         _check_nothing_live(existing.values())
         existing = {}
@@ -103,7 +111,7 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
         if job is None:
             job = await _create_job(store, scan, kind, photos, profiles[kind], request, plan.notes)
         else:
-            plan.notes += await _sync_photos(store, job, photos)
+            plan.notes += await _sync_photos(store, job, recorded[job.id], photos)
         plan.jobs.append(job)
     for kind, job in existing.items():
         if kind not in scan.photos:
@@ -294,13 +302,15 @@ def _new_photo(photo: FoundPhoto) -> NewPhoto:
     return NewPhoto(photo.rel_path, photo.file_name, photo.size, photo.mtime_ns)
 
 
-async def _sync_photos(store: Store, job: Job, found: list[FoundPhoto]) -> list[str]:
-    """Compare the folder with the job: report what changed, let new photos join if in time.
+async def _sync_photos(
+    store: Store, job: Job, photos: list[RecordedPhoto], found: list[FoundPhoto]
+) -> list[str]:
+    """Compare the folder with the job's `photos`: report what changed, let new photos join if
+    in time.
 
     Until every photo is uploaded, new photos join the job and the upload stage sends changed
     ones again. After that, Imagen edits the versions it has: changes are only reported.
     """
-    photos = await store.recorded_photos(job.id)
     notes = await _report_late_changes(store, job, photos, found) if _past_upload(job) else []
     known = {p.rel_path for p in photos}
     added = [p for p in found if p.rel_path not in known]

@@ -31,8 +31,15 @@ from orchestrator.workflow.stage import Stage
 
 PHASE = "upload"
 """The per-photo phase this stage records."""
-HASH_WORKERS = 2
+HASH_WORKERS = 1
 """Photos hashed at once: hashing is disk-bound, more readers only thrash the disk."""
+HASH_AHEAD_BYTES = 256 * 1024 * 1024
+"""Most bytes of photos hashed before their upload started: far enough ahead that no upload
+waits for its hash, near enough that the photos are still in the page cache when sent."""
+LINK_WAIT_BYTES = 16 * 1024 * 1024
+"""Most bytes of photos not hashed yet that a links request waits for (hashing them takes some
+20 ms): enough for a full batch of small JPEGs, so a shoot of them needs few requests, while a
+large photo's upload never waits for the hashes of the next ones."""
 SMALL_FILES_PER_TRIP = 64
 """Small photos hashed in one trip to a worker thread."""
 NAMES_NOTED = 5
@@ -45,13 +52,21 @@ result lists them, so a job never completes silently without photos it was given
 
 
 class LinkBook:
-    """Presigned upload links, asked for in batches just before they are needed."""
+    """Presigned upload links, asked for just before they are needed, in batches that grow.
 
-    def __init__(self, ctx: JobContext, photos: Sequence[PhotoRecord]) -> None:
+    The first photo's link is asked for alone, so that its bytes leave as soon as it is hashed;
+    each later request takes the photo that needs a link and the photos after it, twice as many
+    as the one before up to `link_batch_size`: a shoot of tiny photos needs about as few
+    requests as with fixed batches. A request waits for the hashes of the photos it takes only
+    while they add up to LINK_WAIT_BYTES; past that it takes only photos already hashed.
+    """
+
+    def __init__(self, ctx: JobContext, photos: Sequence[PhotoRecord], hashes: HashAhead) -> None:
         self._ctx = ctx
-        size = ctx.config.link_batch_size
-        self._batch_of = {p.file_name: i // size for i, p in enumerate(photos)}
-        self._batches = [photos[i : i + size] for i in range(0, len(photos), size)]
+        self._photos = list(photos)
+        self._position = {p.id: i for i, p in enumerate(self._photos)}
+        self._hashes = hashes
+        self._next_size = 1
         self._links: dict[int, asyncio.Task[dict[str, str]]] = {}
 
     async def link(self, photo: PhotoRecord, refresh: bool) -> str:
@@ -59,13 +74,35 @@ class LinkBook:
         if refresh:
             links = await self._request([photo])
         else:
-            index = self._batch_of[photo.file_name]
-            if index not in self._links:
-                self._links[index] = asyncio.ensure_future(self._request(self._batches[index]))
-            links = await self._links[index]
+            if photo.id not in self._links:
+                batch = self._batch_from(photo)
+                task = asyncio.ensure_future(self._request_when_hashed(batch))
+                for member in batch:
+                    self._links[member.id] = task
+            links = await self._links[photo.id]
         if photo.file_name not in links:
             raise PhotoFailed("Imagen gave no upload link for it; `orchestrator retry` asks again")
         return links[photo.file_name]
+
+    def _batch_from(self, photo: PhotoRecord) -> list[PhotoRecord]:
+        """The photo, then those after it that have no link yet, as many as the batch takes."""
+        batch = [photo]
+        waits_for = 0
+        for later in self._photos[self._position[photo.id] + 1 :]:
+            if len(batch) == self._next_size or later.id in self._links:
+                break
+            if not later.md5:
+                waits_for += later.size
+                if waits_for > LINK_WAIT_BYTES:
+                    break
+            batch.append(later)
+        self._next_size = min(self._next_size * 2, self._ctx.config.link_batch_size)
+        return batch
+
+    async def _request_when_hashed(self, batch: list[PhotoRecord]) -> dict[str, str]:
+        # Photos that turn out unreadable fail before they would ask for their link.
+        ready = [p for p in batch if await self._hashes.wait(p) is None]
+        return await self._request(ready)
 
     async def _request(self, photos: Sequence[PhotoRecord]) -> dict[str, str]:
         files = [(p.file_name, _b64(p.md5)) for p in photos]
@@ -89,8 +126,93 @@ class LinkBook:
 
     def close(self) -> None:
         """Cancel batch requests nobody waits for any more."""
-        for task in self._links.values():
+        for task in set(self._links.values()):
             task.cancel()
+
+
+class HashAhead:
+    """The photos' MD5s, computed in upload order while the photos before them are on the wire.
+
+    Content-MD5 must be known before a PUT starts, so each upload waits for its own photo's
+    hash, and only for that one. The hashing runs at most `HASH_AHEAD_BYTES` (and enough photos
+    for a full batch of links) ahead of the uploads started, so the photos are still in the page
+    cache when they are sent. Hashes are saved without waiting (a hash lost in a crash is only
+    computed again) and a resumed job reuses the ones it stored.
+    """
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        source: Path,
+        photos: Sequence[PhotoRecord],
+        run: PhotoRun[PhotoRecord],
+    ) -> None:
+        self._ctx = ctx
+        self._source = source
+        self._run = run
+        self._todo = [p for p in photos if not p.md5]
+        self._ahead_photos = 2 * ctx.config.link_batch_size
+        self._hashed: dict[int, asyncio.Future[str | None]] = {
+            p.id: asyncio.get_running_loop().create_future() for p in self._todo
+        }
+        self._reserved: set[int] = set()
+        self._taken: set[int] = set()
+        self._ahead_bytes = 0
+        self._ahead_count = 0
+        self._moved = asyncio.Event()
+
+    async def take(self, photo: PhotoRecord) -> str | None:
+        """The photo's upload starts: wait for its MD5; why it cannot be read, if it cannot."""
+        self._taken.add(photo.id)
+        if photo.id in self._reserved:
+            self._ahead_bytes -= photo.size
+            self._ahead_count -= 1
+            self._moved.set()
+        return await self.wait(photo)
+
+    async def wait(self, photo: PhotoRecord) -> str | None:
+        """Wait until the photo's MD5 is known; why it cannot be read, if it cannot."""
+        waiting = self._hashed.get(photo.id)
+        return None if waiting is None else await asyncio.shield(waiting)
+
+    async def run(self) -> None:
+        """Hash every photo that needs it, in upload order, keeping within the read-ahead."""
+        await run_pool(_hash_groups(self._todo), self._hash_group, workers=HASH_WORKERS)
+
+    async def _make_room(self, group: list[PhotoRecord]) -> None:
+        while self._ahead_count and (
+            self._ahead_bytes >= HASH_AHEAD_BYTES or self._ahead_count >= self._ahead_photos
+        ):
+            self._moved.clear()
+            await self._moved.wait()
+        for photo in group:
+            self._reserved.add(photo.id)
+            if photo.id not in self._taken:
+                self._ahead_bytes += photo.size
+                self._ahead_count += 1
+
+    async def _hash_group(self, group: list[PhotoRecord]) -> None:
+        await self._make_room(group)
+        if len(group) == 1 and group[0].size > SMALL_FILE:
+            try:
+                path = self._source / group[0].rel_path
+                digest = await file_md5(path, chunk_size=_chunk_for(group[0].size))
+                results: list[str | OSError] = [digest.hex()]
+            except OSError as exc:
+                results = [exc]
+        else:
+            results = await asyncio.to_thread(
+                _md5_of_small_files, [self._source / p.rel_path for p in group]
+            )
+        for photo, result in zip(group, results, strict=True):
+            if isinstance(result, OSError):
+                self._hashed[photo.id].set_result(f"cannot read it: {result.strerror or result}")
+                continue
+            self._run.checkpoints.save(
+                photo.id, SourceCheckpoint(md5=result, size=photo.size, mtime_ns=photo.mtime_ns)
+            )
+            photo.md5 = result
+            self._hashed[photo.id].set_result(None)
 
 
 def _names(names: Sequence[str]) -> str:
@@ -115,21 +237,26 @@ async def upload_photos(ctx: JobContext) -> None:
     async with photo_run(
         ctx, phase=PHASE, progress_stage="upload", photo_id=_photo_id, describe=_describe
     ) as run:
-        unreadable = await _hash_missing(ctx, source, photos, run)
-        pending = [p for p in photos if not p.done(PHASE) and p.id not in unreadable]
+        pending = [p for p in photos if not p.done(PHASE)]
         total = sum(p.size for p in pending)
         ctx.progress.stage_started(ctx.label, "upload", files=len(pending), total_bytes=total)
-        done_before = sum(1 for p in photos if p.done(PHASE))
+        done_before = len(photos) - len(pending)
         if done_before:
             await ctx.event(
                 "resume", f"{done_before} photos already uploaded; {len(pending)} to go"
             )
-        book = LinkBook(ctx, pending)
+        hashes = HashAhead(ctx, source, pending, run)
+        book = LinkBook(ctx, pending, hashes)
         retries = RetryTally()
         try:
-            failures = list(unreadable.values()) + await run.run(
-                pending, lambda p: _upload_one(ctx, source, book, run, p, retries)
-            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(hashes.run())
+                failures = await run.run(
+                    pending, lambda p: _upload_one(ctx, source, hashes, book, run, p, retries)
+                )
+        except BaseExceptionGroup as group_error:
+            # The hashing's own failure (a full disk, the database gone), not a group of it.
+            raise group_error.exceptions[0] from None
         finally:
             book.close()
     ctx.progress.stage_finished(ctx.label, "upload")
@@ -161,7 +288,8 @@ async def _check_sources(
     """
     vanished: list[PhotoRecord] = []
     changed = False
-    paths = [source / photo.rel_path for photo in photos]
+    # Plain strings, not Paths: making 10,000 Paths took as long as the stats.
+    paths = [os.path.join(source, photo.rel_path) for photo in photos]
     # One trip to a thread for all of them: on a network share 10,000 stats take a while.
     stats = await asyncio.to_thread(_stat_each, paths)
     for photo, path, stat in zip(photos, paths, stats, strict=True):
@@ -188,7 +316,7 @@ async def _check_sources(
             continue
         md5 = ""
         if stat.st_size == photo.size and photo.md5:
-            md5 = await _md5_or_empty(path, photo.size)
+            md5 = await _md5_or_empty(Path(path), photo.size)
             if md5 == photo.md5:
                 # Touched, not changed: remember the new mtime so it is not hashed again.
                 await ctx.store.set_photo_source(
@@ -257,12 +385,12 @@ async def _follow_or_leave_out(
     )
 
 
-def _stat_each(paths: list[Path]) -> list[os.stat_result | OSError]:
+def _stat_each(paths: list[str]) -> list[os.stat_result | OSError]:
     """Each file's stat, or why it cannot be had; runs in a worker thread."""
     results: list[os.stat_result | OSError] = []
     for path in paths:
         try:
-            results.append(path.stat())
+            results.append(os.stat(path))
         except OSError as exc:
             results.append(exc)
     return results
@@ -280,52 +408,6 @@ def _chunk_for(size: int) -> int:
     # The hasher allocates its whole buffer per file: a 4 MiB one for a 20 KB JPEG is waste
     # that adds up over a 10,000-photo shoot.
     return max(1, min(size, DEFAULT_CHUNK))
-
-
-async def _hash_missing(
-    ctx: JobContext, source: Path, photos: list[PhotoRecord], run: PhotoRun[PhotoRecord]
-) -> dict[int, str]:
-    """Hash the photos that need it (in place); why each unreadable one failed, by photo id."""
-    todo = [p for p in photos if not p.md5 and not p.done(PHASE)]
-    unreadable: dict[int, str] = {}
-    if not todo:
-        return unreadable
-    ctx.progress.stage_started(
-        ctx.label, "hash", files=len(todo), total_bytes=sum(p.size for p in todo)
-    )
-
-    async def hash_group(group: list[PhotoRecord]) -> None:
-        if len(group) == 1 and group[0].size > SMALL_FILE:
-            try:
-                results: list[str | OSError] = [
-                    (
-                        await file_md5(
-                            source / group[0].rel_path, chunk_size=_chunk_for(group[0].size)
-                        )
-                    ).hex()
-                ]
-            except OSError as exc:
-                results = [exc]
-        else:
-            results = await asyncio.to_thread(
-                _md5_of_small_files, [source / p.rel_path for p in group]
-            )
-        for photo, result in zip(group, results, strict=True):
-            if isinstance(result, OSError):
-                reason = f"cannot read it: {result.strerror or result}"
-                unreadable[photo.id] = f"{photo.rel_path}: {reason}"
-                await run.failed(photo, reason)
-                continue
-            # Not waited for: a hash lost in a crash is only computed again.
-            run.checkpoints.save(
-                photo.id, SourceCheckpoint(md5=result, size=photo.size, mtime_ns=photo.mtime_ns)
-            )
-            photo.md5 = result
-            ctx.progress.advanced(ctx.label, "hash", files=1, nbytes=photo.size)
-
-    await run_pool(_hash_groups(todo), hash_group, workers=HASH_WORKERS)
-    ctx.progress.stage_finished(ctx.label, "hash")
-    return unreadable
 
 
 def _hash_groups(photos: list[PhotoRecord]) -> list[list[PhotoRecord]]:
@@ -365,11 +447,15 @@ def _md5_of_small_files(paths: list[Path]) -> list[str | OSError]:
 async def _upload_one(
     ctx: JobContext,
     source: Path,
+    hashes: HashAhead,
     book: LinkBook,
     run: PhotoRun[PhotoRecord],
     photo: PhotoRecord,
     retries: RetryTally,
 ) -> PhaseDone:
+    unreadable = await hashes.take(photo)
+    if unreadable is not None:
+        raise PhotoFailed(unreadable)
     path = source / photo.rel_path
     # After the photo changed, its batch link is signed for the old MD5: ask for its own.
     fresh = [False]

@@ -225,3 +225,22 @@ def test_two_bodies_one_name_are_refused_with_the_way_out_and_sent_prefixed_with
         ("Card 2/IMG_0001.CR2", "Card 2_IMG_0001.CR2"),
         ("IMG_0009.CR2", "IMG_0009.CR2"),
     ]
+
+
+def test_a_photo_a_job_recorded_is_not_read_again_while_its_size_and_time_hold(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _touch(tmp_path / name)
+    [a, b, c] = scan_shoot(tmp_path).photos[ImageType.JPG]
+    known = {p.rel_path: (p.size, p.mtime_ns) for p in (a, b)}
+    # Content that is no JPEG, of the same size: seen only by reading the file.
+    for photo in (a, b):
+        Path(photo.location).write_bytes(b"\0" * photo.size)
+    os.utime(a.location, ns=(a.mtime_ns, a.mtime_ns))  # a keeps its time, b does not
+    os.utime(b.location, ns=(b.mtime_ns + 10**9, b.mtime_ns + 10**9))
+
+    scan = scan_shoot(tmp_path, known=known)
+    assert scan.photos[ImageType.JPG] == [a, c]  # a not read again
+    assert [r.name for r in scan.refused] == ["b.jpg"]  # read, and refused
+    assert [r.name for r in scan_shoot(tmp_path).refused] == ["a.jpg", "b.jpg"]

@@ -375,7 +375,7 @@ async def test_a_photo_whose_content_changed_is_reported(
 @pytest.mark.parametrize(
     ("size", "reader", "short_read"),
     [
-        (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, count, hasher: b""),
+        (upload_module.SMALL_FILE + 1, "_read_hashed", lambda file, chunk, hasher: 0),
         (1000, "_read_small", lambda path, size: (b"", os.stat(path))),
     ],
     ids=["streamed", "small-read-whole"],
