@@ -78,6 +78,8 @@ def point_runs(backend: str, sandbox_url: str, db_url: str, folder: Path) -> dic
     return _point_runs[backend]
 
 
+# One worker makes every point's runs (see point_runs) and judges them all.
+@pytest.mark.xdist_group("crash-points")
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_killed_at_a_crash_point_then_run_again(
     point: str,

@@ -90,7 +90,7 @@ async def _run(backend: str, point: str, count: int, tmp: Path) -> Replay:
         await upgrade(url)
         async with harness(url) as h:
             shoot = tmp / "shoot"
-            make_crash_shoot(shoot, seed=len(_replays), jpeg_only=True)
+            make_crash_shoot(shoot, seed=_seed(backend, point, count), jpeg_only=True)
             [job_id] = await h.plan(shoot)
             reached = await h.crash(job_id, CrashPlan(point, count))
             crash = await _snapshot(h, job_id)
@@ -99,6 +99,12 @@ async def _run(backend: str, point: str, count: int, tmp: Path) -> Replay:
             if JobState(crash.state) not in TERMINAL_STATES:
                 await h.drive(job_id)
             return Replay(reached, crash, await _snapshot(h, job_id))
+
+
+def _seed(backend: str, point: str, count: int) -> int:
+    """The scenario's shoot, the same whichever worker runs it and whatever ran before."""
+    offset = len(SCENARIOS) if backend == "postgres" else 0
+    return offset + SCENARIOS.index((point, count))
 
 
 async def _snapshot(h: Harness, job_id: str) -> Snapshot:
@@ -154,9 +160,16 @@ def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 def _scenarios() -> list[Any]:
-    """Every scenario on SQLite, then on Postgres (skipped without a server)."""
+    """Every scenario on SQLite, then on Postgres (skipped without a server).
+
+    A scenario's tests share one xdist group, so its run is made once, on one worker.
+    """
     return [
-        pytest.param((backend, scenario), marks=marks, id=f"{backend}-{name}")
+        pytest.param(
+            (backend, scenario),
+            marks=(*marks, pytest.mark.xdist_group(f"replay-{backend}-{name}")),
+            id=f"{backend}-{name}",
+        )
         for backend, marks in (("sqlite", ()), ("postgres", (pytest.mark.postgres,)))
         for scenario, name in zip(SCENARIOS, IDS, strict=True)
     ]
