@@ -18,11 +18,13 @@ import contextlib
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiohttp.typedefs import Middleware
 
 from orchestrator import crashpoints
 from orchestrator.imagen.client import ImagenClient
@@ -173,11 +175,23 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(db_url: str, *, edit_seconds: float = 0.05) -> AsyncIterator[Harness]:
-    """An in-process sandbox and engine pieces over the database at `db_url`."""
-    sandbox = await start_sandbox(SandboxConfig(edit_seconds=edit_seconds, api_key=API_KEY))
+async def harness(
+    db_url: str,
+    *,
+    edit_seconds: float = 0.05,
+    workers: int = WORKERS,
+    link_batch_size: int = EngineConfig.link_batch_size,
+    observers: Sequence[Middleware] = (),
+) -> AsyncIterator[Harness]:
+    """An in-process sandbox and engine pieces over the database at `db_url`.
+
+    `observers` are middlewares the sandbox runs for every request as it arrives.
+    """
+    sandbox = await start_sandbox(
+        SandboxConfig(edit_seconds=edit_seconds, api_key=API_KEY), observers=observers
+    )
     store = Store.open(db_url)
-    settings = TransferSettings(concurrency=WORKERS)
+    settings = TransferSettings(concurrency=workers)
     session = make_session(settings)
     try:
         yield Harness(
@@ -185,6 +199,9 @@ async def harness(db_url: str, *, edit_seconds: float = 0.05) -> AsyncIterator[H
             store=store,
             client=ImagenClient(session, base_url=sandbox.api_url, api_key=API_KEY),
             transfers=Transfers(session, settings),
+            config=EngineConfig(
+                poll_initial=0.05, poll_max=0.1, workers=workers, link_batch_size=link_batch_size
+            ),
         )
     finally:
         await session.close()

@@ -15,14 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.imagen.client import ImagenClient
-from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.samples import make_sample_shoot
-from orchestrator.sandbox.server import start_sandbox
-from orchestrator.store.queries import Store
-from orchestrator.transfer.manager import Transfers, TransferSettings, make_session
-from orchestrator.workflow.context import EngineConfig
-from tests.engine_harness import API_KEY, CrashPlan, Harness
+from tests.engine_harness import CrashPlan, Harness, harness
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,26 +32,10 @@ async def observed(
         on_request(request)
         return await handler(request)
 
-    sandbox = await start_sandbox(
-        SandboxConfig(edit_seconds=0.05, api_key=API_KEY), observers=[observe]
-    )
-    store = Store.open(db_url)
-    settings = TransferSettings(concurrency=workers)
-    session = make_session(settings)
-    try:
-        yield Harness(
-            sandbox=sandbox,
-            store=store,
-            client=ImagenClient(session, base_url=sandbox.api_url, api_key=API_KEY),
-            transfers=Transfers(session, settings),
-            config=EngineConfig(
-                poll_initial=0.05, poll_max=0.1, workers=workers, link_batch_size=link_batch_size
-            ),
-        )
-    finally:
-        await session.close()
-        await store.close()
-        await sandbox.close()
+    async with harness(
+        db_url, workers=workers, link_batch_size=link_batch_size, observers=[observe]
+    ) as h:
+        yield h
 
 
 def is_upload(request: web.Request) -> bool:
