@@ -68,6 +68,8 @@ class LinkBook:
         self._hashes = hashes
         self._next_size = 1
         self._links: dict[int, asyncio.Task[dict[str, str]]] = {}
+        self._odd_noted = False
+        """Odd answers are noted once per stage, however many requests they come back on."""
 
     async def link(self, photo: PhotoRecord, refresh: bool) -> str:
         """The upload link of one photo; a fresh one of its own when `refresh` is set."""
@@ -115,11 +117,12 @@ class LinkBook:
                 odd.append(link.file_name)  # a name we did not ask for, or a second link
                 continue
             links[link.file_name] = link.upload_link
-        if odd:
+        if odd and not self._odd_noted:
+            self._odd_noted = True
             await self._ctx.event(
                 "note",
                 f"Imagen answered {len(odd)} upload links for names it was not asked for or "
-                f"twice; ignored: {_names(odd)}",
+                f"twice; ignored: {_names(odd)} (later answers like it are not noted again)",
                 count=len(odd),
             )
         return links

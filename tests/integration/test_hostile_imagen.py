@@ -115,16 +115,22 @@ async def _notes(h: Harness, job_id: str) -> list[str]:
 async def test_a_missing_upload_link_fails_that_photo_with_a_reason_and_retry_sends_it(
     h: Harness, tmp_path: Path
 ) -> None:
-    make_crash_shoot(tmp_path / "shoot", jpeg_only=True)
+    missing = sorted(make_crash_shoot(tmp_path / "shoot", jpeg_only=True))[-1]
+
+    def without_missing(data: Any) -> Any:
+        return _with_files(data, [f for f in _files(data) if f["file_name"] != missing])
+
     async with hostile(h) as proxy:
         [job_id] = await h.plan(tmp_path / "shoot", export=False)
-        proxy.rewrites.append((UPLOAD_LINKS, lambda d: _with_files(d, _files(d)[1:])))
+        proxy.rewrites.append((UPLOAD_LINKS, without_missing))
         failed = await h.drive(job_id)
         assert failed.job.state == JobState.FAILED
         assert "could not be uploaded" in (failed.job.last_error or "")
         failures = [f for p in await h.store.photos(job_id) for f in p.failures]
         assert len(failures) == 1 and failures[0][0] == "upload"
         assert "gave no upload link" in failures[0][1]
+        [photo] = [p for p in await h.store.photos(job_id) if p.failures]
+        assert photo.file_name == missing
         proxy.rewrites.clear()
         await job_views.retry(h.store, job_id)
         assert (await h.drive(job_id)).job.state == JobState.COMPLETED
