@@ -284,10 +284,12 @@ async def _truncated(request: web.Request, output: OutputFile) -> web.StreamResp
 
 
 def _from_memory(
-    request: web.Request, output: OutputFile, data: bytes, *, drop_range: bool
+    request: web.Request, output: OutputFile, *, drop_range: bool
 ) -> tuple[web.Response, bool]:
     """A small object's answer, judging Range as FileResponse does for one on disk; and
     whether it sends the body to its end."""
+    data = output.data
+    assert data is not None
     headers = {
         hdrs.CONTENT_TYPE: output.content_type,
         hdrs.ETAG: f'"{output.md5_hex}"',
@@ -342,7 +344,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
     drop_range = not _range_still_valid(request, etag)
     if output.data is not None:
-        response, to_the_end = _from_memory(request, output, output.data, drop_range=drop_range)
+        response, to_the_end = _from_memory(request, output, drop_range=drop_range)
         if request.method == hdrs.METH_GET and to_the_end:
             count()
         return response

@@ -150,7 +150,6 @@ class HashAhead:
         photos: Sequence[PhotoRecord],
         run: PhotoRun[PhotoRecord],
     ) -> None:
-        self._ctx = ctx
         self._source = source
         self._run = run
         self._todo = [p for p in photos if not p.md5]
