@@ -69,11 +69,18 @@ def test_a_frozen_daemon_whose_lease_was_taken_over_is_refused(
 
         taker = Daemon(env, tmp_path, name="taker")
         daemons.append(taker.start())
-        wait_for(
-            lambda: f":{taker.pid}:" in (taker.jobs()[job_id]["lease_owner"] or ""),
+        # Its log, not the job's lease column: the taker may finish the whole job (and release
+        # the lease) between two looks.
+        [took_over] = wait_for(
+            lambda: [
+                r
+                for r in taker.log_records()
+                if r["msg"] == "took over an expired lease" and r["job_id"] == job_id
+            ],
             timeout=20,
             what="the second daemon to take the expired lease over",
         )
+        assert f":{frozen.pid}:" in took_over["previous_owner"]
         frozen.signal(signal.SIGCONT)
 
         refused = wait_for(
