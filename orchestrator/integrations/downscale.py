@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 DEFAULT_LONG_SIDE = 1024
 QUALITY = 88
 
@@ -26,6 +24,9 @@ def downscale(path: Path, long_side: int = DEFAULT_LONG_SIDE) -> bytes:
     The same file gives the same bytes, also after keywords were written into it (only
     metadata changes), which is what lets results be kept by the copy's hash.
     """
+    # Imported here: every command loads this module, only tagging needs Pillow.
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             # JPEG decoders can scale by 1/2..1/8 while decoding: a 24 MP photo is never

@@ -12,7 +12,7 @@ from orchestrator.config import ConfigError, Settings
 from orchestrator.store.db import is_sqlite
 from orchestrator.store.migrate import ensure_schema, is_up_to_date
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 
 
 async def open_store(settings: Settings, *, require_current: bool = True) -> Store:
@@ -31,7 +31,7 @@ async def open_store(settings: Settings, *, require_current: bool = True) -> Sto
             )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    except DATABASE_ERRORS as exc:
+    except database_errors() as exc:
         shown = make_url(url).render_as_string(hide_password=True)
         raise ConfigError(
             f"cannot use the job database {shown}: {database_problem(exc)}; "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.store.migrate import head_revision, revision_on
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 
 CHECK_TIMEOUT = 3.0
 """Seconds the database gets to answer a readiness check."""
@@ -34,7 +34,7 @@ class DatabaseHealth:
         try:
             async with asyncio.timeout(CHECK_TIMEOUT), self._store.engine.connect() as conn:
                 revision = await conn.run_sync(revision_on)
-        except DATABASE_ERRORS as exc:
+        except database_errors() as exc:
             # The type only: driver messages may quote the connection string.
             return Readiness(False, f"unreachable ({type(exc).__name__})", "unknown")
         if revision == self._head:

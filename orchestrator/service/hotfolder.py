@@ -23,14 +23,12 @@ from orchestrator.config import HotFolder
 from orchestrator.imagen.errors import ImagenError
 from orchestrator.service.submit import Submitted
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.planning import PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
 
 log = logging.getLogger("orchestrator.hotfolder")
 
-_TRY_AGAIN: tuple[type[BaseException], ...] = (ImagenError, *DATABASE_ERRORS)
-"""Failures of the moment: the drop is submitted at a later scan."""
 
 Fingerprint = tuple[int, int, int]
 """Files, total bytes and newest mtime (ns) of a drop: equal twice means nothing moved."""
@@ -160,7 +158,7 @@ class HotFolders:
             )
             await self._note_refusal(folder, str(exc))
             return
-        except _TRY_AGAIN as exc:
+        except database_errors(ImagenError) as exc:  # of the moment: try at a later scan
             log.warning(
                 "drop not submitted yet; trying again",
                 extra={"folder": str(folder), "error": str(exc) or type(exc).__name__},
@@ -185,7 +183,7 @@ class HotFolders:
                 await self._store.clear_refusal(str(folder))
             else:
                 await self._store.record_refusal(str(folder), reason)
-        except DATABASE_ERRORS:
+        except database_errors():
             log.warning("drop refusal not recorded: the database does not answer")
 
     def _complain(self, path: Path, message: str) -> None:

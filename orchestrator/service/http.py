@@ -38,7 +38,7 @@ from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.receiver import MAX_BODY_BYTES, Receiver
 from orchestrator.store.queries import JobNotFound, Store
-from orchestrator.store.scheduling import DATABASE_ERRORS, jobs_by_state
+from orchestrator.store.scheduling import database_errors, jobs_by_state
 
 log = logging.getLogger("orchestrator.http")
 
@@ -358,7 +358,7 @@ class Operations:
         """Prometheus metrics; job counts are read from the database now, when it answers."""
         try:
             self._metrics.set_job_counts(await jobs_by_state(self._store))
-        except DATABASE_ERRORS:
+        except database_errors():
             log.warning("metrics: job counts unavailable, the database does not answer")
         return web.Response(
             body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -368,7 +368,7 @@ class Operations:
         """Every job as `orchestrator status --json` shows it."""
         try:
             found = await job_views.status(self._store)
-        except DATABASE_ERRORS:
+        except database_errors():
             return web.json_response({"error": "database unavailable"}, status=503)
         return web.json_response(found)
 
@@ -379,7 +379,7 @@ class Operations:
             photos = len(await self._store.photos(job.id))
         except JobNotFound as exc:
             return web.json_response({"error": str(exc)}, status=404)
-        except DATABASE_ERRORS:
+        except database_errors():
             return web.json_response({"error": "database unavailable"}, status=503)
         return web.json_response({"job": job_views.job_summary(job, photos), "events": events})
 

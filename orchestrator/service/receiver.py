@@ -20,7 +20,7 @@ from orchestrator.service.metrics import Metrics
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.store.inbox import Verdict, deliver_callback
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.processing import callback_secret_hash
 
 log = logging.getLogger("orchestrator.daemon")
@@ -93,7 +93,7 @@ class Receiver:
                 action=body.action,
                 status=body.status,
             )
-        except DATABASE_ERRORS:
+        except database_errors():
             self._metrics.callbacks.labels("database_down").inc()
             log.warning("callback not stored: the database is unreachable; polling will catch up")
             return web.json_response({"error": "try again later"}, status=503)

@@ -21,9 +21,9 @@ from orchestrator.states import JobState
 from orchestrator.store.models import utcnow
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StaleLease, StateConflict, Store
 from orchestrator.store.scheduling import (
-    DATABASE_ERRORS,
     Claim,
     claim_due_jobs,
+    database_errors,
     next_due_at,
     wake_if_called_back,
 )
@@ -37,8 +37,6 @@ MIN_SLEEP_SECONDS = 0.05
 """Shortest nap between two claims, so a row another daemon is claiming cannot make us spin."""
 RELEASE_SECONDS = 10.0
 """How long shutdown waits for the drives to give their leases back."""
-_NOT_RECORDED: tuple[type[BaseException], ...] = (StaleLease, StateConflict, *DATABASE_ERRORS)
-"""Why parking a job may fail: another worker took it, it moved on, or the database is away."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +95,7 @@ class Scheduler:
                     else:
                         failures += 1
                         delay = DATABASE_RETRY.backoff(failures)
-                except DATABASE_ERRORS as exc:
+                except database_errors() as exc:
                     ready = False
                     failures += 1
                     delay = DATABASE_RETRY.backoff(failures)
@@ -173,7 +171,7 @@ class Scheduler:
         except asyncio.CancelledError:
             # Shutdown. The engine gives the lease back itself, except when cancelled before
             # its first step; giving it back twice is harmless (the write is fenced).
-            with contextlib.suppress(*DATABASE_ERRORS):
+            with contextlib.suppress(*database_errors()):
                 await self._store.release(claim.lease)
             raise
         except StaleLease as exc:
@@ -221,7 +219,7 @@ class Scheduler:
             lease = await self._store.claim(job_id, self.owner, self._settings.lease_ttl)
         except (LeaseHeld, JobNotFound):
             return
-        except DATABASE_ERRORS:
+        except database_errors():
             log.warning(
                 "could not record why the job stopped: the database is unreachable",
                 extra={"job_id": job_id},
@@ -234,10 +232,10 @@ class Scheduler:
                 "job stopped; trying again later",
                 extra={"job_id": job_id, "reason": reason, "wake_at": wake_at},
             )
-        except _NOT_RECORDED:
+        except database_errors(StaleLease, StateConflict):  # taken, moved on, or away
             log.warning("could not record why the job stopped", extra={"job_id": job_id})
         finally:
-            with contextlib.suppress(*DATABASE_ERRORS):
+            with contextlib.suppress(*database_errors()):
                 await self._store.release(lease)
 
     async def _release_all(self) -> None:

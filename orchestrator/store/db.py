@@ -93,6 +93,20 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def upsert_into(dialect: str, table: Any) -> Any:
+    """`INSERT` into `table` with the dialect's ON CONFLICT clauses (Postgres or SQLite).
+
+    The dialect's module is loaded here, when first used: a SQLite run never loads Postgres's.
+    """
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for the URL; SQLite files get their folder created and WAL mode."""
     url = normalize_url(url)

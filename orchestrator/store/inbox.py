@@ -6,14 +6,13 @@ Imagen for the status. So duplicates are dropped, and late or reordered ones cos
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from functools import cache
 
 from sqlalchemy import Insert, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from orchestrator.store.db import upsert_into
 from orchestrator.store.models import Callback, Event, Job, utcnow
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import is_live, notify_wake
@@ -46,9 +45,10 @@ _FIND_JOB = select(Job.id, Job.project_uuid).where(
 )
 
 
-def _keep_once(dialect_insert: Callable[[Any], Any]) -> Insert:
+@cache
+def _keep_once(dialect: str) -> Insert:
     statement: Insert = (
-        dialect_insert(Callback)
+        upsert_into(dialect, Callback)
         .values(
             project_uuid=bindparam("project_uuid"),
             action=bindparam("action"),
@@ -61,7 +61,6 @@ def _keep_once(dialect_insert: Callable[[Any], Any]) -> Insert:
     return statement.returning(Callback.id)
 
 
-_KEEP_ONCE = {"postgresql": _keep_once(postgresql.insert), "sqlite": _keep_once(sqlite.insert)}
 # wake_at is a scheduling hint, not job state: no lease needed, and a driver that holds the
 # lease right now overwrites it (the scheduler re-checks the inbox when that drive ends).
 _WAKE_JOB = (
@@ -97,7 +96,7 @@ async def deliver_callback(
             "action": action,
             "status": status,
         }
-        if (await conn.execute(_KEEP_ONCE[conn.dialect.name], values)).first() is None:
+        if (await conn.execute(_keep_once(conn.dialect.name), values)).first() is None:
             return Delivery(Verdict.DUPLICATE, job.id)
         await conn.execute(_WAKE_JOB, values)
         await conn.execute(

@@ -26,12 +26,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from orchestrator.states import TERMINAL_STATES, JobState, Move
-from orchestrator.store.db import SqliteThread, create_engine, sqlite_path
+from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
 from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
 
@@ -833,7 +832,7 @@ class PhotoWriter:
                     mtime_ns=bindparam("p_mtime_ns"),
                 )
             )
-        upsert = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(PhotoPhase)
+        upsert = upsert_into(self._dialect, PhotoPhase)
         changed = (
             ("failed_reason",)
             if kind is PhaseFailed

@@ -8,12 +8,12 @@ takes the database's write lock before the first read.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ColumnElement, and_, case, exists, func, insert, or_, select, true, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -26,15 +26,19 @@ from orchestrator.store.queries import Lease, Store
 WAKE_CHANNEL = "orchestrator_wake"
 """The Postgres NOTIFY channel on which daemons hear that a job is due now."""
 
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    DBAPIError,
-    PoolTimeout,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-"""What a database that is down, restarting or unreachable raises."""
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, OSError, TimeoutError)
+
+
+def database_errors(*also: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """What a database that is down, restarting or unreachable raises (and `also`).
+
+    With asyncpg's own errors once that driver is loaded (a failed connect escapes SQLAlchemy's
+    wrapping). Only a Postgres engine loads it, and a driver never loaded raises nothing, so a
+    command on SQLite does not pay for importing it.
+    """
+    asyncpg = sys.modules.get("asyncpg")
+    driver = () if asyncpg is None else (asyncpg.PostgresError, asyncpg.InterfaceError)
+    return (*also, *_DATABASE_ERRORS, *driver)
 
 
 def is_live() -> ColumnElement[bool]:

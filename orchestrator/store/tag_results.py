@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from orchestrator.store.db import upsert_into
 from orchestrator.store.models import TagResult
 from orchestrator.store.queries import Store
 
@@ -24,10 +24,8 @@ async def kept_result(store: Store, image_md5: str, analysis: str) -> list[Any] 
 
 async def keep_result(store: Store, image_md5: str, analysis: str, result: list[Any]) -> None:
     """Keep an answer (committed before anything else is done with it); the first one wins."""
-    dialect = store.engine.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(TagResult)
+        upsert_into(store.engine.dialect.name, TagResult)
         .values(image_md5=image_md5, analysis=analysis, result=result)
         .on_conflict_do_nothing(index_elements=["image_md5", "analysis"])
     )

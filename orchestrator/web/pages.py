@@ -31,7 +31,7 @@ from orchestrator.service.wiring import require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
 from orchestrator.workflow.download import output_file
 from orchestrator.workflow.pipeline import PIPELINE
@@ -324,7 +324,7 @@ async def unavailable(request: web.Request, handler: Handler) -> web.StreamRespo
         result: web.StreamResponse = await handler(request)
     except JobNotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
-    except DATABASE_ERRORS:
+    except database_errors():
         raise web.HTTPServiceUnavailable(
             text="the job database does not answer; try again"
         ) from None

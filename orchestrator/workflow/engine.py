@@ -13,7 +13,7 @@ from orchestrator.progress import ProgressSink
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import Lease, StaleLease, Store
-from orchestrator.store.scheduling import DATABASE_ERRORS
+from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.context import (
     EngineConfig,
     JobContext,
@@ -170,11 +170,11 @@ class Engine:
                     if not await self.store.renew(lease, ttl):
                         stop.reason = "lease"
                     renewed = time.monotonic()
-                except DATABASE_ERRORS:
+                except database_errors():
                     if time.monotonic() - renewed >= ttl - poll:
                         stop.reason = "lease"
             if stop.reason is None:
-                with contextlib.suppress(*DATABASE_ERRORS):
+                with contextlib.suppress(*database_errors()):
                     if await self.store.cancel_requested(lease.job_id):
                         stop.reason = "cancel"
         main.cancel()
