@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -383,6 +384,10 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter |
             if display is not None:
                 display.close()
 
+    # What the imports made lives as long as the process: the collector need not go through it
+    # again each time it looks at everything (~50 ms a look, twice before a resumed 10,000-photo
+    # job sends its first byte).
+    gc.freeze()
     try:
         return asyncio.run(guarded())
     except (asyncio.CancelledError, KeyboardInterrupt):
