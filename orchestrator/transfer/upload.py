@@ -28,6 +28,9 @@ from orchestrator.transfer.storage import (
 
 ByteReporter = Callable[[int], None]
 
+SEND_PIECE = 256 * 1024
+"""Most bytes handed to the connection at once (a chunk read from disk goes in such pieces)."""
+
 
 class FileUpload:
     """Everything the attempts of one file's upload share; `attempt(url)` makes one PUT.
@@ -160,7 +163,7 @@ class FileUpload:
             await asyncio.to_thread(file.close)
 
     async def _send(
-        self, url: str, body: _Body, data: AsyncIterator[bytes | bytearray]
+        self, url: str, body: _Body, data: AsyncIterator[bytes | memoryview]
     ) -> str | None:
         # The link is signed for an empty Content-Type. Giving the header explicitly (empty)
         # stops aiohttp from filling in the payload's application/octet-stream; skipping the
@@ -250,8 +253,8 @@ class _Body:
         """The MD5 of the bytes read so far; None when not hashing."""
         return self._hasher.hexdigest() if self._hasher is not None else None
 
-    async def chunks(self, file: io.BufferedReader) -> AsyncIterator[bytearray]:
-        """The file's first `size` bytes in `chunk_size` pieces."""
+    async def chunks(self, file: io.BufferedReader) -> AsyncIterator[memoryview]:
+        """The file's first `size` bytes, read `chunk_size` at a time, sent in `SEND_PIECE`s."""
         while self.read < self._size:
             # Allocated here, filled in the worker thread: memory a worker thread allocates
             # stays in that thread's malloc arena after it is freed, and with a pool of threads
@@ -265,9 +268,14 @@ class _Body:
                 )
                 raise self.failure
             self.read += len(chunk)
-            await self._rate.consume(len(chunk))
-            yield chunk
-            self._report(len(chunk))
+            # Handed over in pieces: what the socket does not take at once is copied into the
+            # connection's buffer, so a whole chunk would be held twice per upload in flight.
+            view = memoryview(chunk)
+            for start in range(0, len(chunk), SEND_PIECE):
+                piece = view[start : start + SEND_PIECE]
+                await self._rate.consume(len(piece))
+                yield piece
+                self._report(len(piece))
 
     async def whole(self, data: bytes) -> AsyncIterator[bytes]:
         """The file's bytes, read beforehand in one piece (a small file)."""

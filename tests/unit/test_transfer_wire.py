@@ -236,7 +236,12 @@ def make(
     retries: list[str] | None = None,
 ) -> Transfers:
     policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=attempts)
-    settings = TransferSettings(chunk_size=chunk_size, bwlimit=bwlimit, retry=policy)
+    settings = TransferSettings(
+        upload_chunk_size=chunk_size,
+        download_chunk_size=chunk_size,
+        bwlimit=bwlimit,
+        retry=policy,
+    )
 
     def on_retry(name: str, attempt: int, reason: str, delay: float) -> None:
         if retries is not None:
@@ -946,7 +951,8 @@ async def test_a_final_name_planted_as_a_link_is_replaced_not_trusted(
 def capped(session: aiohttp.ClientSession, ceiling: int, *, attempts: int = 3) -> Transfers:
     policy = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=attempts)
     return Transfers(
-        session, TransferSettings(chunk_size=CHUNK, retry=policy, max_download_size=ceiling)
+        session,
+        TransferSettings(download_chunk_size=CHUNK, retry=policy, max_download_size=ceiling),
     )
 
 
