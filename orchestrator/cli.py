@@ -386,8 +386,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]], *, display: Reporter |
 
     # What the imports made lives as long as the process: the collector need not go through it
     # again each time it looks at everything (~50 ms a look, twice before a resumed 10,000-photo
-    # job sends its first byte).
-    gc.freeze()
+    # job sends its first byte). Once: a second run in the process may follow garbage of the first.
+    if not gc.get_freeze_count():
+        gc.freeze()
     try:
         return asyncio.run(guarded())
     except (asyncio.CancelledError, KeyboardInterrupt):
