@@ -184,10 +184,10 @@ class Daemon:
         return self.stderr_path.read_text() if self.stderr_path.exists() else ""
 
     def log_records(self) -> list[dict[str, Any]]:
-        """The daemon's JSON log lines, parsed."""
+        """The daemon's JSON log lines, parsed (not a last line it is still writing)."""
         records = []
-        for line in self.logs().splitlines():
-            if line.startswith("{"):
+        for line in self.logs().splitlines(keepends=True):
+            if line.startswith("{") and line.endswith("\n"):
                 records.append(json.loads(line))
         return records
 

@@ -12,11 +12,10 @@ import asyncio
 import contextlib
 import logging
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from orchestrator.retry import RetryPolicy
-from orchestrator.store.scheduling import WAKE_CHANNEL
+from orchestrator.store.scheduling import WAKE_CHANNEL, database_errors
 
 log = logging.getLogger("orchestrator.daemon")
 
@@ -57,7 +56,7 @@ class Wakeups:
             try:
                 await self._listen_once(dsn)
                 failures = 0
-            except _LISTENER_ERRORS as exc:
+            except database_errors() as exc:
                 failures += 1
                 delay = RECONNECT.backoff(failures)
                 log.warning(
@@ -68,6 +67,9 @@ class Wakeups:
 
     async def _listen_once(self, dsn: str) -> None:
         """LISTEN on one new connection until it breaks; raise only if it cannot be opened."""
+        # Loaded here: only a daemon on Postgres listens, and one on SQLite never needs it.
+        import asyncpg  # type: ignore[import-untyped]
+
         conn = await asyncpg.connect(dsn, timeout=10)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
@@ -80,13 +82,10 @@ class Wakeups:
                     await asyncio.wait_for(lost.wait(), KEEPALIVE_SECONDS)
                 if not lost.is_set():
                     await conn.execute("SELECT 1", timeout=KEEPALIVE_SECONDS)
-        except _LISTENER_ERRORS as exc:
+        except database_errors() as exc:
             log.warning(
                 "wake-up listener lost the database; reconnecting",
                 extra={"error": type(exc).__name__},
             )
         finally:
             conn.terminate()
-
-
-_LISTENER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)

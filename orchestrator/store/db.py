@@ -1,4 +1,5 @@
-"""Database URLs and engines: SQLite (WAL, busy timeout) or Postgres (asyncpg)."""
+"""Database URLs and engines: SQLite (WAL, busy timeout) or Postgres (asyncpg), and the one
+statement each dialect spells its own way (INSERT … ON CONFLICT)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Concatenate, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,7 +97,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def upsert_into(dialect: str, table: Any) -> Any:
+def upsert_into(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
     """`INSERT` into `table` with the dialect's ON CONFLICT clauses (Postgres or SQLite).
 
     The dialect's module is loaded here, when first used: a SQLite run never loads Postgres's.

@@ -270,6 +270,8 @@ class _Body:
             self.read += len(chunk)
             # Handed over in pieces: what the socket does not take at once is copied into the
             # connection's buffer, so a whole chunk would be held twice per upload in flight.
+            # A chunk is never reused or resized once handed over: newer Pythons' transports
+            # keep a reference to unsent bytes instead of copying them.
             view = memoryview(chunk)
             for start in range(0, len(chunk), SEND_PIECE):
                 piece = view[start : start + SEND_PIECE]

@@ -54,18 +54,11 @@ def test_help_loads_no_database_or_http_stack(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [("status",), ("status", "--json")])
-def test_reading_commands_load_no_http_stack_or_migrations(
-    tmp_path: Path, args: tuple[str, ...]
-) -> None:
+def test_reading_commands_load_only_what_they_use(tmp_path: Path, args: tuple[str, ...]) -> None:
     # The first `status` builds the SQLite schema (Alembic runs); the second finds it current.
     loaded_by(tmp_path, "status")
     loaded = loaded_by(tmp_path, *args)
 
     assert not loaded & {"aiohttp", "aiolimiter", "alembic", "mako", "jinja2"}
-
-
-def test_a_command_on_sqlite_loads_no_postgres_driver_or_pillow(tmp_path: Path) -> None:
-    loaded_by(tmp_path, "status")
-    loaded = loaded_by(tmp_path, "status")
-
+    # On SQLite: no Postgres driver or dialect, and no Pillow (tagging alone uses it).
     assert not loaded & {"asyncpg", "sqlalchemy.dialects.postgresql", "PIL"}

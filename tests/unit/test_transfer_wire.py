@@ -337,6 +337,29 @@ async def test_a_reset_mid_body_is_retried_and_progress_stays_honest(
     assert "secret" not in retries[0]
 
 
+async def test_chunks_read_from_disk_go_out_in_pieces_and_a_retry_takes_them_all_back(
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    mib, piece = 1024 * 1024, upload_module.SEND_PIECE
+    data = payload(2 * mib + 300 * 1024 + 7)  # two whole chunks and a short one
+    photo = write(tmp_path / "A.CR2", data)
+    storage.put_faults = ["reset"]
+    counted: list[int] = []
+    result = await make(session, chunk_size=mib).upload(
+        photo, link=storage.link("A.CR2"), size=len(data), md5=None, on_bytes=counted.append
+    )
+
+    assert result.attempts == 2
+    assert storage.objects["A.CR2"] == data
+    assert result.etag == f'"{hashlib.md5(data).hexdigest()}"'
+    # The failed attempt's bytes were taken back in one count; the second sent every byte in
+    # pieces of at most SEND_PIECE, each chunk's last piece short only at the file's end.
+    last_take_back = max(i for i, n in enumerate(counted) if n < 0)
+    short = len(data) - 2 * mib - piece
+    assert counted[last_take_back + 1 :] == [piece] * (2 * mib // piece + 1) + [short]
+    assert sum(counted) == len(data)
+
+
 async def test_an_etag_that_does_not_match_is_retried_once_then_fails(
     storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
