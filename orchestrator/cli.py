@@ -1000,6 +1000,9 @@ def daemon(
     deliver: DeliverOption = False,
     deliver_path: DeliverPathOption = None,
     deliver_description: DeliverDescriptionOption = None,
+    sidecars: SidecarsOption = Sidecars.edited,
+    flat: FlatOption = False,
+    prefix_subfolders: PrefixOption = False,
     max_jobs: Annotated[
         int | None,
         typer.Option(
@@ -1053,6 +1056,8 @@ def daemon(
         deliver=deliver,
         deliver_path=deliver_path,
         deliver_description=deliver_description,
+        sidecars=sidecars,
+        flat=flat,
     )
     cfg = settings(
         listen=listen,
@@ -1068,7 +1073,15 @@ def daemon(
         update={
             "hot_folders": [
                 *cfg.hot_folders,
-                *(HotFolder(path=path, profiles=profile, **spec.model_dump()) for path in watch),
+                *(
+                    HotFolder(
+                        path=path,
+                        profiles=profile,
+                        prefix_subfolders=prefix_subfolders,
+                        **spec.model_dump(),
+                    )
+                    for path in watch
+                ),
             ]
         }
     )

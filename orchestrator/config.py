@@ -125,10 +125,15 @@ class HotFolder(JobSpec, frozen=True, extra="forbid"):
     """The folder watched; its direct subfolders are the shoots."""
     profiles: list[str] = Field(min_length=1)
     """Profile keys or names, one per image type the drops may hold."""
+    prefix_subfolders: bool = False
+    """Send the photos of a drop's subfolders under names prefixed with their subfolder, as
+    `run --prefix-subfolders` does (two camera bodies' IMG_0001.CR2 in one drop)."""
 
     def spec(self) -> JobSpec:
         """What each drop's jobs are asked to do."""
-        return JobSpec.model_validate(self.model_dump(exclude={"path", "profiles"}))
+        return JobSpec.model_validate(
+            self.model_dump(exclude={"path", "profiles", "prefix_subfolders"})
+        )
 
 
 class Settings(BaseSettings):

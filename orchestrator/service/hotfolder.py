@@ -148,7 +148,12 @@ class HotFolders:
                 self._done.add(folder)
                 return
             submitted = await self._submit(
-                RunRequest(source=folder, profiles=hot.profiles, spec=hot.spec())
+                RunRequest(
+                    source=folder,
+                    profiles=hot.profiles,
+                    spec=hot.spec(),
+                    prefix_subfolders=hot.prefix_subfolders,
+                )
             )
         except (PlanError, ShootError) as exc:
             drop.refused = True

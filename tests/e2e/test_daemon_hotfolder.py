@@ -82,3 +82,44 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
         [project] = ledger(sandbox)["projects"]
         assert (project["edit_requests"], project["export_requests"]) == (1, 1)
         assert md5_matches_ledger(project, daemon.jobs()[job["id"]]) == 6
+
+
+def test_watch_takes_the_layout_options_of_run(tmp_path: Path, daemons: list[Daemon]) -> None:
+    # Two camera bodies' cards, each with its own IMG_0001.CR2: sendable only prefixed.
+    drops = tmp_path / "drops"
+    staged = tmp_path / "staged"
+    for number in (1, 2):
+        make_sample_shoot(staged / f"Card {number}", raw=1, jpeg=0, seed=number)
+    with sandbox_process("--edit-seconds", "0.3") as sandbox:
+        env = daemon_env(
+            f"{sandbox}/v1",
+            f"sqlite:///{tmp_path / 'orchestrator.db'}",
+            ORCH_HOT_FOLDER_SETTLE="0.5",
+            ORCH_POLL_INITIAL="0.3",
+            ORCH_POLL_MAX="0.5",
+        )
+        args = (
+            *("--watch", str(drops), "--profile", "1001"),
+            *("--prefix-subfolders", "--sidecars", "beside"),
+        )
+        daemon = Daemon(env, tmp_path, args=args)
+        daemons.append(daemon.start())
+        drops.mkdir()
+        staged.rename(drops / "wedding")  # whole at once: the short settle cannot split it
+
+        [job] = wait_for(
+            lambda: list(daemon.jobs().values()), timeout=30, what="the drop to become a job"
+        )
+        wait_for(
+            lambda: daemon.jobs()[job["id"]]["state"] == "completed",
+            timeout=60,
+            what="the dropped shoot to be done",
+        )
+        [project] = ledger(sandbox)["projects"]
+    assert sorted(project["files"]) == ["Card 1_IMG_0001.CR2", "Card 2_IMG_0001.CR2"]
+    shoot = drops / "wedding"
+    # The sidecars came back to each photo's own name and place, beside the RAWs.
+    assert sorted(p.relative_to(shoot).as_posix() for p in shoot.rglob("*.xmp")) == [
+        "Card 1/IMG_0001.xmp",
+        "Card 2/IMG_0001.xmp",
+    ]

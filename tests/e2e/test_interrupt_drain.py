@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -66,12 +65,11 @@ def test_the_first_interrupt_lets_the_upload_in_flight_finish(
                 event = json.loads(line)
                 if event["stage"] == "upload" and (event["bytes_done"] or 0) >= PHOTO // 2:
                     break
-        signalled = time.monotonic()
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=60)
-        took = time.monotonic() - signalled
     assert run.returncode == 130, stderr
     assert "letting transfers in flight finish" in stderr
-    assert took < 30  # bounded: the grace is a few seconds, not the whole upload
     [job] = stored_jobs(migrated_db_url, shoot)
-    assert any(p.done("upload") for p in job["photos"].values())
+    uploaded = [p for p in job["photos"].values() if p.done("upload")]
+    # The photo in flight finished; the command did not wait for the rest of the upload.
+    assert 0 < len(uploaded) < len(job["photos"]), len(uploaded)

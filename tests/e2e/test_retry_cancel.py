@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,20 +143,20 @@ def test_cancel_stops_a_running_job_within_seconds(
     try:
         wait_until_uploading(run)
         [job] = stored_jobs(migrated_db_url, shoot)
-        asked = time.monotonic()
         cancelled = orchestrator("cancel", job["id"][:8], env=env)
         assert cancelled.returncode == 0, cancelled.stderr
         assert "cancel requested" in cancelled.stdout
+        # The driver looks for a cancel every few seconds (EngineConfig.cancel_poll_seconds).
         stdout, stderr = run.communicate(timeout=30)
     finally:
         run.kill()
-    # The driver looks for a cancel every few seconds (EngineConfig.cancel_poll_seconds).
-    assert time.monotonic() - asked < 15
     assert run.returncode == 1, stderr[-3000:]
     [reported] = json.loads(stdout)
     assert reported["state"] == "cancelled"
     [job] = stored_jobs(migrated_db_url, shoot)
     assert job["state"] == "cancelled" and job["lease_owner"] is None
+    # At 100 KB/s the 2 MB JPEG takes some 20 s: the cancel stopped the upload, not its end.
+    assert not job["photos"][BIG_JPEG].done("upload")
     assert project_of(sandbox_url, reported)["edit_requests"] == 0
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.daemon_support import daemon_env, free_port, http, migrated, wait_for
 
 PROBE = """
 import json, runpy, sys
@@ -63,4 +66,35 @@ def test_reading_commands_load_only_what_they_use(tmp_path: Path, args: tuple[st
 
     assert not loaded & {"aiohttp", "aiolimiter", "alembic", "mako", "jinja2"}
     # On SQLite: no Postgres driver or dialect, and no Pillow (tagging alone uses it).
+    assert not loaded & {"asyncpg", "sqlalchemy.dialects.postgresql", "PIL"}
+
+
+def test_the_daemon_on_sqlite_loads_no_postgres_driver(tmp_path: Path) -> None:
+    # A schema already current, as on every start but the first (a first one migrates, and
+    # Alembic's own Postgres module loads the dialect then).
+    db_url = migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
+    port = free_port()
+    env = daemon_env(f"http://127.0.0.1:{free_port()}/v1", db_url)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", PROBE, "daemon", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: daemon.poll() is not None or http("GET", f"http://127.0.0.1:{port}/healthz")[0],
+            timeout=60,
+            what="the daemon to answer /healthz",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    finally:
+        daemon.kill()
+    report = json.loads(stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), stderr[-3000:]
+    loaded = set(report["loaded"])
+
+    assert "aiohttp.web" in loaded  # it did serve
     assert not loaded & {"asyncpg", "sqlalchemy.dialects.postgresql", "PIL"}

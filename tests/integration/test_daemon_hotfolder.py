@@ -49,7 +49,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 def _watcher(store: Store, watched: Path, submit: Recorder, clock: Clock) -> HotFolders:
-    hot = HotFolder(path=watched, profiles=["2001"], export=True, edit={"tools": ["crop"]})
+    hot = HotFolder(
+        path=watched,
+        profiles=["2001"],
+        export=True,
+        edit={"tools": ["crop"]},
+        prefix_subfolders=True,
+    )
     return HotFolders(
         [hot], store=store, submit=submit, settle_seconds=SETTLE, scan_seconds=1, clock=clock
     )
@@ -78,6 +84,7 @@ async def test_a_drop_is_submitted_once_after_it_settles(tmp_path: Path, store: 
         True,
         {"crop"},
     )
+    assert request.prefix_subfolders  # the hot folder's, as `run --prefix-subfolders` gives it
     clock.now += SETTLE * 3
     await watcher.scan()
     await watcher.scan()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.config import HotFolder
-from orchestrator.spec import JobSpec, SpecError
+from orchestrator.spec import JobSpec, OutputLayout, SpecError
 
 
 def test_a_spec_round_trips_through_its_stored_form() -> None:
@@ -48,9 +48,13 @@ def test_a_hot_folder_takes_every_job_option_run_takes() -> None:
                 "hdr_output_compression": "LOSSY",
                 "photography_type": "WEDDING",
             },
+            "outputs": {"subfolders": False, "sidecars": "beside"},
+            "prefix_subfolders": True,
         }
     )
     spec = hot.spec()
     assert set(JobSpec.model_fields) <= set(HotFolder.model_fields)
     assert spec.export and spec.edit.sky_replacement_template_id == 12
     assert spec.edit.tools == {"crop", "sky_replacement", "hdr_merge"}
+    assert spec.outputs == OutputLayout(subfolders=False, sidecars="beside")
+    assert hot.prefix_subfolders  # how the drop is scanned, not what its jobs do
