@@ -8,6 +8,7 @@ import errno
 import io
 import os
 import re
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ from aiohttp import hdrs
 from orchestrator.crashpoints import crash_point
 from orchestrator.retry import RetryableError
 from orchestrator.transfer.attempts import Mismatch
-from orchestrator.transfer.errors import OutputUnwritable, TransferFailed, TransferRefused
+from orchestrator.transfer.errors import (
+    OutputInTheWay,
+    OutputUnwritable,
+    TransferFailed,
+    TransferRefused,
+)
 from orchestrator.transfer.hashing import SMALL_FILE, Hasher, md5_of_file, new_md5
 from orchestrator.transfer.limits import RateLimiter
 from orchestrator.transfer.localfiles import NotAFile, open_reader, open_regular, regular_stat
@@ -101,13 +107,25 @@ class FileDownload:
         self._max_size = max_size
         # Bytes of this file reported through on_bytes; kept equal to what the partial holds.
         self._counted = 0
+        # What the partial measured when the folder was made: the size, or the error met.
+        self._first_look: int | OSError | None = None
 
-    async def prepare(self) -> Fetched | None:
-        """Make sure the folder exists; the final file if it is already there and verified."""
+    async def prepare(self, keep_older_than: float | None = None) -> Fetched | None:
+        """Make sure the folder exists; the final file if it is already there and verified.
+
+        OutputInTheWay if a regular file last written before `keep_older_than` is at the final
+        name. The partial an earlier attempt left is measured in the same trip to a thread, for
+        the first attempt (a tiny output costs a few trips in all, and the trips are its cost).
+        """
         try:
-            await asyncio.to_thread(self._folder.mkdir, parents=True, exist_ok=True)
+            look = await asyncio.to_thread(
+                _make_folder_and_look, self._folder, self._final, self._partial, keep_older_than
+            )
         except OSError as exc:
             raise OutputUnwritable(self._folder, exc) from exc
+        if look is None:
+            raise OutputInTheWay(self._final)
+        self._first_look = look
         if self._expected_size is None and self._expected_md5 is None:
             # Nothing to check an existing file against: fetch it again rather than trust it.
             return None
@@ -189,10 +207,12 @@ class FileDownload:
 
     async def _resume_point(self) -> tuple[int, str | None]:
         with self._local_files():
-            try:
-                offset = (await asyncio.to_thread(regular_stat, self._partial)).st_size
-            except FileNotFoundError:
-                offset = 0
+            measured, self._first_look = self._first_look, None
+            if measured is None:
+                measured = await asyncio.to_thread(_partial_size, self._partial)
+            if isinstance(measured, OSError):
+                raise measured
+            offset = measured
             limits = [n for n in (self._expected_size, self._max_size) if n is not None]
             if limits and offset > min(limits):
                 await self._discard()
@@ -400,6 +420,34 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     start, total = match.groups()
     return (int(start) if start is not None else None, int(total) if total != "*" else None)
+
+
+def _make_folder_and_look(
+    folder: Path, final: Path, partial: Path, keep_older_than: float | None
+) -> int | OSError | None:
+    """Make `folder` (its errors raised); None if a regular file at `final` was last written
+    before `keep_older_than`, else `_partial_size` of the partial."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if keep_older_than is not None:
+        try:
+            status = os.lstat(final)
+        except OSError:  # nothing there: the usual case; anything odd is the download's to meet
+            pass
+        else:
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < keep_older_than:
+                return None
+    return _partial_size(partial)
+
+
+def _partial_size(partial: Path) -> int | OSError:
+    """The partial's size, 0 if there is none; the error measuring it met, to be raised where
+    the partial is used (something planted there is NotAFile)."""
+    try:
+        return regular_stat(partial).st_size
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        return exc
 
 
 def _read_etag(path: Path) -> str | None:

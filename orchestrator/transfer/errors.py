@@ -55,6 +55,14 @@ class TransferRefused(TransferFailed):
     length cannot be confirmed, something planted where a partial download belongs)."""
 
 
+class OutputInTheWay(TransferError, Refused):
+    """A file written before `since` is already where the output goes: not ours to replace."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is older than this download and is not replaced")
+        self.path = path
+
+
 class SourceChanged(TransferError, Transient):
     """The local photo no longer matches what was recorded (size or content): re-scan first."""
 

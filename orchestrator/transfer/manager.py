@@ -249,15 +249,18 @@ class Transfers:
         expected_size: int | None = None,
         expected_md5_hex: str | None = None,
         input_size: int | None = None,
+        keep_older_than: float | None = None,
         on_bytes: Callable[[int], None] | None = None,
         on_retry: RetryReporter | None = None,
     ) -> DownloadResult:
         """GET one output into `folder / file_name`, resuming and verifying; atomic at the end.
 
         `input_size` is the size of the photo the output was made from: it caps the output's
-        size (see TransferSettings.output_cap). Raises TransferRefused (at once: over the cap,
-        length unconfirmed, a bad redirect, something planted in the folder), TransferFailed
-        (unsafe name, permanent, or retries exhausted), VerificationFailed, OutputUnwritable.
+        size (see TransferSettings.output_cap). A regular file at the target last written
+        before `keep_older_than` (a timestamp) is kept: OutputInTheWay, before any request.
+        Raises TransferRefused (at once: over the cap, length unconfirmed, a bad redirect,
+        something planted in the folder), TransferFailed (unsafe name, permanent, or retries
+        exhausted), VerificationFailed, OutputUnwritable.
         """
         download = FileDownload(
             self._session,
@@ -272,7 +275,7 @@ class Transfers:
             on_bytes=on_bytes,
             max_size=self._settings.output_cap(input_size),
         )
-        existing = await download.prepare()
+        existing = await download.prepare(keep_older_than)
         if existing is not None:
             return DownloadResult(
                 path=existing.path,

@@ -19,7 +19,7 @@ from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
-from orchestrator.transfer.errors import OutputUnwritable, TransferError
+from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, TransferError
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
@@ -222,13 +222,9 @@ async def _download_one(
         target = places.of(photo, name)
     except UnsafeFileName as exc:
         raise PhotoFailed(f"refused, {exc}") from exc
-    if places.beside(target.name):
+    beside = places.beside(target.name)
+    if beside:
         await _keep_existing_sidecar(ctx, target, earlier_jobs=older_than is None)
-    elif older_than is not None and await asyncio.to_thread(_older_file, target, older_than):
-        raise PhotoFailed(
-            f"{target} was there before this job and is not replaced: move it (or its "
-            f"folder) away, then `orchestrator retry {ctx.job.id[:8]}`"
-        )
     seen = [0]
     try:
         result = await ctx.services.transfers.download(
@@ -236,9 +232,15 @@ async def _download_one(
             folder=target.parent,
             file_name=target.name,
             input_size=photo.size,
+            keep_older_than=None if beside else older_than,
             on_bytes=lambda n: _received(ctx, outputs, n),
             on_retry=retries.heard,
         )
+    except OutputInTheWay as exc:
+        raise PhotoFailed(
+            f"{target} was there before this job and is not replaced: move it (or its "
+            f"folder) away, then `orchestrator retry {ctx.job.id[:8]}`"
+        ) from exc
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
     except (TransferError, RetriesExhausted) as exc:

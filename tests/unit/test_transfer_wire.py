@@ -29,6 +29,7 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.transfer import download as download_module
 from orchestrator.transfer import upload as upload_module
 from orchestrator.transfer.errors import (
+    OutputInTheWay,
     OutputUnwritable,
     SourceChanged,
     TransferFailed,
@@ -969,6 +970,28 @@ async def test_a_final_name_planted_as_a_link_is_replaced_not_trusted(
     assert result.attempts == 1 and len(storage.seen) == 1  # fetched, not taken from the link
     assert not (out / "A.xmp").is_symlink() and (out / "A.xmp").read_bytes() == data
     assert victim.read_bytes() == data
+
+
+async def test_a_file_older_than_asked_is_kept_without_a_request_a_newer_one_replaced(
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = payload(1000)
+    storage.serve("A.jpg", data)
+    theirs = write(tmp_path / "A.jpg", b"the photographer's own")
+    os.utime(theirs, (1_000_000, 1_000_000))
+    transfers = make(session)
+    with pytest.raises(OutputInTheWay, match=r"A\.jpg is older than this download"):
+        await transfers.download(
+            link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", keep_older_than=2e6
+        )
+    assert storage.seen == [] and theirs.read_bytes() == b"the photographer's own"
+    assert names_in(tmp_path) == ["A.jpg"]
+
+    os.utime(theirs, (3_000_000, 3_000_000))  # written since: an earlier attempt's, replaced
+    await transfers.download(
+        link=storage.link("A.jpg"), folder=tmp_path, file_name="A.jpg", keep_older_than=2e6
+    )
+    assert theirs.read_bytes() == data
 
 
 def capped(session: aiohttp.ClientSession, ceiling: int, *, attempts: int = 3) -> Transfers:
