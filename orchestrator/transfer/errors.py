@@ -56,7 +56,8 @@ class TransferRefused(TransferFailed):
 
 
 class OutputInTheWay(TransferError, Refused):
-    """A file written before `since` is already where the output goes: not ours to replace."""
+    """A file last written before the moment the download was told to keep (its caller's
+    start) is already where the output goes: somebody else's, not replaced."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(f"{path} is older than this download and is not replaced")

@@ -75,13 +75,14 @@ def test_the_daemon_on_sqlite_loads_no_postgres_driver(tmp_path: Path) -> None:
     db_url = migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
     port = free_port()
     env = daemon_env(f"http://127.0.0.1:{free_port()}/v1", db_url)
-    daemon = subprocess.Popen(
-        [sys.executable, "-c", PROBE, "daemon", "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "daemon.log"  # a file, not a pipe: its log lines can never block it
+    with log.open("w") as stderr_file:
+        daemon = subprocess.Popen(
+            [sys.executable, "-c", PROBE, "daemon", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+        )
     try:
         wait_for(
             lambda: daemon.poll() is not None or http("GET", f"http://127.0.0.1:{port}/healthz")[0],
@@ -89,9 +90,10 @@ def test_the_daemon_on_sqlite_loads_no_postgres_driver(tmp_path: Path) -> None:
             what="the daemon to answer /healthz",
         )
         daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=60)
+        daemon.wait(timeout=60)
     finally:
         daemon.kill()
+    stderr = log.read_text()
     report = json.loads(stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), stderr[-3000:]
     loaded = set(report["loaded"])
