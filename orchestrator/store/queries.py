@@ -784,6 +784,14 @@ class PhotoWriter:
         self._thread = thread
         self._dialect = dialect
         self._statements: dict[type[Checkpoint], Any] = {}
+        # Built once, like the writes: a batch is often two photos, and building its queries
+        # cost more than running them.
+        self._count_photos = (
+            select(func.count())
+            .select_from(Photo)
+            .where(Photo.job_id == lease.job_id, Photo.id.in_(bindparam("ids", expanding=True)))
+        )
+        self._check_lease = _lease_query(lease, lock=True)
 
     async def write(self, updates: Sequence[tuple[int, Checkpoint]]) -> None:
         """Apply `(photo id, checkpoint)` in order, all or none; StaleLease if the lease is gone.
@@ -803,20 +811,15 @@ class PhotoWriter:
         """The batch's statements, on a connection whose transaction the caller commits."""
         lease = self._lease
         ids = {photo_id for photo_id, _ in updates}
-        found = conn.execute(
-            select(func.count())
-            .select_from(Photo)
-            .where(Photo.job_id == lease.job_id, Photo.id.in_(ids))
-        ).scalar_one()
+        found = conn.execute(self._count_photos, {"ids": sorted(ids)}).scalar_one()
         if found != len(ids):
             raise LookupError(f"a photo of this batch is not part of job {lease.job_id}")
         for kind, rows in _runs_of_same_kind(updates, lease.job_id, utcnow()):
             conn.execute(self._statement(kind), rows)
-        if conn.execute(_lease_query(lease, lock=True)).first() is None:
+        if conn.execute(self._check_lease).first() is None:
             raise _stale(lease)
 
     def _statement(self, kind: type[Checkpoint]) -> Any:
-        # Built once per kind: rebuilding it for every batch costs more than the write.
         if kind not in self._statements:
             self._statements[kind] = self._build(kind)
         return self._statements[kind]
