@@ -8,7 +8,6 @@ import errno
 import io
 import os
 import re
-import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,13 @@ from orchestrator.transfer.errors import (
 )
 from orchestrator.transfer.hashing import SMALL_FILE, Hasher, md5_of_file, new_md5
 from orchestrator.transfer.limits import RateLimiter
-from orchestrator.transfer.localfiles import NotAFile, open_reader, open_regular, regular_stat
+from orchestrator.transfer.localfiles import (
+    NotAFile,
+    open_reader,
+    open_regular,
+    regular_stat,
+    written_before,
+)
 from orchestrator.transfer.names import check_output_name, etag_path, partial_path
 from orchestrator.transfer.storage import (
     MAX_REDIRECTS,
@@ -107,7 +112,8 @@ class FileDownload:
         self._max_size = max_size
         # Bytes of this file reported through on_bytes; kept equal to what the partial holds.
         self._counted = 0
-        # What the partial measured when the folder was made: the size, or the error met.
+        # What the partial measured when the folder was made (the size, or the error met),
+        # until the first attempt takes it.
         self._first_look: int | OSError | None = None
 
     async def prepare(self, keep_older_than: float | None = None) -> Fetched | None:
@@ -118,14 +124,11 @@ class FileDownload:
         the first attempt (a tiny output costs a few trips in all, and the trips are its cost).
         """
         try:
-            look = await asyncio.to_thread(
+            self._first_look = await asyncio.to_thread(
                 _make_folder_and_look, self._folder, self._final, self._partial, keep_older_than
             )
         except OSError as exc:
             raise OutputUnwritable(self._folder, exc) from exc
-        if look is None:
-            raise OutputInTheWay(self._final)
-        self._first_look = look
         if self._expected_size is None and self._expected_md5 is None:
             # Nothing to check an existing file against: fetch it again rather than trust it.
             return None
@@ -424,18 +427,12 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 def _make_folder_and_look(
     folder: Path, final: Path, partial: Path, keep_older_than: float | None
-) -> int | OSError | None:
-    """Make `folder` (its errors raised); None if a regular file at `final` was last written
-    before `keep_older_than`, else `_partial_size` of the partial."""
+) -> int | OSError:
+    """Make `folder` (its errors raised); OutputInTheWay if a regular file at `final` was last
+    written before `keep_older_than`; else `_partial_size` of the partial."""
     folder.mkdir(parents=True, exist_ok=True)
-    if keep_older_than is not None:
-        try:
-            status = os.lstat(final)
-        except OSError:  # nothing there: the usual case; anything odd is the download's to meet
-            pass
-        else:
-            if stat.S_ISREG(status.st_mode) and status.st_mtime < keep_older_than:
-                return None
+    if keep_older_than is not None and written_before(final, keep_older_than):
+        raise OutputInTheWay(final)
     return _partial_size(partial)
 
 

@@ -79,6 +79,18 @@ def open_reader(path: str | Path) -> io.FileIO:
     return io.FileIO(descriptor, "rb", closefd=True)
 
 
+def written_before(path: Path, moment: float) -> bool:
+    """Whether a regular file is at `path` that was last written before `moment` (a timestamp).
+
+    Anything else there (nothing, a folder, a link) is for the caller's own checks to meet.
+    """
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_mtime < moment
+
+
 def regular_stat(path: str | Path) -> os.stat_result:
     """The lstat of `path` if it is a regular file; NotAFile (a link, a pipe, …) otherwise."""
     status = os.lstat(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import stat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -20,6 +19,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, TransferError
+from orchestrator.transfer.localfiles import written_before
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
@@ -261,7 +261,7 @@ async def _keep_existing_sidecar(ctx: JobContext, target: Path, *, earlier_jobs:
     explains the sidecar (it would be lost)."""
     kept = target.with_name(target.name + ".orig")
     started = ctx.job.created_at.timestamp()
-    if not await asyncio.to_thread(_older_file, target, started):
+    if not await asyncio.to_thread(written_before, target, started):
         return
     if await asyncio.to_thread(os.path.lexists, kept):
         if earlier_jobs:
@@ -294,18 +294,6 @@ async def _follows_earlier_jobs(ctx: JobContext) -> bool:
         if job.id != ctx.job.id
     ]
     return any(moment < ctx.job.created_at for moment in earlier)
-
-
-def _older_file(path: Path, before: float) -> bool:
-    """Whether a regular file is at `path` that was last written before `before` (a timestamp).
-
-    Anything else in the way (a folder, a link) is the transfer's to refuse or replace.
-    """
-    try:
-        status = path.lstat()
-    except OSError:  # nothing there, or no folder to hold it: the transfer says what is wrong
-        return False
-    return stat.S_ISREG(status.st_mode) and status.st_mtime < before
 
 
 def _received(ctx: JobContext, outputs: Outputs, nbytes: int) -> None:
