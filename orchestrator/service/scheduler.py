@@ -24,7 +24,7 @@ from orchestrator.store.scheduling import (
     Claim,
     claim_due_jobs,
     database_errors,
-    next_due_at,
+    next_due_in,
     wake_if_called_back,
 )
 from orchestrator.workflow.engine import Engine, Outcome
@@ -138,10 +138,9 @@ class Scheduler:
             self._start(claim)
         if len(self._drives) >= self._settings.max_jobs:
             return self._settings.idle_seconds
-        due = await next_due_at(self._store, self.owner)
-        if due is None:
+        until = await next_due_in(self._store, self.owner)
+        if until is None:
             return self._settings.idle_seconds
-        until = (due - utcnow()).total_seconds()
         return min(max(until, MIN_SLEEP_SECONDS), self._settings.idle_seconds)
 
     def _start(self, claim: Claim) -> None:

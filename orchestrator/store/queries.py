@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from orchestrator.states import TERMINAL_STATES, JobState, Move
+from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
 from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
@@ -388,16 +389,16 @@ class Store:
 
     async def claim(self, job_id: str, owner: str, ttl: float) -> Lease:
         """Take the job's lease: free, expired, or left by a dead process of this host."""
-        now = utcnow()
         job = await self.get_job(job_id)
-        claimable = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
-        if (
-            job.lease_owner
-            and job.lease_owner != owner
-            and _owner_is_dead_local_process(job.lease_owner)
-        ):
-            claimable = or_(claimable, Job.lease_owner == job.lease_owner)
         async with self.engine.begin() as conn:
+            now = await database_now(conn)
+            claimable = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
+            if (
+                job.lease_owner
+                and job.lease_owner != owner
+                and _owner_is_dead_local_process(job.lease_owner)
+            ):
+                claimable = or_(claimable, Job.lease_owner == job.lease_owner)
             epoch = (
                 await conn.execute(
                     update(Job)
@@ -428,10 +429,11 @@ class Store:
     async def renew(self, lease: Lease, ttl: float) -> bool:
         """Extend the lease; False if it was lost (taken over)."""
         async with self.engine.begin() as conn:
+            now = await database_now(conn)
             result = await conn.execute(
                 update(Job)
                 .where(_holds(lease))
-                .values(lease_expires_at=utcnow() + timedelta(seconds=ttl))
+                .values(lease_expires_at=now + timedelta(seconds=ttl))
             )
         return result.rowcount == 1
 
@@ -518,13 +520,13 @@ class Store:
 
         `move` is the job's current state to cancelled, as the transition table allows it.
         """
-        now = utcnow()
         owner = (await self.get_job(job_id)).lease_owner
-        free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
-        if owner and _owner_is_dead_local_process(owner):
-            # A run killed mid-job leaves its lease behind; nobody will ever act on a request.
-            free = or_(free, Job.lease_owner == owner)
         async with self.engine.begin() as conn:
+            now = await database_now(conn)
+            free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < now)
+            if owner and _owner_is_dead_local_process(owner):
+                # A run killed mid-job leaves its lease behind; nobody will ever act on a request.
+                free = or_(free, Job.lease_owner == owner)
             cancelled = await conn.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == move.from_state, free)

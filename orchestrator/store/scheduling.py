@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.states import TERMINAL_STATES
+from orchestrator.store.clock import database_now
 from orchestrator.store.models import Callback, Event, Job, utcnow
 from orchestrator.store.queries import Lease, Store
 
@@ -91,8 +92,8 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     bumps the lease epoch, so writes made under any older lease are refused. Callbacks already
     in the inbox count as consumed: the drive about to start asks Imagen for the status anyway.
     """
-    now = utcnow()
     async with _write_transaction(store) as conn:
+        now = await database_now(conn)
         due = (
             await conn.execute(
                 select(Job.id, Job.lease_owner)
@@ -142,8 +143,9 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     return claims
 
 
-async def next_due_at(store: Store, owner: str) -> datetime | None:
-    """When the next daemon job not driven by `owner` becomes claimable (None: no such job).
+async def next_due_in(store: Store, owner: str) -> float | None:
+    """Seconds until the next daemon job not driven by `owner` becomes claimable (None: no
+    such job), by the database's clock, on which claims judge it.
 
     A free job is due at its `wake_at` (or at once); a leased one when its lease expires, or at
     its `wake_at` if that is later.
@@ -154,6 +156,7 @@ async def next_due_at(store: Store, owner: str) -> datetime | None:
         else_=Job.wake_at,
     )
     async with store.engine.connect() as conn:
+        now = await database_now(conn)
         earliest: datetime | None = (
             await conn.execute(
                 select(func.min(when)).where(
@@ -163,7 +166,9 @@ async def next_due_at(store: Store, owner: str) -> datetime | None:
                 )
             )
         ).scalar_one()
-    return earliest
+    if earliest is None:
+        return None
+    return (earliest - now).total_seconds()
 
 
 async def queue_for_daemon(store: Store, job_ids: Sequence[str]) -> None:
