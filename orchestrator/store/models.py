@@ -17,10 +17,15 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     false,
+    literal_column,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from orchestrator.states import TERMINAL_STATES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -94,6 +99,24 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_jobs_source_image_type", "source", "image_type"),)
+
+
+LIVE_DAEMON_JOB = and_(
+    Job.queued_for_daemon == true(),
+    Job.state.not_in([literal_column(f"'{state}'") for state in sorted(TERMINAL_STATES)]),
+)
+"""A job the daemons still have work for. Written with its values inline, the same in the
+index below and in the daemons' queries: SQLite uses a partial index only for a query that
+repeats its condition word for word, constants included."""
+
+Index(
+    "ix_jobs_live_daemon_wake_at",
+    Job.wake_at,
+    sqlite_where=LIVE_DAEMON_JOB,
+    postgresql_where=LIVE_DAEMON_JOB,
+)
+"""The daemons' claim and next wake-up read only live daemon jobs: their cost follows the jobs
+at work, not the season of finished ones the table keeps."""
 
 
 class Photo(Base):

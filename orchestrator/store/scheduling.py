@@ -14,14 +14,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.clock import database_now
-from orchestrator.store.models import Callback, Event, Job, utcnow
+from orchestrator.store.models import LIVE_DAEMON_JOB, Callback, Event, Job, utcnow
 from orchestrator.store.queries import Lease, Store
 
 WAKE_CHANNEL = "orchestrator_wake"
@@ -61,10 +72,20 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
-        Job.queued_for_daemon.is_(true()),
-        is_live(),
+        LIVE_DAEMON_JOB,
         or_(Job.wake_at.is_(None), Job.wake_at <= now),
         _lease_free(now),
+    )
+
+
+def due_jobs_query(now: datetime, limit: int) -> Select[str, str | None]:
+    """The due jobs a claim takes at `now`, under way first, locked (skipped if locked)."""
+    return (
+        select(Job.id, Job.lease_owner)
+        .where(_due(now))
+        .order_by(Job.wake_at.is_(None), func.coalesce(Job.wake_at, Job.created_at), Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
 
 
@@ -94,15 +115,7 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     """
     async with _write_transaction(store) as conn:
         now = await database_now(conn)
-        due = (
-            await conn.execute(
-                select(Job.id, Job.lease_owner)
-                .where(_due(now))
-                .order_by(Job.wake_at.is_(None), func.coalesce(Job.wake_at, Job.created_at), Job.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        due = (await conn.execute(due_jobs_query(now, limit))).all()
         if not due:
             return []
         ids = [job_id for job_id, _ in due]
@@ -160,8 +173,7 @@ async def next_due_in(store: Store, owner: str) -> float | None:
         earliest: datetime | None = (
             await conn.execute(
                 select(func.min(when)).where(
-                    Job.queued_for_daemon.is_(true()),
-                    is_live(),
+                    LIVE_DAEMON_JOB,
                     or_(Job.lease_owner.is_(None), Job.lease_owner != owner),
                 )
             )
