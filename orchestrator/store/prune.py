@@ -1,0 +1,133 @@
+"""Keeping a season's database small: finished jobs past an age, and spent callbacks, removed.
+
+A studio's daemon runs for months; every job leaves its photos, their phases and its events, and
+every callback stays in the inbox once acted on. `prune` removes finished jobs (completed,
+cancelled or failed) that finished more than a given age ago, with everything of theirs (the
+foreign keys cascade), and callbacks processed more than a day ago. It never touches a live job:
+each delete re-checks, in its own statement, that the job is still finished and still old (a
+`retry` that moves a failed job back at that moment wins). Then it gives the space back: SQLite
+checkpoints its log and rewrites the file (VACUUM), Postgres vacuums the tables for reuse.
+
+Imagga's kept answers (`tag_results`) are not pruned: they are what a later `keywords
+--reselect` or a rerun of an old shoot reads instead of paying again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
+
+from orchestrator.states import TERMINAL_STATES
+from orchestrator.store.clock import database_now
+from orchestrator.store.db import sqlite_path
+from orchestrator.store.models import Callback, Event, Job, Photo
+from orchestrator.store.queries import Store
+
+CALLBACKS_KEPT = timedelta(days=1)
+"""How long a processed callback stays: long enough to absorb Imagen's late duplicates."""
+
+BATCH = 500
+"""Jobs deleted per transaction: a first prune of a long season never holds the writers long."""
+
+_PRUNED_TABLES = ("jobs", "photos", "photo_phases", "events", "callbacks")
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What a prune removed (or, dry, would remove) and the database's size around it."""
+
+    cutoff: datetime
+    """Jobs that finished before this moment (the database's clock) were removed."""
+    dry_run: bool
+    jobs: int
+    photos: int
+    events: int
+    callbacks: int
+    """Processed callbacks removed on their own (a removed job's go with it, uncounted)."""
+    bytes_before: int | None
+    """The SQLite file's size with its log, before; None on Postgres."""
+    bytes_after: int | None
+
+
+def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
+    return and_(
+        Job.state.in_(sorted(TERMINAL_STATES)),
+        func.coalesce(Job.finished_at, Job.updated_at) < cutoff,
+    )
+
+
+def _spent_callbacks(now: datetime) -> ColumnElement[bool]:
+    return and_(Callback.processed_at.is_not(None), Callback.processed_at < now - CALLBACKS_KEPT)
+
+
+async def prune(store: Store, *, older_than: timedelta, dry_run: bool = False) -> PruneReport:
+    """Remove finished jobs older than `older_than` and spent callbacks; return what went."""
+    before = _file_bytes(store)
+    async with store.engine.connect() as conn:
+        now = await database_now(conn)
+    cutoff = now - older_than
+    jobs = photos = events = 0
+    async with store.engine.connect() as conn:
+        old_jobs = list(
+            (await conn.execute(select(Job.id).where(_finished_before(cutoff)))).scalars()
+        )
+        callbacks = await _count(conn, select(func.count()).where(_spent_callbacks(now)))
+    for start in range(0, len(old_jobs), BATCH):
+        batch = old_jobs[start : start + BATCH]
+        async with store.engine.begin() as conn:
+            photos += await _count(conn, _count_of(Photo.job_id, batch))
+            events += await _count(conn, _count_of(Event.job_id, batch))
+            if dry_run:
+                jobs += len(batch)
+                continue
+            removed = await conn.execute(
+                delete(Job).where(Job.id.in_(batch), _finished_before(cutoff))
+            )
+            jobs += removed.rowcount
+    if not dry_run:
+        async with store.engine.begin() as conn:
+            await conn.execute(delete(Callback).where(_spent_callbacks(now)))
+        await _give_space_back(store)
+    return PruneReport(
+        cutoff=cutoff,
+        dry_run=dry_run,
+        jobs=jobs,
+        photos=photos,
+        events=events,
+        callbacks=callbacks,
+        bytes_before=before,
+        bytes_after=_file_bytes(store),
+    )
+
+
+def _count_of(column: InstrumentedAttribute[str], job_ids: Sequence[str]) -> Select[int]:
+    return select(func.count()).where(column.in_(job_ids))
+
+
+async def _count(conn: AsyncConnection, query: Select[int]) -> int:
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _give_space_back(store: Store) -> None:
+    """SQLite: fold the log into the file and rewrite it; Postgres: vacuum for reuse."""
+    async with store.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if conn.dialect.name == "postgresql":
+            for table in _PRUNED_TABLES:
+                await conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+        else:
+            await conn.exec_driver_sql("VACUUM")
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _file_bytes(store: Store) -> int | None:
+    path = sqlite_path(str(store.engine.url))
+    if path is None or store.engine.dialect.name != "sqlite":
+        return None
+    files = [path, path.with_name(path.name + "-wal")]
+    return sum(file.stat().st_size for file in files if file.exists())

@@ -1,0 +1,140 @@
+"""`prune`: finished jobs past the age go with everything of theirs, nothing live or recent is
+touched, spent callbacks go, and the space comes back (SQLite); on both databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, utcnow
+from orchestrator.store.prune import prune
+from orchestrator.store.queries import NewJob, NewPhoto, Store
+
+DAYS_OLD = timedelta(days=100)
+
+
+@pytest.fixture
+async def store(migrated_db_url: str) -> AsyncIterator[Store]:
+    store = Store.open(migrated_db_url)
+    yield store
+    await store.close()
+
+
+async def _job(store: Store, state: str, age: timedelta, *, photos: int = 3) -> str:
+    job_id = uuid.uuid4().hex
+    await store.create_job(
+        NewJob(
+            id=job_id,
+            name=f"shoot-{state}",
+            source=f"/shoots/{job_id}",
+            edited_dir="/e",
+            exported_dir="/x",
+            image_type="JPG",
+            profile_key=2001,
+            profile_name="P",
+            spec={"version": 1},
+            project_name=f"orchestrator-{job_id}",
+        ),
+        [NewPhoto(f"{n}.jpg", f"{n}.jpg", 1, 1) for n in range(photos)],
+    )
+    then = utcnow() - age
+    finished = then if state in {"completed", "failed", "cancelled"} else None
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state=state, created_at=then, updated_at=then, finished_at=finished)
+        )
+        photo_ids = (await conn.execute(select(Photo.id).where(Photo.job_id == job_id))).scalars()
+        for photo_id in photo_ids:
+            await conn.execute(
+                insert(PhotoPhase).values(
+                    photo_id=photo_id, phase="upload", job_id=job_id, done_at=then
+                )
+            )
+    await store.add_event(job_id, "note", "something happened")
+    return job_id
+
+
+async def _rows_of(store: Store, job_id: str) -> dict[str, list[Any]]:
+    async with store.engine.connect() as conn:
+        return {
+            table.__tablename__: [
+                tuple(row)
+                for row in await conn.execute(
+                    select(table).where(table.job_id == job_id)  # type: ignore[attr-defined]
+                )
+            ]
+            for table in (Photo, PhotoPhase, Event, Callback)
+        }
+
+
+async def _callback(
+    store: Store, job_id: str, status: str, processed_ago: timedelta | None
+) -> None:
+    processed = None if processed_ago is None else utcnow() - processed_ago
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            insert(Callback).values(
+                project_uuid=f"p-{job_id}",
+                action="edit",
+                status=status,
+                job_id=job_id,
+                received_at=utcnow() - timedelta(days=3),
+                processed_at=processed,
+            )
+        )
+
+
+async def test_prune_removes_only_finished_jobs_past_the_age(store: Store) -> None:
+    old = [await _job(store, state, DAYS_OLD) for state in ("completed", "failed", "cancelled")]
+    recent = await _job(store, "completed", timedelta(days=5))
+    live = await _job(store, "editing", DAYS_OLD)
+    waiting = await _job(store, "reviewing", DAYS_OLD)
+    await _callback(store, live, "Completed", processed_ago=timedelta(days=2))
+    await _callback(store, live, "Failed", processed_ago=timedelta(hours=1))
+    await _callback(store, waiting, "Completed", processed_ago=None)
+    kept_before = {job_id: await _rows_of(store, job_id) for job_id in (recent, live, waiting)}
+
+    dry = await prune(store, older_than=timedelta(days=30), dry_run=True)
+    assert (dry.jobs, dry.photos, dry.events, dry.callbacks) == (3, 9, 6, 1)
+    async with store.engine.connect() as conn:
+        assert len((await conn.execute(select(Job.id))).all()) == 6, "a dry run removed jobs"
+
+    report = await prune(store, older_than=timedelta(days=30))
+    assert (report.jobs, report.photos, report.events, report.callbacks) == (3, 9, 6, 1)
+    async with store.engine.connect() as conn:
+        remaining = set((await conn.execute(select(Job.id))).scalars())
+        orphans = (
+            await conn.execute(select(PhotoPhase.job_id).where(PhotoPhase.job_id.in_(old)))
+        ).all()
+    assert remaining == {recent, live, waiting}
+    assert orphans == []
+    kept_after = {job_id: await _rows_of(store, job_id) for job_id in (recent, live, waiting)}
+    callbacks_of_live = kept_before[live].pop("callbacks")
+    assert kept_after[live].pop("callbacks") == [
+        row for row in callbacks_of_live if "Failed" in row
+    ]
+    assert kept_after == kept_before
+
+
+async def test_prune_gives_the_space_back_to_the_disk_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'season.db'}"
+    await upgrade(url)
+    store = Store.open(url)
+    try:
+        for _ in range(60):
+            await _job(store, "completed", DAYS_OLD, photos=40)
+        report = await prune(store, older_than=timedelta(days=30))
+    finally:
+        await store.close()
+    assert report.jobs == 60
+    assert report.bytes_before is not None and report.bytes_after is not None
+    assert report.bytes_after < report.bytes_before / 2
