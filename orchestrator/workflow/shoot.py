@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -328,12 +329,13 @@ def _summary(scan: ShootScan) -> str:
 
 def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
     # Imagen keys files by name within a project, and the outputs are named after the stem
-    # (IMG_1.CR2 -> IMG_1.xmp), so two files may share neither, in any letter case.
+    # (IMG_1.CR2 -> IMG_1.xmp), so two files may share neither, in any letter case or in
+    # either Unicode form (café as one character or as e plus an accent, as macOS writes it).
     clashes: list[str] = []
     for stem_only in (False, True):
         groups: dict[str, list[str]] = defaultdict(list)
         for photo in photos:
-            name = photo.file_name.lower()
+            name = unicodedata.normalize("NFC", photo.file_name).casefold()
             groups[os.path.splitext(name)[0] if stem_only else name].append(photo.rel_path)
         clashes += [", ".join(paths) for paths in groups.values() if len(paths) > 1]
     if clashes:
