@@ -161,7 +161,8 @@ class FileDownload:
                     if offset and response.status in (412, 416):
                         total = _content_range(response.headers.get(hdrs.CONTENT_RANGE))[1]
                         whole = total if total is not None else self._expected_size
-                        if response.status == 416 and offset == whole:
+                        confirmable = self._unconfirmed(stored_etag, whole) is None
+                        if response.status == 416 and offset == whole and confirmable:
                             # The partial already holds the whole object: it only needs checking.
                             with self._local_files():
                                 hasher = await md5_of_file(
@@ -170,7 +171,8 @@ class FileDownload:
                             return await self._finish(
                                 hasher, offset, stored_etag, whole, resumed_from=offset
                             )
-                        # The object changed (412) or the partial does not fit it (416).
+                        # The object changed (412), the partial does not fit it (416), or
+                        # nothing says what it holds (an older release kept no ETag): again.
                         await self._discard()
                         continue
                     if response.status not in (200, 206):

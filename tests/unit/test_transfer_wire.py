@@ -620,6 +620,24 @@ async def test_a_complete_partial_416_is_verified_and_kept(
     assert names_in(tmp_path) == ["A.xmp"]
 
 
+async def test_a_complete_partial_without_its_etag_is_fetched_again(
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # An older release left the whole object in the partial without the ETag it came with:
+    # nothing can confirm it, so it is fetched again instead of refused.
+    data = payload(500_000)
+    storage.serve("A.xmp", data)
+    write(tmp_path / "A.xmp.partial", data)
+    result = await make(session).download(
+        link=storage.link("A.xmp"), folder=tmp_path, file_name="A.xmp"
+    )
+    first, second = storage.seen
+    assert "Range" in first.headers and "Range" not in second.headers
+    assert result.resumed_from == 0
+    assert (tmp_path / "A.xmp").read_bytes() == data
+    assert names_in(tmp_path) == ["A.xmp"]
+
+
 async def test_an_interrupted_download_leaves_no_final_file_and_resumes_later(
     storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
