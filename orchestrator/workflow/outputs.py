@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 def wants_export(spec: JobSpec) -> bool:
-    """Whether the job asked for JPEG exports."""
+    """Whether the job asked for JPEG exports: the export and its download share this one
+    function, so a job skips both or neither."""
     return spec.export
 
 
