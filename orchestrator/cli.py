@@ -1031,7 +1031,7 @@ def daemon(
 ) -> None:
     """Run queued jobs and hot-folder drops, receive Imagen's callbacks, until SIGTERM."""
     from orchestrator.config import HotFolder
-    from orchestrator.service.daemon import serve
+    from orchestrator.daemon_app import serve
 
     if watch and not profile:
         fail("--watch needs --profile: the profile its drops are edited with")
@@ -1119,7 +1119,7 @@ def keywords(
 ) -> None:
     """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove)."""
     from orchestrator.integrations.keywords import KeywordFiles
-    from orchestrator.integrations.tagging import KeywordRules
+    from orchestrator.rules.keywords import KeywordRules
     from orchestrator.service import keywords as keyword_views
 
     cfg = settings()

@@ -34,9 +34,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from orchestrator.integrations.delivery_files import check_domain
+from orchestrator.rules.database import default_database_path
+from orchestrator.rules.delivery import check_domain
 from orchestrator.spec import JobSpec
-from orchestrator.store.db import default_database_path
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
 IMAGGA_PRODUCTION_URL = "https://api.imagga.com/v2"

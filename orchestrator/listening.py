@@ -6,6 +6,11 @@ import errno
 
 from aiohttp import web
 
+from orchestrator.config import ConfigError
+
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+"""Where a client reaches a server listening on a wildcard address (all of the machine's)."""
+
 
 class CannotListen(ValueError):
     """The address cannot be listened on (taken, not this machine's, privileged); exit code 2."""
@@ -32,3 +37,11 @@ async def start_site(runner: web.AppRunner, host: str, port: int, *, flag: str) 
     except OSError as exc:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise CannotListen(f"cannot listen on {shown}: {_advice(exc, host, flag)}") from exc
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST and PORT from "HOST:PORT" ("[::1]:8750" for IPv6); ConfigError if malformed."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen wants HOST:PORT (e.g. 0.0.0.0:8750), not {listen!r}")
+    return host.strip("[]"), int(port)

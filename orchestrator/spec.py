@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from orchestrator.errors import Refused
 from orchestrator.imagen.models import EditChoices
-from orchestrator.integrations.delivery_files import DEFAULT_TEMPLATE, PathRefused, check_template
+from orchestrator.rules.delivery import DEFAULT_TEMPLATE, PathRefused, check_template
 
 SPEC_VERSION: Literal[1] = 1
 """Version of the stored shape; older shapes are read by `JobSpec.from_stored`."""

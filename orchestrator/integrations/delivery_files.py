@@ -1,7 +1,7 @@
-"""What delivery hands the photographer, and where things go: origin paths from a template,
-the delivery URLs (signed with the `imgix` library), `delivery.json` and the contact sheet.
+"""What delivery hands the photographer: the delivery URLs (signed with the `imgix` library),
+`delivery.json` and the contact sheet (origin paths are made by `rules/delivery.py`).
 
-Nothing here talks to imgix; it only turns names and records into paths, URLs and files.
+Nothing here talks to imgix; it only turns paths and records into URLs and files.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import html
 import json
 import os
-import string
 import tempfile
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,92 +18,11 @@ from urllib.parse import quote
 
 from imgix import UrlBuilder
 
-DEFAULT_TEMPLATE = "{job_name}/{file_name}"
-TEMPLATE_FIELDS = ("job_name", "job_id", "file_name", "stem")
-"""What an origin path template may name: the job's name and id, the exported file's name,
-and that name without its extension."""
-MAX_ORIGIN_PATH = 1024
 SRCSET_WIDTHS = (320, 640, 960, 1280, 1920, 2560)
 """Widths offered in each photo's srcset: phone to large screen."""
 SRCSET_PARAMS = {"auto": "format,compress"}
 DELIVERY_JSON = "delivery.json"
 CONTACT_SHEET = "index.html"
-
-
-class PathRefused(ValueError):
-    """An origin path template, or a path made from it, that could leave its prefix or that
-    imgix could not hold; the message says why."""
-
-
-def check_template(template: str) -> str:
-    """The template, if it names only known fields and stays inside its prefix."""
-    if not template or template != template.strip():
-        raise PathRefused("the path template is empty or starts or ends with a space")
-    if template.startswith("/") or "\\" in template:
-        raise PathRefused(
-            f"the path template {template!r} must be relative, with / between folders "
-            "(e.g. {job_name}/{file_name})"
-        )
-    _refuse_control(template, "the path template")
-    named: set[str] = set()
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise PathRefused(f"the path template {template!r} is malformed: {exc}") from None
-    for _, field, spec, conversion in parts:
-        if field is None:
-            continue
-        if field not in TEMPLATE_FIELDS or spec or conversion:
-            raise PathRefused(
-                f"the path template names {{{field}}}; it may name only "
-                + ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
-            )
-        named.add(field)
-    if not named & {"file_name", "stem"}:
-        raise PathRefused(
-            "the path template must name {file_name} or {stem}, or every photo would go "
-            "to the same path"
-        )
-    for segment in template.split("/"):
-        if segment in ("", ".", ".."):
-            raise PathRefused(
-                f"the path template {template!r} has an empty, '.' or '..' folder; "
-                "it must stay inside its prefix"
-            )
-    return template
-
-
-def template_prefix(template: str) -> str:
-    """The fixed folders at the start of a template: every path made from it lies below."""
-    literal = template.split("{", 1)[0]
-    return literal.rpartition("/")[0] + "/" if "/" in literal else ""
-
-
-def origin_path(template: str, **values: str) -> str:
-    """The origin path for one photo: the template filled with `values`, checked.
-
-    Each value fills part of one folder or file name: a value holding a slash, a control
-    character, or that is '.' or '..' is refused, and so is any result outside the prefix.
-    """
-    check_template(template)
-    for name, value in values.items():
-        if not value or value in (".", "..") or "/" in value or "\\" in value:
-            raise PathRefused(f"{name} {value!r} cannot be part of an origin path")
-        _refuse_control(value, name)
-    path = unicodedata.normalize("NFC", template.format(**values))
-    segments = path.split("/")
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise PathRefused(f"the origin path {path!r} has an empty, '.' or '..' folder")
-    if not path.startswith(template_prefix(template)):
-        raise PathRefused(f"the origin path {path!r} leaves the prefix of {template!r}")
-    if len(path.encode()) > MAX_ORIGIN_PATH:
-        raise PathRefused(f"the origin path {path[:80]!r}… is longer than imgix takes")
-    return path
-
-
-def _refuse_control(text: str, what: str) -> None:
-    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
-        raise PathRefused(f"{what} holds a control character")
 
 
 def quoted_path(path: str) -> str:
@@ -142,18 +59,6 @@ class Urls:
 _ENCODED = {"disable_path_encoding": True}
 """The path is encoded by `quoted_path`, the same way for URLs, purges and the API (the
 library would treat a path starting with "http" as a web proxy's)."""
-
-
-def check_domain(domain: str) -> str:
-    """An imgix delivery domain (e.g. studio.imgix.net), as the imgix library accepts it."""
-    try:
-        UrlBuilder(domain)
-    except ValueError:
-        raise ValueError(
-            f"{domain!r} is not a delivery domain: give the host name only, like "
-            "studio.imgix.net (no https://, no path)"
-        ) from None
-    return domain
 
 
 @dataclass(frozen=True)

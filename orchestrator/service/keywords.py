@@ -10,13 +10,14 @@ from typing import Any
 from orchestrator.errors import Refused
 from orchestrator.integrations.imagga_models import Suggestion
 from orchestrator.integrations.keywords import KeywordFiles
-from orchestrator.integrations.tagging import KeywordRules
+from orchestrator.rules.keywords import KeywordRules
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
+from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.photos import PhotoFailed
 from orchestrator.workflow.planning import PlanError
-from orchestrator.workflow.tag import PHASE, write_keywords
+from orchestrator.workflow.tag import PHASE
 
 REVIEW_LEASE_SECONDS = 60.0
 

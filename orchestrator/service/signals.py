@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM: the first lets nearly-done transfers finish and stops cleanly at the
-current checkpoint, a second forces."""
+current checkpoint, a second forces; a server (the daemon, the page) stops cleanly on either."""
 
 from __future__ import annotations
 
@@ -95,3 +95,16 @@ async def _stop_after(task: asyncio.Task[object], draining: list[Drainable]) -> 
         quiet = quiet + 1 if not any(t.in_flight for t in draining) else 0
         await asyncio.sleep(0.1)
     task.cancel()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask for a clean stop instead of killing the process."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

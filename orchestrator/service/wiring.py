@@ -16,8 +16,9 @@ from orchestrator.integrations.delivery_files import Urls
 from orchestrator.integrations.imagga import ImaggaClient
 from orchestrator.integrations.imgix import ImgixClient
 from orchestrator.integrations.keywords import KeywordFiles
-from orchestrator.integrations.tagging import KeywordRules, Tagging
+from orchestrator.integrations.tagging import Tagging
 from orchestrator.progress import ProgressSink
+from orchestrator.rules.keywords import KeywordRules
 from orchestrator.spec import JobSpec
 from orchestrator.store.queries import Store, process_owner
 from orchestrator.transfer.attempts import RetryReporter

@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from orchestrator.rules.database import default_database_path
+
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -27,12 +29,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PRIVATE_FOLDER_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 """The job database holds paths, names and project ids: only its owner may read it."""
-
-
-def default_database_path() -> Path:
-    """Where the SQLite database lives when ORCH_DATABASE_URL is not set (XDG data folder)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "orchestrator" / "orchestrator.db"
 
 
 def normalize_url(url: str) -> str:

@@ -33,7 +33,7 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
-from orchestrator.workflow.download import output_file
+from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.pipeline import PIPELINE
 
 log = logging.getLogger("orchestrator.web")

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from orchestrator.config import Settings
-from orchestrator.listening import start_site
-from orchestrator.service.daemon import WILDCARD_HOSTS, parse_listen, stop_on_signals
+from orchestrator.listening import WILDCARD_HOSTS, parse_listen, start_site
 from orchestrator.service.database import open_store
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
 from orchestrator.service.logs import configure_logging
 from orchestrator.service.metrics import Metrics
+from orchestrator.service.signals import stop_on_signals
 from orchestrator.web.pages import pages_for
 
 DEFAULT_LISTEN = "127.0.0.1:8751"

@@ -25,18 +25,17 @@ from orchestrator.apicore.errors import ApiAmbiguous
 from orchestrator.crashpoints import crash_point
 from orchestrator.integrations.delivery_files import (
     DeliveryRecord,
-    PathRefused,
     delivered_folder,
-    origin_path,
     write_delivery,
 )
 from orchestrator.integrations.imgix_models import MAX_SIMPLE_UPLOAD_BYTES, Asset, ImgixConflict
+from orchestrator.rules.delivery import PathRefused, origin_path
 from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import Delivery, JobContext, JobFailed, JobPaused
-from orchestrator.workflow.download import output_file
+from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.stage import Stage
 

@@ -5,89 +5,30 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING
 
 from orchestrator.crashpoints import crash_point
-from orchestrator.imagen.files import UnsafeFileName, keep_source_case, safe_output_path
+from orchestrator.imagen.files import UnsafeFileName
 from orchestrator.imagen.models import DownloadLink
 from orchestrator.retry import RetriesExhausted
-from orchestrator.spec import JobSpec, OutputLayout
+from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
-from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, TransferError
 from orchestrator.transfer.localfiles import written_before
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
+from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants_export
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
-from orchestrator.workflow.processing import wants_export
 from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Stage
-
-if TYPE_CHECKING:
-    from orchestrator.imagen.client import ImagenClient
 
 NAMES_NOTED = 5
 """Names quoted in one note about an odd answer before the rest are only counted."""
 
 Work = tuple[PhotoRecord, str]
 """A photo and the name of its output to fetch."""
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Which outputs a download stage fetches and where they go."""
-
-    phase: str
-    """The per-photo phase recorded for a fetched output ("edit", "export")."""
-    stage: str
-    """The stage's name in progress and history."""
-    links: Callable[[ImagenClient, str], Awaitable[list[DownloadLink]]]
-    """Asks Imagen for the project's links to these outputs."""
-    folder: Callable[[Job], str]
-    """Where the job's outputs of this kind go."""
-
-
-@dataclass(frozen=True)
-class Places:
-    """Where each output of a stage goes, by the job's output layout."""
-
-    folder: Path
-    """The stage's output folder (edited/ or exported/)."""
-    source: Path
-    """The shoot folder, where sidecars go beside their RAWs."""
-    layout: OutputLayout | None
-    """None for a job from before layouts: flat, under Imagen's names."""
-    phase: str
-
-    def of(self, photo: PhotoRecord, name: str) -> Path:
-        """The path of `photo`'s output that Imagen calls `name`; UnsafeFileName if the name
-        could climb out of its folder."""
-        safe_output_path(self.folder, name)
-        if self.layout is None:
-            return self.folder / name
-        own = PurePath(photo.rel_path)
-        # A photo sent under a prefixed name (--prefix-subfolders) gets its own name back,
-        # unless the outputs lie side by side, where only the prefix keeps them apart.
-        local = keep_source_case(name, own.name if self.layout.subfolders else photo.file_name)
-        if self.beside(local):
-            local = keep_source_case(name, own.name)
-        sub = own.parent
-        if self.beside(local):
-            return self.source / sub / local
-        return (self.folder / sub if self.layout.subfolders else self.folder) / local
-
-    def beside(self, name: str) -> bool:
-        """Whether this output is a sidecar that goes beside its RAW."""
-        return (
-            self.layout is not None
-            and self.layout.sidecars == "beside"
-            and self.phase == "edit"
-            and name.lower().endswith(".xmp")
-        )
 
 
 class LinkList:
@@ -312,33 +253,7 @@ def download_stage(
     return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase, applies=applies)
 
 
-EDITS = Outputs(
-    "edit",
-    "download_edits",
-    lambda imagen, uuid: imagen.edit_download_links(uuid),
-    lambda job: job.edited_dir,
-)
-EXPORTS = Outputs(
-    "export",
-    "download_exports",
-    lambda imagen, uuid: imagen.export_download_links(uuid),
-    lambda job: job.exported_dir,
-)
 EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADING_EDITS))
 EXPORTS_STAGE = download_stage(
     EXPORTS, states=(JobState.EXPORTED, JobState.DOWNLOADING_EXPORTS), applies=wants_export
 )
-
-
-def output_file(job: Job, spec: JobSpec, photo: PhotoRecord, phase: str) -> Path | None:
-    """Where the photo's downloaded output of `phase` (edit or export) is on disk, if it was
-    downloaded: in the layout its job was created with (subfolders, sidecars beside)."""
-    record = photo.phase(phase)
-    if record is None or record.done_at is None or not record.output:
-        return None
-    outputs = {EDITS.phase: EDITS, EXPORTS.phase: EXPORTS}[phase]
-    places = Places(Path(outputs.folder(job)), Path(job.source), spec.outputs, phase)
-    try:
-        return places.of(photo, record.output)
-    except UnsafeFileName:
-        return None

@@ -16,6 +16,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
 from orchestrator.workflow.intent import call_once
+from orchestrator.workflow.outputs import wants_export
 from orchestrator.workflow.stage import Stage
 
 if TYPE_CHECKING:
@@ -158,11 +159,6 @@ async def _start_export(ctx: JobContext) -> None:
 def callback_secret_hash(secret: str) -> str:
     """How a callback secret is stored and looked up: its SHA-256, never the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def wants_export(spec: JobSpec) -> bool:
-    """Whether the job asked for JPEG exports."""
-    return spec.export
 
 
 EDIT = Process(

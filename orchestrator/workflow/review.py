@@ -17,9 +17,9 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobWaiting
+from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.photos import photo_run
 from orchestrator.workflow.stage import Stage
-from orchestrator.workflow.tag import write_keywords
 
 TAG_PHASE = "tag"
 """The keywording stage's phase, whose details carry the keywords and the decision."""

@@ -27,18 +27,18 @@ from orchestrator.integrations.imagga_models import (
 )
 from orchestrator.integrations.keywords import (
     ExiftoolMissing,
-    KeywordFiles,
     KeywordWriteFailed,
     writable,
 )
-from orchestrator.integrations.tagging import Tagging, hierarchy
+from orchestrator.integrations.tagging import Tagging
 from orchestrator.spec import JobSpec, TagSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.store.tag_results import keep_result, kept_result
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, Services
-from orchestrator.workflow.download import output_file
+from orchestrator.workflow.keywording import write_keywords
+from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.stage import Stage
 
@@ -215,33 +215,6 @@ async def _tag_one(
     return PhaseDone(PHASE, output=source.name, md5=details["content_md5"], details=details)
 
 
-async def write_keywords(
-    files: KeywordFiles, job: Job, details: dict[str, Any], keywords: Sequence[str]
-) -> None:
-    """Make the photo's files carry `keywords` instead of the ones `details` records, keeping
-    the words the files had before we came; `details` is updated (keywords, content_md5)."""
-    before = [w for w in details.get("keywords", []) if w not in keywords]
-    theirs = {w.casefold() for w in details.get("file_keywords", [])}
-    categories = [
-        Category(str(c["name"]), float(c["confidence"])) for c in details.get("categories") or []
-    ]
-    dropped = [w for w in before if w.casefold() not in theirs]
-    paths = [_file_path(job, ref) for ref in details["files"]]
-    try:
-        for path in paths:
-            await files.write(
-                path,
-                add=keywords,
-                remove=dropped,
-                hierarchy=hierarchy(keywords, categories),
-                remove_hierarchy=hierarchy(dropped, categories),
-            )
-    except KeywordWriteFailed as exc:
-        raise PhotoFailed(str(exc)) from None
-    details["keywords"] = list(keywords)
-    details["content_md5"] = await asyncio.to_thread(_md5_of, paths[0])
-
-
 async def _keywords_already_in(
     tagging: Tagging, targets: Sequence[Path], ours: Sequence[str]
 ) -> list[str]:
@@ -322,19 +295,6 @@ def _file_ref(job: Job, path: Path) -> dict[str, str]:
         if path.is_relative_to(folder):
             return {"kind": kind, "name": str(path.relative_to(folder))}
     return {"kind": "edit", "name": str(path)}
-
-
-def _file_path(job: Job, ref: dict[str, str]) -> Path:
-    folder = job.exported_dir if ref["kind"] == "export" else job.edited_dir
-    return Path(folder) / ref["name"]
-
-
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _photo_id(photo: PhotoRecord) -> int:

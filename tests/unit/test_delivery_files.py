@@ -9,14 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from orchestrator.integrations.delivery_files import (
-    DeliveryRecord,
-    PathRefused,
-    Urls,
-    check_template,
-    contact_sheet,
-    origin_path,
-)
+from orchestrator.integrations.delivery_files import DeliveryRecord, Urls, contact_sheet
+from orchestrator.rules.delivery import PathRefused, check_template, origin_path
 from orchestrator.spec import JobSpec, SpecError
 from orchestrator.store.queries import PhaseRecord, PhotoRecord
 from orchestrator.workflow.deliver import tag_view

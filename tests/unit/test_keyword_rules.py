@@ -13,7 +13,7 @@ from PIL import Image
 from orchestrator.integrations.downscale import NotAnImage, downscale
 from orchestrator.integrations.imagga_models import Category, Suggestion
 from orchestrator.integrations.keywords import clean_word, iptc_keyword
-from orchestrator.integrations.tagging import KeywordRules, hierarchy
+from orchestrator.rules.keywords import KeywordRules, hierarchy
 from orchestrator.spec import JobSpec, SpecError, TagSpec
 
 

@@ -1,4 +1,5 @@
-"""`orchestrator daemon`: scheduler, callbacks, health, metrics and hot folders in one process.
+"""`orchestrator daemon`: scheduler, callbacks, health, metrics, hot folders and the web page in
+one process. It assembles the service and the page, so it sits above both.
 
 Start as many as you like on one Postgres (one on SQLite). SIGTERM or Ctrl-C stops taking
 work, stops the drives at their current checkpoint and gives their leases back, so another
@@ -12,7 +13,6 @@ import contextlib
 import dataclasses
 import fcntl
 import logging
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from orchestrator.config import ConfigError, Settings
-from orchestrator.listening import start_site
+from orchestrator.listening import WILDCARD_HOSTS, parse_listen, start_site
 from orchestrator.service.database import open_store
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
@@ -29,6 +29,7 @@ from orchestrator.service.logs import configure_logging
 from orchestrator.service.metrics import Metrics, MetricsProgress
 from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
+from orchestrator.service.signals import stop_on_signals
 from orchestrator.service.submit import Submitted, submit_request
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.service.wiring import connected, engine_config, make_engine
@@ -41,15 +42,6 @@ log = logging.getLogger("orchestrator.daemon")
 
 HTTP_SHUTDOWN_SECONDS = 2.0
 """How long open HTTP requests get to finish at shutdown."""
-WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """HOST and PORT from "HOST:PORT" ("[::1]:8750" for IPv6); ConfigError if malformed."""
-    host, sep, port = listen.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT (e.g. 0.0.0.0:8750), not {listen!r}")
-    return host.strip("[]"), int(port)
 
 
 def daemon_engine_config(settings: Settings) -> EngineConfig:
@@ -79,19 +71,6 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
                 "Postgres (ORCH_DATABASE_URL=postgresql://…)"
             ) from None
         yield
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT ask for a clean stop instead of killing the process."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        yield
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
