@@ -3,7 +3,6 @@ and choosing again from the kept suggestions (free: Imagga is not asked again)."
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from orchestrator.integrations.tagging import KeywordRules
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
+from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.photos import PhotoFailed
 from orchestrator.workflow.planning import PlanError
 from orchestrator.workflow.tag import PHASE, write_keywords
@@ -150,9 +150,9 @@ async def _rewrite(
     details: dict[str, Any],
     keywords: list[str],
 ) -> None:
-    """Write the files, then the record, under the job's lease (refused while it is driven)."""
-    lease = await store.claim(job.id, f"keywords-{os.getpid()}-{job.id}", REVIEW_LEASE_SECONDS)
-    try:
+    """Write the files, then the record, under the job's borrowed lease (refused while it is
+    driven)."""
+    async with borrow(store, job.id, purpose="keywords", ttl=REVIEW_LEASE_SECONDS) as lease:
         try:
             await write_keywords(files, job, details, keywords)
         except PhotoFailed as exc:
@@ -168,8 +168,6 @@ async def _rewrite(
                 details=details,
             ),
         )
-    finally:
-        await store.release(lease)
 
 
 def _chosen(photos: list[PhotoRecord], ref: str | None) -> list[PhotoRecord]:

@@ -1,15 +1,15 @@
 """The review before delivery: the keywords to look at, their edits and the approvals.
 
 The same calls serve the web page and `orchestrator approve`. Every write is made under the
-job's lease, taken for the moment of the write: a job under review is driven by nobody, and
-taking the lease keeps a daemon that wakes it at that moment from reading a half-made review.
+job's lease, borrowed for the moment of the write (`workflow/lease.borrow`): a job under review
+is driven by nobody, and taking the lease keeps a daemon that wakes it at that moment from
+reading a half-made review.
 Keywords may only be removed, or added from the photo's own suggestions (as in Imagga's
 review screen); each edit marks the photo's keywords `"source": "reviewed"`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,14 +19,13 @@ from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import (
     JobNotFound,
     Lease,
-    LeaseHeld,
     PhaseDone,
     PhotoRecord,
     StateConflict,
     Store,
-    process_owner,
 )
 from orchestrator.store.scheduling import wake_daemons
+from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.review import (
     TAG_PHASE,
     WRITTEN_KEY,
@@ -40,8 +39,6 @@ T = TypeVar("T")
 
 LEASE_SECONDS = 30.0
 """How long a review write may hold the job's lease (it takes milliseconds)."""
-LEASE_ATTEMPTS = 6
-"""Tries to take the lease while a daemon looks at the job (each waits twice the last)."""
 ALLOWED_SHOWN = 40
 """Suggestions listed in a refusal; more are summed up."""
 
@@ -329,17 +326,14 @@ async def _record(
 async def _while_reviewing(
     store: Store, job: Job, write: Callable[[Lease, list[PhotoRecord]], Awaitable[T]]
 ) -> T:
-    """Run `write` under the job's lease, if the job waits for review; give the lease back."""
+    """Run `write` under the job's borrowed lease, if the job waits for review."""
     if job.state != JobState.REVIEWING:
         raise _not_reviewing(job)
-    lease = await _claim(store, job)
-    try:
+    async with borrow(store, job.id, purpose="review", ttl=LEASE_SECONDS) as lease:
         current = await store.get_job(job.id)
         if current.state != JobState.REVIEWING:
             raise _not_reviewing(current)
         return await write(lease, await store.photos(job.id))
-    finally:
-        await store.release(lease)
 
 
 def _not_reviewing(job: Job) -> StateConflict:
@@ -347,15 +341,3 @@ def _not_reviewing(job: Job) -> StateConflict:
         f"job {job.id[:8]} is {job.state}, not waiting for review: only a job run with "
         "--review takes keyword edits and approvals, once keyworded and before delivery"
     )
-
-
-async def _claim(store: Store, job: Job) -> Lease:
-    delay = 0.1
-    for _ in range(LEASE_ATTEMPTS - 1):
-        try:
-            return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)
-        except LeaseHeld:
-            # A daemon is looking at the job this moment; it lets go within a moment.
-            await asyncio.sleep(delay)
-            delay *= 2
-    return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)
