@@ -25,8 +25,8 @@ from orchestrator.workflow.context import JobContext
 from orchestrator.workflow.photos import photo_run
 from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.planning import RunRequest
-from orchestrator.workflow.review import TAG_PHASE
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.tag_details import TAG_PHASE
 
 SEEDING = "seeding_tags"
 KEYWORDS = ["beach", "sunset", "sea"]

@@ -3,10 +3,6 @@ and the operator's actions: deliver again what changed, purge URLs from imgix's 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -14,11 +10,11 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
-from orchestrator.service.wiring import connected, engine_config, require_settings
+from orchestrator.service.wiring import delivery_only, engine_config, require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
-from orchestrator.store.queries import Lease, StateConflict, Store, process_owner
+from orchestrator.store.queries import StateConflict, Store
 from orchestrator.workflow.context import Delivery, JobContext, Services
 from orchestrator.workflow.deliver import (
     PHASE,
@@ -27,7 +23,7 @@ from orchestrator.workflow.deliver import (
     delivery_record,
     tag_view,
 )
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.lease import run_alone
 
 
 @dataclass(frozen=True)
@@ -94,31 +90,31 @@ async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> Del
     store = await open_store(settings)
     try:
         job = await _delivering_job(store, ref, settings)
-        if job.state != JobState.COMPLETED:
-            raise StateConflict(
-                f"job {job.id[:8]} is {job.state}: its photos are delivered as it completes "
-                "(a failed one: `orchestrator retry`)"
-            )
-        async with connected(settings) as services, _leased(store, job, settings) as lease:
-            ctx = JobContext(
-                job=job,
-                lease=lease,
-                store=store,
+        _completed(job)
+        async with delivery_only(settings) as services:
+            return await run_alone(
+                store,
+                job.id,
+                _deliver_again,
+                purpose="deliver",
                 services=services,
                 progress=progress,
                 config=engine_config(settings),
-                pipeline=PIPELINE,
-                photo_slots=asyncio.Semaphore(settings.concurrency),
             )
-            outcome = await deliver_photos(ctx, _delivery(services))
-            await ctx.event(
-                "deliver",
-                f"delivered again: {outcome.delivered} photos, {outcome.unchanged} unchanged, "
-                f"{len(outcome.failures)} failed",
-            )
-            return outcome
     finally:
         await store.close()
+
+
+async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
+    """The delivery stage's pass over a completed job, under its borrowed lease."""
+    _completed(ctx.job)
+    outcome = await deliver_photos(ctx, _delivery(ctx.services))
+    await ctx.event(
+        "deliver",
+        f"delivered again: {outcome.delivered} photos, {outcome.unchanged} unchanged, "
+        f"{len(outcome.failures)} failed",
+    )
+    return outcome
 
 
 async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[str]:
@@ -134,7 +130,7 @@ async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[
             ]
             if not records:
                 raise StateConflict(f"job {job.id[:8]} has no delivered photo {photo!r}")
-        async with connected(settings) as services:
+        async with delivery_only(settings) as services:
             delivery = _delivery(services)
             urls = [delivery.urls.purge_url(r.origin_path) for r in records]
             for url in urls:
@@ -143,6 +139,14 @@ async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[
         return urls
     finally:
         await store.close()
+
+
+def _completed(job: Job) -> None:
+    if job.state != JobState.COMPLETED:
+        raise StateConflict(
+            f"job {job.id[:8]} is {job.state}: its photos are delivered as it completes "
+            "(a failed one: `orchestrator retry`)"
+        )
 
 
 async def _delivering_job(store: Store, ref: str, settings: Settings) -> Job:
@@ -158,26 +162,3 @@ def _delivery(services: Services) -> Delivery:
     if services.delivery is None:
         raise ConfigError("imgix is not configured (IMGIX_API_KEY, IMGIX_SOURCE_ID, IMGIX_DOMAIN)")
     return services.delivery
-
-
-@asynccontextmanager
-async def _leased(store: Store, job: Job, settings: Settings) -> AsyncIterator[Lease]:
-    """The job's lease, renewed while the block runs (a delivery of hundreds of photos
-    outlasts one lease), then given back."""
-    ttl = settings.lease_ttl_seconds
-    lease = await store.claim(job.id, process_owner(), ttl)
-
-    async def renew() -> None:
-        while True:
-            await asyncio.sleep(ttl / 3)
-            await store.renew(lease, ttl)
-
-    renewing = asyncio.create_task(renew())
-    try:
-        yield lease
-    finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
-        with contextlib.suppress(Exception):
-            await store.release(lease)

@@ -3,59 +3,35 @@ and choosing again from the kept suggestions (free: Imagga is not asked again)."
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.errors import Refused
-from orchestrator.integrations.imagga_models import Suggestion
 from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.rules.keywords import KeywordRules
+from orchestrator.service.review import ReviewRefused, edited_keywords, photo_review, tagged
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.workflow.keywording import write_keywords
+from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.photos import PhotoFailed
-from orchestrator.workflow.planning import PlanError
-from orchestrator.workflow.tag import PHASE
+from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 REVIEW_LEASE_SECONDS = 60.0
-
-
-class ReviewRefused(PlanError):
-    """A review the photo's record cannot take (a word not suggested, no such photo): exit 2."""
-
-
-def photo_view(photo: PhotoRecord) -> dict[str, Any] | None:
-    """What `keywords --json` prints for one tagged photo; None if it is not tagged."""
-    record = photo.phase(PHASE)
-    if record is None or record.done_at is None or record.details is None:
-        return None
-    details = record.details
-    reviewed = {w.casefold() for w in details.get("reviewed_words", [])}
-    return {
-        "photo": photo.file_name,
-        "path": photo.rel_path,
-        "keywords": list(details.get("keywords", [])),
-        "keyword_sources": {
-            word: "reviewed" if word.casefold() in reviewed else "auto"
-            for word in details.get("keywords", [])
-        },
-        "source": details.get("source", "auto"),
-        "suggestions": list(details.get("suggestions", [])),
-        "categories": details.get("categories"),
-        "moderation": details.get("moderation"),
-        "files": [ref["name"] for ref in details.get("files", [])],
-    }
 
 
 async def keyword_views(
     store: Store, job_ref: str, photo_ref: str | None = None
 ) -> tuple[Job, list[dict[str, Any]]]:
-    """The job and its tagged photos' views (or that one photo's)."""
+    """The job and its tagged photos as `keywords --json` prints them (or that one photo)."""
     job = await store.resolve_job(job_ref)
     photos = _chosen(await store.photos(job.id), photo_ref)
-    return job, [view for view in map(photo_view, photos) if view is not None]
+    return job, [
+        photo_review(photo, details).to_json()
+        for photo in photos
+        if (details := TagDetails.of(photo)) is not None
+    ]
 
 
 async def review(
@@ -71,40 +47,23 @@ async def review(
     are rewritten and the photo recorded as reviewed (kept when the job resumes)."""
     job = await store.resolve_job(job_ref)
     [photo] = _chosen(await store.photos(job.id), photo_ref)
-    details = _details(photo)
-    suggested = {s["tag"].casefold(): s["tag"] for s in details.get("suggestions", [])}
-    unknown = [w for w in add if w.casefold() not in suggested]
-    if unknown:
-        allowed = ", ".join(sorted(suggested.values(), key=str.casefold))
-        raise ReviewRefused(
-            f"{unknown[0]!r} is not among the suggestions for {photo.file_name}; "
-            f"words that may be added: {allowed}"
-        )
-    current = list(details.get("keywords", []))
-    folded = {w.casefold() for w in current}
-    missing = [w for w in remove if w.casefold() not in folded]
-    if missing:
-        raise ReviewRefused(
-            f"{missing[0]!r} is not a keyword of {photo.file_name}; its keywords: "
-            f"{', '.join(current) or '(none)'}"
-        )
+    details = tagged(photo)
+    new = edited_keywords(photo_review(photo, details), add=add, remove=remove)
     dropped = {w.casefold() for w in remove}
-    kept = [w for w in current if w.casefold() not in dropped]
-    added = [
-        suggested[w.casefold()] for w in add if w.casefold() not in {k.casefold() for k in kept}
-    ]
-    new = [*kept, *dict.fromkeys(added)]
-    reviewed = [w for w in details.get("reviewed_words", []) if w.casefold() not in dropped]
-    details["reviewed_words"] = list(dict.fromkeys([*reviewed, *added]))
-    details["source"] = "reviewed"
-    await _rewrite(store, files, job, photo, details, new)
+    kept = {w.casefold() for w in details.keywords if w.casefold() not in dropped}
+    added = [w for w in new if w.casefold() not in kept]
+    reviewed = [w for w in details.reviewed_words if w.casefold() not in dropped]
+    details = details.model_copy(
+        update={"reviewed_words": tuple(dict.fromkeys([*reviewed, *added])), "source": "reviewed"}
+    )
+    details = await _rewrite(store, files, job, photo, details, new)
     await store.add_event(
         job.id,
         "review",
         f"{photo.file_name}: keywords reviewed (+{len(added)} −{len(remove)})",
         data={"photo": photo.file_name, "added": added, "removed": list(remove)},
     )
-    return _view_after(photo, details)
+    return photo_review(photo, details).to_json()
 
 
 async def reselect(
@@ -124,19 +83,12 @@ async def reselect(
         raise ReviewRefused(f"{job.name} was not asked to tag its photos")
     views = []
     for photo in _chosen(await store.photos(job.id), photo_ref):
-        record = photo.phase(PHASE)
-        if record is None or record.done_at is None or record.details is None:
+        details = TagDetails.of(photo)
+        if details is None or (details.source == "reviewed" and photo_ref is None):
             continue
-        details = dict(record.details)
-        if details.get("source") == "reviewed" and photo_ref is None:
-            continue
-        suggestions = [
-            Suggestion(str(s["tag"]), float(s["confidence"])) for s in details["suggestions"]
-        ]
-        await _rewrite(
-            store, files, job, photo, details, rules.choose(suggestions, spec, threshold=threshold)
-        )
-        views.append(_view_after(photo, details))
+        chosen = rules.choose(details.suggestions, spec, threshold=threshold)
+        details = await _rewrite(store, files, job, photo, details, chosen)
+        views.append(photo_review(photo, details).to_json())
     await store.add_event(
         job.id, "review", f"keywords chosen again at {threshold:g}% for {len(views)} photos"
     )
@@ -148,29 +100,28 @@ async def _rewrite(
     files: KeywordFiles,
     job: Job,
     photo: PhotoRecord,
-    details: dict[str, Any],
+    details: TagDetails,
     keywords: list[str],
-) -> None:
-    """Write the files, then the record, under the job's lease (refused while it is driven)."""
-    lease = await store.claim(job.id, f"keywords-{os.getpid()}-{job.id}", REVIEW_LEASE_SECONDS)
-    try:
+) -> TagDetails:
+    """Write the files, then the record, under the job's borrowed lease (refused while it is
+    driven); the details as recorded."""
+    async with borrow(store, job.id, purpose="keywords", ttl=REVIEW_LEASE_SECONDS) as lease:
         try:
-            await write_keywords(files, job, details, keywords)
+            details = await write_keywords(files, job, details, keywords)
         except PhotoFailed as exc:
             raise Refused(exc.reason) from None
-        record = photo.phase(PHASE)
+        record = photo.phase(TAG_PHASE)
         await store.checkpoint(
             lease,
             photo.id,
             PhaseDone(
-                PHASE,
+                TAG_PHASE,
                 output=record.output if record else None,
-                md5=details["content_md5"],
-                details=details,
+                md5=details.content_md5,
+                details=details.stored(),
             ),
         )
-    finally:
-        await store.release(lease)
+    return details
 
 
 def _chosen(photos: list[PhotoRecord], ref: str | None) -> list[PhotoRecord]:
@@ -181,19 +132,3 @@ def _chosen(photos: list[PhotoRecord], ref: str | None) -> list[PhotoRecord]:
         names = ", ".join(p.file_name for p in photos[:10])
         raise ReviewRefused(f"no photo {ref!r} in this job; its photos: {names}")
     return matches[:1]
-
-
-def _details(photo: PhotoRecord) -> dict[str, Any]:
-    record = photo.phase(PHASE)
-    if record is None or record.done_at is None or record.details is None:
-        raise ReviewRefused(f"{photo.file_name} is not tagged yet")
-    return dict(record.details)
-
-
-def _view_after(photo: PhotoRecord, details: dict[str, Any]) -> dict[str, Any]:
-    record = photo.phase(PHASE)
-    assert record is not None
-    record.details = details
-    view = photo_view(photo)
-    assert view is not None
-    return view

@@ -1,47 +1,39 @@
 """The review before delivery: the keywords to look at, their edits and the approvals.
 
 The same calls serve the web page and `orchestrator approve`. Every write is made under the
-job's lease, taken for the moment of the write: a job under review is driven by nobody, and
-taking the lease keeps a daemon that wakes it at that moment from reading a half-made review.
+job's lease, borrowed for the moment of the write (`workflow/lease.borrow`): a job under review
+is driven by nobody, and taking the lease keeps a daemon that wakes it at that moment from
+reading a half-made review.
 Keywords may only be removed, or added from the photo's own suggestions (as in Imagga's
 review screen); each edit marks the photo's keywords `"source": "reviewed"`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from orchestrator.integrations.imagga_models import Category, Suggestion
 from orchestrator.states import JobState
 from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import (
     JobNotFound,
     Lease,
-    LeaseHeld,
     PhaseDone,
     PhotoRecord,
     StateConflict,
     Store,
-    process_owner,
 )
 from orchestrator.store.scheduling import wake_daemons
-from orchestrator.workflow.review import (
-    TAG_PHASE,
-    WRITTEN_KEY,
-    decision,
-    is_flagged,
-    tag_details,
-    undecided,
-)
+from orchestrator.workflow.lease import borrow
+from orchestrator.workflow.review import undecided
+from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 T = TypeVar("T")
 
 LEASE_SECONDS = 30.0
 """How long a review write may hold the job's lease (it takes milliseconds)."""
-LEASE_ATTEMPTS = 6
-"""Tries to take the lease while a daemon looks at the job (each waits twice the last)."""
 ALLOWED_SHOWN = 40
 """Suggestions listed in a refusal; more are summed up."""
 
@@ -50,40 +42,82 @@ PhotoRef = int | str
 
 
 class ReviewRefused(ValueError):
-    """A review action that cannot be done as asked; the message says what is allowed."""
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    """A keyword the tagger suggested, with its confidence (0-100)."""
-
-    tag: str
-    confidence: float
+    """A review action that cannot be done as asked (a word not suggested, no such photo); the
+    message says what is allowed."""
 
 
 @dataclass(frozen=True)
 class PhotoReview:
-    """One tagged photo as the reviewer sees it."""
+    """One tagged photo's keywords as a person sees them: on the page, in `approve` and in
+    `orchestrator keywords`."""
 
     id: int
     rel_path: str
     file_name: str
-    keywords: list[str]
-    suggestions: list[Suggestion]
-    categories: list[Suggestion]
-    flagged: bool
-    moderation_score: float | None
-    source: str
-    approved: bool | None
-    """True: delivered; False: held back; None: not decided yet."""
+    details: TagDetails
+    """What keywording (and earlier reviews) recorded."""
     image_phase: str | None
     """The phase whose output (a JPEG) shows the photo, if any."""
 
     @property
+    def keywords(self) -> list[str]:
+        """The photo's keywords now."""
+        return list(self.details.keywords)
+
+    @property
+    def suggestions(self) -> tuple[Suggestion, ...]:
+        """Every keyword the tagger suggested, with its confidence (0-100)."""
+        return self.details.suggestions
+
+    @property
+    def categories(self) -> tuple[Category, ...] | None:
+        """The categorizer's answer, if the job asked for one."""
+        return self.details.categories
+
+    @property
+    def flagged(self) -> bool:
+        """Whether moderation flagged the photo."""
+        return self.details.flagged
+
+    @property
+    def moderation_score(self) -> float | None:
+        """Moderation's score, if the job asked for moderation."""
+        return self.details.moderation.score if self.details.moderation else None
+
+    @property
+    def source(self) -> str:
+        """ "auto", or "reviewed" once a person changed the keywords."""
+        return self.details.source
+
+    @property
+    def approved(self) -> bool | None:
+        """True: delivered; False: held back; None: not decided yet."""
+        return self.details.approved
+
+    @property
     def addable(self) -> list[str]:
         """The suggestions not chosen yet: the only words that may be added."""
-        chosen = {word.casefold() for word in self.keywords}
-        return [s.tag for s in self.suggestions if s.tag.casefold() not in chosen]
+        return self.details.addable
+
+    def to_json(self) -> dict[str, Any]:
+        """The photo as `keywords --json` prints it (a `*` word: added by a person)."""
+        details = self.details
+        reviewed = {word.casefold() for word in details.reviewed_words}
+        categories = details.categories
+        return {
+            "photo": self.file_name,
+            "path": self.rel_path,
+            "keywords": self.keywords,
+            "keyword_sources": {
+                word: "reviewed" if word.casefold() in reviewed else "auto"
+                for word in details.keywords
+            },
+            "source": details.source,
+            "suggestions": [s.to_json() for s in details.suggestions],
+            "categories": [c.to_json() for c in categories] if categories is not None else None,
+            "moderation": details.moderation.model_dump() if details.moderation else None,
+            "files": [ref.name for ref in details.files],
+        }
 
 
 @dataclass(frozen=True)
@@ -121,19 +155,6 @@ class Approval:
         return not self.remaining
 
 
-def _scored(entries: Any, key: str) -> list[Suggestion]:
-    """`[{key: str, "confidence": float}, …]` from the tagger, ignoring malformed entries."""
-    if not isinstance(entries, list):
-        return []
-    found = []
-    for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get(key), str):
-            confidence = entry.get("confidence")
-            number = float(confidence) if isinstance(confidence, int | float) else 0.0
-            found.append(Suggestion(entry[key], number))
-    return found
-
-
 def image_phase(photo: PhotoRecord) -> str | None:
     """The phase whose output, a JPEG, shows the photo (the export, else the edit), if any."""
     for phase in ("export", "edit"):
@@ -143,24 +164,9 @@ def image_phase(photo: PhotoRecord) -> str | None:
     return None
 
 
-def photo_review(photo: PhotoRecord, details: dict[str, Any]) -> PhotoReview:
+def photo_review(photo: PhotoRecord, details: TagDetails) -> PhotoReview:
     """A tagged photo's review, from what keywording (and earlier reviews) recorded."""
-    moderation = details.get("moderation")
-    score = moderation.get("score") if isinstance(moderation, dict) else None
-    keywords = details.get("keywords")
-    return PhotoReview(
-        id=photo.id,
-        rel_path=photo.rel_path,
-        file_name=photo.file_name,
-        keywords=[k for k in keywords if isinstance(k, str)] if isinstance(keywords, list) else [],
-        suggestions=_scored(details.get("suggestions"), "tag"),
-        categories=_scored(details.get("categories"), "name"),
-        flagged=is_flagged(details),
-        moderation_score=float(score) if isinstance(score, int | float) else None,
-        source=str(details.get("source") or "auto"),
-        approved=decision(details),
-        image_phase=image_phase(photo),
-    )
+    return PhotoReview(photo.id, photo.rel_path, photo.file_name, details, image_phase(photo))
 
 
 async def review(store: Store, ref: str) -> JobReview:
@@ -169,7 +175,7 @@ async def review(store: Store, ref: str) -> JobReview:
     photos = [
         photo_review(photo, details)
         for photo in await store.photos(job.id)
-        if (details := tag_details(photo)) is not None
+        if (details := TagDetails.of(photo)) is not None
     ]
     return JobReview(job, photos)
 
@@ -184,8 +190,9 @@ def _find(photos: Sequence[PhotoRecord], ref: PhotoRef, job: Job) -> PhotoRecord
     )
 
 
-def _tagged(photo: PhotoRecord) -> dict[str, Any]:
-    details = tag_details(photo)
+def tagged(photo: PhotoRecord) -> TagDetails:
+    """The photo's keywording, or ReviewRefused if it was not tagged."""
+    details = TagDetails.of(photo)
     if details is None:
         raise ReviewRefused(f"{photo.rel_path} has no keywords to review: it was not tagged")
     return details
@@ -244,13 +251,19 @@ async def edit_keywords(
 
     async def write(lease: Lease, photos: list[PhotoRecord]) -> PhotoReview:
         photo = _find(photos, photo_ref, job)
-        details = _tagged(photo)
+        details = tagged(photo)
         keywords = edited_keywords(photo_review(photo, details), add=add, remove=remove)
-        if keywords != details.get("keywords"):
+        if keywords != list(details.keywords):
             # The files keep the words last written until the review ends: the stage then
             # writes the reviewed ones in (`workflow/review.py`), before delivery.
-            details.setdefault(WRITTEN_KEY, details.get("keywords", []))
-            details.update(keywords=keywords, source="reviewed")
+            on_disk = details.written_keywords
+            details = details.model_copy(
+                update={
+                    "keywords": tuple(keywords),
+                    "source": "reviewed",
+                    "written_keywords": details.keywords if on_disk is None else on_disk,
+                }
+            )
             await _record(store, lease, [(photo, details)])
             await store.add_event(
                 job.id,
@@ -276,16 +289,16 @@ async def approve(store: Store, ref: str, photo_refs: Sequence[PhotoRef] = ()) -
     async def write(lease: Lease, photos: list[PhotoRecord]) -> Approval:
         if photo_refs:
             chosen = [_find(photos, r, job) for r in photo_refs]
-            changes = [(p, {**_tagged(p), "approved": True}) for p in chosen]
+            changes = [(p, tagged(p).model_copy(update={"approved": True})) for p in chosen]
             approved, held = [p.rel_path for p in chosen], []
         else:
             changes = [
-                (p, {**details, "approved": not is_flagged(details)})
+                (p, details.model_copy(update={"approved": not details.flagged}))
                 for p in undecided(photos)
-                if (details := tag_details(p)) is not None
+                if (details := TagDetails.of(p)) is not None
             ]
-            approved = [p.rel_path for p, d in changes if d["approved"]]
-            held = [p.rel_path for p, d in changes if not d["approved"]]
+            approved = [p.rel_path for p, d in changes if d.approved]
+            held = [p.rel_path for p, d in changes if not d.approved]
         await _record(store, lease, changes)
         decided = {p.id for p, _ in changes}
         remaining = [p.rel_path for p in undecided(photos) if p.id not in decided]
@@ -309,7 +322,7 @@ async def approve(store: Store, ref: str, photo_refs: Sequence[PhotoRef] = ()) -
 
 
 async def _record(
-    store: Store, lease: Lease, changes: Sequence[tuple[PhotoRecord, dict[str, Any]]]
+    store: Store, lease: Lease, changes: Sequence[tuple[PhotoRecord, TagDetails]]
 ) -> None:
     """Write the photos' new tag details in one transaction, keeping what else the phase has."""
     if not changes:
@@ -320,7 +333,11 @@ async def _record(
             record = photo.phase(TAG_PHASE)
             assert record is not None
             done = PhaseDone(
-                TAG_PHASE, output=record.output, size=record.size, md5=record.md5, details=details
+                TAG_PHASE,
+                output=record.output,
+                size=record.size,
+                md5=record.md5,
+                details=details.stored(),
             )
             updates.append((photo.id, done))
         await writer.write(updates)
@@ -329,17 +346,14 @@ async def _record(
 async def _while_reviewing(
     store: Store, job: Job, write: Callable[[Lease, list[PhotoRecord]], Awaitable[T]]
 ) -> T:
-    """Run `write` under the job's lease, if the job waits for review; give the lease back."""
+    """Run `write` under the job's borrowed lease, if the job waits for review."""
     if job.state != JobState.REVIEWING:
         raise _not_reviewing(job)
-    lease = await _claim(store, job)
-    try:
+    async with borrow(store, job.id, purpose="review", ttl=LEASE_SECONDS) as lease:
         current = await store.get_job(job.id)
         if current.state != JobState.REVIEWING:
             raise _not_reviewing(current)
         return await write(lease, await store.photos(job.id))
-    finally:
-        await store.release(lease)
 
 
 def _not_reviewing(job: Job) -> StateConflict:
@@ -347,15 +361,3 @@ def _not_reviewing(job: Job) -> StateConflict:
         f"job {job.id[:8]} is {job.state}, not waiting for review: only a job run with "
         "--review takes keyword edits and approvals, once keyworded and before delivery"
     )
-
-
-async def _claim(store: Store, job: Job) -> Lease:
-    delay = 0.1
-    for _ in range(LEASE_ATTEMPTS - 1):
-        try:
-            return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)
-        except LeaseHeld:
-            # A daemon is looking at the job this moment; it lets go within a moment.
-            await asyncio.sleep(delay)
-            delay *= 2
-    return await store.claim(job.id, f"{process_owner()}:review", LEASE_SECONDS)

@@ -90,6 +90,17 @@ async def connected(
         await session.close()
 
 
+@asynccontextmanager
+async def delivery_only(settings: Settings) -> AsyncIterator[Services]:
+    """Only the imgix Source's client, over a session of its own: what `deliver` and `purge`
+    use on a finished job, so they need imgix's settings and nothing else."""
+    session = make_session(transfer_settings(settings))
+    try:
+        yield Services(delivery=delivery(settings, session))
+    finally:
+        await session.close()
+
+
 def make_tagging(
     settings: Settings, session: aiohttp.ClientSession, on_retry: RetryReporter | None = None
 ) -> Tagging | None:

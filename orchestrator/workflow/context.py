@@ -63,16 +63,43 @@ class Delivery:
     urls: Urls
 
 
-@dataclass(frozen=True)
 class Services:
-    """The outside world a job talks to, shared by every job of the process."""
+    """The outside world a job talks to, shared by every job of the process.
 
-    imagen: ImagenClient
-    transfers: Transfers
-    tagging: Tagging | None = None
-    """Imagga and the keyword writer; None when no Imagga credentials are configured."""
-    delivery: Delivery | None = None
-    """The imgix Source and its URLs; None when IMGIX_* are not configured."""
+    A process that runs one stage alone (`deliver`'s redelivery) builds only the services that
+    stage uses: asking for one it did not build is a mistake of the program, said at once.
+    """
+
+    __slots__ = ("_imagen", "_transfers", "delivery", "tagging")
+
+    def __init__(
+        self,
+        *,
+        imagen: ImagenClient | None = None,
+        transfers: Transfers | None = None,
+        tagging: Tagging | None = None,
+        delivery: Delivery | None = None,
+    ) -> None:
+        self._imagen = imagen
+        self._transfers = transfers
+        self.tagging = tagging
+        """Imagga and the keyword writer; None when no Imagga credentials are configured."""
+        self.delivery = delivery
+        """The imgix Source and its URLs; None when IMGIX_* are not configured."""
+
+    @property
+    def imagen(self) -> ImagenClient:
+        """The Imagen client."""
+        if self._imagen is None:
+            raise RuntimeError("this process was built without the Imagen client")
+        return self._imagen
+
+    @property
+    def transfers(self) -> Transfers:
+        """Uploads and downloads to Imagen's storage."""
+        if self._transfers is None:
+            raise RuntimeError("this process was built without the transfers")
+        return self._transfers
 
 
 class JobFailed(Refused):

@@ -38,6 +38,7 @@ from orchestrator.workflow.context import Delivery, JobContext, JobFailed, JobPa
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.tag_details import TagDetails
 
 if TYPE_CHECKING:
     from orchestrator.integrations.imgix import ImgixClient
@@ -46,7 +47,6 @@ PHASE = "deliver"
 SENT = "deliver_sent"
 """The intent, recorded before a photo's first upload to a path: an asset found there later is
 this job's, from an upload whose answer was lost."""
-TAG_PHASE = "tag"
 EXPORT_PHASE = "export"
 
 JOB_FIELD = "orchestrator_job"
@@ -64,25 +64,17 @@ class TagView:
 
 
 def tag_view(photo: PhotoRecord) -> TagView:
-    """The photo's keywords and moderation as the keywording stage recorded them (none: no
-    keywording), every value checked: they came from outside."""
-    record = photo.phase(TAG_PHASE)
-    details = record.details if record is not None and record.done_at is not None else None
-    if not isinstance(details, Mapping):
+    """The photo's keywords (blank ones and repeats left out) and whether moderation holds it
+    back, as the keywording stage and the review recorded them (none: no keywording)."""
+    details = TagDetails.of(photo)
+    if details is None:
         return TagView()
-    raw = details.get("keywords")
-    keywords: list[str] = []
-    for keyword in raw if isinstance(raw, list) else []:
-        text = keyword.strip() if isinstance(keyword, str) else ""
-        if text and text not in keywords:
-            keywords.append(text)
-    moderation = details.get("moderation")
-    flagged = isinstance(moderation, Mapping) and moderation.get("flagged") is True
-    if flagged and details.get("approved") is not True:
-        score = moderation.get("score") if isinstance(moderation, Mapping) else None
-        shown = f" (score {score:.2f})" if isinstance(score, int | float) else ""
-        return TagView(tuple(keywords), f"flagged by moderation{shown}, not approved")
-    return TagView(tuple(keywords))
+    keywords = tuple(dict.fromkeys(text for word in details.keywords if (text := word.strip())))
+    if details.flagged and details.approved is not True:
+        score = details.moderation.score if details.moderation else None
+        shown = f" (score {score:.2f})" if score is not None else ""
+        return TagView(keywords, f"flagged by moderation{shown}, not approved")
+    return TagView(keywords)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,7 +12,6 @@ from orchestrator.progress import ProgressSink
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.models import Job, utcnow
 from orchestrator.store.queries import Lease, StaleLease, Store
-from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.context import (
     EngineConfig,
     JobContext,
@@ -21,6 +19,7 @@ from orchestrator.workflow.context import (
     JobWaiting,
     Services,
 )
+from orchestrator.workflow.lease import CANCELLED, Held, held
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
 
 
@@ -36,7 +35,8 @@ class Outcome:
 
 
 class Engine:
-    """Drives jobs: claims the lease, runs the step of each state, keeps the lease alive."""
+    """Drives jobs: claims the lease, runs the step of each state (`lease.held` keeps the
+    lease alive)."""
 
     def __init__(
         self,
@@ -66,11 +66,12 @@ class Engine:
         """
         if lease is None:
             lease = await self.store.claim(job_id, self.owner, self.config.lease_ttl)
-        main = asyncio.current_task()
-        assert main is not None
-        stop = _Stop()
-        heartbeat = asyncio.create_task(self._heartbeat(lease, main, stop))
-        try:
+        async with held(
+            self.store,
+            lease,
+            ttl=self.config.lease_ttl,
+            cancel_poll=self.config.cancel_poll_seconds,
+        ) as holding:
             ctx = JobContext(
                 job=await self.store.get_job(job_id),
                 lease=lease,
@@ -81,36 +82,27 @@ class Engine:
                 pipeline=self.pipeline,
                 photo_slots=self.photo_slots,
             )
-            return await self._drive_until_stopped(ctx, main, stop)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                await self.store.release(lease)
+            return await self._drive_until_stopped(ctx, holding)
 
-    async def _drive_until_stopped(
-        self, ctx: JobContext, main: asyncio.Task[object], stop: _Stop
-    ) -> Outcome:
-        """Run the steps; turn the heartbeat's stop (cancel, lost lease) into its outcome."""
+    async def _drive_until_stopped(self, ctx: JobContext, holding: Held) -> Outcome:
+        """Run the steps; turn the heartbeat's stop for a cancel into its outcome (a lost
+        lease `held` turns into StaleLease)."""
         try:
             if self.config.wait_inline and ctx.state not in (JobState.QUEUED, *TERMINAL_STATES):
                 # A person ran the command again (the daemon's wake-ups are routine, not news).
                 await ctx.event("resume", f"resuming in state {ctx.state}")
             return await self._run_steps(ctx)
         except asyncio.CancelledError:
-            if stop.reason is None:
+            if holding.stopped is None:
                 # Ctrl-C, SIGTERM or shutdown: say so in the history, then let it unwind.
                 with contextlib.suppress(Exception):
                     await ctx.event(
                         "interrupted", f"stopped by the user or the system in state {ctx.state}"
                     )
                 raise
-            main.uncancel()
-            if stop.reason == "lease":
-                raise StaleLease(
-                    f"lost the lease of job {ctx.job.id[:8]}; another worker drives it now"
-                ) from None
+            if holding.stopped != CANCELLED:
+                raise
+            holding.carry_on()
             await ctx.cancelled()
             return Outcome(ctx.job)
 
@@ -152,36 +144,3 @@ class Engine:
         await ctx.refresh()
         ctx.note(f"stopped for now: {reason}", level="error")
         return Outcome(ctx.job, paused=reason)
-
-    async def _heartbeat(self, lease: Lease, main: asyncio.Task[object], stop: _Stop) -> None:
-        """Renew the lease; stop the job's task if the lease is lost or a cancel arrives.
-
-        The lease is renewed every third of its life; a cancel is looked for more often, so
-        `orchestrator cancel` stops a running job within seconds. A database that does not
-        answer is asked again at each turn; the job stops only once its lease has run out.
-        """
-        ttl = self.config.lease_ttl
-        poll = min(self.config.cancel_poll_seconds, ttl / 3)
-        renewed = time.monotonic()
-        while stop.reason is None:
-            await asyncio.sleep(poll)
-            if time.monotonic() - renewed >= ttl / 3 - poll / 2:
-                try:
-                    if not await self.store.renew(lease, ttl):
-                        stop.reason = "lease"
-                    renewed = time.monotonic()
-                except database_errors():
-                    if time.monotonic() - renewed >= ttl - poll:
-                        stop.reason = "lease"
-            if stop.reason is None:
-                with contextlib.suppress(*database_errors()):
-                    if await self.store.cancel_requested(lease.job_id):
-                        stop.reason = "cancel"
-        main.cancel()
-
-
-@dataclass
-class _Stop:
-    """Why the heartbeat stopped the job's task: "lease" lost or user "cancel"."""
-
-    reason: str | None = None

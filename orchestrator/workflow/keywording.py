@@ -8,27 +8,25 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from orchestrator.integrations.imagga_models import Category
 from orchestrator.integrations.keywords import KeywordFiles, KeywordWriteFailed
 from orchestrator.rules.keywords import hierarchy
 from orchestrator.store.models import Job
 from orchestrator.workflow.photos import PhotoFailed
+from orchestrator.workflow.tag_details import FileRef, TagDetails
 
 
 async def write_keywords(
-    files: KeywordFiles, job: Job, details: dict[str, Any], keywords: Sequence[str]
-) -> None:
+    files: KeywordFiles, job: Job, details: TagDetails, keywords: Sequence[str]
+) -> TagDetails:
     """Make the photo's files carry `keywords` instead of the ones `details` records, keeping
-    the words the files had before we came; `details` is updated (keywords, content_md5)."""
-    before = [w for w in details.get("keywords", []) if w not in keywords]
-    theirs = {w.casefold() for w in details.get("file_keywords", [])}
-    categories = [
-        Category(str(c["name"]), float(c["confidence"])) for c in details.get("categories") or []
-    ]
+    the words the files had before we came; the details with those keywords and the first
+    file's new md5."""
+    before = [w for w in details.keywords if w not in keywords]
+    theirs = {w.casefold() for w in details.file_keywords}
+    categories = list(details.categories or ())
     dropped = [w for w in before if w.casefold() not in theirs]
-    paths = [_file_path(job, ref) for ref in details["files"]]
+    paths = [_file_path(job, ref) for ref in details.files]
     try:
         for path in paths:
             await files.write(
@@ -40,13 +38,13 @@ async def write_keywords(
             )
     except KeywordWriteFailed as exc:
         raise PhotoFailed(str(exc)) from None
-    details["keywords"] = list(keywords)
-    details["content_md5"] = await asyncio.to_thread(_md5_of, paths[0])
+    content_md5 = await asyncio.to_thread(_md5_of, paths[0])
+    return details.model_copy(update={"keywords": tuple(keywords), "content_md5": content_md5})
 
 
-def _file_path(job: Job, ref: dict[str, str]) -> Path:
-    folder = job.exported_dir if ref["kind"] == "export" else job.edited_dir
-    return Path(folder) / ref["name"]
+def _file_path(job: Job, ref: FileRef) -> Path:
+    folder = job.exported_dir if ref.kind == "export" else job.edited_dir
+    return Path(folder) / ref.name
 
 
 def _md5_of(path: Path) -> str:

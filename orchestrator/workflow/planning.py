@@ -17,6 +17,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
+from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
 from orchestrator.workflow.tag import kind_refusal
@@ -31,6 +32,8 @@ SHOWN_NAMES = 5
 """Photos named in one note before the rest are summed up as "…"."""
 SHOWN_REFUSED = 20
 """Refused files listed one per note, each with its reason, before the rest are counted."""
+PLANNER_LEASE_SECONDS = 30.0
+"""How long adding new photos to a job may hold its lease without renewing it."""
 
 
 class PlanError(ValueError):
@@ -325,14 +328,11 @@ async def _sync_photos(
             "in the job; rename them or move them to another shoot"
         )
     if job.state in NOT_UPLOADED_YET:
-        lease = await store.claim(job.id, f"planner-{job.id}", 30)
-        try:
+        async with borrow(store, job.id, purpose="planner", ttl=PLANNER_LEASE_SECONDS) as lease:
             renamed = await _follow_renames(store, lease, job, found, added)
             added = [p for p in added if p.rel_path not in renamed]
             if added:
                 await store.add_photos(lease, [_new_photo(p) for p in added])
-        finally:
-            await store.release(lease)
         notes += [
             f"{job.name}: {old} was renamed to {new}; it stays in the job"
             for new, old in renamed.items()

@@ -1,17 +1,15 @@
 """Stage: with `--review`, the job waits for a person to approve its keywords before delivery.
 
 Waiting costs nothing, as an edit does: no task, no lease, only a wake-up in the database. The
-decisions are recorded per photo in the `"tag"` phase's details (`"approved": true` to deliver
-it, `false` to hold it back) by `service/review.py`, for the web page and `orchestrator approve`;
-the stage only looks whether every tagged photo has one, and moves on once it does.
+decisions are recorded per photo in the `"tag"` phase's details (`TagDetails.approved`: true
+to deliver it, false to hold it back) by `service/review.py`, for the web page and `orchestrator
+approve`; the stage only looks whether every tagged photo has one, and moves on once it does.
 
 Under `run` (the job is driven by the command) the job does not block the command: it stops in
 `reviewing`, the command says how to approve it, and running the command again continues it.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
@@ -20,35 +18,11 @@ from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobW
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.photos import photo_run
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
-TAG_PHASE = "tag"
-"""The keywording stage's phase, whose details carry the keywords and the decision."""
-WRITTEN_KEY = "written_keywords"
-"""In a photo's tag details: the words its files still carry after a reviewer changed its
-keywords on the page; present until the stage writes the reviewed ones in."""
 RECHECK_SECONDS = 3600.0
 """How often a daemon looks at a job under review on its own: approval wakes it at once, this
 only covers a wake-up that was lost."""
-
-
-def tag_details(photo: PhotoRecord) -> dict[str, Any] | None:
-    """What keywording recorded for the photo, if it was tagged."""
-    record = photo.phase(TAG_PHASE)
-    if record is None or record.done_at is None:
-        return None
-    return dict(record.details or {})
-
-
-def is_flagged(details: dict[str, Any]) -> bool:
-    """Whether moderation flagged the photo (it is then delivered only if approved by name)."""
-    moderation = details.get("moderation")
-    return isinstance(moderation, dict) and moderation.get("flagged") is True
-
-
-def decision(details: dict[str, Any]) -> bool | None:
-    """The reviewer's decision on a photo: deliver (True), hold back (False), none yet (None)."""
-    approved = details.get("approved")
-    return approved if isinstance(approved, bool) else None
 
 
 def undecided(photos: list[PhotoRecord]) -> list[PhotoRecord]:
@@ -56,7 +30,7 @@ def undecided(photos: list[PhotoRecord]) -> list[PhotoRecord]:
     return [
         photo
         for photo in photos
-        if (details := tag_details(photo)) is not None and decision(details) is None
+        if (details := TagDetails.of(photo)) is not None and details.approved is None
     ]
 
 
@@ -71,8 +45,8 @@ async def wait_for_review(ctx: JobContext) -> None:
     waiting = undecided(photos)
     if not waiting:
         await _write_reviewed_keywords(ctx, photos)
-        decisions = [d for p in photos if (d := tag_details(p)) is not None]
-        approved = sum(decision(d) is True for d in decisions)
+        decisions = [d for p in photos if (d := TagDetails.of(p)) is not None]
+        approved = sum(d.approved is True for d in decisions)
         held = len(decisions) - approved
         message = f"review done: {approved} photos approved" + (
             f", {held} held back" if held else ""
@@ -94,7 +68,7 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
     changed = [
         (p, d)
         for p in photos
-        if (d := tag_details(p)) is not None and WRITTEN_KEY in d and d.get("files")
+        if (d := TagDetails.of(p)) is not None and d.written_keywords is not None and d.files
     ]
     if not changed:
         return
@@ -110,17 +84,18 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
         ctx, phase=TAG_PHASE, progress_stage="review", photo_id=_photo_id, describe=_describe
     ) as run:
 
-        async def write(item: tuple[PhotoRecord, dict[str, Any]]) -> PhaseDone:
+        async def write(item: tuple[PhotoRecord, TagDetails]) -> PhaseDone:
             photo, details = item
-            written = {**details, "keywords": details[WRITTEN_KEY]}
-            del written[WRITTEN_KEY]
-            await write_keywords(tagging.files, ctx.job, written, details["keywords"])
+            on_disk = details.model_copy(
+                update={"keywords": details.written_keywords, "written_keywords": None}
+            )
+            written = await write_keywords(tagging.files, ctx.job, on_disk, details.keywords)
             record = photo.phase(TAG_PHASE)
             return PhaseDone(
                 TAG_PHASE,
                 output=record.output if record else None,
-                md5=written["content_md5"],
-                details=written,
+                md5=written.content_md5,
+                details=written.stored(),
             )
 
         failures = await run.run(changed, write)
@@ -133,11 +108,11 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
     await ctx.event("review", f"reviewed keywords written into {len(changed)} photos' files")
 
 
-def _photo_id(item: tuple[PhotoRecord, dict[str, Any]]) -> int:
+def _photo_id(item: tuple[PhotoRecord, TagDetails]) -> int:
     return item[0].id
 
 
-def _describe(item: tuple[PhotoRecord, dict[str, Any]]) -> str:
+def _describe(item: tuple[PhotoRecord, TagDetails]) -> str:
     return item[0].rel_path
 
 

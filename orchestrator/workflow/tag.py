@@ -41,8 +41,9 @@ from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.tag_details import TAG_PHASE, FileRef, Moderation, TagDetails
 
-PHASE = "tag"
+PHASE = TAG_PHASE
 NOT_CONFIGURED = (
     "--tag needs Imagga credentials: set IMAGGA_API_KEY and IMAGGA_API_SECRET "
     "(and IMAGGA_API_URL for the sandbox)"
@@ -200,19 +201,18 @@ async def _tag_one(
     )
     crash_point("after_imagga_answer")
     keywords = tagging.rules.choose(suggestions, spec)
-    details: dict[str, Any] = {
-        "keywords": keywords,
-        "source": "auto",
-        "suggestions": [s.to_json() for s in suggestions],
-        "categories": [c.to_json() for c in categories] if categories is not None else None,
-        "moderation": moderation,
-        "image_md5": image_md5,
-        "files": [_file_ref(ctx.job, path) for path in targets],
-    }
-    details["file_keywords"] = await _keywords_already_in(tagging, targets, keywords)
-    await write_keywords(tagging.files, ctx.job, details, keywords)
+    details = TagDetails(
+        keywords=tuple(keywords),
+        suggestions=tuple(suggestions),
+        categories=tuple(categories) if categories is not None else None,
+        moderation=Moderation.model_validate(moderation) if moderation is not None else None,
+        image_md5=image_md5,
+        files=tuple(_file_ref(ctx.job, path) for path in targets),
+        file_keywords=tuple(await _keywords_already_in(tagging, targets, keywords)),
+    )
+    details = await write_keywords(tagging.files, ctx.job, details, keywords)
     crash_point("after_keywords_written")
-    return PhaseDone(PHASE, output=source.name, md5=details["content_md5"], details=details)
+    return PhaseDone(PHASE, output=source.name, md5=details.content_md5, details=details.stored())
 
 
 async def _keywords_already_in(
@@ -275,12 +275,11 @@ async def _as_json(found: Awaitable[Sequence[Suggestion] | Sequence[Category]]) 
 
 async def _report_flagged(ctx: JobContext) -> None:
     """List the photos moderation flagged: they are never delivered without a person."""
-    flagged = []
-    for photo in await ctx.store.photos(ctx.job.id):
-        record = photo.phase(PHASE)
-        moderation = (record.details or {}).get("moderation") if record else None
-        if isinstance(moderation, dict) and moderation.get("flagged"):
-            flagged.append(photo.file_name)
+    flagged = [
+        photo.file_name
+        for photo in await ctx.store.photos(ctx.job.id)
+        if (details := TagDetails.of(photo)) is not None and details.flagged
+    ]
     if flagged:
         shown = ", ".join(flagged[:10]) + (" …" if len(flagged) > 10 else "")
         message = f"moderation flagged {len(flagged)} photos (never delivered unseen): {shown}"
@@ -288,13 +287,12 @@ async def _report_flagged(ctx: JobContext) -> None:
         ctx.note(message, level="warn")
 
 
-def _file_ref(job: Job, path: Path) -> dict[str, str]:
-    """How a file that carries keywords is recorded: its folder's kind and its path in it (a
-    sidecar beside its RAW, in the shoot itself, by its whole path)."""
+def _file_ref(job: Job, path: Path) -> FileRef:
+    """How a file that carries keywords is recorded (see FileRef)."""
     for kind, folder in (("export", Path(job.exported_dir)), ("edit", Path(job.edited_dir))):
         if path.is_relative_to(folder):
-            return {"kind": kind, "name": str(path.relative_to(folder))}
-    return {"kind": "edit", "name": str(path)}
+            return FileRef(kind=kind, name=str(path.relative_to(folder)))
+    return FileRef(kind="edit", name=str(path))
 
 
 def _photo_id(photo: PhotoRecord) -> int:

@@ -23,7 +23,8 @@ from orchestrator.store.queries import StateConflict
 from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.planning import RunRequest, plan_jobs
-from orchestrator.workflow.review import RECHECK_SECONDS, TAG_PHASE
+from orchestrator.workflow.review import RECHECK_SECONDS
+from orchestrator.workflow.tag_details import TAG_PHASE
 from tests.conftest import MakeDbUrl
 from tests.engine_harness import Harness, harness
 from tests.review_support import REVIEW_PIPELINE

@@ -41,7 +41,7 @@ choices, Imagga's suggestions): they import only the root error."""
 
 STAGES = frozenset({"project", "upload", "processing", "download", "tag", "review", "deliver"})
 """The stage modules of `workflow/`; above them only the modules that know every stage."""
-ABOVE_STAGES = frozenset({"pipeline", "engine", "planning"})
+ABOVE_STAGES = frozenset({"pipeline", "engine", "planning", "lease"})
 STILL_UP = {
     "workflow.context -> workflow.pipeline": "JobContext names the Pipeline class, for types "
     "only; the class can leave pipeline.py (which lists every stage) with the stage contract",
