@@ -6,8 +6,10 @@ import errno
 
 from aiohttp import web
 
+from orchestrator.errors import OperatorRefusal
 
-class CannotListen(ValueError):
+
+class CannotListen(OperatorRefusal, ValueError):
     """The address cannot be listened on (taken, not this machine's, privileged); exit code 2."""
 
 

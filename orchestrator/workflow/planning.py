@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
@@ -33,7 +34,7 @@ SHOWN_REFUSED = 20
 """Refused files listed one per note, each with its reason, before the rest are counted."""
 
 
-class PlanError(ValueError):
+class PlanError(OperatorRefusal, ValueError):
     """The request cannot become jobs (bad profile, bad options); the message says why."""
 
 
