@@ -98,6 +98,7 @@ def within_field(model: type[BaseModel], name: str, *, help: str) -> OptionInfo:
 
 
 def _given(value: Any) -> Any:
+    """The option's value as the field's (most options)."""
     return value
 
 
