@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.rules.database import default_database_path
 from orchestrator.rules.delivery import check_domain
 from orchestrator.spec import JobSpec
@@ -43,7 +44,7 @@ IMAGGA_PRODUCTION_URL = "https://api.imagga.com/v2"
 IMGIX_PRODUCTION_API_URL = "https://api.imgix.com/api/v1"
 
 
-class ConfigError(ValueError):
+class ConfigError(OperatorRefusal, ValueError):
     """The settings cannot work (no API key, bad database URL, bad rate); exit code 2."""
 
 

@@ -7,6 +7,8 @@ so the engine decides what to do with a failure without knowing which service it
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class OrchestratorError(Exception):
     """Root of every failure the product reports; one that is neither kind below is refused."""
@@ -37,3 +39,17 @@ class Ambiguous(Transient):
     Retrying blindly could do it twice (a second project, a second edit): the caller asks the
     service what happened before calling again.
     """
+
+
+class OperatorRefusal(OrchestratorError):
+    """An operator's request that is refused before anything changes: an unknown job, settings
+    that cannot work, a job in the wrong state for it. The message says what to do instead.
+
+    Each surface answers it from the class: the command exits with `exit_code`, the web page
+    and /api answer `http_status`. It never reaches a job's record (the engine lets it through).
+    """
+
+    exit_code: ClassVar[int] = 2
+    """The command's exit code: a usage error, like a bad option."""
+    http_status: ClassVar[int] = 409
+    """What the page and /api answer: the request conflicts with how things stand."""

@@ -7,12 +7,13 @@ import errno
 from aiohttp import web
 
 from orchestrator.config import ConfigError
+from orchestrator.errors import OperatorRefusal
 
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 """Where a client reaches a server listening on a wildcard address (all of the machine's)."""
 
 
-class CannotListen(ValueError):
+class CannotListen(OperatorRefusal, ValueError):
     """The address cannot be listened on (taken, not this machine's, privileged); exit code 2."""
 
 

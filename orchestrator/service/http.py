@@ -33,11 +33,12 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.config import Settings
+from orchestrator.errors import OperatorRefusal
 from orchestrator.service import jobs as job_views
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.receiver import MAX_BODY_BYTES, Receiver
-from orchestrator.store.queries import JobNotFound, Store
+from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors, jobs_by_state
 
 log = logging.getLogger("orchestrator.http")
@@ -377,8 +378,8 @@ class Operations:
         try:
             job, events = await job_views.history(self._store, request.match_info["job_id"])
             photos = len(await self._store.photos(job.id))
-        except JobNotFound as exc:
-            return web.json_response({"error": str(exc)}, status=404)
+        except OperatorRefusal as exc:
+            return web.json_response({"error": str(exc)}, status=exc.http_status)
         except database_errors():
             return web.json_response({"error": "database unavailable"}, status=503)
         return web.json_response({"job": job_views.job_summary(job, photos), "events": events})

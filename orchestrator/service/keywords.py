@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator.config import Settings
 from orchestrator.errors import Refused
 from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.rules.keywords import KeywordRules
+from orchestrator.service.database import open_store
 from orchestrator.service.review import ReviewRefused, edited_keywords, photo_review, tagged
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
@@ -132,3 +134,34 @@ def _chosen(photos: list[PhotoRecord], ref: str | None) -> list[PhotoRecord]:
         names = ", ".join(p.file_name for p in photos[:10])
         raise ReviewRefused(f"no photo {ref!r} in this job; its photos: {names}")
     return matches[:1]
+
+
+async def keywords_command(
+    settings: Settings,
+    job_ref: str,
+    photo_ref: str | None,
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    reselect_at: float | None = None,
+) -> list[dict[str, Any]]:
+    """`orchestrator keywords`: the views of a job's tagged photos, after one photo's review
+    (`add`, `remove`) or choosing again at `reselect_at`, if asked. Opens the database and the
+    keyword writer, and closes them."""
+    store = await open_store(settings)
+    files = KeywordFiles(settings.exiftool)
+    try:
+        if add or remove:
+            assert photo_ref is not None
+            return [await review(store, files, job_ref, photo_ref, add=add, remove=remove)]
+        if reselect_at is not None:
+            rules = KeywordRules.of(
+                settings.keyword_allowlist,
+                settings.keyword_blocklist,
+                settings.moderation_threshold,
+            )
+            return await reselect(store, files, rules, job_ref, photo_ref, threshold=reselect_at)
+        return (await keyword_views(store, job_ref, photo_ref))[1]
+    finally:
+        files.close()
+        await store.close()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.integrations.imagga_models import Category, Suggestion
 from orchestrator.states import JobState
 from orchestrator.store.models import Job, utcnow
@@ -41,7 +42,7 @@ PhotoRef = int | str
 """A photo by its id (the page) or its file name or path in the shoot (the command line)."""
 
 
-class ReviewRefused(ValueError):
+class ReviewRefused(OperatorRefusal, ValueError):
     """A review action that cannot be done as asked (a word not suggested, no such photo); the
     message says what is allowed."""
 

@@ -29,25 +29,30 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
 from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
 
-class JobNotFound(LookupError):
+class JobNotFound(OperatorRefusal, LookupError):
     """No job matches the id (or id prefix) given."""
 
+    http_status = 404
 
-class LeaseHeld(RuntimeError):
-    """Another live process drives this job right now."""
+
+class LeaseHeld(OperatorRefusal, RuntimeError):
+    """Another live process drives this job right now: try again once it lets go."""
+
+    exit_code = 1
 
 
 class StaleLease(RuntimeError):
     """A write was refused because this worker no longer holds the job's lease (fencing)."""
 
 
-class StateConflict(RuntimeError):
+class StateConflict(OperatorRefusal, RuntimeError):
     """The job is not in the state the write expected."""
 
 

@@ -20,8 +20,9 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.config import ConfigError, Settings
+from orchestrator.config import Settings
 from orchestrator.display import visible
+from orchestrator.errors import OperatorRefusal
 from orchestrator.progress import NullProgress
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
@@ -30,7 +31,7 @@ from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log
 from orchestrator.service.wiring import require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
-from orchestrator.store.queries import JobNotFound, LeaseHeld, StateConflict, Store
+from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
 from orchestrator.workflow.outputs import output_file
@@ -39,8 +40,6 @@ from orchestrator.workflow.pipeline import PIPELINE
 log = logging.getLogger("orchestrator.web")
 
 STATIC = Path(__file__).parent / "static"
-REFUSALS = (JobNotFound, StateConflict, LeaseHeld, review_actions.ReviewRefused)
-"""What an action may answer instead of doing it: shown on the page, nothing changed."""
 
 
 def _bytes(value: float | None) -> str:
@@ -133,8 +132,11 @@ class Pages:
         """The jobs table's rows alone, which the page fetches every second."""
         return self._render("job_rows.html", request, rows=await job_views.overview(self._store))
 
-    async def job(self, request: web.Request, *, error: str | None = None) -> web.Response:
-        """One job: its stages as a timeline, its history, its photos and their phases."""
+    async def job(
+        self, request: web.Request, *, refusal: OperatorRefusal | None = None
+    ) -> web.Response:
+        """One job: its stages as a timeline, its history, its photos and their phases; with
+        the `refusal` an action met, if any."""
         job, events = await job_views.history(self._store, request.match_info["job"])
         photos = await self._store.photos(job.id)
         stages = job_views.timeline(job, await self._store.events(job.id))
@@ -144,7 +146,7 @@ class Pages:
         return self._render(
             "job.html",
             request,
-            status=409 if error else 200,
+            status=refusal.http_status if refusal else 200,
             job=job,
             events=events,
             stages=stages,
@@ -154,19 +156,22 @@ class Pages:
             reviewing=job.state == JobState.REVIEWING,
             delivers=self._settings is not None
             and JobSpec.from_stored(job.options).deliver is not None,
-            error=error,
+            error=str(refusal) if refusal else None,
         )
 
-    async def review(self, request: web.Request, *, error: str | None = None) -> web.Response:
-        """The review: per photo its image, keywords as chips, suggestions, moderation."""
+    async def review(
+        self, request: web.Request, *, refusal: OperatorRefusal | None = None
+    ) -> web.Response:
+        """The review: per photo its image, keywords as chips, suggestions, moderation; with
+        the `refusal` an action met, if any."""
         found = await review_actions.review(self._store, request.match_info["job"])
         return self._render(
             "review.html",
             request,
-            status=409 if error else 200,
+            status=refusal.http_status if refusal else 200,
             review=found,
             job=found.job,
-            error=error,
+            error=str(refusal) if refusal else None,
         )
 
     async def image(self, request: web.Request) -> web.Response:
@@ -215,10 +220,7 @@ class Pages:
             raise StateConflict(f"job {job.id[:8]} was not asked to deliver to imgix")
         if job.state != JobState.COMPLETED:
             raise StateConflict(f"job {job.id[:8]} is {job.state}: it delivers as it completes")
-        try:
-            require_settings([JobSpec.from_stored(job.options)], self._settings)
-        except ConfigError as exc:
-            raise StateConflict(str(exc)) from None
+        require_settings([JobSpec.from_stored(job.options)], self._settings)
         task = asyncio.create_task(redeliver(job.id, self._settings, NullProgress()))
         self._deliveries.add(task)
         task.add_done_callback(self._delivery_done)
@@ -258,11 +260,10 @@ class Pages:
         """Do `action`; on success back to the page (303), on a refusal that page with why."""
         try:
             await action
-        except REFUSALS as exc:
-            message = str(exc)
+        except OperatorRefusal as refusal:
             if back == "review":
-                return await self.review(request, error=message)
-            return await self.job(request, error=message)
+                return await self.review(request, refusal=refusal)
+            return await self.job(request, refusal=refusal)
         job = await self._store.resolve_job(request.match_info["job"])
         where = f"/jobs/{quote(job.id)}" + ("/review" if back == "review" else "")
         raise web.HTTPSeeOther(where + (f"#{anchor}" if anchor else ""))
@@ -322,8 +323,8 @@ async def unavailable(request: web.Request, handler: Handler) -> web.StreamRespo
     """A middleware: a database that does not answer is a 503 page, not a traceback."""
     try:
         result: web.StreamResponse = await handler(request)
-    except JobNotFound as exc:
-        raise web.HTTPNotFound(text=str(exc)) from None
+    except OperatorRefusal as exc:
+        return web.Response(text=str(exc), status=exc.http_status)
     except database_errors():
         raise web.HTTPServiceUnavailable(
             text="the job database does not answer; try again"

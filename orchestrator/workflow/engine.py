@@ -7,7 +7,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator.errors import CredentialsRefused, OrchestratorError, Transient
+from orchestrator.errors import CredentialsRefused, OperatorRefusal, OrchestratorError, Transient
 from orchestrator.progress import ProgressSink
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.models import Job, utcnow
@@ -125,6 +125,8 @@ class Engine:
                 return await self._pause(ctx, str(exc))
             except Transient as exc:
                 return await self._pause(ctx, str(exc))
+            except OperatorRefusal:
+                raise  # the operator's to hear (a command's exit code), not the job's to record
             except OrchestratorError as exc:
                 # Refused: the user must act. Whatever it is, the job says why and waits for
                 # `retry` where it stopped (or where the refusal says).

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.imagen.errors import EditOptionsError
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
@@ -36,7 +37,7 @@ PLANNER_LEASE_SECONDS = 30.0
 """How long adding new photos to a job may hold its lease without renewing it."""
 
 
-class PlanError(ValueError):
+class PlanError(OperatorRefusal, ValueError):
     """The request cannot become jobs (bad profile, bad options); the message says why."""
 
 

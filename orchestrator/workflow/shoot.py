@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.imagen.files import (
     SIGNATURE_BYTES,
     content_matches,
@@ -28,7 +29,7 @@ SHOWN_REFUSALS = 5
 """Refused files named in one message before the rest are summed up as "…"."""
 
 
-class ShootError(ValueError):
+class ShootError(OperatorRefusal, ValueError):
     """The folder cannot become jobs as it is; the message says what to change."""
 
 

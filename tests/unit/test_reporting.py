@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 
-from orchestrator.progress import ProgressSink
-from orchestrator.reporting import (
+from orchestrator.cli.reporting import (
     JsonReporter,
     PlainReporter,
     Reporter,
@@ -22,6 +21,7 @@ from orchestrator.reporting import (
     format_rate,
     make_reporter,
 )
+from orchestrator.progress import ProgressSink
 
 JOB = "shoot (RAW)"
 GB = 1_000_000_000

@@ -1,0 +1,89 @@
+"""The setting-up commands: the `config` in effect, the database (`db upgrade`), the Imagen
+account's `profiles` and the Imagga account's `usage`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.cli.options import JsonOption
+from orchestrator.cli.output import out, print_json
+from orchestrator.cli.running import run_async, settings
+from orchestrator.display import markup_safe, print_table
+
+
+def show_config(json_output: JsonOption = False) -> None:
+    """Show the settings in effect (secrets masked), where each came from, and the database."""
+    from orchestrator.config import effective_settings
+
+    cfg = settings()
+    shown = effective_settings(cfg)
+    if json_output:
+        print_json(shown)
+        return
+    out.print(f"config file: {markup_safe(shown['config_file'])}")
+    out.print(f"database:    {markup_safe(shown['database'])}")
+    print_table(
+        out,
+        ("setting", "value", "from"),
+        [(row["name"], row["value"], row["source"]) for row in shown["settings"]],
+    )
+
+
+def db_upgrade(json_output: JsonOption = False) -> None:
+    """Create or upgrade the database schema to this version's."""
+    from orchestrator.store.migrate import head_revision, upgrade
+
+    cfg = settings()
+    url = cfg.resolved_database_url()
+    run_async(lambda: upgrade(url))
+    if json_output:
+        print_json({"revision": head_revision()})
+    else:
+        out.print(f"database at revision {head_revision()}")
+
+
+def profiles(json_output: JsonOption = False) -> None:
+    """List the AI profiles of your Imagen account."""
+    from orchestrator.service.wiring import connected
+
+    cfg = settings()
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with connected(cfg) as services:
+            return [p.model_dump(mode="json") for p in await services.imagen.list_profiles()]
+
+    found = run_async(fetch)
+    if json_output:
+        print_json(found)
+        return
+    print_table(
+        out,
+        ("key", "name", "type", "image type"),
+        [
+            (
+                item["profile_key"],
+                item["profile_name"],
+                item.get("profile_type") or "",
+                item["image_type"],
+            )
+            for item in found
+        ],
+    )
+
+
+def usage(json_output: JsonOption = False) -> None:
+    """Show the Imagga account's monthly quota (used and left) and its concurrency cap."""
+    from orchestrator.service.imagga_usage import imagga_usage
+
+    cfg = settings()
+    found = run_async(lambda: imagga_usage(cfg))
+    if json_output:
+        print_json(found)
+        return
+    out.print(
+        f"Imagga: {found['monthly_processed']} of {found['monthly_limit']} requests used this "
+        f"month, {found['left']} left"
+        + (f" (resets {markup_safe(str(found['resets_at']))})" if found["resets_at"] else "")
+    )
+    if found["concurrency_max"]:
+        out.print(f"  at most {found['concurrency_max']} requests at once")

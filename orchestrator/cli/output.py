@@ -1,0 +1,67 @@
+"""Where the command writes: results to stdout, progress and messages to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.display import make_console, markup_safe
+from orchestrator.spec import JobSpec
+from orchestrator.states import JobState
+
+if TYPE_CHECKING:
+    from orchestrator.cli.reporting import Reporter
+    from orchestrator.service.batch import BatchResult
+
+out = make_console()
+err = make_console(stderr=True)
+
+VERBOSITY = {"level": 0}
+"""-q (-1) or -v (1, 2) given before the command; read when a command builds its reporter."""
+
+
+def reporter(json_output: bool) -> Reporter:
+    """The progress display for this command, as quiet as -q asks."""
+    from orchestrator.cli.reporting import make_reporter
+
+    return make_reporter(json_mode=json_output, quiet=VERBOSITY["level"] < 0)
+
+
+def print_json(value: Any) -> None:
+    """Write JSON to stdout (results go to stdout, progress to stderr)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def report_batch(result: BatchResult, json_output: bool) -> None:
+    """Print how each job ended, where its outputs are, and every failed photo."""
+    from orchestrator.service import jobs as job_views
+
+    if json_output:
+        print_json([view.model_dump(mode="json") for view in result.views])
+        return
+    for outcome in result.outcomes:
+        job = outcome.job
+        colour = {"completed": "green", "failed": "red"}.get(job.state, "yellow")
+        out.print(f"[bold]{markup_safe(job.name)}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
+        if job.state == "completed":
+            out.print(f"  edits:   {markup_safe(job.edited_dir)}")
+            if JobSpec.from_stored(job.options).export:
+                out.print(f"  exports: {markup_safe(job.exported_dir)}")
+        if job.state == JobState.REVIEWING:
+            out.print(
+                f"  waiting for review: open the web page (`orchestrator ui`) or run "
+                f"`orchestrator approve {job.id[:8]}`, then run the same command again"
+            )
+        if outcome.paused:
+            out.print(f"  stopped: {markup_safe(outcome.paused)}")
+            out.print("  run the same command again to continue")
+        elif job.last_error and job.state == "failed":
+            out.print(f"  error: {markup_safe(job.last_error)}")
+            out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
+        for photo in result.failed_photos.get(job.id, []):
+            out.print(
+                f"  [red]failed[/] {markup_safe(photo.rel_path)} "
+                f"({job_views.phase_label(photo.phase)}): "
+                f"{markup_safe(photo.reason)}"
+            )
