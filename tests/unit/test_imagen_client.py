@@ -243,8 +243,13 @@ async def test_start_edit_body_has_only_set_fields(
 
 
 async def test_start_export_accepts_204(client: ImagenClient, mocked: aioresponses) -> None:
-    mocked.post(f"{BASE}/projects/p1/export", status=204)
-    await client.start_export("p1")
+    """An empty 204 is an accepted export: not an error, not a reason to send it again."""
+    url = f"{BASE}/projects/p1/export"
+    mocked.post(url, status=204)
+    mocked.post(url, status=500)  # what a second, wrongful request would get
+
+    assert await client.start_export("p1") is None
+    assert len(sent(mocked, "POST", url)) == 1
 
 
 @pytest.mark.parametrize(
