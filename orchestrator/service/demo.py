@@ -57,7 +57,9 @@ def _prepare_shoot(base: Path) -> tuple[Path, Path]:
 
 
 def verify_against_ledger(result: BatchResult, ledger: dict[str, Any]) -> int:
-    """Compare every downloaded output with the md5 the sandbox recorded; count them."""
+    """Compare every output the sandbox made with the downloaded file; count them.
+
+    A missing or different file is a DemoMismatch."""
     by_uuid = {p["project_uuid"]: p for p in ledger["projects"]}
     verified = 0
     for outcome in result.outcomes:
@@ -71,7 +73,7 @@ def verify_against_ledger(result: BatchResult, ledger: dict[str, Any]) -> int:
             for name, md5 in project[key].items():
                 path = Path(folder) / name
                 if not path.exists():
-                    continue
+                    raise DemoMismatch(f"{path} is missing: the sandbox made {name}")
                 if _md5(path) != md5:
                     raise DemoMismatch(f"{path} differs from the sandbox's {name}")
                 verified += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -33,7 +34,11 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
         args = ("--watch", str(drops), "--profile", "2001", "--export")
         daemon = Daemon(env, tmp_path, args=args)
         daemons.append(daemon.start())
-        time.sleep(0.5)
+        wait_for(
+            lambda: "watched folder unreadable" in daemon.logs(),
+            timeout=15,
+            what="the daemon to look at the missing watched folder",
+        )
         drops.mkdir()
         (drops / "notes").mkdir()
         (drops / "notes" / "readme.txt").write_text("no photos here")
@@ -47,14 +52,18 @@ def test_a_settled_drop_becomes_one_job_and_bad_drops_are_skipped(
         for photo in sorted(staged.iterdir()):
             shutil.copy(photo, shoot)
             time.sleep(GAP)
-            assert daemon.jobs() == {}
             # Gone before it settled (a drop moved elsewhere): nothing may come of it.
             shutil.rmtree(vanishing, ignore_errors=True)
+        last_change = max(p.stat().st_mtime for p in shoot.iterdir())
 
         [job] = wait_for(
             lambda: list(daemon.jobs().values()), timeout=15, what="the drop to become a job"
         )
         assert job["source"] == str(shoot.resolve()) and job["photos"] == 3
+        # Not early: the job was made a whole settle time after the copy's last change (a
+        # lower bound, which a busy machine, only ever later, cannot break).
+        created = datetime.fromisoformat(job["created_at"]).timestamp()
+        assert created - last_change >= SETTLE, created - last_change
         wait_for(
             lambda: daemon.jobs()[job["id"]]["state"] == "completed",
             timeout=30,

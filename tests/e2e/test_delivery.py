@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -407,3 +408,29 @@ def test_a_refused_imgix_key_stops_the_run_names_the_fix_and_keeps_the_job(
         fixed = orchestrator(*command, env=good)
         assert fixed.returncode == 0, fixed.stderr[-3000:]
         assert len(imgix_assets(url, good)) == len(files)
+
+
+def test_an_export_of_30_mb_is_refused_with_the_fix_and_nothing_sent(
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
+    """The README's figure: files of 30 MB (decimal) or more are refused, the rest delivered."""
+    shoot = tmp_path / f"shoot-{uuid.uuid4().hex[:8]}"
+    files = make_shoot(shoot)
+    env = delivery_env(sandbox_url, migrated_db_url)
+    done = orchestrator(
+        "run", str(shoot), "--profile", "2001", "--export", "--deliver", "--json", env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [job] = json.loads(done.stdout)
+    big, small = files[0], files[2]
+    os.truncate(shoot / "exported" / big, 30_000_000)  # re-exported larger
+    with (shoot / "exported" / small).open("ab") as export:
+        export.write(b"changed too")
+    before = imgix_assets(sandbox_url, env)
+
+    again = orchestrator("deliver", job["id"][:8], "--json", env=env)
+    assert again.returncode != 0
+    assert "its export is 30.0 MB; imgix's upload takes files under 30 MB" in again.stderr
+    after = imgix_assets(sandbox_url, env)
+    assert after[f"{shoot.name}/{big}"] == before[f"{shoot.name}/{big}"]  # nothing sent
+    assert after[f"{shoot.name}/{small}"]["uploads"] == 2

@@ -4,14 +4,18 @@ and names Imagen refuses stopped before anything is sent."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
+from orchestrator.service.batch import BatchResult
+from orchestrator.service.demo import DemoMismatch, verify_against_ledger
 from orchestrator.service.jobs import JobView
 from tests.helpers import cli_env, ledger, md5_of, orchestrator, sandbox_process
 
@@ -73,7 +77,33 @@ def test_every_commands_json_is_the_one_typed_view_with_real_counts(
 
 def test_demo_json_counts_its_photos(env: dict[str, str], tmp_path: Path) -> None:
     views = _views(_json("demo", "--keep", str(tmp_path / "demo"), env=env))
-    assert views and all(v.photos > 0 and v.state == "completed" for v in views)
+    sample = make_sample_shoot(tmp_path / "sample")  # the shoot the demo makes
+    by_type = {
+        "RAW": [p for p in sample if p.suffix == ".CR2"],
+        "JPG": [p for p in sample if p.suffix == ".jpg"],
+    }
+    assert {v.image_type: v.photos for v in views} == {k: len(v) for k, v in by_type.items()}
+    assert all(v.state == "completed" and v.done["export"] == v.photos for v in views)
+
+
+def test_the_demo_reports_an_output_that_is_not_there(tmp_path: Path) -> None:
+    job = SimpleNamespace(project_uuid="p", edited_dir=str(tmp_path), exported_dir=str(tmp_path))
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    ledger = {
+        "projects": [
+            {
+                "project_uuid": "p",
+                "edit_outputs": {"a.jpg": hashlib.md5(b"a").hexdigest()},
+                "export_outputs": {"b.jpg": hashlib.md5(b"b").hexdigest()},
+            }
+        ]
+    }
+    result = cast(BatchResult, SimpleNamespace(outcomes=[SimpleNamespace(job=job)]))
+
+    with pytest.raises(DemoMismatch, match=r"b\.jpg is missing"):
+        verify_against_ledger(result, ledger)
+    (tmp_path / "b.jpg").write_bytes(b"b")
+    assert verify_against_ledger(result, ledger) == 2
 
 
 def test_cancel_of_a_finished_job_says_so_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:

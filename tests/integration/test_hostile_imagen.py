@@ -177,6 +177,39 @@ async def test_a_photo_whose_output_imagen_never_lists_fails_the_job_and_retry_f
     assert sorted(p.name for p in _tree(Path(done.job.edited_dir))) == sorted(files)
 
 
+async def test_an_output_name_that_climbs_out_of_its_folder_fails_that_photo_only(
+    h: Harness, tmp_path: Path
+) -> None:
+    """`../IMG.jpg` pairs with IMG.jpg by its stem, but is never written: the photo fails."""
+    files = sorted(make_crash_shoot(tmp_path / "shoot", jpeg_only=True))
+
+    def climbing(data: Any) -> Any:
+        return _with_files(
+            data,
+            [
+                {**f, "file_name": "../" + f["file_name"]} if f["file_name"] == files[0] else f
+                for f in _files(data)
+            ],
+        )
+
+    before = _tree(tmp_path)
+    async with hostile(h) as proxy:
+        [job_id] = await h.plan(tmp_path / "shoot", export=False)
+        proxy.rewrites.append((DOWNLOAD_LINKS, climbing))
+        failed = await h.drive(job_id)
+    assert failed.job.state == JobState.FAILED
+    [photo] = [p for p in await h.store.photos(job_id) if p.failures]
+    assert photo.file_name == files[0]
+    [(phase, reason)] = [f[:2] for f in photo.failures]
+    assert phase == "edit" and reason.startswith("refused, ")
+    edited = Path(failed.job.edited_dir)
+    assert sorted(p.name for p in _tree(edited)) == files[1:]
+    assert {p for p in _tree(tmp_path) - before if edited not in (p, *p.parents)} <= {
+        tmp_path / "shoot" / RECORD.parent,
+        *(tmp_path / "shoot" / RECORD.parent).rglob("*"),
+    }
+
+
 async def test_junk_download_entries_are_summed_up_in_one_note(h: Harness, tmp_path: Path) -> None:
     make_crash_shoot(tmp_path / "shoot", jpeg_only=True)
 

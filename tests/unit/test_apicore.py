@@ -380,14 +380,24 @@ async def test_a_rate_limit_holds_calls_of_its_endpoint_class_only(
 async def test_a_rate_limit_lets_calls_through_at_its_rate(
     session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:
-    mocked.get(f"{BASE}/tags", payload={}, repeat=True)
-    client = make(session, limits={"tags": RateLimit(rate=5, per=0.25)})
     loop = asyncio.get_running_loop()
+    arrived: list[float] = []
+    mocked.get(
+        f"{BASE}/tags",
+        payload={},
+        repeat=True,
+        callback=lambda *_, **__: arrived.append(loop.time()),
+    )
+    client = make(session, limits={"tags": RateLimit(rate=5, per=0.25)})
     started = loop.time()
     await asyncio.gather(*(client.send(get("/tags", limit="tags")) for _ in range(10)))
     # A burst of 5, then 5 more drip in over one period: never faster, whatever the machine.
     assert loop.time() - started >= 0.2
     assert len(sent(mocked, "GET", f"{BASE}/tags")) == 10
+    # And each call in turn: the n-th after the burst no sooner than n fifths of a period
+    # (lower bounds only: a busy machine delays calls, it never hurries them).
+    for n, at in enumerate(sorted(arrived)[5:], start=1):
+        assert at - started >= 0.9 * n * 0.25 / 5, (n, at - started)
 
 
 async def test_a_call_naming_an_unknown_limit_is_a_programming_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -243,8 +244,13 @@ async def test_start_edit_body_has_only_set_fields(
 
 
 async def test_start_export_accepts_204(client: ImagenClient, mocked: aioresponses) -> None:
-    mocked.post(f"{BASE}/projects/p1/export", status=204)
-    await client.start_export("p1")
+    """An empty 204 is an accepted export: not an error, not a reason to send it again."""
+    url = f"{BASE}/projects/p1/export"
+    mocked.post(url, status=204)
+    mocked.post(url, status=500)  # what a second, wrongful request would get
+
+    assert await client.start_export("p1") is None
+    assert len(sent(mocked, "POST", url)) == 1
 
 
 @pytest.mark.parametrize(
@@ -404,10 +410,20 @@ async def test_get_retries_on_503_then_succeeds(
 async def test_retry_after_is_honoured(
     client: ImagenClient, mocked: aioresponses, retries: Retries
 ) -> None:
-    mocked.get(f"{BASE}/profiles", status=429, headers={"Retry-After": "0.05"})
-    mocked.get(f"{BASE}/profiles", payload=[PROFILE])
+    loop = asyncio.get_running_loop()
+    arrived: list[float] = []
+
+    def seen(*_: Any, **__: Any) -> None:
+        arrived.append(loop.time())
+
+    mocked.get(f"{BASE}/profiles", status=429, headers={"Retry-After": "0.3"}, callback=seen)
+    mocked.get(f"{BASE}/profiles", payload=[PROFILE], callback=seen)
     await client.list_profiles()
-    assert retries[0][3] == pytest.approx(0.05)
+    assert retries[0][3] == pytest.approx(0.3)
+    # Waited, not only said so: the server saw the second request that much later (a lower
+    # bound only, which a busy machine cannot break).
+    first, second = arrived
+    assert second - first >= 0.3 * 0.95
 
 
 @pytest.mark.parametrize(

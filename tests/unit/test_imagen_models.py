@@ -12,6 +12,7 @@ from orchestrator.imagen.models import (
     TOOLS,
     CropAspectRatio,
     DownloadLink,
+    EditChoices,
     EditOptions,
     HdrCompression,
     ImageType,
@@ -20,6 +21,7 @@ from orchestrator.imagen.models import (
     ProjectInfo,
     TaskStatus,
 )
+from orchestrator.workflow.planning import PlanError, check_edit
 
 
 @pytest.mark.parametrize(
@@ -175,8 +177,12 @@ def test_check_for_names_every_problem_at_once() -> None:
     assert "crop" in message and "hdr_merge" in message and "sky_replacement" in message
 
 
-def test_edit_options_error_is_a_value_error() -> None:
-    assert issubclass(EditOptionsError, ValueError)
+def test_planning_refuses_options_that_do_not_suit_the_photos() -> None:
+    """What a run does with EditOptionsError: a PlanError (exit 2) before anything is sent."""
+    check_edit(EditChoices(tools=frozenset({"crop"})), ImageType.JPG)
+    with pytest.raises(PlanError, match="hdr_merge") as caught:
+        check_edit(EditChoices(tools=frozenset({"hdr_merge", "crop"})), ImageType.JPG)
+    assert isinstance(caught.value.__cause__, EditOptionsError)
 
 
 def test_to_request_minimal_sends_only_the_profile() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -45,9 +47,14 @@ class TtyStringIO(io.StringIO):
 
 
 class BrokenStream(io.StringIO):
-    """A stream whose every write fails, like a closed pipe."""
+    """A stream whose every write fails, like a closed pipe; it counts the writes tried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried = 0
 
     def write(self, s: str) -> int:
+        self.tried += 1
         raise BrokenPipeError("gone")
 
 
@@ -438,22 +445,30 @@ def test_make_reporter_defaults_the_interval_per_mode() -> None:
 
 
 @pytest.mark.parametrize(
-    "reporter",
+    "make",
     [
-        PlainReporter(BrokenStream()),
-        JsonReporter(BrokenStream()),
-        RichReporter(BrokenStream(), force_terminal=True),
+        PlainReporter,
+        JsonReporter,
+        lambda stream: RichReporter(stream, force_terminal=True),
     ],
     ids=["plain", "json", "rich"],
 )
-def test_no_method_raises_even_on_a_broken_stream(reporter: Reporter) -> None:
+def test_no_method_raises_even_on_a_broken_stream(
+    make: Callable[[io.StringIO], Reporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = BrokenStream()
+    reporter = make(stream)
     sink: ProgressSink = reporter
-    with reporter:
+    with caplog.at_level(logging.DEBUG, logger="orchestrator.cli.reporting"), reporter:
         sink.stage_started(JOB, "upload", files=1, total_bytes=10)
         sink.advanced(JOB, "upload", files=1, nbytes=10)
         reporter.waiting(JOB, "edit", 50.0, "processing")
         sink.note(JOB, "hello", level="error")
         sink.stage_finished(JOB, "upload")
+    # Writes were tried, and failed: the test went through the broken pipe, not around it.
+    assert stream.tried >= 1
+    if not isinstance(reporter, RichReporter):  # Rich's console falls silent by itself
+        assert "progress reporting failed" in caplog.messages
 
 
 # --- outside text -------------------------------------------------------------------------------

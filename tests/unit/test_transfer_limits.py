@@ -17,10 +17,16 @@ async def test_slots_are_bounded_by_the_limit_and_served_in_order() -> None:
     order: list[int] = []
     release = asyncio.Event()
 
+    inside = [0, 0]  # now, most ever
+
     async def worker(number: int) -> None:
         async with limiter.slot():
+            inside[0] += 1
+            inside[1] = max(inside)
             order.append(number)
             await release.wait()
+            await asyncio.sleep(0)  # the next holder may enter only once this one has left
+            inside[0] -= 1
 
     tasks = [asyncio.create_task(worker(n)) for n in range(4)]
     await asyncio.sleep(0.01)
@@ -30,6 +36,7 @@ async def test_slots_are_bounded_by_the_limit_and_served_in_order() -> None:
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3]
     assert limiter.in_flight == 0
+    assert inside[1] == 2  # never more than the limit at once
 
 
 async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
@@ -119,24 +126,43 @@ def test_limiter_rejects_nonsense() -> None:
         AdaptiveLimiter(4, minimum=5)
 
 
+def _never_ahead_of_the_cap(released: list[tuple[float, int]], started: float, cap: int) -> None:
+    """Each consume returned no sooner than the cap allows for all the bytes up to it.
+
+    Only lower bounds on real instants: a busy machine makes returns later, never earlier, so
+    this cannot fail by chance; a limiter that let a burst through first and slept later
+    (right on average, too fast at first) fails it.
+    """
+    total = 0
+    for at, n in sorted(released):
+        total += n
+        assert at - started >= total / cap * 0.98, (total, at - started)
+
+
 async def test_rate_limiter_holds_the_cap() -> None:
     rate = RateLimiter(4_000_000)
+    released: list[tuple[float, int]] = []
     started = time.monotonic()
     for _ in range(4):
         await rate.consume(500_000)
+        released.append((time.monotonic(), 500_000))
     assert time.monotonic() - started >= 0.45
+    _never_ahead_of_the_cap(released, started, 4_000_000)
 
 
 async def test_rate_limiter_shares_the_cap_between_consumers() -> None:
     rate = RateLimiter(4_000_000)
+    released: list[tuple[float, int]] = []
 
     async def consumer() -> None:
         for _ in range(2):
             await rate.consume(250_000)
+            released.append((time.monotonic(), 250_000))
 
     started = time.monotonic()
     await asyncio.gather(*(consumer() for _ in range(4)))
     assert time.monotonic() - started >= 0.45
+    _never_ahead_of_the_cap(released, started, 4_000_000)
 
 
 def test_unlimited_rate_never_waits() -> None:

@@ -64,8 +64,9 @@ class FakeStorage:
     """Presigned-style storage: PUT stores, GET serves with Range/If-Match; faults on demand.
 
     `put_faults` / `get_faults` are consumed one per request: "403", "503", "reset" (drop the
-    connection mid-body), "bad-etag", "cut" (send half, then drop), "corrupt" (flip a byte),
-    "ignore-range" (answer 200 with everything).
+    connection mid-body), "bad-etag", "early" (answer 200 after the first piece, keeping only
+    it), "cut" (send half, then drop), "corrupt" (flip a byte), "ignore-range" (answer 200 with
+    everything).
     """
 
     url: str = ""
@@ -130,6 +131,8 @@ class FakeStorage:
                 assert request.transport is not None
                 request.transport.abort()
                 return web.Response()
+            if fault == "early":
+                break
         seen.md5_hex = hasher.hexdigest()
         if self.keep_uploads:
             self.serve(seen.name, bytes(data))
@@ -318,6 +321,27 @@ async def test_a_small_photo_is_read_whole_and_put_with_the_same_headers(
     assert storage.objects["A.jpg"] == data
     assert counted == [len(data)]
     assert result.etag == f'"{hashlib.md5(data).hexdigest()}"' and result.attempts == 1
+
+
+@pytest.mark.parametrize("md5_known", [True, False], ids=["content-md5", "etag-checked"])
+async def test_storage_answering_before_the_whole_body_is_never_taken_for_an_upload(
+    storage: FakeStorage, session: aiohttp.ClientSession, tmp_path: Path, md5_known: bool
+) -> None:
+    """A 200 (with the ETag of what it kept) before the last byte was sent: sent again."""
+    data = payload(1_500_000)
+    photo = write(tmp_path / "A.CR2", data)
+    storage.put_faults = ["early"]
+    retries: list[str] = []
+    result = await make(session, retries=retries).upload(
+        photo,
+        link=storage.link("A.CR2"),
+        size=len(data),
+        md5=hashlib.md5(data).digest() if md5_known else None,
+    )
+    first, second = storage.seen
+    assert first.size < len(data) == second.size
+    assert storage.objects["A.CR2"] == data
+    assert result.attempts == 2 and len(retries) == 1, retries
 
 
 async def test_a_reset_mid_body_is_retried_and_progress_stays_honest(
