@@ -57,6 +57,7 @@ for command in (
 ):
     app.command()(command)
 app.command("config")(configuration.show_config)
+app.command()(configuration.prune)
 db_app.command("upgrade")(configuration.db_upgrade)
 
 

@@ -1,14 +1,16 @@
-"""The setting-up commands: the `config` in effect, the database (`db upgrade`), the Imagen
-account's `profiles` and the Imagga account's `usage`."""
+"""The setting-up commands: the `config` in effect, the database (`db upgrade`, `prune`), the
+Imagen account's `profiles` and the Imagga account's `usage`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from orchestrator.cli.options import JsonOption
 from orchestrator.cli.output import out, print_json
 from orchestrator.cli.running import run_async, settings
-from orchestrator.display import markup_safe, print_table
+from orchestrator.display import markup_safe, plural, print_table
 
 
 def show_config(json_output: JsonOption = False) -> None:
@@ -40,6 +42,46 @@ def db_upgrade(json_output: JsonOption = False) -> None:
         print_json({"revision": head_revision()})
     else:
         out.print(f"database at revision {head_revision()}")
+
+
+DEFAULT_PRUNE_DAYS = 90.0
+
+
+def prune(
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            min=0,
+            metavar="DAYS",
+            help="Remove finished jobs (completed, cancelled, failed) that ended more than "
+            "this many days ago.",
+        ),
+    ] = DEFAULT_PRUNE_DAYS,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be removed.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove old finished jobs (with their photos and history) and spent callbacks from the
+    database, and give the space back; live jobs are never touched."""
+    from orchestrator.service.maintenance import prune_database, report_json
+
+    cfg = settings()
+    report = run_async(lambda: prune_database(cfg, older_than_days=older_than, dry_run=dry_run))
+    if json_output:
+        print_json(report_json(report))
+        return
+    verb = "would remove" if report.dry_run else "removed"
+    out.print(
+        f"{verb} {plural(report.jobs, 'job')} that ended before "
+        f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({plural(report.photos, 'photo')}, "
+        f"{plural(report.events, 'event')}) and {plural(report.callbacks, 'spent callback')}"
+    )
+    if report.bytes_before is not None and report.bytes_after is not None and not dry_run:
+        out.print(
+            f"database file: {report.bytes_before / 1e6:.1f} MB → {report.bytes_after / 1e6:.1f} MB"
+        )
 
 
 def profiles(json_output: JsonOption = False) -> None:

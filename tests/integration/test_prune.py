@@ -3,6 +3,7 @@ touched, spent callbacks go, and the space comes back (SQLite); on both database
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, utcnow
 from orchestrator.store.prune import prune
 from orchestrator.store.queries import NewJob, NewPhoto, Store
+from tests.helpers import cli_env, orchestrator
 
 DAYS_OLD = timedelta(days=100)
 
@@ -138,3 +140,38 @@ async def test_prune_gives_the_space_back_to_the_disk_on_sqlite(tmp_path: Path) 
     assert report.jobs == 60
     assert report.bytes_before is not None and report.bytes_after is not None
     assert report.bytes_after < report.bytes_before / 2
+
+
+async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> None:
+    store = Store.open(migrated_db_url)
+    try:
+        old = await _job(store, "completed", DAYS_OLD)
+        live = await _job(store, "editing", DAYS_OLD)
+    finally:
+        await store.close()
+    env = cli_env("http://127.0.0.1:9/v1", migrated_db_url)
+
+    dry = orchestrator("prune", "--older-than", "30", "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) | {"cutoff": None, "bytes_before": None, "bytes_after": None} == {
+        "cutoff": None,
+        "dry_run": True,
+        "jobs": 1,
+        "photos": 3,
+        "events": 2,
+        "callbacks": 0,
+        "bytes_before": None,
+        "bytes_after": None,
+    }
+    done = orchestrator("prune", "--older-than", "30", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 job that ended before" in done.stdout
+    assert "3 photos, 2 events" in done.stdout
+
+    store = Store.open(migrated_db_url)
+    try:
+        async with store.engine.connect() as conn:
+            remaining = set((await conn.execute(select(Job.id))).scalars())
+    finally:
+        await store.close()
+    assert remaining == {live} and old not in remaining
