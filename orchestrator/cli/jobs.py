@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,8 +20,11 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import err, out, print_json, report_batch, reporter
 from orchestrator.cli.running import needs_services, run_async, settings, with_store
-from orchestrator.display import markup_safe, print_table
+from orchestrator.display import markup_safe, plural, print_table
 from orchestrator.states import JobState
+
+if TYPE_CHECKING:
+    from orchestrator.store.queries import Store
 
 
 @takes_job_options
@@ -102,16 +105,32 @@ def status(
     state: Annotated[
         JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
     ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every job the database holds (default: the live ones and the newest "
+            "finished ones).",
+        ),
+    ] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many (newest).")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List the jobs in the database, where each stands and how far each phase got."""
+    """List the jobs: every live one and the 20 newest finished ones, where each stands and how
+    far each phase got."""
     from orchestrator.service import jobs as job_views
 
     cfg = settings()
-    found = run_async(
-        lambda: with_store(cfg, lambda s: job_views.status(s, state=state, limit=limit, ref=job))
-    )
+
+    async def listing(store: Store) -> tuple[list[dict[str, Any]], int]:
+        found = await job_views.status(
+            store, state=state, limit=limit, ref=job, everything=everything
+        )
+        default = not (job or state or everything)
+        hidden = await job_views.finished_not_shown(store, found) if default else 0
+        return found, hidden
+
+    found, hidden = run_async(lambda: with_store(cfg, listing))
     if json_output:
         print_json(found)
         return
@@ -140,6 +159,8 @@ def status(
             for view in found
         ],
     )
+    if hidden:
+        out.print(f"and {plural(hidden, 'older finished job')}: `orchestrator status --all`")
 
 
 def history(job: JobArgument, json_output: JsonOption = False) -> None:

@@ -38,6 +38,7 @@ from orchestrator.service import jobs as job_views
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.receiver import MAX_BODY_BYTES, Receiver
+from orchestrator.states import JobState
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors, jobs_by_state
 
@@ -365,10 +366,23 @@ class Operations:
             body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    async def list_jobs(self, _request: web.Request) -> web.Response:
-        """Every job as `orchestrator status --json` shows it."""
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        """A page of jobs, newest first, each as `orchestrator status --json` shows it:
+        `{"jobs": [...], "next": CURSOR or null}`; takes `limit`, `cursor` and `state`."""
+        query = request.query
+        state = query.get("state")
+        if state is not None and state not in {s.value for s in JobState}:
+            return web.json_response({"error": f"no state {state!r}"}, status=400)
         try:
-            found = await job_views.status(self._store)
+            limit = int(query.get("limit", job_views.API_PAGE))
+        except ValueError:
+            return web.json_response({"error": "limit is a number of jobs"}, status=400)
+        try:
+            found = await job_views.jobs_page(
+                self._store, state=state, limit=limit, cursor=query.get("cursor")
+            )
+        except OperatorRefusal as exc:
+            return web.json_response({"error": str(exc)}, status=exc.http_status)
         except database_errors():
             return web.json_response({"error": "database unavailable"}, status=503)
         return web.json_response(found)
@@ -377,7 +391,7 @@ class Operations:
         """One job (id or prefix) and its history, as `orchestrator history --json` shows it."""
         try:
             job, events = await job_views.history(self._store, request.match_info["job_id"])
-            photos = len(await self._store.photos(job.id))
+            [(_, photos)] = await self._store.list_jobs(job_id=job.id)
         except OperatorRefusal as exc:
             return web.json_response({"error": str(exc)}, status=exc.http_status)
         except database_errors():

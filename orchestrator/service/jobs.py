@@ -4,6 +4,7 @@ API and the web page."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,9 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from orchestrator.errors import OperatorRefusal
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.models import Event, Job, utcnow
-from orchestrator.store.queries import PhotoRecord, StateConflict, Store, live_lease_owner
+from orchestrator.store.queries import (
+    JobCursor,
+    PhotoRecord,
+    StateConflict,
+    Store,
+    live_lease_owner,
+)
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.stage import Stage
@@ -161,24 +169,101 @@ def event_record(event: Event) -> dict[str, Any]:
     }
 
 
+RECENT_FINISHED = 20
+"""Finished jobs `status` shows beside the live ones, newest first (`--all` for every one)."""
+
+API_PAGE = 100
+"""Jobs in one page of `/api/jobs` unless `limit` says otherwise."""
+API_PAGE_MAX = 1000
+"""The most jobs one page of `/api/jobs` holds."""
+
+
 async def status(
-    store: Store, *, state: str | None = None, limit: int | None = None, ref: str | None = None
+    store: Store,
+    *,
+    state: str | None = None,
+    limit: int | None = None,
+    ref: str | None = None,
+    everything: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every job (or those in `state`, or the one `ref` names) with its counts, newest first;
-    without a filter, the refused hot-folder drops first (see RefusalView)."""
-    job_id = (await store.resolve_job(ref)).id if ref else None
-    found = await store.list_jobs(state=state, limit=limit, job_id=job_id)
-    done = await store.phases_done([job.id for job, _ in found])
-    views = [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+    """Jobs with their counts, newest first: by default every live job and the
+    `RECENT_FINISHED` newest finished ones, with the refused hot-folder drops first (see
+    RefusalView); or every job (`everything`), those in `state`, or the one `ref` names."""
+    if ref:
+        found = await store.list_jobs(job_id=(await store.resolve_job(ref)).id)
+    elif state or everything:
+        found = await store.list_jobs(state=state, limit=limit)
+    else:
+        live = await store.list_jobs(live=True, limit=limit)
+        finished = await store.list_jobs(live=False, limit=RECENT_FINISHED)
+        found = sorted(live + finished, key=lambda row: (row[0].created_at, row[0].id))[::-1]
+        found = found[:limit]
+    views = await _views(store, found)
     if ref or state:
         return views
-    refused = [
+    return [*await refused_views(store), *views]
+
+
+async def finished_not_shown(store: Store, views: Sequence[dict[str, Any]]) -> int:
+    """How many finished jobs a default `status` left out (older than those it shows)."""
+    shown = sum(1 for view in views if view.get("state") in TERMINAL_STATES)
+    return max(0, await store.count_jobs(live=False) - shown)
+
+
+async def refused_views(store: Store) -> list[dict[str, Any]]:
+    """The hot-folder drops that could not become jobs, as `status` lists them."""
+    return [
         RefusalView(
             name=Path(r.source).name, source=r.source, last_error=r.reason, updated_at=r.refused_at
         ).model_dump(mode="json")
         for r in await store.refusals()
     ]
-    return refused + views
+
+
+class BadCursor(OperatorRefusal):
+    """A page cursor that this program did not give out."""
+
+    http_status = 400
+
+
+async def jobs_page(
+    store: Store, *, state: str | None = None, limit: int = API_PAGE, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of jobs, newest first, for `/api/jobs`: `{"jobs", "next"}`, `next` the cursor
+    of the following page or None; the first page also lists the refused drops (`refused`)."""
+    limit = max(1, min(limit, API_PAGE_MAX))
+    before = _read_cursor(cursor) if cursor else None
+    found = await store.list_jobs(state=state, limit=limit + 1, before=before)
+    page = await _views(store, found[:limit])
+    last = found[limit - 1][0] if len(found) > limit else None
+    answer: dict[str, Any] = {"jobs": page, "next": _cursor_of(last) if last else None}
+    if cursor is None:
+        answer["refused"] = await refused_views(store)
+    return answer
+
+
+async def _views(store: Store, found: Sequence[tuple[Job, int]]) -> list[dict[str, Any]]:
+    done = await store.phases_done([job.id for job, _ in found])
+    return [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+
+
+def _cursor_of(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> JobCursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, job_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(moment)
+        if created_at.tzinfo is None:
+            raise ValueError(moment)
+    except ValueError:
+        raise BadCursor(
+            "that cursor was not given out by this daemon: use the `next` of a page"
+        ) from None
+    return JobCursor(created_at=created_at, job_id=job_id)
 
 
 async def history(store: Store, ref: str) -> tuple[Job, list[dict[str, Any]]]:

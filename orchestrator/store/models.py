@@ -101,22 +101,26 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_source_image_type", "source", "image_type"),)
 
 
-LIVE_DAEMON_JOB = and_(
-    Job.queued_for_daemon == true(),
-    Job.state.not_in([literal_column(f"'{state}'") for state in sorted(TERMINAL_STATES)]),
-)
-"""A job the daemons still have work for. Written with its values inline, the same in the
-index below and in the daemons' queries: SQLite uses a partial index only for a query that
-repeats its condition word for word, constants included."""
+LIVE_JOB = Job.state.not_in([literal_column(f"'{state}'") for state in sorted(TERMINAL_STATES)])
+"""A job with work left (in no terminal state). Written with its values inline, the same in the
+indexes below and in the queries that use them: SQLite uses a partial index only for a query
+that repeats its condition word for word, constants included."""
 
-Index(
-    "ix_jobs_live_daemon_wake_at",
-    Job.wake_at,
-    sqlite_where=LIVE_DAEMON_JOB,
-    postgresql_where=LIVE_DAEMON_JOB,
-)
+LIVE_DAEMON_JOB = and_(Job.queued_for_daemon == true(), LIVE_JOB)
+"""A job the daemons still have work for."""
+
+# The partial indexes' conditions are declared for SQLite only: a `postgresql_where` here would
+# load Postgres's dialect in every command, at import. Migration 0006 gives both databases the
+# same conditions, and `tests/integration/test_daemon_query_plans.py` sees them used on both.
+Index("ix_jobs_live_daemon_wake_at", Job.wake_at, sqlite_where=LIVE_DAEMON_JOB)
 """The daemons' claim and next wake-up read only live daemon jobs: their cost follows the jobs
 at work, not the season of finished ones the table keeps."""
+
+Index("ix_jobs_live_created_at", Job.created_at, sqlite_where=LIVE_JOB)
+"""`status` lists every live job and the newest finished ones, newest first, at any size."""
+
+Index("ix_jobs_created_at_id", Job.created_at, Job.id)
+"""Job lists newest first, a page at a time (`/api/jobs`: keyset pagination)."""
 
 
 class Photo(Base):

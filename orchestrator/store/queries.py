@@ -33,7 +33,7 @@ from orchestrator.errors import OperatorRefusal
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
-from orchestrator.store.models import Event, Job, Photo, PhotoPhase, Refusal, utcnow
+from orchestrator.store.models import LIVE_JOB, Event, Job, Photo, PhotoPhase, Refusal, utcnow
 
 
 class JobNotFound(OperatorRefusal, LookupError):
@@ -64,6 +64,14 @@ class NewPhoto:
     file_name: str
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Where a page of jobs (newest first) ended: the last job's creation time and id."""
+
+    created_at: datetime
+    job_id: str
 
 
 @dataclass(frozen=True)
@@ -194,24 +202,52 @@ class Store:
             )
 
     async def list_jobs(
-        self, *, state: str | None = None, limit: int | None = None, job_id: str | None = None
+        self,
+        *,
+        state: str | None = None,
+        limit: int | None = None,
+        job_id: str | None = None,
+        live: bool | None = None,
+        before: JobCursor | None = None,
     ) -> list[tuple[Job, int]]:
-        """Every job (or those in `state`, or the one `job_id`) with its photo count, newest
-        first, at most `limit` of them."""
-        counts = select(Photo.job_id, func.count().label("n")).group_by(Photo.job_id).subquery()
-        query = (
-            select(Job, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.job_id == Job.id)
-            .order_by(Job.created_at.desc())
-            .limit(limit)
-        )
+        """Jobs with their photo counts, newest first: every one, or those in `state`, the
+        live (`live=True`) or finished (`live=False`) ones, or the one `job_id`; only those
+        older than `before` (the last of a previous page); at most `limit` of them.
+
+        Photos are counted for the jobs listed only, whatever the table holds.
+        """
+        query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         if state is not None:
             query = query.where(Job.state == state)
         if job_id is not None:
             query = query.where(Job.id == job_id)
+        if live is not None:
+            query = query.where(LIVE_JOB if live else ~LIVE_JOB)
+        if before is not None:
+            query = query.where(
+                or_(
+                    Job.created_at < before.created_at,
+                    and_(Job.created_at == before.created_at, Job.id < before.job_id),
+                )
+            )
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        return [(job, int(n)) for job, n in rows]
+            jobs = list((await session.scalars(query)).all())
+            ids = [job.id for job in jobs]
+            counted = await session.execute(
+                select(Photo.job_id, func.count())
+                .where(Photo.job_id.in_(ids))
+                .group_by(Photo.job_id)
+            )
+            counts = {job_id: int(n) for job_id, n in counted.all()}
+        return [(job, counts.get(job.id, 0)) for job in jobs]
+
+    async def count_jobs(self, *, live: bool) -> int:
+        """How many jobs are live (or finished)."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                select(func.count()).select_from(Job).where(LIVE_JOB if live else ~LIVE_JOB)
+            )
+        return int(found or 0)
 
     async def phases_done(self, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """How many photos of each job finished each phase (one grouped count, no rows)."""

@@ -11,7 +11,8 @@ from orchestrator.store.models import utcnow
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import due_jobs_query
 
-INDEX = "ix_jobs_live_daemon_wake_at"
+LIVE_INDEXES = ("ix_jobs_live_daemon_wake_at", "ix_jobs_live_created_at")
+"""The partial indexes of live jobs (migration 0006): either keeps the claim off finished jobs."""
 
 
 async def test_the_claim_of_due_jobs_uses_the_live_jobs_index(migrated_db_url: str) -> None:
@@ -33,4 +34,4 @@ async def test_the_claim_of_due_jobs_uses_the_live_jobs_index(migrated_db_url: s
             )
     finally:
         await store.close()
-    assert INDEX in plan, plan
+    assert any(index in plan for index in LIVE_INDEXES), plan
