@@ -334,10 +334,10 @@ def job_spec(
 def needs_services(*specs: JobSpec, cfg: Settings) -> None:
     """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
     from orchestrator.config import ConfigError
-    from orchestrator.service.wiring import require_settings
+    from orchestrator.workflow.pipeline import PIPELINE
 
     try:
-        require_settings(specs, cfg)
+        PIPELINE.check_requirements(specs, cfg)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -1072,7 +1072,7 @@ def daemon(
     cfg = cfg.model_copy(
         update={
             "hot_folders": [
-                *cfg.hot_folders,
+                *cfg.daemon.hot_folders,
                 *(
                     HotFolder(
                         path=path,
@@ -1086,7 +1086,7 @@ def daemon(
         }
     )
 
-    needs_services(*(folder.spec() for folder in cfg.hot_folders), cfg=cfg)
+    needs_services(*(folder.spec() for folder in cfg.daemon.hot_folders), cfg=cfg)
 
     def ready(base_url: str) -> None:
         sys.stdout.write(f"{base_url}\n")
@@ -1123,7 +1123,7 @@ def keywords(
     from orchestrator.service import keywords as keyword_views
 
     cfg = settings()
-    files = KeywordFiles(cfg.exiftool)
+    files = KeywordFiles(cfg.tagging.exiftool)
     if (add or remove) and reselect:
         fail("--add/--remove and --reselect do not go together")
     if (add or remove) and photo is None:
@@ -1140,7 +1140,7 @@ def keywords(
         if reselect:
             assert threshold is not None
             rules = KeywordRules.of(
-                cfg.keyword_allowlist, cfg.keyword_blocklist, cfg.moderation_threshold
+                cfg.tagging.allowlist, cfg.tagging.blocklist, cfg.tagging.moderation_threshold
             )
             return await keyword_views.reselect(
                 store, files, rules, job, photo, threshold=threshold

@@ -14,12 +14,12 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
-from orchestrator.service.wiring import connected, engine_config, require_settings
+from orchestrator.service.wiring import connected, engine_config
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, StateConflict, Store, process_owner
-from orchestrator.workflow.context import Delivery, JobContext, Services
+from orchestrator.workflow.context import JobContext, Services
 from orchestrator.workflow.deliver import (
     PHASE,
     DeliveryOutcome,
@@ -28,6 +28,7 @@ from orchestrator.workflow.deliver import (
     tag_view,
 )
 from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.services import IMGIX, Delivery
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> Del
                 progress=progress,
                 config=engine_config(settings),
                 pipeline=PIPELINE,
-                photo_slots=asyncio.Semaphore(settings.concurrency),
+                photo_slots=asyncio.Semaphore(settings.transfers.concurrency),
             )
             outcome = await deliver_photos(ctx, _delivery(services))
             await ctx.event(
@@ -150,21 +151,23 @@ async def _delivering_job(store: Store, ref: str, settings: Settings) -> Job:
     spec = JobSpec.from_stored(job.options)
     if spec.deliver is None:
         raise StateConflict(f"job {job.id[:8]} was not asked to deliver (--deliver)")
-    require_settings([spec], settings)
+    if refusal := IMGIX.refusal(settings):
+        raise ConfigError(refusal)
     return job
 
 
 def _delivery(services: Services) -> Delivery:
-    if services.delivery is None:
+    delivery = services.find(IMGIX)
+    if delivery is None:
         raise ConfigError("imgix is not configured (IMGIX_API_KEY, IMGIX_SOURCE_ID, IMGIX_DOMAIN)")
-    return services.delivery
+    return delivery
 
 
 @asynccontextmanager
 async def _leased(store: Store, job: Job, settings: Settings) -> AsyncIterator[Lease]:
     """The job's lease, renewed while the block runs (a delivery of hundreds of photos
     outlasts one lease), then given back."""
-    ttl = settings.lease_ttl_seconds
+    ttl = settings.daemon.lease_ttl_seconds
     lease = await store.claim(job.id, process_owner(), ttl)
 
     async def renew() -> None:

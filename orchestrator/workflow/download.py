@@ -25,7 +25,7 @@ from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.processing import wants_export
 from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot_record import read_record
-from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.stage import Labels, Stage
 
 if TYPE_CHECKING:
     from orchestrator.imagen.client import ImagenClient
@@ -309,7 +309,15 @@ def download_stage(
     async def step(ctx: JobContext) -> None:
         await download_outputs(ctx, outputs)
 
-    return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase, applies=applies)
+    return Stage(
+        name=outputs.stage,
+        states=states,
+        step=step,
+        phase=outputs.phase,
+        applies=applies,
+        labels=Labels(done=f"{outputs.phase}ed", phase=f"{outputs.phase} download"),
+        crash_points=("mid_download", "before_rename", "after_download"),
+    )
 
 
 EDITS = Outputs(

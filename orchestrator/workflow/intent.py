@@ -20,6 +20,11 @@ AMBIGUOUS_CHECKS = 5
 """How many times an unconfirmed call is checked and tried again before giving up for now."""
 
 
+def crash_points(action: str) -> tuple[str, str]:
+    """The crash points around the call named `action`, for its stage to declare."""
+    return f"before_{action}", f"after_{action}"
+
+
 async def call_once(
     ctx: JobContext,
     *,
@@ -35,15 +40,16 @@ async def call_once(
     `what` the call in messages, and `found` is the history's note when an earlier call had
     arrived.
     """
+    before, after = crash_points(action)
     for attempt in range(1, AMBIGUOUS_CHECKS + 1):
         earlier = await arrived()
         if earlier is not None:
             await ctx.event("resume", found)
             return earlier
         try:
-            crash_point(f"before_{action}")
+            crash_point(before)
             result = await call()
-            crash_point(f"after_{action}")
+            crash_point(after)
             return result
         except Ambiguous as exc:
             await ctx.event(

@@ -18,6 +18,7 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobWaiting
 from orchestrator.workflow.photos import photo_run
+from orchestrator.workflow.services import TAGGING
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.tag import write_keywords
 
@@ -98,7 +99,7 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
     ]
     if not changed:
         return
-    tagging = ctx.services.tagging
+    tagging = ctx.services.find(TAGGING)
     if tagging is None:
         raise JobPaused(
             "the reviewed keywords cannot be written into the files: the keyword "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.crashpoints import CRASH_POINTS
+from orchestrator.workflow.pipeline import PIPELINE
 from tests.helpers import cli_env, sandbox_process
 from tests.resume_support import (
     assert_exactly_once,
@@ -33,6 +33,8 @@ from tests.resume_support import (
     start_shoot,
 )
 
+CRASH_POINTS = PIPELINE.crash_points
+"""Every crash point, as the stages declare them."""
 KILLED = -signal.SIGKILL
 
 

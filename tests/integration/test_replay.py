@@ -17,13 +17,16 @@ from typing import Any
 
 import pytest
 
-from orchestrator.crashpoints import CRASH_POINTS
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.queries import PhotoRecord
+from orchestrator.workflow.pipeline import PIPELINE
 from tests.conftest import database_factory
 from tests.engine_harness import CrashPlan, Harness, harness
 from tests.resume_support import make_crash_shoot
+
+CRASH_POINTS = PIPELINE.crash_points
+"""Every crash point, as the stages declare them."""
 
 SCENARIOS: list[tuple[str, int]] = [
     ("before_create_project", 1),
