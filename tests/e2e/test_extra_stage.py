@@ -3,8 +3,9 @@
 The stage is `tests/extra_stage.py` (one module, one spec field, its client in
 `tests/extra_stage_client.py`), inserted between the edits' download and the export; a real
 process runs it and is killed at each of its checkpoints: as the job enters the stage, before
-a photo's checkpoint (first and third photo), and as the job leaves it. The next run finishes the job with every photo checked, photos already checkpointed not
-checked again, and every other side effect once.
+a photo's checkpoint (first and third photo), and as the job leaves it. The next run finishes
+the job with every photo checked, photos already checkpointed not checked again, and every
+other side effect once.
 """
 
 from __future__ import annotations
