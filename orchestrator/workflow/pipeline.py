@@ -100,7 +100,7 @@ class Pipeline:
         return tuple(points)
 
     def _labelled(self, phase: str) -> Labels:
-        """The labels of the first stage recording `phase` (the download owns "edit")."""
+        """The labels of the stage recording `phase` (none: the defaults)."""
         return next((s.labels for s in self.stages if s.phase == phase), Labels())
 
     def with_stage(
