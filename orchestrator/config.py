@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import SplitResult, urlsplit
@@ -137,8 +138,158 @@ class HotFolder(JobSpec, frozen=True, extra="forbid"):
         )
 
 
+@dataclass(frozen=True)
+class ImagenSettings:
+    """Imagen's API and how a job waits for it: what the Imagen client and the engine take."""
+
+    api_key: SecretStr | None
+    """IMAGEN_API_KEY."""
+    api_url: str
+    """Base URL, ending in /v1."""
+    poll_initial_seconds: float
+    """First wait between status polls of an edit or export."""
+    poll_max_seconds: float
+    """Longest wait between status polls."""
+    wait_deadline_hours: float
+    """How long an edit or export may take before the job fails."""
+    link_batch_size: int
+    """File names per request for presigned upload links."""
+
+    def key(self) -> str | None:
+        """The API key's value, for the one place that sends it."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+@dataclass(frozen=True)
+class TaggingSettings:
+    """Imagga and the keywords chosen from its answers and written with exiftool."""
+
+    api_key: SecretStr | None
+    """IMAGGA_API_KEY."""
+    api_secret: SecretStr | None
+    """IMAGGA_API_SECRET."""
+    api_url: str
+    """Base URL of the Imagga API, ending in /v2."""
+    concurrency: int | None
+    """Imagga requests in flight at once; None: the account's cap."""
+    allowlist: list[str]
+    """When not empty, only these words may become keywords."""
+    blocklist: list[str]
+    """Words that never become keywords."""
+    moderation_threshold: float
+    """The not-safe confidence (0–100) at which --moderate flags a photo."""
+    anyway: bool
+    """Tag what the quota allows when it is too small for every photo."""
+    exiftool: str
+    """The exiftool program that writes keywords into files."""
+
+    def credentials(self) -> tuple[str, str] | None:
+        """The Imagga key and secret, for the one place that sends them; None unless both set."""
+        key = self.api_key.get_secret_value() if self.api_key else ""
+        secret = self.api_secret.get_secret_value() if self.api_secret else ""
+        return (key, secret) if key and secret else None
+
+
+@dataclass(frozen=True)
+class ImgixSettings:
+    """The imgix Source delivered photos go to."""
+
+    api_key: SecretStr | None
+    """IMGIX_API_KEY (Asset Manager Edit and Purge)."""
+    source_id: str | None
+    """The Source's id."""
+    domain: str | None
+    """The Source's delivery domain."""
+    secure_url_token: SecretStr | None
+    """Signs delivery URLs when set."""
+    api_url: str
+    """Base URL of the imgix Management API, ending in /api/v1."""
+    rate_scale: float
+    """The share of imgix's rate limits this process uses."""
+
+    def missing(self) -> list[str]:
+        """The variables delivery needs and lacks (none: imgix is configured)."""
+        key = self.api_key.get_secret_value().strip() if self.api_key else ""
+        return [
+            name
+            for name, value in (
+                ("IMGIX_API_KEY", key),
+                ("IMGIX_SOURCE_ID", self.source_id),
+                ("IMGIX_DOMAIN", self.domain),
+            )
+            if not value
+        ]
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """How much this process sends and receives at once."""
+
+    concurrency: int
+    """Transfers in flight at once, across all jobs of the process."""
+    bwlimit: str | None
+    """Bandwidth cap such as 20M; None: no cap."""
+    photo_attempts: int
+    """Attempts a photo's transfer gets before it is marked failed."""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """The daemon: where it listens, how many jobs it drives, its leases, its hot folders."""
+
+    listen: str
+    """HOST:PORT it serves on."""
+    public_url: str | None
+    """The URL Imagen's callbacks reach it by; None: polling only."""
+    max_jobs: int
+    """Jobs driven at once."""
+    lease_ttl_seconds: float
+    """How long a job's lease outlives its holder's last heartbeat."""
+    scheduler_idle_seconds: float
+    """Longest the scheduler sleeps without a wake-up."""
+    pause_retry_seconds: float
+    """When a job stopped by an outside cause is tried again."""
+    hot_folders: list[HotFolder]
+    """Folders watched for new shoots."""
+    hot_folder_settle_seconds: float
+    """How long a drop must stay unchanged before it becomes a job."""
+    hot_folder_scan_seconds: float
+    """Seconds between two looks at the watched folders."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Who may use the page and /api."""
+
+    ui_token: SecretStr | None
+    """The bearer token of /api and the pages."""
+    metrics_need_token: bool
+    """Whether /metrics needs the token too."""
+    allowed_hosts: str
+    """More host names (comma-separated) the daemon may be reached by."""
+
+    def token(self) -> str | None:
+        """The UI token's value, if one is set (an empty one is none)."""
+        return self.ui_token.get_secret_value() or None if self.ui_token else None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The thresholds of the daemon's JSON log lines."""
+
+    level: str
+    """Ours."""
+    library_level: str | None
+    """The libraries'; None: `level`, but never DEBUG."""
+
+
 class Settings(BaseSettings):
-    """Everything configurable; environment variables win over the TOML file."""
+    """Everything configurable; environment variables win over the TOML file.
+
+    Flat, because flags, variables and file keys name settings flatly; the rest of the program
+    reads it by concern, each group (`imagen`, `tagging`, `imgix`, `transfers`, `daemon`, `web`,
+    `logs`, `database_url`) handed whole to what it configures.
+    """
 
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
@@ -379,32 +530,80 @@ class Settings(BaseSettings):
         """The database URL to use, falling back to the SQLite file in the data folder."""
         return self.database_url or f"sqlite:///{default_database_path()}"
 
-    def token(self) -> str | None:
-        """The UI token's value, if one is set (an empty one is none)."""
-        return self.ui_token.get_secret_value() or None if self.ui_token else None
+    @property
+    def imagen(self) -> ImagenSettings:
+        """Imagen's API and the waits for it."""
+        return ImagenSettings(
+            api_key=self.imagen_api_key,
+            api_url=self.imagen_api_url,
+            poll_initial_seconds=self.poll_initial_seconds,
+            poll_max_seconds=self.poll_max_seconds,
+            wait_deadline_hours=self.wait_deadline_hours,
+            link_batch_size=self.link_batch_size,
+        )
 
-    def imagga_credentials(self) -> tuple[str, str] | None:
-        """The Imagga key and secret, for the one place that sends them; None unless both set."""
-        key = self.imagga_api_key.get_secret_value() if self.imagga_api_key else ""
-        secret = self.imagga_api_secret.get_secret_value() if self.imagga_api_secret else ""
-        return (key, secret) if key and secret else None
+    @property
+    def tagging(self) -> TaggingSettings:
+        """Imagga and the keywords."""
+        return TaggingSettings(
+            api_key=self.imagga_api_key,
+            api_secret=self.imagga_api_secret,
+            api_url=self.imagga_api_url,
+            concurrency=self.imagga_concurrency,
+            allowlist=self.keyword_allowlist,
+            blocklist=self.keyword_blocklist,
+            moderation_threshold=self.moderation_threshold,
+            anyway=self.tag_anyway,
+            exiftool=self.exiftool,
+        )
 
-    def api_key(self) -> str | None:
-        """The API key's value, for the one place that sends it."""
-        return self.imagen_api_key.get_secret_value() if self.imagen_api_key else None
+    @property
+    def imgix(self) -> ImgixSettings:
+        """The imgix Source."""
+        return ImgixSettings(
+            api_key=self.imgix_api_key,
+            source_id=self.imgix_source_id,
+            domain=self.imgix_domain,
+            secure_url_token=self.imgix_secure_url_token,
+            api_url=self.imgix_api_url,
+            rate_scale=self.imgix_rate_scale,
+        )
 
-    def imgix_missing(self) -> list[str]:
-        """The settings delivery needs and lacks (none: imgix is configured)."""
-        key = self.imgix_api_key.get_secret_value().strip() if self.imgix_api_key else ""
-        return [
-            name
-            for name, value in (
-                ("IMGIX_API_KEY", key),
-                ("IMGIX_SOURCE_ID", self.imgix_source_id),
-                ("IMGIX_DOMAIN", self.imgix_domain),
-            )
-            if not value
-        ]
+    @property
+    def transfers(self) -> TransferLimits:
+        """The transfers' limits."""
+        return TransferLimits(
+            concurrency=self.concurrency, bwlimit=self.bwlimit, photo_attempts=self.photo_attempts
+        )
+
+    @property
+    def daemon(self) -> DaemonSettings:
+        """The daemon's."""
+        return DaemonSettings(
+            listen=self.listen,
+            public_url=self.public_url,
+            max_jobs=self.max_jobs_in_progress,
+            lease_ttl_seconds=self.lease_ttl_seconds,
+            scheduler_idle_seconds=self.scheduler_idle_seconds,
+            pause_retry_seconds=self.pause_retry_seconds,
+            hot_folders=self.hot_folders,
+            hot_folder_settle_seconds=self.hot_folder_settle_seconds,
+            hot_folder_scan_seconds=self.hot_folder_scan_seconds,
+        )
+
+    @property
+    def web(self) -> WebSettings:
+        """The page's and /api's access."""
+        return WebSettings(
+            ui_token=self.ui_token,
+            metrics_need_token=self.metrics_need_token,
+            allowed_hosts=self.allowed_hosts,
+        )
+
+    @property
+    def logs(self) -> LogSettings:
+        """The log thresholds."""
+        return LogSettings(level=self.log_level, library_level=self.library_log_level)
 
 
 _FLAGS = {

@@ -2,34 +2,14 @@
 
 `ORCH_CRASH_AT=name` (or `name:n` for the n-th time it is reached) kills the process with
 SIGKILL at that point, exactly as a power cut or the OOM killer would. Unset, it costs a dict
-lookup. Points are listed in CRASH_POINTS so a test can walk every one.
+lookup. Each stage declares the points its step passes (`Stage.crash_points`), and
+`Pipeline.crash_points` lists them all, so that a test can walk every one.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-
-CRASH_POINTS: tuple[str, ...] = (
-    "before_create_project",
-    "after_create_project",
-    "after_checkpoint",
-    "mid_upload",
-    "after_upload",
-    "before_edit_request",
-    "after_edit_request",
-    "mid_download",
-    "before_rename",
-    "after_download",
-    "before_export_request",
-    "after_export_request",
-    "after_imagga_answer",
-    "after_keywords_written",
-    "before_deliver_upload",
-    "after_deliver_upload",
-    "after_deliver",
-)
-"""Every crash point the engine passes through, in the order of a job's life."""
 
 _hits: dict[str, int] = {}
 

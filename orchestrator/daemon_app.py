@@ -49,9 +49,8 @@ def daemon_engine_config(settings: Settings) -> EngineConfig:
     return dataclasses.replace(
         engine_config(settings),
         wait_inline=False,
-        callback_base=settings.public_url,
-        lease_ttl=settings.lease_ttl_seconds,
-        pause_retry_seconds=settings.pause_retry_seconds,
+        callback_base=settings.daemon.public_url,
+        pause_retry_seconds=settings.daemon.pause_retry_seconds,
     )
 
 
@@ -75,8 +74,9 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
 
 async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
     """Run the daemon until SIGTERM/SIGINT; `on_ready` gets the base URL once it listens."""
-    configure_logging(settings.log_level, settings.library_log_level)
-    host, port = parse_listen(settings.listen)
+    configure_logging(settings.logs.level, settings.logs.library_level)
+    daemon = settings.daemon
+    host, port = parse_listen(daemon.listen)
     url = settings.resolved_database_url()
     try:
         normalize_url(url)
@@ -127,18 +127,18 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             metrics=metrics,
             health=health,
             settings=SchedulerSettings(
-                max_jobs=settings.max_jobs_in_progress,
-                lease_ttl=settings.lease_ttl_seconds,
-                idle_seconds=settings.scheduler_idle_seconds,
-                pause_retry_seconds=settings.pause_retry_seconds,
+                max_jobs=daemon.max_jobs,
+                lease_ttl=daemon.lease_ttl_seconds,
+                idle_seconds=daemon.scheduler_idle_seconds,
+                pause_retry_seconds=daemon.pause_retry_seconds,
             ),
         )
         hot_folders = HotFolders(
-            settings.hot_folders,
+            daemon.hot_folders,
             store=store,
             submit=submit,
-            settle_seconds=settings.hot_folder_settle_seconds,
-            scan_seconds=settings.hot_folder_scan_seconds,
+            settle_seconds=daemon.hot_folder_settle_seconds,
+            scan_seconds=daemon.hot_folder_scan_seconds,
         )
         stop = asyncio.Event()
         log.info(
@@ -146,12 +146,12 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             extra={
                 "listen": base_url,
                 "owner": engine.owner,
-                "public_url": settings.public_url,
+                "public_url": daemon.public_url,
                 "database": make_url(url).render_as_string(hide_password=True),
-                "hot_folders": [str(h.path) for h in settings.hot_folders],
+                "hot_folders": [str(h.path) for h in daemon.hot_folders],
             },
         )
-        if settings.public_url is None:
+        if daemon.public_url is None:
             log.warning("no public URL: Imagen cannot call back, jobs rely on polling")
         on_ready(base_url)
         listener = None if is_sqlite(url) else asyncio.create_task(wakeups.listen(url))
@@ -159,7 +159,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             with stop_on_signals(stop):
                 async with asyncio.TaskGroup() as group:
                     group.create_task(scheduler.run(stop))
-                    if settings.hot_folders:
+                    if daemon.hot_folders:
                         group.create_task(hot_folders.run(stop))
         finally:
             if listener is not None:

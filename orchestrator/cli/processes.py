@@ -112,8 +112,8 @@ def daemon(
         )
         for path in watch
     ]
-    cfg = cfg.model_copy(update={"hot_folders": [*cfg.hot_folders, *watched]})
-    needs_services(*(folder.spec() for folder in cfg.hot_folders), cfg=cfg)
+    cfg = cfg.model_copy(update={"hot_folders": [*cfg.daemon.hot_folders, *watched]})
+    needs_services(*(folder.spec() for folder in cfg.daemon.hot_folders), cfg=cfg)
 
     def ready(base_url: str) -> None:
         sys.stdout.write(f"{base_url}\n")

@@ -37,10 +37,10 @@ def settings(**overrides: Any) -> Settings:
 def needs_services(*specs: JobSpec, cfg: Settings) -> None:
     """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
     from orchestrator.config import ConfigError
-    from orchestrator.service.wiring import require_settings
+    from orchestrator.workflow.pipeline import PIPELINE
 
     try:
-        require_settings(specs, cfg)
+        PIPELINE.check_requirements(specs, cfg)
     except ConfigError as exc:
         fail(str(exc))
 

@@ -26,8 +26,7 @@ from orchestrator.store.queries import Store
 from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
-from orchestrator.workflow.planning import PlanError, RunRequest, plan_jobs
-from orchestrator.workflow.tag import services_refusal
+from orchestrator.workflow.planning import RunRequest, plan_jobs
 
 
 @dataclass
@@ -63,7 +62,7 @@ async def driving(
     """Everything a command needs to drive jobs, closed afterwards."""
     store = await open_store(settings)
     try:
-        async with connected(settings) as services:
+        async with connected(settings, pipeline=pipeline) as services:
             with let_finish(services.transfers):
                 yield Driving(
                     store,
@@ -83,9 +82,8 @@ async def run_batch(
 ) -> BatchResult:
     """Plan the folder's jobs and drive each to its end, concurrently (through `pipeline`'s
     stages: the product's unless a test brings its own)."""
+    pipeline.check_requirements([request.spec], settings)
     async with driving(settings, progress, pipeline) as ready:
-        if refusal := services_refusal(request.spec, ready.services):
-            raise PlanError(refusal)
         plan = await plan_jobs(ready.store, ready.services.imagen, request)
         for note in plan.notes:
             progress.note(request.source.name, note, level="warn")

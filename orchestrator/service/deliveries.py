@@ -10,12 +10,12 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
-from orchestrator.service.wiring import delivery_only, engine_config, require_settings
+from orchestrator.service.wiring import delivery_only, engine_config
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import StateConflict, Store
-from orchestrator.workflow.context import Delivery, JobContext, Services
+from orchestrator.workflow.context import JobContext, Services
 from orchestrator.workflow.deliver import (
     PHASE,
     DeliveryOutcome,
@@ -24,6 +24,7 @@ from orchestrator.workflow.deliver import (
     tag_view,
 )
 from orchestrator.workflow.lease import run_alone
+from orchestrator.workflow.services import IMGIX, Delivery
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,13 @@ async def _delivering_job(store: Store, ref: str, settings: Settings) -> Job:
     spec = JobSpec.from_stored(job.options)
     if spec.deliver is None:
         raise StateConflict(f"job {job.id[:8]} was not asked to deliver (--deliver)")
-    require_settings([spec], settings)
+    if refusal := IMGIX.refusal(settings):
+        raise ConfigError(refusal)
     return job
 
 
 def _delivery(services: Services) -> Delivery:
-    if services.delivery is None:
+    delivery = services.find(IMGIX)
+    if delivery is None:
         raise ConfigError("imgix is not configured (IMGIX_API_KEY, IMGIX_SOURCE_ID, IMGIX_DOMAIN)")
-    return services.delivery
+    return delivery

@@ -129,7 +129,7 @@ class Access:
     @classmethod
     def for_daemon(cls, settings: Settings, listen_host: str, *, what: str = "daemon") -> Access:
         """The access rules for a server listening on `listen_host`; prints a made-up token."""
-        token = settings.token()
+        token = settings.web.token()
         if token is None and not is_loopback(listen_host):
             token = secrets.token_urlsafe(32)
             # Once, on stderr, not in the JSON log: whoever started the daemon needs it.
@@ -139,13 +139,14 @@ class Access:
                 "(set ORCH_UI_TOKEN to choose the token)\n"
             )
             sys.stderr.flush()
-        public = _host_name(urlsplit(settings.public_url).netloc) if settings.public_url else None
-        extra = (name.strip() for name in settings.allowed_hosts.split(","))
-        secure = bool(settings.public_url and settings.public_url.startswith("https://"))
+        public_url = settings.daemon.public_url
+        public = _host_name(urlsplit(public_url).netloc) if public_url else None
+        extra = (name.strip() for name in settings.web.allowed_hosts.split(","))
+        secure = bool(public_url and public_url.startswith("https://"))
         return cls(
             names=_names([*LOOPBACK_NAMES, listen_host, public or "", *extra]),
             token=token,
-            metrics_need_token=settings.metrics_need_token,
+            metrics_need_token=settings.web.metrics_need_token,
             secure_cookies=secure,
             **(
                 {"secret": hashlib.sha256(f"orchestrator-ui:{token}".encode()).digest()}

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 
 from orchestrator.config import ConfigError, Settings
-from orchestrator.service.wiring import make_tagging
-from orchestrator.workflow.tag import NOT_CONFIGURED
+from orchestrator.workflow.services import TAGGING
+from orchestrator.workflow.stage import Connection
 
 
 async def imagga_usage(settings: Settings) -> dict[str, Any]:
     """The month's quota and the concurrency cap, as `usage --json` prints them."""
-    async with aiohttp.ClientSession() as session:
-        tagging = make_tagging(settings, session)
-        if tagging is None:
-            raise ConfigError(NOT_CONFIGURED)
+    if refusal := TAGGING.refusal(settings):
+        raise ConfigError(refusal)
+    async with aiohttp.ClientSession() as session, AsyncExitStack() as closing:
+        tagging = TAGGING.build(settings.tagging, Connection(session, None, closing))
         found = await tagging.imagga.usage()
     return {
         "monthly_limit": found.monthly_limit,

@@ -125,22 +125,16 @@ def job_view(
     )
 
 
-_DONE_WORDS = {"upload": "uploaded", "edit": "edited", "export": "exported"}
-_PHASE_LABELS = {"edit": "edit download", "export": "export download"}
-
-
 def phase_label(phase: str) -> str:
     """What a failed photo's phase is called to the user: the edit phase is its download."""
-    return _PHASE_LABELS.get(phase, phase)
+    return PIPELINE.phase_label(phase)
 
 
 def progress_text(view: JobView) -> str:
     """Per-phase progress for a table cell, in pipeline order: "40/40 uploaded, 12/40 edited"."""
-    order = [stage.phase for stage in PIPELINE.stages if stage.phase]
+    order = PIPELINE.phases
     phases = sorted(view.done, key=lambda p: order.index(p) if p in order else len(order))
-    return ", ".join(
-        f"{view.done[p]}/{view.photos} {_DONE_WORDS.get(p, p + ' done')}" for p in phases
-    )
+    return ", ".join(f"{view.done[p]}/{view.photos} {PIPELINE.done_label(p)}" for p in phases)
 
 
 def job_summary(job: Job, photos: int) -> dict[str, Any]:

@@ -149,16 +149,16 @@ async def keywords_command(
     (`add`, `remove`) or choosing again at `reselect_at`, if asked. Opens the database and the
     keyword writer, and closes them."""
     store = await open_store(settings)
-    files = KeywordFiles(settings.exiftool)
+    files = KeywordFiles(settings.tagging.exiftool)
     try:
         if add or remove:
             assert photo_ref is not None
             return [await review(store, files, job_ref, photo_ref, add=add, remove=remove)]
         if reselect_at is not None:
             rules = KeywordRules.of(
-                settings.keyword_allowlist,
-                settings.keyword_blocklist,
-                settings.moderation_threshold,
+                settings.tagging.allowlist,
+                settings.tagging.blocklist,
+                settings.tagging.moderation_threshold,
             )
             return await reselect(store, files, rules, job_ref, photo_ref, threshold=reselect_at)
         return (await keyword_views(store, job_ref, photo_ref))[1]

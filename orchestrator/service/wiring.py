@@ -1,25 +1,18 @@
-"""The wiring every command shares: settings to engine pacing and transfer limits, the job
-database, and the process's one HTTP session with the services over it. Built once here for
-`run`, `retry`, `demo`, `submit`, `profiles` and the daemon."""
+"""The wiring every command shares: settings to engine pacing and transfer limits, and the
+process's one HTTP session with Imagen, the transfers and the services the stages declare over
+it. Built once here for `run`, `retry`, `demo`, `submit`, `profiles` and the daemon."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 
-from orchestrator.config import ConfigError, Settings
+from orchestrator.config import ConfigError, ImagenSettings, Settings, TransferLimits
 from orchestrator.imagen.client import ImagenClient
-from orchestrator.integrations.delivery_files import Urls
-from orchestrator.integrations.imagga import ImaggaClient
-from orchestrator.integrations.imgix import ImgixClient
-from orchestrator.integrations.keywords import KeywordFiles
-from orchestrator.integrations.tagging import Tagging
 from orchestrator.progress import ProgressSink
-from orchestrator.rules.keywords import KeywordRules
-from orchestrator.spec import JobSpec
 from orchestrator.store.queries import Store, process_owner
 from orchestrator.transfer.attempts import RetryReporter
 from orchestrator.transfer.limits import parse_rate
@@ -29,135 +22,87 @@ from orchestrator.transfer.manager import (
     TransferSettings,
     make_session,
 )
-from orchestrator.workflow.context import Delivery, EngineConfig, Services
+from orchestrator.workflow.context import EngineConfig, Services
 from orchestrator.workflow.engine import Engine
 from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+from orchestrator.workflow.services import IMGIX
+from orchestrator.workflow.stage import Connection
 
 
 def engine_config(settings: Settings) -> EngineConfig:
     """The engine's pacing from the user's settings."""
+    imagen = settings.imagen
     return EngineConfig(
-        poll_initial=settings.poll_initial_seconds,
-        poll_max=settings.poll_max_seconds,
-        wait_deadline=settings.wait_deadline_hours * 3600,
-        link_batch_size=settings.link_batch_size,
-        workers=settings.concurrency,
-        lease_ttl=settings.lease_ttl_seconds,
+        poll_initial=imagen.poll_initial_seconds,
+        poll_max=imagen.poll_max_seconds,
+        wait_deadline=imagen.wait_deadline_hours * 3600,
+        link_batch_size=imagen.link_batch_size,
+        workers=settings.transfers.concurrency,
+        lease_ttl=settings.daemon.lease_ttl_seconds,
     )
 
 
-def transfer_settings(settings: Settings) -> TransferSettings:
-    """The transfers' limits from the user's settings."""
+def transfer_settings(limits: TransferLimits) -> TransferSettings:
+    """The transfers' settings from the user's limits."""
     try:
-        rate = parse_rate(settings.bwlimit) if settings.bwlimit else None
+        rate = parse_rate(limits.bwlimit) if limits.bwlimit else None
     except ValueError as exc:
         raise ConfigError(f"--bwlimit: {exc}") from exc
     return TransferSettings(
-        concurrency=settings.concurrency,
+        concurrency=limits.concurrency,
         bwlimit=rate,
-        retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=settings.photo_attempts),
+        retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=limits.photo_attempts),
     )
+
+
+def imagen_client(
+    imagen: ImagenSettings, session: aiohttp.ClientSession, on_retry: RetryReporter | None
+) -> ImagenClient:
+    """The Imagen client over the session; ConfigError without an API key."""
+    key = imagen.key()
+    if not key:
+        raise ConfigError(
+            "no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which needs none)"
+        )
+    return ImagenClient(session, base_url=imagen.api_url, api_key=key, on_retry=on_retry)
 
 
 @asynccontextmanager
 async def connected(
     settings: Settings,
     *,
+    pipeline: Pipeline = PIPELINE,
     on_api_retry: RetryReporter | None = None,
     on_transfer_retry: RetryReporter | None = None,
 ) -> AsyncIterator[Services]:
-    """The process's one HTTP session, with every service client and the transfers over it."""
-    key = settings.api_key()
-    if not key:
-        raise ConfigError(
-            "no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which needs none)"
-        )
-    tsettings = transfer_settings(settings)
-    session = make_session(tsettings)
-    tagging = make_tagging(settings, session, on_api_retry)
-    try:
+    """The process's one HTTP session, with Imagen, the transfers and every service the
+    pipeline's stages declare that the settings configure, over it; all closed afterwards."""
+    tsettings = transfer_settings(settings.transfers)
+    async with AsyncExitStack() as closing:
+        session = make_session(tsettings)
+        closing.push_async_callback(session.close)
+        imagen = imagen_client(settings.imagen, session, on_api_retry)
+        connection = Connection(session, on_api_retry, closing)
         yield Services(
-            imagen=ImagenClient(
-                session, base_url=settings.imagen_api_url, api_key=key, on_retry=on_api_retry
-            ),
+            imagen=imagen,
             transfers=Transfers(session, tsettings, on_retry=on_transfer_retry),
-            tagging=tagging,
-            delivery=delivery(settings, session, on_retry=on_api_retry),
+            built={
+                service: service.build(service.settings(settings), connection)
+                for service in pipeline.services()
+                if service.refusal(settings) is None
+            },
         )
-    finally:
-        if tagging is not None:
-            tagging.files.close()
-        await session.close()
 
 
 @asynccontextmanager
 async def delivery_only(settings: Settings) -> AsyncIterator[Services]:
     """Only the imgix Source's client, over a session of its own: what `deliver` and `purge`
     use on a finished job, so they need imgix's settings and nothing else."""
-    session = make_session(transfer_settings(settings))
-    try:
-        yield Services(delivery=delivery(settings, session))
-    finally:
-        await session.close()
-
-
-def make_tagging(
-    settings: Settings, session: aiohttp.ClientSession, on_retry: RetryReporter | None = None
-) -> Tagging | None:
-    """Imagga and the keyword writer, when Imagga's key and secret are both configured."""
-    credentials = settings.imagga_credentials()
-    if credentials is None:
-        return None
-    key, secret = credentials
-    return Tagging(
-        imagga=ImaggaClient(
-            session,
-            base_url=settings.imagga_api_url,
-            api_key=key,
-            api_secret=secret,
-            concurrency=settings.imagga_concurrency,
-            on_retry=on_retry,
-        ),
-        files=KeywordFiles(settings.exiftool),
-        rules=KeywordRules.of(
-            settings.keyword_allowlist, settings.keyword_blocklist, settings.moderation_threshold
-        ),
-        anyway=settings.tag_anyway,
-    )
-
-
-def delivery(
-    settings: Settings, session: aiohttp.ClientSession, *, on_retry: RetryReporter | None = None
-) -> Delivery | None:
-    """The imgix Source's client and URLs over the session, if IMGIX_* are all set.
-
-    One per process: its rate limit buckets are shared by every job the process drives.
-    """
-    if settings.imgix_missing():
-        return None
-    assert settings.imgix_api_key and settings.imgix_source_id and settings.imgix_domain
-    token = settings.imgix_secure_url_token
-    return Delivery(
-        imgix=ImgixClient(
-            session,
-            api_key=settings.imgix_api_key.get_secret_value().strip(),
-            source_id=settings.imgix_source_id,
-            base_url=settings.imgix_api_url,
-            rate_scale=settings.imgix_rate_scale,
-            on_retry=on_retry,
-        ),
-        urls=Urls(settings.imgix_domain, token.get_secret_value() if token else None),
-    )
-
-
-def require_settings(specs: Iterable[JobSpec], settings: Settings) -> None:
-    """ConfigError naming what is missing when a job asks for a service not configured,
-    before anything is sent."""
-    if any(spec.deliver is not None for spec in specs) and (missing := settings.imgix_missing()):
-        raise ConfigError(
-            f"--deliver needs {', '.join(missing)} (the imgix API key, Source id and delivery "
-            "domain): set them, or leave out --deliver"
-        )
+    async with AsyncExitStack() as closing:
+        session = make_session(transfer_settings(settings.transfers))
+        closing.push_async_callback(session.close)
+        connection = Connection(session, None, closing)
+        yield Services(built={IMGIX: IMGIX.build(settings.imgix, connection)})
 
 
 def make_engine(

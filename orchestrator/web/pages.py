@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.display import visible
 from orchestrator.errors import OperatorRefusal
 from orchestrator.progress import NullProgress
@@ -28,7 +28,6 @@ from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
-from orchestrator.service.wiring import require_settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
@@ -36,6 +35,7 @@ from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.services import IMGIX
 
 log = logging.getLogger("orchestrator.web")
 
@@ -140,7 +140,7 @@ class Pages:
         job, events = await job_views.history(self._store, request.match_info["job"])
         photos = await self._store.photos(job.id)
         stages = job_views.timeline(job, await self._store.events(job.id))
-        phases = [s.phase for s in PIPELINE.stages if s.phase]
+        phases = PIPELINE.phases
         phases += sorted({name for p in photos for name in p.phases} - set(phases))
         folders = {"edit": job.edited_dir, "export": job.exported_dir}
         return self._render(
@@ -220,7 +220,8 @@ class Pages:
             raise StateConflict(f"job {job.id[:8]} was not asked to deliver to imgix")
         if job.state != JobState.COMPLETED:
             raise StateConflict(f"job {job.id[:8]} is {job.state}: it delivers as it completes")
-        require_settings([JobSpec.from_stored(job.options)], self._settings)
+        if refusal := IMGIX.refusal(self._settings):
+            raise ConfigError(refusal)
         task = asyncio.create_task(redeliver(job.id, self._settings, NullProgress()))
         self._deliveries.add(task)
         task.add_done_callback(self._delivery_done)

@@ -31,7 +31,7 @@ log = logging.getLogger("orchestrator.ui")
 
 async def serve_ui(settings: Settings, listen: str, *, on_ready: Callable[[str], None]) -> None:
     """Serve the page on `listen` until SIGTERM/SIGINT; `on_ready` gets the base URL."""
-    configure_logging(settings.log_level, settings.library_log_level)
+    configure_logging(settings.logs.level, settings.logs.library_level)
     host, port = parse_listen(listen)
     async with contextlib.AsyncExitStack() as stack:
         store = await open_store(settings)

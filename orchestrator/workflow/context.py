@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.crashpoints import crash_point
 from orchestrator.errors import Refused, Transient
@@ -15,16 +16,17 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Move
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, Store
-from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.stage import Client, Service, Stage
 
 if TYPE_CHECKING:
     # The services' types only: a command that reads the pipeline (status) loads no HTTP stack.
     from orchestrator.imagen.client import ImagenClient
-    from orchestrator.integrations.delivery_files import Urls
-    from orchestrator.integrations.imgix import ImgixClient
-    from orchestrator.integrations.tagging import Tagging
     from orchestrator.transfer.manager import Transfers
     from orchestrator.workflow.pipeline import Pipeline
+
+
+CHECKPOINT_CRASH_POINT = "after_checkpoint"
+"""The crash point every committed move of every stage passes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,37 +57,29 @@ class EngineConfig:
     """When a paused job is tried again (daemon mode): Imagen down, disk full."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """Where delivered photos go: the imgix Source's client and its delivery URLs."""
-
-    imgix: ImgixClient
-    urls: Urls
-
-
 class Services:
-    """The outside world a job talks to, shared by every job of the process.
+    """The outside world a job talks to, shared by every job of the process: Imagen and the
+    transfers, which every job uses, and whichever services the pipeline's stages declare that
+    this process is configured for (built by the wiring, found by their declaration).
 
     A process that runs one stage alone (`deliver`'s redelivery) builds only the services that
-    stage uses: asking for one it did not build is a mistake of the program, said at once.
+    stage uses: asking for Imagen or the transfers when they were not built is a mistake of the
+    program, said at once.
     """
 
-    __slots__ = ("_imagen", "_transfers", "delivery", "tagging")
+    __slots__ = ("_imagen", "_transfers", "built")
 
     def __init__(
         self,
         *,
         imagen: ImagenClient | None = None,
         transfers: Transfers | None = None,
-        tagging: Tagging | None = None,
-        delivery: Delivery | None = None,
+        built: Mapping[Service[Any, Any], object] | None = None,
     ) -> None:
         self._imagen = imagen
         self._transfers = transfers
-        self.tagging = tagging
-        """Imagga and the keyword writer; None when no Imagga credentials are configured."""
-        self.delivery = delivery
-        """The imgix Source and its URLs; None when IMGIX_* are not configured."""
+        self.built: Mapping[Service[Any, Any], object] = built or {}
+        """Each declared service this process built."""
 
     @property
     def imagen(self) -> ImagenClient:
@@ -100,6 +94,10 @@ class Services:
         if self._transfers is None:
             raise RuntimeError("this process was built without the transfers")
         return self._transfers
+
+    def find(self, service: Service[Any, Client]) -> Client | None:
+        """The service, or None when this process is not configured for it."""
+        return cast("Client | None", self.built.get(service))
 
 
 class JobFailed(Refused):
@@ -216,7 +214,7 @@ class JobContext:
         return self.pipeline.transitions.move(self.state, new)
 
     async def _checkpointed(self) -> None:
-        crash_point("after_checkpoint")
+        crash_point(CHECKPOINT_CRASH_POINT)
         await self.refresh()
 
     async def refresh(self) -> None:

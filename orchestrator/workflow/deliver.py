@@ -34,9 +34,10 @@ from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
-from orchestrator.workflow.context import Delivery, JobContext, JobFailed, JobPaused
+from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
+from orchestrator.workflow.services import IMGIX, Delivery
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.tag_details import TagDetails
 
@@ -356,12 +357,13 @@ def _describe(parcel: Parcel) -> str:
 
 async def deliver_stage(ctx: JobContext) -> None:
     """Deliver the job's photos, then finish the stage."""
-    if ctx.services.delivery is None:
+    delivery = ctx.services.find(IMGIX)
+    if delivery is None:
         raise JobPaused(
             "this job delivers to imgix, but IMGIX_API_KEY, IMGIX_SOURCE_ID and IMGIX_DOMAIN "
             "are not all set for this process: set them, then run again"
         )
-    outcome = await deliver_photos(ctx, ctx.services.delivery)
+    outcome = await deliver_photos(ctx, delivery)
     if outcome.failures:
         raise JobFailed(
             f"{len(outcome.failures)} photos were not delivered (first: {outcome.failures[0]}); "
@@ -380,4 +382,6 @@ STAGE = Stage(
     step=deliver_stage,
     phase=PHASE,
     applies=wants_delivery,
+    requires=(IMGIX,),
+    crash_points=("before_deliver_upload", "after_deliver_upload", "after_deliver"),
 )

@@ -22,7 +22,7 @@ from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot_record import read_record
-from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.stage import Labels, Stage
 
 NAMES_NOTED = 5
 """Names quoted in one note about an odd answer before the rest are only counted."""
@@ -250,7 +250,15 @@ def download_stage(
     async def step(ctx: JobContext) -> None:
         await download_outputs(ctx, outputs)
 
-    return Stage(name=outputs.stage, states=states, step=step, phase=outputs.phase, applies=applies)
+    return Stage(
+        name=outputs.stage,
+        states=states,
+        step=step,
+        phase=outputs.phase,
+        applies=applies,
+        labels=Labels(done=f"{outputs.phase}ed", phase=f"{outputs.phase} download"),
+        crash_points=("mid_download", "before_rename", "after_download"),
+    )
 
 
 EDITS_STAGE = download_stage(EDITS, states=(JobState.EDITED, JobState.DOWNLOADING_EDITS))

@@ -20,6 +20,11 @@ AMBIGUOUS_CHECKS = 5
 """How many times an unconfirmed call is checked and tried again before giving up for now."""
 
 
+def crash_points(action: str) -> tuple[str, str]:
+    """The crash points around the call named `action`, for its stage to declare."""
+    return f"before_{action}", f"after_{action}"
+
+
 async def call_once(
     ctx: JobContext,
     *,
@@ -41,6 +46,7 @@ async def call_once(
             await ctx.event("resume", found)
             return earlier
         try:
+            # Spelled as `crash_points` spells them, so the crash tests can read them here.
             crash_point(f"before_{action}")
             result = await call()
             crash_point(f"after_{action}")

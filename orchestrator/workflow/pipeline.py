@@ -1,14 +1,18 @@
 """The ordered stages of a job, and everything derived from their order: which step runs in
-each state, which stage comes next for a job's spec, and the one transition table."""
+each state, which stage comes next for a job's spec, the one transition table, the one check
+of what a job requires of the process, the services to build, the labels and crash points."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from orchestrator.config import ConfigError, Settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Transitions
 from orchestrator.workflow import deliver, download, processing, project, review, tag, upload
-from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.context import CHECKPOINT_CRASH_POINT
+from orchestrator.workflow.stage import Labels, PhaseDetails, Service, Stage
 
 
 class Pipeline:
@@ -40,6 +44,64 @@ class Pipeline:
             if later.applies is None or later.applies(spec):
                 return later.states[0]
         return JobState.COMPLETED
+
+    def applying(self, spec: JobSpec) -> list[Stage]:
+        """The stages a job with this spec goes through, in order."""
+        return [stage for stage in self.stages if stage.applies is None or stage.applies(spec)]
+
+    def refusals(self, specs: Iterable[JobSpec], settings: Settings) -> list[str]:
+        """What the stages these jobs ask for require and this process lacks, each naming the
+        flag, variable or key to set (none: the jobs can run here)."""
+        found: list[str] = []
+        for spec in specs:
+            for stage in self.applying(spec):
+                for requirement in stage.requires:
+                    refusal = requirement.refusal(settings)
+                    if refusal is not None and refusal not in found:
+                        found.append(refusal)
+        return found
+
+    def check_requirements(self, specs: Iterable[JobSpec], settings: Settings) -> None:
+        """ConfigError (exit 2) naming what is missing when a job asks for a stage this process
+        cannot run, before anything is sent."""
+        if refusals := self.refusals(specs, settings):
+            raise ConfigError("; ".join(refusals))
+
+    def services(self) -> list[Service[Any, Any]]:
+        """Every service the stages declare, once each, in the order they are first needed."""
+        found: list[Service[Any, Any]] = []
+        for stage in self.stages:
+            found += [r for r in stage.requires if isinstance(r, Service) and r not in found]
+        return found
+
+    @property
+    def phases(self) -> list[str]:
+        """The per-photo phases, in the order of the stages recording them."""
+        return list(dict.fromkeys(stage.phase for stage in self.stages if stage.phase))
+
+    def done_label(self, phase: str) -> str:
+        """A photo done for `phase`, as progress says it: "uploaded", "tag done"."""
+        return self._labelled(phase).done or f"{phase} done"
+
+    def phase_label(self, phase: str) -> str:
+        """What a failed photo's phase is called to the user: "edit download"."""
+        return self._labelled(phase).phase or phase
+
+    def details_model(self, phase: str) -> type[PhaseDetails] | None:
+        """The model of what `phase` records per photo, if its stage declares one."""
+        return next((s.details for s in self.stages if s.phase == phase and s.details), None)
+
+    @property
+    def crash_points(self) -> tuple[str, ...]:
+        """Every crash point a job of this pipeline can pass, in the order of a job's life."""
+        points = [CHECKPOINT_CRASH_POINT]
+        for stage in self.stages:
+            points += [p for p in stage.crash_points if p not in points]
+        return tuple(points)
+
+    def _labelled(self, phase: str) -> Labels:
+        """The labels of the stage recording `phase` (none: the defaults)."""
+        return next((s.labels for s in self.stages if s.phase == phase), Labels())
 
     def with_stage(
         self, stage: Stage, *, after: str, spec_model: type[JobSpec] | None = None

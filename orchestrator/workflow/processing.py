@@ -15,7 +15,7 @@ from orchestrator.imagen.models import KNOWN_STATUSES, TaskStatus
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
-from orchestrator.workflow.intent import call_once
+from orchestrator.workflow.intent import call_once, crash_points
 from orchestrator.workflow.outputs import wants_export
 from orchestrator.workflow.stage import Stage
 
@@ -138,6 +138,7 @@ def process_stage(
         step=step,
         applies=applies,
         waiting=frozenset({process.running}),
+        crash_points=crash_points(f"{process.action}_request"),
     )
 
 

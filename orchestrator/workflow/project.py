@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator.states import JobState
 from orchestrator.workflow.context import JobContext
-from orchestrator.workflow.intent import call_once
+from orchestrator.workflow.intent import call_once, crash_points
 from orchestrator.workflow.shoot_record import set_project
 from orchestrator.workflow.stage import Stage
 
@@ -33,4 +33,9 @@ async def create_project(ctx: JobContext) -> None:
         )
 
 
-STAGE = Stage(name="project", states=(JobState.QUEUED,), step=create_project)
+STAGE = Stage(
+    name="project",
+    states=(JobState.QUEUED,),
+    step=create_project,
+    crash_points=crash_points("create_project"),
+)

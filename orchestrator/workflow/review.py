@@ -17,6 +17,7 @@ from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobWaiting
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.photos import photo_run
+from orchestrator.workflow.services import TAGGING
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
@@ -72,7 +73,7 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
     ]
     if not changed:
         return
-    tagging = ctx.services.tagging
+    tagging = ctx.services.find(TAGGING)
     if tagging is None:
         raise JobPaused(
             "the reviewed keywords cannot be written into the files: the keyword "

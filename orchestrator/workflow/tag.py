@@ -26,7 +26,6 @@ from orchestrator.integrations.imagga_models import (
     quota_spent,
 )
 from orchestrator.integrations.keywords import (
-    ExiftoolMissing,
     KeywordWriteFailed,
     writable,
 )
@@ -36,18 +35,15 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.store.tag_results import keep_result, kept_result
-from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, Services
+from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, photo_run
+from orchestrator.workflow.services import EXIFTOOL, TAGGING, TAGGING_NOT_CONFIGURED
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.tag_details import TAG_PHASE, FileRef, Moderation, TagDetails
 
 PHASE = TAG_PHASE
-NOT_CONFIGURED = (
-    "--tag needs Imagga credentials: set IMAGGA_API_KEY and IMAGGA_API_SECRET "
-    "(and IMAGGA_API_URL for the sandbox)"
-)
 
 
 def wants_tags(spec: JobSpec) -> bool:
@@ -65,19 +61,6 @@ def kind_refusal(spec: JobSpec, kind: ImageType) -> str | None:
     return None
 
 
-def services_refusal(spec: JobSpec, services: Services) -> str | None:
-    """Why this process cannot tag (no Imagga credentials, no exiftool), if it cannot."""
-    if spec.tag is None:
-        return None
-    if services.tagging is None:
-        return NOT_CONFIGURED
-    try:
-        services.tagging.files.check()
-    except ExiftoolMissing as exc:
-        return str(exc)
-    return None
-
-
 def analyses_per_photo(spec: TagSpec) -> int:
     """Imagga requests one photo costs: the tags, then each optional categorizer."""
     return 1 + (spec.categorizer is not None) + spec.moderate
@@ -85,9 +68,9 @@ def analyses_per_photo(spec: TagSpec) -> int:
 
 async def tag_photos(ctx: JobContext) -> None:
     """Tag every photo not yet tagged, within the month's quota, then finish the stage."""
-    tagging = ctx.services.tagging
+    tagging = ctx.services.find(TAGGING)
     if tagging is None:
-        raise ImaggaNotConfigured(NOT_CONFIGURED)
+        raise ImaggaNotConfigured(TAGGING_NOT_CONFIGURED)
     spec = ctx.spec.tag
     assert spec is not None  # the stage applies only to jobs that asked for tags
     photos = await ctx.store.photos(ctx.job.id)
@@ -304,5 +287,11 @@ def _describe(photo: PhotoRecord) -> str:
 
 
 STAGE = Stage(
-    name=PHASE, states=(JobState.TAGGING,), step=tag_photos, phase=PHASE, applies=wants_tags
+    name=PHASE,
+    states=(JobState.TAGGING,),
+    step=tag_photos,
+    phase=PHASE,
+    applies=wants_tags,
+    requires=(TAGGING, EXIFTOOL),
+    crash_points=("after_imagga_answer", "after_keywords_written"),
 )

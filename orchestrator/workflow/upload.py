@@ -27,7 +27,7 @@ from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.pool import run_pool
 from orchestrator.workflow.retries import RetryTally
 from orchestrator.workflow.shoot import ShootError, match_renamed, scan_shoot
-from orchestrator.workflow.stage import Stage
+from orchestrator.workflow.stage import Labels, Stage
 
 PHASE = "upload"
 """The per-photo phase this stage records."""
@@ -518,4 +518,6 @@ STAGE = Stage(
     states=(JobState.PROJECT_CREATED, JobState.UPLOADING),
     step=upload_photos,
     phase=PHASE,
+    labels=Labels(done="uploaded"),
+    crash_points=("mid_upload", "after_upload"),
 )

@@ -1,10 +1,11 @@
 """A stage added in one module resumes across SIGKILL at each of its checkpoints like the real ones.
 
-The stage is `tests/extra_stage.py` (one module, one spec field), inserted between the edits'
-download and the export; a real process runs it and is killed at each of its checkpoints: as the
-job enters the stage, before a photo's checkpoint (first and third photo), and as the job leaves
-it. The next run finishes the job with every photo checked, photos already checkpointed not
-checked again, and every other side effect once.
+The stage is `tests/extra_stage.py` (one module, one spec field, its client in
+`tests/extra_stage_client.py`), inserted between the edits' download and the export; a real
+process runs it and is killed at each of its checkpoints: as the job enters the stage, before
+a photo's checkpoint (first and third photo), and as the job leaves it. The next run finishes
+the job with every photo checked, photos already checkpointed not checked again, and every
+other side effect once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.extra_stage import CHECKSUM_PIPELINE, CHECKSUMMING, LOG_ENV, PHASE, STAGE
+from orchestrator.workflow.pipeline import PIPELINE
+from tests.extra_stage import CHECKSUM_PIPELINE, CHECKSUMMING, PHASE, STAGE, ChecksumDetails
+from tests.extra_stage_client import LOG_ENV
 from tests.helpers import cli_env, sandbox_process
 from tests.resume_support import CONCURRENCY, make_crash_shoot, project_of, stored_jobs
 
@@ -57,6 +60,12 @@ def test_the_extra_stage_is_one_declaration_in_the_table() -> None:
     assert CHECKSUM_PIPELINE.stage_of(CHECKSUMMING) is STAGE
 
 
+def test_each_point_of_the_stage_is_walked() -> None:
+    walked = {point.partition(":")[0] for point, _ in KILLS}
+    assert set(STAGE.crash_points) <= walked
+    assert set(CHECKSUM_PIPELINE.crash_points) - set(PIPELINE.crash_points) == {"after_checksum"}
+
+
 @pytest.mark.parametrize(("point", "state_at_kill"), KILLS, ids=[p for p, _ in KILLS])
 def test_the_extra_stage_resumes_after_a_kill_at_each_checkpoint(
     sandbox_url: str, migrated_db_url: str, tmp_path: Path, point: str, state_at_kill: str
@@ -77,6 +86,10 @@ def test_the_extra_stage_resumes_after_a_kill_at_each_checkpoint(
     [job] = stored_jobs(migrated_db_url, shoot)
     assert job["state"] == "completed"
     assert all(p.done(PHASE) for p in job["photos"].values())
+    for photo in job["photos"].values():
+        record = photo.phase(PHASE)
+        assert record is not None and record.details is not None
+        assert ChecksumDetails.model_validate(record.details).checked_bytes > 0
     counts = Counter(log.read_text().split())
     assert set(counts) == set(files)
     # Checkpointed photos are never checked again; only those done but unsaved at the kill.

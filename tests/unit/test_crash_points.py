@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.crashpoints import CRASH_POINTS
+from orchestrator.workflow.pipeline import PIPELINE
 from tests.crash_points import point_of, points_in_code
 from tests.e2e import test_crash_resume, test_delivery, test_tagging
 from tests.integration import test_replay
@@ -34,8 +34,8 @@ def test_every_point_in_the_code_is_walked() -> None:
     assert {point for point, _ in test_replay.SCENARIOS} == walked["test_crash_resume"]
 
 
-def test_the_registry_lists_the_points_in_the_code() -> None:
-    assert sorted(CRASH_POINTS) == sorted(points_in_code())
+def test_the_stages_declare_the_points_in_the_code() -> None:
+    assert sorted(PIPELINE.crash_points) == sorted(points_in_code())
 
 
 def test_points_are_followed_through_parameters_and_fields(tmp_path: Path) -> None:
