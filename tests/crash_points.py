@@ -1,11 +1,11 @@
 """The crash points the code passes through, read from its source rather than from a list.
 
 Every `crash_point(...)` call under orchestrator/ names a point, either with a literal, with a
-module-level constant of its file, or with an f-string whose placeholders are a parameter of
-the enclosing function (`before_{action}` in `call_once`) or a field of a parameter's annotated
-class (`{process.action}_request`, with `process: Process`). A placeholder takes every value
-passed for it anywhere in the package, followed the same way; an expression this cannot follow
-is an error, so a new point is never missed silently.
+module-level constant (of its file, or imported), or with an f-string whose placeholders are a
+parameter of the enclosing function (`before_{action}` in `call_once`) or a field of a
+parameter's annotated class (`{process.action}_request`, with `process: Process`). A
+placeholder takes every value passed for it anywhere in the package, followed the same way; an
+expression this cannot follow is an error, so a new point is never missed silently.
 """
 
 from __future__ import annotations
@@ -42,14 +42,17 @@ class _Source:
         for path, tree in self.trees.items():
             yield from _calls_in(tree, path, None)
 
-    def constant(self, path: Path, name: str) -> ast.expr | None:
-        """The value of the module-level `name = ...` in the file at `path`, if there is one."""
-        for node in self.trees[path].body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(target, ast.Name) and target.id == name for target in node.targets
-            ):
-                return node.value
-        return None
+    def constant(self, path: Path, name: str) -> tuple[ast.expr, Path] | None:
+        """The value of the module-level `name = ...` in the file at `path`, else in the one
+        module of the package that defines it (imported from there), with that file."""
+        found = [
+            (node.value, file)
+            for file, tree in sorted(self.trees.items(), key=lambda item: item[0] != path)
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)
+        ]
+        return found[0] if found else None
 
     def field_position(self, cls: str, name: str) -> int | None:
         """Where class `cls` declares the annotated field `name` among its fields, if it does."""
@@ -115,8 +118,8 @@ def _values(source: _Source, site: _Site) -> set[str]:
         return {"".join(choice) for choice in itertools.product(*parts)}
     sites: list[_Site] = []
     function = site.function
-    if isinstance(expr, ast.Name) and (value := source.constant(site.file, expr.id)) is not None:
-        sites = [_Site(value, site.file, None)]
+    if isinstance(expr, ast.Name) and (constant := source.constant(site.file, expr.id)):
+        sites = [_Site(constant[0], constant[1], None)]
     elif isinstance(expr, ast.Name) and function is not None:
         positional = [a.arg for a in function.args.args]
         if expr.id in positional or expr.id in [a.arg for a in function.args.kwonlyargs]:

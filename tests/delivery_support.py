@@ -22,8 +22,8 @@ from orchestrator.service.batch import run_batch
 from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import JobContext
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.photos import photo_run
-from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.planning import RunRequest
 from orchestrator.workflow.stage import Stage
 

@@ -26,8 +26,8 @@ from orchestrator.service.batch import run_batch
 from orchestrator.spec import JobSpec
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.workflow.context import JobContext, JobFailed
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.photos import PhotoFailed, photo_run
-from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.planning import RunRequest
 from orchestrator.workflow.stage import Connection, Labels, PhaseDetails, Service, Stage
 from tests.extra_stage_client import LOG_ENV, CheckLedger, LedgerSettings

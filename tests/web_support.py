@@ -134,7 +134,7 @@ async def seed_job(
     store: Store, folder: Path, names: list[str], *, state: str, spec: JobSpec | None = None
 ) -> SeededJob:
     """A job of `names` moved (by the transition table's moves) to `state`, lease kept."""
-    from orchestrator.workflow.pipeline import PIPELINE
+    from orchestrator.workflow.journey import PIPELINE
 
     job_id = uuid.uuid4().hex
     await store.create_job(

@@ -37,7 +37,7 @@ def settings(**overrides: Any) -> Settings:
 def needs_services(*specs: JobSpec, cfg: Settings) -> None:
     """Refuse (exit 2) before anything is sent when a job asks for a service not configured."""
     from orchestrator.config import ConfigError
-    from orchestrator.workflow.pipeline import PIPELINE
+    from orchestrator.workflow.journey import PIPELINE
 
     try:
         PIPELINE.check_requirements(specs, cfg)

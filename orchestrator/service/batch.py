@@ -25,7 +25,8 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import Store
 from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
-from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 
 

@@ -24,7 +24,7 @@ from orchestrator.store.queries import (
     live_lease_owner,
 )
 from orchestrator.store.scheduling import wake_daemons
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.upload import LEFT_OUT
 

@@ -17,7 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 
 log = logging.getLogger("orchestrator.daemon")
 

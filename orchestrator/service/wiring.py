@@ -24,7 +24,8 @@ from orchestrator.transfer.manager import (
 )
 from orchestrator.workflow.context import EngineConfig, Services
 from orchestrator.workflow.engine import Engine
-from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.services import IMGIX
 from orchestrator.workflow.stage import Connection
 

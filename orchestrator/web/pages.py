@@ -33,8 +33,8 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.outputs import output_file
-from orchestrator.workflow.pipeline import PIPELINE
 from orchestrator.workflow.services import IMGIX
 
 log = logging.getLogger("orchestrator.web")

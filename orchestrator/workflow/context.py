@@ -16,17 +16,13 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Move
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, Store
+from orchestrator.workflow.pipeline import CHECKPOINT_CRASH_POINT, Pipeline
 from orchestrator.workflow.stage import Client, Service, Stage
 
 if TYPE_CHECKING:
     # The services' types only: a command that reads the pipeline (status) loads no HTTP stack.
     from orchestrator.imagen.client import ImagenClient
     from orchestrator.transfer.manager import Transfers
-    from orchestrator.workflow.pipeline import Pipeline
-
-
-CHECKPOINT_CRASH_POINT = "after_checkpoint"
-"""The crash point every committed move of every stage passes."""
 
 
 @dataclass(frozen=True, kw_only=True)

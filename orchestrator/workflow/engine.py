@@ -19,8 +19,9 @@ from orchestrator.workflow.context import (
     JobWaiting,
     Services,
 )
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.lease import CANCELLED, Held, held
-from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+from orchestrator.workflow.pipeline import Pipeline
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from orchestrator.progress import ProgressSink
 from orchestrator.store.queries import Lease, LeaseHeld, StaleLease, Store, process_owner
 from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.context import EngineConfig, JobContext, Services
-from orchestrator.workflow.pipeline import PIPELINE, Pipeline
+from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.pipeline import Pipeline
 
 T = TypeVar("T")
 

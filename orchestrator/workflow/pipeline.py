@@ -1,6 +1,7 @@
-"""The ordered stages of a job, and everything derived from their order: which step runs in
-each state, which stage comes next for a job's spec, the one transition table, the one check
-of what a job requires of the process, the services to build, the labels and crash points."""
+"""What an ordered list of stages gives: which step runs in each state, which stage comes next
+for a job's spec, the one transition table, the one check of what a job requires of the
+process, the services to build, the labels and crash points. The product's own list is
+`journey.PIPELINE`; this module knows no stage, so the stages' context can name it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState, Transitions
-from orchestrator.workflow import deliver, download, processing, project, review, tag, upload
-from orchestrator.workflow.context import CHECKPOINT_CRASH_POINT
 from orchestrator.workflow.stage import Labels, PhaseDetails, Service, Stage
+
+CHECKPOINT_CRASH_POINT = "after_checkpoint"
+"""The crash point every committed move of every stage passes."""
 
 
 class Pipeline:
@@ -131,19 +133,3 @@ class Pipeline:
             else:
                 ends.add(JobState.COMPLETED)
         return moves
-
-
-PIPELINE = Pipeline(
-    [
-        project.STAGE,
-        upload.STAGE,
-        processing.EDIT_STAGE,
-        download.EDITS_STAGE,
-        processing.EXPORT_STAGE,
-        download.EXPORTS_STAGE,
-        tag.STAGE,
-        review.STAGE,
-        deliver.STAGE,
-    ]
-)
-"""The product's stages, in order."""

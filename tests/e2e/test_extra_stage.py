@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 from tests.extra_stage import CHECKSUM_PIPELINE, CHECKSUMMING, PHASE, STAGE, ChecksumDetails
 from tests.extra_stage_client import LOG_ENV
 from tests.helpers import cli_env, sandbox_process

@@ -26,7 +26,7 @@ from orchestrator.store.scheduling import (
     queue_for_daemon,
     wake_if_called_back,
 )
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 
 move = PIPELINE.transitions.move
 

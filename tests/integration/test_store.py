@@ -22,7 +22,7 @@ from orchestrator.store.queries import (
     StateConflict,
     Store,
 )
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 
 
 @pytest.fixture

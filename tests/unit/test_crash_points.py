@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 from tests.crash_points import point_of, points_in_code
 from tests.e2e import test_crash_resume, test_delivery, test_tagging
 from tests.integration import test_replay

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.config import ConfigError, Settings
 from orchestrator.service.wiring import connected
 from orchestrator.spec import DeliverSpec, JobSpec, TagSpec
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.services import IMGIX, TAGGING, TAGGING_NOT_CONFIGURED
 from tests.extra_stage import (
     CHECKSUM_PIPELINE,

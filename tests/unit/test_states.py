@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from orchestrator.states import TERMINAL_STATES, IllegalTransition, JobState
-from orchestrator.workflow.pipeline import PIPELINE
+from orchestrator.workflow.journey import PIPELINE
 
 TABLE = PIPELINE.transitions
 check_transition = TABLE.move
