@@ -197,8 +197,16 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
 
 
 async def jobs_in(session: aiohttp.ClientSession, base: str) -> dict[str, dict[str, Any]]:
-    async with session.get(f"{base}/api/jobs") as answer:
-        return {job["id"]: job for job in await answer.json()}
+    """Every job by id, from /api/jobs, page by page."""
+    found: dict[str, dict[str, Any]] = {}
+    query: dict[str, str] = {"limit": "1000"}
+    while True:
+        async with session.get(f"{base}/api/jobs", params=query) as answer:
+            page = await answer.json()
+        found.update((job["id"], job) for job in page["jobs"])
+        if page["next"] is None:
+            return found
+        query["cursor"] = page["next"]
 
 
 async def submit_shoots(

@@ -255,6 +255,8 @@ class DaemonSettings:
     """How long a drop must stay unchanged before it becomes a job."""
     hot_folder_scan_seconds: float
     """Seconds between two looks at the watched folders."""
+    prune_after_days: float | None
+    """Finished jobs older than this are pruned at start and daily; None: never."""
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,11 @@ class Settings(BaseSettings):
         default=5.0, gt=0, validation_alias=_env("ORCH_HOT_FOLDER_SCAN", "hot_folder_scan_seconds")
     )
     """Seconds between two looks at the watched folders."""
+    prune_after_days: float | None = Field(
+        default=None, gt=0, validation_alias=_env("ORCH_PRUNE_AFTER_DAYS", "prune_after_days")
+    )
+    """The daemon removes finished jobs that ended more than this many days ago, with their
+    photos and history, at start and once a day (what `orchestrator prune` does); unset: never."""
     ui_token: SecretStr | None = Field(
         default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token")
     )
@@ -589,6 +596,7 @@ class Settings(BaseSettings):
             hot_folders=self.hot_folders,
             hot_folder_settle_seconds=self.hot_folder_settle_seconds,
             hot_folder_scan_seconds=self.hot_folder_scan_seconds,
+            prune_after_days=self.prune_after_days,
         )
 
     @property

@@ -26,6 +26,7 @@ from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
 from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
 from orchestrator.service.logs import configure_logging
+from orchestrator.service.maintenance import prune_daily
 from orchestrator.service.metrics import Metrics, MetricsProgress
 from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
@@ -161,6 +162,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
                     group.create_task(scheduler.run(stop))
                     if daemon.hot_folders:
                         group.create_task(hot_folders.run(stop))
+                    if daemon.prune_after_days is not None:
+                        group.create_task(prune_daily(store, daemon.prune_after_days, stop))
         finally:
             if listener is not None:
                 listener.cancel()

@@ -196,8 +196,12 @@ class Daemon:
         return {job["id"]: job for job in self.listed() if job["state"] != "refused"}
 
     def listed(self) -> list[dict[str, Any]]:
-        """Everything /api/jobs lists: the refused drops, then the jobs."""
-        found: list[dict[str, Any]] = get_json(f"{self.url}/api/jobs")
+        """Everything /api/jobs lists: the refused drops, then every job, page by page."""
+        page = get_json(f"{self.url}/api/jobs?limit=1000")
+        found: list[dict[str, Any]] = [*page["refused"], *page["jobs"]]
+        while page["next"] is not None:
+            page = get_json(f"{self.url}/api/jobs?limit=1000&cursor={page['next']}")
+            found += page["jobs"]
         return found
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Real daemon processes on real ports; requests as a DNS-rebinding page's browser 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -89,3 +90,17 @@ def test_beyond_loopback_a_token_is_made_up_printed_once_and_needed(
     assert _get(daemon, "/api/jobs", Authorization=f"Bearer {token}") == 200
     assert _get(daemon, "/metrics") == 200
     assert _get(daemon, "/healthz") == 200
+
+
+def test_the_job_list_is_paged_and_its_parameters_checked(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    daemon = Daemon(_env(tmp_path), tmp_path)
+    daemons.append(daemon.start())
+    status, body = http("GET", f"{daemon.url}/api/jobs?limit=5&state=editing")
+    assert status == 200
+    assert json.loads(body) == {"jobs": [], "next": None, "refused": []}
+    for query in ("limit=many", "state=nowhere", "cursor=not-ours"):
+        status, body = http("GET", f"{daemon.url}/api/jobs?{query}")
+        assert status == 400, query
+        assert json.loads(body)["error"], query
