@@ -294,4 +294,5 @@ STAGE = Stage(
     applies=wants_tags,
     requires=(TAGGING, EXIFTOOL),
     crash_points=("after_imagga_answer", "after_keywords_written"),
+    details=TagDetails,
 )

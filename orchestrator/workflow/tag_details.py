@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator
 
 from orchestrator.integrations.imagga_models import Category, Suggestion
 from orchestrator.store.queries import PhotoRecord
+from orchestrator.workflow.stage import PhaseDetails
 
 TAG_PHASE = "tag"
 """The keywording stage's phase, whose details this model is."""
@@ -104,7 +105,7 @@ class FileRef(BaseModel, frozen=True):
     name: str
 
 
-class TagDetails(BaseModel, frozen=True, extra="allow"):
+class TagDetails(PhaseDetails, frozen=True, extra="allow"):
     """A tagged photo's keywording, as the `tag` phase's details store it."""
 
     keywords: Words = ()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.integrations.imagga_models import Category, Suggestion
-from orchestrator.workflow.tag_details import FileRef, Moderation, TagDetails
+from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.tag_details import TAG_PHASE, FileRef, Moderation, TagDetails
 
 STORED: dict[str, Any] = {
     "keywords": ["beach", "sunset"],
@@ -64,3 +65,7 @@ def test_a_review_is_recorded_in_the_same_shape() -> None:
     assert stored == details
     assert details.stored()["written_keywords"] == ["beach", "sunset"]
     assert details.addable == ["sunset"]
+
+
+def test_the_tag_stage_declares_its_details() -> None:
+    assert PIPELINE.details_model(TAG_PHASE) is TagDetails
