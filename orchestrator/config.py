@@ -38,6 +38,7 @@ from pydantic_settings import (
 from orchestrator.errors import OperatorRefusal
 from orchestrator.rules.database import default_database_path
 from orchestrator.rules.delivery import check_domain
+from orchestrator.rules.rates import parse_rate
 from orchestrator.spec import JobSpec
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
@@ -227,8 +228,8 @@ class TransferLimits:
 
     concurrency: int
     """Transfers in flight at once, across all jobs of the process."""
-    bwlimit: str | None
-    """Bandwidth cap such as 20M; None: no cap."""
+    bwlimit: float | None
+    """Bandwidth cap in bytes per second (the setting, such as 20M, read); None: no cap."""
     photo_attempts: int
     """Attempts a photo's transfer gets before it is marked failed."""
 
@@ -469,6 +470,13 @@ class Settings(BaseSettings):
     def _api_url(cls, value: str) -> str:
         return check_api_url(value)
 
+    @field_validator("bwlimit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
     @field_validator("imagga_api_url")
     @classmethod
     def _imagga_url(cls, value: str) -> str:
@@ -580,7 +588,9 @@ class Settings(BaseSettings):
     def transfers(self) -> TransferLimits:
         """The transfers' limits."""
         return TransferLimits(
-            concurrency=self.concurrency, bwlimit=self.bwlimit, photo_attempts=self.photo_attempts
+            concurrency=self.concurrency,
+            bwlimit=parse_rate(self.bwlimit) if self.bwlimit else None,
+            photo_attempts=self.photo_attempts,
         )
 
     @property
@@ -664,12 +674,49 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
+OTHER_VARIABLES = frozenset({"ORCH_CONFIG", "ORCH_CRASH_AT"})
+"""The ORCH_* variables read outside the settings: the file's path, the crash tests' kill."""
+DEVELOPER_PREFIXES = ("ORCH_TEST_", "ORCH_CHAOS_", "ORCH_BENCH_")
+"""Variables of the test suite and the benchmarks (a test database, kill rounds): not settings."""
+
+
+def setting_variables() -> dict[str, str]:
+    """Each environment variable a setting is read from, by its name, with the setting's."""
+    found: dict[str, str] = {}
+    for field, info in Settings.model_fields.items():
+        aliases = info.validation_alias
+        if isinstance(aliases, AliasChoices):
+            found.update((c, field) for c in aliases.choices if isinstance(c, str) and c.isupper())
+    return found
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ORCH_* variable set that nothing reads (a misspelt setting is otherwise
+    silently ignored), with the closest known name."""
+    known = set(setting_variables()) | OTHER_VARIABLES
+    return [
+        f"{name}: unknown variable"
+        + (
+            f" (did you mean {close[0]}?)"
+            if (close := difflib.get_close_matches(name.upper(), sorted(known), n=1))
+            else ""
+        )
+        for name in sorted(environ)
+        if name.upper().startswith("ORCH_")
+        and not name.upper().startswith(DEVELOPER_PREFIXES)
+        and name.upper() not in known
+    ]
+
+
 def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
     """Settings from the flags given (None: not given), the environment and the TOML file.
 
     Raises ConfigProblem with one line per mistake.
     """
     given = {k: v for k, v in (flags or {}).items() if v is not None}
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigProblem(*unknown)
     try:
         return Settings(**given)
     except SettingsError as exc:

@@ -15,7 +15,6 @@ from orchestrator.imagen.client import ImagenClient
 from orchestrator.progress import ProgressSink
 from orchestrator.store.queries import Store, process_owner
 from orchestrator.transfer.attempts import RetryReporter
-from orchestrator.transfer.limits import parse_rate
 from orchestrator.transfer.manager import (
     TRANSFER_RETRY,
     Transfers,
@@ -45,13 +44,9 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def transfer_settings(limits: TransferLimits) -> TransferSettings:
     """The transfers' settings from the user's limits."""
-    try:
-        rate = parse_rate(limits.bwlimit) if limits.bwlimit else None
-    except ValueError as exc:
-        raise ConfigError(f"--bwlimit: {exc}") from exc
     return TransferSettings(
         concurrency=limits.concurrency,
-        bwlimit=rate,
+        bwlimit=limits.bwlimit,
         retry=dataclasses.replace(TRANSFER_RETRY, maximum_attempts=limits.photo_attempts),
     )
 

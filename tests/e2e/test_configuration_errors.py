@@ -146,3 +146,24 @@ def test_a_port_in_use_is_a_clear_message_for_the_sandbox_and_the_daemon(
         text = _refused(env, "daemon", "--listen", f"127.0.0.1:{port}")
         assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in text
         assert "--listen HOST:PORT" in text
+
+
+def test_a_misspelt_variable_is_an_error_with_the_close_match(env: dict[str, str]) -> None:
+    env["ORCH_CONCURENCY"] = "4"
+    for command in (("config",), ("status",)):
+        stderr = _refused(env, *command)
+        assert "ORCH_CONCURENCY: unknown variable (did you mean ORCH_CONCURRENCY?)" in stderr
+
+
+def test_the_test_suites_own_variables_are_not_settings(env: dict[str, str]) -> None:
+    env.update(ORCH_TEST_ANYTHING="1", ORCH_CHAOS_ROUNDS="2", ORCH_BENCH_POSTGRES_URL="x")
+    done = orchestrator("config", env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_bad_rate_is_caught_where_it_was_given(env: dict[str, str], shoot: Path) -> None:
+    env["ORCH_BWLIMIT"] = "abc"
+    assert "ORCH_BWLIMIT = 'abc': invalid rate" in _refused(env, "config")
+    del env["ORCH_BWLIMIT"]
+    stderr = _refused(env, "run", str(shoot), "--profile", "2001", "--bwlimit", "fast")
+    assert "--bwlimit = 'fast': invalid rate" in stderr

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from orchestrator.rules.rates import parse_rate
 from orchestrator.transfer import limits
-from orchestrator.transfer.limits import AdaptiveLimiter, RateLimiter, parse_rate
+from orchestrator.transfer.limits import AdaptiveLimiter, RateLimiter
 
 
 async def test_slots_are_bounded_by_the_limit_and_served_in_order() -> None:
