@@ -67,8 +67,3 @@ def print_table(console: Console, headers: Sequence[str], rows: Sequence[Sequenc
     for row in cells:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 photo`, `2 photos`, `0 photos`: a count with its noun in the right number."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+from orchestrator.words import plural
+
 T = TypeVar("T")
 
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
@@ -31,7 +33,7 @@ class RetriesExhausted(Exception):
     """Every attempt allowed by the policy failed; `last` is the final retryable error."""
 
     def __init__(self, attempts: int, last: RetryableError) -> None:
-        super().__init__(f"gave up after {attempts} attempts: {last}")
+        super().__init__(f"gave up after {plural(attempts, 'attempt')}: {last}")
         self.attempts = attempts
         self.last = last
 

@@ -10,7 +10,8 @@ import typer
 from orchestrator.cli.options import JsonOption
 from orchestrator.cli.output import out, print_json
 from orchestrator.cli.running import run_async, settings
-from orchestrator.display import markup_safe, plural, print_table
+from orchestrator.display import markup_safe, print_table
+from orchestrator.words import plural
 
 
 def show_config(json_output: JsonOption = False) -> None:

@@ -18,14 +18,21 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def fail(message: str, code: int = EXIT_USAGE, *, details: Sequence[str] = ()) -> NoReturn:
-    """Print an error for the user (then each of `details` on a line of its own); exit `code`."""
+    """Print an error for the user (then each of `details` on a line of its own); exit `code`.
+
+    A message of several lines (a list of photos) is printed as its lines, each made visible
+    on its own: the line breaks are ours, whatever else in it is spelled out.
+    """
     if len(details) == 1:
         message, details = f"{message}: {details[0]}", ()
+    first, *more = message.split("\n")
     err.print(
-        f"[bold red]error:[/] {markup_safe(message)}{':' if details else ''}",
+        f"[bold red]error:[/] {markup_safe(first)}{':' if details else ''}",
         markup=True,
         highlight=False,
     )
+    for line in more:
+        err.print(markup_safe(line), markup=True, highlight=False)
     for line in details:
         err.print(f"  {markup_safe(line)}", markup=True, highlight=False)
     raise typer.Exit(code)

@@ -20,8 +20,9 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import err, out, print_json, report_batch, reporter
 from orchestrator.cli.running import needs_services, run_async, settings, with_store
-from orchestrator.display import markup_safe, plural, print_table
+from orchestrator.display import markup_safe, print_table
 from orchestrator.states import JobState
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from orchestrator.store.queries import Store

@@ -12,6 +12,7 @@ from orchestrator.cli.options import JobArgument, JsonOption
 from orchestrator.cli.output import out, print_json
 from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.display import markup_safe
+from orchestrator.words import plural
 
 
 def keywords(
@@ -133,13 +134,13 @@ def approve(
             }
         )
         return
-    out.print(f"{markup_safe(done.job.name)}: {len(done.approved)} photos approved")
+    out.print(f"{markup_safe(done.job.name)}: {plural(len(done.approved), 'photo')} approved")
     for name in done.held_back:
         out.print(f"  held back (flagged by moderation): {markup_safe(name)}")
     if done.held_back:
         out.print(f"  to deliver one anyway: orchestrator approve {done.job.id[:8]} PHOTO")
     if not done.complete:
-        out.print(f"  {len(done.remaining)} photos still to decide")
+        out.print(f"  {plural(len(done.remaining), 'photo')} still to decide")
     elif done.job.queued_for_daemon:
         out.print("  review done: the daemon takes the job on")
     else:

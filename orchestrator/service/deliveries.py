@@ -15,6 +15,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import StateConflict, Store
+from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, Services
 from orchestrator.workflow.deliver import (
     PHASE,
@@ -112,7 +113,7 @@ async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
     outcome = await deliver_photos(ctx, _delivery(ctx.services))
     await ctx.event(
         "deliver",
-        f"delivered again: {outcome.delivered} photos, {outcome.unchanged} unchanged, "
+        f"delivered again: {plural(outcome.delivered, 'photo')}, {outcome.unchanged} unchanged, "
         f"{len(outcome.failures)} failed",
     )
     return outcome
@@ -136,7 +137,9 @@ async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[
             urls = [delivery.urls.purge_url(r.origin_path) for r in records]
             for url in urls:
                 await delivery.imgix.purge(url)
-        await store.add_event(job.id, "deliver", f"purged {len(urls)} URLs from imgix's caches")
+        await store.add_event(
+            job.id, "deliver", f"purged {plural(len(urls), 'URL')} from imgix's caches"
+        )
         return urls
     finally:
         await store.close()

@@ -15,6 +15,7 @@ from orchestrator.service.review import ReviewRefused, edited_keywords, photo_re
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
+from orchestrator.words import plural
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.photos import PhotoFailed
@@ -92,7 +93,9 @@ async def reselect(
         details = await _rewrite(store, files, job, photo, details, chosen)
         views.append(photo_review(photo, details).to_json())
     await store.add_event(
-        job.id, "review", f"keywords chosen again at {threshold:g}% for {len(views)} photos"
+        job.id,
+        "review",
+        f"keywords chosen again at {threshold:g}% for {plural(len(views), 'photo')}",
     )
     return views
 

@@ -34,6 +34,7 @@ from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
 from orchestrator.store.models import LIVE_JOB, Event, Job, Photo, PhotoPhase, Refusal, utcnow
+from orchestrator.words import plural
 
 
 class JobNotFound(OperatorRefusal, LookupError):
@@ -378,7 +379,7 @@ class Store:
                 conn,
                 job.id,
                 "created",
-                f"job created with {len(photos)} photos",
+                f"job created with {plural(len(photos), 'photo')}",
                 to_state=JobState.QUEUED.value,
             )
 

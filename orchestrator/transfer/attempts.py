@@ -9,6 +9,7 @@ from typing import TypeVar
 from orchestrator.retry import RetriesExhausted, RetryableError, RetryPolicy, call_with_retry
 from orchestrator.transfer.errors import LinkExpired, TransferFailed, VerificationFailed
 from orchestrator.transfer.limits import AdaptiveLimiter
+from orchestrator.words import plural
 
 T = TypeVar("T")
 
@@ -86,6 +87,6 @@ async def attempt_until_done(
         if isinstance(exc.last, Mismatch):
             raise VerificationFailed(file_name, str(exc.last)) from None
         raise TransferFailed(
-            file_name, f"gave up after {exc.attempts} attempts: {exc.last}"
+            file_name, f"gave up after {plural(exc.attempts, 'attempt')}: {exc.last}"
         ) from None
     return value, attempts

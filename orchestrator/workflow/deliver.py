@@ -34,6 +34,7 @@ from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
+from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
@@ -189,7 +190,7 @@ async def deliver_photos(ctx: JobContext, delivery: Delivery) -> DeliveryOutcome
     plan = await plan_delivery(ctx.job, ctx.spec, spec, await ctx.store.photos(ctx.job.id))
     if plan.unchanged:
         await ctx.event(
-            "resume", f"{plan.unchanged} photos already delivered; {len(plan.todo)} to go"
+            "resume", f"{plural(plan.unchanged, 'photo')} already delivered; {len(plan.todo)} to go"
         )
     ctx.progress.stage_started(ctx.label, PHASE, files=len(plan.todo), total_bytes=None)
     async with photo_run(
@@ -206,7 +207,7 @@ async def deliver_photos(ctx: JobContext, delivery: Delivery) -> DeliveryOutcome
     if plan.held:
         names = ", ".join(sorted(plan.held))
         message = (
-            f"{len(plan.held)} photos flagged by moderation were not delivered: {names}; "
+            f"held back, flagged by moderation: {plural(len(plan.held), 'photo')} ({names}); "
             f"once approved, `orchestrator deliver {ctx.job.id[:8]}` delivers them"
         )
         await ctx.event("note", message, held=sorted(plan.held))
@@ -366,11 +367,12 @@ async def deliver_stage(ctx: JobContext) -> None:
     outcome = await deliver_photos(ctx, delivery)
     if outcome.failures:
         raise JobFailed(
-            f"{len(outcome.failures)} photos were not delivered (first: {outcome.failures[0]}); "
+            f"{plural(len(outcome.failures), 'photo')} not delivered "
+            f"(first: {outcome.failures[0]}); "
             "`orchestrator retry` delivers only those"
         )
     await ctx.finish_stage(
-        f"{outcome.delivered} photos delivered"
+        f"{plural(outcome.delivered, 'photo')} delivered"
         + (f", {outcome.unchanged} already there" if outcome.unchanged else "")
         + (f", {len(outcome.held)} held back" if outcome.held else "")
     )

@@ -185,7 +185,7 @@ async def _download_one(
     except OutputUnwritable as exc:
         raise JobPaused(f"{exc}. Free space or fix permissions, then run again") from exc
     except (TransferError, RetriesExhausted) as exc:
-        raise PhotoFailed(str(exc)) from exc
+        raise PhotoFailed.of_transfer(exc) from exc
     crash_point("after_download")
     if result.resumed_from and result.attempts:
         await ctx.event(

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
+from orchestrator.retry import RetriesExhausted
 from orchestrator.store.queries import PhaseDone, PhaseFailed
+from orchestrator.transfer.errors import TransferError, TransferFailed
 from orchestrator.workflow.checkpoints import PhotoCheckpoints, photo_checkpoints
 from orchestrator.workflow.context import JobContext
 from orchestrator.workflow.pool import ItemFailed, run_pool
@@ -25,6 +27,12 @@ class PhotoFailed(ItemFailed):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @classmethod
+    def of_transfer(cls, exc: TransferError | RetriesExhausted) -> PhotoFailed:
+        """A transfer's failure as its photo's: the reason alone, without the file's name,
+        which the stage runner puts before every reason."""
+        return cls(exc.reason if isinstance(exc, TransferFailed) else str(exc))
 
 
 class PhotoRun(Generic[T]):

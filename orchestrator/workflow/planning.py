@@ -18,6 +18,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
+from orchestrator.words import plural
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
@@ -340,14 +341,16 @@ async def _sync_photos(
         ]
         if not added:
             return notes
-        await store.add_event(job.id, "source", f"{len(added)} new photos joined the job")
-        return [*notes, f"{job.name}: {len(added)} new photos found; they join the job"]
+        await store.add_event(job.id, "source", f"{plural(len(added), 'new photo')} joined the job")
+        return [*notes, f"{job.name}: {plural(len(added), 'new photo')} found; they join the job"]
     await store.add_event(
-        job.id, "source", f"{len(added)} photos added after the upload are not part of this job"
+        job.id,
+        "source",
+        f"{plural(len(added), 'photo')} added after the upload: not part of this job",
     )
     return [
         *notes,
-        f"{job.name}: {len(added)} photos were added after the upload "
+        f"{job.name}: {plural(len(added), 'photo')} added after the upload "
         f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
         "in a new folder and run that",
     ]
@@ -401,7 +404,7 @@ async def _report_late_changes(
     notes: list[str] = []
     if changed:
         message = (
-            f"{len(changed)} photos changed after they were uploaded "
+            f"{plural(len(changed), 'photo')} changed after the upload "
             f"({_names(changed)}); Imagen edits the versions it was sent. To edit the "
             "new versions, put them in a new folder and run that"
         )
@@ -409,8 +412,8 @@ async def _report_late_changes(
         notes.append(f"{job.name}: {message}")
     if removed:
         message = (
-            f"{len(removed)} photos were removed from the folder after they were "
-            f"uploaded ({_names(removed)}); Imagen has them, so their edits still "
+            f"{plural(len(removed), 'photo')} removed from the folder after the upload "
+            f"({_names(removed)}); Imagen has them, so their edits still "
             "arrive"
         )
         await store.add_event(job.id, "source", message, data={"removed": removed})

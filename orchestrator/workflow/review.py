@@ -14,6 +14,7 @@ from __future__ import annotations
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import PhaseDone, PhotoRecord
+from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused, JobWaiting
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.photos import photo_run
@@ -49,13 +50,14 @@ async def wait_for_review(ctx: JobContext) -> None:
         decisions = [d for p in photos if (d := TagDetails.of(p)) is not None]
         approved = sum(d.approved is True for d in decisions)
         held = len(decisions) - approved
-        message = f"review done: {approved} photos approved" + (
+        message = f"review done: {plural(approved, 'photo')} approved" + (
             f", {held} held back" if held else ""
         )
         await ctx.finish_stage(message if decisions else "review: no photo was tagged")
         return
     ctx.note(
-        f"waiting for review of {len(waiting)} photos: open the web page (`orchestrator ui`) "
+        f"waiting for review of {plural(len(waiting), 'photo')}: open the web page "
+        "(`orchestrator ui`) "
         f"or run `orchestrator approve {ctx.job.id[:8]}`"
     )
     raise JobWaiting(0.0 if ctx.config.wait_inline else RECHECK_SECONDS)
@@ -106,7 +108,9 @@ async def _write_reviewed_keywords(ctx: JobContext, photos: list[PhotoRecord]) -
             f"{len(failures)} photos' reviewed keywords could not be written "
             f"(first: {failures[0]}); fix the cause, then `orchestrator retry`"
         )
-    await ctx.event("review", f"reviewed keywords written into {len(changed)} photos' files")
+    await ctx.event(
+        "review", f"reviewed keywords written into the files of {plural(len(changed), 'photo')}"
+    )
 
 
 def _photo_id(item: tuple[PhotoRecord, TagDetails]) -> int:

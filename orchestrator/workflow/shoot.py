@@ -21,6 +21,7 @@ from orchestrator.imagen.files import (
 )
 from orchestrator.imagen.models import ImageType
 from orchestrator.transfer.localfiles import NotAFile, kind_of, open_regular
+from orchestrator.words import plural
 
 OUTPUT_FOLDERS = ("edited", "exported", "delivered")
 """Folders of a shoot that hold our own outputs and are never read as input."""
@@ -178,7 +179,7 @@ def scan_shoot(
     if unnameable:
         listed = "\n  ".join(unnameable)
         raise ShootError(
-            f"Imagen refuses the names of {len(unnameable)} photos:\n  {listed}\n"
+            f"Imagen refuses the names of {plural(len(unnameable), 'photo')}:\n  {listed}\n"
             "rename them (letters, digits, spaces, - and _ are safe) and run again; "
             "nothing was sent"
         )
@@ -341,10 +342,11 @@ def _refuse_clashing_names(kind: ImageType, photos: list[FoundPhoto]) -> None:
         clashes += [", ".join(paths) for paths in groups.values() if len(paths) > 1]
     if clashes:
         listed = "\n  ".join(sorted(set(clashes)))
+        example = "CR2" if kind is ImageType.RAW else "JPG"
         raise ShootError(
             f"these {kind.value} photos would get the same name at Imagen or in the output "
             f"folder:\n  {listed}\nrename one of each group (or move it to another shoot) "
             f"and run again, or add {PREFIX_OPTION} to send the photos of each subfolder under "
-            "names prefixed with it (Card 1_IMG_0001.CR2); the outputs keep the photos' own "
-            "names and folders"
+            f"names prefixed with it (Card 1_IMG_0001.{example}); the outputs keep the photos' "
+            "own names and folders"
         )

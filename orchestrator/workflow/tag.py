@@ -35,6 +35,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.store.tag_results import keep_result, kept_result
+from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
@@ -76,7 +77,7 @@ async def tag_photos(ctx: JobContext) -> None:
     photos = await ctx.store.photos(ctx.job.id)
     todo = [p for p in photos if not p.done(PHASE)]
     if len(todo) < len(photos):
-        await ctx.event("resume", f"{len(photos) - len(todo)} photos already tagged")
+        await ctx.event("resume", f"{plural(len(photos) - len(todo), 'photo')} already tagged")
     todo_now = await _within_quota(ctx, tagging, spec, todo)
     ctx.progress.stage_started(ctx.label, PHASE, files=len(todo_now), total_bytes=None)
     async with photo_run(
@@ -87,13 +88,14 @@ async def tag_photos(ctx: JobContext) -> None:
     await _report_flagged(ctx)
     if failures:
         raise JobFailed(
-            f"{len(failures)} photos could not be tagged (first: {failures[0]}); "
+            f"{plural(len(failures), 'photo')} could not be tagged (first: {failures[0]}); "
             "`orchestrator retry` tags only those"
         )
     if len(todo_now) < len(todo):
         usage = await tagging.imagga.usage()
         raise JobPaused(
-            f"tagged {len(todo_now)} photos; {len(todo) - len(todo_now)} wait for Imagga's "
+            f"tagged {plural(len(todo_now), 'photo')}; "
+            f"{len(todo) - len(todo_now)} wait for Imagga's "
             f"quota: {quota_spent(usage)}. Run again then"
         )
     await ctx.finish_stage("keywords written")
@@ -113,7 +115,8 @@ async def _within_quota(
     if needed <= usage.left:
         await ctx.event(
             "tag",
-            f"tagging {len(todo)} photos: {needed} Imagga requests of {usage.left} left this "
+            f"tagging {plural(len(todo), 'photo')}: {needed} Imagga requests of {usage.left} "
+            "left this "
             f"month, {tagging.imagga.concurrency} at once",
         )
         return todo
@@ -121,7 +124,7 @@ async def _within_quota(
     if not tagging.anyway or allowed == 0:
         hint = f", or add --tag-anyway to tag the {allowed} it allows now" if allowed else ""
         raise JobPaused(
-            f"{quota_spent(usage, needed)} for {len(todo)} photos. Run again once it has "
+            f"{quota_spent(usage, needed)} for {plural(len(todo), 'photo')}. Run again once it has "
             f"reset{hint}"
         )
     await ctx.event(
@@ -265,7 +268,9 @@ async def _report_flagged(ctx: JobContext) -> None:
     ]
     if flagged:
         shown = ", ".join(flagged[:10]) + (" …" if len(flagged) > 10 else "")
-        message = f"moderation flagged {len(flagged)} photos (never delivered unseen): {shown}"
+        message = (
+            f"moderation flagged {plural(len(flagged), 'photo')} (never delivered unseen): {shown}"
+        )
         await ctx.event("moderation", message, flagged=flagged)
         ctx.note(message, level="warn")
 

@@ -22,6 +22,7 @@ from orchestrator.transfer.hashing import (
     new_md5,
     read_whole,
 )
+from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.pool import run_pool
@@ -245,7 +246,7 @@ async def upload_photos(ctx: JobContext) -> None:
         done_before = len(photos) - len(pending)
         if done_before:
             await ctx.event(
-                "resume", f"{done_before} photos already uploaded; {len(pending)} to go"
+                "resume", f"{plural(done_before, 'photo')} already uploaded; {len(pending)} to go"
             )
         hashes = HashAhead(ctx, source, pending, run)
         book = LinkBook(ctx, pending, hashes)
@@ -265,11 +266,11 @@ async def upload_photos(ctx: JobContext) -> None:
     await retries.record(ctx, "upload")
     if failures:
         raise JobFailed(
-            f"{len(failures)} of {len(photos)} photos could not be uploaded "
+            f"{len(failures)} of {plural(len(photos), 'photo')} could not be uploaded "
             f"(first: {failures[0]}); the edit waits until every photo is up. "
             "Fix the cause, then `orchestrator retry`"
         )
-    await ctx.finish_stage(f"all {len(photos)} photos uploaded")
+    await ctx.finish_stage(f"uploaded: {plural(len(photos), 'photo')}, every one")
 
 
 def _photo_id(photo: PhotoRecord) -> int:
@@ -382,7 +383,7 @@ async def _follow_or_leave_out(
     await ctx.store.remove_photos(ctx.lease, [p.id for p in gone])
     await ctx.event(
         LEFT_OUT,
-        f"{len(gone)} photos were gone from the folder before their upload; left out",
+        f"{plural(len(gone), 'photo')} gone from the folder before the upload; left out",
         photos=[p.rel_path for p in gone],
     )
 
@@ -477,7 +478,7 @@ async def _upload_one(
             fresh[0] = True
             continue
         except (TransferError, RetriesExhausted) as exc:
-            raise PhotoFailed(str(exc)) from exc
+            raise PhotoFailed.of_transfer(exc) from exc
         crash_point("after_upload")
         return PhaseDone(PHASE)
     raise PhotoFailed(

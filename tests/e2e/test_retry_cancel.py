@@ -98,6 +98,9 @@ def test_an_unreadable_photo_fails_alone_and_retry_uploads_only_it(
     assert job["state"] == "failed"
     assert [(p["path"], p["phase"]) for p in job["failed_photos"]] == [("IMG_0002.jpg", "upload")]
     assert "cannot read it" in job["failed_photos"][0]["reason"]
+    # The photo is named once: by the stage, not again by the transfer's own message.
+    assert not job["failed_photos"][0]["reason"].startswith("IMG_0002.jpg")
+    assert job["last_error"].count("IMG_0002.jpg") == 1, job["last_error"]
     project = project_of(sandbox_url, job)
     # The others were uploaded; the edit waits for every photo.
     assert sorted(project["files"]) == sorted(n for n in files if n != "IMG_0002.jpg")

@@ -105,7 +105,7 @@ async def test_new_and_vanished_photos_join_or_leave_the_job_until_the_uploads_e
     new_version(shoot / "late" / "IMG_0100.jpg", "new")
 
     notes = await notes_of_next_run(h, shoot)
-    assert any("1 new photos found; they join the job" in n for n in notes)
+    assert any("1 new photo found; they join the job" in n for n in notes)
     await h.drive(job_id)
     expected = sorted([*(n for n in names if n != "IMG_0001.jpg"), "IMG_0100.jpg"])
     project = h.ledger_project(job_id)
@@ -127,9 +127,9 @@ async def test_after_the_uploads_changes_are_reported_and_never_mixed_in(
     new_version(shoot / "IMG_0100.jpg", "too late")
 
     notes = " | ".join(await notes_of_next_run(h, shoot))
-    assert "1 photos changed after they were uploaded (IMG_0001.jpg)" in notes
-    assert "1 photos were removed from the folder after they were uploaded (IMG_0002.jpg)" in notes
-    assert "1 photos were added after the upload (IMG_0100.jpg)" in notes
+    assert "1 photo changed after the upload (IMG_0001.jpg)" in notes
+    assert "1 photo removed from the folder after the upload (IMG_0002.jpg)" in notes
+    assert "1 photo added after the upload (IMG_0100.jpg)" in notes
     await h.drive(job_id)
     project = h.ledger_project(job_id)
     files = files_of(project)
