@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator import DISTRIBUTION
 from orchestrator.cli import configuration, delivery, jobs, processes, review
 from orchestrator.cli.output import VERBOSITY
 
@@ -64,7 +65,7 @@ db_app.command("upgrade")(configuration.db_upgrade)
 def show_version(asked: bool) -> None:
     """--version: print the installed version and stop."""
     if asked:
-        sys.stdout.write(f"orchestrator {package_version('orchestrator')}\n")
+        sys.stdout.write(f"orchestrator {package_version(DISTRIBUTION)}\n")
         raise typer.Exit()
 
 

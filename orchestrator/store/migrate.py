@@ -61,7 +61,7 @@ def migrations_dir() -> Path:
 def _installed_migrations_dir() -> Path | None:
     """The migrations folder recorded in the installed distribution's file list, if any."""
     try:
-        files = importlib.metadata.files("orchestrator") or []
+        files = importlib.metadata.files(orchestrator.DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
         return None
     for file in files:
