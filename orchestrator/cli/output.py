@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from orchestrator.states import JobState
 if TYPE_CHECKING:
     from orchestrator.cli.reporting import Reporter
     from orchestrator.service.batch import BatchResult
+    from orchestrator.store.models import Job
 
 out = make_console()
 err = make_console(stderr=True)
@@ -33,6 +35,11 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+def continue_command(job: Job) -> str:
+    """The command that takes a `run` job on once its review is done."""
+    return f"orchestrator run {shlex.quote(job.source)}"
+
+
 def report_batch(result: BatchResult, json_output: bool) -> None:
     """Print how each job ended, where its outputs are, and every failed photo."""
     from orchestrator.service import jobs as job_views
@@ -51,7 +58,8 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
         if job.state == JobState.REVIEWING:
             out.print(
                 f"  waiting for review: open the web page (`orchestrator ui`) or run "
-                f"`orchestrator approve {job.id[:8]}`, then run the same command again"
+                f"`orchestrator approve {job.id[:8]}`, then continue with "
+                f"`{markup_safe(continue_command(job))}`"
             )
         if outcome.paused:
             out.print(f"  stopped: {markup_safe(outcome.paused)}")

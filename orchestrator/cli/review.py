@@ -9,7 +9,7 @@ import typer
 
 from orchestrator.cli.errors import fail
 from orchestrator.cli.options import JobArgument, JsonOption
-from orchestrator.cli.output import out, print_json
+from orchestrator.cli.output import continue_command, out, print_json
 from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.display import markup_safe
 from orchestrator.words import plural
@@ -144,4 +144,4 @@ def approve(
     elif done.job.queued_for_daemon:
         out.print("  review done: the daemon takes the job on")
     else:
-        out.print("  review done: run the same command again to continue")
+        out.print(f"  review done: continue with `{markup_safe(continue_command(done.job))}`")

@@ -29,6 +29,9 @@ from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 
+EXIT_REVIEW = 4
+"""The exit code of a run that stops because its jobs wait for a person's review."""
+
 
 @dataclass
 class BatchResult:
@@ -42,9 +45,17 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every job completed cleanly, else 1."""
-        clean = all(o.job.state == JobState.COMPLETED and o.paused is None for o in self.outcomes)
-        return 0 if clean and not any(self.failed_photos.values()) else 1
+        """0 when every job completed cleanly; 4 when the others did and some wait for a
+        person's review (`EXIT_REVIEW`); else 1."""
+        waiting = [o for o in self.outcomes if o.job.state == JobState.REVIEWING]
+        clean = all(
+            o.job.state == JobState.COMPLETED and o.paused is None
+            for o in self.outcomes
+            if o not in waiting
+        )
+        if not clean or any(self.failed_photos.values()):
+            return 1
+        return EXIT_REVIEW if waiting else 0
 
 
 @dataclass
