@@ -4,6 +4,7 @@ pruning, the same call."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 from datetime import timedelta
@@ -34,16 +35,7 @@ async def prune_database(
 
 def report_json(report: PruneReport) -> dict[str, Any]:
     """The report as `prune --json` prints it."""
-    return {
-        "cutoff": report.cutoff.isoformat(),
-        "dry_run": report.dry_run,
-        "jobs": report.jobs,
-        "photos": report.photos,
-        "events": report.events,
-        "callbacks": report.callbacks,
-        "bytes_before": report.bytes_before,
-        "bytes_after": report.bytes_after,
-    }
+    return {**dataclasses.asdict(report), "cutoff": report.cutoff.isoformat()}
 
 
 async def prune_daily(store: Store, older_than_days: float, stop: asyncio.Event) -> None:
