@@ -4,8 +4,8 @@ pruning, the same call."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
