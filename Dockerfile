@@ -11,6 +11,12 @@ COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim
+# exiftool writes the keywords into the files (--tag); without it a tagging job is refused.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libimage-exiftool-perl \
+    && rm -rf /var/lib/apt/lists/*
+# The default user; Compose runs the daemon as the host user who owns the shoots instead
+# (ORCH_UID/ORCH_GID), so its outputs land beside the photos with that user's ownership.
 RUN useradd --create-home --uid 10001 orchestrator
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

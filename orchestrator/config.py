@@ -674,8 +674,11 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
-OTHER_VARIABLES = frozenset({"ORCH_CONFIG", "ORCH_CRASH_AT"})
-"""The ORCH_* variables read outside the settings: the file's path, the crash tests' kill."""
+OTHER_VARIABLES = frozenset(
+    {"ORCH_CONFIG", "ORCH_CRASH_AT", "ORCH_PORT", "ORCH_SHOOTS", "ORCH_UID", "ORCH_GID"}
+)
+"""The ORCH_* variables read outside the settings: the file's path, the crash tests' kill, and
+those docker-compose.yml reads (published port, shoots folder, the user the daemon runs as)."""
 DEVELOPER_PREFIXES = ("ORCH_TEST_", "ORCH_CHAOS_", "ORCH_BENCH_")
 """Variables of the test suite and the benchmarks (a test database, kill rounds): not settings."""
 

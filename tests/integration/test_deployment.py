@@ -27,13 +27,14 @@ import yaml
 from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 
-from orchestrator.config import Settings
+from orchestrator.config import OTHER_VARIABLES, Settings
+from orchestrator.workflow.services import EXIFTOOL
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
 
 SERVICE_KEYS = {
-    "image", "build", "profiles", "depends_on", "environment", "entrypoint", "command",
+    "image", "build", "profiles", "depends_on", "user", "environment", "entrypoint", "command",
     "ports", "volumes", "healthcheck", "stop_grace_period", "restart",
 }  # fmt: skip
 """The Compose service keys this file may use (a misspelt key is ignored by Compose)."""
@@ -200,6 +201,43 @@ def test_the_commands_they_run_exist_with_their_options() -> None:
     path, probed = _probe(services["sandbox"]["healthcheck"]["test"])
     assert probed == port
     assert path in _routes(PACKAGE / "sandbox")
+
+
+def test_the_image_can_write_keywords() -> None:
+    """The keywording stage writes with exiftool: the image installs it (Debian's package)."""
+    installs = [args for keyword, args in _dockerfile() if keyword == "RUN" and "apt-get" in args]
+    assert any("libimage-exiftool-perl" in args for args in installs), installs
+    assert EXIFTOOL.command(Settings()) == "exiftool"  # what the package puts on the PATH
+
+
+def test_the_daemon_is_given_every_service_setting_from_the_shell() -> None:
+    """Keywords, delivery, hot folders and pruning work in Compose: their variables pass
+    through from the shell when set there (no value in the file: unset when unset)."""
+    environment = _compose_file()["services"]["daemon"]["environment"]
+    wanted = {
+        name
+        for name in SETTINGS_ENV
+        if name.startswith(("IMAGGA_", "IMGIX_", "ORCH_IMAGGA_"))
+        or name in {"ORCH_HOT_FOLDERS", "ORCH_PRUNE_AFTER_DAYS"}
+    }
+    assert wanted <= set(environment), wanted - set(environment)
+    assert all(environment[name] is None for name in wanted)
+
+
+def test_the_daemon_runs_as_the_user_who_owns_the_shoots() -> None:
+    user = _compose_file()["services"]["daemon"]["user"]
+    assert re.fullmatch(r"\$\{ORCH_UID:-\d+\}:\$\{ORCH_GID:-\d+\}", user), user
+    uid, gid = _interpolated(user).split(":")
+    assert int(uid) and int(gid)
+
+
+def test_the_compose_files_own_variables_do_not_stop_the_program() -> None:
+    """A shell that exports the compose file's ORCH_* variables can still run `orchestrator`:
+    each is a setting or one the program knows to leave alone."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{(ORCH_\w+)", text))
+    assert used
+    assert used <= set(SETTINGS_ENV) | OTHER_VARIABLES, used - set(SETTINGS_ENV) - OTHER_VARIABLES
 
 
 def _compose() -> list[str] | None:
