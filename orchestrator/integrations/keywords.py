@@ -111,6 +111,12 @@ class KeywordFiles:
             self._write, path, list(add), list(remove), list(hierarchy), list(remove_hierarchy)
         )
 
+    async def carry(self, sources: Sequence[Path], target: Path) -> None:
+        """Copy what the photographer made (`PHOTOGRAPHERS_TAGS`, and the IPTC record into a
+        JPEG or DNG) from each of `sources` into `target`, a later source winning over an
+        earlier one, and whatever the target held of the same tags; nothing else changes."""
+        await self._in_thread(self._carry, list(sources), target)
+
     def close(self) -> None:
         """Stop the exiftool process, if one was started, and its thread."""
         with self._lock:
@@ -193,6 +199,46 @@ class KeywordFiles:
                 raise KeywordWriteFailed(
                     f"{path.name}: exiftool could not write its keywords: {_why(exc)}"
                 ) from None
+
+    def _carry(self, sources: list[Path], target: Path) -> None:
+        for path in (*sources, target):
+            _check_name(path)
+        target.with_name(target.name + "_exiftool_tmp").unlink(missing_ok=True)
+        with self._lock:
+            try:
+                self._started().execute(*_carry_args(sources, target))
+            except ExifToolException as exc:
+                raise KeywordWriteFailed(
+                    f"{target.name}: exiftool could not carry the photographer's ratings and "
+                    f"captions into it: {_why(exc)}"
+                ) from None
+
+
+PHOTOGRAPHERS_TAGS = (
+    "-XMP-xmp:Rating",
+    "-XMP-xmp:Label",
+    "-XMP-xmpDM:Good",
+    "-XMP-photomech:all",
+    "-XMP-dc:all",
+    "-XMP-lr:HierarchicalSubject",
+    "-XMP-photoshop:all",
+    "-XMP-iptcCore:all",
+    "-XMP-iptcExt:all",
+    "-XMP-xmpRights:all",
+)
+"""What a photographer makes of a photo, in XMP: rating (-1 is a reject), colour label, pick
+(Photo Mechanic's tag, Bridge's Good), title, caption, creator, rights, their own keywords and
+hierarchy, IPTC contact, location and copyright. Never Camera Raw's `crs:` settings (Imagen's
+edit), the document's ids or the camera's own data (orientation, exposure)."""
+
+
+def _carry_args(sources: Sequence[Path], target: Path) -> list[str]:
+    args = ["-overwrite_original", "-charset", "iptc=UTF8"]
+    for source in sources:
+        args += ["-tagsFromFile", str(source), *PHOTOGRAPHERS_TAGS]
+        if target.suffix.lower() in EMBEDDED:
+            args.append("-IPTC:all")
+    return [*args, str(target)]
 
 
 def _alive(tool: ExifToolHelper) -> bool:

@@ -7,22 +7,29 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from orchestrator.crashpoints import crash_point
 from orchestrator.imagen.files import UnsafeFileName
 from orchestrator.imagen.models import DownloadLink
+from orchestrator.integrations.keywords import INSTALL_HINT, ExiftoolMissing, KeywordWriteFailed
 from orchestrator.retry import RetriesExhausted
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, TransferError
+from orchestrator.transfer.hashing import md5_of_file
 from orchestrator.transfer.localfiles import written_before
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants_export
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.retries import RetryTally
+from orchestrator.workflow.services import PHOTO_METADATA
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Labels, Stage
+
+if TYPE_CHECKING:
+    from orchestrator.integrations.keywords import KeywordFiles
 
 NAMES_NOTED = 5
 """Names quoted in one note about an odd answer before the rest are only counted."""
@@ -71,6 +78,10 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
     todo = [(p, name) for p, name in work if not _already_there(places, p, name)]
     guard = None if await _follows_earlier_jobs(ctx) else ctx.job.created_at.timestamp()
     retries = RetryTally()
+    made = Made(
+        await asyncio.to_thread(photographers_files, Path(ctx.job.source), [p for p, _ in todo]),
+        ctx.services.find(PHOTO_METADATA),
+    )
     if len(todo) < len(work):
         await ctx.event(
             "resume",
@@ -99,7 +110,9 @@ async def download_outputs(ctx: JobContext, outputs: Outputs) -> None:
             )
         failures = [f"{p.rel_path}: {reason}" for p in missing] + await run.run(
             todo,
-            lambda item: _download_one(ctx, links, run, places, outputs, item, guard, retries),
+            lambda item: _download_one(
+                ctx, links, run, places, outputs, item, guard, retries, made
+            ),
         )
     ctx.progress.stage_finished(ctx.label, outputs.stage)
     await retries.record(ctx, outputs.stage)
@@ -155,6 +168,7 @@ async def _download_one(
     item: Work,
     older_than: float | None,
     retries: RetryTally,
+    made: Made,
 ) -> PhaseDone:
     """Fetch one output; a file already at its place from before `older_than` (the job's
     start) is not ours and is never replaced (a sidecar beside its RAW is kept as .orig)."""
@@ -193,7 +207,95 @@ async def _download_one(
             f"{name}: continued an interrupted download from byte "
             f"{result.resumed_from} of {result.size}",
         )
-    return PhaseDone(outputs.phase, output=name, size=result.size, md5=result.md5_hex)
+    size, md5 = result.size, result.md5_hex
+    if await made.carry(ctx, photo, target):
+        size, md5 = await _measured(target)
+    return PhaseDone(outputs.phase, output=name, size=size, md5=md5)
+
+
+async def _measured(path: Path) -> tuple[int, str]:
+    """The size and MD5 of a file as it is now."""
+    hasher = await md5_of_file(path)
+    return (await asyncio.to_thread(os.path.getsize, path)), hasher.hexdigest()
+
+
+SIDECAR = ".xmp"
+"""What a photographer's culling tool writes beside a photo: Lightroom, Photo Mechanic,
+Narrative Select and Capture One write NAME.xmp, darktable NAME.CR2.xmp (any letter case)."""
+EMBEDDING = frozenset({".jpg", ".jpeg"})
+"""Photos whose own ratings and captions are read too (their XMP and IPTC sit at the start of
+the file); a RAW's are read from its sidecar."""
+HEADER_BYTES = 256 * 1024
+"""How much of a JPEG is looked at for its XMP or IPTC record."""
+_MARKERS = (b"http://ns.adobe.com/xap/1.0/\x00", b"Photoshop 3.0\x00")
+
+
+def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int, list[Path]]:
+    """For each photo that carries something the photographer made, where it is: the photo
+    itself (a JPEG with XMP or IPTC), then its sidecar (which wins). One look at each folder."""
+    folders: dict[Path, dict[str, str]] = {}
+    found: dict[int, list[Path]] = {}
+    for photo in photos:
+        path = source / photo.rel_path
+        if path.parent not in folders:
+            try:
+                names = os.listdir(path.parent)
+            except OSError:
+                names = []
+            folders[path.parent] = {name.casefold(): name for name in names}
+        listed = folders[path.parent]
+        files = [path] if path.suffix.lower() in EMBEDDING and _embeds(path) else []
+        sidecars = (listed.get(f"{name}{SIDECAR}".casefold()) for name in (path.stem, path.name))
+        files += [path.with_name(real) for real in sidecars if real is not None][:1]
+        if files:
+            found[photo.id] = files
+    return found
+
+
+def _embeds(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(HEADER_BYTES)
+    except OSError:
+        return False
+    return any(marker in head for marker in _MARKERS)
+
+
+class Made:
+    """What the photographer made of the stage's photos (ratings, labels, captions, their
+    keywords, IPTC contact and copyright), and the exiftool that carries it into each output:
+    Imagen's edit keeps its own `crs:` settings, the photographer's work wins over the rest."""
+
+    def __init__(self, files: dict[int, list[Path]], exiftool: KeywordFiles | None) -> None:
+        self._files = files
+        self._exiftool = exiftool
+        self._noted = False
+
+    async def carry(self, ctx: JobContext, photo: PhotoRecord, target: Path) -> bool:
+        """Carry the photo's into `target`; whether the file changed."""
+        sources = self._files.get(photo.id)
+        if not sources or self._exiftool is None:
+            return False
+        # A sidecar beside its RAW was kept as NAME.orig before Imagen's took its place.
+        wanted = [target.with_name(target.name + ".orig") if s == target else s for s in sources]
+        sources = await asyncio.to_thread(lambda: [s for s in wanted if s.exists()])
+        if not sources:
+            return False
+        try:
+            await self._exiftool.carry(sources, target)
+        except ExiftoolMissing:
+            if not self._noted:
+                self._noted = True
+                message = (
+                    "the shoot's ratings, labels and captions were not carried into the "
+                    f"outputs: {INSTALL_HINT}"
+                )
+                await ctx.event("note", message)
+                ctx.note(message, level="warn")
+            return False
+        except KeywordWriteFailed as exc:
+            raise PhotoFailed(str(exc)) from None
+        return True
 
 
 async def _keep_existing_sidecar(ctx: JobContext, target: Path, *, earlier_jobs: bool) -> None:
@@ -258,6 +360,7 @@ def download_stage(
         applies=applies,
         labels=Labels(done=f"{outputs.phase}ed", phase=f"{outputs.phase} download"),
         crash_points=("mid_download", "before_rename", "after_download"),
+        requires=(PHOTO_METADATA,),
     )
 
 

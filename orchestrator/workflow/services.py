@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     # Types only: a stage's declaration loads no HTTP stack.
     from orchestrator.integrations.delivery_files import Urls
     from orchestrator.integrations.imgix import ImgixClient
+    from orchestrator.integrations.keywords import KeywordFiles
     from orchestrator.integrations.tagging import Tagging
 
 TAGGING_NOT_CONFIGURED = (
@@ -93,6 +94,20 @@ def build_delivery(group: ImgixSettings, connection: Connection) -> Delivery:
     )
 
 
+def _never_missing(command: str) -> str | None:
+    return None
+
+
+def build_photo_metadata(command: str, connection: Connection) -> KeywordFiles:
+    """An exiftool of its own for carrying what the photographer made into the outputs
+    (started on first use, closed with the connection)."""
+    from orchestrator.integrations.keywords import KeywordFiles
+
+    files = KeywordFiles(command)
+    connection.closing.callback(files.close)
+    return files
+
+
 def _tagging_settings(settings: Settings) -> TaggingSettings:
     return settings.tagging
 
@@ -115,3 +130,9 @@ IMGIX: Service[ImgixSettings, Delivery] = Service(
     name="imgix", settings=_imgix_settings, missing=_imgix_missing, build=build_delivery
 )
 """The imgix Source (IMGIX_*)."""
+PHOTO_METADATA: Service[str, KeywordFiles] = Service(
+    name="exiftool", settings=_exiftool, missing=_never_missing, build=build_photo_metadata
+)
+"""exiftool for the downloads, which carry a shoot's ratings, labels and captions into its
+outputs. Never a requirement: a shoot that has none needs no exiftool, and one that has some
+without exiftool gets its outputs all the same, with a note (ORCH_EXIFTOOL)."""

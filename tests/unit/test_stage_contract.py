@@ -13,7 +13,7 @@ from orchestrator.config import ConfigError, Settings
 from orchestrator.service.wiring import connected
 from orchestrator.spec import DeliverSpec, JobSpec, TagSpec
 from orchestrator.workflow.journey import PIPELINE
-from orchestrator.workflow.services import IMGIX, TAGGING, TAGGING_NOT_CONFIGURED
+from orchestrator.workflow.services import IMGIX, PHOTO_METADATA, TAGGING, TAGGING_NOT_CONFIGURED
 from tests.extra_stage import (
     CHECKSUM_PIPELINE,
     CHECKSUMMING,
@@ -76,7 +76,7 @@ async def test_the_wiring_builds_what_the_stages_declare_and_is_configured(
         assert services.find(TAGGING) is None and services.find(IMGIX) is None
     async with connected(bare) as services:
         assert services.find(LEDGER) is None  # the product's pipeline does not declare it
-    assert CHECKSUM_PIPELINE.services() == [LEDGER, TAGGING, IMGIX]
+    assert CHECKSUM_PIPELINE.services() == [PHOTO_METADATA, LEDGER, TAGGING, IMGIX]
 
 
 def test_labels_crash_points_and_details_come_from_the_declaration() -> None:
