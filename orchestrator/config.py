@@ -276,6 +276,8 @@ class WebSettings:
     """Whether /metrics needs the token too."""
     allowed_hosts: str
     """More host names (comma-separated) the daemon may be reached by."""
+    login_window_seconds: float
+    """The window in which an address may give 5 wrong tokens at /login."""
 
     def token(self) -> str | None:
         """The UI token's value, if one is set (an empty one is none)."""
@@ -403,6 +405,14 @@ class Settings(BaseSettings):
     )
     """More names (comma-separated) the daemon may be reached by, besides loopback, the
     --listen host and the --public-url host; other `Host` headers are refused on /api."""
+    login_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        validation_alias=_env("ORCH_LOGIN_WINDOW", "login_window_seconds"),
+    )
+    """An address that gives 5 wrong tokens at /login within this many seconds waits until
+    the first of them is this old (answered 429 with Retry-After)."""
     imagga_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("IMAGGA_API_KEY", "imagga_api_key")
     )
@@ -637,6 +647,7 @@ class Settings(BaseSettings):
             ui_token=self.ui_token,
             metrics_need_token=self.metrics_need_token,
             allowed_hosts=self.allowed_hosts,
+            login_window_seconds=self.login_window_seconds,
         )
 
     @property
