@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from orchestrator.integrations.imagga_models import SAFE_CATEGORY, Category, Suggestion
 from orchestrator.spec import TagSpec
 
-
 KEYWORD_BYTES = 64
 """Longest keyword in UTF-8 bytes: IPTC's limit for Keywords (IIM 2:25). XMP has none, but one
 keyword is written to both, and a suggestion longer than this is no keyword (an Imagga answer
