@@ -40,6 +40,7 @@ from orchestrator.rules.database import default_database_path
 from orchestrator.rules.delivery import check_domain
 from orchestrator.rules.rates import parse_rate
 from orchestrator.spec import JobSpec
+from orchestrator.words import plural
 
 PRODUCTION_API_URL = "https://api.imagen-ai.com/v1"
 IMAGGA_PRODUCTION_URL = "https://api.imagga.com/v2"
@@ -131,11 +132,14 @@ class HotFolder(JobSpec, frozen=True, extra="forbid"):
     prefix_subfolders: bool = False
     """Send the photos of a drop's subfolders under names prefixed with their subfolder, as
     `run --prefix-subfolders` does (two camera bodies' IMG_0001.CR2 in one drop)."""
+    notify: list[SecretStr] = Field(default_factory=list)
+    """Apprise URLs told about this folder's jobs, beside ORCH_NOTIFY's (they may hold
+    secrets: kept in the daemon's memory, never in the job's stored spec)."""
 
     def spec(self) -> JobSpec:
         """What each drop's jobs are asked to do."""
         return JobSpec.model_validate(
-            self.model_dump(exclude={"path", "profiles", "prefix_subfolders"})
+            self.model_dump(exclude={"path", "profiles", "prefix_subfolders", "notify"})
         )
 
 
@@ -258,6 +262,8 @@ class DaemonSettings:
     """Seconds between two looks at the watched folders."""
     prune_after_days: float | None
     """Finished jobs older than this are pruned at start and daily; None: never."""
+    notify: list[SecretStr]
+    """Apprise URLs told about every job's news (hot folders may add their own)."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,8 @@ class WebSettings:
     """Whether /metrics needs the token too."""
     allowed_hosts: str
     """More host names (comma-separated) the daemon may be reached by."""
+    login_window_seconds: float
+    """The window in which an address may give 5 wrong tokens at /login."""
 
     def token(self) -> str | None:
         """The UI token's value, if one is set (an empty one is none)."""
@@ -377,6 +385,12 @@ class Settings(BaseSettings):
     )
     """The daemon removes finished jobs that ended more than this many days ago, with their
     photos and history, at start and once a day (what `orchestrator prune` does); unset: never."""
+    notify: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ORCH_NOTIFY", "notify")
+    )
+    """Apprise URLs (Slack, e-mail, Telegram, a webhook, …) the daemon tells when a job waits
+    for review, completes, fails or pauses; comma-separated in the environment, a list in
+    TOML. They may hold tokens and passwords: never logged, printed or stored."""
     ui_token: SecretStr | None = Field(
         default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token")
     )
@@ -391,6 +405,14 @@ class Settings(BaseSettings):
     )
     """More names (comma-separated) the daemon may be reached by, besides loopback, the
     --listen host and the --public-url host; other `Host` headers are refused on /api."""
+    login_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        validation_alias=_env("ORCH_LOGIN_WINDOW", "login_window_seconds"),
+    )
+    """An address that gives 5 wrong tokens at /login within this many seconds waits until
+    the first of them is this old (answered 429 with Retry-After)."""
     imagga_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("IMAGGA_API_KEY", "imagga_api_key")
     )
@@ -488,6 +510,14 @@ class Settings(BaseSettings):
         # The environment gives a comma-separated line; TOML gives a list.
         if isinstance(value, str):
             return [word.strip() for word in value.split(",") if word.strip()]
+        return value
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        # The environment gives one line: Apprise URLs separated by commas or spaces.
+        if isinstance(value, str):
+            return [url for url in re.split(r"[,\s]+", value) if url]
         return value
 
     @field_validator("imgix_api_url")
@@ -607,6 +637,7 @@ class Settings(BaseSettings):
             hot_folder_settle_seconds=self.hot_folder_settle_seconds,
             hot_folder_scan_seconds=self.hot_folder_scan_seconds,
             prune_after_days=self.prune_after_days,
+            notify=self.notify,
         )
 
     @property
@@ -616,6 +647,7 @@ class Settings(BaseSettings):
             ui_token=self.ui_token,
             metrics_need_token=self.metrics_need_token,
             allowed_hosts=self.allowed_hosts,
+            login_window_seconds=self.login_window_seconds,
         )
 
     @property
@@ -642,6 +674,7 @@ _SECRET_FIELDS = frozenset(
         "ui_token",
         "imgix_api_key",
         "imgix_secure_url_token",
+        "notify",
     }
 )
 
@@ -850,7 +883,13 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     for field in Settings.model_fields:
         value = getattr(settings, field)
         if field in _SECRET_FIELDS:
-            shown = "(not set)" if value is None else "**** (set)"
+            shown = (
+                "(not set)"
+                if value is None or value == []
+                else f"**** ({plural(len(value), 'URL')}, masked)"
+                if isinstance(value, list)
+                else "**** (set)"
+            )
         elif field in _URL_FIELDS and isinstance(value, str):
             shown = _without_credentials(value)
         elif isinstance(value, list):

@@ -28,13 +28,15 @@ from orchestrator.service.http import Access, Operations, RedactingAccessLogger,
 from orchestrator.service.logs import configure_logging
 from orchestrator.service.maintenance import prune_daily
 from orchestrator.service.metrics import Metrics, MetricsProgress
+from orchestrator.service.notify import Notifier, NotifyingEngine
 from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
 from orchestrator.service.signals import stop_on_signals
 from orchestrator.service.submit import Submitted, submit_request
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.service.wiring import connected, engine_config, make_engine
+from orchestrator.service.wiring import connected, engine_config
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
+from orchestrator.store.queries import process_owner
 from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig
 from orchestrator.workflow.planning import RunRequest
@@ -98,9 +100,9 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             )
         )
         client = services.imagen
-        engine = make_engine(
-            store, services, MetricsProgress(metrics), daemon_engine_config(settings)
-        )
+        # Checked before listening: a URL Apprise cannot use stops the start (exit 2).
+        notifier = Notifier(daemon.notify, daemon.hot_folders)
+        stack.push_async_callback(notifier.drain)
         app = build_app(
             operations=Operations(store=store, health=health, metrics=metrics),
             receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
@@ -117,6 +119,15 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         stack.push_async_callback(runner.cleanup)
         await start_site(runner, host, port, flag="--listen HOST:PORT")
         base_url = f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
+        notifier.page_url = daemon.public_url or base_url
+        engine = NotifyingEngine(
+            notifier=notifier,
+            store=store,
+            services=services,
+            progress=MetricsProgress(metrics),
+            config=daemon_engine_config(settings),
+            owner=process_owner(),
+        )
 
         async def submit(request: RunRequest) -> Submitted:
             return await submit_request(store, client, request)
@@ -150,6 +161,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
                 "public_url": daemon.public_url,
                 "database": make_url(url).render_as_string(hide_password=True),
                 "hot_folders": [str(h.path) for h in daemon.hot_folders],
+                "notify_targets": len(daemon.notify)
+                + sum(len(h.notify) for h in daemon.hot_folders),
             },
         )
         if daemon.public_url is None:

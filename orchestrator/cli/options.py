@@ -118,6 +118,8 @@ class JobOption:
     default: Any = None
     to_field: Callable[[Any], Any] = _given
     """The field's value from the option's; None when the option says nothing."""
+    only_for: tuple[str, str] | None = None
+    """(the one command that acts on it, why the others do not): refused by the others."""
 
     @property
     def flag(self) -> str:
@@ -312,6 +314,23 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         "prefix_subfolders",
         False,
     ),
+    JobOption(
+        "notify",
+        list[str],
+        typer.Option(
+            "--notify",
+            help="Apprise URL (repeatable) told when the watched folder's jobs wait for "
+            "review, complete, fail or pause, beside ORCH_NOTIFY; e.g. "
+            "tgram://BOT_TOKEN/CHAT_ID. It may hold secrets: prefer the configuration file.",
+        ),
+        "notify",
+        [],
+        only_for=(
+            "daemon",
+            "the daemon tells the studio about its jobs (ORCH_NOTIFY, or a watched folder's "
+            "--notify); a job's notify URLs, which may hold secrets, are not stored with it",
+        ),
+    ),
 )
 """Every job option, in the order `--help` lists them."""
 
@@ -367,6 +386,11 @@ class JobChoices:
         """Send subfolders' photos under prefixed names (a request's field, not the spec's)."""
         return bool(self.values["prefix_subfolders"])
 
+    @property
+    def notify(self) -> list[str]:
+        """Apprise URLs for a watched folder's jobs (a hot folder's field, not the spec's)."""
+        return list(self.values["notify"])
+
     def beyond_defaults(self) -> bool:
         """Whether these ask for anything a command line without job options would not."""
         return self.spec.to_stored() != JobChoices().spec.to_stored()
@@ -389,6 +413,11 @@ def takes_job_options(command: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(command)
     def with_job_options(**given: Any) -> T:
         choices = JobChoices({option.name: given.pop(option.name) for option in JOB_OPTIONS})
+        for option in JOB_OPTIONS:
+            if option.only_for is not None and choices.values[option.name] != option.default:
+                acting, why = option.only_for
+                if command.__name__ != acting:
+                    fail(f"{option.flag} is for `orchestrator {acting} --watch`: {why}")
         return command(**given, job=choices)
 
     with_job_options.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]

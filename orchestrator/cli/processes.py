@@ -92,6 +92,8 @@ def daemon(
 
     if watch and not profile:
         fail("--watch needs --profile: the profile its drops are edited with")
+    if job.notify and not watch:
+        fail("--notify goes with --watch (for every job the daemon drives: ORCH_NOTIFY)")
     spec = job.spec
     cfg = settings(
         listen=listen,
@@ -108,6 +110,7 @@ def daemon(
             path=path,
             profiles=profile,
             prefix_subfolders=job.prefix_subfolders,
+            notify=job.notify,
             **spec.model_dump(),
         )
         for path in watch

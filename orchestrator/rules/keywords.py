@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 from orchestrator.integrations.imagga_models import SAFE_CATEGORY, Category, Suggestion
 from orchestrator.spec import TagSpec
 
+KEYWORD_BYTES = 64
+"""Longest keyword in UTF-8 bytes: IPTC's limit for Keywords (IIM 2:25). XMP has none, but one
+keyword is written to both, and a suggestion longer than this is no keyword (an Imagga answer
+once held one of 5,000 characters): it is cut to this length in the XMP as in the IPTC."""
+
+
+def capped(word: str) -> str:
+    """The word cut to `KEYWORD_BYTES` of UTF-8 at a character boundary, without the spaces a
+    cut leaves at its end."""
+    encoded = word.strip().encode()
+    if len(encoded) <= KEYWORD_BYTES:
+        return word.strip()
+    return encoded[:KEYWORD_BYTES].decode(errors="ignore").rstrip()
+
 
 @dataclass(frozen=True)
 class KeywordRules:
@@ -44,19 +58,21 @@ class KeywordRules:
         threshold: float | None = None,
     ) -> list[str]:
         """The keywords: every permitted suggestion at or above the threshold, and always at
-        least the `min_keywords` most confident, at most `max_keywords`; no word twice."""
+        least the `min_keywords` most confident, at most `max_keywords`; no word twice; each
+        `capped` to IPTC's length."""
         cut = spec.threshold if threshold is None else threshold
         chosen: list[str] = []
         seen: set[str] = set()
         for suggestion in sorted(suggestions, key=lambda s: -s.confidence):
-            folded = suggestion.tag.casefold()
-            if folded in seen or not self.permits(suggestion.tag):
+            word = capped(suggestion.tag)
+            folded = word.casefold()
+            if not word or folded in seen or not self.permits(word):
                 continue
             if len(chosen) >= spec.max_keywords:
                 break
             if suggestion.confidence < cut and len(chosen) >= spec.min_keywords:
                 break
-            chosen.append(suggestion.tag)
+            chosen.append(word)
             seen.add(folded)
         return chosen
 

@@ -20,11 +20,12 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -32,8 +33,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.config import Settings
+from orchestrator.config import ConfigError, Settings
 from orchestrator.errors import OperatorRefusal
+from orchestrator.rules.database import default_database_path
 from orchestrator.service import jobs as job_views
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
@@ -80,6 +82,14 @@ SECURITY_HEADERS = {
 LoginPage = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """Answers a page request that lacks the token (the login form, status 401)."""
 
+MIN_TOKEN_LENGTH = 32
+"""Shortest token accepted: 32 characters of `secrets.token_urlsafe` carry 192 bits."""
+MAKE_A_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+LOGIN_FAILURES = 5
+"""Wrong tokens one address may give at /login within the throttle window."""
+TOKEN_FILE = "ui-token"
+"""The file in the data folder a made-up token is written to (mode 0600)."""
+
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Probes: answered to anyone, whatever the Host (orchestrators probe by IP or by service name)."""
@@ -112,6 +122,85 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+class LoginThrottle:
+    """Wrong tokens counted per client address: after `LOGIN_FAILURES` within `window`
+    seconds, that address waits until the oldest leaves the window.
+
+    Kept in this process: each daemon counts the guesses it receives.
+    """
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, address: str) -> list[float]:
+        since = self._clock() - self._window
+        recent = [t for t in self._failures.get(address, []) if t > since]
+        if recent:
+            self._failures[address] = recent
+        else:
+            self._failures.pop(address, None)
+        return recent
+
+    def wait(self, address: str) -> float:
+        """Seconds `address` must wait before its next guess (0: it may guess now)."""
+        recent = self._recent(address)
+        if len(recent) < LOGIN_FAILURES:
+            return 0.0
+        return max(recent[-LOGIN_FAILURES] + self._window - self._clock(), 0.0)
+
+    def failed(self, address: str) -> None:
+        """Count a wrong token from `address`."""
+        if len(self._failures) > 10_000:  # bounded: forget addresses whose window passed
+            for known in list(self._failures):
+                self._recent(known)
+        self._failures.setdefault(address, []).append(self._clock())
+
+
+class Sessions:
+    """The sessions logged out before their time, until they would have expired anyway.
+
+    Kept in this process: on several daemons behind one balancer, a logout revokes the cookie
+    on the daemon that received it; the others accept it until it expires.
+    """
+
+    def __init__(self) -> None:
+        self._revoked: dict[str, float] = {}
+
+    def revoke(self, session_id: str, expires: float) -> None:
+        """Refuse this session from now on."""
+        now = time.time()
+        self._revoked = {sid: end for sid, end in self._revoked.items() if end > now}
+        self._revoked[session_id] = expires
+
+    def revoked(self, session_id: str) -> bool:
+        """Whether the session was logged out."""
+        return session_id in self._revoked
+
+
+def check_token(token: str) -> str:
+    """The token, or ConfigError when it is too short to resist guessing (says how to make
+    one)."""
+    if len(token.strip()) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"ORCH_UI_TOKEN is too short to resist guessing ({len(token.strip())} characters; "
+            f"at least {MIN_TOKEN_LENGTH}): make one with {MAKE_A_TOKEN}"
+        )
+    return token.strip()
+
+
+def _write_made_up_token(token: str) -> Path:
+    """The made-up token, written where only this user can read it; the file's path."""
+    path = default_database_path().parent / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(token + "\n")
+    return path
+
+
 @dataclass(frozen=True)
 class Access:
     """The names the daemon answers /api and the pages to, and the token they need (None:
@@ -125,20 +214,27 @@ class Access:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     """Signs the session and CSRF cookies; made from the token when there is one, so that a
     login survives a restart and holds on every daemon sharing the token."""
+    throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(300.0))
+    """Wrong tokens at /login, per client address."""
+    sessions: Sessions = field(default_factory=Sessions)
+    """The sessions logged out."""
 
     @classmethod
     def for_daemon(cls, settings: Settings, listen_host: str, *, what: str = "daemon") -> Access:
-        """The access rules for a server listening on `listen_host`; prints a made-up token."""
+        """The access rules for a server listening on `listen_host`; refuses a short token
+        (`ConfigError`), writes a made-up one to a private file."""
         token = settings.web.token()
-        if token is None and not is_loopback(listen_host):
+        if token is not None:
+            token = check_token(token)
+        elif not is_loopback(listen_host):
             token = secrets.token_urlsafe(32)
-            # Once, on stderr, not in the JSON log: whoever started the daemon needs it.
-            sys.stderr.write(
-                f"the {what} listens beyond loopback ({listen_host}): /api needs the header "
-                f"'Authorization: Bearer {token}' and the page's login that token "
-                "(set ORCH_UI_TOKEN to choose the token)\n"
+            # Never in the log (collected, shipped, kept): in a file only this user reads.
+            path = _write_made_up_token(token)
+            log.warning(
+                f"the {what} listens beyond loopback: /api and the page need a token; one was "
+                f"made up and written to {path} (set ORCH_UI_TOKEN to choose it)",
+                extra={"listen": listen_host, "token_file": str(path)},
             )
-            sys.stderr.flush()
         public_url = settings.daemon.public_url
         public = _host_name(urlsplit(public_url).netloc) if public_url else None
         extra = (name.strip() for name in settings.web.allowed_hosts.split(","))
@@ -148,10 +244,11 @@ class Access:
             token=token,
             metrics_need_token=settings.web.metrics_need_token,
             secure_cookies=secure,
-            **(
-                {"secret": hashlib.sha256(f"orchestrator-ui:{token}".encode()).digest()}
+            throttle=LoginThrottle(settings.web.login_window_seconds),
+            secret=(
+                hashlib.sha256(f"orchestrator-ui:{token}".encode()).digest()
                 if token
-                else {}
+                else secrets.token_bytes(32)
             ),
         )
 
@@ -165,19 +262,40 @@ class Access:
         return hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     def new_session(self, now: float | None = None) -> str:
-        """A session cookie value for a browser that just gave the token."""
-        issued = str(int(time.time() if now is None else now))
+        """A session cookie value for a browser that just gave the token: when it was issued,
+        its own id (so that a logout revokes it alone), signed."""
+        issued = f"{int(time.time() if now is None else now)}.{secrets.token_urlsafe(16)}"
         return f"{issued}.{self._sign('session', issued)}"
 
-    def session_valid(self, value: str | None, now: float | None = None) -> bool:
-        """Whether a session cookie is one this server made, less than SESSION_SECONDS ago."""
-        issued, _, signature = (value or "").partition(".")
-        if not issued.isdigit() or not hmac.compare_digest(
-            signature.encode(), self._sign("session", issued).encode()
+    def _session(self, value: str | None) -> tuple[int, str] | None:
+        """(issued, id) of a session cookie this server signed; None for anything else."""
+        issued, sid, signature = [*(value or "").split(".", 2), "", ""][:3]
+        if (
+            not issued.isdigit()
+            or not sid
+            or not hmac.compare_digest(
+                signature.encode(), self._sign("session", f"{issued}.{sid}").encode()
+            )
         ):
+            return None
+        return int(issued), sid
+
+    def session_valid(self, value: str | None, now: float | None = None) -> bool:
+        """Whether a session cookie is one this server made, less than SESSION_SECONDS ago,
+        and not logged out."""
+        session = self._session(value)
+        if session is None:
             return False
-        age = (time.time() if now is None else now) - int(issued)
-        return 0 <= age < SESSION_SECONDS
+        issued, sid = session
+        age = (time.time() if now is None else now) - issued
+        return 0 <= age < SESSION_SECONDS and not self.sessions.revoked(sid)
+
+    def log_out(self, value: str | None) -> None:
+        """Revoke the session a cookie holds (whoever holds a copy of it is logged out too)."""
+        session = self._session(value)
+        if session is not None:
+            issued, sid = session
+            self.sessions.revoke(sid, issued + SESSION_SECONDS)
 
     def csrf_field(self, nonce: str) -> str:
         """The CSRF field value that goes with the browser's CSRF cookie `nonce`."""
@@ -279,7 +397,12 @@ def access_middleware(access: Access, *, login: LoginPage | None = None) -> Midd
                 "refused: this request did not come from the page itself (cross-site, or "
                 "the page is old); reload the page and try again",
             )
-        if not access.authenticated(request) and path not in LOGIN_PATHS:
+        if path in LOGIN_PATHS and request.method == "POST":
+            return await _guarded_login(request, handler, access)
+        authenticated = access.authenticated(request)
+        if authenticated and path == "/logout" and request.method == "POST":
+            access.log_out(request.cookies.get(SESSION_COOKIE))
+        if not authenticated and path not in LOGIN_PATHS:
             if login is not None and _is_page(path):
                 response = await login(request)
             else:
@@ -298,6 +421,28 @@ def access_middleware(access: Access, *, login: LoginPage | None = None) -> Midd
         return response
 
     return check
+
+
+async def _guarded_login(
+    request: web.Request, handler: Handler, access: Access
+) -> web.StreamResponse:
+    """A token given at /login, unless its address guessed wrong too often (429)."""
+    address = request.remote or "unknown"
+    wait = access.throttle.wait(address)
+    if wait > 0:
+        seconds = max(1, round(wait + 0.5))
+        log.warning("login throttled", extra={"client": address, "retry_in": seconds})
+        return web.Response(
+            text=f"too many wrong tokens from your address: try again in {seconds} s",
+            status=429,
+            content_type="text/plain",
+            headers={"Retry-After": str(seconds)},
+        )
+    response = await handler(request)  # a good token raises its redirect
+    if response.status == 401:
+        access.throttle.failed(address)
+        log.warning("wrong token at /login", extra={"client": address})
+    return response
 
 
 def _refused(request: web.Request, status: int, message: str) -> web.Response:

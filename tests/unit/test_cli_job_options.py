@@ -61,6 +61,7 @@ SAMPLES: dict[str, tuple[list[str], list[str]]] = {
     "sidecars": ([], ["--sidecars", "beside"]),
     "flat": ([], ["--flat"]),
     "prefix_subfolders": ([], ["--prefix-subfolders"]),
+    "notify": ([], ["--notify", "json://127.0.0.1:9/"]),
 }
 """For each job option: the options it needs, and the option given with a value."""
 
@@ -131,24 +132,26 @@ def test_each_job_option_reaches_the_job_the_same_way_from_every_command_and_the
     parsed = [choices(name, [*needs, *given]) for name in COMMANDS]
     without = choices("run", needs)
 
-    asked = (parsed[0].spec, parsed[0].prefix_subfolders)
-    assert asked != (without.spec, without.prefix_subfolders)  # the option changes the job
-    assert all((p.spec, p.prefix_subfolders) == asked for p in parsed)
+    asked = (parsed[0].spec, parsed[0].prefix_subfolders, parsed[0].notify)
+    assert asked != (without.spec, without.prefix_subfolders, without.notify)  # it changes the job
+    assert all((p.spec, p.prefix_subfolders, p.notify) == asked for p in parsed)
 
     config = tmp_path / "config.toml"
-    config.write_text(hot_folder_toml(asked[0], prefix_subfolders=asked[1]))
+    config.write_text(hot_folder_toml(asked[0], prefix_subfolders=asked[1], notify=asked[2]))
     for key in [k for k in os.environ if k.startswith(("ORCH_", "IMAGEN_", "IMGIX_", "IMAGGA_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("ORCH_CONFIG", str(config))
     [hot] = load_settings().hot_folders
 
-    assert (hot.spec(), hot.prefix_subfolders) == asked
+    notify = [url.get_secret_value() for url in hot.notify]
+    assert (hot.spec(), hot.prefix_subfolders, notify) == asked
 
 
-def hot_folder_toml(spec: JobSpec, *, prefix_subfolders: bool) -> str:
+def hot_folder_toml(spec: JobSpec, *, prefix_subfolders: bool, notify: list[str]) -> str:
     """A config file with one hot folder asking for `spec`, as a user would write it."""
     lines = ["[[hot_folders]]", 'path = "/in"', 'profiles = ["1001"]']
     lines.append(f"prefix_subfolders = {json.dumps(prefix_subfolders)}")
+    lines.append(f"notify = {json.dumps(notify)}")
     for key, value in spec.to_stored().items():
         lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from PIL import Image
 from orchestrator.integrations.downscale import NotAnImage, downscale
 from orchestrator.integrations.imagga_models import Category, Suggestion
 from orchestrator.integrations.keywords import clean_word, iptc_keyword
-from orchestrator.rules.keywords import KeywordRules, hierarchy
+from orchestrator.rules.keywords import KEYWORD_BYTES, KeywordRules, hierarchy
 from orchestrator.spec import JobSpec, SpecError, TagSpec
 
 
@@ -60,6 +60,15 @@ def test_iptc_keywords_are_cut_at_64_bytes_on_a_character_boundary() -> None:
     cut = iptc_keyword(word)
     assert len(cut.encode()) <= 64 and cut == "é" * 32
     assert clean_word("new\nline\x00word ") == "new line word"
+
+
+def test_a_keyword_of_any_length_is_chosen_capped_as_iptc_caps_it() -> None:
+    huge = "wedding " * 625  # 5,000 characters in one suggestion
+    chosen = KeywordRules().choose(
+        [Suggestion(huge, 99), Suggestion("ü" * 40, 90), Suggestion("wedding", 80)], TagSpec()
+    )
+    assert chosen == ["wedding " * 7 + "wedding", "ü" * 32, "wedding"]
+    assert all(len(word.encode()) <= KEYWORD_BYTES for word in chosen)
 
 
 def test_the_tag_spec_refuses_what_cannot_work() -> None:
