@@ -218,7 +218,7 @@ def test_the_daemon_is_given_every_service_setting_from_the_shell() -> None:
         name
         for name in SETTINGS_ENV
         if name.startswith(("IMAGGA_", "IMGIX_", "ORCH_IMAGGA_"))
-        or name in {"ORCH_HOT_FOLDERS", "ORCH_PRUNE_AFTER_DAYS"}
+        or name in {"ORCH_HOT_FOLDERS", "ORCH_PRUNE_AFTER_DAYS", "ORCH_NOTIFY"}
     }
     assert wanted <= set(environment), wanted - set(environment)
     assert all(environment[name] is None for name in wanted)
