@@ -228,7 +228,7 @@ def test_a_full_disk_stops_the_job_loses_nothing_and_the_next_run_continues(
     assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
     events = stored_jobs(migrated_db_url, shoot)[0]["events"]
     assert any(
-        message.startswith(f"{BIG_JPEG}: continued an interrupted download")
+        message.startswith(f"{BIG_JPEG}: continued the interrupted download of its edit output")
         for kind, message in events
         if kind == "resume"
     )
