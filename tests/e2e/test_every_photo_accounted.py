@@ -26,7 +26,7 @@ def test_a_photo_added_to_a_drop_after_its_upload_is_shown_everywhere(
 ) -> None:
     drops, staged = tmp_path / "drops", tmp_path / "staged"
     drops.mkdir()
-    [*first, late] = make_sample_shoot(staged / "smith", raw=0, jpeg=4)
+    *_, late = make_sample_shoot(staged / "smith", raw=0, jpeg=4)
     late = late.rename(tmp_path / late.name)  # kept back: it comes after the upload
     with sandbox_process("--edit-seconds", "3") as sandbox:
         env = daemon_env(
@@ -46,9 +46,9 @@ def test_a_photo_added_to_a_drop_after_its_upload_is_shown_everywhere(
         )
         shutil.copy(late, drops / "smith" / late.name)
         done = wait_for(
-            lambda: (j := daemon.jobs()[job["id"]])["state"] == "completed"
-            and j["left_out"] == 1
-            and j,
+            lambda: (
+                (j := daemon.jobs()[job["id"]])["state"] == "completed" and j["left_out"] == 1 and j
+            ),
             timeout=60,
             what="the job to complete with the late photo accounted for",
         )
