@@ -18,7 +18,14 @@ from orchestrator.cli.options import (
     TagAnywayOption,
     takes_job_options,
 )
-from orchestrator.cli.output import err, out, print_json, report_batch, reporter
+from orchestrator.cli.output import (
+    err,
+    out,
+    print_json,
+    print_not_done,
+    report_batch,
+    reporter,
+)
 from orchestrator.cli.running import needs_services, run_async, settings, with_store
 from orchestrator.display import markup_safe, print_table
 from orchestrator.states import JobState
@@ -101,7 +108,8 @@ def submit(
 
 def status(
     job: Annotated[
-        str | None, typer.Argument(help="Only this job (its id or first characters).")
+        str | None,
+        typer.Argument(help="Only this job: its id (or first characters), name or folder."),
     ] = None,
     state: Annotated[
         JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
@@ -149,7 +157,7 @@ def status(
             (
                 (view["id"] or "-")[:8],
                 view["name"],
-                view["state"],
+                view.get("state_text") or view["state"],
                 view.get("photos", ""),
                 ""
                 if view["state"] == "refused"
@@ -173,7 +181,7 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"job": found.model_dump(mode="json"), "events": events})
         return
-    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
+    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state_text}")
     print_table(
         out,
         ("time (UTC)", "kind", "change", "message"),
@@ -187,6 +195,11 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
             for e in events
         ],
     )
+    if found.failed_photos:
+        counts = job_views.NotDone(found.failed, found.refused, found.left_out)
+        out.print(f"not done as asked: {counts.text()}")
+    for photo in found.failed_photos:
+        print_not_done(photo.path, photo.phase, photo.reason, photo.outcome)
 
 
 def retry(

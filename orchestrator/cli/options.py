@@ -34,7 +34,10 @@ JOB_PANEL = "Job options"
 PROCESS_PANEL = "Process options (for every job this process drives)"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-JobArgument = Annotated[str, typer.Argument(help="Job id (or its first characters).")]
+JobArgument = Annotated[
+    str,
+    typer.Argument(help="The job: its id (or first characters), its name, or its folder."),
+]
 FolderArgument = Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")]
 ProfileOption = Annotated[
     list[str],

@@ -41,7 +41,8 @@ def continue_command(job: Job) -> str:
 
 
 def report_batch(result: BatchResult, json_output: bool) -> None:
-    """Print how each job ended, where its outputs are, and every failed photo."""
+    """Print how each job ended, where its outputs are, and every photo not done as asked
+    (failed, refused or left out), each with why."""
     from orchestrator.service import jobs as job_views
 
     if json_output:
@@ -49,8 +50,13 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
         return
     for outcome in result.outcomes:
         job = outcome.job
-        colour = {"completed": "green", "failed": "red"}.get(job.state, "yellow")
-        out.print(f"[bold]{markup_safe(job.name)}[/] [{colour}]{job.state}[/] (job {job.id[:8]})")
+        photos = result.failed_photos.get(job.id, [])
+        counts = job_views.NotDone.of(photos).text()
+        colour = {"completed": "yellow" if counts else "green", "failed": "red"}.get(
+            job.state, "yellow"
+        )
+        state = ", ".join(part for part in (str(job.state), counts) if part)
+        out.print(f"[bold]{markup_safe(job.name)}[/] [{colour}]{state}[/] (job {job.id[:8]})")
         if job.state == "completed":
             out.print(f"  edits:   {markup_safe(job.edited_dir)}")
             if JobSpec.from_stored(job.options).export:
@@ -67,9 +73,20 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
         elif job.last_error and job.state == "failed":
             out.print(f"  error: {markup_safe(job.last_error)}")
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
-        for photo in result.failed_photos.get(job.id, []):
-            out.print(
-                f"  [red]failed[/] {markup_safe(photo.rel_path)} "
-                f"({job_views.phase_label(photo.phase)}): "
-                f"{markup_safe(photo.reason)}"
-            )
+        for photo in photos:
+            print_not_done(photo.rel_path, photo.phase, photo.reason, photo.outcome)
+
+
+def print_not_done(path: str, phase: str, reason: str, outcome: str) -> None:
+    """One photo not done as asked, on its own line: failed (in which phase), refused or
+    left out, and why."""
+    from orchestrator.service import jobs as job_views
+
+    if outcome == "failed":
+        out.print(
+            f"  [red]failed[/] {markup_safe(path)} ({job_views.phase_label(phase)}): "
+            f"{markup_safe(reason)}"
+        )
+        return
+    word, _, why = reason.partition(": ")
+    out.print(f"  [yellow]{word}[/] {markup_safe(path)}: {markup_safe(why)}")

@@ -29,33 +29,43 @@ from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.planning import RunRequest, plan_jobs
 
+EXIT_FAILED = 1
+"""The exit code of a run in which a job failed or stopped before its end."""
+EXIT_NOT_EVERY_PHOTO = 3
+"""The exit code of a run whose jobs are done but left photos out, refused them or could not
+do them (each listed in the summary and `--json`)."""
 EXIT_REVIEW = 4
 """The exit code of a run that stops because its jobs wait for a person's review."""
 
 
 @dataclass
 class BatchResult:
-    """How a run ended, job by job, with the photos that failed."""
+    """How a run ended, job by job, with the photos that were not done as asked."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     failed_photos: dict[str, list[PhotoFailure]] = field(default_factory=dict)
+    """By job id: every photo that failed, was refused or was left out, with why."""
     notes: list[str] = field(default_factory=list)
     views: list[JobView] = field(default_factory=list)
     """Each job as the database has it at the end, for `--json`."""
 
     @property
     def exit_code(self) -> int:
-        """0 when every job completed cleanly; 4 when the others did and some wait for a
-        person's review (`EXIT_REVIEW`); else 1."""
+        """0 when every job completed and every photo found was done as asked; 1 when a job
+        failed or stopped; 4 when the others completed and some wait for a person's review
+        (`EXIT_REVIEW`); 3 when every job completed but photos were refused, left out or
+        failed (`EXIT_NOT_EVERY_PHOTO`)."""
         waiting = [o for o in self.outcomes if o.job.state == JobState.REVIEWING]
         clean = all(
             o.job.state == JobState.COMPLETED and o.paused is None
             for o in self.outcomes
             if o not in waiting
         )
-        if not clean or any(self.failed_photos.values()):
-            return 1
-        return EXIT_REVIEW if waiting else 0
+        if not clean:
+            return EXIT_FAILED
+        if waiting:
+            return EXIT_REVIEW
+        return EXIT_NOT_EVERY_PHOTO if any(self.failed_photos.values()) else 0
 
 
 @dataclass

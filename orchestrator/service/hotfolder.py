@@ -1,11 +1,17 @@
 """Hot folders: a subfolder dropped into a watched folder becomes a job once it stops changing.
 
 A drop is judged by a fingerprint of its files (count, total size, newest mtime): when that has
-not changed for the settle time, the copy is taken as finished. A folder that already has jobs
-is never planned again, so a restart does not resubmit old drops, nor revive cancelled ones.
-Unreadable or vanished folders and drops that cannot become jobs are logged and skipped; a
-refused drop is recorded (the `refusals` table, shown by `status` and /api/jobs) and looked at
-again only when its content changes.
+not changed for the settle time, the copy is taken as finished. Unreadable or vanished folders
+and drops that cannot become jobs are logged and skipped; a refused drop is recorded (the
+`refusals` table, shown by `status` and /api/jobs) and looked at again only when its content
+changes.
+
+A submitted drop stays watched while any of its jobs has work left, and once more when they
+end: when its content changes and settles again it is planned again, as `run` would plan it,
+so every photo that lands in it is accounted for (it joins its job before the upload; after
+it, the job records it as left out, which `status`, `history`, the page and the log show).
+After that the drop is never planned again, so a restart does not resubmit old drops, nor
+revive cancelled ones; a restart plans once more a drop whose jobs are still live.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from pathlib import Path
 from orchestrator.config import HotFolder
 from orchestrator.imagen.errors import ImagenError
 from orchestrator.service.submit import Submitted
-from orchestrator.store.queries import Store
+from orchestrator.states import TERMINAL_STATES
+from orchestrator.store.queries import LeaseHeld, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.planning import PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
@@ -93,6 +100,9 @@ class HotFolders:
         self._scan_seconds = scan_seconds
         self._clock = clock
         self._drops: dict[Path, _Drop] = {}
+        self._watched: dict[Path, Fingerprint] = {}
+        """Submitted drops whose jobs may still take photos, each with its content when it
+        was last planned."""
         self._done: set[Path] = set()
         self._unreadable: dict[Path, str] = {}
 
@@ -116,13 +126,18 @@ class HotFolders:
                 if folder in self._done:
                     continue
                 try:
-                    await self._consider(hot, folder)
+                    if folder in self._watched:
+                        await self._follow(hot, folder)
+                    else:
+                        await self._consider(hot, folder)
                 except Exception:
                     # A bug must not stop the watcher (nor the daemon): skip this drop for now.
                     log.exception("drop could not be handled", extra={"folder": str(folder)})
             for gone in [d for d in self._drops if d.parent == hot.path and d not in found]:
                 if self._drops.pop(gone).refused:
                     await self._note_refusal(gone, None)  # a refused drop taken away
+            for gone in [d for d in self._watched if d.parent == hot.path and d not in found]:
+                del self._watched[gone]  # a submitted drop taken away: its jobs say the rest
 
     async def _consider(self, hot: HotFolder, folder: Path) -> None:
         try:
@@ -142,11 +157,44 @@ class HotFolders:
             return
         await self._submit_drop(hot, folder, drop)
 
-    async def _submit_drop(self, hot: HotFolder, folder: Path, drop: _Drop) -> None:
+    async def _follow(self, hot: HotFolder, folder: Path) -> None:
+        """Look again at a submitted drop: plan it again once a change has settled; stop
+        watching it once its jobs ended and nothing changed since they were planned."""
         try:
-            if await self._store.jobs_for_source(str(folder)):
-                self._done.add(folder)
+            now_print = await asyncio.to_thread(fingerprint, folder)
+        except OSError as exc:
+            self._complain(folder, f"drop unreadable: {exc.strerror or exc}")
+            return
+        self._unreadable.pop(folder, None)
+        if now_print == self._watched[folder]:
+            self._drops.pop(folder, None)
+            try:
+                jobs = await self._store.jobs_for_source(str(folder))
+            except database_errors():
                 return
+            if all(job.state in TERMINAL_STATES for job in jobs):
+                del self._watched[folder]
+                self._done.add(folder)
+            return
+        now = self._clock()
+        drop = self._drops.get(folder)
+        if drop is None or drop.fingerprint != now_print:
+            self._drops[folder] = _Drop(now_print, now)
+            return
+        if drop.refused or now - drop.stable_since < self._settle:
+            return
+        await self._submit_drop(hot, folder, drop, again=True)
+
+    async def _submit_drop(
+        self, hot: HotFolder, folder: Path, drop: _Drop, *, again: bool = False
+    ) -> None:
+        try:
+            if not again:
+                jobs = await self._store.jobs_for_source(str(folder))
+                if jobs and all(job.state in TERMINAL_STATES for job in jobs):
+                    self._done.add(folder)
+                    return
+                again = bool(jobs)  # a restart: the drop's live jobs hear of any change
             submitted = await self._submit(
                 RunRequest(
                     source=folder,
@@ -163,23 +211,30 @@ class HotFolders:
             )
             await self._note_refusal(folder, str(exc))
             return
-        except database_errors(ImagenError) as exc:  # of the moment: try at a later scan
+        except database_errors(ImagenError, LeaseHeld) as exc:  # of the moment: try later
             log.warning(
                 "drop not submitted yet; trying again",
                 extra={"folder": str(folder), "error": str(exc) or type(exc).__name__},
             )
             return
-        self._done.add(folder)
+        self._watched[folder] = drop.fingerprint
         del self._drops[folder]
         await self._note_refusal(folder, None)
-        log.info(
-            "drop submitted",
-            extra={
-                "folder": str(folder),
-                "notes": submitted.notes,
-                "jobs": [job.id for job in submitted.jobs],
-            },
-        )
+        extra = {
+            "folder": str(folder),
+            "notes": submitted.notes,
+            "jobs": [job.id for job in submitted.jobs],
+        }
+        if not again:
+            log.info("drop submitted", extra=extra)
+        elif submitted.notes:
+            # Photos that came too late for their job, changed or vanished: said where the
+            # operator looks, beside the job's own history.
+            log.warning(
+                "drop changed after it was submitted: " + "; ".join(submitted.notes), extra=extra
+            )
+        else:
+            log.info("drop changed after it was submitted", extra=extra)
 
     async def _note_refusal(self, folder: Path, reason: str | None) -> None:
         """Record (or, with None, clear) a drop's refusal where `status` and /api/jobs show it."""

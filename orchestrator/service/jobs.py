@@ -26,27 +26,69 @@ from orchestrator.store.queries import (
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.stage import Stage
-from orchestrator.workflow.upload import LEFT_OUT
+from orchestrator.workflow.upload import ADDED_LATE, LEFT_OUT, REFUSED
 
 RATE_WINDOW_SECONDS = 30.0
 """The rate shown is that of the photos finished in this last stretch."""
 
 
+Outcome = Literal["failed", "refused", "left_out"]
+"""What became of a photo that was not done as asked: a phase failed for it; it was refused
+before anything was sent (an empty file, a JPEG named .CR2); or it is not part of the job
+(gone before its upload, or added to the folder after it)."""
+
+
 @dataclass(frozen=True)
 class PhotoFailure:
-    """A photo that failed a phase for good, and why."""
+    """A photo that was not done as asked (see `Outcome`), and why."""
 
     rel_path: str
     phase: str
     reason: str
+    outcome: Outcome = "failed"
 
 
 class PhotoFailureView(BaseModel, frozen=True):
-    """A failed (or left out) photo as every `--json` output shows it."""
+    """A failed, refused or left out photo as every `--json` output shows it."""
 
     path: str
     phase: str
     reason: str
+    outcome: Outcome = "failed"
+
+
+@dataclass(frozen=True)
+class NotDone:
+    """How many photos of a job were not done as asked, by what became of them."""
+
+    failed: int = 0
+    refused: int = 0
+    left_out: int = 0
+
+    @classmethod
+    def of(cls, photos: Sequence[PhotoFailure]) -> NotDone:
+        """The counts of a list of photos."""
+        outcomes = [p.outcome for p in photos]
+        return cls(
+            failed=len({p.rel_path for p in photos if p.outcome == "failed"}),
+            refused=outcomes.count("refused"),
+            left_out=outcomes.count("left_out"),
+        )
+
+    def text(self) -> str:
+        """ "2 left out, 1 refused" (empty when every photo was done)."""
+        parts = [
+            f"{self.failed} failed" if self.failed else "",
+            f"{self.refused} refused" if self.refused else "",
+            f"{self.left_out} left out" if self.left_out else "",
+        ]
+        return ", ".join(p for p in parts if p)
+
+
+Activity = Literal["running", "waiting", "stopped", "finished"]
+"""Whether anything drives a live job: a live lease (running); a daemon or a person has it
+next (waiting: queued for the daemons, asleep while Imagen works, or in review); or nothing
+(stopped: a `run` whose command ended; the same command continues it)."""
 
 
 class JobView(BaseModel, frozen=True):
@@ -76,6 +118,17 @@ class JobView(BaseModel, frozen=True):
     paused: str | None = None
     """Why the command that drove it stopped without an end (only from run, retry, demo)."""
     failed_photos: list[PhotoFailureView] = []
+    """Every photo not done as asked, each with why (the job's own view; lists give counts)."""
+    failed: int = 0
+    """Photos that a phase failed for (and was not done since)."""
+    refused: int = 0
+    """Files of the shoot refused before anything was sent, each named in `failed_photos`."""
+    left_out: int = 0
+    """Photos not part of the job: gone before their upload, or added after it."""
+    activity: Activity = "finished"
+    state_text: str = ""
+    """The state as `status` shows it: "completed, 2 left out", "editing, running (by
+    host:pid:tag)", "uploading, stopped"."""
 
 
 class RefusalView(BaseModel, frozen=True):
@@ -97,8 +150,13 @@ def job_view(
     *,
     paused: str | None = None,
     failed: Sequence[PhotoFailure] = (),
+    not_done: NotDone | None = None,
 ) -> JobView:
-    """The typed view of a job, from its row and its counts."""
+    """The typed view of a job, from its row and its counts (`not_done`, else counted from
+    `failed`)."""
+    counts = not_done or NotDone.of(failed)
+    owner = live_lease_owner(job)
+    activity = _activity(job, owner)
     return JobView(
         id=job.id,
         name=job.name,
@@ -117,12 +175,42 @@ def job_view(
         exported_dir=job.exported_dir,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        lease_owner=live_lease_owner(job),
+        lease_owner=owner,
         paused=paused,
         failed_photos=[
-            PhotoFailureView(path=f.rel_path, phase=f.phase, reason=f.reason) for f in failed
+            PhotoFailureView(path=f.rel_path, phase=f.phase, reason=f.reason, outcome=f.outcome)
+            for f in failed
         ],
+        failed=counts.failed,
+        refused=counts.refused,
+        left_out=counts.left_out,
+        activity=activity,
+        state_text=_state_text(job, activity, owner, counts),
     )
+
+
+def _activity(job: Job, owner: str | None) -> Activity:
+    if job.state in TERMINAL_STATES:
+        return "finished"
+    if owner is not None:
+        return "running"
+    if job.queued_for_daemon or job.state == JobState.REVIEWING:
+        return "waiting"
+    return "stopped"
+
+
+def _state_text(job: Job, activity: Activity, owner: str | None, counts: NotDone) -> str:
+    if activity == "finished":
+        return ", ".join(part for part in (str(job.state), counts.text()) if part)
+    if activity == "running":
+        return f"{job.state}, running (by {owner})"
+    if activity == "stopped":
+        return f"{job.state}, stopped"
+    if job.state == JobState.REVIEWING:
+        return f"{job.state}, waiting for review"
+    if job.state in PIPELINE.waiting_states:
+        return f"{job.state}, waiting for Imagen"
+    return f"{job.state}, waiting for a daemon"
 
 
 def phase_label(phase: str) -> str:
@@ -137,17 +225,24 @@ def progress_text(view: JobView) -> str:
     return ", ".join(f"{view.done[p]}/{view.photos} {PIPELINE.done_label(p)}" for p in phases)
 
 
-def job_summary(job: Job, photos: int) -> dict[str, Any]:
+def job_summary(job: Job, photos: int, not_done: NotDone | None = None) -> dict[str, Any]:
     """A job as `status --json` prints it (the JSON of its `JobView`)."""
-    return job_view(job, photos).model_dump(mode="json")
+    return job_view(job, photos, not_done=not_done).model_dump(mode="json")
 
 
 async def current_view(
-    store: Store, job_id: str, *, paused: str | None = None, failed: Sequence[PhotoFailure] = ()
+    store: Store,
+    job_id: str,
+    *,
+    paused: str | None = None,
+    failed: Sequence[PhotoFailure] | None = None,
 ) -> JobView:
-    """The job as the database has it now, counts included."""
+    """The job as the database has it now, counts and every photo not done as asked
+    included (`failed`, when the caller has them already)."""
     [(job, photos)] = await store.list_jobs(job_id=job_id)
     done = (await store.phases_done([job_id]))[job_id]
+    if failed is None:
+        failed = await failed_photos(store, job_id)
     return job_view(job, photos, done, paused=paused, failed=failed)
 
 
@@ -237,8 +332,25 @@ async def jobs_page(
 
 
 async def _views(store: Store, found: Sequence[tuple[Job, int]]) -> list[dict[str, Any]]:
-    done = await store.phases_done([job.id for job, _ in found])
-    return [job_view(job, n, done[job.id]).model_dump(mode="json") for job, n in found]
+    ids = [job.id for job, _ in found]
+    done = await store.phases_done(ids)
+    counts = await not_done_counts(store, ids)
+    return [
+        job_view(job, n, done[job.id], not_done=counts[job.id]).model_dump(mode="json")
+        for job, n in found
+    ]
+
+
+async def not_done_counts(store: Store, job_ids: Sequence[str]) -> dict[str, NotDone]:
+    """How many photos of each job were not done as asked (a few grouped reads, no rows of
+    photos): for lists of jobs."""
+    failing = await store.failing_photos(job_ids)
+    unsent = await unsent_photos(store, job_ids)
+    counts = {}
+    for job_id in job_ids:
+        sent = NotDone.of(unsent[job_id])
+        counts[job_id] = NotDone(failing[job_id], sent.refused, sent.left_out)
+    return counts
 
 
 def _cursor_of(job: Job) -> str:
@@ -270,6 +382,10 @@ LEFT_OUT_REASON = (
     "left out: it was gone from the folder before its upload; to edit it, put it back "
     "and run the folder again with --again"
 )
+ADDED_LATE_REASON = (
+    "left out: it was added to the folder after the upload, so it is not part of this job; "
+    "to edit it, put it in a new folder and run that"
+)
 
 
 async def history_view(store: Store, ref: str) -> tuple[JobView, list[dict[str, Any]]]:
@@ -289,20 +405,47 @@ async def retry_view(store: Store, ref: str) -> JobView:
 
 
 async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
-    """Every photo of the job that failed a phase for good, with why, and every photo left
-    out because it was gone before its upload."""
+    """Every photo of the job not done as asked, with why: those that failed a phase for
+    good, the files of the shoot refused, and the photos left out (gone before the upload,
+    or added after it)."""
     failed = [
         PhotoFailure(photo.rel_path, phase, reason)
         for photo in await store.photos(job_id)
         for phase, reason in photo.failures
     ]
-    left_out = [
-        PhotoFailure(str(rel_path), "upload", LEFT_OUT_REASON)
-        for event in await store.events(job_id)
-        if event.kind == LEFT_OUT and event.data
-        for rel_path in event.data.get("photos", [])
+    return failed + (await unsent_photos(store, [job_id]))[job_id]
+
+
+async def unsent_photos(store: Store, job_ids: Sequence[str]) -> dict[str, list[PhotoFailure]]:
+    """The photos of each job's shoot that its history names as refused or left out, less
+    those that are photos of the job now (a refused file copied again, a photo put back)."""
+    events = await store.events_of_kinds(job_ids, (LEFT_OUT, ADDED_LATE, REFUSED))
+    named: dict[str, dict[str, PhotoFailure]] = {job_id: {} for job_id in job_ids}
+    for job_id, entries in events.items():
+        for event in entries:
+            for photo in _unsent_in(event):
+                named[job_id][photo.rel_path] = photo  # the latest word on a photo counts
+    present = await store.recorded_paths(
+        job_ids, [path for photos in named.values() for path in photos]
+    )
+    return {
+        job_id: [p for path, p in photos.items() if (job_id, path) not in present]
+        for job_id, photos in named.items()
+    }
+
+
+def _unsent_in(event: Event) -> list[PhotoFailure]:
+    data = event.data or {}
+    if event.kind == REFUSED:
+        return [
+            PhotoFailure(str(f.get("path")), "upload", f"refused: {f.get('reason')}", "refused")
+            for f in data.get("files", [])
+            if isinstance(f, dict)
+        ]
+    reason = LEFT_OUT_REASON if event.kind == LEFT_OUT else ADDED_LATE_REASON
+    return [
+        PhotoFailure(str(path), "upload", reason, "left_out") for path in data.get("photos", [])
     ]
-    return failed + left_out
 
 
 def retry_move(job: Job) -> Move:
@@ -413,12 +556,15 @@ async def overview(store: Store) -> list[JobOverview]:
     """Every job, newest first, with the progress of the stage it is in."""
     now = utcnow()
     found = []
-    for job, photos in await store.list_jobs():
+    listed = await store.list_jobs()
+    counts = await not_done_counts(store, [job.id for job, _ in listed])
+    for job, photos in listed:
         stage = current_stage(job)
         progress = None
         if stage is not None and stage.phase is not None:
             progress = stage_progress(stage, await store.photos(job.id), now)
-        found.append(JobOverview(job_summary(job, photos), stage.name if stage else None, progress))
+        summary = job_summary(job, photos, counts[job.id])
+        found.append(JobOverview(summary, stage.name if stage else None, progress))
     return found
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from sqlalchemy import (
@@ -140,6 +141,35 @@ def live_lease_owner(job: Job) -> str | None:
     return None if _owner_is_dead_local_process(owner) else owner
 
 
+MIN_ID_PREFIX = 4
+"""Fewest characters of a job id that name a job."""
+SHOWN_CANDIDATES = 5
+"""Jobs listed when a name or folder fits several."""
+_HEX = frozenset("0123456789abcdef")
+
+
+def _looks_like_id(text: str) -> bool:
+    return set(text.lower()) <= _HEX
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether `text` is written as a path (`./smith`, `~/shoots/smith`, `/srv/smith`)."""
+    return os.sep in text or text in (".", "..") or text.startswith("~")
+
+
+def _folder_of(text: str) -> str:
+    """The absolute folder a path argument names, as `jobs.source` records folders."""
+    return str(Path(text).expanduser().resolve())
+
+
+def _several(ref: str, jobs: Sequence[Job], hint: str) -> str:
+    listed = "; ".join(
+        f"{job.id[:8]} {job.name} ({job.state}, {job.source})" for job in jobs[:SHOWN_CANDIDATES]
+    )
+    more = " …" if len(jobs) > SHOWN_CANDIDATES else ""
+    return f"{ref!r} fits several jobs: {listed}{more}; {hint}"
+
+
 def _holds(lease: Lease) -> ColumnElement[bool]:
     return and_(
         Job.id == lease.job_id, Job.lease_owner == lease.owner, Job.lease_epoch == lease.epoch
@@ -173,23 +203,52 @@ class Store:
         return job
 
     async def resolve_job(self, ref: str) -> Job:
-        """The job whose id is `ref` or starts with it (at least 4 characters, unambiguous)."""
-        ref = ref.strip().lower()
-        if len(ref) < 4:
-            raise JobNotFound(f"job id {ref!r} is too short: give at least 4 characters")
-        async with self._sessions() as session:
-            jobs = list(
-                (
-                    await session.scalars(
-                        select(Job).where(Job.id.startswith(ref, autoescape=True)).limit(2)
-                    )
-                ).all()
+        """The job `ref` names: its id or the id's first characters (at least 4), its name, or
+        the folder it was made from (a path: `./smith-wedding`, or the folder's name).
+
+        An id wins over a name; a name or folder that fits several jobs is refused with every
+        candidate listed by id, so the user can pick one.
+        """
+        text = ref.strip()
+        if not text:
+            raise JobNotFound("give a job's id, name or folder; `orchestrator status` lists them")
+        if _looks_like_id(text) and len(text) >= MIN_ID_PREFIX:
+            by_id = await self._jobs_where(Job.id.startswith(text.lower(), autoescape=True))
+            if len(by_id) == 1:
+                return by_id[0]
+            if len(by_id) > 1:
+                raise JobNotFound(_several(text, by_id, "give more of the id"))
+        if _looks_like_path(text):
+            found = await self._jobs_where(Job.source == _folder_of(text))
+        else:
+            found = await self._jobs_where(
+                or_(
+                    Job.name == text,
+                    Job.source.endswith(f"{os.sep}{text}", autoescape=True),
+                )
             )
-        if not jobs:
-            raise JobNotFound(f"no job matches {ref!r}; `orchestrator status` lists them")
-        if len(jobs) > 1:
-            raise JobNotFound(f"{ref!r} matches several jobs; give more of the id")
-        return jobs[0]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise JobNotFound(_several(text, found, "give the id of one"))
+        if _looks_like_id(text) and len(text) < MIN_ID_PREFIX:
+            raise JobNotFound(
+                f"job id {text!r} is too short: give at least {MIN_ID_PREFIX} characters"
+            )
+        raise JobNotFound(
+            f"no job has the id, name or folder {text!r}; `orchestrator status` lists them"
+        )
+
+    async def _jobs_where(self, condition: ColumnElement[bool]) -> list[Job]:
+        """Up to `SHOWN_CANDIDATES` + 1 jobs that fit, newest first."""
+        async with self._sessions() as session:
+            query = (
+                select(Job)
+                .where(condition)
+                .order_by(Job.created_at.desc(), Job.id.desc())
+                .limit(SHOWN_CANDIDATES + 1)
+            )
+            return list((await session.scalars(query)).all())
 
     async def jobs_for_source(self, source: str) -> list[Job]:
         """Every job ever made from this source folder, newest first."""
@@ -323,6 +382,52 @@ class Store:
                     )
                 ).all()
             )
+
+    async def events_of_kinds(
+        self, job_ids: Sequence[str], kinds: Sequence[str]
+    ) -> dict[str, list[Event]]:
+        """The jobs' history entries of these kinds, oldest first, by job."""
+        found: dict[str, list[Event]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return found
+        async with self._sessions() as session:
+            events = await session.scalars(
+                select(Event)
+                .where(Event.job_id.in_(job_ids), Event.kind.in_(kinds))
+                .order_by(Event.id)
+            )
+            for event in events:
+                found[event.job_id].append(event)
+        return found
+
+    async def recorded_paths(
+        self, job_ids: Sequence[str], paths: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        """Which of `paths` are photos of which of the jobs now, as (job id, rel_path)."""
+        if not job_ids or not paths:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(Photo.job_id, Photo.rel_path).where(
+                    Photo.job_id.in_(job_ids), Photo.rel_path.in_(sorted(set(paths)))
+                )
+            )
+            return {(job_id, rel_path) for job_id, rel_path in rows.all()}
+
+    async def failing_photos(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """How many photos of each job have a phase that failed and was not done since."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(PhotoPhase.job_id, func.count(func.distinct(PhotoPhase.photo_id)))
+                .where(
+                    PhotoPhase.job_id.in_(job_ids),
+                    PhotoPhase.failed_reason.is_not(None),
+                    PhotoPhase.failed_reason != "",
+                )
+                .group_by(PhotoPhase.job_id)
+            )
+            counted = {job_id: int(n) for job_id, n in rows.all()}
+        return {job_id: counted.get(job_id, 0) for job_id in job_ids}
 
     async def entered_state_at(self, job_id: str, state: str) -> datetime | None:
         """When the job last moved into `state` (a transition or a retry), if it ever did."""
@@ -509,11 +614,13 @@ class Store:
     async def _move(self, lease: Lease, move: Move, message: str, fields: dict[str, str]) -> None:
         now = utcnow()
         finished = {"finished_at": now} if move.to_state in TERMINAL_STATES else {}
+        # A job that moves on got past what stopped it: the error stays in its history only.
+        cleared: dict[str, None] = {} if "last_error" in fields else {"last_error": None}
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(Job)
                 .where(_holds(lease), Job.state == move.from_state)
-                .values(state=move.to_state, updated_at=now, **finished, **fields)
+                .values(state=move.to_state, updated_at=now, **finished, **cleared, **fields)
             )
             if result.rowcount != 1:
                 await _explain_refusal(conn, lease, move.from_state)

@@ -204,8 +204,8 @@ async def _download_one(
     if result.resumed_from and result.attempts:
         await ctx.event(
             "resume",
-            f"{name}: continued an interrupted download from byte "
-            f"{result.resumed_from} of {result.size}",
+            f"{photo.rel_path}: continued the interrupted download of its {outputs.phase} "
+            f"output from byte {result.resumed_from} of {result.size}",
         )
     size, md5 = result.size, result.md5_hex
     if await made.carry(ctx, photo, target):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.errors import OperatorRefusal
 from orchestrator.imagen.errors import EditOptionsError
+from orchestrator.imagen.files import image_type_of
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
@@ -20,9 +21,16 @@ from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, S
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.words import plural
 from orchestrator.workflow.lease import borrow
-from orchestrator.workflow.shoot import FoundPhoto, ShootScan, match_renamed, scan_shoot
+from orchestrator.workflow.shoot import (
+    FoundPhoto,
+    RefusedFile,
+    ShootScan,
+    match_renamed,
+    scan_shoot,
+)
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
 from orchestrator.workflow.tag import kind_refusal
+from orchestrator.workflow.upload import ADDED_LATE, REFUSED
 
 if TYPE_CHECKING:
     from orchestrator.imagen.client import ImagenClient
@@ -121,7 +129,39 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
     for kind, job in existing.items():
         if kind not in scan.photos:
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
+    await _record_refused(store, plan.jobs, scan.refused)
     return plan
+
+
+async def _record_refused(
+    store: Store, jobs: Sequence[Job], refused: Sequence[RefusedFile]
+) -> None:
+    """Name each refused file in the history of the job of its type (else the first job),
+    once: the job's result, `status` and the page list it."""
+    if not jobs or not refused:
+        return
+    by_type = {job.image_type: job for job in jobs}
+    assigned: dict[str, list[RefusedFile]] = {}
+    for file in refused:
+        kind = image_type_of(file.name)
+        job = by_type.get(kind.value if kind else "", jobs[0])
+        assigned.setdefault(job.id, []).append(file)
+    for job_id, files in assigned.items():
+        known = {
+            (entry.get("path"), entry.get("reason"))
+            for event in await store.events(job_id)
+            if event.kind == REFUSED and event.data
+            for entry in event.data.get("files", [])
+        }
+        new = [f for f in files if (f.name, f.reason) not in known]
+        if new:
+            await store.add_event(
+                job_id,
+                REFUSED,
+                f"{plural(len(new), 'file')} of the shoot refused, not sent: "
+                + _names(str(f) for f in new),
+                data={"files": [{"path": f.name, "reason": f.reason} for f in new]},
+            )
 
 
 async def _check_not_seen_elsewhere(store: Store, source: Path, known: set[str]) -> None:
@@ -343,11 +383,21 @@ async def _sync_photos(
             return notes
         await store.add_event(job.id, "source", f"{plural(len(added), 'new photo')} joined the job")
         return [*notes, f"{job.name}: {plural(len(added), 'new photo')} found; they join the job"]
-    await store.add_event(
-        job.id,
-        "source",
-        f"{plural(len(added), 'photo')} added after the upload: not part of this job",
-    )
+    reported = {
+        str(path)
+        for event in await store.events(job.id)
+        if event.kind == ADDED_LATE and event.data
+        for path in event.data.get("photos", [])
+    }
+    unreported = [p.rel_path for p in added if p.rel_path not in reported]
+    if unreported:
+        await store.add_event(
+            job.id,
+            ADDED_LATE,
+            f"{plural(len(unreported), 'photo')} added after the upload "
+            f"({_names(unreported)}): not part of this job",
+            data={"photos": unreported},
+        )
     return [
         *notes,
         f"{job.name}: {plural(len(added), 'photo')} added after the upload "

@@ -50,6 +50,12 @@ RESENDS_AFTER_CHANGE = 3
 LEFT_OUT = "left_out"
 """History kind naming photos that were gone before their upload (`data.photos`): the job's
 result lists them, so a job never completes silently without photos it was given."""
+ADDED_LATE = "added_late"
+"""History kind naming photos found in the shoot after its upload (`data.photos`): not part
+of the job (Imagen edits what it was sent), listed by its result so that none is lost."""
+REFUSED = "refused"
+"""History kind naming files of the shoot that are not sent, each with why (`data.files`:
+`{"path", "reason"}`): an empty RAW, a JPEG named .CR2; listed by the job's result."""
 
 
 class LinkBook:

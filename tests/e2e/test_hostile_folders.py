@@ -38,9 +38,19 @@ def test_traps_in_the_folder_are_listed_and_refused_and_the_real_photos_go_throu
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
 
     done = orchestrator("run", str(shoot), "--profile", "2001", "--json", env=env, timeout=90)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Done, but not every file was sent: exit 3, each refused file named on the job.
+    assert done.returncode == 3, done.stderr[-3000:]
     [job] = json.loads(done.stdout)
-    assert job["state"] == "completed"
+    assert (job["state"], job["refused"]) == ("completed", 7)
+    assert {p["path"] for p in job["failed_photos"] if p["outcome"] == "refused"} == {
+        "passwd.jpg",
+        "key.jpg",
+        "home",
+        "pipe.jpg",
+        "empty.jpg",
+        "notes.jpg",
+        "caf\\xe9.jpg",
+    }
     said = [event.get("message") or "" for event in map(json.loads, done.stderr.splitlines())]
     for name, why in [
         ("passwd.jpg", "outside the shoot"),

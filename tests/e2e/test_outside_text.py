@@ -133,7 +133,7 @@ def test_piped_status_is_tab_separated_and_never_wrapped(env: dict[str, str]) ->
         "updated",
         "last error",
     ]
-    assert row.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued", "1"]
+    assert row.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued, stopped", "1"]
 
 
 def test_history_on_a_terminal_is_a_table_without_forged_codes(env: dict[str, str]) -> None:

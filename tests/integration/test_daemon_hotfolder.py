@@ -118,13 +118,55 @@ async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) ->
     clock.now = SETTLE + 1
     await watcher.scan()
     await watcher.scan()
-    # "bad" was refused once and is not retried while unchanged; "known" already has a job.
-    assert [r.source.name for r in submit.requests] == ["bad"]
+    # "bad" was refused once and is not retried while unchanged; "known" already has a live
+    # job: planned once more (photos added while no daemon watched reach it), not resubmitted.
+    assert sorted(r.source.name for r in submit.requests) == ["bad", "known"]
     (watched / "bad" / "y.jpg").write_bytes(b"2")
     await watcher.scan()
     clock.now += SETTLE + 1
     await watcher.scan()
-    assert [r.source.name for r in submit.requests] == ["bad", "bad"]
+    assert sorted(r.source.name for r in submit.requests) == ["bad", "bad", "known"]
+
+
+async def test_a_submitted_drop_is_planned_again_when_it_changes_until_its_jobs_end(
+    tmp_path: Path, store: Store
+) -> None:
+    """Issue 24 item 1: a photo that landed in a drop after its submission was never seen."""
+    watched, submit, clock = tmp_path / "in", Recorder(), Clock()
+    shoot = watched / "shoot"
+    shoot.mkdir(parents=True)
+    (shoot / "a.jpg").write_bytes(b"1")
+    watcher = _watcher(store, watched, submit, clock)
+    await watcher.scan()
+    clock.now = SETTLE + 1
+    await watcher.scan()
+    assert len(submit.requests) == 1
+    await store.create_job(
+        NewJob(
+            id="b" * 32,
+            name="shoot",
+            source=str(shoot.resolve()),
+            edited_dir="/e",
+            exported_dir="/x",
+            image_type="JPG",
+            profile_key=2001,
+            profile_name="P",
+            spec={"version": 1},
+            project_name="orchestrator-shoot",
+        ),
+        [],
+    )
+    (shoot / "late.jpg").write_bytes(b"22")  # lands while the job runs
+    await watcher.scan()
+    clock.now += SETTLE - 1
+    await watcher.scan()
+    assert len(submit.requests) == 1  # not settled yet
+    clock.now += 2
+    await watcher.scan()
+    assert [r.source for r in submit.requests] == [shoot.resolve()] * 2
+    clock.now += SETTLE * 3
+    await watcher.scan()
+    assert len(submit.requests) == 2  # nothing changed since
 
 
 async def test_a_refused_drop_is_shown_by_status_until_it_becomes_a_job_or_goes(

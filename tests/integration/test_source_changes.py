@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator.sandbox import jpeg
+from orchestrator.service.jobs import failed_photos
 from orchestrator.spec import JobSpec
 from orchestrator.transfer.manager import Transfers
 from orchestrator.workflow.planning import RunRequest, plan_jobs
@@ -137,8 +138,16 @@ async def test_after_the_uploads_changes_are_reported_and_never_mixed_in(
     assert {n: f["md5"] for n, f in files.items()} == uploaded
     assert all(f["uploads_completed"] == 1 for f in files.values())
     assert project is not None and len(project["edit_outputs"]) == len(uploaded)
-    assert len(await source_events(h, job_id)) == 3
+    assert len(await source_events(h, job_id)) == 2
     assert (await h.store.get_job(job_id)).state == "completed"
+    # The late photo is named on the job, once however often the folder is run again, and
+    # every view lists it (issue 24 item 1).
+    await notes_of_next_run(h, shoot)
+    late = [e.data for e in await h.store.events(job_id) if e.kind == "added_late"]
+    assert late == [{"photos": ["IMG_0100.jpg"]}]
+    assert [(p.rel_path, p.outcome) for p in await failed_photos(h.store, job_id)] == [
+        ("IMG_0100.jpg", "left_out")
+    ]
 
 
 async def test_a_photo_changed_during_its_upload_is_sent_in_its_new_version(
