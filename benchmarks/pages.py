@@ -225,7 +225,8 @@ async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, int, flo
 async def measure(base: str, big: str, rounds: int) -> dict[str, tuple[int, int, float]]:
     """Each page's status, bytes and median time."""
     found = {}
-    async with aiohttp.ClientSession() as session:
+    # Unsafe: keep cookies from 127.0.0.1 too (a browser does), the CSRF cookie among them.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         for _ in range(2):  # the first look sets the CSRF cookie the rows' forms carry
             async with session.get(f"{base}/") as answer:
                 page = await answer.text()

@@ -483,15 +483,18 @@ class JobList:
     rows: list[JobOverview]
     next: str | None
     """The cursor of the page of older jobs, if any."""
-    live: int
-    finished: int
-    """How many jobs are live and finished in all."""
+    live: int | None
+    finished: int | None
+    """How many jobs are live and finished in all (None when not `counted`)."""
 
 
-async def job_list(store: Store, *, show: str = "", cursor: str | None = None) -> JobList:
+async def job_list(
+    store: Store, *, show: str = "", cursor: str | None = None, counted: bool = True
+) -> JobList:
     """What the jobs list shows: by default every live job (up to `LIVE_ON_PAGE`) and the
     `RECENT_FINISHED` newest finished ones; with `show` "all", "live" or a state, a page of
-    `LIST_PAGE` of those, older than `cursor`. Reads only the rows shown."""
+    `LIST_PAGE` of those, older than `cursor`; how many jobs are live and finished if
+    `counted`. Reads only the rows shown."""
     if show not in LIST_FILTERS:
         raise BadFilter(
             f"the jobs list shows {', '.join(f for f in LIST_FILTERS if f)}, not {show!r}"
@@ -512,8 +515,8 @@ async def job_list(store: Store, *, show: str = "", cursor: str | None = None) -
     return JobList(
         rows=await overviews(store, shown),
         next=_cursor_of(shown[-1][0]) if more and shown else None,
-        live=await store.count_jobs(live=True),
-        finished=await store.count_jobs(live=False),
+        live=await store.count_jobs(live=True) if counted else None,
+        finished=await store.count_jobs(live=False) if counted else None,
     )
 
 

@@ -13,11 +13,11 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
@@ -50,6 +50,8 @@ PAGE_READS_AT_ONCE = 4
 """Page views reading the database at once; the others wait their turn. A crowd on one big
 job's page then holds at most this many database connections, and the jobs the same process
 drives keep theirs."""
+
+T = TypeVar("T")
 
 
 def _bytes(value: float | None) -> str:
@@ -108,6 +110,7 @@ class Pages:
         """What `deliver` needs to reach imgix; None where the page cannot deliver."""
         self._deliveries: set[asyncio.Task[Any]] = set()
         self._reads = asyncio.Semaphore(PAGE_READS_AT_ONCE)
+        self._reading: dict[Hashable, asyncio.Future[Any]] = {}
 
     def mount(self, app: web.Application) -> LoginPage:
         """Add the pages' routes to `app`; the login page for the guard."""
@@ -140,14 +143,39 @@ class Pages:
         )
         return aiohttp_jinja2.render_template(name, request, context, status=status)
 
+    async def _read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, once for every view asking for the same `key` while it runs (a crowd on
+        one page costs one read), with at most `PAGE_READS_AT_ONCE` reads at once."""
+        running = self._reading.get(key)
+        if running is None:
+
+            async def bounded() -> T:
+                async with self._reads:
+                    return await read()
+
+            running = asyncio.ensure_future(bounded())
+            self._reading[key] = running
+            running.add_done_callback(lambda done: self._read_done(key, done))
+        # Shielded: a viewer who leaves does not cancel the read the others wait for.
+        found: T = await asyncio.shield(running)
+        return found
+
+    def _read_done(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every viewer who waited got it raised already
+
     # ---- the pages -------------------------------------------------------------------
 
     async def jobs(self, request: web.Request) -> web.Response:
         """The jobs list: live jobs and the newest finished ones (or a page of all jobs or of
         one state); each row's state, current stage's progress, last error, last moved."""
         show, cursor = request.query.get("show", ""), request.query.get("before")
-        async with self._reads:
-            listing = await job_views.job_list(self._store, show=show, cursor=cursor)
+        listing = await self._read(
+            ("list", show, cursor),
+            lambda: job_views.job_list(self._store, show=show, cursor=cursor),
+        )
         rows = self._job_rows(request, listing.rows)
         here = {key: value for key, value in (("show", show), ("before", cursor)) if value}
         return self._render(
@@ -170,13 +198,13 @@ class Pages:
         script asks for every few seconds: JSON with the rows that changed (rendered by the
         page's own template), the rows' order when it changed, and the new stamp; 204 when
         nothing changed."""
-        query = request.query
-        async with self._reads:
-            listing = await job_views.job_list(
-                self._store, show=query.get("show", ""), cursor=query.get("before")
-            )
+        show, cursor = request.query.get("show", ""), request.query.get("before")
+        listing = await self._read(
+            ("rows", show, cursor),
+            lambda: job_views.job_list(self._store, show=show, cursor=cursor, counted=False),
+        )
         rows = self._job_rows(request, listing.rows)
-        now, known = RowsStamp.of(rows), RowsStamp.decode(query.get("since", ""))
+        now, known = RowsStamp.of(rows), RowsStamp.decode(request.query.get("since", ""))
         changed = {job_id: html for job_id, html in rows if _signature(html) not in known.rows}
         order = [job_id for job_id, _ in rows] if now.order != known.order else None
         if not changed and order is None:
@@ -201,14 +229,17 @@ class Pages:
     ) -> web.Response:
         """One job: its stages as a timeline, its history, its photos' counts per phase and a
         page of its photos (failed first); with the `refusal` an action met, if any."""
-        after = request.query.get("after", "")
-        async with self._reads:
-            page = await job_views.job_page(
-                self._store,
-                request.match_info["job"],
-                show=request.query.get("photos"),
-                after=int(after) if after.isdigit() else None,
-            )
+        ref, show, after = (
+            request.match_info["job"],
+            request.query.get("photos"),
+            request.query.get("after", ""),
+        )
+        page = await self._read(
+            ("job", ref, show, after),
+            lambda: job_views.job_page(
+                self._store, ref, show=show, after=int(after) if after.isdigit() else None
+            ),
+        )
         job = page.job
         return self._render(
             "job.html",
@@ -329,6 +360,8 @@ class Pages:
             if back == "review":
                 return await self.review(request, refusal=refusal)
             return await self.job(request, refusal=refusal)
+        # Reads begun before the action are not shared with the page that shows its outcome.
+        self._reading.clear()
         job = await self._store.resolve_job(request.match_info["job"])
         where = f"/jobs/{quote(job.id)}" + ("/review" if back == "review" else "")
         raise web.HTTPSeeOther(where + (f"#{anchor}" if anchor else ""))
