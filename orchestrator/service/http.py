@@ -534,14 +534,15 @@ class Operations:
         return web.json_response(found)
 
     async def job(self, request: web.Request) -> web.Response:
-        """One job (id or prefix) and its history, as `orchestrator history --json` shows it."""
+        """One job (id or prefix) and its history, as `orchestrator history --json` shows it:
+        grouped counts of its photos (never their rows), whatever its size."""
         try:
-            found, events = await job_views.history_view(self._store, request.match_info["job_id"])
+            view, events = await job_views.history_view(self._store, request.match_info["job_id"])
         except OperatorRefusal as exc:
             return web.json_response({"error": str(exc)}, status=exc.http_status)
         except database_errors():
             return web.json_response({"error": "database unavailable"}, status=503)
-        return web.json_response({"job": found.model_dump(mode="json"), "events": events})
+        return web.json_response({"job": view.model_dump(mode="json"), "events": events})
 
 
 def build_app(

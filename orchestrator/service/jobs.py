@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,12 +18,15 @@ from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.models import Event, Job, utcnow
 from orchestrator.store.queries import (
     JobCursor,
+    PhaseCount,
+    PhaseTally,
     PhotoRecord,
     StateConflict,
     Store,
     live_lease_owner,
 )
 from orchestrator.store.scheduling import wake_daemons
+from orchestrator.words import plural
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.upload import ADDED_LATE, LEFT_OUT, REFUSED
@@ -408,11 +411,7 @@ async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
     """Every photo of the job not done as asked, with why: those that failed a phase for
     good, the files of the shoot refused, and the photos left out (gone before the upload,
     or added after it)."""
-    failed = [
-        PhotoFailure(photo.rel_path, phase, reason)
-        for photo in await store.photos(job_id)
-        for phase, reason in photo.failures
-    ]
+    failed = [PhotoFailure(*failure) for failure in await store.failures(job_id)]
     return failed + (await unsent_photos(store, [job_id]))[job_id]
 
 
@@ -487,6 +486,8 @@ class StageProgress:
     """Known for uploads (the sources' sizes); downloads learn theirs as they go."""
     bytes_per_second: float | None
     seconds_left: float | None
+    counted: str = "files"
+    """What `files_done` counts: "files", or "decided" for a review."""
 
 
 @dataclass(frozen=True)
@@ -496,6 +497,9 @@ class JobOverview:
     summary: dict[str, Any]
     stage: str | None
     progress: StageProgress | None
+    waiting: str | None = None
+    """What a live job waits for when its stage has no per-photo count (Imagen at work,
+    the queue), said in words; the page shows it beside an indeterminate bar."""
 
 
 @dataclass(frozen=True)
@@ -518,54 +522,221 @@ def current_stage(job: Job) -> Stage | None:
         return None
 
 
-def stage_progress(stage: Stage, photos: list[PhotoRecord], now: datetime) -> StageProgress:
-    """Files (and bytes, where known) done of the stage's phase, the recent rate, time left."""
-    phase = stage.phase or ""
-    done = [(p, r) for p in photos if (r := p.phase(phase)) is not None and r.done_at]
-    failed = sum(1 for p in photos if (r := p.phase(phase)) and r.failed_reason and not r.done_at)
-    uploads = phase == "upload"
-    sizes = [p.size if uploads else (r.size or 0) for p, r in done]
-    bytes_total = sum(p.size for p in photos) if uploads else None
-    recent = [
-        (r.done_at, size)
-        for (_, r), size in zip(done, sizes, strict=True)
-        if r.done_at and (now - r.done_at).total_seconds() <= RATE_WINDOW_SECONDS
-    ]
+REVIEW_STAGE = "review"
+"""The stage whose progress is the reviewer's decisions over the tagged photos."""
+TAG_PHASE = "tag"
+
+WAITING_WORDS = {
+    JobState.QUEUED: "waiting to start",
+    JobState.UPLOADED: "asking Imagen to edit",
+    JobState.EDIT_REQUESTED: "asking Imagen to edit",
+    JobState.EDITING: "Imagen is editing",
+    JobState.EXPORT_REQUESTED: "asking Imagen to export",
+    JobState.EXPORTING: "Imagen is exporting",
+}
+"""What a live job in a state without per-photo progress is doing, in words."""
+
+
+def stage_progress(
+    stage: Stage, tally: PhaseTally, photos: int, now: datetime, *, counted: str = "files"
+) -> StageProgress:
+    """Files (and bytes, where known) done of the stage's phase, the recent rate, time left,
+    from the grouped counts of `Store.phase_tallies`."""
     rate = files_rate = None
-    if recent:
-        span = max(1.0, (now - min(at for at, _ in recent)).total_seconds())
-        rate, files_rate = sum(size for _, size in recent) / span, len(recent) / span
+    if tally.recent and tally.first_recent_at is not None:
+        span = max(1.0, (now - tally.first_recent_at).total_seconds())
+        rate, files_rate = tally.recent_bytes / span, tally.recent / span
     left = None
-    if bytes_total is not None and rate:
-        left = max(0.0, (bytes_total - sum(sizes)) / rate)
+    if tally.bytes_total is not None and rate:
+        left = max(0.0, (tally.bytes_total - tally.bytes_done) / rate)
     elif files_rate:
-        left = max(0, len(photos) - len(done) - failed) / files_rate
+        left = max(0, photos - tally.done - tally.failed) / files_rate
     return StageProgress(
         stage=stage.name,
-        files_done=len(done),
-        files_total=len(photos),
-        files_failed=failed,
-        bytes_done=sum(sizes),
-        bytes_total=bytes_total,
+        files_done=tally.done,
+        files_total=photos,
+        files_failed=tally.failed,
+        bytes_done=tally.bytes_done,
+        bytes_total=tally.bytes_total,
         bytes_per_second=rate,
         seconds_left=left,
+        counted=counted,
     )
 
 
-async def overview(store: Store) -> list[JobOverview]:
-    """Every job, newest first, with the progress of the stage it is in."""
+async def overviews(store: Store, found: Sequence[tuple[Job, int]]) -> list[JobOverview]:
+    """The listed jobs with the progress of the stage each is in: grouped counts over the
+    live ones' photos (two queries in all), never their rows."""
     now = utcnow()
-    found = []
-    listed = await store.list_jobs()
-    counts = await not_done_counts(store, [job.id for job, _ in listed])
-    for job, photos in listed:
-        stage = current_stage(job)
-        progress = None
+    stages = {job.id: current_stage(job) for job, _ in found}
+    phases = {}
+    for job_id, stage in stages.items():
         if stage is not None and stage.phase is not None:
-            progress = stage_progress(stage, await store.photos(job.id), now)
-        summary = job_summary(job, photos, counts[job.id])
-        found.append(JobOverview(summary, stage.name if stage else None, progress))
-    return found
+            phases[job_id] = stage.phase
+        elif stage is not None and stage.name == REVIEW_STAGE:
+            phases[job_id] = TAG_PHASE
+    tallies = await store.phase_tallies(
+        phases, recent_since=now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    )
+    counts = await not_done_counts(store, list(stages))
+    rows = []
+    for job, photos in found:
+        stage = stages[job.id]
+        progress = waiting = None
+        if stage is not None and stage.name == REVIEW_STAGE:
+            tagged = tallies[job.id]
+            progress = StageProgress(
+                stage=stage.name,
+                files_done=tagged.decided,
+                files_total=tagged.done,
+                files_failed=0,
+                bytes_done=None,
+                bytes_total=None,
+                bytes_per_second=None,
+                seconds_left=None,
+                counted="decided",
+            )
+        elif stage is not None and stage.phase is not None:
+            progress = stage_progress(stage, tallies[job.id], photos, now)
+        elif stage is not None:
+            waiting = (
+                f"{WAITING_WORDS.get(JobState(job.state), job.state)}: {plural(photos, 'photo')}"
+            )
+        rows.append(
+            JobOverview(
+                job_summary(job, photos, counts[job.id]),
+                stage.name if stage else None,
+                progress,
+                waiting,
+            )
+        )
+    return rows
+
+
+LIST_PAGE = 50
+"""Jobs one page of the jobs list shows when it pages through every job or one state."""
+LIVE_ON_PAGE = 100
+"""Live jobs the jobs list shows at most on its first page (beside the newest finished)."""
+LIST_FILTERS = ("", "all", "live", *(state.value for state in JobState))
+"""What the jobs list can show: "" live and recent, every job, the live ones, one state."""
+
+
+@dataclass(frozen=True)
+class JobList:
+    """A page of the jobs list: its rows, newest first, and where the next page starts."""
+
+    rows: list[JobOverview]
+    next: str | None
+    """The cursor of the page of older jobs, if any."""
+    live: int | None
+    finished: int | None
+    """How many jobs are live and finished in all (None when not `counted`)."""
+
+
+async def job_list(
+    store: Store, *, show: str = "", cursor: str | None = None, counted: bool = True
+) -> JobList:
+    """What the jobs list shows: by default every live job (up to `LIVE_ON_PAGE`) and the
+    `RECENT_FINISHED` newest finished ones; with `show` "all", "live" or a state, a page of
+    `LIST_PAGE` of those, older than `cursor`; how many jobs are live and finished if
+    `counted`. Reads only the rows shown."""
+    if show not in LIST_FILTERS:
+        raise BadFilter(
+            f"the jobs list shows {', '.join(f for f in LIST_FILTERS if f)}, not {show!r}"
+        )
+    before = _read_cursor(cursor) if cursor else None
+    if show == "" and before is None:
+        live = await store.list_jobs(live=True, limit=LIVE_ON_PAGE + 1)
+        finished = await store.list_jobs(live=False, limit=RECENT_FINISHED + 1)
+        shown = sorted(live[:LIVE_ON_PAGE] + finished[:RECENT_FINISHED], key=_newest)[::-1]
+        more = len(live) > LIVE_ON_PAGE or len(finished) > RECENT_FINISHED
+    else:
+        state = show if show in {s.value for s in JobState} else None
+        live_only = True if show == "live" else None
+        found = await store.list_jobs(
+            state=state, live=live_only, limit=LIST_PAGE + 1, before=before
+        )
+        shown, more = found[:LIST_PAGE], len(found) > LIST_PAGE
+    return JobList(
+        rows=await overviews(store, shown),
+        next=_cursor_of(shown[-1][0]) if more and shown else None,
+        live=await store.count_jobs(live=True) if counted else None,
+        finished=await store.count_jobs(live=False) if counted else None,
+    )
+
+
+class BadFilter(OperatorRefusal):
+    """A jobs list filter this page does not know."""
+
+    http_status = 400
+
+
+def _newest(row: tuple[Job, int]) -> tuple[datetime, str]:
+    return row[0].created_at, row[0].id
+
+
+PHOTOS_PAGE = 100
+"""Photos one page of a job's page lists."""
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A job as its page shows it: summary, stages, history, counts and one page of photos."""
+
+    job: Job
+    view: JobView
+    events: list[dict[str, Any]]
+    stages: list[StageMark]
+    phases: list[str]
+    """The phases of the stages the job asked for (and any other its photos recorded)."""
+    counts: dict[str, PhaseCount]
+    failed: int
+    """Photos with a phase failed for good (at most one per photo and phase)."""
+    photos: list[PhotoRecord]
+    showing: str
+    """"failed" or "all": which photos the page lists."""
+    next_after: int | None
+    """The photo id the next page starts after, if there are more."""
+
+
+async def job_page(
+    store: Store, ref: str, *, show: str | None = None, after: int | None = None
+) -> JobPage:
+    """The job named by `ref`, with a page of `PHOTOS_PAGE` photos after the photo id
+    `after`: those that failed first (`show` "failed", the default when any did), or all.
+    Grouped counts and one page of rows: its cost does not grow with the job's photos."""
+    job = await store.resolve_job(ref)
+    events = await store.events(job.id)
+    [(_, photo_count)] = await store.list_jobs(job_id=job.id)
+    counts = await store.phase_counts(job.id)
+    failed = sum(count.failed for count in counts.values())
+    showing = show if show in ("failed", "all") else ("failed" if failed else "all")
+    found = await store.photo_page(
+        job.id, after=after, limit=PHOTOS_PAGE + 1, failed=showing == "failed"
+    )
+    photos = found[:PHOTOS_PAGE]
+    spec = PIPELINE.spec_model.from_stored(job.options)
+    asked = [s.phase for s in PIPELINE.applying(spec) if s.phase is not None]
+    recorded = {name for name, count in counts.items() if count.done or count.failed}
+    phases = asked + sorted(recorded - set(asked))
+    view = job_view(
+        job,
+        photo_count,
+        {name: count.done for name, count in counts.items() if count.done},
+        not_done=(await not_done_counts(store, [job.id]))[job.id],
+    )
+    return JobPage(
+        job=job,
+        view=view,
+        events=[event_record(event) for event in events],
+        stages=timeline(job, events),
+        phases=phases,
+        counts=counts,
+        failed=failed,
+        photos=photos,
+        showing=showing,
+        next_after=photos[-1].id if len(found) > PHOTOS_PAGE else None,
+    )
 
 
 def timeline(job: Job, events: list[Event]) -> list[StageMark]:

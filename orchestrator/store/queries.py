@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -19,12 +19,14 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -34,7 +36,16 @@ from orchestrator.errors import OperatorRefusal
 from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
-from orchestrator.store.models import LIVE_JOB, Event, Job, Photo, PhotoPhase, Refusal, utcnow
+from orchestrator.store.models import (
+    LIVE_JOB,
+    Event,
+    Job,
+    Photo,
+    PhotoPhase,
+    Refusal,
+    UTCDateTime,
+    utcnow,
+)
 from orchestrator.words import plural
 
 
@@ -74,6 +85,32 @@ class JobCursor:
 
     created_at: datetime
     job_id: str
+
+
+@dataclass(frozen=True)
+class PhaseCount:
+    """How many of a job's photos finished a phase, and how many failed it for good."""
+
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class PhaseTally:
+    """What a job's photos did in the phase its stage records (see `Store.phase_tallies`)."""
+
+    done: int = 0
+    failed: int = 0
+    bytes_done: int = 0
+    """Bytes of the photos done: the sources' sizes for uploads, the outputs' otherwise."""
+    bytes_total: int | None = None
+    """The sources' sizes in all, for uploads only (downloads learn theirs as they go)."""
+    recent: int = 0
+    """Photos done since the time asked for."""
+    recent_bytes: int = 0
+    first_recent_at: datetime | None = None
+    decided: int = 0
+    """Photos done with a reviewer's decision in their details."""
 
 
 @dataclass(frozen=True)
@@ -327,38 +364,126 @@ class Store:
     async def photos(self, job_id: str) -> list[PhotoRecord]:
         """The job's photos in a stable order, each with what every phase did with it."""
         async with self.engine.connect() as conn:
+            return await _photo_records(conn, Photo.job_id == job_id, PhotoPhase.job_id == job_id)
+
+    async def photo(self, job_id: str, photo_id: int) -> PhotoRecord | None:
+        """One photo of the job with its phases (None if the job has no such photo)."""
+        async with self.engine.connect() as conn:
+            found = await _photo_records(
+                conn,
+                and_(Photo.job_id == job_id, Photo.id == photo_id),
+                PhotoPhase.photo_id == photo_id,
+            )
+        return found[0] if found else None
+
+    async def photo_page(
+        self, job_id: str, *, after: int | None, limit: int, failed: bool = False
+    ) -> list[PhotoRecord]:
+        """A page of the job's photos in id order: at most `limit`, those after the photo id
+        `after`; only those with a phase that failed for good (`failed`). Reads the page's
+        rows only, whatever the job's size."""
+        after_id = after if after is not None else -1
+        if failed:
+            ids = (
+                select(PhotoPhase.photo_id)
+                .where(PhotoPhase.job_id == job_id, _FAILED_PHASE, PhotoPhase.photo_id > after_id)
+                .group_by(PhotoPhase.photo_id)
+                .order_by(PhotoPhase.photo_id)
+                .limit(limit)
+            )
+        else:
+            ids = (
+                select(Photo.id)
+                .where(Photo.job_id == job_id, Photo.id > after_id)
+                .order_by(Photo.id)
+                .limit(limit)
+            )
+        async with self.engine.connect() as conn:
+            wanted = list((await conn.scalars(ids)).all())
+            if not wanted:
+                return []
+            return await _photo_records(
+                conn,
+                and_(Photo.job_id == job_id, Photo.id.in_(wanted)),
+                and_(PhotoPhase.job_id == job_id, PhotoPhase.photo_id.in_(wanted)),
+            )
+
+    async def phase_counts(self, job_id: str) -> dict[str, PhaseCount]:
+        """Per phase, how many of the job's photos finished it and how many failed it for good
+        (one grouped count, no rows)."""
+        failed = func.sum(case((_FAILED_PHASE, 1), else_=0))
+        async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(
-                        Photo.id,
-                        Photo.rel_path,
-                        Photo.file_name,
-                        Photo.size,
-                        Photo.mtime_ns,
-                        Photo.md5,
+                    select(PhotoPhase.phase, func.count(PhotoPhase.done_at), failed)
+                    .where(PhotoPhase.job_id == job_id)
+                    .group_by(PhotoPhase.phase)
+                )
+            ).all()
+        return {phase: PhaseCount(int(done), int(bad or 0)) for phase, done, bad in rows}
+
+    async def phase_tallies(
+        self, phases: Mapping[str, str], *, recent_since: datetime
+    ) -> dict[str, PhaseTally]:
+        """For each job of `phases` (job id → the phase its stage records), what its photos
+        did in that phase: done, failed, bytes done, those done since `recent_since`, and
+        decisions taken (a review's). Grouped counts over those jobs' rows only."""
+        if not phases:
+            return {}
+        done = PhotoPhase.done_at.is_not(None)
+        recent = PhotoPhase.done_at >= recent_since
+        size = case((PhotoPhase.phase == "upload", Photo.size), else_=PhotoPhase.size)
+        decided = PhotoPhase.details["approved"].as_boolean().is_not(None)
+        query = (
+            select(
+                PhotoPhase.job_id,
+                func.count(PhotoPhase.done_at),
+                func.sum(case((_FAILED_PHASE, 1), else_=0)),
+                func.sum(case((done, func.coalesce(size, 0)), else_=0)),
+                func.sum(case((recent, 1), else_=0)),
+                func.sum(case((recent, func.coalesce(size, 0)), else_=0)),
+                type_coerce(func.min(case((recent, PhotoPhase.done_at))), UTCDateTime()),
+                func.sum(case((and_(done, decided), 1), else_=0)),
+            )
+            .join(Photo, Photo.id == PhotoPhase.photo_id)
+            .where(
+                or_(
+                    *(
+                        and_(PhotoPhase.job_id == job_id, PhotoPhase.phase == phase)
+                        for job_id, phase in phases.items()
                     )
-                    .where(Photo.job_id == job_id)
-                    .order_by(Photo.id)
                 )
-            ).all()
-            phases = (
-                await conn.execute(
-                    select(
-                        PhotoPhase.photo_id,
-                        PhotoPhase.phase,
-                        PhotoPhase.output,
-                        PhotoPhase.size,
-                        PhotoPhase.md5,
-                        PhotoPhase.details,
-                        PhotoPhase.done_at,
-                        PhotoPhase.failed_reason,
-                    ).where(PhotoPhase.job_id == job_id)
-                )
-            ).all()
-        photos = {row[0]: PhotoRecord(*row) for row in rows}
-        for photo_id, phase, *record in phases:
-            photos[photo_id].phases[phase] = PhaseRecord(*record)
-        return list(photos.values())
+            )
+            .group_by(PhotoPhase.job_id)
+        )
+        uploading = [job_id for job_id, phase in phases.items() if phase == "upload"]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            sizes = dict(
+                (
+                    await conn.execute(
+                        select(Photo.job_id, func.sum(Photo.size))
+                        .where(Photo.job_id.in_(uploading))
+                        .group_by(Photo.job_id)
+                    )
+                ).all()
+                if uploading
+                else []
+            )
+        found = {job_id: PhaseTally() for job_id in phases}
+        for job_id, n_done, n_failed, bytes_done, n_recent, recent_bytes, first, n_decided in rows:
+            found[job_id] = PhaseTally(
+                done=int(n_done),
+                failed=int(n_failed or 0),
+                bytes_done=int(bytes_done or 0),
+                recent=int(n_recent or 0),
+                recent_bytes=int(recent_bytes or 0),
+                first_recent_at=first,
+                decided=int(n_decided or 0),
+            )
+        for job_id, total in sizes.items():
+            found[job_id] = replace(found[job_id], bytes_total=int(total or 0))
+        return found
 
     async def recorded_photos(self, job_id: str) -> list[RecordedPhoto]:
         """The job's photos as files, without loading whole rows (a fraction of `photos`)."""
@@ -428,6 +553,22 @@ class Store:
             )
             counted = {job_id: int(n) for job_id, n in rows.all()}
         return {job_id: counted.get(job_id, 0) for job_id in job_ids}
+
+    async def failures(self, job_id: str) -> list[tuple[str, str, str]]:
+        """(photo path, phase, reason) of every phase of the job's photos that failed for
+        good: read from the failed rows alone, whatever the job's size."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(Photo.rel_path, PhotoPhase.phase, PhotoPhase.failed_reason)
+                .join(Photo, Photo.id == PhotoPhase.photo_id)
+                .where(
+                    PhotoPhase.job_id == job_id,
+                    PhotoPhase.failed_reason.is_not(None),
+                    PhotoPhase.failed_reason != "",
+                )
+                .order_by(Photo.id, PhotoPhase.phase)
+            )
+            return [(str(path), str(phase), str(reason)) for path, phase, reason in rows.all()]
 
     async def entered_state_at(self, job_id: str, state: str) -> datetime | None:
         """When the job last moved into `state` (a transition or a retry), if it ever did."""
@@ -1037,6 +1178,42 @@ def _runs_of_same_kind(
         else:
             runs.append((kind, [row]))
     return runs
+
+
+_FAILED_PHASE = and_(PhotoPhase.failed_reason.is_not(None), PhotoPhase.done_at.is_(None))
+"""A photo's phase that failed for good (and has not succeeded since)."""
+
+
+async def _photo_records(
+    conn: AsyncConnection, photos: ColumnElement[bool], phases: ColumnElement[bool]
+) -> list[PhotoRecord]:
+    """The photos matching `photos`, in id order, with their phase rows matching `phases`."""
+    rows = (
+        await conn.execute(
+            select(Photo.id, Photo.rel_path, Photo.file_name, Photo.size, Photo.mtime_ns, Photo.md5)
+            .where(photos)
+            .order_by(Photo.id)
+        )
+    ).all()
+    records = (
+        await conn.execute(
+            select(
+                PhotoPhase.photo_id,
+                PhotoPhase.phase,
+                PhotoPhase.output,
+                PhotoPhase.size,
+                PhotoPhase.md5,
+                PhotoPhase.details,
+                PhotoPhase.done_at,
+                PhotoPhase.failed_reason,
+            ).where(phases)
+        )
+    ).all()
+    found = {row[0]: PhotoRecord(*row) for row in rows}
+    for photo_id, phase, *record in records:
+        if photo_id in found:
+            found[photo_id].phases[phase] = PhaseRecord(*record)
+    return list(found.values())
 
 
 async def _event(

@@ -10,15 +10,21 @@ decided before any handler runs, by service/http.py's guard.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from markupsafe import Markup
 
 from orchestrator.config import ConfigError, Settings
 from orchestrator.display import visible
@@ -33,13 +39,19 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
-from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.services import IMGIX
 
 log = logging.getLogger("orchestrator.web")
 
 STATIC = Path(__file__).parent / "static"
+
+PAGE_READS_AT_ONCE = 4
+"""Page views reading the database at once; the others wait their turn. A crowd on one big
+job's page then holds at most this many database connections, and the jobs the same process
+drives keep theirs."""
+
+T = TypeVar("T")
 
 
 def _bytes(value: float | None) -> str:
@@ -63,9 +75,16 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _when(value: Any) -> str:
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value or "")
-    return text[:19].replace("T", " ")
+def _when(value: Any) -> Markup:
+    """A moment as `<time>`: UTC in its text (what a page without scripts shows), ISO 8601 in
+    its `datetime`, which the script turns into the reader's local time and zone."""
+    if not value:
+        return Markup("")
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    moment = moment.astimezone(UTC)
+    return Markup('<time datetime="{}">{} UTC</time>').format(
+        moment.isoformat(timespec="seconds"), moment.strftime("%Y-%m-%d %H:%M:%S")
+    )
 
 
 def environment(app: web.Application) -> jinja2.Environment:
@@ -90,6 +109,8 @@ class Pages:
         self._settings = settings
         """What `deliver` needs to reach imgix; None where the page cannot deliver."""
         self._deliveries: set[asyncio.Task[Any]] = set()
+        self._reads = asyncio.Semaphore(PAGE_READS_AT_ONCE)
+        self._reading: dict[Hashable, asyncio.Future[Any]] = {}
 
     def mount(self, app: web.Application) -> LoginPage:
         """Add the pages' routes to `app`; the login page for the guard."""
@@ -122,40 +143,114 @@ class Pages:
         )
         return aiohttp_jinja2.render_template(name, request, context, status=status)
 
+    async def _read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, once for every view asking for the same `key` while it runs (a crowd on
+        one page costs one read), with at most `PAGE_READS_AT_ONCE` reads at once."""
+        running = self._reading.get(key)
+        if running is None:
+
+            async def bounded() -> T:
+                async with self._reads:
+                    return await read()
+
+            running = asyncio.ensure_future(bounded())
+            self._reading[key] = running
+            running.add_done_callback(lambda done: self._read_done(key, done))
+        # Shielded: a viewer who leaves does not cancel the read the others wait for.
+        found: T = await asyncio.shield(running)
+        return found
+
+    def _read_done(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every viewer who waited got it raised already
+
     # ---- the pages -------------------------------------------------------------------
 
     async def jobs(self, request: web.Request) -> web.Response:
-        """Every job: state, current stage's progress, last error, last moved (live)."""
-        return self._render("jobs.html", request, rows=await job_views.overview(self._store))
+        """The jobs list: live jobs and the newest finished ones (or a page of all jobs or of
+        one state); each row's state, current stage's progress, last error, last moved."""
+        show, cursor = request.query.get("show", ""), request.query.get("before")
+        listing = await self._read(
+            ("list", show, cursor),
+            lambda: job_views.job_list(self._store, show=show, cursor=cursor),
+        )
+        rows = self._job_rows(request, listing.rows)
+        here = {key: value for key, value in (("show", show), ("before", cursor)) if value}
+        return self._render(
+            "jobs.html",
+            request,
+            listing=listing,
+            rows=[html for _, html in rows],
+            stamp=RowsStamp.of(rows).encode(),
+            refresh="/jobs/rows" + (f"?{urlencode(here)}" if here else ""),
+            show=show,
+            filters=job_views.LIST_FILTERS,
+            older=f"/?{urlencode({'show': show or 'all', 'before': listing.next})}"
+            if listing.next
+            else None,
+            paged=bool(cursor),
+        )
 
     async def job_rows(self, request: web.Request) -> web.Response:
-        """The jobs table's rows alone, which the page fetches every second."""
-        return self._render("job_rows.html", request, rows=await job_views.overview(self._store))
+        """What changed in the jobs list since the page's `since` stamp, which the page's
+        script asks for every few seconds: JSON with the rows that changed (rendered by the
+        page's own template), the rows' order when it changed, and the new stamp; 204 when
+        nothing changed."""
+        show, cursor = request.query.get("show", ""), request.query.get("before")
+        listing = await self._read(
+            ("rows", show, cursor),
+            lambda: job_views.job_list(self._store, show=show, cursor=cursor, counted=False),
+        )
+        rows = self._job_rows(request, listing.rows)
+        now, known = RowsStamp.of(rows), RowsStamp.decode(request.query.get("since", ""))
+        changed = {job_id: html for job_id, html in rows if _signature(html) not in known.rows}
+        order = [job_id for job_id, _ in rows] if now.order != known.order else None
+        if not changed and order is None:
+            return web.Response(status=204)
+        return web.json_response({"stamp": now.encode(), "order": order, "rows": changed})
+
+    def _job_rows(
+        self, request: web.Request, rows: Sequence[job_views.JobOverview]
+    ) -> list[tuple[str, str]]:
+        """Each row of the jobs list as (job id, its HTML)."""
+        context = {"csrf": request["csrf"], "csrf_field": CSRF_FIELD}
+        return [
+            (
+                str(row.summary["id"]),
+                aiohttp_jinja2.render_string("job_row.html", request, {**context, "row": row}),
+            )
+            for row in rows
+        ]
 
     async def job(
         self, request: web.Request, *, refusal: OperatorRefusal | None = None
     ) -> web.Response:
-        """One job: its stages as a timeline, its history, its photos and their phases; with
-        the `refusal` an action met, if any."""
-        job, events = await job_views.history(self._store, request.match_info["job"])
-        photos = await self._store.photos(job.id)
-        stages = job_views.timeline(job, await self._store.events(job.id))
-        phases = PIPELINE.phases
-        phases += sorted({name for p in photos for name in p.phases} - set(phases))
-        folders = {"edit": job.edited_dir, "export": job.exported_dir}
+        """One job: its stages as a timeline, its history, its photos' counts per phase and a
+        page of its photos (failed first); with the `refusal` an action met, if any."""
+        ref, show, after = (
+            request.match_info["job"],
+            request.query.get("photos"),
+            request.query.get("after", ""),
+        )
+        page = await self._read(
+            ("job", ref, show, after),
+            lambda: job_views.job_page(
+                self._store, ref, show=show, after=int(after) if after.isdigit() else None
+            ),
+        )
+        job = page.job
         return self._render(
             "job.html",
             request,
             status=refusal.http_status if refusal else 200,
             job=job,
-            events=events,
-            stages=stages,
-            photos=photos,
-            phases=phases,
-            folders=folders,
-            reviewing=job.state == JobState.REVIEWING,
+            page=page,
+            folders={"edit": job.edited_dir, "export": job.exported_dir},
             delivers=self._settings is not None
             and JobSpec.from_stored(job.options).deliver is not None,
+            paged=bool(after),
             error=str(refusal) if refusal else None,
         )
 
@@ -178,7 +273,7 @@ class Pages:
         """A photo's exported (or edited) JPEG, read only from that job's output folder."""
         job = await self._store.resolve_job(request.match_info["job"])
         wanted = request.match_info["photo"]
-        photo = next((p for p in await self._store.photos(job.id) if str(p.id) == wanted), None)
+        photo = await self._store.photo(job.id, int(wanted)) if wanted.isdigit() else None
         phase = review_actions.image_phase(photo) if photo else None
         record = photo.phase(phase) if photo and phase else None
         if record is None or record.output is None:
@@ -265,6 +360,8 @@ class Pages:
             if back == "review":
                 return await self.review(request, refusal=refusal)
             return await self.job(request, refusal=refusal)
+        # Reads begun before the action are not shared with the page that shows its outcome.
+        self._reading.clear()
         job = await self._store.resolve_job(request.match_info["job"])
         where = f"/jobs/{quote(job.id)}" + ("/review" if back == "review" else "")
         raise web.HTTPSeeOther(where + (f"#{anchor}" if anchor else ""))
@@ -300,6 +397,50 @@ class Pages:
         redirect = web.HTTPSeeOther("/login")
         log_out(redirect)
         raise redirect
+
+
+STAMP_ORDER_BYTES = 8
+STAMP_ROW_BYTES = 4
+
+
+def _signature(html: str) -> bytes:
+    """A row's signature: the first bytes of its HTML's SHA-256 (the HTML names the job)."""
+    return hashlib.sha256(html.encode()).digest()[:STAMP_ROW_BYTES]
+
+
+@dataclass(frozen=True)
+class RowsStamp:
+    """What a jobs list showed, in a few bytes per row: the digest of its rows' order and each
+    row's signature. The page hands it back with its next look (`/jobs/rows?since=`), and is
+    sent only the rows whose signature it does not hold: no state on the server, so any
+    process serving the page answers it."""
+
+    order: bytes
+    rows: frozenset[bytes]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[str, str]]) -> RowsStamp:
+        """The stamp of these (job id, HTML) rows."""
+        order = hashlib.sha256("\n".join(job_id for job_id, _ in rows).encode()).digest()
+        return cls(order[:STAMP_ORDER_BYTES], frozenset(_signature(html) for _, html in rows))
+
+    def encode(self) -> str:
+        """The stamp as URL-safe text."""
+        raw = self.order + b"".join(sorted(self.rows))
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> RowsStamp:
+        """The stamp `encode` made; anything else is the stamp of nothing (all rows sent)."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except ValueError:
+            raw = b""
+        order, rest = raw[:STAMP_ORDER_BYTES], raw[STAMP_ORDER_BYTES:]
+        if len(order) < STAMP_ORDER_BYTES or len(rest) % STAMP_ROW_BYTES:
+            return cls(b"", frozenset())
+        step = STAMP_ROW_BYTES
+        return cls(order, frozenset(rest[i : i + step] for i in range(0, len(rest), step)))
 
 
 def _local(target: object) -> str:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -121,6 +122,95 @@ def test_the_jobs_page_follows_a_running_job_live(
         assert page.evaluate("window.notReloaded") is True  # followed without reloading
         page.screenshot(path=str(tmp_path / "jobs.png"), full_page=True)
         assert dialogs == []
+
+
+def test_the_jobs_list_is_updated_by_what_changed_and_shows_local_time(
+    browser: Any, db_url: str, tmp_path: Path
+) -> None:
+    names = [f"IMG_{i:04d}.jpg" for i in range(4)]
+    moving, still = (
+        with_store(
+            db_url, lambda store, n=n: seed_job(store, tmp_path / n, names, state="uploading")
+        )
+        for n in ("moving", "still")
+    )
+    env = cli_env("http://127.0.0.1:9/v1", db_url)
+    with Ui(env, tmp_path) as ui:
+        context = browser.new_context(
+            timezone_id="Asia/Tokyo", viewport={"width": 1600, "height": 800}
+        )
+        page = context.new_page()
+        page.goto(ui.url)
+        row, other = (page.locator(f'tr[data-job="{job.id}"]') for job in (moving, still))
+        assert "GMT+9" in row.locator("time").inner_text()  # the reader's zone, not UTC
+        assert row.locator("time").get_attribute("datetime").endswith("+00:00")
+        page.evaluate(
+            "id => { document.querySelector(`tr[data-job='${id}']`).kept = true; }", still.id
+        )
+        page.evaluate("window.notReloaded = true")
+        refreshed = page.evaluate("document.getElementById('job-rows').dataset.refreshed || ''")
+
+        photo = moving.photo_ids[names[0]]
+        with_store(db_url, lambda s: s.checkpoint(moving.lease, photo, PhaseDone("upload")))
+        row.filter(has_text="1/4 files").wait_for(timeout=10000)
+        assert page.evaluate("window.notReloaded") is True
+        # The row that did not change is the same element: it was not sent again.
+        assert page.evaluate("id => document.querySelector(`tr[data-job='${id}']`).kept", still.id)
+        assert "GMT+9" in row.locator("time").inner_text()  # a row sent again shows local time
+        assert other.count() == 1
+        assert page.evaluate("document.getElementById('job-rows').dataset.refreshed") != refreshed
+        width = page.evaluate("document.querySelector('table.jobs').getBoundingClientRect().width")
+        assert width > 1400  # the list uses the screen's width
+        page.screenshot(path=str(tmp_path / "jobs-local.png"), full_page=True)
+        context.close()
+
+        # Without scripts the page still lists the jobs, its moments in UTC.
+        plain = browser.new_context(java_script_enabled=False)
+        still_page = plain.new_page()
+        still_page.goto(ui.url)
+        text = still_page.locator(f'tr[data-job="{still.id}"] time').inner_text()
+        assert text.endswith(" UTC")
+        plain.close()
+
+
+def test_the_poll_answers_nothing_when_nothing_changed_and_only_the_rows_that_did(
+    db_url: str, tmp_path: Path
+) -> None:
+    names = ["a.jpg", "b.jpg"]
+    moving, still = (
+        with_store(
+            db_url, lambda store, n=n: seed_job(store, tmp_path / n, names, state="uploading")
+        )
+        for n in ("moving", "still")
+    )
+    # A browser keeps its CSRF cookie, so the rows' forms (and signatures) stay the same.
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+
+    def get(path: str) -> tuple[int, bytes]:
+        with opener.open(f"{ui.url}{path}", timeout=10) as answer:
+            return int(answer.status), bytes(answer.read())
+
+    with Ui(cli_env("http://127.0.0.1:9/v1", db_url), tmp_path) as ui:
+        get("/")
+        everything = json.loads(get("/jobs/rows")[1])
+        assert set(everything["rows"]) == {moving.id, still.id}
+        assert everything["order"] == [still.id, moving.id]
+        stamp = everything["stamp"]
+        assert get(f"/jobs/rows?since={stamp}")[0] == 204
+
+        photo = moving.photo_ids["a.jpg"]
+        with_store(db_url, lambda s: s.checkpoint(moving.lease, photo, PhaseDone("upload")))
+        status, body = get(f"/jobs/rows?since={stamp}")
+        assert status == 200
+        delta = json.loads(body)
+        assert list(delta["rows"]) == [moving.id] and delta["order"] is None
+        assert "1/2 files" in delta["rows"][moving.id]
+        assert get(f"/jobs/rows?since={delta['stamp']}")[0] == 204
+        # A stamp this page did not give out is the stamp of nothing: every row is sent.
+        assert set(json.loads(get("/jobs/rows?since=%25%25")[1])["rows"]) == {
+            moving.id,
+            still.id,
+        }
 
 
 def test_the_job_page_shows_a_photos_failure_and_hostile_names_as_text(
