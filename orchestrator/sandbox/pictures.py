@@ -151,12 +151,18 @@ def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[in
     )
 
 
+def synthetic_size(seed_hex: str, *, long_side: int = SYNTHETIC_SIZE[0]) -> tuple[int, int]:
+    """The size of the synthetic scene of `seed_hex` (about a third of them are upright)."""
+    short = long_side * SYNTHETIC_SIZE[1] // SYNTHETIC_SIZE[0]
+    portrait = random.Random(seed_hex).random() < 0.3
+    return (short, long_side) if portrait else (long_side, short)
+
+
 def synthetic(seed_hex: str, *, long_side: int = SYNTHETIC_SIZE[0]) -> Image.Image:
     """A scene seeded by `seed_hex`: a sky-to-ground gradient, shapes and 0–3 people."""
+    width, height = synthetic_size(seed_hex, long_side=long_side)
     rng = random.Random(seed_hex)
-    portrait = rng.random() < 0.3
-    short = long_side * SYNTHETIC_SIZE[1] // SYNTHETIC_SIZE[0]
-    width, height = (short, long_side) if portrait else (long_side, short)
+    rng.random()  # the orientation, drawn by synthetic_size
     while True:
         top, bottom = _scene_colour(rng), _scene_colour(rng)
         if not any(_skin_like(_mix(top, bottom, step / 8)) for step in range(9)):
