@@ -1,15 +1,21 @@
-"""A fake of Imagga v2 under /imagga/v2: tags, categorizers, uploads and usage, with its limits.
+"""A fake of Imagga v2 under /imagga/v2: tags, categorizers, colours, faces, face groupings
+(through tickets), croppings, uploads and usage, with its limits.
 
 HTTP Basic auth with any non-empty key and secret (or only the pair pinned with the control
-route). Every answer is Imagga's envelope `{"result": ..., "status": {"text", "type"}}`. Tags and
-categories are a deterministic function of the image's md5 (or of the URL for `image_url`),
-highest confidence first, confidences 0–100. Limits as a real account has them: over the
+route). Every answer is Imagga's envelope `{"result": ..., "status": {"text", "type"}}`. Answers
+come from the pixels received (`vision.py`, read once per md5 when uploaded; an image that cannot
+be decoded, or an `image_url`, is read as the synthetic scene its md5 seeds): the same image
+always gets the same answer, different images differ. Tags highest confidence first, 0–100; the
+nsfw categorizer stays a seeded draw. Face ids from `/faces/detections?return_face_id=1` feed
+`POST /faces/groupings` (form or JSON `faces`), which answers a ticket; `GET /tickets/{id}`
+answers `is_final: false` for `ticket_seconds`, then the groups. Every analysis but the ticket
+reads counts against the month's quota. Limits as a real account has them: over the
 concurrency cap 429, once the month's quota is spent 403, a categorizer outside the plan 403.
 
 `PUT /_sandbox/imagga` (never faulted, no auth) sets them while running: `{"monthly_limit",
 "monthly_processed" (0 resets the month), "concurrency", "credentials": [key, secret] | null,
-"forbidden": ["categories/nsfw_beta", …], "junk": "html" | "error_200" | null,
-"delay_seconds"}`; it answers the settings now in force.
+"forbidden": ["categories/nsfw_beta", "colors", "faces/detections", …], "junk": "html" |
+"error_200" | null, "delay_seconds", "ticket_seconds"}`; it answers the settings now in force.
 """
 
 from __future__ import annotations
@@ -18,25 +24,21 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import json
 import random
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
 
+from orchestrator.sandbox import vision
+
 PREFIX = "/imagga/v2"
-VOCABULARY = (
-    "portrait", "people", "person", "smile", "happy", "love", "couple", "wedding", "bride",
-    "dress", "flower", "bouquet", "celebration", "ceremony", "romantic", "elegant", "fashion",
-    "beauty", "face", "studio", "light", "outdoors", "nature", "sky", "sunset", "beach", "city",
-    "architecture", "landscape", "tree", "water", "summer", "travel", "family", "child",
-    "lifestyle", "evening", "garden", "party", "dance",
-)  # fmt: skip
 TRANSLATIONS = {"de": "de:", "fr": "fr:", "es": "es:"}
 """Other languages answer the English word with a prefix (the fake has no dictionary)."""
-TAGS_PER_IMAGE = 15
 MONTHLY_LIMIT = 1000
 CONCURRENCY_LIMIT = 5
 BILLING_PERIOD_END = "2099-01-01T00:00:00Z"
@@ -48,6 +50,9 @@ CATEGORIZERS: dict[str, tuple[str, ...]] = {
     "nsfw_beta": ("safe", "underwear", "nsfw"),
 }  # fmt: skip
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
+TICKET_SECONDS = 0.5
+GROUPING_HUE_DEGREES = 30.0
+"""Faces whose signature hues are this close are one person."""
 UNAUTHORISED = "You need to authenticate with your API key and secret (HTTP Basic)."
 
 
@@ -61,12 +66,32 @@ class ImaggaUpload:
     tag_requests: int = 0
 
 
+@dataclass(kw_only=True)
+class Ticket:
+    """An asynchronous grouping: pending until `ready_at` (monotonic), then `result`."""
+
+    ready_at: float
+    result: dict[str, Any]
+    polls: int = 0
+
+
 @dataclass
 class ImaggaState:
     """Uploads, usage and limits of the fake Imagga account."""
 
     uploads: dict[str, ImaggaUpload] = field(default_factory=dict)
     tag_requests: int = 0
+    colors_requests: int = 0
+    faces_requests: int = 0
+    croppings_requests: int = 0
+    groupings_requests: int = 0
+    tickets_polled: int = 0
+    readings: dict[str, vision.Reading] = field(default_factory=dict)
+    """What was seen in each image, by md5 (or by the md5 of an image URL)."""
+    faces: dict[str, float] = field(default_factory=dict)
+    """Signature hue of every face id handed out."""
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    ticket_seconds: float = TICKET_SECONDS
     tagged: list[dict[str, Any]] = field(default_factory=list)
     categorized: list[dict[str, Any]] = field(default_factory=list)
     monthly_limit: int = MONTHLY_LIMIT
@@ -85,6 +110,11 @@ class ImaggaState:
         """What the ledger reports about Imagga."""
         return {
             "tag_requests": self.tag_requests,
+            "colors_requests": self.colors_requests,
+            "faces_requests": self.faces_requests,
+            "croppings_requests": self.croppings_requests,
+            "groupings_requests": self.groupings_requests,
+            "tickets": self.tickets_polled,
             "tagged": list(self.tagged),
             "categorized": list(self.categorized),
             "monthly_limit": self.monthly_limit,
@@ -113,25 +143,19 @@ class ImaggaState:
             "forbidden": sorted(self.forbidden),
             "junk": self.junk,
             "delay_seconds": self.delay_seconds,
+            "ticket_seconds": self.ticket_seconds,
         }
 
 
 IMAGGA = web.AppKey("sandbox_imagga", ImaggaState)
 
 
-def tags_for(seed_hex: str) -> list[tuple[str, float]]:
-    """(tag, confidence) pairs for an image, highest confidence first."""
-    rng = random.Random(seed_hex)
-    confidence = rng.uniform(92.0, 100.0)
-    tags = []
-    for word in rng.sample(VOCABULARY, TAGS_PER_IMAGE):
-        tags.append((word, round(confidence, 4)))
-        confidence = max(0.5, confidence - rng.uniform(1.0, 9.0))
-    return tags
-
-
-def categories_for(seed_hex: str, categorizer: str) -> list[tuple[str, float]]:
+def categories_for(
+    seed_hex: str, reading: vision.Reading, categorizer: str
+) -> list[tuple[str, float]]:
     """(category, confidence) pairs for an image, highest first, summing to about 100."""
+    if categorizer == "personal_photos":
+        return list(reading.personal_photos)
     rng = random.Random(f"{categorizer}:{seed_hex}")
     names = CATEGORIZERS[categorizer]
     if categorizer == "nsfw_beta":
@@ -174,8 +198,9 @@ def _authorised(request: web.Request) -> bool:
     return pinned is None or pinned == (key, secret)
 
 
-async def _image_of(request: web.Request) -> tuple[str, int] | web.Response:
-    """(md5, size) of the image in a multipart body (`image` or `image_base64`), or an error."""
+async def _image_of(request: web.Request) -> tuple[str, bytes] | web.Response:
+    """(md5, bytes) of the image in a multipart body (`image` or `image_base64`), or an error;
+    what it shows is read (once per md5) before this returns."""
     if not request.content_type.startswith("multipart/"):
         return _error(400, "Send the image as multipart/form-data in the field 'image'")
     reader = await request.multipart()
@@ -183,15 +208,15 @@ async def _image_of(request: web.Request) -> tuple[str, int] | web.Response:
         if not isinstance(part, BodyPartReader):
             continue
         if part.name == "image":
-            md5 = hashlib.md5()
+            chunks = []
             size = 0
             while chunk := await part.read_chunk():
-                md5.update(chunk)
+                chunks.append(chunk)
                 size += len(chunk)
                 if size > MAX_IMAGE_BYTES:
                     return _error(413, "The image is too large")
             if size:
-                return md5.hexdigest(), size
+                return await _read(request, b"".join(chunks))
             break
         if part.name == "image_base64":
             try:
@@ -199,14 +224,31 @@ async def _image_of(request: web.Request) -> tuple[str, int] | web.Response:
             except (binascii.Error, ValueError):
                 return _error(400, "image_base64 is not valid base64")
             if data:
-                return hashlib.md5(data).hexdigest(), len(data)
+                return await _read(request, data)
             break
         await part.release()
     return _error(400, "No image was sent in the field 'image' or 'image_base64'")
 
 
+async def _read(request: web.Request, data: bytes) -> tuple[str, bytes]:
+    """(md5, data), with what the image shows read into the account's readings."""
+    md5_hex = hashlib.md5(data).hexdigest()
+    readings = request.app[IMAGGA].readings
+    if md5_hex not in readings:
+        readings[md5_hex] = await asyncio.to_thread(vision.read_bytes, data, md5_hex)
+    return md5_hex, data
+
+
+async def _reading_of_seed(request: web.Request, seed: str) -> vision.Reading:
+    """The reading for `seed`: an upload's, or the synthetic scene of an image URL's md5."""
+    readings = request.app[IMAGGA].readings
+    if seed not in readings:
+        readings[seed] = await asyncio.to_thread(vision.read_seed, seed)
+    return readings[seed]
+
+
 async def _limited(
-    request: web.Request, feature: str, analyse: Callable[[], dict[str, Any]]
+    request: web.Request, feature: str, analyse: Callable[[], Awaitable[dict[str, Any]]]
 ) -> web.Response:
     """Run one billable analysis under the account's limits, counting it once answered."""
     state = request.app[IMAGGA]
@@ -234,7 +276,7 @@ async def _limited(
             return web.json_response(
                 {"status": {"text": "Unexpected processing error", "type": "error"}}
             )
-        result = analyse()
+        result = await analyse()
         state.monthly_processed += 1
         return _answer(result)
     finally:
@@ -242,15 +284,15 @@ async def _limited(
 
 
 def _tags_result(
-    request: web.Request, seed: str, md5_hex: str | None
-) -> Callable[[], dict[str, Any]]:
+    request: web.Request, reading: vision.Reading, md5_hex: str | None
+) -> Callable[[], Awaitable[dict[str, Any]]]:
     state = request.app[IMAGGA]
 
-    def analyse() -> dict[str, Any]:
+    async def analyse() -> dict[str, Any]:
         limit = int(_number(request, "limit", -1))
         threshold = _number(request, "threshold", 0.0)
         languages = [code for code in request.query.get("language", "en").split(",") if code]
-        found = [(word, score) for word, score in tags_for(seed) if score >= threshold]
+        found = [(word, score) for word, score in reading.tags if score >= threshold]
         if limit >= 0:
             found = found[:limit]
         state.tag_requests += 1
@@ -275,11 +317,11 @@ def _tags_result(
 
 def _categories_result(
     request: web.Request, seed: str, md5_hex: str | None, categorizer: str
-) -> Callable[[], dict[str, Any]]:
+) -> Callable[[], Awaitable[dict[str, Any]]]:
     state = request.app[IMAGGA]
 
-    def analyse() -> dict[str, Any]:
-        found = categories_for(seed, categorizer)
+    async def analyse() -> dict[str, Any]:
+        found = categories_for(seed, await _reading_of_seed(request, seed), categorizer)
         state.categorized.append({"md5": md5_hex, "categorizer": categorizer, "categories": found})
         return {
             "categories": [{"confidence": score, "name": {"en": name}} for name, score in found]
@@ -326,7 +368,7 @@ async def upload(request: web.Request) -> web.Response:
     if isinstance(image, web.Response):
         return image
     upload_id = f"i{uuid.uuid4().hex}"
-    request.app[IMAGGA].uploads[upload_id] = ImaggaUpload(md5_hex=image[0], size=image[1])
+    request.app[IMAGGA].uploads[upload_id] = ImaggaUpload(md5_hex=image[0], size=len(image[1]))
     return _answer({"upload_id": upload_id})
 
 
@@ -340,7 +382,8 @@ async def tags(request: web.Request) -> web.Response:
     if isinstance(named, web.Response):
         return named
     seed, md5_hex = named
-    return await _limited(request, "tags", _tags_result(request, seed, md5_hex))
+    reading = await _reading_of_seed(request, seed)
+    return await _limited(request, "tags", _tags_result(request, reading, md5_hex))
 
 
 async def tags_of_image(request: web.Request) -> web.Response:
@@ -352,7 +395,8 @@ async def tags_of_image(request: web.Request) -> web.Response:
     image = await _image_of(request)
     if isinstance(image, web.Response):
         return image
-    return await _limited(request, "tags", _tags_result(request, image[0], image[0]))
+    reading = await _reading_of_seed(request, image[0])
+    return await _limited(request, "tags", _tags_result(request, reading, image[0]))
 
 
 def _categorizer(request: web.Request) -> str | web.Response:
@@ -390,6 +434,225 @@ async def categories_of_image(request: web.Request) -> web.Response:
     feature = f"categories/{categorizer}"
     return await _limited(
         request, feature, _categories_result(request, image[0], image[0], categorizer)
+    )
+
+
+def _colour(colour: tuple[int, int, int], percent: float) -> dict[str, Any]:
+    name, parent, named_rgb, distance = vision.closest_named(colour)
+    red, green, blue = colour
+    return {
+        "r": red,
+        "g": green,
+        "b": blue,
+        "html_code": f"#{red:02x}{green:02x}{blue:02x}",
+        "closest_palette_color": name,
+        "closest_palette_color_html_code": "#{:02x}{:02x}{:02x}".format(*named_rgb),
+        "closest_palette_color_parent": parent,
+        "closest_palette_distance": distance,
+        "percent": percent,
+    }
+
+
+def _colors_result(reading: vision.Reading) -> dict[str, Any]:
+    foreground = sum(percent for _, percent in reading.foreground_colors)
+    return {
+        "colors": {
+            "image_colors": [_colour(c, p) for c, p in reading.image_colors],
+            "foreground_colors": [_colour(c, p) for c, p in reading.foreground_colors],
+            "background_colors": [_colour(c, p) for c, p in reading.background_colors],
+            "color_percent_threshold": 1.75,
+            "color_variance": len(reading.image_colors) * 7,
+            "object_percentage": round(foreground / 4, 2),
+        }
+    }
+
+
+def _face_id(seed: str, index: int) -> str:
+    return hashlib.md5(f"face:{seed}:{index}".encode()).hexdigest()
+
+
+def _faces_result(
+    state: ImaggaState, seed: str, reading: vision.Reading, *, face_ids: bool
+) -> dict[str, Any]:
+    faces = []
+    for index, face in enumerate(reading.faces):
+        x1, y1, x2, y2 = face.box
+        answer: dict[str, Any] = {
+            "confidence": face.confidence,
+            "coordinates": {
+                "xmin": x1,
+                "ymin": y1,
+                "xmax": x2,
+                "ymax": y2,
+                "width": x2 - x1,
+                "height": y2 - y1,
+            },
+            "landmarks": [],
+        }
+        if face_ids:
+            face_id = _face_id(seed, index)
+            state.faces[face_id] = face.hue
+            answer["face_id"] = face_id
+        faces.append(answer)
+    return {"faces": faces}
+
+
+def _resolutions(request: web.Request) -> list[tuple[int, int]] | None:
+    """The `resolution=W1xH1,W2xH2` asked for, or None if malformed or missing."""
+    found = []
+    for item in request.query.get("resolution", "").split(","):
+        width, _, height = item.strip().lower().partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+            return None
+        found.append((int(width), int(height)))
+    return found or None
+
+
+def _croppings_result(reading: vision.Reading, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+    croppings = []
+    for width, height in sizes:
+        x1, y1, x2, y2 = vision.cropping(reading, width, height)
+        croppings.append(
+            {"target_width": width, "target_height": height, "x1": x1, "y1": y1, "x2": x2, "y2": y2}
+        )
+    return {"croppings": croppings}
+
+
+async def _analysis(
+    request: web.Request,
+    feature: str,
+    counter: str,
+    answer: Callable[[str, vision.Reading], dict[str, Any]],
+) -> web.Response:
+    """A billed GET analysis of the image named by `image_upload_id` or `image_url`."""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    named = _query_image(request)
+    if isinstance(named, web.Response):
+        return named
+    seed, _ = named
+    state = request.app[IMAGGA]
+
+    async def analyse() -> dict[str, Any]:
+        setattr(state, counter, getattr(state, counter) + 1)
+        return answer(seed, await _reading_of_seed(request, seed))
+
+    return await _limited(request, feature, analyse)
+
+
+async def colors(request: web.Request) -> web.Response:
+    """GET /imagga/v2/colors?image_upload_id=|image_url="""
+    return await _analysis(
+        request, "colors", "colors_requests", lambda _, reading: _colors_result(reading)
+    )
+
+
+async def face_detections(request: web.Request) -> web.Response:
+    """GET /imagga/v2/faces/detections?image_upload_id=|image_url=[&return_face_id=1]"""
+    state = request.app[IMAGGA]
+    face_ids = request.query.get("return_face_id") in ("1", "true")
+    return await _analysis(
+        request,
+        "faces/detections",
+        "faces_requests",
+        lambda seed, reading: _faces_result(state, seed, reading, face_ids=face_ids),
+    )
+
+
+async def croppings(request: web.Request) -> web.Response:
+    """GET /imagga/v2/croppings?image_upload_id=|image_url=&resolution=W1xH1[,W2xH2…]"""
+    sizes = _resolutions(request)
+    if sizes is None:
+        return _error(400, "Give resolution as WIDTHxHEIGHT[,WIDTHxHEIGHT…]")
+    return await _analysis(
+        request,
+        "croppings",
+        "croppings_requests",
+        lambda _, reading: _croppings_result(reading, sizes),
+    )
+
+
+async def _face_ids_sent(request: web.Request) -> list[str] | None:
+    """The face ids of a groupings request (JSON `{"faces": [...]}` or form `faces=a,b`)."""
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            return None
+        faces = body.get("faces") if isinstance(body, dict) else None
+    else:
+        form = await request.post()
+        faces = [item for value in form.getall("faces", []) for item in str(value).split(",")]
+    if not isinstance(faces, list) or not all(isinstance(item, str) for item in faces):
+        return None
+    return [item.strip() for item in faces if item.strip()]
+
+
+def group_faces(hues: dict[str, float]) -> list[list[str]]:
+    """Faces in groups of one person each: hues within GROUPING_HUE_DEGREES, chained."""
+    groups: list[list[str]] = []
+    signatures: list[list[float]] = []
+    for face_id, hue in hues.items():
+        for group, members in zip(groups, signatures, strict=True):
+            if any(
+                min(abs(hue - other), 360 - abs(hue - other)) < GROUPING_HUE_DEGREES
+                for other in members
+            ):
+                group.append(face_id)
+                members.append(hue)
+                break
+        else:
+            groups.append([face_id])
+            signatures.append([hue])
+    return groups
+
+
+async def face_groupings(request: web.Request) -> web.Response:
+    """POST /imagga/v2/faces/groupings with the face ids: answers a ticket"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    state = request.app[IMAGGA]
+    sent = await _face_ids_sent(request)
+    if not sent:
+        return _error(400, "Send the face ids to group as faces (a JSON list or a form field)")
+    unknown = [face_id for face_id in sent if face_id not in state.faces]
+    if unknown:
+        return _error(400, f"Unknown face id {unknown[0][:64]}")
+
+    async def analyse() -> dict[str, Any]:
+        state.groupings_requests += 1
+        groups = group_faces({face_id: state.faces[face_id] for face_id in dict.fromkeys(sent)})
+        ticket_id = f"t{uuid.uuid4().hex}"
+        state.tickets[ticket_id] = Ticket(
+            ready_at=time.monotonic() + state.ticket_seconds,
+            result={
+                "groups": [{"faces": group} for group in groups if len(group) > 1],
+                "ungrouped": [group[0] for group in groups if len(group) == 1],
+            },
+        )
+        return {"ticket_id": ticket_id}
+
+    return await _limited(request, "faces/groupings", analyse)
+
+
+async def ticket(request: web.Request) -> web.Response:
+    """GET /imagga/v2/tickets/{ticket_id}: pending (`is_final` false) for a moment, then done"""
+    if not _authorised(request):
+        return _error(401, UNAUTHORISED)
+    state = request.app[IMAGGA]
+    state.tickets_polled += 1
+    found = state.tickets.get(request.match_info["ticket_id"])
+    if found is None:
+        return _error(404, "Ticket not found")
+    found.polls += 1
+    final = time.monotonic() >= found.ready_at
+    return _answer(
+        {
+            "ticket_id": request.match_info["ticket_id"],
+            "is_final": final,
+            "status": "success" if final else "pending",
+            "ticket_result": found.result if final else None,
+        }
     )
 
 
@@ -447,6 +710,8 @@ async def control(request: web.Request) -> web.Response:
             state.junk = body["junk"]
         if "delay_seconds" in body:
             state.delay_seconds = max(0.0, float(body["delay_seconds"]))
+        if "ticket_seconds" in body:
+            state.ticket_seconds = max(0.0, float(body["ticket_seconds"]))
     except (TypeError, ValueError, IndexError) as exc:
         return web.json_response({"detail": str(exc)}, status=400)
     return web.json_response(state.settings())
@@ -460,5 +725,10 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{PREFIX}/tags", tags_of_image)
     router.add_get(f"{PREFIX}/categories/{{categorizer_id}}", categories)
     router.add_post(f"{PREFIX}/categories/{{categorizer_id}}", categories_of_image)
+    router.add_get(f"{PREFIX}/colors", colors)
+    router.add_get(f"{PREFIX}/faces/detections", face_detections)
+    router.add_post(f"{PREFIX}/faces/groupings", face_groupings)
+    router.add_get(f"{PREFIX}/tickets/{{ticket_id}}", ticket)
+    router.add_get(f"{PREFIX}/croppings", croppings)
     router.add_get(f"{PREFIX}/usage", usage)
     router.add_put("/_sandbox/imagga", control)

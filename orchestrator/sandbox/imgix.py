@@ -1,4 +1,11 @@
-"""A fake of the imgix Management API under /imgix/api/v1: upload, asset metadata, purge.
+"""A fake of the imgix Management API under /imgix/api/v1: upload, asset metadata and listing,
+purge.
+
+The listing `GET /sources/{source_id}/assets` pages with `page[limit]` (1–1000, default 100)
+and an opaque `page[cursor]` (the previous answer's `meta.cursor.next`, null on the last page);
+filters with `filter[origin_path]` (a path prefix), `filter[content_type]`, `filter[categories]`
+(assets holding that category); sorts with `sort` on `date_created`, `date_modified`,
+`origin_path` or `file_size`, a leading `-` for descending (default `origin_path`).
 
 Bearer auth with any non-empty key (or only the sandbox's `--api-key`); a key starting with
 `browse-only-` holds only the Asset Manager Browse permission, to try a key that lacks one.
@@ -10,6 +17,8 @@ seen in the two generations of imgix's docs are served. Uploads keep only size a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import time
@@ -292,6 +301,79 @@ async def purge(request: web.Request) -> web.Response:
     )
 
 
+SORTABLE = {
+    "date_created": lambda asset: asset.created,
+    "date_modified": lambda asset: asset.modified,
+    "origin_path": lambda asset: asset.origin_path,
+    "file_size": lambda asset: asset.size,
+}
+PAGE_LIMIT, MAX_PAGE_LIMIT = 100, 1000
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _offset(cursor: str) -> int | None:
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+    return offset if isinstance(offset, int) and offset >= 0 else None
+
+
+async def list_assets(request: web.Request) -> web.Response:
+    """GET /imgix/api/v1/sources/{source_id}/assets[?page[cursor]&page[limit]&filter[…]&sort]"""
+    if refused := _refused(request, "other", BROWSE):
+        return refused
+    query = request.query
+    source_id = request.match_info["source_id"]
+    limit_text = query.get("page[limit]", str(PAGE_LIMIT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_LIMIT:
+        return _error(400, "Bad Request", f"page[limit] must be 1 to {MAX_PAGE_LIMIT}")
+    limit = int(limit_text)
+    offset = _offset(query["page[cursor]"]) if "page[cursor]" in query else 0
+    if offset is None:
+        return _error(400, "Bad Request", "page[cursor] is not a cursor this API gave")
+    sort = query.get("sort", "origin_path")
+    key = SORTABLE.get(sort.removeprefix("-"))
+    if key is None:
+        return _error(400, "Bad Request", f"sort must be one of {', '.join(SORTABLE)} (- descends)")
+    known = {"filter[origin_path]", "filter[content_type]", "filter[categories]"}
+    if unknown := sorted(n for n in query if n.startswith("filter[") and n not in known):
+        return _error(400, "Bad Request", f"Unknown filter {unknown[0]}")
+    prefix = query.get("filter[origin_path]", "").lstrip("/")
+    content_type = query.get("filter[content_type]")
+    category = query.get("filter[categories]")
+    chosen = [
+        asset
+        for asset in request.app[IMGIX].assets.values()
+        if asset.source_id == source_id
+        and asset.origin_path.startswith(prefix)
+        and (content_type is None or asset.content_type == content_type)
+        and (category is None or category in asset.attributes["categories"])
+    ]
+    chosen.sort(key=lambda asset: asset.origin_path)
+    chosen.sort(key=key, reverse=sort.startswith("-"))
+    page = chosen[offset : offset + limit]
+    following = offset + limit if offset + limit < len(chosen) else None
+    return _document(
+        {
+            "data": [asset.document()["data"] for asset in page],
+            "meta": {
+                "cursor": {
+                    "current": _cursor(offset),
+                    "limit": limit,
+                    "next": None if following is None else _cursor(following),
+                    "hasMore": following is not None,
+                    "totalRecords": len(chosen),
+                }
+            },
+            "jsonapi": {"version": "1.0"},
+        }
+    )
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     """Register the imgix routes, in the current docs' path form and the older one."""
     for uploads, assets in (
@@ -304,4 +386,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
         router.add_post(f"{PREFIX}/{uploads}", upload)
         router.add_get(f"{PREFIX}/{assets}", get_asset)
         router.add_patch(f"{PREFIX}/{assets}", patch_asset)
+    router.add_get(f"{PREFIX}/sources/{{source_id}}/assets", list_assets)
     router.add_post(f"{PREFIX}/purge", purge)

@@ -2,8 +2,11 @@
 result is kept in memory (within the sandbox's budget), a larger one written to disk.
 
 Edit: RAW → `<stem>.xmp` sidecar; DNG (and any RAW with hdr_merge) → `<stem>.dng`, the input with
-an XMP packet appended; JPEG → `<stem>.jpg`, the input with an XMP APP1 segment after SOI.
-Export: `<stem>.jpg`, a small real JPEG whose COM segment names the source and its md5.
+an XMP packet appended; JPEG → `<stem>.jpg`, the picture visibly edited as the packet says
+(`pictures.Look`) and downscaled, with the XMP APP1 segment after SOI (a JPEG too large to decode
+cheaply, or one Pillow cannot read, is streamed as it came with the segment inserted).
+Export: `<stem>.jpg`, the same edited picture (for a RAW container, which the sandbox cannot
+decode, a synthetic scene seeded by its md5, edited alike) with a COM segment naming the source.
 Each output depends only on the input bytes and the edit settings.
 """
 
@@ -15,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
 from xml.sax.saxutils import quoteattr
 
-from orchestrator.sandbox import jpeg
+from orchestrator.sandbox import jpeg, pictures
 from orchestrator.sandbox.edit_rules import EditSettings
 from orchestrator.sandbox.state import (
     JPEG_EXTENSIONS,
@@ -51,8 +54,7 @@ def export_output_name(file_name: str) -> str:
 
 def xmp_packet(source: EditInput, settings: EditSettings) -> bytes:
     """The edit "instructions": plausible Camera Raw values derived from the input's md5."""
-    digest = bytes.fromhex(source.md5_hex)
-    exposure = (digest[0] - 128) / 100
+    look = pictures.look_of(source.md5_hex, settings.profile_key)
     attributes = {
         "imagen:SourceFile": source.name,
         "imagen:SourceMD5": source.md5_hex,
@@ -60,10 +62,10 @@ def xmp_packet(source: EditInput, settings: EditSettings) -> bytes:
         "imagen:Tools": ",".join(settings.tools),
         "imagen:PhotographyType": settings.photography_type or "",
         "crs:Version": "15.0",
-        "crs:Exposure2012": f"{exposure:+.2f}",
-        "crs:Temperature": str(4500 + digest[1] * 10),
-        "crs:Tint": str(digest[2] % 21 - 10),
-        "crs:Contrast2012": str(digest[3] % 41 - 20),
+        "crs:Exposure2012": f"{look.exposure:+.2f}",
+        "crs:Temperature": str(look.temperature),
+        "crs:Tint": str(bytes.fromhex(source.md5_hex)[2] % 21 - 10),
+        "crs:Contrast2012": str(look.contrast),
     }
     lines = "\n".join(f"   {key}={quoteattr(value)}" for key, value in attributes.items())
     text = (
@@ -142,7 +144,22 @@ def _write(name: str, dest: Path, pieces: Iterable[bytes], budget: MemoryBudget)
     )
 
 
-def _edit_pieces(source: EditInput, name: str, packet: bytes) -> Iterable[bytes]:
+def _picture(source: EditInput, settings: EditSettings, *, draw: bool) -> bytes | None:
+    """The edited picture of `source` (see `pictures.edited`)."""
+    is_jpeg = PurePath(source.name).suffix.lower() in JPEG_EXTENSIONS
+    return pictures.edited(
+        source.md5_hex,
+        pictures.look_of(source.md5_hex, settings.profile_key),
+        data=source.data,
+        path=source.path,
+        decodable=is_jpeg,
+        draw=draw,
+    )
+
+
+def _edit_pieces(
+    source: EditInput, name: str, packet: bytes, settings: EditSettings
+) -> Iterable[bytes]:
     suffix = PurePath(name).suffix
     if suffix == ".xmp":
         return [packet]
@@ -150,7 +167,10 @@ def _edit_pieces(source: EditInput, name: str, packet: bytes) -> Iterable[bytes]
         return _appended(source, packet)
     if _head(source, len(jpeg.SOI)) != jpeg.SOI:
         raise OutputError(f"{source.name} is not a valid JPEG file")
-    return _jpeg_with_xmp(source, packet)
+    picture = _picture(source, settings, draw=False)
+    if picture is None:
+        return _jpeg_with_xmp(source, packet)
+    return [jpeg.SOI, jpeg.xmp_segment(packet), picture[len(jpeg.SOI) :]]
 
 
 def _appended(source: EditInput, packet: bytes) -> Iterator[bytes]:
@@ -173,7 +193,7 @@ def write_edit_outputs(
     outputs: dict[str, OutputFile] = {}
     for index, source in enumerate(inputs):
         name = edit_output_name(source.name, hdr_merge=hdr_merge)
-        pieces = _edit_pieces(source, name, xmp_packet(source, settings))
+        pieces = _edit_pieces(source, name, xmp_packet(source, settings), settings)
         outputs[name] = _write(name, folder / f"{index:06d}.out", pieces, budget)
     return outputs
 
@@ -190,5 +210,8 @@ def write_export_outputs(
             f"Imagen sandbox export of {source.name}; source md5 {source.md5_hex}; "
             f"profile {settings.profile_key}"
         ).encode()
-        outputs[name] = _write(name, folder / f"{index:06d}.out", [jpeg.with_comment(text)], budget)
+        picture = _picture(source, settings, draw=True)
+        assert picture is not None  # drawn when it cannot be decoded
+        pieces = [jpeg.SOI, jpeg.comment(text), picture[len(jpeg.SOI) :]]
+        outputs[name] = _write(name, folder / f"{index:06d}.out", pieces, budget)
     return outputs
