@@ -258,6 +258,8 @@ class DaemonSettings:
     """Seconds between two looks at the watched folders."""
     prune_after_days: float | None
     """Finished jobs older than this are pruned at start and daily; None: never."""
+    poll_budget: float
+    """Safety-net status polls a second to Imagen, for every daemon on the database together."""
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,12 @@ class Settings(BaseSettings):
     )
     """The daemon removes finished jobs that ended more than this many days ago, with their
     photos and history, at start and once a day (what `orchestrator prune` does); unset: never."""
+    poll_budget: float = Field(
+        default=5.0, gt=0, le=1000, validation_alias=_env("ORCH_POLL_BUDGET", "poll_budget")
+    )
+    """Status polls a second that the daemons sharing the database send Imagen together, as
+    the safety net of jobs waiting on an edit or export (callbacks get lost), longest overdue
+    first: 10,000 waiting jobs at the default are each asked about every 33 minutes at worst."""
     ui_token: SecretStr | None = Field(
         default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token")
     )
@@ -607,6 +615,7 @@ class Settings(BaseSettings):
             hot_folder_settle_seconds=self.hot_folder_settle_seconds,
             hot_folder_scan_seconds=self.hot_folder_scan_seconds,
             prune_after_days=self.prune_after_days,
+            poll_budget=self.poll_budget,
         )
 
     @property

@@ -90,7 +90,7 @@ def due_jobs_query(now: datetime, limit: int) -> Select[str, str | None]:
 
 
 @asynccontextmanager
-async def _write_transaction(store: Store) -> AsyncIterator[AsyncConnection]:
+async def write_transaction(store: Store) -> AsyncIterator[AsyncConnection]:
     """A transaction that holds the write lock from its first statement on SQLite."""
     async with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
@@ -113,7 +113,7 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     bumps the lease epoch, so writes made under any older lease are refused. Callbacks already
     in the inbox count as consumed: the drive about to start asks Imagen for the status anyway.
     """
-    async with _write_transaction(store) as conn:
+    async with write_transaction(store) as conn:
         now = await database_now(conn)
         due = (await conn.execute(due_jobs_query(now, limit))).all()
         if not due:
@@ -128,6 +128,7 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=ttl),
                     lease_epoch=Job.lease_epoch + 1,
+                    poll_at=None,  # the drive polls; if it waits again, it sets the next poll
                 )
                 .returning(Job.id, Job.lease_epoch)
             )
