@@ -42,6 +42,8 @@ class Seen:
     """Status requests as the sandbox answered them: (time, project)."""
 
     requests: list[tuple[float, str]] = dataclasses.field(default_factory=list)
+    enough: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set once three rounds of every job have been asked."""
 
 
 @pytest.fixture
@@ -54,6 +56,8 @@ async def sandbox() -> AsyncIterator[tuple[str, Seen]]:
     ) -> web.StreamResponse:
         if request.path.endswith("/status"):
             seen.requests.append((time.monotonic(), request.path.split("/")[-3]))
+            if len(seen.requests) >= 3 * JOBS:
+                seen.enough.set()
         return await handler(request)
 
     running = await start_sandbox(SandboxConfig(edit_seconds=3600), observers=[count])
@@ -122,8 +126,12 @@ async def test_two_daemons_share_one_budget_and_every_job_is_polled_before_any_t
             for n, store in enumerate(stores)
         ]
         runs = [asyncio.create_task(p.run(stop)) for p in pollers]
-        while len(seen.requests) < 3 * JOBS and not any(r.done() for r in runs):
-            await asyncio.sleep(0.05)
+        await asyncio.wait(
+            [asyncio.ensure_future(seen.enough.wait()), *runs],
+            timeout=60,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        assert seen.enough.is_set(), "the pollers stopped or took over a minute"
         stop.set()
         await asyncio.gather(*runs)
     finally:
