@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import random
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.errors import Transient
 from orchestrator.retry import RetryPolicy
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.store.models import utcnow
 from orchestrator.store.polling import DuePoll, Polled, settle_polls, take_polls
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors
@@ -37,6 +36,10 @@ log = logging.getLogger("orchestrator.daemon")
 
 MAX_BATCH = 100
 """Most polls one round sends at once (a large budget is spent in rounds of this many)."""
+ROUND_SECONDS = 2.0
+"""How often a poller with due polls looks at the budget: two transactions a round, whatever
+the batch (a daemon that found the budget spent waits a random part of a round more, so that
+daemons do not all look at the same instant)."""
 IDLE_SECONDS = 10.0
 """Longest the poller sleeps without looking: how late a poll of a job another daemon put to
 wait can be at worst (this daemon's own are looked at as soon as they wait)."""
@@ -55,9 +58,9 @@ class PollSettings:
 
     @property
     def burst(self) -> float:
-        """Seconds of budget a round may spend at once: one second's worth (at least one poll,
-        at most `MAX_BATCH`)."""
-        return max(1 / self.budget, min(1.0, MAX_BATCH / self.budget))
+        """Seconds of budget a round may spend at once: `ROUND_SECONDS`' worth (at least one
+        poll, at most `MAX_BATCH`). Rounds, not single polls, keep the transactions few."""
+        return max(1 / self.budget, min(ROUND_SECONDS, MAX_BATCH / self.budget))
 
 
 class Poller:
@@ -121,23 +124,30 @@ class Poller:
             ttl=self._settings.lease_ttl,
         )
         if grant.polls:
-            polled = await asyncio.gather(*(self._poll(due) for due in grant.polls))
+            # The batch's next polls keep its order (a microsecond apart): the first overdue
+            # stays first, so batch mates never overtake each other round after round.
+            base = datetime.now(UTC)
+            polled = await asyncio.gather(
+                *(
+                    self._poll(due, base + timedelta(microseconds=n))
+                    for n, due in enumerate(grant.polls)
+                )
+            )
             if await settle_polls(self._store, polled):
                 self._wakeups.wake()
         if grant.look_again_in is None:
             return IDLE_SECONDS
+        if grant.spent:
+            return min(grant.look_again_in + random.uniform(0, self._settings.burst), IDLE_SECONDS)
         return min(grant.look_again_in, IDLE_SECONDS)
 
-    async def _poll(self, due: DuePoll) -> Polled:
+    async def _poll(self, due: DuePoll, now: datetime) -> Polled:
         """Ask Imagen once; the job's next poll, or None when a drive must take it on."""
         job_id = due.lease.job_id
-        if due.deadline is None or due.deadline <= utcnow() or not due.project_uuid:
+        if due.deadline is None or due.deadline <= now or not due.project_uuid:
             return Polled(due.lease, None)  # the drive fails it with the deadline's words
-        waited = time.time() - (due.deadline.timestamp() - self._config.wait_deadline)
-        again = Polled(
-            due.lease,
-            datetime.now(UTC) + timedelta(seconds=poll_interval(self._config, waited)),
-        )
+        waited = now.timestamp() - (due.deadline.timestamp() - self._config.wait_deadline)
+        again = Polled(due.lease, now + timedelta(seconds=poll_interval(self._config, waited)))
         self.polls += 1
         try:
             status = await poll_status(self._imagen, due.state, due.project_uuid)

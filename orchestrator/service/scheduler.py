@@ -23,9 +23,8 @@ from orchestrator.store.models import utcnow
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StaleLease, StateConflict, Store
 from orchestrator.store.scheduling import (
     Claim,
-    claim_due_jobs,
+    claim_and_look_ahead,
     database_errors,
-    next_due_in,
     wake_if_called_back,
 )
 from orchestrator.workflow.engine import Engine, Outcome
@@ -149,12 +148,12 @@ class Scheduler:
         free = self._settings.max_jobs - len(self._drives)
         if free <= 0:
             return self._settings.idle_seconds
-        for claim in await claim_due_jobs(self._store, self.owner, self._settings.lease_ttl, free):
+        claims, until = await claim_and_look_ahead(
+            self._store, self.owner, self._settings.lease_ttl, free
+        )
+        for claim in claims:
             self._start(claim)
-        if len(self._drives) >= self._settings.max_jobs:
-            return self._settings.idle_seconds
-        until = await next_due_in(self._store, self.owner)
-        if until is None:
+        if len(self._drives) >= self._settings.max_jobs or until is None:
             return self._settings.idle_seconds
         return min(max(until, MIN_SLEEP_SECONDS), self._settings.idle_seconds)
 

@@ -30,7 +30,8 @@ BUDGET = "imagen"
 
 @dataclass(frozen=True)
 class DuePoll:
-    """A waiting job leased to this daemon for one status poll."""
+    """A waiting job leased to this daemon for one status poll (a grant lists them longest
+    overdue first)."""
 
     lease: Lease
     state: str
@@ -46,6 +47,8 @@ class Grant:
     polls: list[DuePoll]
     look_again_in: float | None
     """Seconds until a poll is due or the budget has room again; None: no job waits for one."""
+    spent: bool = False
+    """The budget had no room: other daemons spent it."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ async def take_polls(
         room = math.floor((now - start).total_seconds() * rate + 1e-9)
         if room < 1:
             # Another daemon spent it: look again when a whole batch has built up.
-            return Grant([], _until_full(start, burst, now))
+            return Grant([], _until_full(start, burst, now), spent=True)
         due = (
             await conn.execute(
                 select(Job.id, Job.state, Job.project_uuid, Job.wake_at)
@@ -125,9 +128,11 @@ async def take_polls(
                 )
                 .returning(Job.id, Job.lease_epoch)
             )
-            for job_id, epoch in leased:
-                state, uuid, deadline = found[job_id]
-                polls.append(DuePoll(Lease(job_id, owner, int(epoch)), state, uuid or "", deadline))
+            epochs = dict(leased.all())
+            for job_id, (state, uuid, deadline) in found.items():  # longest overdue first
+                if job_id in epochs:
+                    lease = Lease(job_id, owner, int(epochs[job_id]))
+                    polls.append(DuePoll(lease, state, uuid or "", deadline))
             spent = start + timedelta(seconds=len(polls) / rate)
             await conn.execute(
                 update(PollBudget).where(PollBudget.name == BUDGET).values(next_at=spent)

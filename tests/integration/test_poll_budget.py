@@ -149,13 +149,17 @@ async def test_two_daemons_share_one_budget_and_every_job_is_polled_before_any_t
             assert j - i + 1 <= allowed, (i, j, times[j] - times[i])
     # Both daemons polled: the budget is shared, not one daemon's.
     assert all(p.polls > 0 for p in pollers)
-    # Fair: the longest overdue first, so every job is asked once before any is asked twice,
-    # and none falls behind: after three rounds and more, no job was asked twice more than
-    # another.
-    order = [project for _, project in seen.requests]
-    assert sorted(order[:JOBS]) == sorted(projects)
-    asked = Counter(order)
-    assert set(asked) == set(projects)
+    # Fair: the longest overdue first, so every job is asked once before any is asked twice
+    # (a round's requests are sent together and reach the sandbox in any order, within
+    # milliseconds), and none falls behind: after three rounds of every job and more, no job
+    # was asked twice more than another.
+    firsts: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for at, project in seen.requests:
+        (seconds if project in firsts else firsts).setdefault(project, at)
+    assert set(firsts) == set(projects)
+    assert max(firsts.values()) <= min(seconds.values()) + 0.1
+    asked = Counter(project for _, project in seen.requests)
     assert max(asked.values()) - min(asked.values()) <= 1, asked
 
 
