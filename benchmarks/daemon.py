@@ -108,6 +108,7 @@ async def fresh_database(code: Path | None = None) -> AsyncIterator[str]:
                 "db",
                 "upgrade",
                 env={**os.environ, "PYTHONPATH": str(code), "ORCH_DATABASE_URL": url},
+                cwd=code,  # `python -m` puts the working directory first on the path
                 stdout=asyncio.subprocess.DEVNULL,
             )
             if await migrating.wait() != 0:
@@ -167,6 +168,7 @@ class DaemonProcess:
             **env,
         }
         self.log = log
+        self.code = code
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> DaemonProcess:
@@ -180,6 +182,7 @@ class DaemonProcess:
                 self.url.removeprefix("http://"),
                 *(["--public-url", self.url] if self.public else []),
                 env=self.env,
+                cwd=self.code,  # `python -m` puts the working directory first on the path
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
             )
