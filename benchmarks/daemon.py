@@ -8,6 +8,8 @@ postgresql://postgres@127.0.0.1:5432/postgres); each part gets a database of its
 afterwards. The daemon runs as a real process; the sandbox runs in this process, with a hook
 that notes when each project's first edit download arrives.
 
+    .venv/bin/python benchmarks/daemon.py --only load [--load-jobs 10000] [--before DIR]
+
 1. Idle: `--waiting` one-photo jobs are submitted and driven until they all wait for edits
    that take an hour; then the daemon's CPU time and memory are sampled over `--idle-seconds`.
 2. Latency: `--latency-jobs` jobs whose edits take 2 s, submitted at a steady pace and then
@@ -17,12 +19,18 @@ that notes when each project's first edit download arrives.
    and a woken job waits for the next free one.
 3. Receiver: `--callbacks` POSTs at 64 at a time to 200 jobs' callback URLs, each callback
    repeated many times over (so mostly duplicates, as a flaky sender would make them).
+4. Load: `--load-jobs` jobs waiting on edits (inserted directly, an hour into their wait) under
+   `--load-daemons` daemons with default settings, with callbacks on and then with no public
+   URL: each daemon's CPU (/proc), Postgres transactions/s (pg_stat_database) and Imagen status
+   requests/s (counted at the sandbox) over `--load-seconds`. With `--before DIR` the same rows
+   run first with the code checked out at DIR (its own migrations), for the figures of today.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +44,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +88,8 @@ async def _admin(sql: str) -> None:
 
 
 @asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
+async def fresh_database(code: Path | None = None) -> AsyncIterator[str]:
+    """A new database with the schema of this code, or of the code at `code` (its migrations)."""
     name = f"orch_bench_{uuid.uuid4().hex[:12]}"
     await _admin(f'CREATE DATABASE "{name}"')
     url = (
@@ -89,7 +98,21 @@ async def fresh_database() -> AsyncIterator[str]:
         .render_as_string(hide_password=False)
     )
     try:
-        await upgrade(url)
+        if code is None:
+            await upgrade(url)
+        else:
+            migrating = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "db",
+                "upgrade",
+                env={**os.environ, "PYTHONPATH": str(code), "ORCH_DATABASE_URL": url},
+                cwd=code,  # `python -m` puts the working directory first on the path
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+            if await migrating.wait() != 0:
+                raise RuntimeError(f"the migrations of {code} failed")
         yield url
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -122,10 +145,21 @@ async def sandbox(
 class DaemonProcess:
     """`orchestrator daemon` as a child process, with /proc readings."""
 
-    def __init__(self, db_url: str, api_url: str, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        api_url: str,
+        log: Path,
+        *,
+        public: bool = True,
+        code: Path | None = None,
+        **env: str,
+    ) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
+        self.public = public
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
+            **({"PYTHONPATH": str(code)} if code else {}),
             "IMAGEN_API_URL": api_url,
             "IMAGEN_API_KEY": API_KEY,
             "ORCH_DATABASE_URL": db_url,
@@ -134,6 +168,7 @@ class DaemonProcess:
             **env,
         }
         self.log = log
+        self.code = code
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> DaemonProcess:
@@ -145,9 +180,9 @@ class DaemonProcess:
                 "daemon",
                 "--listen",
                 self.url.removeprefix("http://"),
-                "--public-url",
-                self.url,
+                *(["--public-url", self.url] if self.public else []),
                 env=self.env,
+                cwd=self.code,  # `python -m` puts the working directory first on the path
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
             )
@@ -383,23 +418,169 @@ async def receiver_rate(work: Path, total: int) -> None:
             )
 
 
+async def _synthetic_waiting_jobs(db_url: str, count: int) -> None:
+    """`count` daemon jobs in `editing` for an hour already, as either schema keeps them.
+
+    Inserted directly (driving 10,000 real jobs to `editing` takes most of an hour here): the
+    cost of waiting is what follows. With `poll_at` (the poller's schema) each job's next poll
+    falls within the next minute and its `wake_at` is the deadline; without it (before) the
+    `wake_at` is the next poll. The state's start is an hour ago, so both poll at `poll_max`.
+    """
+    dsn = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        has_poll_at = bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns"
+                " WHERE table_name = 'jobs' AND column_name = 'poll_at'"
+            )
+        )
+        now = datetime.now(UTC)
+        rng = random.Random(7)
+        jobs, events = [], []
+        for n in range(count):
+            job_id = uuid.uuid4().hex
+            next_poll = now + timedelta(seconds=rng.uniform(0, 60))
+            wake_at = now + timedelta(hours=19) if has_poll_at else next_poll
+            jobs.append(
+                (job_id, f"w{n}", f"/shoots/w{n}", str(uuid.uuid4()), f"orchestrator-{job_id}")
+                + ((wake_at, next_poll) if has_poll_at else (wake_at,))
+            )
+            events.append((job_id, now - timedelta(hours=1)))
+        columns = "wake_at, poll_at" if has_poll_at else "wake_at"
+        values = "$6, $7" if has_poll_at else "$6"
+        await conn.executemany(
+            "INSERT INTO jobs (id, name, source, edited_dir, exported_dir, image_type,"
+            " profile_key, profile_name, options, state, project_name, project_uuid,"
+            " attempt_count, lease_epoch, cancel_requested, queued_for_daemon, created_at,"
+            f" updated_at, {columns}) VALUES ($1, $2, $3, '/e', '/x', 'JPG', 2001, 'P',"
+            " '{\"version\": 1}', 'editing', $5, $4, 0, 0, false, true, now(), now(),"
+            f" {values})",
+            jobs,
+        )
+        await conn.executemany(
+            "INSERT INTO events (job_id, at, kind, to_state, message)"
+            " VALUES ($1, $2, 'transition', 'editing', 'edit accepted by Imagen')",
+            events,
+        )
+    finally:
+        await conn.close()
+
+
+async def _transactions(db_url: str) -> int:
+    """Transactions committed and rolled back in the database so far (pg_stat_database)."""
+    dsn = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def waiting_load(
+    work: Path, count: int, seconds: float, *, daemons: int, public: bool, code: Path | None
+) -> None:
+    """`count` jobs waiting on edits under `daemons` daemons with default settings."""
+    which = "before" if code else "now"
+    how = "callbacks on" if public else "no public URL (polling only)"
+    print(f"\n## {count} jobs waiting on edits, {daemons} daemons, defaults, {how} [{which}]")
+    status_requests: list[float] = []
+
+    @web.middleware
+    async def note_status(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.endswith("/status"):
+            status_requests.append(time.monotonic())
+        return await handler(request)
+
+    async with fresh_database(code) as db_url:
+        await _synthetic_waiting_jobs(db_url, count)
+        running = await start_sandbox(SandboxConfig(edit_seconds=3600), observers=[note_status])
+        try:
+            processes = [
+                DaemonProcess(
+                    db_url,
+                    running.api_url,
+                    work / f"waiting-{which}-{n}.log",
+                    public=public,
+                    code=code,
+                )
+                for n in range(daemons)
+            ]
+            async with contextlib.AsyncExitStack() as stack:
+                for process in processes:
+                    await stack.enter_async_context(process)
+                await asyncio.sleep(min(30.0, seconds / 2))  # past the start-up and first polls
+                cpu0 = [p.cpu_seconds() for p in processes]
+                xact0, t0 = await _transactions(db_url), time.monotonic()
+                seen0 = len(status_requests)
+                await asyncio.sleep(seconds)
+                cpu1 = [p.cpu_seconds() for p in processes]
+                xact1, t1 = await _transactions(db_url), time.monotonic()
+                seen1 = len(status_requests)
+        finally:
+            await running.close()
+    elapsed = t1 - t0
+    cpu = ", ".join(f"{100 * (b - a) / elapsed:.2f} %" for a, b in zip(cpu0, cpu1, strict=True))
+    print(
+        f"over {elapsed:.0f} s: daemon CPU {cpu} of a core; Postgres "
+        f"{(xact1 - xact0) / elapsed:.1f} transactions/s (all daemons, the counter's own "
+        f"reads included); Imagen status requests {(seen1 - seen0) / elapsed:.1f}/s"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, default=1000)
     parser.add_argument("--latency-jobs", type=int, default=100)
     parser.add_argument("--callbacks", type=int, default=20000)
     parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--load-jobs", type=int, default=10000)
+    parser.add_argument("--load-seconds", type=float, default=60)
+    parser.add_argument("--load-daemons", type=int, default=3)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of the code to compare with (e.g. a worktree of 4e55259): its rows "
+        "run beside this code's",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["idle", "latency", "receiver", "load"],
+        action="append",
+        help="run only these parts (repeatable); all by default",
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["idle", "latency", "receiver", "load"])
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, Postgres at "
         f"{make_url(server_url()).render_as_string(hide_password=True)}"
     )
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as scratch:
         work = Path(scratch)
-        await idle_cost(work, args.waiting, args.idle_seconds)
-        await callback_latency(work, args.latency_jobs, pace=0.15)
-        await callback_latency(work, args.latency_jobs, pace=0.0)
-        await receiver_rate(work, args.callbacks)
+        if "idle" in parts:
+            await idle_cost(work, args.waiting, args.idle_seconds)
+        if "latency" in parts:
+            await callback_latency(work, args.latency_jobs, pace=0.15)
+            await callback_latency(work, args.latency_jobs, pace=0.0)
+        if "receiver" in parts:
+            await receiver_rate(work, args.callbacks)
+        if "load" in parts:
+            for public in (True, False):
+                for code in (args.before, None) if args.before else (None,):
+                    await waiting_load(
+                        work,
+                        args.load_jobs,
+                        args.load_seconds,
+                        daemons=args.load_daemons,
+                        public=public,
+                        code=code,
+                    )
 
 
 if __name__ == "__main__":

@@ -264,6 +264,8 @@ class DaemonSettings:
     """Finished jobs older than this are pruned at start and daily; None: never."""
     notify: list[SecretStr]
     """Apprise URLs told about every job's news (hot folders may add their own)."""
+    poll_budget: float
+    """Safety-net status polls a second to Imagen, for every daemon on the database together."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,12 @@ class Settings(BaseSettings):
     """Apprise URLs (Slack, e-mail, Telegram, a webhook, …) the daemon tells when a job waits
     for review, completes, fails or pauses; comma-separated in the environment, a list in
     TOML. They may hold tokens and passwords: never logged, printed or stored."""
+    poll_budget: float = Field(
+        default=5.0, gt=0, le=1000, validation_alias=_env("ORCH_POLL_BUDGET", "poll_budget")
+    )
+    """Status polls a second that the daemons sharing the database send Imagen together, as
+    the safety net of jobs waiting on an edit or export (callbacks get lost), longest overdue
+    first: 10,000 waiting jobs at the default are each asked about every 33 minutes at worst."""
     ui_token: SecretStr | None = Field(
         default=None, validation_alias=_env("ORCH_UI_TOKEN", "ui_token")
     )
@@ -638,6 +646,7 @@ class Settings(BaseSettings):
             hot_folder_scan_seconds=self.hot_folder_scan_seconds,
             prune_after_days=self.prune_after_days,
             notify=self.notify,
+            poll_budget=self.poll_budget,
         )
 
     @property

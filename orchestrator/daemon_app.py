@@ -143,6 +143,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
                 lease_ttl=daemon.lease_ttl_seconds,
                 idle_seconds=daemon.scheduler_idle_seconds,
                 pause_retry_seconds=daemon.pause_retry_seconds,
+                poll_budget=daemon.poll_budget,
             ),
         )
         hot_folders = HotFolders(

@@ -16,15 +16,15 @@ from datetime import timedelta
 from orchestrator.retry import RetryPolicy
 from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.metrics import Metrics
+from orchestrator.service.polling import Poller, PollSettings
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.states import JobState
 from orchestrator.store.models import utcnow
 from orchestrator.store.queries import JobNotFound, LeaseHeld, StaleLease, StateConflict, Store
 from orchestrator.store.scheduling import (
     Claim,
-    claim_due_jobs,
+    claim_and_look_ahead,
     database_errors,
-    next_due_in,
     wake_if_called_back,
 )
 from orchestrator.workflow.engine import Engine, Outcome
@@ -51,6 +51,8 @@ class SchedulerSettings:
     """Longest sleep without a wake-up."""
     pause_retry_seconds: float
     """When a job stopped by an unexpected error (a bug) is tried again."""
+    poll_budget: float
+    """Safety-net status polls a second, for every daemon on the database together."""
 
 
 class Scheduler:
@@ -73,6 +75,14 @@ class Scheduler:
         self._health = health
         self._settings = settings
         self._drives: dict[str, asyncio.Task[None]] = {}
+        self.poller = Poller(
+            store=store,
+            imagen=engine.services.imagen,
+            config=engine.config,
+            owner=engine.owner,
+            settings=PollSettings(budget=settings.poll_budget, lease_ttl=settings.lease_ttl),
+            wakeups=wakeups,
+        )
 
     @property
     def owner(self) -> str:
@@ -84,6 +94,7 @@ class Scheduler:
         failures = 0
         ready = False
         stopping = asyncio.create_task(stop.wait())
+        polling = asyncio.create_task(self.poller.run(stop), name="poller")
         try:
             while not stop.is_set():
                 self._wakeups.clear()
@@ -114,7 +125,10 @@ class Scheduler:
                 waking.cancel()
         finally:
             stopping.cancel()
+            polling.cancel()
             await self._release_all()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
 
     async def _ready(self) -> bool:
         """Whether the database answers with the schema this code knows (checked after outages)."""
@@ -134,12 +148,12 @@ class Scheduler:
         free = self._settings.max_jobs - len(self._drives)
         if free <= 0:
             return self._settings.idle_seconds
-        for claim in await claim_due_jobs(self._store, self.owner, self._settings.lease_ttl, free):
+        claims, until = await claim_and_look_ahead(
+            self._store, self.owner, self._settings.lease_ttl, free
+        )
+        for claim in claims:
             self._start(claim)
-        if len(self._drives) >= self._settings.max_jobs:
-            return self._settings.idle_seconds
-        until = await next_due_in(self._store, self.owner)
-        if until is None:
+        if len(self._drives) >= self._settings.max_jobs or until is None:
             return self._settings.idle_seconds
         return min(max(until, MIN_SLEEP_SECONDS), self._settings.idle_seconds)
 
@@ -165,8 +179,10 @@ class Scheduler:
         try:
             outcome = await self._engine.drive(job_id, lease=claim.lease)
             self._report(outcome)
-            if outcome.waiting and await wake_if_called_back(self._store, job_id):
-                self._wakeups.wake()
+            if outcome.waiting:
+                self.poller.nudge()
+                if await wake_if_called_back(self._store, job_id):
+                    self._wakeups.wake()
         except asyncio.CancelledError:
             # Shutdown. The engine gives the lease back itself, except when cancelled before
             # its first step; giving it back twice is harmless (the write is fenced).

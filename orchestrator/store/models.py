@@ -87,6 +87,9 @@ class Job(Base):
     callback_secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When a job waiting on Imagen is due its safety-net status poll (the daemons' poller,
+    within the shared budget); None: no poll pending. Its `wake_at` is then the wait's deadline."""
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
@@ -115,6 +118,9 @@ LIVE_DAEMON_JOB = and_(Job.queued_for_daemon == true(), LIVE_JOB)
 Index("ix_jobs_live_daemon_wake_at", Job.wake_at, sqlite_where=LIVE_DAEMON_JOB)
 """The daemons' claim and next wake-up read only live daemon jobs: their cost follows the jobs
 at work, not the season of finished ones the table keeps."""
+
+Index("ix_jobs_poll_at", Job.poll_at, sqlite_where=Job.poll_at.is_not(None))
+"""The poller reads only the jobs waiting for a status poll, longest overdue first."""
 
 Index("ix_jobs_live_created_at", Job.created_at, sqlite_where=LIVE_JOB)
 """`status` lists every live job and the newest finished ones, newest first, at any size."""
@@ -225,3 +231,16 @@ class Refusal(Base):
     refused_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("source", name="uq_refusals_source"),)
+
+
+class PollBudget(Base):
+    """The status polls every daemon sharing this database may send Imagen, as one token bucket.
+
+    One row (`imagen`): `next_at` is when the bucket is next empty-and-refilled (the theoretical
+    arrival time of a generic cell rate algorithm); a grant moves it on by `polls / rate`.
+    """
+
+    __tablename__ = "poll_budget"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -778,9 +778,15 @@ class Store:
         """Store the hash of the secret in the callback URL about to be sent to Imagen."""
         await self._set(lease, state, callback_secret_hash=secret_hash)
 
-    async def sleep_until(self, lease: Lease, state: str, wake_at: datetime) -> None:
-        """Let a waiting job sleep in the database until `wake_at` (daemon mode)."""
-        await self._set(lease, state, wake_at=wake_at)
+    async def sleep_until(
+        self, lease: Lease, state: str, wake_at: datetime, *, poll_at: datetime | None = None
+    ) -> None:
+        """Let a waiting job sleep in the database until `wake_at` (daemon mode); with
+        `poll_at`, the daemons' poller asks Imagen for it then, and `wake_at` is its deadline."""
+        if poll_at is None:
+            await self._set(lease, state, wake_at=wake_at)
+        else:
+            await self._set(lease, state, wake_at=wake_at, poll_at=poll_at)
 
     async def pause(self, lease: Lease, reason: str, *, wake_at: datetime | None) -> None:
         """Record why the job stopped for now, in whatever state it is; the daemon tries it

@@ -90,7 +90,7 @@ def due_jobs_query(now: datetime, limit: int) -> Select[str, str | None]:
 
 
 @asynccontextmanager
-async def _write_transaction(store: Store) -> AsyncIterator[AsyncConnection]:
+async def write_transaction(store: Store) -> AsyncIterator[AsyncConnection]:
     """A transaction that holds the write lock from its first statement on SQLite."""
     async with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
@@ -113,46 +113,62 @@ async def claim_due_jobs(store: Store, owner: str, ttl: float, limit: int) -> li
     bumps the lease epoch, so writes made under any older lease are refused. Callbacks already
     in the inbox count as consumed: the drive about to start asks Imagen for the status anyway.
     """
-    async with _write_transaction(store) as conn:
+    async with write_transaction(store) as conn:
+        return await _claim(conn, await database_now(conn), owner, ttl, limit)
+
+
+async def claim_and_look_ahead(
+    store: Store, owner: str, ttl: float, limit: int
+) -> tuple[list[Claim], float | None]:
+    """`claim_due_jobs`, and then `next_due_in`, in one transaction: a scheduler's whole look."""
+    async with write_transaction(store) as conn:
         now = await database_now(conn)
-        due = (await conn.execute(due_jobs_query(now, limit))).all()
-        if not due:
-            return []
-        ids = [job_id for job_id, _ in due]
-        epochs = {
-            job_id: epoch
-            for job_id, epoch in await conn.execute(
-                update(Job)
-                .where(Job.id.in_(ids), _lease_free(now))
-                .values(
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=ttl),
-                    lease_epoch=Job.lease_epoch + 1,
-                )
-                .returning(Job.id, Job.lease_epoch)
+        claims = await _claim(conn, now, owner, ttl, limit)
+        return claims, await _next_due_in(conn, now, owner)
+
+
+async def _claim(
+    conn: AsyncConnection, now: datetime, owner: str, ttl: float, limit: int
+) -> list[Claim]:
+    due = (await conn.execute(due_jobs_query(now, limit))).all()
+    if not due:
+        return []
+    ids = [job_id for job_id, _ in due]
+    epochs = {
+        job_id: epoch
+        for job_id, epoch in await conn.execute(
+            update(Job)
+            .where(Job.id.in_(ids), _lease_free(now))
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=ttl),
+                lease_epoch=Job.lease_epoch + 1,
+                poll_at=None,  # the drive polls; if it waits again, it sets the next poll
             )
-        }
-        await conn.execute(
-            update(Callback)
-            .where(Callback.job_id.in_(ids), Callback.processed_at.is_(None))
-            .values(processed_at=now)
+            .returning(Job.id, Job.lease_epoch)
         )
-        claims = [
-            Claim(Lease(job_id, owner, int(epochs[job_id])), previous)
-            for job_id, previous in due
-            if job_id in epochs
-        ]
-        for claim in claims:
-            if claim.previous_owner is not None:
-                await conn.execute(
-                    insert(Event).values(
-                        job_id=claim.lease.job_id,
-                        at=now,
-                        kind="lease",
-                        message="lease taken over from a worker that stopped renewing it",
-                        data={"previous_owner": claim.previous_owner, "epoch": claim.lease.epoch},
-                    )
+    }
+    await conn.execute(
+        update(Callback)
+        .where(Callback.job_id.in_(ids), Callback.processed_at.is_(None))
+        .values(processed_at=now)
+    )
+    claims = [
+        Claim(Lease(job_id, owner, int(epochs[job_id])), previous)
+        for job_id, previous in due
+        if job_id in epochs
+    ]
+    for claim in claims:
+        if claim.previous_owner is not None:
+            await conn.execute(
+                insert(Event).values(
+                    job_id=claim.lease.job_id,
+                    at=now,
+                    kind="lease",
+                    message="lease taken over from a worker that stopped renewing it",
+                    data={"previous_owner": claim.previous_owner, "epoch": claim.lease.epoch},
                 )
+            )
     return claims
 
 
@@ -161,23 +177,27 @@ async def next_due_in(store: Store, owner: str) -> float | None:
     such job), by the database's clock, on which claims judge it.
 
     A free job is due at its `wake_at` (or at once); a leased one when its lease expires, or at
-    its `wake_at` if that is later.
+    its `wake_at` if that is later. A job waiting for a poll is due at its deadline (its
+    `wake_at`): its polls are the poller's (`store/polling.py`).
     """
+    async with store.engine.connect() as conn:
+        return await _next_due_in(conn, await database_now(conn), owner)
+
+
+async def _next_due_in(conn: AsyncConnection, now: datetime, owner: str) -> float | None:
     when = case(
         (Job.lease_owner.is_(None), func.coalesce(Job.wake_at, Job.created_at)),
         (or_(Job.wake_at.is_(None), Job.lease_expires_at > Job.wake_at), Job.lease_expires_at),
         else_=Job.wake_at,
     )
-    async with store.engine.connect() as conn:
-        now = await database_now(conn)
-        earliest: datetime | None = (
-            await conn.execute(
-                select(func.min(when)).where(
-                    LIVE_DAEMON_JOB,
-                    or_(Job.lease_owner.is_(None), Job.lease_owner != owner),
-                )
+    earliest: datetime | None = (
+        await conn.execute(
+            select(func.min(when)).where(
+                LIVE_DAEMON_JOB,
+                or_(Job.lease_owner.is_(None), Job.lease_owner != owner),
             )
-        ).scalar_one()
+        )
+    ).scalar_one()
     if earliest is None:
         return None
     return (earliest - now).total_seconds()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -118,9 +119,13 @@ class JobPaused(Transient):
 class JobWaiting(Exception):
     """Imagen is still working: the job sleeps in the database until `delay` seconds pass."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, deadline: datetime | None = None) -> None:
         super().__init__(f"waiting {delay:.0f} s for Imagen")
         self.delay = delay
+        self.deadline = deadline
+        """When the wait gives up: the daemon then lets its poller (within the shared poll
+        budget) ask for the status, and drives the job again only at a callback, a finished
+        status, or this deadline."""
 
 
 @dataclass

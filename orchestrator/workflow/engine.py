@@ -114,9 +114,15 @@ class Engine:
             try:
                 await ctx.stage.step(ctx)
             except JobWaiting as exc:
-                await ctx.store.sleep_until(
-                    ctx.lease, ctx.state, utcnow() + timedelta(seconds=exc.delay)
-                )
+                next_look = utcnow() + timedelta(seconds=exc.delay)
+                if exc.deadline is None:
+                    await ctx.store.sleep_until(ctx.lease, ctx.state, next_look)
+                else:
+                    # Waiting on Imagen: the poller asks at `next_look` (within the daemons'
+                    # budget); a drive comes back only for news or at the deadline.
+                    await ctx.store.sleep_until(
+                        ctx.lease, ctx.state, exc.deadline, poll_at=next_look
+                    )
                 await ctx.refresh()
                 return Outcome(ctx.job, waiting=True)
             except CredentialsRefused as exc:

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import Refused
@@ -14,7 +15,7 @@ from orchestrator.imagen.errors import ImagenNotFound
 from orchestrator.imagen.models import KNOWN_STATUSES, TaskStatus
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
-from orchestrator.workflow.context import JobContext, JobFailed, JobWaiting
+from orchestrator.workflow.context import EngineConfig, JobContext, JobFailed, JobWaiting
 from orchestrator.workflow.intent import call_once, crash_points
 from orchestrator.workflow.outputs import wants_export
 from orchestrator.workflow.stage import Stage
@@ -112,12 +113,32 @@ async def wait(ctx: JobContext, process: Process) -> None:
                 f"the {stage} did not finish within {hours:g} h", back_to=process.running
             )
         if not ctx.config.wait_inline:
-            # Back off with the time already waited: a long edit is polled rarely.
+            # The daemon's poller asks again, within its budget; a callback or the deadline
+            # brings the job back to a drive.
             raise JobWaiting(
-                min(ctx.config.poll_max, max(ctx.config.poll_initial, (time.time() - since) / 4))
+                poll_interval(ctx.config, time.time() - since),
+                deadline=datetime.fromtimestamp(since + ctx.config.wait_deadline, UTC),
             )
         await ctx.nap(delay)
         delay = min(delay * ctx.config.poll_growth, ctx.config.poll_max)
+
+
+def poll_interval(config: EngineConfig, waited: float) -> float:
+    """Seconds to the next status poll of a job that has waited `waited` seconds: backed off
+    with the time already waited, so a long edit is polled rarely."""
+    return min(config.poll_max, max(config.poll_initial, waited / 4))
+
+
+async def poll_status(imagen: ImagenClient, state: str, project_uuid: str) -> TaskStatus:
+    """One status request for a job waiting in `state` (editing or exporting): the poller's.
+
+    Imagen has no status of many projects at once, so each waiting job costs a request of
+    its own; the daemons' shared poll budget bounds how many are sent.
+    """
+    try:
+        return await POLLED[state].status(imagen, project_uuid)
+    except ImagenNotFound:
+        return TaskStatus(status="Unknown", details="Imagen does not know this task yet")
 
 
 def process_stage(
@@ -183,3 +204,5 @@ EDIT_STAGE = process_stage(
 EXPORT_STAGE = process_stage(
     EXPORT, states=(JobState.EXPORT_REQUESTED, JobState.EXPORTING), applies=wants_export
 )
+POLLED = {process.running: process for process in (EDIT, EXPORT)}
+"""The states in which a daemon job waits for Imagen, and what its poll asks."""

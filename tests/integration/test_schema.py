@@ -34,7 +34,16 @@ from orchestrator.store.migrate import (
 from orchestrator.store.models import Base
 from tests.conftest import MakeDbUrl
 
-TABLES = {"jobs", "photos", "photo_phases", "events", "callbacks", "tag_results", "refusals"}
+TABLES = {
+    "jobs",
+    "photos",
+    "photo_phases",
+    "events",
+    "callbacks",
+    "tag_results",
+    "refusals",
+    "poll_budget",
+}
 
 
 def schema_snapshot(connection: Connection) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Waiting for Imagen in daemon mode: the backoff and the deadline count from the state's start.
 
-Each daemon wake-up polls once and writes the next `wake_at`, which touches the job row; the
-time already waited must still come from when the job entered `editing`, or a long edit would
-be polled every `poll_initial` seconds forever and the deadline would never fire.
+Each poll writes the job's next `poll_at`, which touches the job row; the time already waited
+must still come from when the job entered `editing`, or a long edit would be polled every
+`poll_initial` seconds forever and the deadline (the job's `wake_at`) would never fire.
 """
 
 from __future__ import annotations
@@ -55,14 +55,17 @@ async def test_a_long_edit_is_polled_rarely_and_fails_at_the_deadline(
 
         first = await h.drive(job_id)
         assert first.waiting and first.job.state == JobState.EDITING.value
+        assert first.job.poll_at is not None
+        assert first.job.poll_at - utcnow() <= timedelta(seconds=POLL_INITIAL)
+        # No drive before the deadline unless there is news: the poller asks meanwhile.
         assert first.job.wake_at is not None
-        assert first.job.wake_at - utcnow() <= timedelta(seconds=POLL_INITIAL)
+        assert first.job.wake_at - utcnow() > timedelta(seconds=DEADLINE - 60)
 
         # Two hours into the edit, with the row just touched by the last wake-up's write.
         await _entered_editing(h.store, job_id, utcnow() - timedelta(hours=2))
         later = await h.drive(job_id)
-        assert later.waiting and later.job.wake_at is not None
-        assert later.job.wake_at - utcnow() > timedelta(seconds=POLL_MAX - 60)
+        assert later.waiting and later.job.poll_at is not None
+        assert later.job.poll_at - utcnow() > timedelta(seconds=POLL_MAX - 60)
 
         await _entered_editing(h.store, job_id, utcnow() - timedelta(hours=21))
         late = await h.drive(job_id)
