@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sandbox import jpeg
+from PIL import Image
+
 from orchestrator.sandbox.samples import CR2_HEADER, make_sample_shoot
 from orchestrator.store.queries import Store
 from tests.helpers import ledger, leftovers, md5_of, orchestrator
@@ -45,8 +46,12 @@ def write_raw(path: Path, size: int, rng: random.Random) -> Path:
 
 
 def write_big_jpeg(path: Path, size: int, rng: random.Random) -> Path:
-    """A valid little JPEG followed by `size` bytes of padding (decoders stop at its end)."""
-    path.write_bytes(jpeg.with_comment(path.name.encode()) + rng.randbytes(size))
+    """A real JPEG of noise of about `size` bytes. The sandbox edits and exports decodable
+    photos as real pictures of at most 2,048 px, and noise that size stays about as large when
+    it is encoded again: its outputs are streamed, and can be killed mid-body."""
+    side = int((size / 1.2) ** 0.5)
+    noise = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    noise.save(path, "JPEG", quality=95)
     return path
 
 
