@@ -227,6 +227,25 @@ async def get_asset(request: web.Request) -> web.Response:
     return _document(asset.document())
 
 
+async def list_assets(request: web.Request) -> web.Response:
+    """GET /imgix/api/v1/sources/{source_id}/assets: the Source's assets, a page at a time
+    (`page[size]`, default 25)."""
+    if refused := _refused(request, "get", BROWSE):
+        return refused
+    try:
+        size = max(1, min(100, int(request.query.get("page[size]", "25"))))
+    except ValueError:
+        return _error(400, "Bad Request", "page[size] must be a number")
+    prefix = request.match_info["source_id"] + "/"
+    found = [a for key, a in request.app[IMGIX].assets.items() if key.startswith(prefix)]
+    return _document(
+        {
+            "data": [asset.document()["data"] for asset in found[:size]],
+            "jsonapi": {"version": "1.0"},
+        }
+    )
+
+
 def _attribute_problem(name: str, value: Any) -> str | None:
     if name not in WRITABLE:
         return f"Attribute '{name}' is read-only or unknown"
@@ -304,4 +323,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
         router.add_post(f"{PREFIX}/{uploads}", upload)
         router.add_get(f"{PREFIX}/{assets}", get_asset)
         router.add_patch(f"{PREFIX}/{assets}", patch_asset)
+    router.add_get(f"{PREFIX}/sources/{{source_id}}/assets", list_assets)
     router.add_post(f"{PREFIX}/purge", purge)

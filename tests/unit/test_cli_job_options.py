@@ -60,6 +60,7 @@ SAMPLES: dict[str, tuple[list[str], list[str]]] = {
     "deliver_description": (["--export", "--deliver"], ["--deliver-description", "Spring"]),
     "sidecars": ([], ["--sidecars", "beside"]),
     "flat": ([], ["--flat"]),
+    "output": ([], ["--output", "/media/share/smith-edits"]),
     "prefix_subfolders": ([], ["--prefix-subfolders"]),
 }
 """For each job option: the options it needs, and the option given with a value."""
