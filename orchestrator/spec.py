@@ -7,6 +7,7 @@ version; the stages read it back validated and decide from it whether they apply
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -56,6 +57,11 @@ class TagSpec(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"{bad[0]!r} is not an Imagga language code such as en, de, zh_chs")
         return cleaned
 
+    @property
+    def analyses_per_photo(self) -> int:
+        """Imagga requests one photo costs: the tags, then each optional categorizer."""
+        return 1 + (self.categorizer is not None) + self.moderate
+
     @model_validator(mode="after")
     def _counts(self) -> TagSpec:
         if self.min_keywords > self.max_keywords:
@@ -90,6 +96,19 @@ class OutputLayout(BaseModel, frozen=True, extra="forbid"):
     sidecars: Literal["edited", "beside"] = "edited"
     """RAW edits (.xmp sidecars) under edited/, or beside their RAWs, where Lightroom reads
     them (an existing sidecar is kept as NAME.xmp.orig)."""
+    folder: str | None = None
+    """Where edited/, exported/ and delivered/ go (absolute; a relative path is taken from
+    the directory the spec is made in); None: in the shoot folder. For a shoot on a read-only
+    card or share."""
+
+    @field_validator("folder")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or "\0" in value:
+            raise ValueError("give the folder the outputs go to")
+        return str(Path(value).expanduser().resolve())
 
 
 class JobSpec(BaseModel, frozen=True, extra="forbid"):

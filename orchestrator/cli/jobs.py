@@ -26,7 +26,7 @@ from orchestrator.cli.output import (
     report_batch,
     reporter,
 )
-from orchestrator.cli.running import needs_services, run_async, settings, with_store
+from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.display import markup_safe, print_table
 from orchestrator.states import JobState
 from orchestrator.words import plural
@@ -69,7 +69,6 @@ def run(
         # which of it that job will not apply.
         options_given=bool(profile) or job.beyond_defaults(),
     )
-    needs_services(request.spec, cfg=cfg)
     with reporter(json_output) as display:
         result = run_async(lambda: run_batch(request, cfg, display), display=display)
     report_batch(result, json_output)
@@ -95,7 +94,6 @@ def submit(
         spec=job.spec,
         prefix_subfolders=job.prefix_subfolders,
     )
-    needs_services(request.spec, cfg=cfg)
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")

@@ -307,6 +307,20 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         lambda flat: not flat,
     ),
     JobOption(
+        "output",
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Put edited/, exported/ and delivered/ under this folder instead of the "
+            "shoot folder, in the same layout (a shoot on a read-only card or share).",
+            file_okay=False,
+        ),
+        "outputs.folder",
+        None,
+        lambda folder: None if folder is None else str(folder),
+    ),
+    JobOption(
         "prefix_subfolders",
         bool,
         typer.Option(

@@ -87,13 +87,13 @@ class DeliveryRecord:
 
 
 def delivered_folder(source: str, exported_dir: str) -> Path:
-    """FOLDER/delivered, with the same subfolder the job's exports have (RAW, JPG)."""
+    """delivered/ beside the job's exported/ (in the shoot folder, or under `--output`'s),
+    with the same subfolder the exports have (RAW, JPG)."""
     exported = Path(exported_dir)
-    try:
-        sub = exported.relative_to(Path(source) / "exported")
-    except ValueError:
-        sub = Path()
-    return Path(source) / "delivered" / sub
+    for folder in (exported, *exported.parents):
+        if folder.name == "exported":
+            return folder.parent / "delivered" / exported.relative_to(folder)
+    return Path(source) / "delivered"
 
 
 def write_delivery(

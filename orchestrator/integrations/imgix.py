@@ -18,7 +18,12 @@ import aiohttp
 from orchestrator.apicore.auth import BearerToken
 from orchestrator.apicore.client import ApiClient, Call, OnRetry, RateLimit, default_error_text
 from orchestrator.apicore.errors import ApiBadRequest, ApiCredentialsRefused, ApiNotFound
-from orchestrator.integrations.imgix_models import Asset, ImgixConflict, ImgixPermissionMissing
+from orchestrator.integrations.imgix_models import (
+    Asset,
+    ImgixConflict,
+    ImgixPermissionMissing,
+    ImgixSourceUnknown,
+)
 from orchestrator.retry import RetryPolicy
 
 PRODUCTION_API_URL = "https://api.imgix.com/api/v1"
@@ -34,6 +39,7 @@ API_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=120)
 """An upload of up to 30 MB on a slow line takes minutes; no read may stall for two."""
 
 PERMISSIONS = {
+    "check_source": "Asset Manager Browse",
     "get_asset": "Asset Manager Browse",
     "upload": "Asset Manager Edit",
     "update_asset": "Asset Manager Edit",
@@ -82,6 +88,24 @@ class ImgixClient:
         )
         self.source_id = source_id
         self.base_url = self._api.base_url
+
+    async def check_source(self) -> None:
+        """Read one asset of the Source (the cheapest authenticated read of it): the key and
+        the Source id are right, or ImgixPermissionMissing / ImgixSourceUnknown says which."""
+        call = Call(
+            name="check_source",
+            method="GET",
+            path=f"/sources/{quote(self.source_id, safe='')}/assets",
+            params={"page[limit]": "1"},
+            limit="get",
+        )
+        try:
+            await self._send(call)
+        except ApiNotFound:
+            raise ImgixSourceUnknown(
+                f"imgix has no Source {self.source_id} for this key: check IMGIX_SOURCE_ID "
+                "(the Source's id in the imgix dashboard)"
+            ) from None
 
     async def get_asset(self, origin_path: str) -> Asset | None:
         """The asset at `origin_path`, or None when the Source has none there."""

@@ -19,6 +19,10 @@ class ImgixPermissionMissing(CredentialsRefused):
     """imgix refused the key for one call: it is wrong, or it lacks the permission named."""
 
 
+class ImgixSourceUnknown(CredentialsRefused):
+    """imgix knows no Source of that id for the key (IMGIX_SOURCE_ID)."""
+
+
 class ImgixConflict(ApiBadRequest):
     """imgix refused a call because of what it already holds (an asset at the path, a purge)."""
 

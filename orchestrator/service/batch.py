@@ -18,6 +18,7 @@ from orchestrator.service.jobs import (
     failed_photos,
     retry_move,
 )
+from orchestrator.service.preflight import ready_check, refuse_without_imagen
 from orchestrator.service.signals import let_finish
 from orchestrator.service.wiring import connected, engine_config, make_engine
 from orchestrator.states import JobState
@@ -103,10 +104,16 @@ async def run_batch(
     pipeline: Pipeline = PIPELINE,
 ) -> BatchResult:
     """Plan the folder's jobs and drive each to its end, concurrently (through `pipeline`'s
-    stages: the product's unless a test brings its own)."""
-    pipeline.check_requirements([request.spec], settings)
+    stages: the product's unless a test brings its own). Nothing is sent unless every setting,
+    key, quota and output folder the jobs need is right (`service/preflight.py`)."""
+    await refuse_without_imagen(settings, request.spec, pipeline)
     async with driving(settings, progress, pipeline) as ready:
-        plan = await plan_jobs(ready.store, ready.services.imagen, request)
+        plan = await plan_jobs(
+            ready.store,
+            ready.services.imagen,
+            request,
+            ready=ready_check(settings, ready.services, pipeline),
+        )
         for note in plan.notes:
             progress.note(request.source.name, note, level="warn")
         outcomes = await drive_all(ready.engine, plan.jobs, progress)

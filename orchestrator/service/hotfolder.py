@@ -28,6 +28,7 @@ from pathlib import Path
 from orchestrator.config import HotFolder
 from orchestrator.imagen.errors import ImagenError
 from orchestrator.service.submit import Submitted
+from orchestrator.spec import JobSpec
 from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.queries import LeaseHeld, Store
 from orchestrator.store.scheduling import database_errors
@@ -42,6 +43,16 @@ Fingerprint = tuple[int, int, int]
 
 Submit = Callable[[RunRequest], Awaitable[Submitted]]
 """Turns a drop into daemon jobs (`submit.submit_request` with the daemon's store and client)."""
+
+
+def drop_spec(spec: JobSpec, drop: Path) -> JobSpec:
+    """The spec of a drop's jobs: the hot folder's, with an output folder (`--output`) given
+    one subfolder per drop, named like it, so that two drops' outputs never meet."""
+    layout = spec.outputs
+    if layout is None or layout.folder is None:
+        return spec
+    own = layout.model_copy(update={"folder": str(Path(layout.folder) / drop.name)})
+    return spec.model_copy(update={"outputs": own})
 
 
 @dataclass
@@ -199,7 +210,7 @@ class HotFolders:
                 RunRequest(
                     source=folder,
                     profiles=hot.profiles,
-                    spec=hot.spec(),
+                    spec=drop_spec(hot.spec(), folder),
                     prefix_subfolders=hot.prefix_subfolders,
                 )
             )

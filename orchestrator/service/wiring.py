@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import aiohttp
 
@@ -26,7 +27,7 @@ from orchestrator.workflow.engine import Engine
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.services import IMGIX
-from orchestrator.workflow.stage import Connection
+from orchestrator.workflow.stage import Connection, Service
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -51,15 +52,16 @@ def transfer_settings(limits: TransferLimits) -> TransferSettings:
     )
 
 
+NO_IMAGEN_KEY = "no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which needs none)"
+
+
 def imagen_client(
     imagen: ImagenSettings, session: aiohttp.ClientSession, on_retry: RetryReporter | None
 ) -> ImagenClient:
     """The Imagen client over the session; ConfigError without an API key."""
     key = imagen.key()
     if not key:
-        raise ConfigError(
-            "no API key: set IMAGEN_API_KEY (or try `orchestrator demo`, which needs none)"
-        )
+        raise ConfigError(NO_IMAGEN_KEY)
     return ImagenClient(session, base_url=imagen.api_url, api_key=key, on_retry=on_retry)
 
 
@@ -82,12 +84,31 @@ async def connected(
         yield Services(
             imagen=imagen,
             transfers=Transfers(session, tsettings, on_retry=on_transfer_retry),
-            built={
-                service: service.build(service.settings(settings), connection)
-                for service in pipeline.services()
-                if service.refusal(settings) is None
-            },
+            built=_configured(settings, pipeline, connection),
         )
+
+
+def _configured(
+    settings: Settings, pipeline: Pipeline, connection: Connection
+) -> dict[Service[Any, Any], object]:
+    """Every service the pipeline's stages declare that the settings configure, built."""
+    return {
+        service: service.build(service.settings(settings), connection)
+        for service in pipeline.services()
+        if service.refusal(settings) is None
+    }
+
+
+@asynccontextmanager
+async def services_only(
+    settings: Settings, pipeline: Pipeline = PIPELINE
+) -> AsyncIterator[Services]:
+    """The configured services the stages declare, without Imagen or the transfers, over a
+    session of their own: what the check before sending asks when Imagen has no key."""
+    async with AsyncExitStack() as closing:
+        session = make_session(transfer_settings(settings.transfers))
+        closing.push_async_callback(session.close)
+        yield Services(built=_configured(settings, pipeline, Connection(session, None, closing)))
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orchestrator.errors import CredentialsRefused, OperatorRefusal, OrchestratorError, Transient
+from orchestrator.errors import OperatorRefusal, OrchestratorError, Transient
 from orchestrator.progress import ProgressSink
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store.models import Job, utcnow
@@ -125,12 +125,9 @@ class Engine:
                     )
                 await ctx.refresh()
                 return Outcome(ctx.job, waiting=True)
-            except CredentialsRefused as exc:
-                if self.config.wait_inline:
-                    raise  # `run`: a refused key stops every job; the command says so once.
-                # The daemon: the account may be put right meanwhile; the job tries again later.
-                return await self._pause(ctx, str(exc))
             except Transient as exc:
+                # A refused key (CredentialsRefused) too: the key was checked before anything
+                # was sent, so the account changed since; the job keeps its state and says why.
                 return await self._pause(ctx, str(exc))
             except OperatorRefusal:
                 raise  # the operator's to hear (a command's exit code), not the job's to record

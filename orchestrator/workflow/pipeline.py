@@ -69,6 +69,13 @@ class Pipeline:
         if refusals := self.refusals(specs, settings):
             raise ConfigError("; ".join(refusals))
 
+    def services_of(self, spec: JobSpec) -> list[Service[Any, Any]]:
+        """The services a job with this spec will use, in the order it first needs them."""
+        found: list[Service[Any, Any]] = []
+        for stage in self.applying(spec):
+            found += [r for r in stage.requires if isinstance(r, Service) and r not in found]
+        return found
+
     def services(self) -> list[Service[Any, Any]]:
         """Every service the stages declare, once each, in the order they are first needed."""
         found: list[Service[Any, Any]] = []

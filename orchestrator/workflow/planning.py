@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,7 @@ from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, S
 from orchestrator.transfer.hashing import file_md5
 from orchestrator.words import plural
 from orchestrator.workflow.lease import borrow
+from orchestrator.workflow.outputs import Need, job_needs, new_job_folders, room_refusals
 from orchestrator.workflow.shoot import (
     FoundPhoto,
     RefusedFile,
@@ -29,6 +30,7 @@ from orchestrator.workflow.shoot import (
     scan_shoot,
 )
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
+from orchestrator.workflow.stage import Demand
 from orchestrator.workflow.tag import kind_refusal
 from orchestrator.workflow.upload import ADDED_LATE, REFUSED
 
@@ -48,6 +50,27 @@ PLANNER_LEASE_SECONDS = 30.0
 
 class PlanError(OperatorRefusal, ValueError):
     """The request cannot become jobs (bad profile, bad options); the message says why."""
+
+
+class NotReady(PlanError):
+    """What the folder's jobs need is missing or wrong (a setting, a key, a folder that cannot
+    be written, a disk without room): every problem at once, before anything is sent."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(
+            f"nothing was sent: {plural(len(self.problems), 'problem')} to put right first\n"
+            f"{listed}"
+        )
+
+
+ReadyCheck = Callable[[Sequence[Demand]], Awaitable[list[str]]]
+"""Asks the services the jobs will use whether they can (settings, keys, quota): why not, in
+one line each (none: they can). Given by the command; called once, before any job is made."""
+
+FINISHED = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
+"""States of a job that planning hands back without it bringing anything more back."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,9 +102,17 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> Plan:
-    """Find the folder's jobs to resume, create the missing ones, and report what was skipped."""
+async def plan_jobs(
+    store: Store, client: ImagenClient, request: RunRequest, *, ready: ReadyCheck | None = None
+) -> Plan:
+    """Find the folder's jobs to resume, create the missing ones, and report what was skipped.
+
+    Before a job is made or Imagen asked anything, the output folders are checked (writable,
+    room for what the jobs will bring back) and so, through `ready`, are the services: every
+    problem is refused at once (NotReady).
+    """
     source = request.source.resolve()
+    _check_output_folder(source, request.spec)
     of_source = await store.jobs_for_source(str(source))
     existing = {
         ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
@@ -118,6 +149,7 @@ async def plan_jobs(store: Store, client: ImagenClient, request: RunRequest) -> 
             raise PlanError(refusal)
     if missing and not request.again:
         await _check_not_seen_elsewhere(store, source, {j.id for j in of_source})
+    await _check_ready(store, scan, existing, request, ready)
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     for kind, photos in scan.photos.items():
         job = existing.get(kind)
@@ -287,21 +319,20 @@ async def _create_job(
     check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
     folder = scan.folder
-    # Two image types in one shoot would collide in the output folders (IMG_1.CR2 and
-    # IMG_1.JPG both export IMG_1.jpg), so each gets a subfolder.
-    sub = kind.value if len(scan.photos) > 1 else ""
     suffix = f" ({kind.value})" if len(scan.photos) > 1 else ""
+    spec = _with_layout(request.spec)
+    edited, exported = new_job_folders(folder, spec, _type_folder(scan, kind))
     await store.create_job(
         NewJob(
             id=job_id,
             name=f"{folder.name}{suffix}",
             source=str(folder),
-            edited_dir=str(folder / "edited" / sub).rstrip("/"),
-            exported_dir=str(folder / "exported" / sub).rstrip("/"),
+            edited_dir=str(edited),
+            exported_dir=str(exported),
             image_type=kind.value,
             profile_key=profile.profile_key,
             profile_name=profile.profile_name,
-            spec=_with_layout(request.spec).to_stored(),
+            spec=spec.to_stored(),
             project_name=project_name(folder.name + suffix, job_id),
         ),
         [_new_photo(p) for p in photos],
@@ -336,6 +367,75 @@ def project_name(shoot: str, job_id: str) -> str:
     """
     readable = " ".join("".join(c if c.isprintable() else " " for c in shoot).split())
     return f"{readable[:PROJECT_NAME_CHARS].rstrip() or 'shoot'} {job_id[:8]}"
+
+
+def _type_folder(scan: ShootScan, kind: ImageType) -> str:
+    """The image type's subfolder of the output folders: two image types in one shoot would
+    collide there (IMG_1.CR2 and IMG_1.JPG both export IMG_1.jpg), so each gets one."""
+    return kind.value if len(scan.photos) > 1 else ""
+
+
+def _check_output_folder(source: Path, spec: JobSpec) -> None:
+    """Refuse an --output folder inside the shoot: the next scan would take the outputs for
+    photos."""
+    folder = spec.outputs.folder if spec.outputs else None
+    if folder and Path(folder).is_relative_to(source):
+        raise PlanError(
+            f"--output {folder} is inside the shoot folder {source}; give a folder outside it "
+            "(or leave out --output: the outputs then go into the shoot folder's edited/ and "
+            "exported/)"
+        )
+
+
+async def _check_ready(
+    store: Store,
+    scan: ShootScan,
+    existing: Mapping[ImageType, Job],
+    request: RunRequest,
+    ready: ReadyCheck | None,
+) -> None:
+    """NotReady with every problem, if the output folders cannot take what the folder's jobs
+    will bring back, or the services they use (`ready`) cannot serve them."""
+    demands: list[Demand] = []
+    needs: list[Need] = []
+    for kind, photos in scan.photos.items():
+        job = existing.get(kind)
+        if job is None:
+            spec = _with_layout(request.spec)
+            edited, exported = new_job_folders(scan.folder, spec, _type_folder(scan, kind))
+            demands.append(Demand(spec, len(photos)))
+            needs += job_needs(
+                image_type=kind,
+                spec=spec,
+                source=scan.folder,
+                edited=edited,
+                exported=exported,
+                to_edit=[(p.file_name, p.size) for p in photos],
+                to_export=[p.size for p in photos],
+                to_deliver=len(photos),
+            )
+        elif job.state not in FINISHED:
+            spec = type(request.spec).from_stored(job.options)
+            records = await store.photos(job.id)
+            done = {
+                phase: sum(1 for p in records if p.done(phase))
+                for phase in ("edit", "export", "tag", "deliver")
+            }
+            demands.append(Demand(spec, len(records), done))
+            needs += job_needs(
+                image_type=kind,
+                spec=spec,
+                source=Path(job.source),
+                edited=Path(job.edited_dir),
+                exported=Path(job.exported_dir),
+                to_edit=[(p.file_name, p.size) for p in records if not p.done("edit")],
+                to_export=[p.size for p in records if not p.done("export")],
+                to_deliver=len(records) - done["deliver"],
+            )
+    problems = await ready(demands) if ready is not None else []
+    problems += await asyncio.to_thread(room_refusals, needs)
+    if problems:
+        raise NotReady(problems)
 
 
 def _with_layout(spec: JobSpec) -> JobSpec:

@@ -4,12 +4,15 @@ set), and how it is built. Stages name them in `requires` and find them in `Serv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.config import ImgixSettings, Settings, TaggingSettings
+from orchestrator.integrations.imagga_models import quota_spent
 from orchestrator.integrations.keywords import INSTALL_HINT
-from orchestrator.workflow.stage import Connection, Program, Service
+from orchestrator.words import plural
+from orchestrator.workflow.stage import Connection, Demand, Program, Service
 
 if TYPE_CHECKING:
     # Types only: a stage's declaration loads no HTTP stack.
@@ -63,6 +66,19 @@ def build_tagging(group: TaggingSettings, connection: Connection) -> Tagging:
     )
 
 
+async def probe_tagging(tagging: Tagging, demands: Sequence[Demand]) -> str | None:
+    """The key and the month's quota (`/usage`): enough requests left for every photo still
+    to be tagged, unless `--tag-anyway` takes what there is."""
+    usage = await tagging.imagga.usage()
+    photos = sum(d.left("tag") for d in demands if d.spec.tag is not None)
+    needed = sum(d.left("tag") * d.spec.tag.analyses_per_photo for d in demands if d.spec.tag)
+    if needed <= usage.left or (tagging.anyway and usage.left):
+        return None
+    return f"{quota_spent(usage, needed)} for {plural(photos, 'photo')}: run once it has reset" + (
+        ", or add --tag-anyway to tag what it allows" if usage.left else ""
+    )
+
+
 def _imgix_missing(group: ImgixSettings) -> str | None:
     missing = group.missing()
     if not missing:
@@ -108,6 +124,12 @@ def build_photo_metadata(command: str, connection: Connection) -> KeywordFiles:
     return files
 
 
+async def probe_delivery(delivery: Delivery, demands: Sequence[Demand]) -> str | None:
+    """The key and the Source: one asset of it read."""
+    await delivery.imgix.check_source()
+    return None
+
+
 def _tagging_settings(settings: Settings) -> TaggingSettings:
     return settings.tagging
 
@@ -121,13 +143,21 @@ def _exiftool(settings: Settings) -> str:
 
 
 TAGGING: Service[TaggingSettings, Tagging] = Service(
-    name="Imagga", settings=_tagging_settings, missing=_tagging_missing, build=build_tagging
+    name="Imagga",
+    settings=_tagging_settings,
+    missing=_tagging_missing,
+    build=build_tagging,
+    probe=probe_tagging,
 )
 """Imagga and the keyword writer (IMAGGA_*, ORCH_KEYWORD_*, ORCH_EXIFTOOL)."""
 EXIFTOOL = Program(command=_exiftool, hint=INSTALL_HINT)
 """The program keywords are written with (ORCH_EXIFTOOL)."""
 IMGIX: Service[ImgixSettings, Delivery] = Service(
-    name="imgix", settings=_imgix_settings, missing=_imgix_missing, build=build_delivery
+    name="imgix",
+    settings=_imgix_settings,
+    missing=_imgix_missing,
+    build=build_delivery,
+    probe=probe_delivery,
 )
 """The imgix Source (IMGIX_*)."""
 PHOTO_METADATA: Service[str, KeywordFiles] = Service(

@@ -7,7 +7,7 @@ from the ordered list of these in `workflow/pipeline.py`."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -47,6 +47,28 @@ class Connection:
     closing: AsyncExitStack
 
 
+@dataclass(frozen=True)
+class Demand:
+    """A job about to run (new, or one to resume), before anything is sent: what it asks for
+    and how far its photos are, for a service's probe to judge (a quota, say)."""
+
+    spec: JobSpec
+    photos: int
+    """Its photos."""
+    done: Mapping[str, int] = field(default_factory=dict)
+    """How many of them each phase has done already ("tag": 3)."""
+
+    def left(self, phase: str) -> int:
+        """Photos the phase still has to do."""
+        return self.photos - self.done.get(phase, 0)
+
+
+Probe = Callable[[Client, Sequence[Demand]], Awaitable[str | None]]
+"""Asks the built service, with a cheap authenticated call, whether it can serve these jobs
+(the key, the account, the quota): why not, naming the setting to put right, or None. May
+raise the client's errors; their message is the answer."""
+
+
 @dataclass(frozen=True, eq=False)
 class Service(Generic[Group, Client]):
     """A service stages talk to besides Imagen and the transfers, built once per process from
@@ -61,6 +83,9 @@ class Service(Generic[Group, Client]):
     build: Callable[[Group, Connection], Client]
     """Builds it over the connection; imports its client only when called, so that a stage's
     declaration loads no HTTP stack."""
+    probe: Probe[Client] | None = None
+    """Whether the settings are right and the account can serve the jobs, asked once per run
+    before anything is sent (`service/preflight.py`); None: only their presence is checked."""
 
     def refusal(self, settings: Settings) -> str | None:
         """Why this process cannot build it."""

@@ -62,11 +62,6 @@ def kind_refusal(spec: JobSpec, kind: ImageType) -> str | None:
     return None
 
 
-def analyses_per_photo(spec: TagSpec) -> int:
-    """Imagga requests one photo costs: the tags, then each optional categorizer."""
-    return 1 + (spec.categorizer is not None) + spec.moderate
-
-
 async def tag_photos(ctx: JobContext) -> None:
     """Tag every photo not yet tagged, within the month's quota, then finish the stage."""
     tagging = ctx.services.find(TAGGING)
@@ -110,7 +105,7 @@ async def _within_quota(
         return todo
     usage = await tagging.imagga.usage()
     tagging.imagga.use_account_cap(usage)
-    per_photo = analyses_per_photo(spec)
+    per_photo = spec.analyses_per_photo
     needed = len(todo) * per_photo
     if needed <= usage.left:
         await ctx.event(

@@ -8,6 +8,7 @@ edits, when this machine lets the test mount one), the output folder cannot be c
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_interrupts import wait_until_uploading
-from tests.helpers import cli_env, md5_of, orchestrator, sandbox_process
+from tests.helpers import cli_env, ledger, md5_of, orchestrator, sandbox_process
 from tests.resume_support import (
     BIG_JPEG,
     assert_exactly_once,
@@ -164,20 +165,20 @@ def test_cancel_stops_a_running_job_within_seconds(
 
 
 @FILESYSTEM_ONLY
-def test_an_output_folder_that_cannot_be_made_stops_the_job_until_it_can(
+def test_an_output_folder_that_cannot_be_made_is_refused_before_anything_is_sent(
     sandbox_url: str, migrated_db_url: str, tmp_path: Path
 ) -> None:
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=4, jpeg_only=True)
     (shoot / "edited").write_text("a file where the output folder must go")
     env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+    projects = len(ledger(sandbox_url)["projects"])
 
-    stopped = run_shoot(shoot, env)
-    assert stopped.returncode == 1, stopped.stderr[-3000:]
-    [job] = json.loads(stopped.stdout)
-    assert job["state"] == "downloading_edits"  # stopped, not failed
-    assert job["paused"] and "cannot write to output folder" in job["paused"]
-    assert "Free space or fix permissions, then run again" in job["last_error"]
+    refused = run_shoot(shoot, env)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "is a file, not a folder" in " ".join(refused.stderr.split())
+    assert len(ledger(sandbox_url)["projects"]) == projects  # nothing was sent
+    assert stored_jobs(migrated_db_url, shoot) == []
 
     (shoot / "edited").unlink()
     [done] = finished_jobs(run_shoot(shoot, env))
@@ -193,11 +194,12 @@ def test_an_output_folder_that_cannot_be_made_stops_the_job_until_it_can(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (too small for the 2 MB edit), unmounted afterwards; skips if not allowed."""
+    """A 64 MiB tmpfs (room for the shoot's edits when the run starts), unmounted afterwards;
+    skips if not allowed."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
@@ -214,25 +216,35 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @FILESYSTEM_ONLY
-def test_a_full_disk_stops_the_job_loses_nothing_and_the_next_run_continues(
-    sandbox_url: str, migrated_db_url: str, tmp_path: Path, small_disk: Path
+def test_a_disk_filled_during_the_run_stops_the_job_loses_nothing_and_the_next_run_continues(
+    migrated_db_url: str, tmp_path: Path, small_disk: Path
 ) -> None:
+    """The check before sending found room; something else filled the disk during the edit."""
     shoot = tmp_path / "shoot"
     files = make_crash_shoot(shoot, seed=5, jpeg_only=True)
     (shoot / "edited").symlink_to(small_disk, target_is_directory=True)
-    env = cli_env(f"{sandbox_url}/v1", migrated_db_url)
+    filler = small_disk / "someone-else's-file"
+    with sandbox_process("--edit-seconds", "3") as url:
+        env = cli_env(f"{url}/v1", migrated_db_url)
+        run = start_shoot(shoot, env)
+        try:
+            wait_until_uploading(run)  # past the check: fill the disk but for 1 MiB
+            disk = os.statvfs(small_disk)
+            with filler.open("wb") as taking:
+                os.posix_fallocate(taking.fileno(), 0, disk.f_bavail * disk.f_frsize - 2**20)
+            stdout, stderr = run.communicate(timeout=120)
+        finally:
+            run.kill()
+        assert run.returncode == 1, stderr[-3000:]
+        [job] = json.loads(stdout)
+        assert job["state"] == "downloading_edits"
+        assert "No space left on device" in job["paused"]
+        partial = small_disk / f"{BIG_JPEG}.partial"
+        assert 0 < partial.stat().st_size < 2_000_000  # what did fit is kept
 
-    stopped = run_shoot(shoot, env)
-    assert stopped.returncode == 1, stopped.stderr[-3000:]
-    [job] = json.loads(stopped.stdout)
-    assert job["state"] == "downloading_edits"
-    assert "No space left on device" in job["paused"]
-    partial = small_disk / f"{BIG_JPEG}.partial"
-    assert 0 < partial.stat().st_size < 2_000_000  # what did fit is kept
-
-    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
-    [done] = finished_jobs(run_shoot(shoot, env))
-    assert_exactly_once(sandbox_url, [done], shoot, kills=0, files=len(files))
+        filler.unlink()
+        [done] = finished_jobs(run_shoot(shoot, env))
+        assert_exactly_once(url, [done], shoot, kills=0, files=len(files))
     events = stored_jobs(migrated_db_url, shoot)[0]["events"]
     assert any(
         message.startswith(f"{BIG_JPEG}: continued the interrupted download of its edit output")

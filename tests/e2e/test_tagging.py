@@ -327,10 +327,12 @@ def test_a_quota_spent_midway_pauses_and_the_job_finishes_after_the_reset(
     tagged_before = len(tagged_counts(sandbox_url))
     assert 1 <= tagged_before < len(names)
 
-    # Before the reset, running again pauses at once, saying how many are left.
+    # Before the reset, running again is refused before anything is sent, saying how many
+    # are left; the job waits where it is.
     early = run(shoot, env)
-    assert early.returncode == 1 and "0 of 6 requests left" in early.stdout
+    assert early.returncode == 2 and "0 of 6 requests left" in early.stderr
     assert len(tagged_counts(sandbox_url)) == tagged_before
+    assert stored_jobs(migrated_db_url, shoot)[0]["state"] == "tagging"
 
     imagga_control(sandbox_url, monthly_processed=0, delay_seconds=0)
     done = run(shoot, env)
@@ -339,20 +341,22 @@ def test_a_quota_spent_midway_pauses_and_the_job_finishes_after_the_reset(
     assert set(tagged_counts(sandbox_url).values()) == {1}
 
 
-def test_a_quota_too_small_pauses_before_sending_unless_told_to_tag_anyway(
+def test_a_quota_too_small_is_refused_before_the_edit_unless_told_to_tag_anyway(
     sandbox_url: str, migrated_db_url: str, tmp_path: Path
 ) -> None:
     shoot = tmp_path / "shoot"
     make_tag_shoot(shoot, jpegs=5)
     env = env_for(sandbox_url, migrated_db_url)
     imagga_control(sandbox_url, monthly_limit=3)
+    projects = len(ledger(sandbox_url)["projects"])
 
-    paused = run(shoot, env)
-    assert paused.returncode == 1
-    [outcome] = json.loads(paused.stdout)
-    assert "3 of 3 requests left and 5 are needed" in outcome["paused"]
-    assert "--tag-anyway" in outcome["paused"]
+    refused = run(shoot, env)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    message = " ".join(refused.stderr.split())
+    assert "3 of 3 requests left and 5 are needed" in message
+    assert "--tag-anyway" in message
     assert ledger(sandbox_url)["imagga"]["tagged"] == []
+    assert len(ledger(sandbox_url)["projects"]) == projects  # no edit paid for
 
     anyway = run(shoot, env, "--tag-anyway")
     assert anyway.returncode == 1

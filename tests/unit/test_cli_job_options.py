@@ -60,6 +60,7 @@ SAMPLES: dict[str, tuple[list[str], list[str]]] = {
     "deliver_description": (["--export", "--deliver"], ["--deliver-description", "Spring"]),
     "sidecars": ([], ["--sidecars", "beside"]),
     "flat": ([], ["--flat"]),
+    "output": ([], ["--output", "/media/share/smith-edits"]),
     "prefix_subfolders": ([], ["--prefix-subfolders"]),
     "notify": ([], ["--notify", "json://127.0.0.1:9/"]),
 }
