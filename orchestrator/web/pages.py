@@ -30,6 +30,7 @@ from orchestrator.config import ConfigError, Settings
 from orchestrator.display import visible
 from orchestrator.errors import OperatorRefusal
 from orchestrator.progress import NullProgress
+from orchestrator.service import job_pages
 from orchestrator.service import jobs as job_views
 from orchestrator.service import review as review_actions
 from orchestrator.service.deliveries import redeliver
@@ -174,7 +175,7 @@ class Pages:
         show, cursor = request.query.get("show", ""), request.query.get("before")
         listing = await self._read(
             ("list", show, cursor),
-            lambda: job_views.job_list(self._store, show=show, cursor=cursor),
+            lambda: job_pages.job_list(self._store, show=show, cursor=cursor),
         )
         rows = self._job_rows(request, listing.rows)
         here = {key: value for key, value in (("show", show), ("before", cursor)) if value}
@@ -186,7 +187,7 @@ class Pages:
             stamp=RowsStamp.of(rows).encode(),
             refresh="/jobs/rows" + (f"?{urlencode(here)}" if here else ""),
             show=show,
-            filters=job_views.LIST_FILTERS,
+            filters=job_pages.LIST_FILTERS,
             older=f"/?{urlencode({'show': show or 'all', 'before': listing.next})}"
             if listing.next
             else None,
@@ -201,7 +202,7 @@ class Pages:
         show, cursor = request.query.get("show", ""), request.query.get("before")
         listing = await self._read(
             ("rows", show, cursor),
-            lambda: job_views.job_list(self._store, show=show, cursor=cursor, counted=False),
+            lambda: job_pages.job_list(self._store, show=show, cursor=cursor, counted=False),
         )
         rows = self._job_rows(request, listing.rows)
         now, known = RowsStamp.of(rows), RowsStamp.decode(request.query.get("since", ""))
@@ -212,7 +213,7 @@ class Pages:
         return web.json_response({"stamp": now.encode(), "order": order, "rows": changed})
 
     def _job_rows(
-        self, request: web.Request, rows: Sequence[job_views.JobOverview]
+        self, request: web.Request, rows: Sequence[job_pages.JobOverview]
     ) -> list[tuple[str, str]]:
         """Each row of the jobs list as (job id, its HTML)."""
         context = {"csrf": request["csrf"], "csrf_field": CSRF_FIELD}
@@ -236,7 +237,7 @@ class Pages:
         )
         page = await self._read(
             ("job", ref, show, after),
-            lambda: job_views.job_page(
+            lambda: job_pages.job_page(
                 self._store, ref, show=show, after=int(after) if after.isdigit() else None
             ),
         )

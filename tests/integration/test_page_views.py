@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from orchestrator.service import job_pages
 from orchestrator.service import jobs as job_views
 from orchestrator.spec import JobSpec
 from orchestrator.states import TERMINAL_STATES, JobState
@@ -59,7 +60,7 @@ async def test_the_list_shows_live_and_recent_jobs_and_pages_through_the_rest(
 ) -> None:
     finished = [await _job(store, "completed", minutes_ago=200 - n) for n in range(60)]
     live = [await _job(store, "editing", minutes_ago=300 - n) for n in range(3)]
-    first = await job_views.job_list(store)
+    first = await job_pages.job_list(store)
     shown = [row.summary["id"] for row in first.rows]
     assert set(live) <= set(shown)
     assert len(shown) == len(live) + job_views.RECENT_FINISHED
@@ -69,23 +70,23 @@ async def test_the_list_shows_live_and_recent_jobs_and_pages_through_the_rest(
     seen: list[str] = []
     cursor = None
     while True:
-        page = await job_views.job_list(store, show="all", cursor=cursor)
+        page = await job_pages.job_list(store, show="all", cursor=cursor)
         assert len(page.rows) <= job_views.LIST_PAGE
         seen += [row.summary["id"] for row in page.rows]
         if page.next is None:
             break
         cursor = page.next
     assert seen == [*reversed(finished), *reversed(live)]  # newest first, each once
-    only_live = await job_views.job_list(store, show="live")
+    only_live = await job_pages.job_list(store, show="live")
     assert [row.summary["id"] for row in only_live.rows] == list(reversed(live))
-    with pytest.raises(job_views.BadFilter):
-        await job_views.job_list(store, show="<script>")
+    with pytest.raises(job_pages.BadFilter):
+        await job_pages.job_list(store, show="<script>")
 
 
 async def test_every_live_state_has_a_progress(store: Store) -> None:
     live = [s for s in JobState if s not in TERMINAL_STATES]
     ids = {await _job(store, state): state for state in live}
-    rows = (await job_views.job_list(store, show="live")).rows
+    rows = (await job_pages.job_list(store, show="live")).rows
     assert {row.summary["id"] for row in rows} == set(ids)
     blank = [ids[row.summary["id"]] for row in rows if row.progress is None and not row.waiting]
     assert blank == []
@@ -113,7 +114,7 @@ async def test_a_big_jobs_page_reads_one_page_of_photos_failed_first(
         raise AssertionError("the job's page read every photo")
 
     monkeypatch.setattr(Store, "photos", every_photo)
-    page = await job_views.job_page(store, job_id)
+    page = await job_pages.job_page(store, job_id)
     assert page.showing == "failed" and page.failed == 3
     assert [photo.id for photo in page.photos] == failed
     assert page.next_after is None
@@ -125,8 +126,8 @@ async def test_a_big_jobs_page_reads_one_page_of_photos_failed_first(
     seen: list[int] = []
     after = None
     while True:
-        page = await job_views.job_page(store, job_id, show="all", after=after)
-        assert len(page.photos) <= job_views.PHOTOS_PAGE
+        page = await job_pages.job_page(store, job_id, show="all", after=after)
+        assert len(page.photos) <= job_pages.PHOTOS_PAGE
         seen += [photo.id for photo in page.photos]
         if page.next_after is None:
             break
