@@ -21,13 +21,10 @@ from orchestrator.service.jobs import (
     read_cursor,
 )
 from orchestrator.states import TERMINAL_STATES, JobState
+from orchestrator.store import tallies
 from orchestrator.store.models import Event, Job, utcnow
-from orchestrator.store.queries import (
-    PhaseCount,
-    PhaseTally,
-    PhotoRecord,
-    Store,
-)
+from orchestrator.store.queries import PhotoRecord, Store
+from orchestrator.store.tallies import PhaseCount, PhaseTally
 from orchestrator.words import plural
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.stage import Stage
@@ -138,8 +135,8 @@ async def overviews(store: Store, found: Sequence[tuple[Job, int]]) -> list[JobO
             phases[job_id] = stage.phase
         elif stage is not None and stage.name == REVIEW_STAGE:
             phases[job_id] = TAG_PHASE
-    tallies = await store.phase_tallies(
-        phases, recent_since=now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    tallied = await tallies.phase_tallies(
+        store, phases, recent_since=now - timedelta(seconds=RATE_WINDOW_SECONDS)
     )
     counts = await not_done_counts(store, list(stages))
     rows = []
@@ -147,7 +144,7 @@ async def overviews(store: Store, found: Sequence[tuple[Job, int]]) -> list[JobO
         stage = stages[job.id]
         progress = waiting = None
         if stage is not None and stage.name == REVIEW_STAGE:
-            tagged = tallies[job.id]
+            tagged = tallied[job.id]
             progress = StageProgress(
                 stage=stage.name,
                 files_done=tagged.decided,
@@ -160,7 +157,7 @@ async def overviews(store: Store, found: Sequence[tuple[Job, int]]) -> list[JobO
                 counted="decided",
             )
         elif stage is not None and stage.phase is not None:
-            progress = stage_progress(stage, tallies[job.id], photos, now)
+            progress = stage_progress(stage, tallied[job.id], photos, now)
         elif stage is not None:
             waiting = (
                 f"{WAITING_WORDS.get(JobState(job.state), job.state)}: {plural(photos, 'photo')}"
@@ -271,7 +268,7 @@ async def job_page(
     job = await store.resolve_job(ref)
     events = await store.events(job.id)
     [(_, photo_count)] = await store.list_jobs(job_id=job.id)
-    counts = await store.phase_counts(job.id)
+    counts = await tallies.phase_counts(store, job.id)
     failed = sum(count.failed for count in counts.values())
     showing = show if show in ("failed", "all") else ("failed" if failed else "all")
     found = await store.photo_page(

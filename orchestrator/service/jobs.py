@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from orchestrator.errors import OperatorRefusal
 from orchestrator.states import TERMINAL_STATES, JobState, Move
+from orchestrator.store import tallies
 from orchestrator.store.models import Event, Job
 from orchestrator.store.queries import (
     JobCursor,
@@ -338,7 +339,7 @@ async def _views(store: Store, found: Sequence[tuple[Job, int]]) -> list[dict[st
 async def not_done_counts(store: Store, job_ids: Sequence[str]) -> dict[str, NotDone]:
     """How many photos of each job were not done as asked (a few grouped reads, no rows of
     photos): for lists of jobs."""
-    failing = await store.failing_photos(job_ids)
+    failing = await tallies.failing_photos(store, job_ids)
     unsent = await unsent_photos(store, job_ids)
     counts = {}
     for job_id in job_ids:
@@ -402,7 +403,7 @@ async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
     """Every photo of the job not done as asked, with why: those that failed a phase for
     good, the files of the shoot refused, and the photos left out (gone before the upload,
     or added after it)."""
-    failed = [PhotoFailure(*failure) for failure in await store.failures(job_id)]
+    failed = [PhotoFailure(*failure) for failure in await tallies.failures(store, job_id)]
     return failed + (await unsent_photos(store, [job_id]))[job_id]
 
 

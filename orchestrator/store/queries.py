@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -19,14 +19,12 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
-    case,
     delete,
     exists,
     func,
     insert,
     or_,
     select,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -43,7 +41,6 @@ from orchestrator.store.models import (
     Photo,
     PhotoPhase,
     Refusal,
-    UTCDateTime,
     utcnow,
 )
 from orchestrator.words import plural
@@ -85,32 +82,6 @@ class JobCursor:
 
     created_at: datetime
     job_id: str
-
-
-@dataclass(frozen=True)
-class PhaseCount:
-    """How many of a job's photos finished a phase, and how many failed it for good."""
-
-    done: int
-    failed: int
-
-
-@dataclass(frozen=True)
-class PhaseTally:
-    """What a job's photos did in the phase its stage records (see `Store.phase_tallies`)."""
-
-    done: int = 0
-    failed: int = 0
-    bytes_done: int = 0
-    """Bytes of the photos done: the sources' sizes for uploads, the outputs' otherwise."""
-    bytes_total: int | None = None
-    """The sources' sizes in all, for uploads only (downloads learn theirs as they go)."""
-    recent: int = 0
-    """Photos done since the time asked for."""
-    recent_bytes: int = 0
-    first_recent_at: datetime | None = None
-    decided: int = 0
-    """Photos done with a reviewer's decision in their details."""
 
 
 @dataclass(frozen=True)
@@ -386,7 +357,7 @@ class Store:
         if failed:
             ids = (
                 select(PhotoPhase.photo_id)
-                .where(PhotoPhase.job_id == job_id, _FAILED_PHASE, PhotoPhase.photo_id > after_id)
+                .where(PhotoPhase.job_id == job_id, FAILED_PHASE, PhotoPhase.photo_id > after_id)
                 .group_by(PhotoPhase.photo_id)
                 .order_by(PhotoPhase.photo_id)
                 .limit(limit)
@@ -407,83 +378,6 @@ class Store:
                 and_(Photo.job_id == job_id, Photo.id.in_(wanted)),
                 and_(PhotoPhase.job_id == job_id, PhotoPhase.photo_id.in_(wanted)),
             )
-
-    async def phase_counts(self, job_id: str) -> dict[str, PhaseCount]:
-        """Per phase, how many of the job's photos finished it and how many failed it for good
-        (one grouped count, no rows)."""
-        failed = func.sum(case((_FAILED_PHASE, 1), else_=0))
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(PhotoPhase.phase, func.count(PhotoPhase.done_at), failed)
-                    .where(PhotoPhase.job_id == job_id)
-                    .group_by(PhotoPhase.phase)
-                )
-            ).all()
-        return {phase: PhaseCount(int(done), int(bad or 0)) for phase, done, bad in rows}
-
-    async def phase_tallies(
-        self, phases: Mapping[str, str], *, recent_since: datetime
-    ) -> dict[str, PhaseTally]:
-        """For each job of `phases` (job id → the phase its stage records), what its photos
-        did in that phase: done, failed, bytes done, those done since `recent_since`, and
-        decisions taken (a review's). Grouped counts over those jobs' rows only."""
-        if not phases:
-            return {}
-        done = PhotoPhase.done_at.is_not(None)
-        recent = PhotoPhase.done_at >= recent_since
-        size = case((PhotoPhase.phase == "upload", Photo.size), else_=PhotoPhase.size)
-        decided = PhotoPhase.details["approved"].as_boolean().is_not(None)
-        query = (
-            select(
-                PhotoPhase.job_id,
-                func.count(PhotoPhase.done_at),
-                func.sum(case((_FAILED_PHASE, 1), else_=0)),
-                func.sum(case((done, func.coalesce(size, 0)), else_=0)),
-                func.sum(case((recent, 1), else_=0)),
-                func.sum(case((recent, func.coalesce(size, 0)), else_=0)),
-                type_coerce(func.min(case((recent, PhotoPhase.done_at))), UTCDateTime()),
-                func.sum(case((and_(done, decided), 1), else_=0)),
-            )
-            .join(Photo, Photo.id == PhotoPhase.photo_id)
-            .where(
-                or_(
-                    *(
-                        and_(PhotoPhase.job_id == job_id, PhotoPhase.phase == phase)
-                        for job_id, phase in phases.items()
-                    )
-                )
-            )
-            .group_by(PhotoPhase.job_id)
-        )
-        uploading = [job_id for job_id, phase in phases.items() if phase == "upload"]
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            sizes = dict(
-                (
-                    await conn.execute(
-                        select(Photo.job_id, func.sum(Photo.size))
-                        .where(Photo.job_id.in_(uploading))
-                        .group_by(Photo.job_id)
-                    )
-                ).all()
-                if uploading
-                else []
-            )
-        found = {job_id: PhaseTally() for job_id in phases}
-        for job_id, n_done, n_failed, bytes_done, n_recent, recent_bytes, first, n_decided in rows:
-            found[job_id] = PhaseTally(
-                done=int(n_done),
-                failed=int(n_failed or 0),
-                bytes_done=int(bytes_done or 0),
-                recent=int(n_recent or 0),
-                recent_bytes=int(recent_bytes or 0),
-                first_recent_at=first,
-                decided=int(n_decided or 0),
-            )
-        for job_id, total in sizes.items():
-            found[job_id] = replace(found[job_id], bytes_total=int(total or 0))
-        return found
 
     async def recorded_photos(self, job_id: str) -> list[RecordedPhoto]:
         """The job's photos as files, without loading whole rows (a fraction of `photos`)."""
@@ -538,37 +432,6 @@ class Store:
                 )
             )
             return {(job_id, rel_path) for job_id, rel_path in rows.all()}
-
-    async def failing_photos(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """How many photos of each job have a phase that failed and was not done since."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(PhotoPhase.job_id, func.count(func.distinct(PhotoPhase.photo_id)))
-                .where(
-                    PhotoPhase.job_id.in_(job_ids),
-                    PhotoPhase.failed_reason.is_not(None),
-                    PhotoPhase.failed_reason != "",
-                )
-                .group_by(PhotoPhase.job_id)
-            )
-            counted = {job_id: int(n) for job_id, n in rows.all()}
-        return {job_id: counted.get(job_id, 0) for job_id in job_ids}
-
-    async def failures(self, job_id: str) -> list[tuple[str, str, str]]:
-        """(photo path, phase, reason) of every phase of the job's photos that failed for
-        good: read from the failed rows alone, whatever the job's size."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(Photo.rel_path, PhotoPhase.phase, PhotoPhase.failed_reason)
-                .join(Photo, Photo.id == PhotoPhase.photo_id)
-                .where(
-                    PhotoPhase.job_id == job_id,
-                    PhotoPhase.failed_reason.is_not(None),
-                    PhotoPhase.failed_reason != "",
-                )
-                .order_by(Photo.id, PhotoPhase.phase)
-            )
-            return [(str(path), str(phase), str(reason)) for path, phase, reason in rows.all()]
 
     async def entered_state_at(self, job_id: str, state: str) -> datetime | None:
         """When the job last moved into `state` (a transition or a retry), if it ever did."""
@@ -1186,7 +1049,7 @@ def _runs_of_same_kind(
     return runs
 
 
-_FAILED_PHASE = and_(PhotoPhase.failed_reason.is_not(None), PhotoPhase.done_at.is_(None))
+FAILED_PHASE = and_(PhotoPhase.failed_reason.is_not(None), PhotoPhase.done_at.is_(None))
 """A photo's phase that failed for good (and has not succeeded since)."""
 
 
