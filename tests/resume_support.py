@@ -49,10 +49,13 @@ def write_big_jpeg(path: Path, size: int, rng: random.Random) -> Path:
     """A real JPEG of noise of about `size` bytes. The sandbox edits and exports decodable
     photos as real pictures of at most 2,048 px, and noise that size stays about as large when
     it is encoded again: its outputs are streamed, and can be killed mid-body."""
-    side = int((size / 1.2) ** 0.5)
-    noise = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
-    noise.save(path, "JPEG", quality=95)
-    return path
+    side = int(size**0.5)
+    while True:
+        noise = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+        noise.save(path, "JPEG", quality=95)
+        if path.stat().st_size >= size:
+            return path
+        side += side // 8
 
 
 def run_shoot(
