@@ -71,7 +71,7 @@ async def test_the_list_shows_live_and_recent_jobs_and_pages_through_the_rest(
     cursor = None
     while True:
         page = await job_pages.job_list(store, show="all", cursor=cursor)
-        assert len(page.rows) <= job_views.LIST_PAGE
+        assert len(page.rows) <= job_pages.LIST_PAGE
         seen += [row.summary["id"] for row in page.rows]
         if page.next is None:
             break
