@@ -32,14 +32,14 @@ from orchestrator.service.notify import Notifier, NotifyingEngine
 from orchestrator.service.receiver import Receiver
 from orchestrator.service.scheduler import Scheduler, SchedulerSettings
 from orchestrator.service.signals import stop_on_signals
-from orchestrator.service.submit import Submitted, submit_request
+from orchestrator.service.submit import submit_request
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.service.wiring import connected, engine_config
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
 from orchestrator.store.queries import process_owner
 from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig
-from orchestrator.workflow.planning import RunRequest
+from orchestrator.workflow.planning import Plan, RunRequest
 
 log = logging.getLogger("orchestrator.daemon")
 
@@ -129,7 +129,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
             owner=process_owner(),
         )
 
-        async def submit(request: RunRequest) -> Submitted:
+        async def submit(request: RunRequest) -> Plan:
             return await submit_request(store, client, request)
 
         scheduler = Scheduler(

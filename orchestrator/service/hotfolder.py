@@ -27,12 +27,11 @@ from pathlib import Path
 
 from orchestrator.config import HotFolder
 from orchestrator.imagen.errors import ImagenError
-from orchestrator.service.submit import Submitted
 from orchestrator.spec import JobSpec
 from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.queries import LeaseHeld, Store
 from orchestrator.store.scheduling import database_errors
-from orchestrator.workflow.planning import PlanError, RunRequest
+from orchestrator.workflow.planning import Plan, PlanError, RunRequest
 from orchestrator.workflow.shoot import ShootError
 
 log = logging.getLogger("orchestrator.hotfolder")
@@ -41,7 +40,7 @@ log = logging.getLogger("orchestrator.hotfolder")
 Fingerprint = tuple[int, int, int]
 """Files, total bytes and newest mtime (ns) of a drop: equal twice means nothing moved."""
 
-Submit = Callable[[RunRequest], Awaitable[Submitted]]
+Submit = Callable[[RunRequest], Awaitable[Plan]]
 """Turns a drop into daemon jobs (`submit.submit_request` with the daemon's store and client)."""
 
 
@@ -159,14 +158,19 @@ class HotFolders:
             self._complain(folder, f"drop unreadable: {exc.strerror or exc}")
             return
         self._unreadable.pop(folder, None)
+        if (drop := self._settled(folder, now_print)) is not None:
+            await self._submit_drop(hot, folder, drop)
+
+    def _settled(self, folder: Path, now_print: Fingerprint) -> _Drop | None:
+        """The drop, once its content has stayed as it is for the settle time (else None)."""
         now = self._clock()
         drop = self._drops.get(folder)
         if drop is None or drop.fingerprint != now_print:
             self._drops[folder] = _Drop(now_print, now)
-            return
+            return None
         if drop.refused or now - drop.stable_since < self._settle:
-            return
-        await self._submit_drop(hot, folder, drop)
+            return None
+        return drop
 
     async def _follow(self, hot: HotFolder, folder: Path) -> None:
         """Look again at a submitted drop: plan it again once a change has settled; stop
@@ -187,14 +191,8 @@ class HotFolders:
                 del self._watched[folder]
                 self._done.add(folder)
             return
-        now = self._clock()
-        drop = self._drops.get(folder)
-        if drop is None or drop.fingerprint != now_print:
-            self._drops[folder] = _Drop(now_print, now)
-            return
-        if drop.refused or now - drop.stable_since < self._settle:
-            return
-        await self._submit_drop(hot, folder, drop, again=True)
+        if (drop := self._settled(folder, now_print)) is not None:
+            await self._submit_drop(hot, folder, drop, again=True)
 
     async def _submit_drop(
         self, hot: HotFolder, folder: Path, drop: _Drop, *, again: bool = False

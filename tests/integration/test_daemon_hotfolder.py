@@ -9,9 +9,8 @@ import pytest
 
 from orchestrator.config import HotFolder
 from orchestrator.service.hotfolder import HotFolders
-from orchestrator.service.submit import Submitted
 from orchestrator.store.queries import NewJob, Store
-from orchestrator.workflow.planning import PlanError, RunRequest
+from orchestrator.workflow.planning import Plan, PlanError, RunRequest
 
 SETTLE = 10.0
 
@@ -22,11 +21,11 @@ class Recorder:
     def __init__(self) -> None:
         self.requests: list[RunRequest] = []
 
-    async def __call__(self, request: RunRequest) -> Submitted:
+    async def __call__(self, request: RunRequest) -> Plan:
         self.requests.append(request)
         if request.source.name.startswith("bad"):
             raise PlanError("no profile for these photos")
-        return Submitted()
+        return Plan()
 
 
 class Clock:
