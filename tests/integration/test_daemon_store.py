@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from orchestrator.service import jobs as job_views
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.states import JobState
 from orchestrator.store.inbox import Verdict, deliver_callback
 from orchestrator.store.migrate import upgrade
-from orchestrator.store.models import Job, utcnow
-from orchestrator.store.queries import Lease, NewJob, NewPhoto, StaleLease, Store
+from orchestrator.store.models import utcnow
+from orchestrator.store.queries import Lease, StaleLease, Store
 from orchestrator.store.scheduling import (
     claim_due_jobs,
     next_due_in,
     planning_lock,
-    queue_for_daemon,
     wake_if_called_back,
 )
 from orchestrator.workflow.journey import PIPELINE
+from tests.store_support import stored_job
 
 move = PIPELINE.transitions.move
 
@@ -41,28 +39,7 @@ async def store(migrated_db_url: str) -> AsyncIterator[Store]:
 
 
 async def _job(store: Store, *, daemon: bool = True, **values: Any) -> str:
-    job_id = uuid.uuid4().hex
-    await store.create_job(
-        NewJob(
-            id=job_id,
-            name="shoot",
-            source=f"/shoots/{job_id}",
-            edited_dir="/e",
-            exported_dir="/x",
-            image_type="JPG",
-            profile_key=2001,
-            profile_name="P",
-            spec={"version": 1},
-            project_name=f"orchestrator-{job_id}",
-        ),
-        [NewPhoto("a.jpg", "a.jpg", 1, 1)],
-    )
-    if daemon:
-        await queue_for_daemon(store, [job_id])
-    if values:
-        async with store.engine.begin() as conn:
-            await conn.execute(update(Job).where(Job.id == job_id).values(**values))
-    return job_id
+    return await stored_job(store, daemon=daemon, **values)
 
 
 async def test_only_due_daemon_jobs_without_a_live_lease_are_claimed(store: Store) -> None:

@@ -3,17 +3,16 @@ finished ones, `/api/jobs` pages through every job newest first; on both databas
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 
 from orchestrator.service import jobs as job_views
-from orchestrator.store.models import Job, utcnow
-from orchestrator.store.queries import NewJob, NewPhoto, Store
+from orchestrator.store.models import utcnow
+from orchestrator.store.queries import Store
 from tests.helpers import cli_env, orchestrator
+from tests.store_support import stored_job
 
 
 @pytest.fixture
@@ -25,33 +24,17 @@ async def store(migrated_db_url: str) -> AsyncIterator[Store]:
 
 async def _jobs(store: Store, states: list[str]) -> list[str]:
     """Jobs in these states, the first one the oldest, a minute apart; their ids, oldest first."""
-    ids = []
     start = utcnow() - timedelta(days=1)
-    for index, state in enumerate(states):
-        job_id = uuid.uuid4().hex
-        await store.create_job(
-            NewJob(
-                id=job_id,
-                name=f"shoot-{index}",
-                source=f"/shoots/{index}",
-                edited_dir="/e",
-                exported_dir="/x",
-                image_type="JPG",
-                profile_key=2001,
-                profile_name="P",
-                spec={"version": 1},
-                project_name=f"orchestrator-{job_id}",
-            ),
-            [NewPhoto(f"{n}.jpg", f"{n}.jpg", 1, 1) for n in range(index % 3 + 1)],
+    return [
+        await stored_job(
+            store,
+            name=f"shoot-{index}",
+            photos=index % 3 + 1,
+            state=state,
+            created_at=start + timedelta(minutes=index),
         )
-        async with store.engine.begin() as conn:
-            await conn.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(state=state, created_at=start + timedelta(minutes=index))
-            )
-        ids.append(job_id)
-    return ids
+        for index, state in enumerate(states)
+    ]
 
 
 async def test_status_shows_every_live_job_and_the_newest_finished_ones(store: Store) -> None:

@@ -9,15 +9,15 @@ shows the lease judged as the database sees it, on both databases.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
 from orchestrator.store import models, queries, scheduling
-from orchestrator.store.queries import LeaseHeld, NewJob, NewPhoto, Store
-from orchestrator.store.scheduling import claim_due_jobs, next_due_in, queue_for_daemon
+from orchestrator.store.queries import LeaseHeld, Store
+from orchestrator.store.scheduling import claim_due_jobs, next_due_in
+from tests.store_support import stored_job
 
 SKEW = timedelta(minutes=5)
 
@@ -47,24 +47,7 @@ def skew(monkeypatch: pytest.MonkeyPatch) -> Iterator[Skew]:
 
 
 async def _daemon_job(store: Store) -> str:
-    job_id = uuid.uuid4().hex
-    await store.create_job(
-        NewJob(
-            id=job_id,
-            name="shoot",
-            source=f"/shoots/{job_id}",
-            edited_dir="/e",
-            exported_dir="/x",
-            image_type="JPG",
-            profile_key=2001,
-            profile_name="P",
-            spec={"version": 1},
-            project_name=f"orchestrator-{job_id}",
-        ),
-        [NewPhoto("a.jpg", "a.jpg", 1, 1)],
-    )
-    await queue_for_daemon(store, [job_id])
-    return job_id
+    return await stored_job(store, daemon=True)
 
 
 async def test_a_daemon_whose_clock_runs_ahead_takes_no_live_lease(

@@ -26,10 +26,11 @@ from orchestrator.service.polling import IDLE_SECONDS, Poller, PollSettings
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.states import JobState
 from orchestrator.store.models import Job, utcnow
-from orchestrator.store.queries import NewJob, NewPhoto, Store
-from orchestrator.store.scheduling import claim_due_jobs, queue_for_daemon
+from orchestrator.store.queries import Store
+from orchestrator.store.scheduling import claim_due_jobs
 from orchestrator.transfer.manager import TransferSettings, make_session
 from orchestrator.workflow.context import EngineConfig
+from tests.store_support import stored_job
 
 API_KEY = "poll-budget-key-0123456789"
 BUDGET = 8.0
@@ -70,37 +71,17 @@ async def sandbox() -> AsyncIterator[tuple[str, Seen]]:
 async def _waiting_jobs(store: Store, count: int) -> list[str]:
     """Jobs waiting on an edit, their polls overdue by 1..count seconds, oldest first."""
     now = utcnow()
-    projects = []
-    for n in range(count):
-        job_id, project = uuid.uuid4().hex, str(uuid.uuid4())
-        await store.create_job(
-            NewJob(
-                id=job_id,
-                name=f"j{n}",
-                source=f"/shoots/{job_id}",
-                edited_dir="/e",
-                exported_dir="/x",
-                image_type="JPG",
-                profile_key=2001,
-                profile_name="P",
-                spec={"version": 1},
-                project_name=f"orchestrator-{job_id}",
-            ),
-            [NewPhoto("a.jpg", "a.jpg", 1, 1)],
+    projects = [str(uuid.uuid4()) for _ in range(count)]
+    for n, project in enumerate(projects):
+        await stored_job(
+            store,
+            name=f"j{n}",
+            daemon=True,
+            state=JobState.EDITING.value,
+            project_uuid=project,
+            poll_at=now - timedelta(seconds=count - n),
+            wake_at=now + timedelta(hours=20),
         )
-        await queue_for_daemon(store, [job_id])
-        async with store.engine.begin() as conn:
-            await conn.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    state=JobState.EDITING.value,
-                    project_uuid=project,
-                    poll_at=now - timedelta(seconds=count - n),
-                    wake_at=now + timedelta(hours=20),
-                )
-            )
-        projects.append(project)
     return projects
 
 

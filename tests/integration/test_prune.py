@@ -4,20 +4,20 @@ touched, spent callbacks go, and the space comes back (SQLite); on both database
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, utcnow
 from orchestrator.store.prune import prune
-from orchestrator.store.queries import NewJob, NewPhoto, Store
+from orchestrator.store.queries import Store
 from tests.helpers import cli_env, orchestrator
+from tests.store_support import stored_job
 
 DAYS_OLD = timedelta(days=100)
 
@@ -30,30 +30,18 @@ async def store(migrated_db_url: str) -> AsyncIterator[Store]:
 
 
 async def _job(store: Store, state: str, age: timedelta, *, photos: int = 3) -> str:
-    job_id = uuid.uuid4().hex
-    await store.create_job(
-        NewJob(
-            id=job_id,
-            name=f"shoot-{state}",
-            source=f"/shoots/{job_id}",
-            edited_dir="/e",
-            exported_dir="/x",
-            image_type="JPG",
-            profile_key=2001,
-            profile_name="P",
-            spec={"version": 1},
-            project_name=f"orchestrator-{job_id}",
-        ),
-        [NewPhoto(f"{n}.jpg", f"{n}.jpg", 1, 1) for n in range(photos)],
-    )
     then = utcnow() - age
     finished = then if state in {"completed", "failed", "cancelled"} else None
+    job_id = await stored_job(
+        store,
+        name=f"shoot-{state}",
+        photos=photos,
+        state=state,
+        created_at=then,
+        updated_at=then,
+        finished_at=finished,
+    )
     async with store.engine.begin() as conn:
-        await conn.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(state=state, created_at=then, updated_at=then, finished_at=finished)
-        )
         photo_ids = (await conn.execute(select(Photo.id).where(Photo.job_id == job_id))).scalars()
         for photo_id in photo_ids:
             await conn.execute(
