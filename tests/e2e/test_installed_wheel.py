@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,14 +24,25 @@ from orchestrator.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 
+# One wheel for the module's tests, built once, on one worker.
+pytestmark = pytest.mark.xdist_group("installed_wheel")
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The built wheel, and the bin folder of the environment it is installed in."""
     root = tmp_path_factory.mktemp("installed")
+    # Built from a copy of what a release holds: pip builds in the source folder, and the
+    # checkout (or another test run) is not its to write in.
+    source = root / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("orchestrator", "migrations"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     dist = root / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
         check=True,
         timeout=600,
         capture_output=True,
