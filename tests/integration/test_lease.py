@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestrator.store.queries import Lease, LeaseHeld, NewJob, NewPhoto, StaleLease, Store
+from orchestrator.store.queries import Lease, LeaseHeld, StaleLease, Store
 from orchestrator.workflow import lease as leases
 from orchestrator.workflow.lease import borrow
+from tests.store_support import stored_job
 
 TTL = 0.9
 
@@ -56,23 +56,7 @@ class _Renewals(Store):
 
 
 async def _new_job(store: Store) -> str:
-    job_id = uuid.uuid4().hex
-    await store.create_job(
-        NewJob(
-            id=job_id,
-            name="shoot",
-            source="/shoots/a",
-            edited_dir="/shoots/a/edited",
-            exported_dir="/shoots/a/exported",
-            image_type="JPEG",
-            profile_key=1001,
-            profile_name="P",
-            spec={"version": 1},
-            project_name=f"orchestrator-{job_id}",
-        ),
-        [NewPhoto("IMG_1.jpg", "IMG_1.jpg", 100, 1)],
-    )
-    return job_id
+    return await stored_job(store)
 
 
 async def test_a_live_lease_is_waited_for_a_bounded_while_then_refused(
