@@ -251,29 +251,32 @@ class KeywordFiles:
             if isinstance(region, dict) and region.get("Description") != REGION_MARK
         ]
         regions = theirs + [face.region(turn) for face in faces]
-        value: Any = (
-            {
-                "AppliedToDimensions": {"W": width, "H": height, "Unit": "pixel"},
-                "RegionList": regions,
-            }
-            if regions
-            else ""
-        )
         leftover = path.with_name(path.name + "_exiftool_tmp")
         leftover.unlink(missing_ok=True)
+        if not regions:
+            if info is not None:
+                self._execute_regions(path, "-XMP-mwg-rs:RegionInfo=")
+            return
+        value = {
+            "AppliedToDimensions": {"W": width, "H": height, "Unit": "pixel"},
+            "RegionList": regions,
+        }
         with tempfile.TemporaryDirectory(prefix="orchestrator-regions-") as folder:
             data = Path(folder) / "regions.json"
             data.write_text(
                 json.dumps([{"SourceFile": str(path), "XMP-mwg-rs:RegionInfo": value}]),
                 encoding="utf-8",
             )
-            with self._lock:
-                try:
-                    self._started().execute("-overwrite_original", f"-json={data}", "-n", str(path))
-                except ExifToolException as exc:
-                    raise KeywordWriteFailed(
-                        f"{path.name}: exiftool could not write its face regions: {_why(exc)}"
-                    ) from None
+            self._execute_regions(path, f"-json={data}", "-n")
+
+    def _execute_regions(self, path: Path, *args: str) -> None:
+        with self._lock:
+            try:
+                self._started().execute("-overwrite_original", *args, str(path))
+            except ExifToolException as exc:
+                raise KeywordWriteFailed(
+                    f"{path.name}: exiftool could not write its face regions: {_why(exc)}"
+                ) from None
 
     def _carry(self, sources: list[Path], target: Path) -> None:
         for path in (*sources, target):
