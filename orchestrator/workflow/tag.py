@@ -39,6 +39,7 @@ from orchestrator.workflow.analyses import analyse, kept_answer
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
+from orchestrator.workflow.people import group_people
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.services import EXIFTOOL, TAGGING, TAGGING_NOT_CONFIGURED
 from orchestrator.workflow.stage import Stage
@@ -93,6 +94,8 @@ async def tag_photos(ctx: JobContext) -> None:
             f"{len(todo) - len(todo_now)} wait for Imagga's "
             f"quota: {quota_spent(usage)}. Run again then"
         )
+    if spec.people:
+        await group_people(ctx, tagging)
     await ctx.finish_stage("keywords written")
 
 
@@ -276,6 +279,6 @@ STAGE = Stage(
     phase=PHASE,
     applies=wants_tags,
     requires=(TAGGING, EXIFTOOL),
-    crash_points=("after_imagga_answer", "after_keywords_written"),
+    crash_points=("after_imagga_answer", "after_keywords_written", "after_grouping_requested"),
     details=TagDetails,
 )
