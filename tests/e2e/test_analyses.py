@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 KILLS = [
     ("after_imagga_answer:1", "tagging"),  # the first photo's analyses kept, nothing written
     ("after_keywords_written:2", "tagging"),  # files written, not checkpointed
+    ("after_grouping_requested", "tagging"),  # walked by the people test
 ]
 """Where a run with every analysis is killed (walked with the other points, see
 tests/unit/test_crash_points.py), and the state it is left in."""
@@ -218,7 +219,7 @@ def test_every_analysis_goes_into_the_files_delivery_json_and_imgix(
     assert counts(sandbox_url) == after
 
 
-@pytest.mark.parametrize(("point", "state_at_kill"), KILLS, ids=[p for p, _ in KILLS])
+@pytest.mark.parametrize(("point", "state_at_kill"), KILLS[:2], ids=[p for p, _ in KILLS[:2]])
 def test_a_kill_at_each_checkpoint_pays_each_analysis_once(
     sandbox_url: str, migrated_db_url: str, tmp_path: Path, point: str, state_at_kill: str
 ) -> None:
@@ -299,3 +300,78 @@ def test_the_analyses_count_against_the_quota_before_anything_is_sent(
         imagga_control(sandbox_url, monthly_limit=1_000_000)
     done = run(shoot, env)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def people_of(shoot: Path, env: dict[str, str], *args: str) -> list[dict[str, Any]]:
+    done = orchestrator("people", str(shoot), *args, "--json", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    persons: list[dict[str, Any]] = json.loads(done.stdout)
+    return persons
+
+
+def test_people_are_grouped_once_and_named_once_in_every_file_and_delivery(
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
+    shoot = tmp_path / "shoot"
+    make_people_shoot(shoot, 8)
+    env = delivery_env(sandbox_url, migrated_db_url)
+    asked = ledger(sandbox_url)["imagga"]["groupings_requests"]
+
+    # Killed once the grouping is asked for (its ticket kept): the rerun asks no second time.
+    killed = run(
+        shoot, {**env, "ORCH_CRASH_AT": "after_grouping_requested"}, "--people", "--deliver"
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    done = run(shoot, env, "--people", "--deliver")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ledger(sandbox_url)["imagga"]["groupings_requests"] == asked + 1
+
+    persons = people_of(shoot, env)
+    assert [p["group"] for p in persons] == [str(n) for n in range(1, len(persons) + 1)]
+    assert all(p["name"] is None for p in persons)
+    twice = max(persons, key=lambda p: len(p["photos"]))
+    assert len(twice["photos"]) >= 2, "the scenes show someone in more than one photo"
+
+    for given in ("Anna", "Anne"):
+        named = people_of(shoot, env, twice["group"], "--name", given)
+        assert [p["name"] for p in named if p["group"] == twice["group"]] == [given]
+    [job] = stored_jobs(migrated_db_url, shoot)
+    for photo in job["photos"].values():
+        details = photo.phase("tag").details
+        theirs = [f for f in details["faces"] if f["person"] == twice["group"]]
+        for ref in details["files"]:
+            tags = exif(Path(job_dir(job, migrated_db_url, ref["kind"])) / ref["name"])
+            subject = as_list(tags.get("XMP-dc:Subject"))
+            hierarchy = as_list(tags.get("XMP-lr:HierarchicalSubject"))
+            regions = (tags.get("XMP-mwg-rs:RegionInfo") or {}).get("RegionList", [])
+            assert "Anna" not in subject and "People|Anna" not in hierarchy
+            assert ("Anne" in subject) == bool(theirs)
+            assert ("People|Anne" in hierarchy) == bool(theirs)
+            assert sum(r.get("Name") == "Anne" for r in regions) == len(theirs)
+            assert len(regions) == len(details["faces"])
+
+    again = orchestrator("deliver", str(shoot), "--json", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["delivered"] == len(twice["photos"])
+    records = json.loads((shoot / "delivered" / "delivery.json").read_text())
+    for record in records:
+        assert record["people"] == (["Anne"] if record["photo"] in twice["photos"] else [])
+        assert ("Anne" in record["keywords"]) == (record["photo"] in twice["photos"])
+
+
+def test_people_refuses_unknown_groups_and_jobs_without_people(
+    sandbox_url: str, migrated_db_url: str, tmp_path: Path
+) -> None:
+    shoot = tmp_path / "shoot"
+    make_people_shoot(shoot, 2, seed="refuse")
+    env = env_for(sandbox_url, migrated_db_url)
+    assert run(shoot, env).returncode == 0
+    refused = orchestrator("people", str(shoot), env=env)
+    assert refused.returncode == 1 and "--people" in refused.stderr
+    other = tmp_path / "other"
+    make_people_shoot(other, 2, seed="refuse2")
+    assert run(other, env, "--people").returncode == 0
+    unknown = orchestrator("people", str(other), "99", "--name", "Zoe", env=env)
+    assert unknown.returncode == 1 and "no person '99'" in unknown.stderr
+    empty = orchestrator("people", str(other), "1", "--name", "   ", env=env)
+    assert empty.returncode == 1 and "give the person a name" in empty.stderr
