@@ -58,7 +58,11 @@ def people(
             for p in persons
         ],
     )
-    if group is not None and found.state == JobState.COMPLETED and found.options.get("deliver") is not None:
+    if (
+        group is not None
+        and found.state == JobState.COMPLETED
+        and found.options.get("deliver") is not None
+    ):
         out.print(
             f"the files are renamed; `orchestrator deliver {markup_safe(found.id[:8])}` "
             "delivers the changed photos again"

@@ -5,7 +5,7 @@ and `Name` among its keywords and a named MWG face region, in each of its files.
 from __future__ import annotations
 
 from orchestrator.config import Settings
-from orchestrator.errors import Refused
+from orchestrator.errors import OperatorRefusal
 from orchestrator.integrations.keywords import KeywordFiles, clean_word
 from orchestrator.rules.keywords import KEYWORD_BYTES
 from orchestrator.service.database import open_store
@@ -21,7 +21,7 @@ from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 PEOPLE_LEASE_SECONDS = 60.0
 
 
-class PeopleRefused(Refused):
+class PeopleRefused(OperatorRefusal, ValueError):
     """The job has no such person, or the name cannot be a keyword; says why."""
 
 

@@ -45,6 +45,8 @@ class Person:
     name: str | None
     photos: tuple[str, ...]
     faces: int
+    photo_ids: tuple[int, ...] = ()
+    """The photos' ids, as the page links their images."""
 
     def to_json(self) -> dict[str, object]:
         """As `orchestrator people --json` prints it."""
@@ -69,18 +71,17 @@ def job_faces(photos: Sequence[PhotoRecord]) -> list[str]:
 
 def people_of(photos: Sequence[PhotoRecord]) -> list[Person]:
     """The job's persons, by label, with the photos each is in."""
-    seen: dict[str, tuple[str | None, list[str], int]] = {}
+    seen: dict[str, tuple[str | None, dict[str, int], int]] = {}
     for photo in sorted(photos, key=lambda p: p.rel_path):
         details = TagDetails.of(photo)
         for face in (details.faces if details else None) or ():
             if face.person is None:
                 continue
-            name, where, count = seen.get(face.person, (None, [], 0))
-            if photo.rel_path not in where:
-                where.append(photo.rel_path)
+            name, where, count = seen.get(face.person, (None, {}, 0))
+            where[photo.rel_path] = photo.id
             seen[face.person] = (name or face.name, where, count + 1)
     return [
-        Person(label, name, tuple(where), count)
+        Person(label, name, tuple(where), count, tuple(where.values()))
         for label, (name, where, count) in sorted(seen.items(), key=lambda item: int(item[0]))
     ]
 

@@ -367,11 +367,11 @@ def test_people_refuses_unknown_groups_and_jobs_without_people(
     env = env_for(sandbox_url, migrated_db_url)
     assert run(shoot, env).returncode == 0
     refused = orchestrator("people", str(shoot), env=env)
-    assert refused.returncode == 1 and "--people" in refused.stderr
+    assert refused.returncode == 2 and "--people" in refused.stderr
     other = tmp_path / "other"
     make_people_shoot(other, 2, seed="refuse2")
     assert run(other, env, "--people").returncode == 0
     unknown = orchestrator("people", str(other), "99", "--name", "Zoe", env=env)
-    assert unknown.returncode == 1 and "no person '99'" in unknown.stderr
+    assert unknown.returncode == 2 and "no person '99'" in unknown.stderr
     empty = orchestrator("people", str(other), "1", "--name", "   ", env=env)
-    assert empty.returncode == 1 and "give the person a name" in empty.stderr
+    assert empty.returncode == 2 and "give the person a name" in empty.stderr
