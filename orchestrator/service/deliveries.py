@@ -26,6 +26,7 @@ from orchestrator.workflow.deliver import (
 )
 from orchestrator.workflow.lease import run_alone
 from orchestrator.workflow.services import IMGIX, Delivery
+from orchestrator.workflow.verify_delivery import Reconciliation, reconcile
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,32 @@ async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
         f"{len(outcome.failures)} failed",
     )
     return outcome
+
+
+async def verify(ref: str, settings: Settings, progress: ProgressSink) -> Reconciliation:
+    """`deliver --verify`: reconcile a completed job's delivery with imgix's listing and
+    deliver again what is missing or of another size."""
+    store = await open_store(settings)
+    try:
+        job = await _delivering_job(store, ref, settings)
+        _completed(job)
+        async with delivery_only(settings) as services:
+            return await run_alone(
+                store,
+                job.id,
+                _verify,
+                purpose="verify",
+                services=services,
+                progress=progress,
+                config=engine_config(settings),
+            )
+    finally:
+        await store.close()
+
+
+async def _verify(ctx: JobContext) -> Reconciliation:
+    _completed(ctx.job)
+    return await reconcile(ctx, _delivery(ctx.services))
 
 
 async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,9 +123,14 @@ def wants_delivery(spec: JobSpec) -> bool:
 
 
 async def plan_delivery(
-    job: Job, job_spec: JobSpec, spec: DeliverSpec, photos: Sequence[PhotoRecord]
+    job: Job,
+    job_spec: JobSpec,
+    spec: DeliverSpec,
+    photos: Sequence[PhotoRecord],
+    force: Collection[str] = (),
 ) -> DeliveryPlan:
-    """Sort the job's photos into those to deliver, unchanged, held and refused."""
+    """Sort the job's photos into those to deliver, unchanged, held and refused; a photo at an
+    origin path of `force` (missing at imgix) is delivered even when unchanged."""
     plan = DeliveryPlan()
     taken: dict[str, str] = {}
     for photo in photos:
@@ -154,7 +159,7 @@ async def plan_delivery(
             continue
         taken[path] = photo.rel_path
         parcel = Parcel(photo, exported, path, view.keywords, view.details)
-        if await asyncio.to_thread(_unchanged, parcel):
+        if path not in force and await asyncio.to_thread(_unchanged, parcel):
             plan.unchanged += 1
         else:
             plan.todo.append(parcel)
@@ -187,13 +192,16 @@ def _read(path: Path) -> tuple[bytes, str, int]:
     return data, hashlib.md5(data).hexdigest(), mtime
 
 
-async def deliver_photos(ctx: JobContext, delivery: Delivery) -> DeliveryOutcome:
-    """Deliver every photo of the job not delivered as it now stands; write delivery.json and
-    the contact sheet; say what was held back."""
+async def deliver_photos(
+    ctx: JobContext, delivery: Delivery, force: Collection[str] = ()
+) -> DeliveryOutcome:
+    """Deliver every photo of the job not delivered as it now stands (and those at the origin
+    paths of `force`); write delivery.json and the contact sheet; say what was held back."""
     spec = ctx.spec.deliver
     if spec is None:
         raise JobFailed("this job was not asked to deliver (--deliver)")
-    plan = await plan_delivery(ctx.job, ctx.spec, spec, await ctx.store.photos(ctx.job.id))
+    photos = await ctx.store.photos(ctx.job.id)
+    plan = await plan_delivery(ctx.job, ctx.spec, spec, photos, force)
     if plan.unchanged:
         await ctx.event(
             "resume", f"{plural(plan.unchanged, 'photo')} already delivered; {len(plan.todo)} to go"
