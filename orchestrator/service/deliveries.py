@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
+from orchestrator.service.delivery_verify import Reconciliation, reconcile
 from orchestrator.service.wiring import delivery_only, engine_config
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
@@ -26,7 +27,6 @@ from orchestrator.workflow.deliver import (
 )
 from orchestrator.workflow.lease import run_alone
 from orchestrator.workflow.services import IMGIX, Delivery
-from orchestrator.workflow.verify_delivery import Reconciliation, reconcile
 
 
 @dataclass(frozen=True)
