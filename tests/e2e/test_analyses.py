@@ -26,10 +26,11 @@ from PIL import Image
 
 from orchestrator.integrations.downscale import downscale
 from orchestrator.sandbox import pictures, vision
+from tests.daemon_support import Daemon, daemon_env, wait_for
 from tests.e2e.test_tagging import env_for, imagga_control, job_dir
 from tests.helpers import ledger, orchestrator, sandbox_process
 from tests.resume_support import stored_jobs
-from tests.tagging_support import needs_exiftool
+from tests.tagging_support import IMAGGA_ENV, needs_exiftool
 
 pytestmark = needs_exiftool
 
@@ -375,3 +376,41 @@ def test_people_refuses_unknown_groups_and_jobs_without_people(
     assert unknown.returncode == 2 and "no person '99'" in unknown.stderr
     empty = orchestrator("people", str(other), "1", "--name", "   ", env=env)
     assert empty.returncode == 2 and "give the person a name" in empty.stderr
+
+
+def test_a_daemon_waits_for_the_grouping_ticket_in_the_database_not_in_a_loop(
+    migrated_db_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    with sandbox_process("--edit-seconds", "0.2") as url:
+        shoot = tmp_path / "shoot"
+        make_people_shoot(shoot, 4, seed="daemon")
+        env = daemon_env(
+            f"{url}/v1", migrated_db_url, IMAGGA_API_URL=f"{url}/imagga/v2", **IMAGGA_ENV
+        )
+        imagga_control(url, ticket_seconds=6.0)
+        submitted = orchestrator(
+            "submit", str(shoot), "--profile", "2001", "--tag", "--people", "--json", env=env
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        [job_id] = json.loads(submitted.stdout)
+        daemon = Daemon(env, tmp_path)
+        daemons.append(daemon.start())
+
+        def asleep() -> bool:
+            job = daemon.jobs().get(job_id, {})
+            polled = ledger(url)["imagga"]["tickets"] > 0
+            return polled and job.get("state") == "tagging" and job.get("lease_owner") is None
+
+        # While Imagga groups the faces the job sleeps in the database: no lease, no task.
+        wait_for(asleep, timeout=60, interval=0.05, what="the job asleep on its ticket")
+        wait_for(
+            lambda: daemon.jobs().get(job_id, {}).get("state") == "completed",
+            timeout=60,
+            what="the job to complete",
+        )
+        imagga = ledger(url)["imagga"]
+        assert imagga["groupings_requests"] == 1
+        # Looks with growing pauses over the ticket's 6 s, never a busy loop.
+        assert 2 <= imagga["tickets"] <= 15, imagga["tickets"]
+        persons = people_of(shoot, env)
+        assert persons and all(p["photos"] for p in persons)
