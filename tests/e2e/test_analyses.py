@@ -35,7 +35,7 @@ from tests.tagging_support import IMAGGA_ENV, needs_exiftool
 pytestmark = needs_exiftool
 
 CONCURRENCY = 3
-ANALYSES = ("--colors", "--faces", "--smart-crops")
+ANALYSES = ("--colors", "--faces", "--people", "--smart-crops")
 COUNTERS = ("tag_requests", "colors_requests", "faces_requests", "croppings_requests")
 REPO = Path(__file__).resolve().parents[2]
 KILLS = [
@@ -251,6 +251,7 @@ def test_kills_at_random_instants_pay_each_analysis_once_but_for_those_in_flight
     imagga_control(sandbox_url, delay_seconds=0.05)
     rng = random.Random(27)
     before = counts(sandbox_url)
+    groupings = ledger(sandbox_url)["imagga"]["groupings_requests"]
     kills = 0
     try:
         for _ in range(3):
@@ -281,6 +282,8 @@ def test_kills_at_random_instants_pay_each_analysis_once_but_for_those_in_flight
     after = counts(sandbox_url)
     for name in COUNTERS:
         assert len(names) <= after[name] - before[name] <= len(names) + kills * CONCURRENCY, name
+    asked = ledger(sandbox_url)["imagga"]["groupings_requests"] - groupings
+    assert 1 <= asked <= 1 + kills
 
 
 def test_the_analyses_count_against_the_quota_before_anything_is_sent(
@@ -319,11 +322,9 @@ def test_people_are_grouped_once_and_named_once_in_every_file_and_delivery(
     asked = ledger(sandbox_url)["imagga"]["groupings_requests"]
 
     # Killed once the grouping is asked for (its ticket kept): the rerun asks no second time.
-    killed = run(
-        shoot, {**env, "ORCH_CRASH_AT": "after_grouping_requested"}, "--people", "--deliver"
-    )
+    killed = run(shoot, {**env, "ORCH_CRASH_AT": "after_grouping_requested"}, "--deliver")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    done = run(shoot, env, "--people", "--deliver")
+    done = run(shoot, env, "--deliver")
     assert done.returncode == 0, done.stderr[-3000:]
     assert ledger(sandbox_url)["imagga"]["groupings_requests"] == asked + 1
 
@@ -366,12 +367,13 @@ def test_people_refuses_unknown_groups_and_jobs_without_people(
     shoot = tmp_path / "shoot"
     make_people_shoot(shoot, 2, seed="refuse")
     env = env_for(sandbox_url, migrated_db_url)
-    assert run(shoot, env).returncode == 0
+    plain = orchestrator("run", str(shoot), "--profile", "2001", "--tag", "--colors", env=env)
+    assert plain.returncode == 0, plain.stderr[-3000:]
     refused = orchestrator("people", str(shoot), env=env)
     assert refused.returncode == 2 and "--people" in refused.stderr
     other = tmp_path / "other"
     make_people_shoot(other, 2, seed="refuse2")
-    assert run(other, env, "--people").returncode == 0
+    assert run(other, env).returncode == 0
     unknown = orchestrator("people", str(other), "99", "--name", "Zoe", env=env)
     assert unknown.returncode == 2 and "no person '99'" in unknown.stderr
     empty = orchestrator("people", str(other), "1", "--name", "   ", env=env)
