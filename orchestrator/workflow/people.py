@@ -126,7 +126,7 @@ async def group_people(ctx: JobContext, tagging: Tagging) -> None:
         await ctx.event(
             "people",
             f"{plural(len(faces), 'face')} grouped into {plural(persons, 'person')}; name them "
-            f"with `orchestrator people {ctx.job.id[:8]}` or on the people page",
+            f"with `orchestrator people {ctx.job.id[:8]}` or on the page /jobs/{ctx.job.id}/people",
         )
 
 
