@@ -45,6 +45,15 @@ class TagSpec(BaseModel, frozen=True, extra="forbid"):
     """Also run Imagga's `nsfw_beta` categorizer; flagged photos are never delivered unseen."""
     long_side: int = Field(default=1024, ge=128, le=4096)
     """Long side in pixels of the copy sent to Imagga."""
+    colors: bool = False
+    """Also ask Imagga for the palette: `Colors|Name` keywords, delivery.json, imgix fields."""
+    faces: bool = False
+    """Also ask Imagga for the faces: MWG face regions in the files, a face count."""
+    people: bool = False
+    """Also group the job's faces into persons (needs the faces; switches them on), to be
+    named once (`orchestrator people`) into `People|Name` keywords and named regions."""
+    smart_crops: bool = False
+    """Also ask Imagga for smart croppings: the focal point of the delivered crops."""
 
     @field_validator("languages")
     @classmethod
@@ -59,8 +68,20 @@ class TagSpec(BaseModel, frozen=True, extra="forbid"):
 
     @property
     def analyses_per_photo(self) -> int:
-        """Imagga requests one photo costs: the tags, then each optional categorizer."""
-        return 1 + (self.categorizer is not None) + self.moderate
+        """Imagga requests one photo costs: the tags, then each optional analysis."""
+        return (
+            1
+            + (self.categorizer is not None)
+            + self.moderate
+            + self.colors
+            + self.wants_faces
+            + self.smart_crops
+        )
+
+    @property
+    def wants_faces(self) -> bool:
+        """Whether the faces are detected (asked for, or needed to group people)."""
+        return self.faces or self.people
 
     @model_validator(mode="after")
     def _counts(self) -> TagSpec:

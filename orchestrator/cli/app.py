@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import DISTRIBUTION
-from orchestrator.cli import configuration, delivery, jobs, processes, review
+from orchestrator.cli import configuration, delivery, jobs, people, processes, review
 from orchestrator.cli.output import VERBOSITY
 
 ENVIRONMENT_HELP = (
@@ -51,6 +51,7 @@ for command in (
     jobs.submit,
     processes.daemon,
     review.keywords,
+    people.people,
     configuration.usage,
     delivery.deliveries,
     delivery.deliver,

@@ -250,6 +250,54 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         "tag.long_side",
     ),
     JobOption(
+        "colors",
+        bool,
+        typer.Option(
+            "--colors",
+            help="Also the palette from Imagga: Colors|Name keywords, delivery.json, imgix "
+            "fields (1 more request a photo).",
+        ),
+        "tag.colors",
+        False,
+        lambda wanted: wanted or None,
+    ),
+    JobOption(
+        "faces",
+        bool,
+        typer.Option(
+            "--faces",
+            help="Also the faces from Imagga: MWG face regions in the files and a face count "
+            "(1 more request a photo).",
+        ),
+        "tag.faces",
+        False,
+        lambda wanted: wanted or None,
+    ),
+    JobOption(
+        "people",
+        bool,
+        typer.Option(
+            "--people",
+            help="Also group the faces into persons, named once with `orchestrator people` "
+            "(implies --faces; 1 more request a job).",
+        ),
+        "tag.people",
+        False,
+        lambda wanted: wanted or None,
+    ),
+    JobOption(
+        "smart_crops",
+        bool,
+        typer.Option(
+            "--smart-crops",
+            help="Also Imagga's smart croppings: delivered 1:1, 4:5 and 9:16 crops on the "
+            "subject's focal point (1 more request a photo).",
+        ),
+        "tag.smart_crops",
+        False,
+        lambda wanted: wanted or None,
+    ),
+    JobOption(
         "review",
         bool,
         typer.Option(

@@ -24,6 +24,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import err, out, report_batch, reporter
 from orchestrator.cli.running import needs_services, run_async, settings
+from orchestrator.display import markup_safe
 
 
 @takes_job_options
@@ -226,10 +227,21 @@ def demo(
     from orchestrator.service.demo import run_demo
 
     with reporter(json_output) as display:
-        result, verified = run_async(lambda: run_demo(display, keep=keep), display=display)
+        result, verified, produced = run_async(
+            lambda: run_demo(display, keep=keep), display=display
+        )
     report_batch(result, json_output)
     if not json_output:
         out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
+        for line in produced.lines:
+            out.print(markup_safe(line))
+        if produced.contact_sheet is not None:
+            out.print(f"contact sheet: {markup_safe(str(produced.contact_sheet))}")
+        if keep is not None:
+            out.print(
+                "the review page: ORCH_DATABASE_URL="
+                f"{markup_safe(produced.database_url)} orchestrator ui, then a job's Review"
+            )
         if keep is None:
             out.print(
                 "the demo folder was temporary and is gone; `orchestrator demo --keep "

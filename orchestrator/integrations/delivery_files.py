@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +51,19 @@ class Urls:
             )
         )
 
+    def crop_url(self, path: str, ratio: str, focal_point: tuple[float, float]) -> str:
+        """The photo cropped to `ratio` (`4:5`) around the focal point (x, y in 0..1)."""
+        x, y = focal_point
+        params = {
+            "fit": "crop",
+            "crop": "focalpoint",
+            "fp-x": f"{x:.4f}",
+            "fp-y": f"{y:.4f}",
+            "ar": ratio,
+            **SRCSET_PARAMS,
+        }
+        return str(self._builder.create_url(quoted_path(path), params, _ENCODED))
+
     def purge_url(self, path: str) -> str:
         """The unsigned URL imgix purges (a purge covers every rendition of the path)."""
         return f"https://{self.domain}/{quoted_path(path)}"
@@ -72,6 +85,9 @@ class DeliveryRecord:
     keywords: Sequence[str]
     delivered_at: str
     md5: str
+    analyses: Mapping[str, Any] = field(default_factory=dict)
+    """What Imagga's analyses found, when the job asked for them: `colors`, `faces`, `people`,
+    `focal_point` and `crops` (see `analysis_record`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as delivery.json holds it."""
@@ -83,7 +99,14 @@ class DeliveryRecord:
             "keywords": list(self.keywords),
             "delivered_at": self.delivered_at,
             "md5": self.md5,
+            **self.analyses,
         }
+
+    @property
+    def crops(self) -> Mapping[str, str]:
+        """The photo's crop URLs by ratio, if it has a focal point."""
+        crops = self.analyses.get("crops")
+        return crops if isinstance(crops, dict) else {}
 
 
 def delivered_folder(source: str, exported_dir: str) -> Path:
@@ -111,9 +134,11 @@ def contact_sheet(title: str, records: Sequence[DeliveryRecord], held: Mapping[s
     """A static page of the delivered photos: no script, no outside style, every text escaped."""
     e = _escape
     cards = "\n".join(
-        f'<figure><a href="{e(r.url)}"><img src="{e(r.url)}" srcset="{e(r.srcset)}" '
-        f'sizes="(max-width: 600px) 100vw, 300px" alt="{e(r.photo)}" loading="lazy"></a>'
-        f"<figcaption><b>{e(r.photo)}</b><br>{e(', '.join(r.keywords))}</figcaption></figure>"
+        f'<figure><a href="{e(r.url)}"><img src="{e(r.crops.get("1:1", r.url))}" '
+        + (f'srcset="{e(r.srcset)}" ' if not r.crops else "")
+        + f'sizes="(max-width: 600px) 100vw, 300px" alt="{e(r.photo)}" loading="lazy"></a>'
+        f"<figcaption><b>{e(r.photo)}</b><br>{e(', '.join(r.keywords))}"
+        f"{_crop_links(r.crops)}</figcaption></figure>"
         for r in records
     )
     held_list = "".join(
@@ -135,6 +160,16 @@ def contact_sheet(title: str, records: Sequence[DeliveryRecord], held: Mapping[s
         f"<p>{len(records)} photos delivered.</p><main>\n{cards}\n</main>{held_part}"
         "</body></html>\n"
     )
+
+
+def _crop_links(crops: Mapping[str, str]) -> str:
+    """Links to a photo's crops on its focal point, if it has them."""
+    if not crops:
+        return ""
+    links = " · ".join(
+        f'<a href="{_escape(url)}">{_escape(ratio)}</a>' for ratio, url in crops.items()
+    )
+    return f"<br>crops: {links}"
 
 
 def _escape(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The typed async client for Imagga v2 (tags, categorizers, usage), built on the API core.
+"""The typed async client for Imagga v2 (tags, categorizers, colours, faces, face groupings
+through tickets, croppings, uploads, usage), built on the API core.
 
 It owns Imagga's wire rules: HTTP Basic with the key and secret, the `{"result", "status"}`
 envelope (a 200 whose `status.type` is "error" is a refusal), at most the account's concurrency
@@ -21,8 +22,12 @@ from orchestrator.apicore.errors import ApiCredentialsRefused
 from orchestrator.errors import Transient
 from orchestrator.integrations.imagga_models import (
     Category,
+    Colour,
+    Cropping,
+    FaceBox,
     ImaggaForbidden,
     Suggestion,
+    TicketState,
     Usage,
     quota_spent,
 )
@@ -163,6 +168,119 @@ class ImaggaClient:
             found.append(Category(names.get("en") or next(iter(names.values())), confidence))
         return _by_confidence(found, key=lambda c: c.confidence)
 
+    async def upload(self, image: bytes) -> str:
+        """Upload the image once for several analyses (`POST /uploads`): its upload id.
+
+        Never billed; the id is only used within this run (Imagga keeps uploads about a day).
+        """
+        call = Call(
+            name="uploads",
+            method="POST",
+            path="/uploads",
+            idempotent=True,  # a repeated upload only leaves one more unused upload
+            files=(FilePart("image", image, "image.jpg", "image/jpeg"),),
+        )
+        result = await self._result(call)
+        upload_id = result.get("upload_id") if isinstance(result, dict) else None
+        if not isinstance(upload_id, str) or not upload_id:
+            raise self._api.malformed(call, "no upload_id in the result")
+        return upload_id
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Delete an upload once its analyses are done (`DELETE /uploads/{id}`)."""
+        call = Call(name="delete upload", method="DELETE", path=f"/uploads/{quote(upload_id)}")
+        await self._result(call)
+
+    async def colors(self, upload_id: str) -> list[Colour]:
+        """The image's palette (`GET /colors`): its colours, the largest share first."""
+        call = Call(
+            name="colors", method="GET", path="/colors", params={"image_upload_id": upload_id}
+        )
+        result = await self._analysis(call)
+        colours = result.get("colors") if isinstance(result, dict) else None
+        entries = colours.get("image_colors") if isinstance(colours, dict) else None
+        if not isinstance(entries, list):
+            raise self._api.malformed(call, "no colors.image_colors list in the result")
+        found = [colour for entry in entries if (colour := _colour(entry)) is not None]
+        if len(found) < len(entries):
+            raise self._api.malformed(call, "a colour without html_code, percent and name")
+        return sorted(found, key=lambda c: -c.percent)
+
+    async def faces(self, upload_id: str) -> list[FaceBox]:
+        """The faces in the image (`GET /faces/detections`), with ids to group them by."""
+        call = Call(
+            name="faces/detections",
+            method="GET",
+            path="/faces/detections",
+            params={"image_upload_id": upload_id, "return_face_id": 1},
+        )
+        result = await self._analysis(call)
+        entries = result.get("faces") if isinstance(result, dict) else None
+        if not isinstance(entries, list):
+            raise self._api.malformed(call, "no faces list in the result")
+        found = [face for entry in entries if (face := _face(entry)) is not None]
+        if len(found) < len(entries):
+            raise self._api.malformed(call, "a face without coordinates")
+        return found
+
+    async def croppings(self, upload_id: str, sizes: Sequence[tuple[int, int]]) -> list[Cropping]:
+        """Imagga's smart croppings for each target size (`GET /croppings`)."""
+        resolution = ",".join(f"{w}x{h}" for w, h in sizes)
+        call = Call(
+            name="croppings",
+            method="GET",
+            path="/croppings",
+            params={"image_upload_id": upload_id, "resolution": resolution},
+        )
+        result = await self._analysis(call)
+        entries = result.get("croppings") if isinstance(result, dict) else None
+        if not isinstance(entries, list):
+            raise self._api.malformed(call, "no croppings list in the result")
+        found = [crop for entry in entries if (crop := _cropping(entry)) is not None]
+        if len(found) < len(entries):
+            raise self._api.malformed(call, "a cropping without its box")
+        return found
+
+    async def group_faces(self, face_ids: Sequence[str]) -> str:
+        """Ask for the faces to be grouped by person (`POST /faces/groupings`): a ticket id."""
+        call = Call(
+            name="faces/groupings",
+            method="POST",
+            path="/faces/groupings",
+            # Billed: repeated only when Imagga certainly did not take it.
+            idempotent=False,
+            json={"faces": list(face_ids)},
+        )
+        result = await self._analysis(call)
+        ticket_id = result.get("ticket_id") if isinstance(result, dict) else None
+        if not isinstance(ticket_id, str) or not ticket_id:
+            raise self._api.malformed(call, "no ticket_id in the result")
+        return ticket_id
+
+    async def ticket(self, ticket_id: str) -> TicketState:
+        """Where an asynchronous task stands (`GET /tickets/{id}`); never billed."""
+        call = Call(name="tickets", method="GET", path=f"/tickets/{quote(ticket_id, safe='')}")
+        result = await self._result(call)
+        if not isinstance(result, dict) or not isinstance(result.get("is_final"), bool):
+            raise self._api.malformed(call, "no is_final in the result")
+        if not result["is_final"]:
+            return TicketState(final=False)
+        answer = result.get("ticket_result")
+        groups = answer.get("groups") if isinstance(answer, dict) else None
+        if not isinstance(groups, list):
+            raise self._api.malformed(call, "a final ticket without ticket_result.groups")
+        found: list[tuple[str, ...]] = []
+        for group in groups:
+            faces = group.get("faces") if isinstance(group, dict) else group
+            if not isinstance(faces, list) or not all(isinstance(f, str) for f in faces):
+                raise self._api.malformed(call, "a group that is not a list of face ids")
+            found.append(tuple(faces))
+        ungrouped = answer.get("ungrouped") if isinstance(answer, dict) else None
+        alone = (
+            tuple(f for f in ungrouped if isinstance(f, str)) if isinstance(ungrouped, list) else ()
+        )
+        return TicketState(final=True, groups=tuple(found), ungrouped=alone)
+
     async def _analysis(self, call: Call) -> Any:
         async with self._slots.held():
             return await self._result(call)
@@ -210,6 +328,66 @@ def _status_text(payload: Any) -> str | None:
         if payload.get("detail"):
             return str(payload["detail"])
     return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _colour(entry: Any) -> Colour | None:
+    """One palette entry, or None when malformed."""
+    if not isinstance(entry, dict):
+        return None
+    code, percent = entry.get("html_code"), _number(entry.get("percent"))
+    name = entry.get("closest_palette_color")
+    if not isinstance(code, str) or percent is None or not isinstance(name, str) or not name:
+        return None
+    parent = entry.get("closest_palette_color_parent")
+    return Colour(
+        hex=code.strip().lower()[:7],
+        percent=round(min(100.0, max(0.0, percent)), 2),
+        name=name.strip()[:64],
+        parent=parent.strip()[:64] if isinstance(parent, str) else "",
+    )
+
+
+def _face(entry: Any) -> FaceBox | None:
+    """One detected face, or None when malformed."""
+    box = entry.get("coordinates") if isinstance(entry, dict) else None
+    if not isinstance(box, dict):
+        return None
+    sides = [_number(box.get(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+    if any(side is None for side in sides):
+        return None
+    x1, y1, x2, y2 = (float(side or 0.0) for side in sides)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    face_id = entry.get("face_id")
+    return FaceBox(
+        xmin=x1,
+        ymin=y1,
+        xmax=x2,
+        ymax=y2,
+        confidence=_number(entry.get("confidence")) or 0.0,
+        face_id=face_id if isinstance(face_id, str) and face_id else None,
+    )
+
+
+def _cropping(entry: Any) -> Cropping | None:
+    """One cropping, or None when malformed."""
+    if not isinstance(entry, dict):
+        return None
+    values = [
+        _number(entry.get(k)) for k in ("target_width", "target_height", "x1", "y1", "x2", "y2")
+    ]
+    if any(value is None for value in values):
+        return None
+    width, height, x1, y1, x2, y2 = (float(v or 0.0) for v in values)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return Cropping(int(width), int(height), x1, y1, x2, y2)
 
 
 def _scored(entry: Any, field: str) -> tuple[float | None, dict[str, str]]:

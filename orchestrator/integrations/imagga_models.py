@@ -74,3 +74,75 @@ def quota_spent(usage: Usage, needed: int | None = None) -> str:
         f"Imagga's monthly quota has {usage.left} of {usage.monthly_limit} requests left"
         f"{wanted}; {resets}"
     )
+
+
+@dataclass(frozen=True)
+class Colour:
+    """One colour of a photo's palette: its HTML code, share of the picture and name."""
+
+    hex: str
+    percent: float
+    name: str
+    """Imagga's closest palette colour (`dusty rose`)."""
+    parent: str
+    """The palette colour's family (`pink`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored: {"hex", "percent", "name", "parent"}."""
+        return {"hex": self.hex, "percent": self.percent, "name": self.name, "parent": self.parent}
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """One face Imagga detected, in pixels of the image it received."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    confidence: float
+    face_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored: the box, the confidence and the face id (for groupings)."""
+        return {
+            "xmin": self.xmin,
+            "ymin": self.ymin,
+            "xmax": self.xmax,
+            "ymax": self.ymax,
+            "confidence": self.confidence,
+            "face_id": self.face_id,
+        }
+
+
+@dataclass(frozen=True)
+class Cropping:
+    """Imagga's smart cropping for one target size, in pixels of the image it received."""
+
+    target_width: int
+    target_height: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored: the target size and the box."""
+        return {
+            "target_width": self.target_width,
+            "target_height": self.target_height,
+            "x1": self.x1,
+            "y1": self.y1,
+            "x2": self.x2,
+            "y2": self.y2,
+        }
+
+
+@dataclass(frozen=True)
+class TicketState:
+    """An asynchronous Imagga task (`GET /tickets/{id}`): final or not, and when final the
+    face groups (each a list of face ids of one person; faces alone in `ungrouped`)."""
+
+    final: bool
+    groups: tuple[tuple[str, ...], ...] = ()
+    ungrouped: tuple[str, ...] = ()

@@ -41,6 +41,7 @@ API_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=10, sock_read=120)
 PERMISSIONS = {
     "check_source": "Asset Manager Browse",
     "get_asset": "Asset Manager Browse",
+    "list_assets": "Asset Manager Browse",
     "upload": "Asset Manager Edit",
     "update_asset": "Asset Manager Edit",
     "purge": "Purge",
@@ -203,10 +204,45 @@ class ImgixClient:
             )
         return ImgixPermissionMissing(str(exc))
 
+    async def list_assets(self, prefix: str = "", *, page_size: int = 100) -> list[Asset]:
+        """Every asset of the Source whose origin path starts with `prefix`, page after page
+        (`page[cursor]`), by origin path."""
+        found: list[Asset] = []
+        cursor: str | None = None
+        while True:
+            params = {"page[limit]": str(page_size), "sort": "origin_path"}
+            if prefix:
+                params["filter[origin_path]"] = "/" + prefix.lstrip("/")
+            if cursor is not None:
+                params["page[cursor]"] = cursor
+            call = Call(
+                name="list_assets",
+                method="GET",
+                path=f"/sources/{quote(self.source_id, safe='')}/assets",
+                params=params,
+                limit="other",
+            )
+            payload = self._api.json(call, await self._send(call))
+            items = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                raise self._api.malformed(call, "no data list in the asset listing")
+            for item in items:
+                attributes = item.get("attributes") if isinstance(item, dict) else None
+                found.append(self._checked(call, attributes))
+            meta = payload.get("meta")
+            page = meta.get("cursor") if isinstance(meta, dict) else None
+            following = page.get("next") if isinstance(page, dict) else None
+            if not isinstance(following, str) or not following or following == cursor or not items:
+                return found
+            cursor = following
+
     def _asset(self, call: Call, answer: Any) -> Asset:
         """The asset document of an answer, checked: nothing from outside is trusted."""
         payload = self._api.json(call, answer)
-        attributes = _data(payload).get("attributes")
+        return self._checked(call, _data(payload).get("attributes"))
+
+    def _checked(self, call: Call, attributes: Any) -> Asset:
+        """An asset's attributes, checked."""
         if not isinstance(attributes, dict):
             raise self._api.malformed(call, "no asset attributes in the answer")
         categories = attributes.get("categories") or []

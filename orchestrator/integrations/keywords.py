@@ -16,11 +16,14 @@ declares UTF-8 in IPTC and keeps `crs:`/`xmpMM:` values exactly (see docs/archit
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +114,21 @@ class KeywordFiles:
             self._write, path, list(add), list(remove), list(hierarchy), list(remove_hierarchy)
         )
 
+    async def write_regions(self, path: Path, faces: Sequence[FaceArea]) -> None:
+        """Make the file's MWG face regions (XMP `mwg-rs:RegionInfo`) ours plus those we did
+        not write: the regions of an earlier write of ours are replaced, anyone else's kept.
+        `faces` are in the upright picture; they are turned back to the pixels as stored (the
+        file's EXIF orientation) and applied to the file's own dimensions."""
+        if path.suffix.lower() not in EMBEDDED:
+            raise KeywordWriteFailed(f"{path.name}: face regions go into JPEG and DNG files only")
+        await self._in_thread(self._write_regions, path, list(faces))
+
+    async def read_regions(self, path: Path) -> dict[str, Any]:
+        """The file's `RegionInfo` as exiftool reads it (a structure), or {} if none."""
+        found = await self._in_thread(self._region_info, path)
+        info = found.get("XMP-mwg-rs:RegionInfo")
+        return info if isinstance(info, dict) else {}
+
     async def carry(self, sources: Sequence[Path], target: Path) -> None:
         """Copy what the photographer made (`PHOTOGRAPHERS_TAGS`, and the IPTC record into a
         JPEG or DNG) from each of `sources` into `target`, a later source winning over an
@@ -200,6 +218,66 @@ class KeywordFiles:
                     f"{path.name}: exiftool could not write its keywords: {_why(exc)}"
                 ) from None
 
+    def _region_info(self, path: Path) -> dict[str, Any]:
+        _check_name(path)
+        with self._lock:
+            try:
+                found = self._started().get_tags(
+                    [str(path)],
+                    [
+                        "XMP-mwg-rs:RegionInfo",
+                        "IFD0:Orientation",
+                        "File:ImageWidth",
+                        "File:ImageHeight",
+                    ],
+                    params=["-struct", "-n"],
+                )
+            except ExifToolException as exc:
+                raise KeywordWriteFailed(f"{path.name}: cannot read its regions: {exc}") from None
+        return dict(found[0]) if found else {}
+
+    def _write_regions(self, path: Path, faces: list[FaceArea]) -> None:
+        found = self._region_info(path)
+        width, height = found.get("File:ImageWidth"), found.get("File:ImageHeight")
+        if not isinstance(width, int) or not isinstance(height, int):
+            raise KeywordWriteFailed(f"{path.name}: its pixel size cannot be read")
+        orientation = found.get("IFD0:Orientation")
+        turn = orientation if isinstance(orientation, int) else 1
+        info = found.get("XMP-mwg-rs:RegionInfo")
+        listed = info.get("RegionList") if isinstance(info, dict) else None
+        theirs = [
+            region
+            for region in (listed if isinstance(listed, list) else [])
+            if isinstance(region, dict) and region.get("Description") != REGION_MARK
+        ]
+        regions = theirs + [face.region(turn) for face in faces]
+        leftover = path.with_name(path.name + "_exiftool_tmp")
+        leftover.unlink(missing_ok=True)
+        if not regions:
+            if info is not None:
+                self._execute_regions(path, "-XMP-mwg-rs:RegionInfo=")
+            return
+        value = {
+            "AppliedToDimensions": {"W": width, "H": height, "Unit": "pixel"},
+            "RegionList": regions,
+        }
+        with tempfile.TemporaryDirectory(prefix="orchestrator-regions-") as folder:
+            data = Path(folder) / "regions.json"
+            data.write_text(
+                json.dumps([{"SourceFile": str(path), "XMP-mwg-rs:RegionInfo": value}]),
+                encoding="utf-8",
+            )
+            self._execute_regions(path, f"-json={data}", "-n")
+
+    def _execute_regions(self, path: Path, *args: str) -> None:
+        with self._lock:
+            try:
+                self._started().execute("-overwrite_original", *args, str(path))
+            except ExifToolException as exc:
+                raise KeywordWriteFailed(
+                    f"{path.name}: exiftool could not write its face regions: {_why(exc)}"
+                ) from None
+
     def _carry(self, sources: list[Path], target: Path) -> None:
         for path in (*sources, target):
             _check_name(path)
@@ -212,6 +290,52 @@ class KeywordFiles:
                     f"{target.name}: exiftool could not carry the photographer's ratings and "
                     f"captions into it: {_why(exc)}"
                 ) from None
+
+
+REGION_MARK = "Imagga face detection"
+"""The `Description` of the regions this product writes: the others are never touched."""
+
+
+@dataclass(frozen=True)
+class FaceArea:
+    """A face region in the upright picture: its centre, width and height (0..1), the person's
+    name if one was given."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    name: str | None = None
+
+    def region(self, orientation: int) -> dict[str, Any]:
+        """The MWG region, in the pixels as stored under this EXIF orientation."""
+        x, y, w, h = _stored_area(self.x, self.y, self.w, self.h, orientation)
+        area = {"X": round(x, 6), "Y": round(y, 6), "W": round(w, 6), "H": round(h, 6)}
+        region: dict[str, Any] = {
+            "Area": {**area, "Unit": "normalized"},
+            "Type": "Face",
+            "Description": REGION_MARK,
+        }
+        if self.name:
+            region["Name"] = clean_word(self.name)
+        return region
+
+
+def _stored_area(
+    x: float, y: float, w: float, h: float, orientation: int
+) -> tuple[float, float, float, float]:
+    """An upright area (centre and size, 0..1) as it lies in the stored pixels: the inverse of
+    the EXIF orientation's turn (2-8; anything else is upright already)."""
+    inverse = {
+        2: (1 - x, y, w, h),
+        3: (1 - x, 1 - y, w, h),
+        4: (x, 1 - y, w, h),
+        5: (y, x, h, w),
+        6: (y, 1 - x, h, w),
+        7: (1 - y, 1 - x, h, w),
+        8: (1 - y, x, h, w),
+    }
+    return inverse.get(orientation, (x, y, w, h))
 
 
 PHOTOGRAPHERS_TAGS = (

@@ -13,6 +13,8 @@ JSON:API documents (`application/vnd.api+json`, required on the bodies sent), er
 `{"errors": [{status, title, detail, id}]}`. Each endpoint class has the token bucket of the
 documented limits (times `imgix_rate_scale`) and answers 429 when it is empty. Both path forms
 seen in the two generations of imgix's docs are served. Uploads keep only size and md5.
+`DELETE /_sandbox/imgix/assets/{source_id}/{origin_path}` (no auth) makes an asset vanish, as
+one deleted in the dashboard does.
 """
 
 from __future__ import annotations
@@ -374,6 +376,15 @@ async def list_assets(request: web.Request) -> web.Response:
     )
 
 
+async def forget_asset(request: web.Request) -> web.Response:
+    """DELETE /_sandbox/imgix/assets/{source_id}/{origin_path}: the asset vanishes, as one
+    deleted in the imgix dashboard does (never faulted, no auth)."""
+    asset_id = f"{request.match_info['source_id']}/{request.match_info['origin_path']}"
+    if request.app[IMGIX].assets.pop(asset_id, None) is None:
+        return web.json_response({"detail": "no such asset"}, status=404)
+    return web.json_response({"deleted": asset_id})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     """Register the imgix routes, in the current docs' path form and the older one."""
     for uploads, assets in (
@@ -388,3 +399,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
         router.add_patch(f"{PREFIX}/{assets}", patch_asset)
     router.add_get(f"{PREFIX}/sources/{{source_id}}/assets", list_assets)
     router.add_post(f"{PREFIX}/purge", purge)
+    router.add_delete("/_sandbox/imgix/assets/{source_id}/{origin_path:.+}", forget_asset)

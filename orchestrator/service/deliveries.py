@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.config import ConfigError, Settings
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
+from orchestrator.service.delivery_verify import Reconciliation, reconcile
 from orchestrator.service.wiring import delivery_only, engine_config
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
@@ -117,6 +118,32 @@ async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
         f"{len(outcome.failures)} failed",
     )
     return outcome
+
+
+async def verify(ref: str, settings: Settings, progress: ProgressSink) -> Reconciliation:
+    """`deliver --verify`: reconcile a completed job's delivery with imgix's listing and
+    deliver again what is missing or of another size."""
+    store = await open_store(settings)
+    try:
+        job = await _delivering_job(store, ref, settings)
+        _completed(job)
+        async with delivery_only(settings) as services:
+            return await run_alone(
+                store,
+                job.id,
+                _verify,
+                purpose="verify",
+                services=services,
+                progress=progress,
+                config=engine_config(settings),
+            )
+    finally:
+        await store.close()
+
+
+async def _verify(ctx: JobContext) -> Reconciliation:
+    _completed(ctx.job)
+    return await reconcile(ctx, _delivery(ctx.services))
 
 
 async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[str]:

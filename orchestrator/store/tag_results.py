@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -31,3 +32,14 @@ async def keep_result(store: Store, image_md5: str, analysis: str, result: list[
     )
     async with store.engine.begin() as conn:
         await conn.execute(statement)
+
+
+async def kept_at(store: Store, image_md5: str, analysis: str) -> datetime | None:
+    """When the answer for this image and analysis was kept, if it was."""
+    async with store.engine.connect() as conn:
+        found: datetime | None = await conn.scalar(
+            select(TagResult.created_at).where(
+                TagResult.image_md5 == image_md5, TagResult.analysis == analysis
+            )
+        )
+    return found

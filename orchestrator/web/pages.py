@@ -40,6 +40,7 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.web.files import NotServed, read_output
+from orchestrator.web.people_page import PeoplePage
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.services import IMGIX
 
@@ -131,6 +132,7 @@ class Pages:
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
         app.router.add_static("/static/", STATIC, follow_symlinks=False, show_index=False)
+        PeoplePage(self._store, self._render, self._settings).mount(app)
         return self.login_required
 
     def _render(

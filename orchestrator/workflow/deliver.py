@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord
 from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
+from orchestrator.workflow.delivered_analyses import analysis_fields, analysis_record
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.services import IMGIX, Delivery
@@ -63,6 +64,8 @@ class TagView:
     keywords: tuple[str, ...] = ()
     held: str | None = None
     """Why the photo is not delivered (flagged by moderation, nobody approved it); None: go."""
+    details: TagDetails | None = None
+    """Its keywording as recorded (the analyses' results among it)."""
 
 
 def tag_view(photo: PhotoRecord) -> TagView:
@@ -71,12 +74,13 @@ def tag_view(photo: PhotoRecord) -> TagView:
     details = TagDetails.of(photo)
     if details is None:
         return TagView()
-    keywords = tuple(dict.fromkeys(text for word in details.keywords if (text := word.strip())))
+    words = [*details.keywords, *details.analysis_words]
+    keywords = tuple(dict.fromkeys(text for word in words if (text := word.strip())))
     if details.flagged and details.approved is not True:
         score = details.moderation.score if details.moderation else None
         shown = f" (score {score:.2f})" if score is not None else ""
-        return TagView(keywords, f"flagged by moderation{shown}, not approved")
-    return TagView(keywords)
+        return TagView(keywords, f"flagged by moderation{shown}, not approved", details)
+    return TagView(keywords, details=details)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Parcel:
     file: Path
     origin_path: str
     keywords: tuple[str, ...]
+    details: TagDetails | None = None
+    """Its keywording, whose analyses go with it (delivery.json, custom fields)."""
 
 
 @dataclass
@@ -117,9 +123,14 @@ def wants_delivery(spec: JobSpec) -> bool:
 
 
 async def plan_delivery(
-    job: Job, job_spec: JobSpec, spec: DeliverSpec, photos: Sequence[PhotoRecord]
+    job: Job,
+    job_spec: JobSpec,
+    spec: DeliverSpec,
+    photos: Sequence[PhotoRecord],
+    force: Collection[str] = (),
 ) -> DeliveryPlan:
-    """Sort the job's photos into those to deliver, unchanged, held and refused."""
+    """Sort the job's photos into those to deliver, unchanged, held and refused; a photo at an
+    origin path of `force` (missing at imgix) is delivered even when unchanged."""
     plan = DeliveryPlan()
     taken: dict[str, str] = {}
     for photo in photos:
@@ -147,8 +158,8 @@ async def plan_delivery(
             plan.refused.append((photo, f"its origin path {path} is {taken[path]}'s too"))
             continue
         taken[path] = photo.rel_path
-        parcel = Parcel(photo, exported, path, view.keywords)
-        if await asyncio.to_thread(_unchanged, parcel):
+        parcel = Parcel(photo, exported, path, view.keywords, view.details)
+        if path not in force and await asyncio.to_thread(_unchanged, parcel):
             plan.unchanged += 1
         else:
             plan.todo.append(parcel)
@@ -181,13 +192,16 @@ def _read(path: Path) -> tuple[bytes, str, int]:
     return data, hashlib.md5(data).hexdigest(), mtime
 
 
-async def deliver_photos(ctx: JobContext, delivery: Delivery) -> DeliveryOutcome:
-    """Deliver every photo of the job not delivered as it now stands; write delivery.json and
-    the contact sheet; say what was held back."""
+async def deliver_photos(
+    ctx: JobContext, delivery: Delivery, force: Collection[str] = ()
+) -> DeliveryOutcome:
+    """Deliver every photo of the job not delivered as it now stands (and those at the origin
+    paths of `force`); write delivery.json and the contact sheet; say what was held back."""
     spec = ctx.spec.deliver
     if spec is None:
         raise JobFailed("this job was not asked to deliver (--deliver)")
-    plan = await plan_delivery(ctx.job, ctx.spec, spec, await ctx.store.photos(ctx.job.id))
+    photos = await ctx.store.photos(ctx.job.id)
+    plan = await plan_delivery(ctx.job, ctx.spec, spec, photos, force)
     if plan.unchanged:
         await ctx.event(
             "resume", f"{plural(plan.unchanged, 'photo')} already delivered; {len(plan.todo)} to go"
@@ -236,7 +250,14 @@ def delivery_record(photo: PhotoRecord) -> DeliveryRecord | None:
         keywords=[str(k) for k in details.get("keywords") or ()],
         delivered_at=str(details.get("delivered_at", "")),
         md5=done.md5 or "",
+        analyses=_stored_analyses(details),
     )
+
+
+def _stored_analyses(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The analyses a delivery recorded (none before they existed)."""
+    found = details.get("analyses")
+    return dict(found) if isinstance(found, dict) else {}
 
 
 async def _deliver_one(
@@ -277,7 +298,9 @@ async def _deliver_one(
             "it in imgix or choose another --deliver-path, then `orchestrator retry`"
         )
     crash_point("after_deliver_upload")
-    await _write_metadata(ctx.job, spec, imgix, asset, path, parcel.keywords, md5)
+    await _write_metadata(
+        ctx.job, spec, imgix, asset, path, parcel.keywords, md5, analysis_fields(parcel.details)
+    )
     purged = overwrote or (previous is not None and previous.md5 != md5)
     if purged:
         await imgix.purge(delivery.urls.purge_url(path))
@@ -297,6 +320,7 @@ async def _deliver_one(
             "mtime_ns": mtime_ns,
             "redelivered": previous is not None,
             "purged": purged,
+            "analyses": analysis_record(parcel.details, delivery.urls, path),
         },
     )
 
@@ -326,6 +350,7 @@ async def _write_metadata(
     path: str,
     keywords: tuple[str, ...],
     md5: str,
+    analyses: Mapping[str, str],
 ) -> None:
     """Categories, custom fields (merged into what the asset has: imgix replaces the whole
     object) and description, written only when they differ from what imgix holds."""
@@ -336,6 +361,7 @@ async def _write_metadata(
         "imagen_project": job.project_uuid or "",
         "imagen_profile": job.profile_name,
         MD5_FIELD: md5,
+        **analyses,
     }
     wanted: dict[str, Any] = {"categories": list(keywords), "custom_fields": fields}
     if spec.description is not None:

@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.integrations.keywords import KeywordFiles, KeywordWriteFailed
+from orchestrator.integrations.keywords import EMBEDDED, KeywordFiles, KeywordWriteFailed
 from orchestrator.rules.keywords import hierarchy
 from orchestrator.store.models import Job
 from orchestrator.workflow.photos import PhotoFailed
@@ -17,25 +17,39 @@ from orchestrator.workflow.tag_details import FileRef, TagDetails
 
 
 async def write_keywords(
-    files: KeywordFiles, job: Job, details: TagDetails, keywords: Sequence[str]
+    files: KeywordFiles,
+    job: Job,
+    details: TagDetails,
+    keywords: Sequence[str],
+    *,
+    retired: TagDetails | None = None,
 ) -> TagDetails:
     """Make the photo's files carry `keywords` instead of the ones `details` records, keeping
-    the words the files had before we came; the details with those keywords and the first
-    file's new md5."""
+    the words the files had before we came, with the analyses' words (`Colors|…`, `People|…`)
+    and face regions; the details with those keywords and the first file's new md5.
+
+    `retired`: the details as the files carry them now, when the analyses' words changed since
+    (a person named): its words that are no longer wanted are taken out."""
     before = [w for w in details.keywords if w not in keywords]
     theirs = {w.casefold() for w in details.file_keywords}
     categories = list(details.categories or ())
     dropped = [w for w in before if w.casefold() not in theirs]
+    extra, extra_paths = details.analysis_words, details.analysis_paths
+    gone = [w for w in (retired.analysis_words if retired else ()) if w not in extra]
+    gone_paths = [p for p in (retired.analysis_paths if retired else ()) if p not in extra_paths]
+    wanted = [*keywords, *(w for w in extra if w not in keywords)]
     paths = [_file_path(job, ref) for ref in details.files]
     try:
         for path in paths:
             await files.write(
                 path,
-                add=keywords,
-                remove=dropped,
-                hierarchy=hierarchy(keywords, categories),
-                remove_hierarchy=hierarchy(dropped, categories),
+                add=wanted,
+                remove=[*dropped, *(w for w in gone if w.casefold() not in theirs)],
+                hierarchy=hierarchy(keywords, categories) + extra_paths,
+                remove_hierarchy=hierarchy(dropped, categories) + gone_paths,
             )
+            if details.faces is not None and path.suffix.lower() in EMBEDDED:
+                await files.write_regions(path, [face.area() for face in details.faces])
     except KeywordWriteFailed as exc:
         raise PhotoFailed(str(exc)) from None
     content_md5 = await asyncio.to_thread(_md5_of, paths[0])

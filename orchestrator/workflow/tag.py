@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,12 @@ from orchestrator.spec import JobSpec, TagSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
-from orchestrator.store.tag_results import keep_result, kept_result
 from orchestrator.words import plural
+from orchestrator.workflow.analyses import analyse, kept_answer
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
+from orchestrator.workflow.people import group_people
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.services import EXIFTOOL, TAGGING, TAGGING_NOT_CONFIGURED
 from orchestrator.workflow.stage import Stage
@@ -93,6 +94,8 @@ async def tag_photos(ctx: JobContext) -> None:
             f"{len(todo) - len(todo_now)} wait for Imagga's "
             f"quota: {quota_spent(usage)}. Run again then"
         )
+    if spec.people:
+        await group_people(ctx, tagging)
     await ctx.finish_stage("keywords written")
 
 
@@ -160,7 +163,7 @@ async def _tag_one(
     imagga = tagging.imagga
     suggestions = [
         Suggestion(str(item["tag"]), float(item["confidence"]))
-        for item in await _answer(
+        for item in await kept_answer(
             ctx.store,
             tagging,
             image_md5,
@@ -180,6 +183,7 @@ async def _tag_one(
         if spec.moderate
         else None
     )
+    analysed = await analyse(ctx.store, tagging, image, image_md5, spec)
     crash_point("after_imagga_answer")
     keywords = tagging.rules.choose(suggestions, spec)
     details = TagDetails(
@@ -189,7 +193,11 @@ async def _tag_one(
         moderation=Moderation.model_validate(moderation) if moderation is not None else None,
         image_md5=image_md5,
         files=tuple(_file_ref(ctx.job, path) for path in targets),
-        file_keywords=tuple(await _keywords_already_in(tagging, targets, keywords)),
+        **analysed,
+    )
+    ours = [*keywords, *details.analysis_words]
+    details = details.model_copy(
+        update={"file_keywords": tuple(await _keywords_already_in(tagging, targets, ours))}
     )
     details = await write_keywords(tagging.files, ctx.job, details, keywords)
     crash_point("after_keywords_written")
@@ -218,7 +226,7 @@ async def _keywords_already_in(
 async def _categories(
     store: Store, tagging: Tagging, image: bytes, image_md5: str, categorizer: str
 ) -> list[Category]:
-    kept = await _answer(
+    kept = await kept_answer(
         store,
         tagging,
         image_md5,
@@ -226,28 +234,6 @@ async def _categories(
         lambda: _as_json(tagging.imagga.categories(image, categorizer)),
     )
     return [Category(str(item["name"]), float(item["confidence"])) for item in kept]
-
-
-async def _answer(
-    store: Store,
-    tagging: Tagging,
-    image_md5: str,
-    analysis: str,
-    ask: Callable[[], Awaitable[list[Any]]],
-) -> list[Any]:
-    """Imagga's answer for this image and analysis: the kept one, else asked for and kept."""
-    lock = tagging.lock_for(image_md5, analysis)
-    try:
-        async with lock:
-            kept = await kept_result(store, image_md5, analysis)
-            if kept is not None:
-                return kept
-            answer = await ask()
-            # Paid for: kept even when another photo's refusal stops the stage right now.
-            await asyncio.shield(keep_result(store, image_md5, analysis, answer))
-            return answer
-    finally:
-        tagging.done_with(image_md5, analysis, lock)
 
 
 async def _as_json(found: Awaitable[Sequence[Suggestion] | Sequence[Category]]) -> list[Any]:
@@ -293,6 +279,6 @@ STAGE = Stage(
     phase=PHASE,
     applies=wants_tags,
     requires=(TAGGING, EXIFTOOL),
-    crash_points=("after_imagga_answer", "after_keywords_written"),
+    crash_points=("after_imagga_answer", "after_keywords_written", "after_grouping_requested"),
     details=TagDetails,
 )

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator
 
 from orchestrator.integrations.imagga_models import Category, Suggestion
+from orchestrator.integrations.keywords import FaceArea
 from orchestrator.store.queries import PhotoRecord
 from orchestrator.workflow.stage import PhaseDetails
 
@@ -88,6 +89,83 @@ def _text(value: object) -> str | None:
 
 Words = Annotated[tuple[str, ...], BeforeValidator(_words)]
 
+COLOUR_WORD_PERCENT = 5.0
+"""A colour covering at least this share of the picture becomes a keyword…"""
+COLOUR_WORDS = 5
+"""…at most this many, the largest first."""
+COLOURS_PARENT = "Colors"
+PEOPLE_PARENT = "People"
+"""The keyword hierarchy's parents of colour words and people's names."""
+
+
+def _entries(kind: type[BaseModel]) -> Callable[[object], object]:
+    """A list of `kind` where each malformed entry is left out; None stays None."""
+
+    def read(value: object) -> object:
+        if value is None or not isinstance(value, list | tuple):
+            return None
+        found: list[object] = []
+        for entry in value:
+            if isinstance(entry, kind):
+                found.append(entry)
+            elif isinstance(entry, dict):
+                try:
+                    found.append(kind.model_validate(entry))
+                except ValueError:
+                    continue
+        return tuple(found)
+
+    return read
+
+
+def _point(value: object) -> object:
+    if isinstance(value, FocalPoint):
+        return value
+    if isinstance(value, dict):
+        x, y = _number(value.get("x")), _number(value.get("y"))
+        if x is not None and y is not None and 0 <= x <= 1 and 0 <= y <= 1:
+            return {"x": x, "y": y}
+    return None
+
+
+def title(word: str) -> str:
+    """A colour name as a keyword: `dusty rose` -> `Dusty rose`."""
+    word = " ".join(word.split())
+    return word[:1].upper() + word[1:]
+
+
+class PaletteColour(BaseModel, frozen=True):
+    """One colour of the photo's palette, as delivery.json lists it."""
+
+    hex: str
+    percent: float
+    name: str
+
+
+class Face(BaseModel, frozen=True):
+    """One face in the photo: its centre and size in the upright picture (0..1), Imagga's face
+    id (for grouping), its person (the group's label) and that person's name once given."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    confidence: float = 0.0
+    face_id: str | None = None
+    person: str | None = None
+    name: str | None = None
+
+    def area(self) -> FaceArea:
+        """The region written into the files."""
+        return FaceArea(self.x, self.y, self.w, self.h, self.name)
+
+
+class FocalPoint(BaseModel, frozen=True):
+    """The subject's focal point (0..1 from the left and the top), from Imagga's croppings."""
+
+    x: float
+    y: float
+
 
 class Moderation(BaseModel, frozen=True):
     """Imagga's moderation of the photo: flagged when its score reached the threshold."""
@@ -137,6 +215,14 @@ class TagDetails(PhaseDetails, frozen=True, extra="allow"):
     set until the review stage writes the reviewed ones in."""
     reviewed_words: Words = ()
     """Words a person added with `orchestrator keywords --add`."""
+    colors: Annotated[
+        tuple[PaletteColour, ...] | None, BeforeValidator(_entries(PaletteColour))
+    ] = None
+    """The palette (`--colors`), the largest share first; None: not asked for."""
+    faces: Annotated[tuple[Face, ...] | None, BeforeValidator(_entries(Face))] = None
+    """The faces (`--faces`, `--people`); None: not asked for."""
+    focal_point: Annotated[FocalPoint | None, BeforeValidator(_point)] = None
+    """The subject's focal point (`--smart-crops`); None: not asked for."""
 
     @classmethod
     def of(cls, photo: PhotoRecord) -> TagDetails | None:
@@ -148,10 +234,45 @@ class TagDetails(PhaseDetails, frozen=True, extra="allow"):
 
     def stored(self) -> dict[str, Any]:
         """The JSON the `tag` phase stores (what is not set is left out, as it always was)."""
-        unset = {"image_md5", "content_md5", "approved", "written_keywords"}
+        unset = {
+            "image_md5",
+            "content_md5",
+            "approved",
+            "written_keywords",
+            "colors",
+            "faces",
+            "focal_point",
+        }
         return self.model_dump(
             mode="json", exclude={name for name in unset if getattr(self, name) is None}
         )
+
+    @property
+    def color_words(self) -> list[str]:
+        """The palette's colours as keywords (`Dusty rose`), the largest first."""
+        words: list[str] = []
+        for colour in self.colors or ():
+            word = title(colour.name)
+            if colour.percent >= COLOUR_WORD_PERCENT and word and word not in words:
+                words.append(word)
+        return words[:COLOUR_WORDS]
+
+    @property
+    def people(self) -> list[str]:
+        """The names of the people in the photo, as given once per person."""
+        return sorted({face.name for face in self.faces or () if face.name})
+
+    @property
+    def analysis_words(self) -> list[str]:
+        """The keywords the analyses add beside the chosen ones: colours, then people."""
+        return [*self.color_words, *self.people]
+
+    @property
+    def analysis_paths(self) -> list[str]:
+        """Their `Colors|…` and `People|…` paths in the keyword hierarchy."""
+        return [f"{COLOURS_PARENT}|{w.replace('|', ' ')}" for w in self.color_words] + [
+            f"{PEOPLE_PARENT}|{n.replace('|', ' ')}" for n in self.people
+        ]
 
     @property
     def flagged(self) -> bool:

@@ -3,8 +3,8 @@
 The points are read from the source (tests/crash_points.py), so a new `crash_point(...)` call
 fails here until a walk kills a process at it. The walks themselves fail, never skip, when a
 run ends without reaching their point: tests/e2e/test_crash_resume.py and
-tests/integration/test_replay.py for a plain run's points, tests/e2e/test_tagging.py and
-test_delivery.py for their stages'.
+tests/integration/test_replay.py for a plain run's points, tests/e2e/test_tagging.py,
+test_analyses.py and test_delivery.py for their stages'.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.workflow.journey import PIPELINE
 from tests.crash_points import point_of, points_in_code
-from tests.e2e import test_crash_resume, test_delivery, test_tagging
+from tests.e2e import test_analyses, test_crash_resume, test_delivery, test_tagging
 from tests.integration import test_replay
 
 
@@ -24,6 +24,7 @@ def test_every_point_in_the_code_is_walked() -> None:
         "test_crash_resume": set(test_crash_resume.POINTS),
         "test_tagging": {point_of(kill) for kill, _ in test_tagging.KILLS},
         "test_delivery": {point_of(kill) for kill, _ in test_delivery.KILLS},
+        "test_analyses": {point_of(kill) for kill, _ in test_analyses.KILLS},
     }
     code = points_in_code()
     every = set().union(*walked.values())
