@@ -232,7 +232,10 @@ def demo(
         )
     report_batch(result, json_output)
     if not json_output:
-        out.print(f"verified {verified} downloaded files byte for byte against the sandbox")
+        out.print(
+            f"verified {verified} downloaded files against what the sandbox served "
+            "(keyworded files by the checksum taken as they arrived)"
+        )
         for line in produced.lines:
             out.print(markup_safe(line))
         if produced.contact_sheet is not None:
