@@ -362,39 +362,53 @@
     return data;
   };
 
+  // Actions are sent one after the other, in the order the keys were pressed; the place
+  // moves on at once (the next key acts on the next photo while the answer is on its way).
+  let queue = Promise.resolve();
+  const enqueue = (action) => {
+    const next = queue.then(action, action);
+    queue = next.catch(() => null);
+    return next;
+  };
+
   const chosen = () => (selected.size ? [...selected] : photos.length ? [photos[current].id] : []);
 
-  const approve = async () => {
+  const approve = () => {
     const ids = chosen();
     if (!open || !ids.length) {
       return;
     }
-    const data = await post(`/jobs/${job}/approve`, ids.map((id) => ["photo", String(id)]));
-    if (data) {
-      say(`Approved ${ids.length === 1 ? "1 photo" : `${ids.length} photos`}.`);
-      if (!selected.size && !loupe) {
-        moveTo(current + 1);
-      }
+    if (!selected.size) {
+      moveTo(current + 1);
     }
+    enqueue(async () => {
+      if (await post(`/jobs/${job}/approve`, ids.map((id) => ["photo", String(id)]))) {
+        say(`Approved ${ids.length === 1 ? "1 photo" : `${ids.length} photos`}.`);
+      }
+    });
   };
 
-  const editSelection = async (action, word) => {
+  const editSelection = (action, word) => {
     const ids = chosen();
     if (!open || !ids.length || !word.trim()) {
-      return null;
+      return Promise.resolve(null);
     }
-    const data = await post(`/jobs/${job}/review/bulk`, [
-      ["action", action],
-      ["word", word.trim()],
-      ...ids.map((id) => ["photo", String(id)]),
-    ]);
-    if (data) {
-      const done = data.photos.length;
-      const what = action === "add" ? "added to" : "removed from";
-      const skipped = data.skipped.length ? `; ${data.skipped.length} left as they were (${data.skipped[0]})` : "";
-      say(`“${word.trim()}” ${what} ${done === 1 ? "1 photo" : `${done} photos`}${skipped}.`, false);
-    }
-    return data;
+    return enqueue(async () => {
+      const data = await post(`/jobs/${job}/review/bulk`, [
+        ["action", action],
+        ["word", word.trim()],
+        ...ids.map((id) => ["photo", String(id)]),
+      ]);
+      if (data) {
+        const done = data.photos.length;
+        const what = action === "add" ? "added to" : "removed from";
+        const skipped = data.skipped.length
+          ? `; ${data.skipped.length} left as they were (${data.skipped[0]})`
+          : "";
+        say(`“${word.trim()}” ${what} ${done === 1 ? "1 photo" : `${done} photos`}${skipped}.`);
+      }
+      return data;
+    });
   };
 
   const loupeData = async (id) => {
@@ -408,21 +422,30 @@
     return details.get(id);
   };
 
-  const reject = async (number) => {
+  const reject = (number) => {
     if (!open || !photos.length) {
       return;
     }
     const id = photos[current].id;
-    const data = await loupeData(id);
-    const word = data.keywords[number - 1];
-    if (word === undefined) {
-      say(`This photo has no keyword ${number}.`, true);
-      return;
-    }
-    if (await post(`/jobs/${job}/photos/${id}/keywords`, [["remove", word]])) {
-      say(`“${word}” removed from ${data.path}.`);
-    }
+    enqueue(async () => {
+      const data = await loupeData(id);
+      const word = data.keywords[number - 1];
+      if (word === undefined) {
+        say(`This photo has no keyword ${number}.`, true);
+      } else if (await post(`/jobs/${job}/photos/${id}/keywords`, [["remove", word]])) {
+        say(`“${word}” removed from ${data.path}.`);
+      }
+    });
   };
+
+  const addWord = (id, word, path) =>
+    enqueue(async () => {
+      const data = await post(`/jobs/${job}/photos/${id}/keywords`, [["add", word]]);
+      if (data) {
+        say(`“${word}” added to ${path}.`);
+      }
+      return data;
+    });
 
   const poll = async () => {
     if (!document.hidden) {
@@ -524,7 +547,17 @@
     });
     side.appendChild(chips);
     if (open) {
+      // A real form too: posted by the browser itself, the server answers as without script.
       const form = element("form", "add");
+      form.method = "post";
+      form.action = `/jobs/${job}/photos/${photo.id}/keywords`;
+      for (const [name, value] of [["csrf", csrf], ["back", `photo=${photo.id}`]]) {
+        const hidden = element("input");
+        hidden.type = "hidden";
+        hidden.name = name;
+        hidden.value = value;
+        form.appendChild(hidden);
+      }
       const field = element("input");
       field.type = "text";
       field.name = "add";
@@ -548,10 +581,8 @@
         if (!word) {
           return;
         }
-        if (await post(`/jobs/${job}/photos/${photo.id}/keywords`, [["add", word]])) {
-          say(`“${word}” added to ${data.path}.`);
-          field.blur();
-        }
+        field.blur();
+        await addWord(photo.id, word, data.path);
       });
       side.appendChild(form);
     }
@@ -578,7 +609,19 @@
       side.appendChild(button);
     }
     side.appendChild(element("p", "muted", `${current + 1} of ${photos.length} · Esc closes`));
+    // Redrawn under the reviewer's hands (another reviewer's change came in): what they were
+    // typing stays, and where.
+    const typed = loupe.querySelector("form.add input[name=add]");
+    const keep = typed && document.activeElement === typed && loupe.dataset.shown === String(photo.id);
     loupe.replaceChildren(frame, side);
+    loupe.dataset.shown = String(photo.id);
+    if (keep) {
+      const field = side.querySelector("form.add input[name=add]");
+      if (field) {
+        field.value = typed.value;
+        field.focus();
+      }
+    }
     loupe.classList.toggle("flagged", data.flagged);
     const next = photos[current + 1];
     if (next && next.v) {
@@ -610,9 +653,9 @@
     }
     if (action === "add" && !selected.size) {
       if (!loupe) {
-        showLoupe().then(() => loupe && loupe.querySelector("form.add input")?.focus());
+        showLoupe().then(() => loupe && loupe.querySelector("form.add input[name=add]")?.focus());
       } else {
-        loupe.querySelector("form.add input")?.focus();
+        loupe.querySelector("form.add input[name=add]")?.focus();
       }
       return;
     }
@@ -719,15 +762,25 @@
   });
 
   if (bulk) {
-    bulk.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const field = bulk.querySelector("input[name=word]");
-      const action = event.submitter ? event.submitter.value : field.dataset.action || "add";
+    const field = bulk.querySelector("input[name=word]");
+    const run = async (action) => {
       if (action === "approve") {
-        await approve();
+        approve();
       } else if (await editSelection(action, field.value)) {
         field.value = "";
         field.blur();
+        delete field.dataset.action;
+      }
+    };
+    bulk.addEventListener("submit", (event) => {
+      event.preventDefault();
+      run(event.submitter ? event.submitter.value : field.dataset.action || "add");
+    });
+    // Enter in the field does what T (add) or R (remove) asked for.
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        run(field.dataset.action || "add");
       }
     });
   }
@@ -773,8 +826,10 @@
     for (const old of document.querySelectorAll(".grid-pages")) {
       old.hidden = true;
     }
-    grid.replaceChildren();
-    grid.classList.add("live");
+    if (photos.length) {
+      grid.replaceChildren(); // the paged tiles: the live grid draws what is on screen
+      grid.classList.add("live");
+    }
     showSelection();
     layout();
     if (wanted && where.has(wanted)) {
@@ -784,6 +839,8 @@
       }
     }
     stamp = data.stamp || stamp;
+    grid.dataset.count = String(photos.length);
+    grid.dataset.readyAt = String(Math.round(window.performance.now()));
     grid.dataset.ready = "1";
     window.setTimeout(poll, POLL_MS);
   };
