@@ -9,7 +9,7 @@ import hashlib
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -24,7 +24,7 @@ from orchestrator.workflow.tag_details import TAG_PHASE
 FOLDERS = (("Ceremony", 15), ("Getting Ready", 11), ("Party", 20))
 """The shoot's folders and the hour each part of the day began: by name "Ceremony" comes
 first, by capture time "Getting Ready" does."""
-SHOOT_DAY = datetime(2026, 6, 13)
+SHOOT_DAY = datetime(2026, 6, 13, tzinfo=UTC)
 SUGGESTIONS = ("bride", "groom", "flowers", "dress", "church", "rings", "dance", "cake", "smile")
 CATEGORIES = ("people portraits", "events parties", "nature landscape")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,11 +129,11 @@ def test_a_3000_photo_review_first_screen_order_filters_and_bounded_grid(
         page.goto(url)
         _ready(page)
         figures = _first_screen(page)
-        print(f"\n3,000-photo review, first load: {json.dumps(cold_figures)}")
-        print(f"3,000-photo review, next load: {json.dumps(figures)}")
+        sys.stdout.write(f"\n3,000-photo review, first load: {json.dumps(cold_figures)}\n")
+        sys.stdout.write(f"3,000-photo review, next load: {json.dumps(figures)}\n")
         shot = tmp_path / "review-grid.png"
         page.screenshot(path=str(shot))
-        print(f"screenshot: {shot}")
+        sys.stdout.write(f"screenshot: {shot}\n")
         for measured in (cold_figures, figures):
             first = measured["html"] + measured["scripts"] + measured["styles"]
             assert 0 < first <= FIRST_SCREEN_BUDGET, measured
@@ -150,7 +151,9 @@ def test_a_3000_photo_review_first_screen_order_filters_and_bounded_grid(
         tiles = page.locator(".tile").count()
         assert 0 < tiles <= DOM_TILES_BOUND, tiles
         heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
-        print(f"at the end of the grid: {tiles} tiles in the page, JS heap {heap} bytes")
+        sys.stdout.write(
+            f"at the end of the grid: {tiles} tiles in the page, JS heap {heap} bytes\n"
+        )
         page.keyboard.press("Home")
         page.wait_for_selector(".tile.current .name >> text=IMG_2999.jpg")
 
@@ -182,7 +185,9 @@ def test_the_review_pages_without_scripts_and_keeps_the_place_after_an_action(
     browser: Any, db_url: str, ui_env: dict[str, str], tmp_path: Path
 ) -> None:
     job = with_store(db_url, lambda store: big_review(store, tmp_path / "wedding", 300))
-    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     with Ui(ui_env, tmp_path) as ui:
         page.goto(f"{ui.url}/jobs/{job.id}/review?show=undecided")
@@ -272,7 +277,9 @@ def test_a_keyboard_only_pass_reaches_the_database_and_the_files(
         page = _page(browser)
         page.goto(f"{ui.url}/jobs/{job['id']}/review")
         _ready(page)
-        order = page.evaluate("Array.from(document.querySelectorAll('.tile .name'), n => n.textContent)")
+        order = page.evaluate(
+            "Array.from(document.querySelectorAll('.tile .name'), n => n.textContent)"
+        )
         # 50 photos approved: A approves and moves on.
         for _ in range(50):
             page.keyboard.press("a")
