@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -70,9 +69,7 @@ async def test_the_list_says_who_drives_each_job_and_lists_refused_drops(store: 
     assert (await job_pages.job_list(store, show="all")).refused == []
 
 
-async def test_the_job_page_points_at_the_outputs_where_they_are(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_the_job_page_points_at_the_outputs_where_they_are(store: Store) -> None:
     layout = OutputLayout(subfolders=True)
     job_id = await _job(store, "wedding", "completed", spec=JobSpec(export=True, outputs=layout))
     flat = await _job(
