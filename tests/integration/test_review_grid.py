@@ -67,7 +67,7 @@ async def test_a_bulk_edit_takes_what_each_photo_allows_and_says_what_it_skipped
 ) -> None:
     job = await big_review(store, tmp_path / "wedding", 40)
     bare = "Ceremony/IMG_1986.jpg"  # the 40th photo: keywording chose none for it
-    ids = list(job.photo_ids.values())[:5] + [job.photo_ids[bare]]
+    ids = [*list(job.photo_ids.values())[:5], job.photo_ids[bare]]
     edit = await review.edit_many(store, job.id, ids, add=["cake"])
     assert len(edit.changed) == 6 and edit.skipped == []
     removed = await review.edit_many(store, job.id, ids, remove=["bride"])
