@@ -9,7 +9,8 @@ moment the grid is drawn and every thumbnail on screen has arrived, measured by 
 clock (`performance.now()`); bytes are the bodies' as the browser decoded them. The first load
 after the server starts is cold (capture times read from 3,000 JPEGs, thumbnails made); the next
 loads are the median of `--loads`. The static baseline is the review page's own HTML saved to a
-file and served by Python's `http.server` (its `load` event).
+file and served with its script and styles by Python's `http.server` (its thumbnails are not
+there, and its script finds no list: a page of the same size, nothing behind it).
 
     PYTHONPATH=. python benchmarks/review_page.py [--photos 3000] [--loads 5]
         [--before /tmp/review-before]   # e.g. `git archive ea5a886 | tar -x -C /tmp/review-before`
@@ -102,11 +103,17 @@ def _ui(checkout: Path, db_url: str, log: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+class _Quiet(SimpleHTTPRequestHandler):
+    """Python's file handler, without a line per request."""
+
+    def log_message(self, *_: Any) -> None:
+        """Say nothing."""
+
+
 @contextmanager
 def _static(folder: Path) -> Iterator[str]:
     """Python's plain file server over `folder`; its base URL."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *_: None  # type: ignore[assignment]
+    handler = functools.partial(_Quiet, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -175,7 +182,7 @@ def main() -> None:
                 with urllib.request.urlopen(page_url) as answer:
                     html = answer.read()
             static = work / "static"
-            static.mkdir()
+            shutil.copytree(HERE / "orchestrator" / "web" / "static", static / "static")
             (static / "review.html").write_bytes(html)
             with _static(static) as base:
                 plain = [

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ THUMB_SIDE = 400
 THUMB_QUALITY = 72
 MAKING_AT_ONCE = 2
 """Thumbnails made at once (each a thread decoding a JPEG)."""
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+"""A job's id as the store makes them: the only names a cache folder of jobs holds."""
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL = 0x9003
 DATE_TIME = 0x0132
@@ -128,6 +131,16 @@ class Thumbnails:
         """Where the thumbnail of this version of the photo is kept."""
         safe = "".join(c for c in version if c.isalnum())[:32] or "0"
         return self.folder / job_id / f"{photo_id}-{safe}.jpg"
+
+    async def kept(self, job_id: str, photo_id: int, version: str) -> bytes | None:
+        """The thumbnail of this version of the photo if it was made already (the page then
+        serves it without reading the database), else None."""
+        if not JOB_ID.fullmatch(job_id):
+            return None
+        try:
+            return await asyncio.to_thread(self.path(job_id, photo_id, version).read_bytes)
+        except OSError:
+            return None
 
     async def thumbnail(self, job_id: str, image: PhotoJpeg) -> bytes:
         """The thumbnail's bytes, made from the photo's JPEG unless it was made before;

@@ -165,6 +165,11 @@ class ReviewPages:
     async def thumb(self, request: web.Request) -> web.StreamResponse:
         """A photo's thumbnail, made once and kept; the browser keeps it for good when its
         address names the current version (`?v=`)."""
+        asked, photo = request.query.get("v", ""), _int(request.match_info["photo"])
+        if asked and photo is not None:
+            kept = await self._thumbnails.kept(request.match_info["job"], photo, asked)
+            if kept is not None:  # made from this very version: no need to ask the database
+                return _thumb_response(kept, asked, fresh=True)
         job, jpeg = await self._jpeg(request)
         version = jpeg[1]
         if request.headers.get("If-None-Match") == f'"{version}"':
@@ -174,15 +179,7 @@ class ReviewPages:
         except (NotServed, ThumbnailFailed) as exc:
             log.warning("thumbnail not served", extra={"job_id": job, "why": str(exc)})
             raise web.HTTPNotFound(text="this photo's JPEG cannot be shown") from None
-        fresh = request.query.get("v") == version
-        return web.Response(
-            body=body,
-            content_type="image/jpeg",
-            headers={
-                "ETag": f'"{version}"',
-                "Cache-Control": THUMB_CACHE if fresh else "private, no-cache",
-            },
-        )
+        return _thumb_response(body, version, fresh=asked == version)
 
     async def _jpeg(self, request: web.Request) -> tuple[str, PhotoJpeg]:
         job = await self._store.resolve_job(request.match_info["job"])
@@ -281,6 +278,18 @@ class ReviewPages:
             photos = [p for p in await self._store.photos(job_id) if p.id in wanted]
         entries = [short_entry(p.id, d) for p in photos if (d := TagDetails.of(p)) is not None]
         return {"photos": entries, "state": job.state, "skipped": skipped}
+
+
+def _thumb_response(body: bytes, version: str, *, fresh: bool) -> web.Response:
+    """A thumbnail; kept by the browser for good when asked for by its version."""
+    return web.Response(
+        body=body,
+        content_type="image/jpeg",
+        headers={
+            "ETag": f'"{version}"',
+            "Cache-Control": THUMB_CACHE if fresh else "private, no-cache",
+        },
+    )
 
 
 def _neighbours(photos: list[Any], photo_id: int) -> tuple[Any, Any]:

@@ -23,6 +23,7 @@
   const HEAD_HEIGHT = 44;
   const OVERSCAN = 1.5; // screens drawn beyond the visible one, above and below
   const POLL_MS = 3000;
+  const KEPT_DETAILS = 200; // photos whose loupe answer is kept
   const DECISION = { u: "undecided", a: "approved", h: "held" };
 
   let sections = [];
@@ -418,6 +419,9 @@
         throw new Error(`the server answered ${answer.status}`);
       }
       details.set(id, await answer.json());
+      if (details.size > KEPT_DETAILS) {
+        details.delete(details.keys().next().value); // the longest kept: memory stays bounded
+      }
     }
     return details.get(id);
   };
