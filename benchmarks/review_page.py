@@ -59,6 +59,7 @@ FIRST_SCREEN = """() => {
     thumbnail_count: resources.filter((r) => r.name.includes("/thumb")).length,
     full_images: sum((n) => n.includes("/image")),
     html_ms: nav.responseEnd,
+    first_paint_ms: (performance.getEntriesByName("first-contentful-paint")[0] || {}).startTime,
     screen_ms: performance.now(),
   };
 }"""

@@ -105,6 +105,8 @@ def _first_screen(page: Any) -> dict[str, float]:
           thumbnail_count: performance.getEntriesByType("resource")
             .filter((r) => r.name.includes("/thumb")).length,
           html_ms: nav.responseEnd,
+          first_paint_ms: (performance.getEntriesByName("first-contentful-paint")[0] || {})
+            .startTime,
           grid_ms: Number(document.getElementById("grid").dataset.readyAt),
           screen_ms: performance.now(),
         };
@@ -133,7 +135,13 @@ def test_a_3000_photo_review_first_screen_order_filters_and_bounded_grid(
         sys.stdout.write(f"3,000-photo review, next load: {json.dumps(figures)}\n")
         shot = tmp_path / "review-grid.png"
         page.screenshot(path=str(shot))
-        sys.stdout.write(f"screenshot: {shot}\n")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Space")
+        page.wait_for_selector("#loupe-live .chip")
+        _until(page, "() => document.querySelector('#loupe-live img').complete")
+        page.screenshot(path=str(tmp_path / "review-loupe.png"))
+        page.keyboard.press("Escape")
+        sys.stdout.write(f"screenshots: {shot} and review-loupe.png beside it\n")
         for measured in (cold_figures, figures):
             first = measured["html"] + measured["scripts"] + measured["styles"]
             assert 0 < first <= FIRST_SCREEN_BUDGET, measured
