@@ -111,11 +111,18 @@ class _Quiet(SimpleHTTPRequestHandler):
         """Say nothing."""
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A plain file server that does not print the browser's dropped connections."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Say nothing: a browser closing a connection early is no news here."""
+
+
 @contextmanager
 def _static(folder: Path) -> Iterator[str]:
     """Python's plain file server over `folder`; its base URL."""
     handler = functools.partial(_Quiet, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
