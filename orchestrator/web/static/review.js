@@ -2,7 +2,8 @@
 // exist, a loupe, the keys, a selection and bulk actions. Every action asks for a small JSON
 // answer and changes the photos in place; a poll shows what another reviewer did. Without
 // this script the page is a paged grid of forms that does the same, more slowly.
-"use strict";
+import { command } from "./review-keys.js";
+import { loupeParts } from "./review-loupe.js";
 
 (() => {
   const grid = document.getElementById("grid");
@@ -473,24 +474,14 @@
 
   // ---- the loupe ------------------------------------------------------------------
 
-  const element = (tag, className, text) => {
-    const made = document.createElement(tag);
-    if (className) {
-      made.className = className;
-    }
-    if (text !== undefined) {
-      made.textContent = text;
-    }
-    return made;
-  };
-
   const showLoupe = async () => {
     if (!photos.length) {
       return;
     }
     const photo = photos[current];
     if (!loupe) {
-      loupe = element("section", "loupe photo-review");
+      loupe = document.createElement("section");
+      loupe.className = "loupe photo-review";
       loupe.id = "loupe-live";
       loupe.setAttribute("role", "dialog");
       loupe.setAttribute("aria-label", "loupe");
@@ -508,111 +499,15 @@
     if (!loupe || loupe.dataset.photo !== String(photo.id)) {
       return; // moved on meanwhile
     }
-    const frame = element("div", "loupe-image");
-    if (data.image) {
-      const image = element("img");
-      image.alt = "";
-      image.src = data.image;
-      frame.appendChild(image);
-    } else {
-      frame.appendChild(element("div", "noimage", "no JPEG"));
-    }
-    const side = element("div", "loupe-side");
-    side.appendChild(element("h2", "name", data.path));
-    const decision = element("p", "decision");
-    decision.appendChild(
-      data.approved === true
-        ? element("span", "approved", "approved")
-        : data.approved === false
-          ? element("span", "held", "held back")
-          : element("span", "muted", "not decided"),
-    );
-    decision.appendChild(document.createTextNode(` · keywords ${data.source} `));
-    if (data.flagged) {
-      decision.appendChild(element("span", "flag", "flagged by moderation: needs its own approval"));
-    }
-    side.appendChild(decision);
-    const chips = element("ol", "chips");
-    data.keywords.forEach((word, number) => {
-      const chip = element("li", "chip");
-      if (number < 9) {
-        chip.appendChild(element("kbd", "", String(number + 1)));
-      }
-      chip.appendChild(element("span", "word", word));
-      if (open) {
-        const remove = element("button", "remove", "×");
-        remove.type = "button";
-        remove.title = `remove (${number + 1})`;
-        remove.setAttribute("aria-label", `remove ${word}`);
-        remove.addEventListener("click", () => reject(number + 1));
-        chip.appendChild(remove);
-      }
-      chips.appendChild(chip);
+    const [frame, side] = loupeParts(data, {
+      open,
+      job,
+      csrf,
+      where: `${current + 1} of ${photos.length} · Esc closes`,
+      reject,
+      approve,
+      add: (word) => addWord(photo.id, word, data.path),
     });
-    side.appendChild(chips);
-    if (open) {
-      // A real form too: posted by the browser itself, the server answers as without script.
-      const form = element("form", "add");
-      form.method = "post";
-      form.action = `/jobs/${job}/photos/${photo.id}/keywords`;
-      for (const [name, value] of [["csrf", csrf], ["back", `photo=${photo.id}`]]) {
-        const hidden = element("input");
-        hidden.type = "hidden";
-        hidden.name = name;
-        hidden.value = value;
-        form.appendChild(hidden);
-      }
-      const field = element("input");
-      field.type = "text";
-      field.name = "add";
-      field.placeholder = "add one of the suggestions (T)";
-      field.autocomplete = "off";
-      field.setAttribute("aria-label", "add a keyword");
-      const list = element("datalist");
-      list.id = `loupe-suggestions-${photo.id}`;
-      for (const word of data.addable) {
-        const option = element("option");
-        option.value = word;
-        list.appendChild(option);
-      }
-      field.setAttribute("list", list.id);
-      const button = element("button", "", "Add");
-      button.type = "submit";
-      form.append(field, list, button);
-      form.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        const word = field.value.trim();
-        if (!word) {
-          return;
-        }
-        field.blur();
-        await addWord(photo.id, word, data.path);
-      });
-      side.appendChild(form);
-    }
-    side.appendChild(
-      element(
-        "p",
-        "suggestions muted",
-        `Suggestions: ${data.suggestions.map(([tag, confidence]) => `${tag} ${confidence}%`).join(", ")}`,
-      ),
-    );
-    if (data.categories.length) {
-      side.appendChild(
-        element(
-          "p",
-          "categories muted",
-          `Categories: ${data.categories.map(([name, confidence]) => `${name} ${confidence}%`).join(", ")}`,
-        ),
-      );
-    }
-    if (open && data.approved !== true) {
-      const button = element("button", "approve approve-photo", "Approve this photo (A)");
-      button.type = "button";
-      button.addEventListener("click", approve);
-      side.appendChild(button);
-    }
-    side.appendChild(element("p", "muted", `${current + 1} of ${photos.length} · Esc closes`));
     // Redrawn under the reviewer's hands (another reviewer's change came in): what they were
     // typing stays, and where.
     const typed = loupe.querySelector("form.add input[name=add]");
@@ -648,9 +543,6 @@
 
   // ---- keys and the mouse --------------------------------------------------------
 
-  const typing = (target) =>
-    target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
-
   const askWord = (action) => {
     if (!open) {
       return;
@@ -669,81 +561,46 @@
     field.focus();
   };
 
-  document.addEventListener("keydown", (event) => {
-    if (!photos.length) {
-      return;
-    }
-    if (typing(event.target)) {
-      if (event.key === "Escape") {
-        event.target.blur();
-      }
-      return;
-    }
-    const key = event.key;
-    const command = event.ctrlKey || event.metaKey;
-    if (command && key.toLowerCase() === "a") {
-      event.preventDefault();
+  const clearSelection = () => {
+    selected.clear();
+    showSelection();
+    redrawAll();
+  };
+
+  const commands = {
+    leaveField: (_, event) => event.target.blur(),
+    selectAll: () => {
       for (const photo of photos) {
         selected.add(photo.id);
       }
       showSelection();
       redrawAll();
-      return;
-    }
-    if (command || event.altKey) {
-      return;
-    }
-    const extend = event.shiftKey;
-    const step = loupe ? 1 : columns;
-    const moves = {
-      ArrowRight: 1,
-      ArrowLeft: -1,
-      ArrowDown: step,
-      ArrowUp: -step,
-      j: 1,
-      J: 1,
-      k: -1,
-      K: -1,
-    };
-    if (key in moves) {
-      event.preventDefault();
-      moveTo(current + moves[key], { extend });
-    } else if (key === "Home" || key === "End") {
-      event.preventDefault();
-      moveTo(key === "Home" ? 0 : photos.length - 1, { extend });
-    } else if (key === " " || key === "Enter") {
-      event.preventDefault();
-      if (loupe) {
-        closeLoupe();
-      } else {
-        showLoupe();
-      }
-    } else if (key === "Escape") {
-      if (loupe) {
-        closeLoupe();
-      } else if (selected.size) {
-        selected.clear();
-        showSelection();
-        redrawAll();
-      }
-    } else if (key === "a" || key === "A") {
-      event.preventDefault();
-      approve();
-    } else if (key === "x" || key === "X") {
-      toggle(current);
-    } else if (/^[1-9]$/.test(key)) {
-      event.preventDefault();
-      reject(Number(key));
-    } else if (key === "t" || key === "T" || key === "+") {
-      event.preventDefault();
-      askWord("add");
-    } else if (key === "r" || key === "R" || key === "-") {
-      event.preventDefault();
-      askWord("remove");
-    } else if (key === "?") {
+    },
+    move: ({ by, extend }) => moveTo(current + by, { extend }),
+    jump: ({ to, extend }) => moveTo(to === "first" ? 0 : photos.length - 1, { extend }),
+    loupe: () => (loupe ? closeLoupe() : showLoupe()),
+    escape: () => (loupe ? closeLoupe() : selected.size && clearSelection()),
+    approve,
+    tick: () => toggle(current),
+    reject: ({ number }) => reject(number),
+    ask: ({ action }) => askWord(action),
+    help: () => {
       const keys = document.getElementById("keys");
       keys.open = !keys.open;
       keys.scrollIntoView();
+    },
+  };
+
+  document.addEventListener("keydown", (event) => {
+    if (!photos.length) {
+      return;
+    }
+    const wanted = command(event, { inLoupe: Boolean(loupe), columns });
+    if (wanted) {
+      if (wanted.name !== "leaveField") {
+        event.preventDefault();
+      }
+      commands[wanted.name](wanted, event);
     }
   });
 
