@@ -334,6 +334,10 @@ def test_beyond_loopback_every_page_and_the_api_need_the_token(
             f"/jobs/{job_id}",
             f"/jobs/{job_id}/review",
             f"/jobs/{job_id}/photos/1/image",
+            f"/jobs/{job_id}/photos/1/thumb",
+            f"/jobs/{job_id}/review/index?show=undecided",
+            f"/jobs/{job_id}/review/photos/1",
+            f"/jobs/{job_id}/review/changes?since=2026-01-01T00:00:00%2B00:00",
             "/api/jobs",
             f"/api/jobs/{job_id}",
         ]
@@ -388,6 +392,10 @@ def test_a_forged_cross_site_post_is_refused(
             server.shutdown()
         status, _ = http("POST", f"{ui.url}/jobs/{job_id}/approve", b"csrf=x")
         assert status == 403
+        bulk = b"action=approve&photo=1&photo=2&photo=3"
+        assert http("POST", f"{ui.url}/jobs/{job_id}/review/bulk", bulk)[0] == 403
+        scripted = {"Accept": "application/json", "X-CSRF-Token": "guessed"}
+        assert http("POST", f"{ui.url}/jobs/{job_id}/review/bulk", bulk, headers=scripted)[0] == 403
         assert _state(db_url, job_id) == "reviewing"
         assert all("approved" not in t for t in _tags(db_url, job_id).values())
 
