@@ -14,6 +14,7 @@ decisions both land; `changes` gives a page what others did since it last looked
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -266,20 +267,25 @@ class ReviewGrids:
         self._store = store
         self._thumbnails = thumbnails
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def grid(self, ref: str, wanted: ReviewFilter) -> ReviewGrid:
         """The job's tagged photos in capture order, those `wanted` shows, and the counts."""
         job = await self._store.resolve_job(ref)
-        mark = await phases_mark(self._store, job.id)
-        kept = self._kept.get(job.id)
-        if kept is None or kept.state != job.state or kept.mark.rows != mark.rows:
-            kept = _Kept(job.state, mark, await self._build(job))
-        elif kept.mark != mark:
-            kept = _Kept(job.state, mark, await self._update(job, kept))
-        self._kept[job.id] = kept
-        self._kept.move_to_end(job.id)
-        while len(self._kept) > KEPT_JOBS:
-            self._kept.popitem(last=False)
+        # One build per job at a time: two reviewers opening the page at once share it.
+        async with self._locks.setdefault(job.id, asyncio.Lock()):
+            job = await self._store.get_job(job.id)
+            mark = await phases_mark(self._store, job.id)
+            kept = self._kept.get(job.id)
+            if kept is None or kept.state != job.state or kept.mark.rows != mark.rows:
+                kept = _Kept(job.state, mark, await self._build(job))
+            elif kept.mark != mark:
+                kept = _Kept(job.state, mark, await self._update(job, kept))
+            self._kept[job.id] = kept
+            self._kept.move_to_end(job.id)
+            while len(self._kept) > KEPT_JOBS:
+                forgotten, _ = self._kept.popitem(last=False)
+                self._locks.pop(forgotten, None)
         return _grid(job, kept.photos, wanted)
 
     async def _build(self, job: Job) -> list[GridPhoto]:
