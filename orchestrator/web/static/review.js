@@ -86,7 +86,13 @@ import { loupeParts } from "./review-loupe.js";
 
   const thumbUrl = (photo) => `/jobs/${job}/photos/${photo.id}/thumb?v=${encodeURIComponent(photo.v)}`;
 
-  const tile = (photo, index) => {
+  const onScreen = (number) => {
+    const row = rows[number];
+    const top = window.scrollY - gridTop();
+    return row.top + row.height >= top && row.top <= top + window.innerHeight;
+  };
+
+  const tile = (photo, index, near) => {
     const element = document.createElement("div");
     element.className = `tile d-${DECISION[photo.d]}`;
     element.classList.toggle("flagged", photo.f === 1);
@@ -98,6 +104,8 @@ import { loupeParts } from "./review-loupe.js";
       const image = document.createElement("img");
       image.alt = "";
       image.decoding = "async";
+      // What is on screen first; the rows drawn ahead of the scroll after it.
+      image.fetchPriority = near ? "high" : "low";
       image.src = thumbUrl(photo);
       element.appendChild(image);
     } else {
@@ -135,6 +143,7 @@ import { loupeParts } from "./review-loupe.js";
 
   const drawRow = (number) => {
     const row = rows[number];
+    const near = row.head === undefined && onScreen(number);
     const element = document.createElement("div");
     element.style.top = `${row.top}px`;
     element.style.height = `${row.height}px`;
@@ -144,7 +153,7 @@ import { loupeParts } from "./review-loupe.js";
     } else {
       element.className = "vrow tiles";
       for (let index = row.start; index < row.end; index += 1) {
-        element.appendChild(tile(photos[index], index));
+        element.appendChild(tile(photos[index], index, near));
       }
     }
     return element;
