@@ -5,7 +5,7 @@ each read from grouped counts and the rows shown, whatever the size of the seaso
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,9 @@ from orchestrator.service.jobs import (
     job_view,
     not_done_counts,
     read_cursor,
+    refused_views,
 )
+from orchestrator.spec import JobSpec
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store import tallies
 from orchestrator.store.models import Event, Job, utcnow
@@ -27,6 +29,7 @@ from orchestrator.store.queries import PhotoRecord, Store
 from orchestrator.store.tallies import PhaseCount, PhaseTally
 from orchestrator.words import plural
 from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.stage import Stage
 
 RATE_WINDOW_SECONDS = 30.0
@@ -60,6 +63,21 @@ class JobOverview:
     waiting: str | None = None
     """What a live job waits for when its stage has no per-photo count (Imagen at work,
     the queue), said in words; the page shows it beside an indeterminate bar."""
+
+    @property
+    def activity(self) -> str:
+        """Who drives the job, as `status` says it after the state: "running (by host:pid)",
+        "stopped", "waiting for review"; or what a finished job left out."""
+        state, text = str(self.summary["state"]), str(self.summary.get("state_text") or "")
+        return text.removeprefix(state).removeprefix(", ")
+
+    @property
+    def error(self) -> str:
+        """The job's last error while it is its state (live or failed); a completed or
+        cancelled job keeps its old errors in its history, not in its row."""
+        if self.summary["state"] in (JobState.COMPLETED, JobState.CANCELLED):
+            return ""
+        return str(self.summary.get("last_error") or "")
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,9 @@ class JobList:
     live: int | None
     finished: int | None
     """How many jobs are live and finished in all (None when not `counted`)."""
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """Hot-folder drops that could not become jobs (as `status` lists them), on the first
+    page of live and recent jobs."""
 
 
 async def job_list(
@@ -222,6 +243,7 @@ async def job_list(
         next=cursor_of(shown[-1][0]) if more and shown else None,
         live=await store.count_jobs(live=True) if counted else None,
         finished=await store.count_jobs(live=False) if counted else None,
+        refused=await refused_views(store) if show == "" and before is None else [],
     )
 
 
@@ -235,6 +257,8 @@ def _newest(row: tuple[Job, int]) -> tuple[datetime, str]:
     return row[0].created_at, row[0].id
 
 
+OUTPUT_PHASES = ("edit", "export")
+"""The phases whose outputs are files the job page points to."""
 PHOTOS_PAGE = 100
 """Photos one page of a job's page lists."""
 
@@ -257,6 +281,9 @@ class JobPage:
     """"failed" or "all": which photos the page lists."""
     next_after: int | None
     """The photo id the next page starts after, if there are more."""
+    outputs: dict[int, dict[str, str]] = field(default_factory=dict)
+    """Where each listed photo's downloaded outputs are on disk, by phase (edit, export): in
+    the job's layout (subfolders mirrored, `--prefix-subfolders`, `--output`)."""
 
 
 async def job_page(
@@ -296,7 +323,19 @@ async def job_page(
         photos=photos,
         showing=showing,
         next_after=photos[-1].id if len(found) > PHOTOS_PAGE else None,
+        outputs=_output_paths(job, photos),
     )
+
+
+def _output_paths(job: Job, photos: Sequence[PhotoRecord]) -> dict[int, dict[str, str]]:
+    spec = JobSpec.from_stored(job.options)
+    found: dict[int, dict[str, str]] = {}
+    for photo in photos:
+        for phase in OUTPUT_PHASES:
+            path = output_file(job, spec, photo, phase)
+            if path is not None:
+                found.setdefault(photo.id, {})[phase] = str(path)
+    return found
 
 
 def timeline(job: Job, events: list[Event]) -> list[StageMark]:

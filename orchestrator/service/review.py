@@ -239,6 +239,20 @@ def edited_keywords(
     return keywords
 
 
+def _reviewed(details: TagDetails, keywords: Sequence[str]) -> TagDetails:
+    """The details with a reviewer's `keywords`. The files keep the words last written until
+    the review ends: the stage then writes the reviewed ones in (`workflow/review.py`), before
+    delivery."""
+    on_disk = details.written_keywords
+    return details.model_copy(
+        update={
+            "keywords": tuple(keywords),
+            "source": "reviewed",
+            "written_keywords": details.keywords if on_disk is None else on_disk,
+        }
+    )
+
+
 async def edit_keywords(
     store: Store,
     ref: str,
@@ -255,16 +269,7 @@ async def edit_keywords(
         details = tagged(photo)
         keywords = edited_keywords(photo_review(photo, details), add=add, remove=remove)
         if keywords != list(details.keywords):
-            # The files keep the words last written until the review ends: the stage then
-            # writes the reviewed ones in (`workflow/review.py`), before delivery.
-            on_disk = details.written_keywords
-            details = details.model_copy(
-                update={
-                    "keywords": tuple(keywords),
-                    "source": "reviewed",
-                    "written_keywords": details.keywords if on_disk is None else on_disk,
-                }
-            )
+            details = _reviewed(details, keywords)
             await _record(store, lease, [(photo, details)])
             await store.add_event(
                 job.id,
@@ -273,6 +278,67 @@ async def edit_keywords(
                 data={"photo": photo.rel_path, "added": list(add), "removed": list(remove)},
             )
         return photo_review(photo, details)
+
+    return await _while_reviewing(store, job, write)
+
+
+@dataclass(frozen=True)
+class BulkEdit:
+    """What a keyword edit over a selection did."""
+
+    changed: list[PhotoReview]
+    skipped: list[str]
+    """Photos left as they were, each with why (the word is not among its suggestions, or
+    not one of its keywords)."""
+
+
+async def edit_many(
+    store: Store,
+    ref: str,
+    photo_ids: Sequence[int],
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+) -> BulkEdit:
+    """Add or remove keywords on a selection of photos, in one write: each photo takes what
+    its own rule allows (only its suggestions are added) and the others are listed as
+    skipped, with why."""
+    if not photo_ids:
+        raise ReviewRefused("no photo is selected: select photos, then add or remove a keyword")
+    job = await store.resolve_job(ref)
+
+    async def write(lease: Lease, photos: list[PhotoRecord]) -> BulkEdit:
+        chosen = [_find(photos, photo_id, job) for photo_id in dict.fromkeys(photo_ids)]
+        changes, changed, skipped = [], [], []
+        for photo in chosen:
+            details = tagged(photo)
+            have = {k.casefold() for k in details.keywords}
+            dropping = [w for w in remove if w.strip().casefold() in have]
+            try:
+                keywords = edited_keywords(photo_review(photo, details), add=add, remove=dropping)
+            except ReviewRefused as refused:
+                skipped.append(str(refused).split(";")[0])
+                continue
+            if keywords == list(details.keywords):
+                if remove and not dropping:
+                    skipped.append(f"{photo.rel_path} has none of {', '.join(remove)}")
+                continue
+            details = _reviewed(details, keywords)
+            changes.append((photo, details))
+            changed.append(photo_review(photo, details))
+        await _record(store, lease, changes)
+        if changes:
+            await store.add_event(
+                job.id,
+                "review",
+                f"keywords of {len(changes)} photos changed by the reviewer",
+                data={
+                    "photos": [p.rel_path for p, _ in changes],
+                    "added": list(add),
+                    "removed": list(remove),
+                },
+            )
+        return BulkEdit(changed, skipped)
 
     return await _while_reviewing(store, job, write)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 """Larger outputs are not shown (a thumbnail is no reason to read a huge file)."""
@@ -37,15 +38,23 @@ def output_path(folder: str, name: str) -> Path:
     return resolved
 
 
-def read_output(folder: str, name: str) -> bytes:
-    """The bytes of the output `name` in `folder` (a regular file, not a link), or NotServed."""
+def open_output(folder: str, name: str) -> BinaryIO:
+    """The output `name` in `folder` opened for reading (a regular file, not a link), or
+    NotServed."""
     path = output_path(folder, name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise NotServed(f"cannot open {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
-            raise NotServed(f"{path} is not a regular file of at most {MAX_IMAGE_BYTES} bytes")
+    file = os.fdopen(fd, "rb")
+    info = os.fstat(file.fileno())
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
+        file.close()
+        raise NotServed(f"{path} is not a regular file of at most {MAX_IMAGE_BYTES} bytes")
+    return file
+
+
+def read_output(folder: str, name: str) -> bytes:
+    """The bytes of the output `name` in `folder` (a regular file, not a link), or NotServed."""
+    with open_output(folder, name) as file:
         return file.read(MAX_IMAGE_BYTES)

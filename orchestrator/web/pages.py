@@ -32,16 +32,16 @@ from orchestrator.errors import OperatorRefusal
 from orchestrator.progress import NullProgress
 from orchestrator.service import job_pages
 from orchestrator.service import jobs as job_views
-from orchestrator.service import review as review_actions
 from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
+from orchestrator.service.thumbnails import Thumbnails, cache_folder
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
-from orchestrator.web.files import NotServed, read_output
+from orchestrator.web.files import open_output
 from orchestrator.web.people_page import PeoplePage
-from orchestrator.workflow.outputs import output_file
+from orchestrator.web.review_pages import ReviewPages
 from orchestrator.workflow.services import IMGIX
 
 log = logging.getLogger("orchestrator.web")
@@ -113,6 +113,8 @@ class Pages:
         self._deliveries: set[asyncio.Task[Any]] = set()
         self._reads = asyncio.Semaphore(PAGE_READS_AT_ONCE)
         self._reading: dict[Hashable, asyncio.Future[Any]] = {}
+        thumbnails = Thumbnails(cache_folder(store.engine.url), open_output)
+        self._review = ReviewPages(store, thumbnails, self._render)
 
     def mount(self, app: web.Application) -> LoginPage:
         """Add the pages' routes to `app`; the login page for the guard."""
@@ -121,13 +123,10 @@ class Pages:
         app.router.add_get("/", self.jobs)
         app.router.add_get("/jobs/rows", self.job_rows)
         app.router.add_get("/jobs/{job}", self.job)
-        app.router.add_get("/jobs/{job}/review", self.review)
-        app.router.add_get("/jobs/{job}/photos/{photo}/image", self.image)
         app.router.add_post("/jobs/{job}/retry", self.retry)
         app.router.add_post("/jobs/{job}/cancel", self.cancel)
         app.router.add_post("/jobs/{job}/deliver", self.deliver)
-        app.router.add_post("/jobs/{job}/approve", self.approve)
-        app.router.add_post("/jobs/{job}/photos/{photo}/keywords", self.keywords)
+        self._review.mount(app)
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
@@ -257,46 +256,6 @@ class Pages:
             error=str(refusal) if refusal else None,
         )
 
-    async def review(
-        self, request: web.Request, *, refusal: OperatorRefusal | None = None
-    ) -> web.Response:
-        """The review: per photo its image, keywords as chips, suggestions, moderation; with
-        the `refusal` an action met, if any."""
-        found = await review_actions.review(self._store, request.match_info["job"])
-        return self._render(
-            "review.html",
-            request,
-            status=refusal.http_status if refusal else 200,
-            review=found,
-            job=found.job,
-            error=str(refusal) if refusal else None,
-        )
-
-    async def image(self, request: web.Request) -> web.Response:
-        """A photo's exported (or edited) JPEG, read only from that job's output folder."""
-        job = await self._store.resolve_job(request.match_info["job"])
-        wanted = request.match_info["photo"]
-        photo = await self._store.photo(job.id, int(wanted)) if wanted.isdigit() else None
-        phase = review_actions.image_phase(photo) if photo else None
-        record = photo.phase(phase) if photo and phase else None
-        if record is None or record.output is None:
-            raise web.HTTPNotFound(text="this photo has no JPEG to show")
-        folder = job.exported_dir if phase == "export" else job.edited_dir
-        path = (
-            output_file(job, JobSpec.from_stored(job.options), photo, phase)
-            if photo and phase
-            else None
-        )
-        name = str(path.relative_to(folder)) if path and path.is_relative_to(folder) else ""
-        try:
-            body = await asyncio.to_thread(read_output, folder, name or record.output)
-        except NotServed as exc:
-            log.warning("image not served", extra={"job_id": job.id, "why": str(exc)})
-            raise web.HTTPNotFound(text="this photo's JPEG cannot be shown") from None
-        return web.Response(
-            body=body, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
-        )
-
     # ---- actions (each as the CLI's command does it) -----------------------------------
 
     async def retry(self, request: web.Request) -> web.StreamResponse:
@@ -329,45 +288,17 @@ class Pages:
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery from the page failed", extra={"why": str(task.exception())})
 
-    async def approve(self, request: web.Request) -> web.StreamResponse:
-        """`orchestrator approve JOB [PHOTO…]` (photos by id here)."""
-        form = await request.post()
-        photos = [int(v) for v in form.getall("photo", []) if isinstance(v, str) and v.isdigit()]
-        done = review_actions.approve(self._store, request.match_info["job"], photos)
-        return await self._act(request, done, back="review")
-
-    async def keywords(self, request: web.Request) -> web.StreamResponse:
-        """Remove a keyword of a photo, or add one of its suggestions."""
-        form = await request.post()
-        words = {
-            key: [v for v in form.getall(key, []) if isinstance(v, str)]
-            for key in ("add", "remove")
-        }
-        photo = request.match_info["photo"]
-        done = review_actions.edit_keywords(
-            self._store,
-            request.match_info["job"],
-            int(photo) if photo.isdigit() else photo,
-            add=[w for w in words["add"] if w.strip()],
-            remove=words["remove"],
-        )
-        return await self._act(request, done, back="review", anchor=f"photo-{photo}")
-
-    async def _act(
-        self, request: web.Request, action: Any, *, back: str = "job", anchor: str = ""
-    ) -> web.StreamResponse:
-        """Do `action`; on success back to the page (303), on a refusal that page with why."""
+    async def _act(self, request: web.Request, action: Any) -> web.StreamResponse:
+        """Do `action`; on success back to the job's page (303), on a refusal that page with
+        why."""
         try:
             await action
         except OperatorRefusal as refusal:
-            if back == "review":
-                return await self.review(request, refusal=refusal)
             return await self.job(request, refusal=refusal)
         # Reads begun before the action are not shared with the page that shows its outcome.
         self._reading.clear()
         job = await self._store.resolve_job(request.match_info["job"])
-        where = f"/jobs/{quote(job.id)}" + ("/review" if back == "review" else "")
-        raise web.HTTPSeeOther(where + (f"#{anchor}" if anchor else ""))
+        raise web.HTTPSeeOther(f"/jobs/{quote(job.id)}")
 
     # ---- login -------------------------------------------------------------------------
 

@@ -246,26 +246,31 @@ def test_the_review_removes_a_keyword_adds_a_suggestion_and_approves(
     with Ui(env, tmp_path) as ui:
         page, dialogs = _page(browser)
         page.goto(f"{ui.url}/jobs/{job_id}/review")
-        photo = page.locator("section.photo-review").filter(has_text="a.jpg").first
-        assert photo.locator("img").evaluate("img => img.naturalWidth") > 0  # the exported JPEG
+        page.locator(".tile").filter(has_text="a.jpg").first.click()  # the loupe
+        photo = page.locator("#loupe-live.photo-review")
+        photo.locator("h2.name >> text=a.jpg").wait_for()
+        page.wait_for_selector("#loupe-live img")
+        wait_for(
+            lambda: photo.locator("img").evaluate("img => img.naturalWidth") > 0,
+            timeout=30,
+            what="the exported JPEG in the loupe",
+        )
 
         photo.locator("li.chip").filter(has_text="sunset").locator("button").click()
-        page.wait_for_load_state()
-        photo = page.locator("section.photo-review").filter(has_text="a.jpg").first
+        photo.locator("li.chip").filter(has_text="sunset").wait_for(state="detached")
         assert [c.strip() for c in photo.locator("li.chip .word").all_inner_texts()] == [
             "beach",
             "sea",
         ]
         photo.locator("form.add input[name=add]").fill("ocean")
         photo.locator("form.add button").click()
-        page.wait_for_load_state()
+        photo.locator("li.chip .word >> text=ocean").wait_for()
         tags = _tags(db_url, job_id)
         assert tags["a.jpg"]["keywords"] == ["beach", "sea", "ocean"]
         assert tags["a.jpg"]["source"] == "reviewed"
         assert tags["flagged.jpg"]["keywords"] == ["beach", "sunset", "sea"]
 
         # A word the tagger did not suggest: the browser will not send it...
-        photo = page.locator("section.photo-review").filter(has_text="a.jpg").first
         field = photo.locator("form.add input[name=add]")
         field.fill("volcano")
         assert "suggestions" in field.evaluate("f => f.validationMessage")
@@ -278,15 +283,26 @@ def test_the_review_removes_a_keyword_adds_a_suggestion_and_approves(
         assert "sunset, sand, people" in page.inner_text(".error")
         assert _tags(db_url, job_id)["a.jpg"]["keywords"] == ["beach", "sea", "ocean"]
 
-        hostile = page.locator("section.photo-review").filter(has_text=HOSTILE)
+        page.wait_for_selector("#grid[data-ready]", state="attached")
+        page.locator(".tile").filter(has_text=HOSTILE).click()
+        hostile = page.locator("#loupe-live.photo-review")
+        hostile.locator(".chip").first.wait_for()
         assert hostile.locator("h2.name").inner_text() == HOSTILE
         page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+        page.keyboard.press("Escape")
 
         # The flagged photo by name, then the job: everything is decided, the job goes on.
-        flagged = page.locator("section.photo-review.flagged")
+        page.locator(".tile.flagged").click()
+        flagged = page.locator("#loupe-live.photo-review.flagged")
+        flagged.locator(".flag").wait_for()
         assert "flagged by moderation" in flagged.inner_text()
-        flagged.locator("form.approve-photo button").click()
-        page.wait_for_load_state()
+        flagged.locator("button.approve-photo").click()
+        wait_for(
+            lambda: _tags(db_url, job_id)["flagged.jpg"].get("approved") is True,
+            timeout=30,
+            what="the flagged photo's approval",
+        )
+        page.keyboard.press("Escape")
         page.locator("form.approve-job button").click()
         page.wait_for_load_state()
         tags = _tags(db_url, job_id)
@@ -318,6 +334,10 @@ def test_beyond_loopback_every_page_and_the_api_need_the_token(
             f"/jobs/{job_id}",
             f"/jobs/{job_id}/review",
             f"/jobs/{job_id}/photos/1/image",
+            f"/jobs/{job_id}/photos/1/thumb",
+            f"/jobs/{job_id}/review/index?show=undecided",
+            f"/jobs/{job_id}/review/photos/1",
+            f"/jobs/{job_id}/review/changes?since=2026-01-01T00:00:00%2B00:00",
             "/api/jobs",
             f"/api/jobs/{job_id}",
         ]
@@ -372,6 +392,10 @@ def test_a_forged_cross_site_post_is_refused(
             server.shutdown()
         status, _ = http("POST", f"{ui.url}/jobs/{job_id}/approve", b"csrf=x")
         assert status == 403
+        bulk = b"action=approve&photo=1&photo=2&photo=3"
+        assert http("POST", f"{ui.url}/jobs/{job_id}/review/bulk", bulk)[0] == 403
+        scripted = {"Accept": "application/json", "X-CSRF-Token": "guessed"}
+        assert http("POST", f"{ui.url}/jobs/{job_id}/review/bulk", bulk, headers=scripted)[0] == 403
         assert _state(db_url, job_id) == "reviewing"
         assert all("approved" not in t for t in _tags(db_url, job_id).values())
 
