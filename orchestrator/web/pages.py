@@ -243,6 +243,7 @@ class Pages:
             ),
         )
         job = page.job
+        spec = JobSpec.from_stored(job.options)
         return self._render(
             "job.html",
             request,
@@ -250,8 +251,8 @@ class Pages:
             job=job,
             page=page,
             folders={"edit": job.edited_dir, "export": job.exported_dir},
-            delivers=self._settings is not None
-            and JobSpec.from_stored(job.options).deliver is not None,
+            delivers=self._settings is not None and spec.deliver is not None,
+            groups_people=spec.tag is not None and spec.tag.people,
             paged=bool(after),
             error=str(refusal) if refusal else None,
         )

@@ -50,7 +50,11 @@ def test_the_people_page_names_a_person_in_every_file_once(
 
     with Ui(env, tmp_path) as ui:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        answer = page.goto(f"{ui.url}/jobs/{job_id}/people")
+        page.goto(f"{ui.url}/jobs/{job_id}")
+        with page.expect_navigation() as opened:
+            page.get_by_role("link", name="People").click()
+        answer = opened.value
+        assert answer is not None and answer.url == f"{ui.url}/jobs/{job_id}/people"
         assert answer.status == 200
         assert "script-src 'self'" in answer.headers["content-security-policy"]
         sections = page.locator("section.person")
