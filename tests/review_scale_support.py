@@ -60,9 +60,10 @@ def export_jpeg(path: Path, seed: int, taken: datetime, *, orientation: int = 1)
     return path.read_bytes()
 
 
-def tag_details(index: int) -> dict[str, object]:
+def tag_details(index: int, *, faces: bool = False) -> dict[str, object]:
     """What keywording recorded for the photo `index`: three keywords of nine suggestions,
-    one photo in 50 flagged by moderation, one in 40 with no keywords at all."""
+    one photo in 50 flagged by moderation, one in 40 with no keywords at all; with `faces`,
+    `index % 5` faces."""
     rng = random.Random(index)
     suggestions = [
         {"tag": word, "confidence": round(95 - 9 * n + rng.random(), 1)}
@@ -77,11 +78,21 @@ def tag_details(index: int) -> dict[str, object]:
         "categories": [{"name": CATEGORIES[index % 3], "confidence": 80.0}],
         "moderation": {"flagged": flagged, "score": 91.0 if flagged else 1.0},
         "content_md5": "0" * 32,
+        **(
+            {
+                "faces": [
+                    {"x": 0.1 + 0.2 * n, "y": 0.3, "w": 0.1, "h": 0.1} for n in range(index % 5)
+                ]
+            }
+            if faces
+            else {}
+        ),
     }
 
 
-async def big_review(store: Store, folder: Path, photos: int) -> BigReview:
-    """A job of `photos` tagged photos in `FOLDERS`, waiting for review, exports on disk."""
+async def big_review(store: Store, folder: Path, photos: int, *, faces: bool = False) -> BigReview:
+    """A job of `photos` tagged photos in `FOLDERS`, waiting for review, exports on disk (with
+    `faces`, its faces detected: `tag_details`)."""
     job_id = uuid.uuid4().hex
     exported = folder / "exported"
     names = []
@@ -113,7 +124,7 @@ async def big_review(store: Store, folder: Path, photos: int) -> BigReview:
         body = export_jpeg(exported / rel, index % 64, capture_time(part, number))
         md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
         updates.append((ids[rel], PhaseDone("export", output=rel, size=len(body), md5=md5)))
-        updates.append((ids[rel], PhaseDone(TAG_PHASE, details=tag_details(index))))
+        updates.append((ids[rel], PhaseDone(TAG_PHASE, details=tag_details(index, faces=faces))))
     async with store.photo_writer(lease) as writer:
         await writer.write(updates)
     await store.release(lease)

@@ -39,8 +39,14 @@ SHOWS = {
     "held": "Held back",
     "flagged": "Flagged by moderation",
     "nokeywords": "Without keywords",
+    "nofaces": "No faces",
+    "group": "Group photos",
 }
 """The review's filters by decision and content, with their labels."""
+FACE_SHOWS = frozenset({"nofaces", "group"})
+"""The filters that need the job's faces (`--faces`, `--people`): shown only when it has them."""
+GROUP_FACES = 3
+"""Faces from which a photo is a group photo."""
 GRID_PAGE = 120
 """Photos a page of the grid shows without scripts (with them, the whole list is scrolled)."""
 CHANGES_OVERLAP = timedelta(seconds=5)
@@ -129,6 +135,11 @@ class GridPhoto:
             found.add("flagged")
         if not self.review.keywords:
             found.add("nokeywords")
+        faces = self.review.details.faces
+        if faces is not None and not faces:
+            found.add("nofaces")
+        if faces is not None and len(faces) >= GROUP_FACES:
+            found.add("group")
         return found
 
     @property
@@ -175,6 +186,16 @@ class ReviewGrid:
     categories: list[tuple[str, int]]
     stamp: str
     """The latest write among the photos: the page's `since` for its first poll."""
+
+    @property
+    def shows(self) -> dict[str, str]:
+        """The filters by decision and content that apply to this job, with their labels."""
+        has_faces = any(p.review.details.faces is not None for p in self.photos)
+        return {
+            value: label
+            for value, label in SHOWS.items()
+            if has_faces or value not in FACE_SHOWS or value == self.filter.show
+        }
 
     @property
     def open(self) -> bool:

@@ -104,7 +104,7 @@ class ReviewPages:
             job=grid.job,
             grid=grid,
             filter=wanted,
-            shows=review_grid.SHOWS,
+            shows=grid.shows,
             sections=grid.sections(shown),
             number=number,
             here=urlencode({**here, **({"photo": current.id} if current else {})}),

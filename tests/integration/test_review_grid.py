@@ -44,6 +44,8 @@ async def test_the_grid_is_in_capture_order_by_folder_and_filters_count(
         "held": 0,
         "flagged": 1,
         "nokeywords": 2,
+        "nofaces": 0,
+        "group": 0,
     }
     flagged = await grids.grid(job.id, ReviewFilter("flagged"))
     assert [p.review.flagged for p in flagged.shown] == [True]
@@ -60,6 +62,27 @@ async def test_the_grid_is_in_capture_order_by_folder_and_filters_count(
     assert [p.id for p in again.shown] == [first]
     assert again.shown[0].review.keywords == ["groom", "flowers"]
     assert again.counts["undecided"] == 89
+
+
+async def test_the_face_filters_show_photos_without_faces_and_group_photos(
+    store: Store, tmp_path: Path
+) -> None:
+    plain = await big_review(store, tmp_path / "plain", 10)
+    grids = ReviewGrids(store, Thumbnails(tmp_path / "cache", open_output))
+    without = await grids.grid(plain.id, ReviewFilter())
+    assert "nofaces" not in without.shows and "group" not in without.shows
+    assert without.counts["nofaces"] == without.counts["group"] == 0  # unknown is not "none"
+
+    job = await big_review(store, tmp_path / "faces", 90, faces=True)
+    grid = await grids.grid(job.id, ReviewFilter())
+    assert {"nofaces", "group"} <= set(grid.shows)
+    assert grid.counts["nofaces"] == 18 and grid.counts["group"] == 36  # index % 5 faces
+    alone = await grids.grid(job.id, ReviewFilter("nofaces"))
+    assert {len(p.review.details.faces or ()) for p in alone.shown} == {0}
+    assert all(p.review.details.faces == () for p in alone.shown)
+    groups = await grids.grid(job.id, ReviewFilter("group"))
+    assert {len(p.review.details.faces or ()) for p in groups.shown} == {3, 4}
+    assert len(groups.shown) == 36
 
 
 async def test_a_bulk_edit_takes_what_each_photo_allows_and_says_what_it_skipped(
