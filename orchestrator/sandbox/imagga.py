@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import json
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,14 @@ from typing import Any
 from aiohttp import BodyPartReader, hdrs, web
 
 from orchestrator.sandbox import vision
+from orchestrator.sandbox.imagga_answers import (
+    CATEGORIZERS,
+    categories_for,
+    colors_result,
+    croppings_result,
+    faces_result,
+    group_faces,
+)
 
 PREFIX = "/imagga/v2"
 TRANSLATIONS = {"de": "de:", "fr": "fr:", "es": "es:"}
@@ -42,17 +49,9 @@ TRANSLATIONS = {"de": "de:", "fr": "fr:", "es": "es:"}
 MONTHLY_LIMIT = 1000
 CONCURRENCY_LIMIT = 5
 BILLING_PERIOD_END = "2099-01-01T00:00:00Z"
-CATEGORIZERS: dict[str, tuple[str, ...]] = {
-    "personal_photos": (
-        "people portraits", "events parties", "nature landscape", "streetview architecture",
-        "interior objects", "food drinks", "pets animals", "sunrises sunsets",
-    ),
-    "nsfw_beta": ("safe", "underwear", "nsfw"),
-}  # fmt: skip
+
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 TICKET_SECONDS = 0.5
-GROUPING_HUE_DEGREES = 30.0
-"""Faces whose signature hues are this close are one person."""
 UNAUTHORISED = "You need to authenticate with your API key and secret (HTTP Basic)."
 
 
@@ -148,31 +147,6 @@ class ImaggaState:
 
 
 IMAGGA = web.AppKey("sandbox_imagga", ImaggaState)
-
-
-def categories_for(
-    seed_hex: str, reading: vision.Reading, categorizer: str
-) -> list[tuple[str, float]]:
-    """(category, confidence) pairs for an image, highest first, summing to about 100."""
-    if categorizer == "personal_photos":
-        return list(reading.personal_photos)
-    rng = random.Random(f"{categorizer}:{seed_hex}")
-    names = CATEGORIZERS[categorizer]
-    if categorizer == "nsfw_beta":
-        # Most images are safe; about one in eight is not.
-        unsafe = rng.random() < 0.125
-        top = rng.uniform(70.0, 99.0)
-        first = rng.choice(names[1:]) if unsafe else "safe"
-        rest = [n for n in names if n != first]
-        second = round((100 - top) * rng.uniform(0.5, 1.0), 4)
-        return [(first, round(top, 4)), (rest[0], second), (rest[1], round(100 - top - second, 4))]
-    weights = [rng.random() ** 3 for _ in names]
-    total = sum(weights)
-    scored = sorted(
-        ((name, round(100 * w / total, 4)) for name, w in zip(names, weights, strict=True)),
-        key=lambda pair: -pair[1],
-    )
-    return [pair for pair in scored if pair[1] >= 1.0]
 
 
 def _answer(result: dict[str, Any]) -> web.Response:
@@ -437,66 +411,6 @@ async def categories_of_image(request: web.Request) -> web.Response:
     )
 
 
-def _colour(colour: tuple[int, int, int], percent: float) -> dict[str, Any]:
-    name, parent, named_rgb, distance = vision.closest_named(colour)
-    red, green, blue = colour
-    return {
-        "r": red,
-        "g": green,
-        "b": blue,
-        "html_code": f"#{red:02x}{green:02x}{blue:02x}",
-        "closest_palette_color": name,
-        "closest_palette_color_html_code": "#{:02x}{:02x}{:02x}".format(*named_rgb),
-        "closest_palette_color_parent": parent,
-        "closest_palette_distance": distance,
-        "percent": percent,
-    }
-
-
-def _colors_result(reading: vision.Reading) -> dict[str, Any]:
-    foreground = sum(percent for _, percent in reading.foreground_colors)
-    return {
-        "colors": {
-            "image_colors": [_colour(c, p) for c, p in reading.image_colors],
-            "foreground_colors": [_colour(c, p) for c, p in reading.foreground_colors],
-            "background_colors": [_colour(c, p) for c, p in reading.background_colors],
-            "color_percent_threshold": 1.75,
-            "color_variance": len(reading.image_colors) * 7,
-            "object_percentage": round(foreground / 4, 2),
-        }
-    }
-
-
-def _face_id(seed: str, index: int) -> str:
-    return hashlib.md5(f"face:{seed}:{index}".encode()).hexdigest()
-
-
-def _faces_result(
-    state: ImaggaState, seed: str, reading: vision.Reading, *, face_ids: bool
-) -> dict[str, Any]:
-    faces = []
-    for index, face in enumerate(reading.faces):
-        x1, y1, x2, y2 = face.box
-        answer: dict[str, Any] = {
-            "confidence": face.confidence,
-            "coordinates": {
-                "xmin": x1,
-                "ymin": y1,
-                "xmax": x2,
-                "ymax": y2,
-                "width": x2 - x1,
-                "height": y2 - y1,
-            },
-            "landmarks": [],
-        }
-        if face_ids:
-            face_id = _face_id(seed, index)
-            state.faces[face_id] = face.hue
-            answer["face_id"] = face_id
-        faces.append(answer)
-    return {"faces": faces}
-
-
 def _resolutions(request: web.Request) -> list[tuple[int, int]] | None:
     """The `resolution=W1xH1,W2xH2` asked for, or None if malformed or missing."""
     found = []
@@ -506,16 +420,6 @@ def _resolutions(request: web.Request) -> list[tuple[int, int]] | None:
             return None
         found.append((int(width), int(height)))
     return found or None
-
-
-def _croppings_result(reading: vision.Reading, sizes: list[tuple[int, int]]) -> dict[str, Any]:
-    croppings = []
-    for width, height in sizes:
-        x1, y1, x2, y2 = vision.cropping(reading, width, height)
-        croppings.append(
-            {"target_width": width, "target_height": height, "x1": x1, "y1": y1, "x2": x2, "y2": y2}
-        )
-    return {"croppings": croppings}
 
 
 async def _analysis(
@@ -543,7 +447,7 @@ async def _analysis(
 async def colors(request: web.Request) -> web.Response:
     """GET /imagga/v2/colors?image_upload_id=|image_url="""
     return await _analysis(
-        request, "colors", "colors_requests", lambda _, reading: _colors_result(reading)
+        request, "colors", "colors_requests", lambda _, reading: colors_result(reading)
     )
 
 
@@ -555,7 +459,7 @@ async def face_detections(request: web.Request) -> web.Response:
         request,
         "faces/detections",
         "faces_requests",
-        lambda seed, reading: _faces_result(state, seed, reading, face_ids=face_ids),
+        lambda seed, reading: faces_result(state.faces, seed, reading, face_ids=face_ids),
     )
 
 
@@ -568,7 +472,7 @@ async def croppings(request: web.Request) -> web.Response:
         request,
         "croppings",
         "croppings_requests",
-        lambda _, reading: _croppings_result(reading, sizes),
+        lambda _, reading: croppings_result(reading, sizes),
     )
 
 
@@ -586,25 +490,6 @@ async def _face_ids_sent(request: web.Request) -> list[str] | None:
     if not isinstance(faces, list) or not all(isinstance(item, str) for item in faces):
         return None
     return [item.strip() for item in faces if item.strip()]
-
-
-def group_faces(hues: dict[str, float]) -> list[list[str]]:
-    """Faces in groups of one person each: hues within GROUPING_HUE_DEGREES, chained."""
-    groups: list[list[str]] = []
-    signatures: list[list[float]] = []
-    for face_id, hue in hues.items():
-        for group, members in zip(groups, signatures, strict=True):
-            if any(
-                min(abs(hue - other), 360 - abs(hue - other)) < GROUPING_HUE_DEGREES
-                for other in members
-            ):
-                group.append(face_id)
-                members.append(hue)
-                break
-        else:
-            groups.append([face_id])
-            signatures.append([hue])
-    return groups
 
 
 async def face_groupings(request: web.Request) -> web.Response:
