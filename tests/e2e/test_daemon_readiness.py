@@ -21,7 +21,7 @@ def test_readyz_goes_red_while_a_write_lock_is_held(tmp_path: Path, daemons: lis
         other = sqlite3.connect(path, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
-            status, body = wait_for(
+            _status, body = wait_for(
                 lambda: (answer := http("GET", f"{daemon.url}/readyz"))[0] == 503 and answer,
                 timeout=20,
                 what="/readyz to say not ready",
