@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import secrets
@@ -596,6 +597,8 @@ async def callback_burst(
     tracing.on_request_headers_sent.append(on_sent)
     tracing.on_request_end.append(on_end)
     gate = asyncio.Event()
+    # Each callback that fails is counted below, not logged one by one.
+    logging.getLogger("orchestrator.sandbox.callbacks").setLevel(logging.ERROR)
     shoots = await asyncio.to_thread(make_shoots, work / f"burst-{which}", count)
     with edits_held(gate):
         async with fresh_database(code) as db_url, sandbox(3600, first_download) as sb:

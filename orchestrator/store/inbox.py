@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.store.db import upsert_into
 from orchestrator.store.models import Callback, Event, Job, utcnow
@@ -56,6 +57,23 @@ class Arrival:
     def news(self) -> tuple[str, str, str]:
         """What the inbox keeps once."""
         return (self.project_uuid, self.action, self.status)
+
+
+INBOX_CONNECTIONS = 2
+"""The inbox's own connections on Postgres: a group being written and the next one's start."""
+
+
+def inbox_store(store: Store) -> Store:
+    """A store for the inbox alone: on Postgres over a small pool of its own, so a callback
+    never waits for a connection behind the drives, polls and pages; on SQLite (no pool, one
+    writer at a time anyway) `store` itself. Close it apart when it is not `store`."""
+    if store.engine.dialect.name != "postgresql":
+        return store
+    return Store(
+        create_async_engine(
+            store.engine.url, pool_size=INBOX_CONNECTIONS, max_overflow=0, pool_pre_ping=True
+        )
+    )
 
 
 async def deliver_callback(
