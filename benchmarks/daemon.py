@@ -620,12 +620,16 @@ async def callback_burst(
                 took = time.monotonic() - started
                 print(f"{count} jobs submitted and waiting on edits in {took:.0f} s")
                 await asyncio.sleep(3)  # the last drives unwind
+                cpu0 = [p.cpu_seconds() for p in processes]
+                xact0 = await _transactions(db_url)
                 opened = time.time()  # the download hook notes wall-clock times
                 gate.set()
                 for _ in range(600):  # five minutes at most
                     if len(first_download) >= count:
                         break
                     await asyncio.sleep(0.5)
+                cpu = sum(p.cpu_seconds() for p in processes) - sum(cpu0)
+                xacts = await _transactions(db_url) - xact0
                 await asyncio.sleep(DELIVERY_TIMEOUT.total or 10)  # the last callbacks end
                 downloads = [t - opened for t in first_download.values()]
                 log = list(dispatcher.log)
@@ -637,6 +641,11 @@ async def callback_burst(
     print(
         f"first edit download after the burst, {len(downloads)} of {count} jobs: "
         f"{_percentiles(downloads)}"
+    )
+    print(
+        f"until the last first download: the daemons' CPU {cpu:.1f} s in all "
+        f"({1000 * cpu / count:.0f} ms a job), Postgres {xacts} transactions "
+        f"({xacts / count:.1f} a job)"
     )
 
 
