@@ -173,9 +173,8 @@ async def _fold_run(
             )
         )
     ).one()
-    if not count:
-        return
-    await conn.execute(delete(Event).where(between))
+    if not count or not (await conn.execute(delete(Event).where(between))).rowcount:
+        return  # nothing between, or another prune folded it meanwhile
     await conn.execute(
         insert(Event).values(
             id=place,
