@@ -9,6 +9,7 @@ afterwards. The daemon runs as a real process; the sandbox runs in this process,
 that notes when each project's first edit download arrives.
 
     .venv/bin/python benchmarks/daemon.py --only load [--load-jobs 10000] [--before DIR]
+    .venv/bin/python benchmarks/daemon.py --only burst [--burst-jobs 1000] [--burst-daemons 3]
 
 1. Idle: `--waiting` one-photo jobs are submitted and driven until they all wait for edits
    that take an hour; then the daemon's CPU time and memory are sampled over `--idle-seconds`.
@@ -24,6 +25,13 @@ that notes when each project's first edit download arrives.
    URL: each daemon's CPU (/proc), Postgres transactions/s (pg_stat_database) and Imagen status
    requests/s (counted at the sandbox) over `--load-seconds`. With `--before DIR` the same rows
    run first with the code checked out at DIR (its own migrations), for the figures of today.
+5. Burst: `--burst-jobs` one-photo jobs driven by `--burst-daemons` daemons (default settings,
+   callbacks on) until every one waits for its edit; then the sandbox finishes every edit at
+   the same moment (its runs wait on one gate instead of their deadlines), so all the
+   callbacks go out at once. Figures: each callback's answer time as the sender sees it (from
+   its request sent to the answer's headers, aiohttp tracing; the sandbox's own queue of 100
+   connections is not counted), the callbacks that failed or were refused, and the time from
+   the gate to each job's first edit download. With `--before DIR` it runs first on that code.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import secrets
@@ -42,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +64,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from orchestrator.imagen.client import ImagenClient
+from orchestrator.sandbox import jobs as sandbox_jobs
+from orchestrator.sandbox.callbacks import DELIVERY_TIMEOUT
 from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.context import IMAGEN
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.sandbox.server import RunningSandbox, start_sandbox
 from orchestrator.service.submit import submit_request
@@ -534,6 +546,109 @@ async def waiting_load(
     )
 
 
+def _percentiles(values: list[float]) -> str:
+    """p50, p90, p99 and max of `values` (seconds), in milliseconds."""
+    if not values:
+        return "none"
+    ordered = sorted(values)
+
+    def p(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return (
+        f"p50 {1000 * p(0.5):.0f}, p90 {1000 * p(0.9):.0f}, p99 {1000 * p(0.99):.0f}, "
+        f"max {1000 * ordered[-1]:.0f} ms"
+    )
+
+
+@contextlib.contextmanager
+def edits_held(gate: asyncio.Event) -> Iterator[None]:
+    """The sandbox's runs end when `gate` opens, not at their deadlines: a burst on demand."""
+    original = sandbox_jobs.Job.wait_due
+
+    async def wait_for_gate(_job: sandbox_jobs.Job) -> None:
+        await gate.wait()
+
+    sandbox_jobs.Job.wait_due = wait_for_gate  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        sandbox_jobs.Job.wait_due = original  # type: ignore[method-assign]
+
+
+async def callback_burst(
+    work: Path, count: int, *, daemons: int, code: Path | None, env: dict[str, str]
+) -> None:
+    """`count` edits finishing at once under `daemons` daemons; see the module's part 5."""
+    which = "before" if code else "now"
+    settings = " ".join(f"{k}={v}" for k, v in env.items()) or "default settings"
+    print(f"\n## {count} edits done at once, {daemons} daemons, {settings} [{which}]")
+    first_download: dict[str, float] = {}
+    answers: list[float] = []
+
+    async def on_sent(_s: object, context: Any, _p: object) -> None:
+        context.sent_at = time.monotonic()
+
+    async def on_end(_s: object, context: Any, _p: object) -> None:
+        if hasattr(context, "sent_at"):
+            answers.append(time.monotonic() - context.sent_at)
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_headers_sent.append(on_sent)
+    tracing.on_request_end.append(on_end)
+    gate = asyncio.Event()
+    # Each callback that fails is counted below, not logged one by one.
+    logging.getLogger("orchestrator.sandbox.callbacks").setLevel(logging.ERROR)
+    shoots = await asyncio.to_thread(make_shoots, work / f"burst-{which}", count)
+    with edits_held(gate):
+        async with fresh_database(code) as db_url, sandbox(3600, first_download) as sb:
+            dispatcher = sb._app[IMAGEN].callbacks
+            await dispatcher.close()
+            dispatcher._session = aiohttp.ClientSession(
+                timeout=DELIVERY_TIMEOUT, trace_configs=[tracing]
+            )
+            processes = [
+                DaemonProcess(db_url, sb.api_url, work / f"burst-{which}-{n}.log", code=code, **env)
+                for n in range(daemons)
+            ]
+            async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as session:
+                for process in processes:
+                    await stack.enter_async_context(process)
+                started = time.monotonic()
+                ids = await submit_shoots(db_url, sb.api_url, shoots)
+                await wait_all(session, processes[0].url, ids, {"editing"}, within=3600)
+                took = time.monotonic() - started
+                print(f"{count} jobs submitted and waiting on edits in {took:.0f} s")
+                await asyncio.sleep(3)  # the last drives unwind
+                cpu0 = [p.cpu_seconds() for p in processes]
+                xact0 = await _transactions(db_url)
+                opened = time.time()  # the download hook notes wall-clock times
+                gate.set()
+                for _ in range(600):  # five minutes at most
+                    if len(first_download) >= count:
+                        break
+                    await asyncio.sleep(0.5)
+                cpu = sum(p.cpu_seconds() for p in processes) - sum(cpu0)
+                xacts = await _transactions(db_url) - xact0
+                await asyncio.sleep(DELIVERY_TIMEOUT.total or 10)  # the last callbacks end
+                downloads = [t - opened for t in first_download.values()]
+                log = list(dispatcher.log)
+    statuses: dict[object, int] = {}
+    for entry in log:
+        key = entry.get("http_status", entry.get("error"))
+        statuses[key] = statuses.get(key, 0) + 1
+    print(f"callbacks: {len(log)} sent, outcomes {statuses}; answered in {_percentiles(answers)}")
+    print(
+        f"first edit download after the burst, {len(downloads)} of {count} jobs: "
+        f"{_percentiles(downloads)}"
+    )
+    print(
+        f"until the last first download: the daemons' CPU {cpu:.1f} s in all "
+        f"({1000 * cpu / count:.0f} ms a job), Postgres {xacts} transactions "
+        f"({xacts / count:.1f} a job)"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, default=1000)
@@ -543,6 +658,14 @@ async def main() -> None:
     parser.add_argument("--load-jobs", type=int, default=10000)
     parser.add_argument("--load-seconds", type=float, default=60)
     parser.add_argument("--load-daemons", type=int, default=3)
+    parser.add_argument("--burst-jobs", type=int, default=1000)
+    parser.add_argument("--burst-daemons", type=int, default=3)
+    parser.add_argument(
+        "--burst-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for the burst's daemons (repeatable), e.g. ORCH_MAX_JOBS=32",
+    )
     parser.add_argument(
         "--before",
         type=Path,
@@ -551,7 +674,7 @@ async def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["idle", "latency", "receiver", "load"],
+        choices=["idle", "latency", "receiver", "load", "burst"],
         action="append",
         help="run only these parts (repeatable); all by default",
     )
@@ -570,6 +693,12 @@ async def main() -> None:
             await callback_latency(work, args.latency_jobs, pace=0.0)
         if "receiver" in parts:
             await receiver_rate(work, args.callbacks)
+        if "burst" in parts:
+            env = dict(item.split("=", 1) for item in args.burst_env)
+            for code in (args.before, None) if args.before else (None,):
+                await callback_burst(
+                    work, args.burst_jobs, daemons=args.burst_daemons, code=code, env=env
+                )
         if "load" in parts:
             for public in (True, False):
                 for code in (args.before, None) if args.before else (None,):

@@ -5,6 +5,8 @@ claim of due jobs, the next wake-up) must cost the same whether it holds a thous
 hundred thousand. The history is synthetic (rows inserted directly, as a season would leave
 them: finished jobs plus a set of live ones waiting on Imagen), built in seconds instead of the
 hours real jobs would take. Each query is timed (median of repeated calls) and its plan printed.
+Then the lists a person reads: `status`'s default view (every live job and the 20 newest
+finished ones) and the first page of `/api/jobs` (100 jobs), each timed and weighed as JSON.
 
     ORCH_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test python benchmarks/growth.py
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
+import json
 import os
 import statistics
 import time
@@ -23,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from orchestrator.service.jobs import jobs_page, status
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import utcnow
 from orchestrator.store.queries import Store
@@ -38,6 +43,16 @@ async def _fresh_postgres(server: str) -> str:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await admin.dispose()
     return server.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_postgres(server: str, url: str) -> None:
+    admin = create_async_engine(
+        server.replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        name = url.rsplit("/", 1)[1]
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
 
 
 async def _fill(store: Store, finished: int, waiting: int) -> None:
@@ -102,16 +117,29 @@ async def _plan(store: Store) -> str:
     return "\n".join("    " + " ".join(str(part) for part in row) for row in rows)
 
 
-async def measure(url: str, finished: int, waiting: int) -> tuple[float, float, str]:
+async def measure(url: str, finished: int, waiting: int) -> tuple[float, float, str, str]:
     await upgrade(url)
     store = Store.open(url)
     try:
         await _fill(store, finished, waiting)
         claim = await _median_ms(lambda: claim_due_jobs(store, "bench", 60, limit=10))
         due = await _median_ms(lambda: next_due_in(store, "bench"))
-        return claim, due, await _plan(store)
+        return claim, due, await _plan(store), await _lists(store)
     finally:
         await store.close()
+
+
+async def _lists(store: Store) -> str:
+    """`status`'s default view and `/api/jobs`' first page: median time and JSON size."""
+    views = await status(store)
+    page = await jobs_page(store)
+    status_ms = await _median_ms(lambda: status(store), rounds=5)
+    page_ms = await _median_ms(lambda: jobs_page(store), rounds=5)
+    return (
+        f"status (default): {len(views)} jobs, {len(json.dumps(views)) / 1000:,.0f} KB, "
+        f"{status_ms:.0f} ms; /api/jobs first page: {len(page['jobs'])} jobs, "
+        f"{len(json.dumps(page)) / 1000:,.0f} KB, {page_ms:.0f} ms"
+    )
 
 
 async def main() -> None:
@@ -129,10 +157,17 @@ async def main() -> None:
             else:
                 path = f"/tmp/growth-{uuid.uuid4().hex[:8]}.db"
                 url = f"sqlite:///{path}"
-            claim, due, plan = await measure(url, finished, args.waiting)
+            try:
+                claim, due, plan, lists = await measure(url, finished, args.waiting)
+            finally:
+                if backend == "postgres":
+                    await _drop_postgres(server or "", url)
+                else:
+                    for leftover in glob.glob(f"{path}*"):  # with its -wal and -shm
+                        os.remove(leftover)
             print(
                 f"{backend:8} {finished:>7} finished jobs: claim {claim:6.2f} ms, "
-                f"next wake-up {due:6.2f} ms\n  claim plan:\n{plan}"
+                f"next wake-up {due:6.2f} ms\n  {lists}\n  claim plan:\n{plan}"
             )
 
 

@@ -36,6 +36,7 @@ from orchestrator.service.submit import submit_request
 from orchestrator.service.wakeups import Wakeups
 from orchestrator.service.wiring import connected, engine_config
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
+from orchestrator.store.inbox import inbox_store
 from orchestrator.store.queries import process_owner
 from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig
@@ -91,6 +92,9 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         # it is done /readyz stays red and no job is taken.
         store = await open_store(settings, require_current=False)
         stack.push_async_callback(store.close)
+        callbacks_store = inbox_store(store)
+        if callbacks_store is not store:
+            stack.push_async_callback(callbacks_store.close)
         metrics = Metrics()
         wakeups = Wakeups()
         health = DatabaseHealth(store)
@@ -105,7 +109,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         stack.push_async_callback(notifier.drain)
         app = build_app(
             operations=Operations(store=store, health=health, metrics=metrics),
-            receiver=Receiver(store=store, wakeups=wakeups, metrics=metrics),
+            receiver=Receiver(store=callbacks_store, wakeups=wakeups, metrics=metrics),
             access=Access.for_daemon(settings, host),
             pages=pages_for(store, settings),
         )

@@ -4,10 +4,17 @@ The URL is `<public url>/callbacks/<secret>`, the secret long, random and per jo
 SHA-256 is stored. Anything that is not a well-formed callback for the job owning the secret
 gets a 4xx (404 for an unknown secret) and changes nothing. A callback never moves a job: it
 makes it due now, and the engine asks Imagen for the status.
+
+A callback is answered as soon as it is recorded, and recording waits for nothing else the
+daemon does: arrivals are written in groups (`GroupInbox`), one transaction for all that came
+while the previous group was being written, so a burst of a thousand costs a few dozen
+transactions and each sender waits about one of them, whatever the drives and pages are doing
+with the database meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any, Literal
@@ -18,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from orchestrator.imagen.models import KNOWN_STATUSES
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.store.inbox import Verdict, deliver_callback
+from orchestrator.store.inbox import Arrival, Delivery, Verdict, deliver_callbacks
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.processing import callback_secret_hash
@@ -32,6 +39,8 @@ OTHER_STATUS = "other"
 """The inbox's one status for every word Imagen is not known to send."""
 SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 """What a secret of ours looks like (`secrets.token_urlsafe`); anything else is not looked up."""
+GROUP_MAX = 500
+"""Most callbacks written in one transaction (a burst's group stays a few hundred rows)."""
 
 
 class CallbackBody(BaseModel, frozen=True, extra="ignore"):
@@ -55,11 +64,43 @@ class CallbackBody(BaseModel, frozen=True, extra="ignore"):
         return value if value in KNOWN_STATUSES else OTHER_STATUS
 
 
+class GroupInbox:
+    """Writes callbacks in groups: the first arrival is written at once, and those that arrive
+    meanwhile wait for that transaction and go together in the next (a group commit)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiting: list[tuple[Arrival, asyncio.Future[Delivery]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def deliver(self, arrival: Arrival) -> Delivery:
+        """The arrival's verdict once its group is committed; a database error if it failed."""
+        answer: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arrival, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="callback-inbox")
+        return await answer
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
+            try:
+                deliveries = await deliver_callbacks(self._store, [a for a, _ in group])
+            except Exception as exc:  # each sender hears of it (a database error: 503)
+                for _, answer in group:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, answer), delivery in zip(group, deliveries, strict=True):
+                if not answer.done():  # its sender may have gone
+                    answer.set_result(delivery)
+
+
 class Receiver:
     """The POST /callbacks/{secret} handler."""
 
     def __init__(self, *, store: Store, wakeups: Wakeups, metrics: Metrics) -> None:
-        self._store = store
+        self._inbox = GroupInbox(store)
         self._wakeups = wakeups
         self._metrics = metrics
 
@@ -86,12 +127,8 @@ class Receiver:
                 problems=exc.error_count(),
             )
         try:
-            delivery = await deliver_callback(
-                self._store,
-                callback_secret_hash(secret),
-                project_uuid=body.project_uuid,
-                action=body.action,
-                status=body.status,
+            delivery = await self._inbox.deliver(
+                Arrival(callback_secret_hash(secret), body.project_uuid, body.action, body.status)
             )
         except database_errors():
             self._metrics.callbacks.labels("database_down").inc()

@@ -3,6 +3,12 @@
 A job holds a task only while there is work to do. When it waits for Imagen the engine gives
 its lease back and leaves a `wake_at` in the database; the scheduler sleeps until the earliest
 `wake_at` (or a lease expiry) it knows of, or until woken (callback, NOTIFY, a freed slot).
+
+When the database goes away, the drives it breaks cannot give their leases back. A drive
+broken by the database is not parked as a failure: the scheduler notes that leases may be
+stranded and, at its first look once the database answers, gives back every lease in its own
+name on a job it no longer works on (`take_back_stranded`), so those jobs go on at once
+instead of a lease TTL later. Another daemon's leases are never touched.
 """
 
 from __future__ import annotations
@@ -25,14 +31,17 @@ from orchestrator.store.scheduling import (
     Claim,
     claim_and_look_ahead,
     database_errors,
+    is_outage,
+    take_back_stranded,
     wake_if_called_back,
 )
 from orchestrator.workflow.engine import Engine, Outcome
 
 log = logging.getLogger("orchestrator.daemon")
 
-DATABASE_RETRY = RetryPolicy(initial_interval=0.5, maximum_interval=30.0, maximum_attempts=0)
-"""How the scheduler backs off while the database is unreachable."""
+DATABASE_RETRY = RetryPolicy(initial_interval=0.5, maximum_interval=5.0, maximum_attempts=0)
+"""How the scheduler backs off while the database is unreachable: a look is one cheap
+transaction, and the jobs go on within this of the database answering again."""
 MIN_SLEEP_SECONDS = 0.05
 """Shortest nap between two claims, so a row another daemon is claiming cannot make us spin."""
 RELEASE_SECONDS = 10.0
@@ -75,6 +84,8 @@ class Scheduler:
         self._health = health
         self._settings = settings
         self._drives: dict[str, asyncio.Task[None]] = {}
+        self._stranded = False
+        """The database failed us since the last look: some of our leases may be stranded."""
         self.poller = Poller(
             store=store,
             imagen=engine.services.imagen,
@@ -108,6 +119,7 @@ class Scheduler:
                         delay = DATABASE_RETRY.backoff(failures)
                 except database_errors() as exc:
                     ready = False
+                    self._stranded = True
                     failures += 1
                     delay = DATABASE_RETRY.backoff(failures)
                     self._metrics.database_up.set(0)
@@ -145,6 +157,8 @@ class Scheduler:
 
     async def _tick(self) -> float:
         """Claim what is due and fits; return how long to sleep before looking again."""
+        if self._stranded:
+            await self._take_back_stranded()
         free = self._settings.max_jobs - len(self._drives)
         if free <= 0:
             return self._settings.idle_seconds
@@ -156,6 +170,16 @@ class Scheduler:
         if len(self._drives) >= self._settings.max_jobs or until is None:
             return self._settings.idle_seconds
         return min(max(until, MIN_SLEEP_SECONDS), self._settings.idle_seconds)
+
+    async def _take_back_stranded(self) -> None:
+        """Give back our leases that no drive of ours holds any more (after an outage)."""
+        taken_back = await take_back_stranded(self._store, self.owner, set(self._drives))
+        self._stranded = False
+        if taken_back:
+            log.warning(
+                "gave back leases stranded by a database outage; their jobs go on now",
+                extra={"jobs": len(taken_back), "job_ids": taken_back[:20]},
+            )
 
     def _start(self, claim: Claim) -> None:
         job_id = claim.lease.job_id
@@ -197,6 +221,16 @@ class Scheduler:
                 extra={"job_id": job_id, "epoch": claim.lease.epoch, "error": str(exc)},
             )
         except Exception as exc:
+            if is_outage(exc):
+                # Not the job's fault: it goes on where its checkpoints say once the database
+                # answers (its lease given back by the next look if this drive could not).
+                self._stranded = True
+                self._metrics.drives.labels("database_down").inc()
+                log.warning(
+                    "the database went away while driving the job; it goes on when it answers",
+                    extra={"job_id": job_id, "error": type(exc).__name__},
+                )
+                return
             self._metrics.drives.labels("error").inc()
             log.exception("driving the job failed", extra={"job_id": job_id})
             await self._park(job_id, f"unexpected error: {type(exc).__name__}: {exc}")
@@ -232,9 +266,13 @@ class Scheduler:
         """
         try:
             lease = await self._store.claim(job_id, self.owner, self._settings.lease_ttl)
-        except (LeaseHeld, JobNotFound):
+        except LeaseHeld:
+            self._stranded = True  # perhaps ours, kept by a release the database refused
+            return
+        except JobNotFound:
             return
         except database_errors():
+            self._stranded = True
             log.warning(
                 "could not record why the job stopped: the database is unreachable",
                 extra={"job_id": job_id},

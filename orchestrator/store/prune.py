@@ -8,6 +8,13 @@ each delete re-checks, in its own statement, that the job is still finished and 
 `retry` that moves a failed job back at that moment wins). Then it gives the space back: SQLite
 checkpoints its log and rewrites the file (VACUUM), Postgres vacuums the tables for reuse.
 
+The jobs it keeps have their history folded: a job that lives long (paused for days while
+Imagen is down, restarted daemons taking its lease over) writes the same kind of line again and
+again. Of each repetitive kind (`FOLDED_KINDS`) older than a day, a job keeps its first and last
+line, and the ones between become one `folded` line in their place, which says how many there
+were, of what kind and over which span. Transitions, callbacks, retries, notes and errors are
+never folded, and folding touches only history lines, never a job's state.
+
 Imagga's kept answers (`tag_results`) are not pruned: they are what a later `keywords
 --reselect` or a rerun of an old shoot reads instead of paying again.
 """
@@ -18,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, not_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -32,7 +39,13 @@ CALLBACKS_KEPT = timedelta(days=1)
 """How long a processed callback stays: long enough to absorb Imagen's late duplicates."""
 
 BATCH = 500
-"""Jobs deleted per transaction: a first prune of a long season never holds the writers long."""
+"""Jobs deleted (or runs of lines folded) per transaction: a first prune of a long season never
+holds the writers long."""
+
+FOLDED_KINDS = ("paused", "resume", "interrupted", "lease")
+"""History lines that repeat while a job waits out trouble: kept first and last, folded between."""
+FOLD_AFTER = timedelta(days=1)
+"""How old a repetitive line must be to be folded: the last day's history stays line by line."""
 
 _PRUNED_TABLES = ("jobs", "photos", "photo_phases", "events", "callbacks")
 
@@ -52,6 +65,8 @@ class PruneReport:
     bytes_before: int | None
     """The SQLite file's size with its log, before; None on Postgres."""
     bytes_after: int | None
+    events_folded: int = 0
+    """History lines of the jobs kept that were folded into `folded` lines."""
 
 
 def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
@@ -89,6 +104,7 @@ async def prune(store: Store, *, older_than: timedelta, dry_run: bool = False) -
                 delete(Job).where(Job.id.in_(batch), _finished_before(cutoff))
             )
             jobs += removed.rowcount
+    folded = await _fold_history(store, cutoff, now - FOLD_AFTER, dry_run=dry_run)
     if not dry_run:
         async with store.engine.begin() as conn:
             await conn.execute(delete(Callback).where(_spent_callbacks(now)))
@@ -102,6 +118,80 @@ async def prune(store: Store, *, older_than: timedelta, dry_run: bool = False) -
         callbacks=callbacks,
         bytes_before=before,
         bytes_after=_file_bytes(store),
+        events_folded=folded,
+    )
+
+
+async def _fold_history(
+    store: Store, prune_cutoff: datetime, fold_cutoff: datetime, *, dry_run: bool
+) -> int:
+    """Fold the repetitive lines older than `fold_cutoff` of the jobs a prune keeps; how many.
+
+    Of each run (one job, one kind) of three or more such lines, the first and last stay; the
+    ones between are deleted and one `folded` line takes the id of the first of them, so the
+    history (read in id order) still tells the story in order.
+    """
+    kept_jobs = select(Job.id).where(not_(_finished_before(prune_cutoff)))
+    old_repeats = and_(
+        Event.kind.in_(FOLDED_KINDS), Event.at < fold_cutoff, Event.job_id.in_(kept_jobs)
+    )
+    async with store.engine.connect() as conn:
+        runs = (
+            await conn.execute(
+                select(
+                    Event.job_id, Event.kind, func.count(), func.min(Event.id), func.max(Event.id)
+                )
+                .where(old_repeats)
+                .group_by(Event.job_id, Event.kind)
+                .having(func.count() > 2)
+            )
+        ).all()
+    folded = sum(int(count) - 2 for _, _, count, _, _ in runs)
+    if dry_run:
+        return folded
+    for start in range(0, len(runs), BATCH):
+        async with store.engine.begin() as conn:
+            for job_id, kind, _, first_id, last_id in runs[start : start + BATCH]:
+                await _fold_run(conn, job_id, kind, first_id, last_id, fold_cutoff)
+    return folded
+
+
+async def _fold_run(
+    conn: AsyncConnection, job_id: str, kind: str, first_id: int, last_id: int, cutoff: datetime
+) -> None:
+    between = and_(
+        Event.job_id == job_id,
+        Event.kind == kind,
+        Event.at < cutoff,
+        Event.id > first_id,
+        Event.id < last_id,
+    )
+    place, since, until, count = (
+        await conn.execute(
+            select(func.min(Event.id), func.min(Event.at), func.max(Event.at), func.count()).where(
+                between
+            )
+        )
+    ).one()
+    if not count or not (await conn.execute(delete(Event).where(between))).rowcount:
+        return  # nothing between, or another prune folded it meanwhile
+    await conn.execute(
+        insert(Event).values(
+            id=place,
+            job_id=job_id,
+            at=since,
+            kind="folded",
+            message=(
+                f"{count} more '{kind}' lines from {since:%Y-%m-%d %H:%M} to "
+                f"{until:%Y-%m-%d %H:%M} UTC, folded into this one"
+            ),
+            data={
+                "kind": kind,
+                "count": int(count),
+                "first": since.isoformat(),
+                "last": until.isoformat(),
+            },
+        )
     )
 
 

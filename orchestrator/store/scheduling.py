@@ -9,7 +9,7 @@ takes the database's write lock before the first read.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +51,23 @@ def database_errors(*also: type[BaseException]) -> tuple[type[BaseException], ..
     asyncpg = sys.modules.get("asyncpg")
     driver = () if asyncpg is None else (asyncpg.PostgresError, asyncpg.InterfaceError)
     return (*also, *_DATABASE_ERRORS, *driver)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says the database went away or refused to work for now (a lost or
+    refused connection, a lock held too long), not that a statement was wrong.
+
+    A drive that ends so did nothing wrong and goes on once the database answers; anything
+    else from the database (a constraint broken, bad SQL) is a bug, parked as one.
+    """
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(
+        error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+    ):
+        return True
+    return isinstance(error, PoolTimeout | ConnectionError)
 
 
 def is_live() -> ColumnElement[bool]:
@@ -125,6 +142,26 @@ async def claim_and_look_ahead(
         now = await database_now(conn)
         claims = await _claim(conn, now, owner, ttl, limit)
         return claims, await _next_due_in(conn, now, owner)
+
+
+async def take_back_stranded(store: Store, owner: str, busy: Collection[str]) -> list[str]:
+    """Give back the leases `owner` holds on jobs not in `busy`; the jobs' ids.
+
+    When the database goes away under a daemon, the drives and polls it was making end
+    without giving their leases back, and nobody else may take them before they expire (a
+    lease TTL later). The daemon knows which of its jobs it still works on (`busy`); every
+    other lease in its name is stranded, and giving it back lets the job go on as soon as the
+    database answers. Never another owner's lease: the statement names this owner. A poll of
+    this daemon's in flight at that moment loses its write (fenced) and is asked again.
+    """
+    async with write_transaction(store) as conn:
+        taken_back = await conn.execute(
+            update(Job)
+            .where(Job.lease_owner == owner, Job.id.not_in(list(busy)))
+            .values(lease_owner=None, lease_expires_at=None)
+            .returning(Job.id)
+        )
+        return list(taken_back.scalars())
 
 
 async def _claim(

@@ -156,3 +156,77 @@ def test_a_database_outage_turns_readyz_red_and_loses_nothing(
         assert md5_matches_ledger(project, job) == 4
         assert daemon.alive()
         assert daemon.terminate() == 0
+
+
+def test_a_drive_cut_by_an_outage_goes_on_as_soon_as_the_database_answers(
+    pg_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """The database goes away while the daemon holds a job's lease (uploading, slowly): the
+    drive ends without giving the lease back; once the database answers, the daemon gives its
+    stranded lease back and drives the job on at once, not a lease TTL (10 minutes) later."""
+    migrated(pg_url)
+    direct = make_url(pg_url)
+    with (
+        TcpProxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy,
+        sandbox_process(
+            "--edit-seconds", "1", "--faults", "slow=1", "--slow-seconds", "0.3"
+        ) as sandbox,
+    ):
+        proxied = direct.set(port=proxy.port).render_as_string(hide_password=False)
+        env = daemon_env(
+            f"{sandbox}/v1",
+            proxied,
+            ORCH_LEASE_TTL="600",
+            ORCH_CONCURRENCY="1",
+            ORCH_POLL_INITIAL="0.5",
+            ORCH_POLL_MAX="1",
+        )
+        shoot = tmp_path / "shoot"
+        shoot.mkdir()
+        make_sample_shoot(shoot, raw=0, jpeg=12)
+        submitted = orchestrator(
+            "submit",
+            str(shoot),
+            "--profile",
+            "2001",
+            "--json",
+            env={**env, "ORCH_DATABASE_URL": pg_url},
+        )
+        [job_id] = json.loads(submitted.stdout)
+        daemon = Daemon(env, tmp_path)
+        daemons.append(daemon.start())
+        wait_for(
+            lambda: daemon.jobs()[job_id]["state"] == "uploading",
+            timeout=30,
+            what="the job to be uploading under the daemon's lease",
+        )
+
+        proxy.cut()
+        ended = {
+            "the database went away while driving the job; it goes on when it answers",
+            "driving the job failed",  # how a daemon that parks it as a bug says so
+        }
+        wait_for(
+            lambda: any(
+                r["msg"] in ended and r.get("job_id") == job_id for r in daemon.log_records()
+            ),
+            timeout=60,
+            what="the drive to end for want of the database",
+        )
+        proxy.restore()
+        # Far below the lease's 600 s: the job did not wait for its own lease to run out.
+        job = wait_for(
+            lambda: (j := daemon.jobs()[job_id])["state"] == "completed" and j,
+            timeout=120,
+            what="the job to finish after the outage",
+        )
+        messages = [r["msg"] for r in daemon.log_records()]
+        assert "gave back leases stranded by a database outage; their jobs go on now" in messages
+        assert "driving the job failed" not in messages  # an outage is not parked as a bug
+        detail = daemon.job(job_id)
+        assert not [e for e in detail["events"] if e["kind"] == "lease"]  # nobody took it over
+        [project] = ledger(sandbox)["projects"]
+        assert project["edit_requests"] == 1
+        assert md5_matches_ledger(project, job) == 12
+        assert daemon.alive()
+        assert daemon.terminate() == 0

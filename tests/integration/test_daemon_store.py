@@ -21,6 +21,7 @@ from orchestrator.store.scheduling import (
     claim_due_jobs,
     next_due_in,
     planning_lock,
+    take_back_stranded,
     wake_if_called_back,
 )
 from orchestrator.workflow.journey import PIPELINE
@@ -235,3 +236,27 @@ async def test_planning_one_folder_is_serialized_across_connections(pg_url: str)
     finally:
         await store.close()
     assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+async def test_taking_back_stranded_leases_touches_only_this_daemons_idle_ones(
+    store: Store,
+) -> None:
+    """After an outage a daemon gives back the leases in its name that none of its drives holds;
+    a drive of its own still running and every other daemon's lease are left alone."""
+    later = utcnow() + timedelta(minutes=10)
+    stranded = await _job(store, lease_owner="me", lease_expires_at=later, lease_epoch=3)
+    driving = await _job(store, lease_owner="me", lease_expires_at=later, lease_epoch=5)
+    others = await _job(store, lease_owner="other", lease_expires_at=later, lease_epoch=7)
+
+    assert await take_back_stranded(store, "me", {driving}) == [stranded]
+    jobs = {job_id: await store.get_job(job_id) for job_id in (stranded, driving, others)}
+    assert (jobs[stranded].lease_owner, jobs[stranded].lease_epoch) == (None, 3)
+    assert (jobs[driving].lease_owner, jobs[driving].lease_epoch) == ("me", 5)
+    assert (jobs[others].lease_owner, jobs[others].lease_epoch) == ("other", 7)
+    # Free again, so due at once; the claim bumps the epoch past any write of the old drive.
+    [claim] = await claim_due_jobs(store, "me", 30, limit=10)
+    assert (claim.lease.job_id, claim.lease.epoch, claim.previous_owner) == (stranded, 4, None)
+    with pytest.raises(StaleLease):
+        await store.advance(
+            Lease(stranded, "me", 3), move(JobState.QUEUED, JobState.PROJECT_CREATED)
+        )

@@ -150,6 +150,7 @@ async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> No
         "callbacks": 0,
         "bytes_before": None,
         "bytes_after": None,
+        "events_folded": 0,
     }
     done = orchestrator("prune", "--older-than", "30", env=env)
     assert done.returncode == 0, done.stderr
@@ -163,3 +164,77 @@ async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> No
     finally:
         await store.close()
     assert remaining == {live} and old not in remaining
+
+
+async def _line(store: Store, job_id: str, kind: str, ago: timedelta, message: str) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            insert(Event).values(job_id=job_id, at=utcnow() - ago, kind=kind, message=message)
+        )
+
+
+async def _history(store: Store, job_id: str) -> list[tuple[str, str]]:
+    return [(e.kind, e.message) for e in await store.events(job_id)]
+
+
+async def test_prune_folds_the_repeated_old_lines_of_the_jobs_it_keeps(store: Store) -> None:
+    """A job paused for days while Imagen was down: its old `paused` and `lease` lines fold to
+    first, one summary in their place, last; everything else of its history, its row and the
+    last day's lines stay as they were; a second prune folds nothing more."""
+    live = await _job(store, "editing", timedelta(days=40))
+    await _line(store, live, "transition", timedelta(days=4), "edit requested")
+    for n in range(50):
+        await _line(store, live, "paused", timedelta(days=3, minutes=-n), f"Imagen down ({n})")
+        if n == 25:
+            await _line(store, live, "note", timedelta(days=3, minutes=-n), "half way")
+    for n in range(3):
+        await _line(store, live, "lease", timedelta(days=2, minutes=-n), f"taken over ({n})")
+    for n in range(4):
+        await _line(store, live, "paused", timedelta(hours=1, minutes=-n), f"again ({n})")
+    other = await _job(store, "reviewing", timedelta(days=10))
+    await _line(store, other, "paused", timedelta(days=2), "once")
+    await _line(store, other, "paused", timedelta(days=2, minutes=-1), "twice")
+    old = await _job(store, "completed", DAYS_OLD)
+    for n in range(5):  # pruned with its job, not folded
+        await _line(store, old, "paused", DAYS_OLD, f"old ({n})")
+    before = await _history(store, live)
+    other_before = await _history(store, other)
+    row_before = await store.get_job(live)
+
+    dry = await prune(store, older_than=timedelta(days=30), dry_run=True)
+    assert dry.events_folded == 48 + 1
+    assert await _history(store, live) == before, "a dry run folded lines"
+
+    report = await prune(store, older_than=timedelta(days=30))
+    assert (report.jobs, report.events_folded) == (1, 49)
+    after = await _history(store, live)
+    folded = [message for kind, message in after if kind == "folded"]
+    assert len(folded) == 2
+    assert folded[0].startswith("48 more 'paused' lines from ")
+    assert folded[1].startswith("1 more 'lease' lines from ")
+    # In order: the first paused line, the summary in the place of the 48, the note between
+    # them, the last old paused line; the lease run likewise; the last day's lines untouched.
+    paused_or_folded = [
+        line for line in after if line[0] in {"paused", "folded"} or line[1] == "half way"
+    ]
+    assert paused_or_folded[:4] == [
+        ("paused", "Imagen down (0)"),
+        ("folded", folded[0]),
+        ("note", "half way"),
+        ("paused", "Imagen down (49)"),
+    ]
+    assert [m for k, m in after if k == "lease"] == ["taken over (0)", "taken over (2)"]
+    assert [m for k, m in after if k == "paused"][-4:] == [f"again ({n})" for n in range(4)]
+    unfolded = [line for line in before if line[0] not in {"paused", "lease"}]
+    assert [line for line in after if line[0] not in {"paused", "lease", "folded"}] == unfolded
+    assert await _history(store, other) == other_before  # two lines are no run
+    row_after = await store.get_job(live)
+    assert (row_after.state, row_after.updated_at, row_after.lease_epoch) == (
+        row_before.state,
+        row_before.updated_at,
+        row_before.lease_epoch,
+    )
+
+    again = await prune(store, older_than=timedelta(days=30))
+    assert (again.jobs, again.events_folded) == (0, 0)
+    assert await _history(store, live) == after

@@ -1,0 +1,93 @@
+"""Callbacks written in groups, on both databases: a burst arriving together is kept once per
+news with each sender's own verdict, in far fewer transactions than callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+
+from orchestrator.service.receiver import GroupInbox
+from orchestrator.states import JobState
+from orchestrator.store.inbox import Arrival, Verdict, deliver_callbacks
+from orchestrator.store.models import Callback, Event, utcnow
+from orchestrator.store.queries import Store
+from tests.store_support import stored_job
+
+
+@pytest.fixture
+async def store(migrated_db_url: str) -> AsyncIterator[Store]:
+    store = Store.open(migrated_db_url)
+    yield store
+    await store.close()
+
+
+async def _waiting_jobs(store: Store, count: int) -> list[tuple[str, str, str]]:
+    """`count` jobs waiting on their edits: (job id, secret hash, project) each."""
+    jobs = []
+    for n in range(count):
+        secret, project = f"{n:064x}", f"project-{n}"
+        job_id = await stored_job(
+            store,
+            daemon=True,
+            state=JobState.EDITING.value,
+            project_uuid=project,
+            callback_secret_hash=secret,
+            wake_at=utcnow() + timedelta(hours=1),
+        )
+        jobs.append((job_id, secret, project))
+    return jobs
+
+
+async def test_one_group_gives_each_arrival_its_own_verdict(store: Store) -> None:
+    (first, secret, project), (second, secret2, project2) = await _waiting_jobs(store, 2)
+    arrivals = [
+        Arrival(secret, project, "edit", "completed"),
+        Arrival(secret, project, "edit", "completed"),  # the same news twice in one group
+        Arrival("f" * 64, project, "edit", "completed"),  # nobody's secret
+        Arrival(secret2, project, "edit", "completed"),  # another job's project
+        Arrival(secret2, project2, "edit", "failed"),
+    ]
+    verdicts = [d.verdict for d in await deliver_callbacks(store, arrivals)]
+    assert verdicts == [
+        Verdict.ACCEPTED,
+        Verdict.DUPLICATE,
+        Verdict.UNKNOWN_SECRET,
+        Verdict.WRONG_PROJECT,
+        Verdict.ACCEPTED,
+    ]
+    # Already in the inbox: a later group finds it a duplicate.
+    [again] = await deliver_callbacks(store, arrivals[:1])
+    assert (again.verdict, again.job_id) == (Verdict.DUPLICATE, first)
+    for job_id in (first, second):
+        job = await store.get_job(job_id)
+        assert job.wake_at is not None and job.wake_at <= utcnow()
+        assert [e.kind for e in await store.events(job_id)].count("callback") == 1
+
+
+async def test_a_burst_is_kept_once_per_news_in_few_transactions(store: Store) -> None:
+    jobs = await _waiting_jobs(store, 60)
+    commits = 0
+
+    def count_commit(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(store.engine.sync_engine, "commit", count_commit)
+    inbox = GroupInbox(store)
+    # Each job's completed edit, each sent twice (a flaky sender), all at once.
+    arrivals = [Arrival(secret, project, "edit", "completed") for _, secret, project in jobs] * 2
+    deliveries = await asyncio.gather(*(inbox.deliver(a) for a in arrivals))
+    verdicts = [d.verdict for d in deliveries]
+    assert verdicts.count(Verdict.ACCEPTED) == 60
+    assert verdicts.count(Verdict.DUPLICATE) == 60
+    accepted = {d.job_id for d in deliveries if d.verdict is Verdict.ACCEPTED}
+    assert accepted == {job_id for job_id, _, _ in jobs}
+    assert commits <= 3  # the first arrival alone, then the rest together (not 120)
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(Callback))).scalar() == 60
+        stored_events = select(func.count()).where(Event.kind == "callback")
+        assert (await conn.execute(stored_events)).scalar() == 60
