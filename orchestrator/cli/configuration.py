@@ -69,16 +69,23 @@ def prune(
     from orchestrator.service.maintenance import prune_database, report_json
 
     cfg = settings()
-    report = run_async(lambda: prune_database(cfg, older_than_days=older_than, dry_run=dry_run))
+    pruned = run_async(lambda: prune_database(cfg, older_than_days=older_than, dry_run=dry_run))
     if json_output:
-        print_json(report_json(report))
+        print_json(report_json(pruned))
         return
+    report = pruned.report
     verb = "would remove" if report.dry_run else "removed"
     out.print(
         f"{verb} {plural(report.jobs, 'job')} that ended before "
         f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({plural(report.photos, 'photo')}, "
         f"{plural(report.events, 'event')}) and {plural(report.callbacks, 'spent callback')}"
     )
+    if report.events_folded:
+        out.print(
+            f"folded {plural(report.events_folded, 'repeated history line')} of the jobs kept"
+        )
+    if pruned.thumbnails:
+        out.print(f"removed the review thumbnails of {plural(pruned.thumbnails, 'pruned job')}")
     if report.bytes_before is not None and report.bytes_after is not None and not dry_run:
         out.print(
             f"database file: {report.bytes_before / 1e6:.1f} MB → {report.bytes_after / 1e6:.1f} MB"

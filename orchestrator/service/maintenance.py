@@ -12,7 +12,8 @@ from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.service.database import open_store
-from orchestrator.store.prune import PruneReport, prune
+from orchestrator.service.thumbnails import cache_folder, cached_jobs, forget_jobs
+from orchestrator.store.prune import PruneReport, prune, stored_jobs
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors
 
@@ -22,20 +23,46 @@ PRUNE_EVERY_SECONDS = 24 * 3600.0
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Pruned:
+    """What a prune did: the database's report, and the pruned jobs' thumbnails removed."""
+
+    report: PruneReport
+    thumbnails: int
+    """Jobs whose kept thumbnails (the review page's) were removed with them."""
+
+
 async def prune_database(
     settings: Settings, *, older_than_days: float, dry_run: bool = False
-) -> PruneReport:
-    """Remove finished jobs older than `older_than_days` and spent callbacks (see store.prune)."""
+) -> Pruned:
+    """Remove finished jobs older than `older_than_days` and spent callbacks (see store.prune),
+    and the thumbnails kept for jobs the database no longer has."""
     store = await open_store(settings)
     try:
-        return await prune(store, older_than=timedelta(days=older_than_days), dry_run=dry_run)
+        return await _prune(store, older_than_days, dry_run=dry_run)
     finally:
         await store.close()
 
 
-def report_json(report: PruneReport) -> dict[str, Any]:
+async def _prune(store: Store, older_than_days: float, *, dry_run: bool) -> Pruned:
+    report = await prune(store, older_than=timedelta(days=older_than_days), dry_run=dry_run)
+    if dry_run:
+        return Pruned(report, 0)
+    folder = cache_folder(store.engine.url)
+    cached = await asyncio.to_thread(cached_jobs, folder)
+    gone = sorted(set(cached) - await stored_jobs(store, cached))
+    await asyncio.to_thread(forget_jobs, folder, gone)
+    return Pruned(report, len(gone))
+
+
+def report_json(pruned: Pruned) -> dict[str, Any]:
     """The report as `prune --json` prints it."""
-    return {**dataclasses.asdict(report), "cutoff": report.cutoff.isoformat()}
+    report = pruned.report
+    return {
+        **dataclasses.asdict(report),
+        "cutoff": report.cutoff.isoformat(),
+        "thumbnails": pruned.thumbnails,
+    }
 
 
 async def prune_daily(store: Store, older_than_days: float, stop: asyncio.Event) -> None:
@@ -43,10 +70,10 @@ async def prune_daily(store: Store, older_than_days: float, stop: asyncio.Event)
     database that does not answer is logged and tried again at the next turn."""
     while not stop.is_set():
         try:
-            report = await prune(store, older_than=timedelta(days=older_than_days))
+            pruned = await _prune(store, older_than_days, dry_run=False)
         except database_errors() as exc:
             log.warning("pruning skipped: the database did not answer", extra={"error": str(exc)})
         else:
-            log.info("pruned the database", extra=report_json(report))
+            log.info("pruned the database", extra=report_json(pruned))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=PRUNE_EVERY_SECONDS)

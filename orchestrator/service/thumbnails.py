@@ -22,13 +22,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger("orchestrator.thumbnails")
@@ -66,6 +66,8 @@ def cache_folder(database_url: str | URL) -> Path:
 
 def make_thumbnail(data: bytes) -> bytes:
     """A JPEG of at most `THUMB_SIDE` px, upright, from the JPEG `data`; or ThumbnailFailed."""
+    from PIL import Image, ImageOps, UnidentifiedImageError  # loaded when used (startup cost)
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
@@ -82,6 +84,8 @@ def make_thumbnail(data: bytes) -> bytes:
 def capture_time(file: BinaryIO) -> datetime | None:
     """When the photo was taken, by its EXIF (DateTimeOriginal, else DateTime), if it says;
     only the file's header is read."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(file) as image:
             exif = image.getexif()
@@ -115,6 +119,21 @@ Opener = Callable[[str, str], BinaryIO]
 name leaving its folder, a link): the web page's own `open_output`."""
 PhotoJpeg = tuple[int, str, str, str]
 """A photo's JPEG: (photo id, version, folder, name in it)."""
+
+
+def cached_jobs(folder: Path) -> list[str]:
+    """The jobs that have thumbnails kept in `folder`."""
+    try:
+        return [entry.name for entry in folder.iterdir() if JOB_ID.fullmatch(entry.name)]
+    except FileNotFoundError:
+        return []
+
+
+def forget_jobs(folder: Path, job_ids: Iterable[str]) -> None:
+    """Remove the thumbnails and capture times kept for these jobs."""
+    for job_id in job_ids:
+        if JOB_ID.fullmatch(job_id):
+            shutil.rmtree(folder / job_id, ignore_errors=True)
 
 
 class Thumbnails:

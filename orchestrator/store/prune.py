@@ -221,3 +221,17 @@ def _file_bytes(store: Store) -> int | None:
         return None
     files = [path, path.with_name(path.name + "-wal")]
     return sum(file.stat().st_size for file in files if file.exists())
+
+
+async def stored_jobs(store: Store, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` that are jobs of the database (what a cache of jobs may keep)."""
+    found: set[str] = set()
+    async with store.engine.connect() as conn:
+        for start in range(0, len(ids), _ID_BATCH):
+            batch = list(ids[start : start + _ID_BATCH])
+            found.update(await conn.scalars(select(Job.id).where(Job.id.in_(batch))))
+    return found
+
+
+_ID_BATCH = 500
+"""Job ids asked about in one statement (well under SQLite's bound-variable limit)."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from orchestrator.service.thumbnails import cache_folder
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, utcnow
 from orchestrator.store.prune import prune
@@ -130,7 +131,9 @@ async def test_prune_gives_the_space_back_to_the_disk_on_sqlite(tmp_path: Path) 
     assert report.bytes_after < report.bytes_before / 2
 
 
-async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> None:
+async def test_the_prune_command_counts_then_removes(
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = Store.open(migrated_db_url)
     try:
         old = await _job(store, "completed", DAYS_OLD)
@@ -138,6 +141,13 @@ async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> No
     finally:
         await store.close()
     env = cli_env("http://127.0.0.1:9/v1", migrated_db_url)
+    # The review page's thumbnails of both jobs, and a folder of the user's own in the cache.
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", env["XDG_CACHE_HOME"])
+    thumbnails = cache_folder(migrated_db_url)
+    for name in (old, live, "notes"):
+        (thumbnails / name).mkdir(parents=True)
+        (thumbnails / name / "1-0.jpg").write_bytes(b"thumbnail")
 
     dry = orchestrator("prune", "--older-than", "30", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
@@ -151,11 +161,15 @@ async def test_the_prune_command_counts_then_removes(migrated_db_url: str) -> No
         "bytes_before": None,
         "bytes_after": None,
         "events_folded": 0,
+        "thumbnails": 0,
     }
+    assert (thumbnails / old).is_dir()  # a dry run removes nothing
     done = orchestrator("prune", "--older-than", "30", env=env)
     assert done.returncode == 0, done.stderr
     assert "removed 1 job that ended before" in done.stdout
     assert "3 photos, 2 events" in done.stdout
+    assert "removed the review thumbnails of 1 pruned job" in done.stdout
+    assert sorted(p.name for p in thumbnails.iterdir()) == sorted([live, "notes"])
 
     store = Store.open(migrated_db_url)
     try:
