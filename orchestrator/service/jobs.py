@@ -93,6 +93,8 @@ class JobView(BaseModel, frozen=True):
     name: str
     state: str
     source: str
+    shoot_id: str | None = None
+    """The shoot the job edits photos of (`status --json` lists it inside that shoot)."""
     photos: int
     """Photos in the job now (a count from the database, never a placeholder)."""
     done: dict[str, int]
@@ -157,6 +159,7 @@ def job_view(
         name=job.name,
         state=job.state,
         source=job.source,
+        shoot_id=job.shoot_id,
         photos=photos,
         done=done or {},
         last_error=job.last_error,

@@ -16,6 +16,7 @@ from orchestrator.imagen.files import image_type_of
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
+from orchestrator.store import shoots
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
 from orchestrator.transfer.hashing import file_md5
@@ -151,10 +152,13 @@ async def plan_jobs(
         await _check_not_seen_elsewhere(store, source, {j.id for j in of_source})
     await _check_ready(store, scan, existing, request, ready)
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
+    shoot_id = await _shoot_of(store, source, request) if missing else ""
     for kind, photos in scan.photos.items():
         job = existing.get(kind)
         if job is None:
-            job = await _create_job(store, scan, kind, photos, profiles[kind], request, plan.notes)
+            job = await _create_job(
+                store, scan, kind, photos, profiles[kind], request, plan.notes, shoot_id
+            )
         else:
             plan.notes += await _sync_photos(store, job, recorded[job.id], photos)
         plan.jobs.append(job)
@@ -163,6 +167,15 @@ async def plan_jobs(
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
     await _record_refused(store, plan.jobs, scan.refused)
     return plan
+
+
+async def _shoot_of(store: Store, source: Path, request: RunRequest) -> str:
+    """The shoot new jobs of the folder join: the folder's current one, or (the first time,
+    or `--again`) a new one named after the folder."""
+    current = None if request.again else await shoots.current_shoot(store, str(source))
+    if current is not None:
+        return current.id
+    return await store.create_shoot(name=source.name, source=str(source))
 
 
 async def _record_refused(
@@ -315,6 +328,7 @@ async def _create_job(
     profile: Profile,
     request: RunRequest,
     notes: list[str],
+    shoot_id: str,
 ) -> Job:
     check_edit(request.spec.edit, kind)
     job_id = uuid.uuid4().hex
@@ -334,6 +348,7 @@ async def _create_job(
             profile_name=profile.profile_name,
             spec=spec.to_stored(),
             project_name=project_name(folder.name + suffix, job_id),
+            shoot_id=shoot_id,
         ),
         [_new_photo(p) for p in photos],
     )
