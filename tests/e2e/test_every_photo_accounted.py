@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
 from tests.daemon_support import Daemon, daemon_env, get_json, wait_for
-from tests.helpers import cli_env, orchestrator, photo_bytes, sandbox_process
+from tests.helpers import cli_env, orchestrator, photo_bytes, sandbox_process, status_jobs
 
 
 def test_a_photo_added_to_a_drop_after_its_upload_is_shown_everywhere(
@@ -124,21 +124,25 @@ def test_a_job_is_named_by_its_id_name_or_folder(tmp_path: Path) -> None:
             check=False,
         )
 
-    [job] = json.loads(cli("status", "smith-wedding", "--json").stdout)
-    assert job["source"] == str(smith.resolve())
+    [shoot] = json.loads(cli("status", "smith-wedding", "--json").stdout)
+    [job] = shoot["jobs"]
+    assert shoot["source"] == job["source"] == str(smith.resolve())
     by_folder = cli("history", "./smith-wedding", "--json")
     assert by_folder.returncode == 0, by_folder.stderr
     assert json.loads(by_folder.stdout)["job"]["id"] == job["id"]
-    assert json.loads(cli("status", job["id"][:6], "--json").stdout)[0]["id"] == job["id"]
+    assert json.loads(cli("status", job["id"][:6], "--json").stdout)[0]["id"] == shoot["id"]
+    assert json.loads(cli("status", shoot["id"][:6], "--json").stdout)[0]["id"] == shoot["id"]
 
-    # A folder of two image types has two jobs: its name fits both, and both are listed.
-    both = {j["name"]: j["id"] for j in json.loads(cli("status", "--json").stdout)}
-    ambiguous = cli("status", "mixed")
-    assert ambiguous.returncode == 2, ambiguous.stdout
-    for name in ("mixed (RAW)", "mixed (JPG)"):
-        assert f"{both[name][:8]} {name}" in ambiguous.stderr, ambiguous.stderr
+    # A folder of two image types is one shoot of two jobs: its name names the shoot.
+    [mixed_shoot] = json.loads(cli("status", "mixed", "--json").stdout)
+    both = {j["name"]: j["id"] for j in mixed_shoot["jobs"]}
+    assert sorted(both) == ["mixed (JPG)", "mixed (RAW)"]
+    whole = json.loads(cli("history", "mixed", "--json").stdout)
+    assert (whole["shoot"]["id"], whole["job"]) == (mixed_shoot["id"], None)
+    assert {e["job"] for e in whole["events"]} == set(both.values())
     named = cli("history", "mixed (RAW)", "--json")
     assert json.loads(named.stdout)["job"]["id"] == both["mixed (RAW)"]
+    assert json.loads(named.stdout)["shoot"]["id"] == mixed_shoot["id"]
     unknown = cli("status", "nobody")
     assert unknown.returncode == 2 and "no job has the id, name or folder" in unknown.stderr
 
@@ -157,8 +161,7 @@ def test_status_tells_a_running_job_from_a_stopped_one(tmp_path: Path) -> None:
         try:
 
             def editing() -> dict[str, object] | None:
-                listed = json.loads(orchestrator("status", "--json", env=env).stdout)
-                return next((j for j in listed if j["state"] == "editing"), None)
+                return next((j for j in status_jobs(env) if j["state"] == "editing"), None)
 
             job = wait_for(editing, timeout=60, what="the run to wait for its edit")
             assert job["activity"] == "running"
@@ -169,6 +172,6 @@ def test_status_tells_a_running_job_from_a_stopped_one(tmp_path: Path) -> None:
         finally:
             os.kill(run.pid, signal.SIGKILL)
             run.wait(timeout=10)
-        [after] = json.loads(orchestrator("status", "--json", env=env).stdout)
+        [after] = status_jobs(env)
         assert (after["activity"], after["state_text"]) == ("stopped", "editing, stopped")
         assert "editing, stopped" in orchestrator("status", env=env).stdout
