@@ -136,6 +136,17 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     outputs: OutputLayout | None = None
     """Where the outputs go; None is a job from before layouts (flat, Imagen's names), and
     planning gives every new job the default layout."""
+    min_rating: int | None = Field(default=None, ge=0, le=5)
+    """Send only the photos rated this or more (xmp:Rating, from the sidecar or the photo
+    itself), never a rejected one (-1); None: every photo."""
+    keywords: tuple[str, ...] = ()
+    """The shoot's own words (the couple, the venue), written into every photo beside
+    Imagga's and kept apart from them in the review."""
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return shoot_keywords(value)
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:
@@ -167,6 +178,27 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
         if "edit" in data and "tools" in data["edit"]:
             data["edit"]["tools"] = sorted(data["edit"]["tools"])
         return data
+
+
+SHOOT_KEYWORD_CHARS = 64
+"""The longest shoot keyword (IPTC keeps 64 bytes of each)."""
+
+
+def shoot_keywords(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Shoot keywords cleaned (control characters and extra spaces out, no repeats), or
+    ValueError naming one that cannot be a keyword."""
+    cleaned: list[str] = []
+    for word in words:
+        text = " ".join("".join(c if c.isprintable() else " " for c in word).split())
+        if not text:
+            continue
+        if len(text.encode()) > SHOOT_KEYWORD_CHARS:
+            raise ValueError(f"keyword {text[:40]!r}… is longer than {SHOOT_KEYWORD_CHARS} bytes")
+        if "|" in text:
+            raise ValueError(f"keyword {text!r}: '|' separates levels of a hierarchy")
+        if text.casefold() not in {w.casefold() for w in cleaned}:
+            cleaned.append(text)
+    return tuple(cleaned)
 
 
 def _readable(exc: ValidationError) -> str:

@@ -18,6 +18,7 @@ from orchestrator.cli.options import (
     TagAnywayOption,
     takes_job_options,
 )
+from orchestrator.cli.errors import fail
 from orchestrator.cli.output import (
     err,
     out,
@@ -49,6 +50,15 @@ def run(
             "(a new job and Imagen project; its outputs replace the earlier ones).",
         ),
     ] = False,
+    add: Annotated[
+        bool,
+        typer.Option(
+            "--add",
+            help="Send the photos that came after the shoot's upload (a second card, a lower "
+            "--min-rating) in a follow-up job of the same shoot: its options, its folders, "
+            "its review and delivery; nothing the shoot sent is sent again.",
+        ),
+    ] = False,
     concurrency: ConcurrencyOption = None,
     bwlimit: BwlimitOption = None,
     tag_anyway: TagAnywayOption = False,
@@ -58,12 +68,18 @@ def run(
     from orchestrator.service.batch import run_batch
     from orchestrator.workflow.planning import RunRequest
 
+    if again and add:
+        fail(
+            "--again edits the whole shoot anew, --add only the photos it has not sent: "
+            "give one of them"
+        )
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
     request = RunRequest(
         source=folder,
         profiles=profile,
         spec=job.spec,
         again=again,
+        add=add,
         prefix_subfolders=job.prefix_subfolders,
         # Anything asked beyond the defaults is news to a job that exists: the planner says
         # which of it that job will not apply.

@@ -285,6 +285,31 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         "deliver.description",
     ),
     JobOption(
+        "min_rating",
+        int | None,
+        within_field(
+            JobSpec,
+            "min_rating",
+            help="Send only photos rated this or more (their sidecar's or their own "
+            "xmp:Rating), never a rejected one; the rest are listed. A later --add with a "
+            "lower rating sends them.",
+        ),
+        "min_rating",
+    ),
+    JobOption(
+        "keyword",
+        list[str],
+        typer.Option(
+            "--keyword",
+            help="A keyword of the shoot itself (the couple, the venue; repeatable), written "
+            "into every photo beside Imagga's; `orchestrator keywords SHOOT --shoot` edits "
+            "them later.",
+        ),
+        "keywords",
+        [],
+        lambda words: words or None,
+    ),
+    JobOption(
         "sidecars",
         Sidecars,
         typer.Option(

@@ -66,7 +66,13 @@ class BatchResult:
             return EXIT_FAILED
         if waiting:
             return EXIT_REVIEW
-        return EXIT_NOT_EVERY_PHOTO if any(self.failed_photos.values()) else 0
+        not_done = [
+            photo
+            for photos in self.failed_photos.values()
+            for photo in photos
+            if photo.outcome != "not_picked"  # chosen by --min-rating, not a shortfall
+        ]
+        return EXIT_NOT_EVERY_PHOTO if not_done else 0
 
 
 @dataclass

@@ -46,6 +46,7 @@ class ShootView(BaseModel, frozen=True):
     failed: int
     refused: int
     left_out: int
+    not_picked: int
     last_error: str | None
     """The first of its jobs' last errors (each job keeps its own)."""
     created_at: datetime
@@ -61,6 +62,7 @@ def shoot_view(shoot: Shoot, jobs: Sequence[JobView]) -> ShootView:
         sum(job.failed for job in jobs),
         sum(job.refused for job in jobs),
         sum(job.left_out for job in jobs),
+        sum(job.not_picked for job in jobs),
     )
     if live:
         leading = min(live, key=_progress)
@@ -82,6 +84,7 @@ def shoot_view(shoot: Shoot, jobs: Sequence[JobView]) -> ShootView:
         failed=counts.failed,
         refused=counts.refused,
         left_out=counts.left_out,
+        not_picked=counts.not_picked,
         last_error=next((job.last_error for job in jobs if job.last_error), None),
         created_at=shoot.created_at,
         updated_at=max((job.updated_at for job in jobs), default=shoot.created_at),

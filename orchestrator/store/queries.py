@@ -433,14 +433,18 @@ class Store:
     async def recorded_paths(
         self, job_ids: Sequence[str], paths: Sequence[str]
     ) -> set[tuple[str, str]]:
-        """Which of `paths` are photos of which of the jobs now, as (job id, rel_path)."""
+        """Which of `paths` are photos of each job's shoot now (of the job itself, or of
+        another job of its shoot: a follow-up), as (job id, rel_path)."""
         if not job_ids or not paths:
             return set()
+        asked, holder = Job.__table__.alias("asked"), Job.__table__.alias("holder")
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(Photo.job_id, Photo.rel_path).where(
-                    Photo.job_id.in_(job_ids), Photo.rel_path.in_(sorted(set(paths)))
-                )
+                select(asked.c.id, Photo.rel_path)
+                .select_from(Photo)
+                .join(holder, holder.c.id == Photo.job_id)
+                .join(asked, asked.c.shoot_id == holder.c.shoot_id)
+                .where(asked.c.id.in_(job_ids), Photo.rel_path.in_(sorted(set(paths))))
             )
             return {(job_id, rel_path) for job_id, rel_path in rows.all()}
 
