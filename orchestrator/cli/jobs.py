@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.cli.errors import fail
 from orchestrator.cli.options import (
     BwlimitOption,
     ConcurrencyOption,
@@ -18,7 +19,6 @@ from orchestrator.cli.options import (
     TagAnywayOption,
     takes_job_options,
 )
-from orchestrator.cli.errors import fail
 from orchestrator.cli.output import (
     err,
     out,
