@@ -147,7 +147,8 @@ async def plan_delivery(
             plan.refused.append((photo, f"its origin path {path} is {taken[path]}'s too"))
             continue
         taken[path] = photo.rel_path
-        parcel = Parcel(photo, exported, path, view.keywords)
+        words = tuple(dict.fromkeys((*job_spec.keywords, *view.keywords)))
+        parcel = Parcel(photo, exported, path, words)
         if await asyncio.to_thread(_unchanged, parcel):
             plan.unchanged += 1
         else:

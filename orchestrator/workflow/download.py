@@ -24,6 +24,7 @@ from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants_export
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.retries import RetryTally
+from orchestrator.workflow.keywording import write_shoot_keywords
 from orchestrator.workflow.services import PHOTO_METADATA
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Labels, Stage
@@ -208,9 +209,19 @@ async def _download_one(
             f"output from byte {result.resumed_from} of {result.size}",
         )
     size, md5 = result.size, result.md5_hex
-    if await made.carry(ctx, photo, target):
+    carried = await made.carry(ctx, photo, target)
+    if carried or await _shoot_words(ctx, target):
         size, md5 = await _measured(target)
     return PhaseDone(outputs.phase, output=name, size=size, md5=md5)
+
+
+async def _shoot_words(ctx: JobContext, target: Path) -> bool:
+    """Write the shoot's own words (`--keyword`) into the output; whether it changed."""
+    if not ctx.spec.keywords:
+        return False
+    return await write_shoot_keywords(
+        ctx.services.find(PHOTO_METADATA), target, add=ctx.spec.keywords
+    )
 
 
 async def _measured(path: Path) -> tuple[int, str]:
