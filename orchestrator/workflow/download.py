@@ -21,10 +21,10 @@ from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, Trans
 from orchestrator.transfer.hashing import md5_of_file
 from orchestrator.transfer.localfiles import written_before
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
+from orchestrator.workflow.keywording import write_shoot_keywords
 from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants_export
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.retries import RetryTally
-from orchestrator.workflow.keywording import write_shoot_keywords
 from orchestrator.workflow.services import PHOTO_METADATA
 from orchestrator.workflow.shoot_record import read_record
 from orchestrator.workflow.stage import Labels, Stage
