@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,36 @@ from orchestrator.cli.output import continue_command, out, print_json
 from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.display import markup_safe
 from orchestrator.words import plural
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
+    from orchestrator.service.shoot_keywords import EditedShoot
+    from orchestrator.store.queries import Store
+
+
+def _edit_shoot_words(
+    cfg: Settings, ref: str, add: list[str], remove: list[str], json_output: bool
+) -> None:
+    from orchestrator.integrations.keywords import KeywordFiles
+    from orchestrator.service.shoot_keywords import edit_shoot_keywords
+
+    async def edit(store: Store) -> EditedShoot:
+        files = KeywordFiles(cfg.tagging.exiftool)
+        try:
+            return await edit_shoot_keywords(store, files, ref, add=add, remove=remove)
+        finally:
+            files.close()
+
+    edited = run_async(lambda: with_store(cfg, edit))
+    if json_output:
+        print_json({"shoot": edited.shoot.id, "keywords": list(edited.keywords)})
+        return
+    words = ", ".join(markup_safe(w) for w in edited.keywords) or "(none)"
+    out.print(f"{markup_safe(edited.shoot.name)}: the shoot's keywords are {words}")
+    out.print(
+        f"written into {plural(edited.files, 'file')}; to update delivered photos, run "
+        f"`orchestrator deliver JOB` for each delivered job of the shoot"
+    )
 
 
 def keywords(
@@ -33,13 +63,29 @@ def keywords(
     threshold: Annotated[
         float | None, typer.Option(min=0, max=100, help="Confidence (0-100) for --reselect.")
     ] = None,
+    shoot_add: Annotated[
+        list[str],
+        typer.Option(
+            "--shoot-add", help="Add a keyword of the shoot itself, to every photo of the shoot."
+        ),
+    ] = [],  # noqa: B006
+    shoot_remove: Annotated[
+        list[str],
+        typer.Option("--shoot-remove", help="Remove a keyword of the shoot from every photo."),
+    ] = [],  # noqa: B006
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:
-    """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove)."""
+    """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove);
+    edit the shoot's own keywords (--shoot-add, --shoot-remove)."""
     from orchestrator.service.keywords import keywords_command
 
     cfg = settings()
+    if shoot_add or shoot_remove:
+        if photo is not None or add or remove or reselect:
+            fail("--shoot-add and --shoot-remove change every photo of the shoot: give no PHOTO")
+        _edit_shoot_words(cfg, job, shoot_add, shoot_remove, json_output)
+        return
     if (add or remove) and reselect:
         fail("--add/--remove and --reselect do not go together")
     if (add or remove) and photo is None:

@@ -15,6 +15,8 @@ from orchestrator.store.queries import (
     MIN_ID_PREFIX,
     SHOWN_CANDIDATES,
     JobNotFound,
+    Lease,
+    StaleLease,
     Store,
     looks_like_id,
     looks_like_path,
@@ -163,9 +165,26 @@ async def count_shoots(store: Store, *, live: bool) -> int:
     return int(found or 0)
 
 
-async def set_keywords(store: Store, shoot_id: str, keywords: Sequence[str]) -> None:
-    """Replace the shoot's own keywords."""
+async def set_keywords(
+    store: Store, shoot_id: str, keywords: Sequence[str], leases: Sequence[Lease]
+) -> None:
+    """Replace the shoot's own keywords, and those in the spec of each of its jobs (each held
+    by one of `leases`), in one transaction; StaleLease if a lease was lost."""
     async with store.engine.begin() as conn:
+        for lease in leases:
+            options = await conn.scalar(select(Job.options).where(Job.id == lease.job_id))
+            kept = {k: v for k, v in dict(options or {}).items() if k != "keywords"}
+            written = await conn.execute(
+                update(Job)
+                .where(
+                    Job.id == lease.job_id,
+                    Job.lease_owner == lease.owner,
+                    Job.lease_epoch == lease.epoch,
+                )
+                .values(options={**kept, **({"keywords": list(keywords)} if keywords else {})})
+            )
+            if written.rowcount != 1:
+                raise StaleLease(f"job {lease.job_id[:8]}: its lease was taken over")
         await conn.execute(
             update(Shoot).where(Shoot.id == shoot_id).values(keywords=list(keywords))
         )

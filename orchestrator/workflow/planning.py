@@ -180,6 +180,8 @@ async def plan_jobs(
         if request.add
         else []
     )
+    if any(planned.spec.keywords for planned in (*fresh, *follow_ups)):
+        _check_exiftool("--keyword writes the shoot's words into its photos")
     await _check_ready(store, [*fresh, *follow_ups], existing.values(), ready)
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     shoot_id = shoot.id if shoot else ""
@@ -293,6 +295,16 @@ def _follow_up(
     return _Planned(
         kind, late, spec, Path(first.edited_dir), Path(first.exported_dir), Path(first.source)
     )
+
+
+def _check_exiftool(why: str) -> None:
+    """PlanError, before anything is sent, if exiftool cannot be run."""
+    from orchestrator.integrations.keywords import ExiftoolMissing, KeywordFiles
+
+    try:
+        KeywordFiles().check()
+    except ExiftoolMissing as exc:
+        raise PlanError(f"{why}: {exc}") from None
 
 
 def _follow_up_name(jobs: list[Job]) -> str:

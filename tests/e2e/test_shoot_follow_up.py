@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -131,3 +132,65 @@ def test_only_the_picks_are_sent_and_a_lower_rating_adds_the_rest(tmp_path: Path
         [listed] = json.loads(orchestrator("status", "--json", env=env).stdout)
         assert (len(listed["jobs"]), listed["not_picked"]) == (2, 2)
         assert listed["jobs"][1]["spec"]["min_rating"] == 2
+
+
+def _subjects(path: Path) -> list[str]:
+    """XMP dc:subject of a file, as exiftool (an independent reader) reads it."""
+    found = subprocess.run(
+        ["exiftool", "-j", "-XMP-dc:Subject", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    value = json.loads(found.stdout)[0].get("Subject", [])
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def test_the_shoots_own_keywords_are_in_every_file_and_editable_later(tmp_path: Path) -> None:
+    shoot = tmp_path / "smith-wedding"
+    make_sample_shoot(shoot / "Ceremony", raw=2, jpeg=2)
+    with sandbox_process("--edit-seconds", "0.2") as sandbox:
+        env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
+        ran = orchestrator(
+            "run",
+            str(shoot),
+            "-p",
+            RAW_PROFILE,
+            "-p",
+            JPEG_PROFILE,
+            "--export",
+            "--keyword",
+            "Smith wedding",
+            "--keyword",
+            "Villa Rosa",
+            env=env,
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        outputs = sorted(p for p in (shoot / "exported").rglob("*.jpg")) + sorted(
+            p for p in (shoot / "edited").rglob("*") if p.suffix in (".xmp", ".jpg")
+        )
+        assert len(outputs) == 8  # 4 exports, 2 sidecars, 2 edited JPEGs
+        for path in outputs:
+            assert _subjects(path) == ["Smith wedding", "Villa Rosa"], path
+        [listed] = json.loads(orchestrator("status", "--json", env=env).stdout)
+        assert listed["keywords"] == ["Smith wedding", "Villa Rosa"]
+
+        edited = orchestrator(
+            "keywords",
+            "smith-wedding",
+            "--shoot-add",
+            "June 2026",
+            "--shoot-remove",
+            "Villa Rosa",
+            "--json",
+            env=env,
+        )
+        assert edited.returncode == 0, edited.stderr[-3000:]
+        assert json.loads(edited.stdout)["keywords"] == ["Smith wedding", "June 2026"]
+        for path in outputs:
+            assert _subjects(path) == ["Smith wedding", "June 2026"], path
+        [listed] = json.loads(orchestrator("status", "--json", env=env).stdout)
+        assert listed["keywords"] == ["Smith wedding", "June 2026"]
+        assert {tuple(job["spec"]["keywords"]) for job in listed["jobs"]} == {
+            ("Smith wedding", "June 2026")
+        }
