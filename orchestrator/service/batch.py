@@ -28,7 +28,8 @@ from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
-from orchestrator.workflow.planning import RunRequest, plan_jobs
+from orchestrator.workflow.planning import RunRequest, look_again, plan_jobs
+from orchestrator.workflow.shoot import ShootError
 
 EXIT_FAILED = 1
 """The exit code of a run in which a job failed or stopped before its end."""
@@ -123,7 +124,16 @@ async def run_batch(
         for note in plan.notes:
             progress.note(request.source.name, note, level="warn")
         outcomes = await drive_all(ready.engine, plan.jobs, progress)
-        return await _result(ready.store, outcomes, plan.notes)
+        notes = list(plan.notes)
+        if plan.jobs:
+            try:
+                late = await look_again(ready.store, request, plan.jobs)
+            except ShootError as exc:  # the folder went away meanwhile: nothing more to say
+                late = [str(exc)]
+            for note in late:
+                progress.note(request.source.name, note, level="warn")
+            notes += late
+        return await _result(ready.store, outcomes, notes)
 
 
 async def retry_and_drive(ref: str, settings: Settings, progress: ProgressSink) -> BatchResult:

@@ -23,7 +23,13 @@ from orchestrator.transfer.hashing import file_md5
 from orchestrator.words import plural
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.outputs import Need, job_needs, new_job_folders, room_refusals
-from orchestrator.workflow.picks import Unpicked, picked, record_kept_back, shoot_min_rating
+from orchestrator.workflow.picks import (
+    NOT_PICKED,
+    Unpicked,
+    picked,
+    record_kept_back,
+    shoot_min_rating,
+)
 from orchestrator.workflow.shoot import (
     PREFIX_OPTION,
     FoundPhoto,
@@ -232,6 +238,51 @@ async def plan_jobs(
     plan.notes += await record_kept_back(store, plan.jobs, kept_back, min_rating)
     await _record_refused(store, plan.jobs, scan.refused)
     return plan
+
+
+async def look_again(store: Store, request: RunRequest, jobs: Sequence[Job]) -> list[str]:
+    """After a run drove `jobs`: the photos that landed in the folder meanwhile, after their
+    job's upload, named in its history as added late (`run --add` sends them); the notes
+    that say so. Nothing is made or sent."""
+    source = request.source.resolve()
+    current = [await store.get_job(job.id) for job in jobs]
+    recorded = {job.id: await store.recorded_photos(job.id) for job in current}
+    known = {p.rel_path: (p.size, p.mtime_ns) for photos in recorded.values() for p in photos}
+    scan = await asyncio.to_thread(
+        functools.partial(
+            scan_shoot, source, prefix_subfolders=request.prefix_subfolders, known=known
+        )
+    )
+    kept_back = {
+        str(entry.get("path"))
+        for events in (await store.events_of_kinds([j.id for j in current], (NOT_PICKED,))).values()
+        for event in events
+        for entry in (event.data or {}).get("photos", [])
+        if isinstance(entry, dict)
+    }
+    notes: list[str] = []
+    for kind, every in scan.photos.items():
+        found = [p for p in every if p.rel_path not in kept_back]  # --min-rating's choice
+        of_kind = sorted(
+            (job for job in current if job.image_type == kind.value),
+            key=lambda job: job.created_at,
+            reverse=True,
+        )
+        if of_kind:
+            told = {
+                str(path)
+                for event in await store.events(of_kind[0].id)
+                if event.kind == ADDED_LATE and event.data
+                for path in event.data.get("photos", [])
+            }
+            news = [p for p in found if p.rel_path not in told]  # said before the run
+            notes += await _sync_photos(store, of_kind, recorded, news, follow_up=False)
+        else:
+            notes.append(
+                f"{plural(len(found), f'{kind.value} photo')} came into the folder during the "
+                "run; run it again (with a --profile for them) to edit them"
+            )
+    return notes
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,19 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
-from tests.helpers import cli_env, ledger, orchestrator, photo_bytes, sandbox_process
+from tests.daemon_support import wait_for
+from tests.helpers import (
+    cli_env,
+    ledger,
+    orchestrator,
+    photo_bytes,
+    sandbox_process,
+    status_jobs,
+)
 
 RAW_PROFILE, JPEG_PROFILE = "1001", "2001"
 
@@ -194,3 +203,38 @@ def test_the_shoots_own_keywords_are_in_every_file_and_editable_later(tmp_path: 
         assert {tuple(job["spec"]["keywords"]) for job in listed["jobs"]} == {
             ("Smith wedding", "June 2026")
         }
+
+
+def test_a_photo_added_during_a_runs_edit_is_reported_then_added(tmp_path: Path) -> None:
+    """Issue 24: `run` did not see photos that landed in the folder during its own run."""
+    shoot = tmp_path / "shoot"
+    make_sample_shoot(shoot, raw=0, jpeg=2)
+    with sandbox_process("--edit-seconds", "4") as sandbox:
+        env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
+        running = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run", str(shoot), "-p", JPEG_PROFILE],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(
+                lambda: any(j["state"] == "editing" for j in status_jobs(env)),
+                timeout=60,
+                what="the run to wait for its edit",
+            )
+            late = shoot / "IMG_0099.jpg"
+            late.write_bytes((shoot / "IMG_0001.jpg").read_bytes() + b"late")
+            _, err = running.communicate(timeout=120)
+        finally:
+            running.kill()
+        assert running.returncode == 3, err[-3000:]
+        assert "IMG_0099.jpg" in err and "--add" in err
+        [job] = status_jobs(env)
+        assert (job["left_out"], job["photos"]) == (1, 2)
+
+        added = orchestrator("run", str(shoot), "--add", env=env)
+        assert added.returncode == 0, added.stderr[-3000:]
+        assert sorted(_uploads(sandbox, shoot).values()) == [1, 1, 1]
+        assert all(j["left_out"] == 0 for j in status_jobs(env))
