@@ -28,8 +28,9 @@ from orchestrator.workflow.context import Services
 from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
-from orchestrator.workflow.planning import RunRequest, look_again, plan_jobs
+from orchestrator.workflow.planning import RunRequest, plan_jobs
 from orchestrator.workflow.shoot import ShootError
+from orchestrator.workflow.shoot_sync import look_again
 
 EXIT_FAILED = 1
 """The exit code of a run in which a job failed or stopped before its end."""

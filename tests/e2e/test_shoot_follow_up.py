@@ -209,7 +209,8 @@ def test_a_photo_added_during_a_runs_edit_is_reported_then_added(tmp_path: Path)
     """Issue 24: `run` did not see photos that landed in the folder during its own run."""
     shoot = tmp_path / "shoot"
     make_sample_shoot(shoot, raw=0, jpeg=2)
-    with sandbox_process("--edit-seconds", "4") as sandbox:
+    # The edit lasts long enough that the photo lands while the run waits for it.
+    with sandbox_process("--edit-seconds", "20") as sandbox:
         env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
         running = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "run", str(shoot), "-p", JPEG_PROFILE],
@@ -220,9 +221,9 @@ def test_a_photo_added_during_a_runs_edit_is_reported_then_added(tmp_path: Path)
         )
         try:
             wait_for(
-                lambda: any(j["state"] == "editing" for j in status_jobs(env)),
+                lambda: any(j["done"].get("upload") == 2 for j in status_jobs(env)),
                 timeout=60,
-                what="the run to wait for its edit",
+                what="the run to finish its upload",
             )
             late = shoot / "IMG_0099.jpg"
             late.write_bytes((shoot / "IMG_0001.jpg").read_bytes() + b"late")
