@@ -5,9 +5,11 @@ a follow-up job (`run --add`), picks sent by rating (`--min-rating`), every phot
 from __future__ import annotations
 
 import json
+import signal
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -239,3 +241,54 @@ def test_a_photo_added_during_a_runs_edit_is_reported_then_added(tmp_path: Path)
         assert added.returncode == 0, added.stderr[-3000:]
         assert sorted(_uploads(sandbox, shoot).values()) == [1, 1, 1]
         assert all(j["left_out"] == 0 for j in status_jobs(env))
+
+
+FOLLOW_UP_POINTS = (
+    "before_create_project",
+    "after_create_project",
+    "after_upload:1",
+    "after_edit_request",
+    "after_download:1",
+    "after_checkpoint:3",
+)
+"""Where the follow-up's run is killed (SIGKILL): around its project, its upload, its edit
+request, its downloads and a committed move."""
+
+
+def _killed_in_the_follow_up(root: Path, sandbox: str, env: dict[str, str], point: str) -> None:
+    shoot = root / point.replace(":", "-")
+    make_sample_shoot(shoot / "Card 1", raw=0, jpeg=3)
+    first = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for n, path in enumerate(make_sample_shoot(shoot / "Card 2", raw=0, jpeg=3, seed=11)):
+        path.rename(path.with_name(f"DSC_{n}.JPG"))  # the second shooter's camera
+    killed = orchestrator("run", str(shoot), "--add", env={**env, "ORCH_CRASH_AT": point})
+    assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-3000:])
+    resumed = orchestrator("run", str(shoot), env=env)  # the follow-up is the shoot's now
+    assert resumed.returncode == 0, (point, resumed.stderr[-3000:])
+    again = orchestrator("run", str(shoot), "--add", env=env)
+    assert again.returncode == 0 and "follow-up" not in again.stderr, again.stderr[-3000:]
+    projects = _projects(sandbox, shoot)
+    assert len(projects) == 2, point
+    assert all(p["edit_requests"] == 1 for p in projects), point
+    files = [name for p in projects for name in p["files"]]
+    assert sorted(files) == sorted(set(files)) and len(files) == 6, point  # each photo once
+    shoots = json.loads(orchestrator("status", "--json", env=env).stdout)
+    [listed] = [s for s in shoots if s["name"] == shoot.name]
+    assert (listed["state"], listed["photos"], len(listed["jobs"])) == ("completed", 6, 2)
+    edited = sorted(p.name for p in (shoot / "edited" / "Card 2").iterdir())
+    assert edited == ["DSC_0.JPG", "DSC_1.JPG", "DSC_2.JPG"], point
+
+
+def test_a_follow_up_killed_at_its_crash_points_resumes_with_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    with sandbox_process("--edit-seconds", "0.2") as sandbox:
+        env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(
+                pool.map(
+                    lambda point: _killed_in_the_follow_up(tmp_path, sandbox, env, point),
+                    FOLLOW_UP_POINTS,
+                )
+            )
