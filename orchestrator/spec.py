@@ -14,7 +14,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from orchestrator.errors import Refused
 from orchestrator.imagen.models import EditChoices
-from orchestrator.rules.delivery import DEFAULT_TEMPLATE, PathRefused, check_template
+from orchestrator.rules.delivery import (
+    DEFAULT_TEMPLATE,
+    LEGACY_TEMPLATE,
+    PathRefused,
+    check_template,
+)
 
 SPEC_VERSION: Literal[1] = 1
 """Version of the stored shape; older shapes are read by `JobSpec.from_stored`."""
@@ -75,7 +80,9 @@ class DeliverSpec(BaseModel, frozen=True, extra="forbid"):
     """Delivery of the exported JPEGs to the imgix Source (IMGIX_* settings)."""
 
     path: str = DEFAULT_TEMPLATE
-    """Origin path template: {job_name}, {job_id}, {file_name}, {stem}."""
+    """Origin path template: {shoot}, {path}, {job_name}, {job_id}, {file_name}, {stem}.
+    Always stored (`JobSpec.to_stored`): a stored delivery without one is from before shoots
+    and keeps `LEGACY_TEMPLATE`, so its photos stay where they were delivered."""
     description: str | None = Field(default=None, max_length=2000)
     """The assets' description in imgix, if any."""
 
@@ -169,6 +176,9 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
                 "edit": stored.get("edit") or {},
                 "export": bool(stored.get("export", False)),
             }
+        deliver = stored.get("deliver")
+        if isinstance(deliver, dict) and "path" not in deliver:
+            stored = {**stored, "deliver": {**deliver, "path": LEGACY_TEMPLATE}}
         return cls.model_validate(stored)
 
     def to_stored(self) -> dict[str, Any]:
@@ -177,6 +187,8 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
         data["version"] = self.version
         if "edit" in data and "tools" in data["edit"]:
             data["edit"]["tools"] = sorted(data["edit"]["tools"])
+        if self.deliver is not None:
+            data.setdefault("deliver", {})["path"] = self.deliver.path
         return data
 
 

@@ -273,8 +273,9 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         "deliver_path",
         str | None,
         typer.Option(
-            help="Origin path template on imgix: {job_name}, {job_id}, {file_name}, {stem} "
-            "(default {job_name}/{file_name})."
+            help="Origin path template on imgix: {shoot}, {path} (the photo's folders and "
+            "name in the shoot), {job_name}, {job_id}, {file_name}, {stem} "
+            "(default {shoot}/{path})."
         ),
         "deliver.path",
     ),

@@ -182,7 +182,7 @@ async def plan_jobs(
     )
     if any(planned.spec.keywords for planned in (*fresh, *follow_ups)):
         _check_exiftool("--keyword writes the shoot's words into its photos")
-    await _check_ready(store, [*fresh, *follow_ups], existing.values(), ready)
+    await _check_ready(store, [*fresh, *follow_ups], existing.values(), ready, type(request.spec))
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     shoot_id = shoot.id if shoot else ""
     if (fresh or follow_ups) and shoot is None:
@@ -281,7 +281,7 @@ def _follow_up(
     late = [p for p in found if p.rel_path not in known]
     if not late or latest.state in NOT_UPLOADED_YET:
         return None
-    spec = JobSpec.from_stored(latest.options)
+    spec = type(request.spec).from_stored(latest.options)
     if request.spec.min_rating is not None:
         spec = spec.model_copy(update={"min_rating": request.spec.min_rating})
     taken = {Path(path).stem.lower() for path in known}
@@ -535,6 +535,7 @@ async def _check_ready(
     planned: Sequence[_Planned],
     existing: Iterable[Job],
     ready: ReadyCheck | None,
+    spec_model: type[JobSpec],
 ) -> None:
     """NotReady with every problem, if the output folders cannot take what the shoot's jobs
     (`planned`: to be made; `existing`: to resume) will bring back, or the services they use
@@ -556,7 +557,7 @@ async def _check_ready(
     for job in existing:
         if job.state in FINISHED:
             continue
-        spec = JobSpec.from_stored(job.options)
+        spec = spec_model.from_stored(job.options)
         records = await store.photos(job.id)
         done = {
             phase: sum(1 for p in records if p.done(phase))
