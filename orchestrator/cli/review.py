@@ -16,6 +16,7 @@ from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
+    from orchestrator.service.review import Approval
     from orchestrator.service.shoot_keywords import EditedShoot
     from orchestrator.store.queries import Store
 
@@ -164,13 +165,28 @@ def approve(
     ] = [],  # noqa: B006
     json_output: JsonOption = False,
 ) -> None:
-    """Approve a job waiting for review (or some of its photos), so it goes on to delivery."""
+    """Approve a shoot waiting for review (every job of it), a job, or some of its photos, so
+    they go on to delivery."""
     from orchestrator.service import review as review_actions
 
     cfg = settings()
-    done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
+    if not photo:
+        from orchestrator.service.shoots import approve_shoot
+
+        several = run_async(lambda: with_store(cfg, lambda s: approve_shoot(s, job)))
+        if len(several) > 1:
+            _print_approvals(several, json_output)
+            return
+        [done] = several
+    else:
+        done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
+    _print_approvals([done], json_output)
+
+
+def _print_approvals(approvals: list[Approval], json_output: bool) -> None:
+    """Each approval: the JSON of one (a list for a shoot of several jobs), or lines."""
     if json_output:
-        print_json(
+        found = [
             {
                 "job": done.job.id,
                 "approved": done.approved,
@@ -178,8 +194,16 @@ def approve(
                 "remaining": done.remaining,
                 "complete": done.complete,
             }
-        )
+            for done in approvals
+        ]
+        print_json(found[0] if len(found) == 1 else found)
         return
+    for done in approvals:
+        _print_approval(done)
+
+
+def _print_approval(done: Approval) -> None:
+    """What one job's approval did, and what comes next."""
     out.print(f"{markup_safe(done.job.name)}: {plural(len(done.approved), 'photo')} approved")
     for name in done.held_back:
         out.print(f"  held back (flagged by moderation): {markup_safe(name)}")

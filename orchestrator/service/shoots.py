@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator.service import review
 from orchestrator.service.jobs import (
     RECENT_FINISHED,
     JobView,
@@ -20,6 +21,7 @@ from orchestrator.service.jobs import (
     not_done_counts,
     refused_views,
 )
+from orchestrator.service.review import Approval
 from orchestrator.states import TERMINAL_STATES, JobState
 from orchestrator.store import shoots
 from orchestrator.store.models import Shoot
@@ -141,6 +143,22 @@ async def finished_not_shown(store: Store, views: Sequence[dict[str, Any]]) -> i
     """How many finished shoots a default `status` left out (older than those it shows)."""
     shown = sum(1 for view in views if view.get("id") and view["state"] in TERMINAL_STATES)
     return max(0, await shoots.count_shoots(store, live=False) - shown)
+
+
+async def approve_shoot(store: Store, ref: str) -> list[Approval]:
+    """One review for the shoot `ref` names: approve every job of it waiting for review (its
+    RAW and JPEG jobs and its follow-ups), as `approve JOB` approves one; a reference to one
+    job of several approves that job alone."""
+    shoot = await shoots.resolve_shoot(store, ref)
+    jobs = [job for job, _ in (await shoots.jobs_of_shoots(store, [shoot.id]))[shoot.id]]
+    try:
+        named = await store.resolve_job(ref)
+    except JobNotFound:
+        named = None
+    if named is not None and not shoot.id.startswith(ref.strip().lower()):
+        jobs = [named]
+    waiting = [job for job in jobs if job.state == JobState.REVIEWING] or jobs[:1]
+    return [await review.approve(store, job.id) for job in waiting]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from orchestrator.crashpoints import crash_point
-from orchestrator.imagen.files import UnsafeFileName
-from orchestrator.imagen.models import DownloadLink
+from orchestrator.imagen.files import UnsafeFileName, image_type_of
+from orchestrator.imagen.models import DownloadLink, ImageType
 from orchestrator.integrations.keywords import INSTALL_HINT, ExiftoolMissing, KeywordWriteFailed
 from orchestrator.retry import RetriesExhausted
 from orchestrator.spec import JobSpec
@@ -235,10 +235,13 @@ SIDECAR = ".xmp"
 Narrative Select and Capture One write NAME.xmp, darktable NAME.CR2.xmp (any letter case)."""
 EMBEDDING = frozenset({".jpg", ".jpeg"})
 """Photos whose own ratings and captions are read too (their XMP and IPTC sit at the start of
-the file); a RAW's are read from its sidecar."""
+the file). A RAW's are read from its sidecar, and from the RAW itself when its first IFD holds
+an XMP packet (a camera's rating, a culling tool that writes into the RAW)."""
 HEADER_BYTES = 256 * 1024
 """How much of a JPEG is looked at for its XMP or IPTC record."""
 _MARKERS = (b"http://ns.adobe.com/xap/1.0/\x00", b"Photoshop 3.0\x00")
+_RAW_MARKERS = (b"<x:xmpmeta",)
+"""An XMP packet inside a TIFF-based RAW (tag 0x02BC), as exiftool writes it."""
 
 
 def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int, list[Path]]:
@@ -255,7 +258,7 @@ def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int
                 names = []
             folders[path.parent] = {name.casefold(): name for name in names}
         listed = folders[path.parent]
-        files = [path] if path.suffix.lower() in EMBEDDING and _embeds(path) else []
+        files = [path] if _embeds(path) else []
         sidecars = (listed.get(f"{name}{SIDECAR}".casefold()) for name in (path.stem, path.name))
         files += [path.with_name(real) for real in sidecars if real is not None][:1]
         if files:
@@ -264,12 +267,18 @@ def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int
 
 
 def _embeds(path: Path) -> bool:
+    if path.suffix.lower() in EMBEDDING:
+        markers = _MARKERS
+    elif image_type_of(path.name) is ImageType.RAW:
+        markers = _RAW_MARKERS
+    else:
+        return False
     try:
         with path.open("rb") as stream:
             head = stream.read(HEADER_BYTES)
     except OSError:
         return False
-    return any(marker in head for marker in _MARKERS)
+    return any(marker in head for marker in markers)
 
 
 class Made:
