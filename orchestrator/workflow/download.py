@@ -267,6 +267,7 @@ def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int
 
 
 def _embeds(path: Path) -> bool:
+    markers: tuple[bytes, ...]
     if path.suffix.lower() in EMBEDDING:
         markers = _MARKERS
     elif image_type_of(path.name) is ImageType.RAW:
