@@ -210,7 +210,8 @@ async def _download_one(
         )
     size, md5 = result.size, result.md5_hex
     carried = await made.carry(ctx, photo, target)
-    if carried or await _shoot_words(ctx, target):
+    worded = await _shoot_words(ctx, target)
+    if carried or worded:
         size, md5 = await _measured(target)
     return PhaseDone(outputs.phase, output=name, size=size, md5=md5)
 
