@@ -118,7 +118,10 @@ def _assets(sandbox: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _check_wedding(sandbox: str, env: dict[str, str], shoot: Path) -> None:
+def _check_wedding(sandbox: str, env: dict[str, str], shoot: Path, *, kills: int = 0) -> None:
+    """One shoot of four jobs, each photo edited once, one delivery holding every pick (an
+    asset sent again at most once per kill and photo in flight), keywords and ratings in
+    the files."""
     picked = {p for p, r in {**RATINGS, **LATE}.items() if r >= PICKS}
     [listed] = json.loads(orchestrator("status", "--json", env=env).stdout)
     assert (listed["name"], listed["state"], listed["photos"]) == (shoot.name, "completed", 6)
@@ -145,7 +148,8 @@ def _check_wedding(sandbox: str, env: dict[str, str], shoot: Path) -> None:
     assert all(KEYWORD in r["keywords"] for r in records)
     assets = _assets(sandbox, env)
     assert set(assets) == expected_paths
-    assert all(a["uploads"] == 1 for a in assets.values())
+    uploads = [a["uploads"] for a in assets.values()]
+    assert sum(uploads) - len(uploads) <= kills * CONCURRENCY
     assert "%20%28JPG%29" not in (delivered / "index.html").read_text()
     umask = os.umask(0)
     os.umask(umask)
@@ -172,7 +176,10 @@ def test_a_wedding_is_one_shoot_one_review_one_delivery(tmp_path: Path) -> None:
         _check_wedding(sandbox, env, shoot)
 
 
-SHARED_DELIVERY_KILLS = ("before_deliver_upload:2", "after_deliver:1", "after_deliver:3")
+CONCURRENCY = 8
+"""Transfers in flight at once by default: what one kill may send again."""
+
+SHARED_DELIVERY_KILLS = ("after_deliver_upload:1", "after_deliver:1", "after_deliver:2")
 """Kills inside the delivery the wedding's jobs share (the follow-ups deliver into it)."""
 
 
@@ -193,4 +200,4 @@ def test_the_shared_delivery_killed_at_its_crash_points_resumes_once(
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
         resumed = _run(shoot, env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
-        _check_wedding(sandbox, env, shoot)
+        _check_wedding(sandbox, env, shoot, kills=1)
