@@ -60,8 +60,9 @@ async def current_shoot(store: Store, source: str) -> Shoot | None:
 
 async def resolve_shoot(store: Store, ref: str) -> Shoot:
     """The shoot `ref` names: its id (or its first 4+ characters), its name or folder, or any
-    way of naming one of its jobs (`Store.resolve_job`). A name or folder that fits several
-    shoots is refused with each candidate listed."""
+    way of naming one of its jobs (`Store.resolve_job`). A name or folder that fits shoots of
+    several folders is refused with each candidate listed; a folder edited `--again` names
+    its newest shoot (the others by their ids)."""
     text = ref.strip()
     if not text:
         raise JobNotFound("give a shoot's id, name or folder; `orchestrator status` lists them")
@@ -76,6 +77,8 @@ async def resolve_shoot(store: Store, ref: str) -> Shoot:
             store,
             or_(Shoot.name == text, Shoot.source.endswith(f"{os.sep}{text}", autoescape=True)),
         )
+    if len({shoot.source for shoot in found}) == 1:
+        found = found[:1]  # one folder edited `--again`: its newest shoot
     if len(found) > 1:
         listed = "; ".join(
             f"{s.id[:8]} {s.name} ({s.source}, {s.created_at:%Y-%m-%d})"

@@ -292,3 +292,20 @@ def test_a_follow_up_killed_at_its_crash_points_resumes_with_nothing_twice(
                     FOLLOW_UP_POINTS,
                 )
             )
+
+
+def test_again_starts_a_new_shoot_of_the_folder_named_by_its_folder(tmp_path: Path) -> None:
+    shoot = tmp_path / "jones"
+    make_sample_shoot(shoot, raw=0, jpeg=2)
+    with sandbox_process("--edit-seconds", "0.2") as sandbox:
+        env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
+        assert orchestrator("run", str(shoot), "-p", JPEG_PROFILE, env=env).returncode == 0
+        again = orchestrator("run", str(shoot), "-p", JPEG_PROFILE, "--again", env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        newest, first = json.loads(orchestrator("status", "--json", env=env).stdout)
+        assert newest["source"] == first["source"] == str(shoot.resolve())
+        assert newest["id"] != first["id"] and newest["created_at"] >= first["created_at"]
+        [named] = json.loads(orchestrator("status", str(shoot), "--json", env=env).stdout)
+        assert named["id"] == newest["id"]
+        [older] = json.loads(orchestrator("status", first["id"][:8], "--json", env=env).stdout)
+        assert older["id"] == first["id"]
