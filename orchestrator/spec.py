@@ -14,7 +14,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from orchestrator.errors import Refused
 from orchestrator.imagen.models import EditChoices
-from orchestrator.rules.delivery import DEFAULT_TEMPLATE, PathRefused, check_template
+from orchestrator.rules.delivery import (
+    DEFAULT_TEMPLATE,
+    LEGACY_TEMPLATE,
+    PathRefused,
+    check_template,
+)
 
 SPEC_VERSION: Literal[1] = 1
 """Version of the stored shape; older shapes are read by `JobSpec.from_stored`."""
@@ -96,7 +101,9 @@ class DeliverSpec(BaseModel, frozen=True, extra="forbid"):
     """Delivery of the exported JPEGs to the imgix Source (IMGIX_* settings)."""
 
     path: str = DEFAULT_TEMPLATE
-    """Origin path template: {job_name}, {job_id}, {file_name}, {stem}."""
+    """Origin path template: {shoot}, {path}, {job_name}, {job_id}, {file_name}, {stem}.
+    Always stored (`JobSpec.to_stored`): a stored delivery without one is from before shoots
+    and keeps `LEGACY_TEMPLATE`, so its photos stay where they were delivered."""
     description: str | None = Field(default=None, max_length=2000)
     """The assets' description in imgix, if any."""
 
@@ -157,6 +164,17 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
     outputs: OutputLayout | None = None
     """Where the outputs go; None is a job from before layouts (flat, Imagen's names), and
     planning gives every new job the default layout."""
+    min_rating: int | None = Field(default=None, ge=0, le=5)
+    """Send only the photos rated this or more (xmp:Rating, from the sidecar or the photo
+    itself), never a rejected one (-1); None: every photo."""
+    keywords: tuple[str, ...] = ()
+    """The shoot's own words (the couple, the venue), written into every photo beside
+    Imagga's and kept apart from them in the review."""
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return shoot_keywords(value)
 
     @classmethod
     def build(cls, **fields: Any) -> JobSpec:
@@ -179,6 +197,9 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
                 "edit": stored.get("edit") or {},
                 "export": bool(stored.get("export", False)),
             }
+        deliver = stored.get("deliver")
+        if isinstance(deliver, dict) and "path" not in deliver:
+            stored = {**stored, "deliver": {**deliver, "path": LEGACY_TEMPLATE}}
         return cls.model_validate(stored)
 
     def to_stored(self) -> dict[str, Any]:
@@ -187,7 +208,30 @@ class JobSpec(BaseModel, frozen=True, extra="forbid"):
         data["version"] = self.version
         if "edit" in data and "tools" in data["edit"]:
             data["edit"]["tools"] = sorted(data["edit"]["tools"])
+        if self.deliver is not None:
+            data.setdefault("deliver", {})["path"] = self.deliver.path
         return data
+
+
+SHOOT_KEYWORD_CHARS = 64
+"""The longest shoot keyword (IPTC keeps 64 bytes of each)."""
+
+
+def shoot_keywords(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Shoot keywords cleaned (control characters and extra spaces out, no repeats), or
+    ValueError naming one that cannot be a keyword."""
+    cleaned: list[str] = []
+    for word in words:
+        text = " ".join("".join(c if c.isprintable() else " " for c in word).split())
+        if not text:
+            continue
+        if len(text.encode()) > SHOOT_KEYWORD_CHARS:
+            raise ValueError(f"keyword {text[:40]!r}… is longer than {SHOOT_KEYWORD_CHARS} bytes")
+        if "|" in text:
+            raise ValueError(f"keyword {text!r}: '|' separates levels of a hierarchy")
+        if text.casefold() not in {w.casefold() for w in cleaned}:
+            cleaned.append(text)
+    return tuple(cleaned)
 
 
 def _readable(exc: ValidationError) -> str:

@@ -109,3 +109,10 @@ def md5_of(path: Path) -> str:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary download files left anywhere under the folder."""
     return [p for p in folder.rglob("*") if ".partial" in p.name]
+
+
+def status_jobs(env: dict[str, str], *args: str) -> list[dict[str, Any]]:
+    """Every job `orchestrator status --json` lists, taken out of the shoots that hold them."""
+    shown = orchestrator("status", "--json", *args, env=env)
+    assert shown.returncode == 0, shown.stderr
+    return [job for shoot in json.loads(shown.stdout) for job in shoot["jobs"]]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.cli.errors import fail
 from orchestrator.cli.options import (
     BwlimitOption,
     ConcurrencyOption,
@@ -49,6 +50,15 @@ def run(
             "(a new job and Imagen project; its outputs replace the earlier ones).",
         ),
     ] = False,
+    add: Annotated[
+        bool,
+        typer.Option(
+            "--add",
+            help="Send the photos that came after the shoot's upload (a second card, a lower "
+            "--min-rating) in a follow-up job of the same shoot: its options, its folders, "
+            "its review and delivery; nothing the shoot sent is sent again.",
+        ),
+    ] = False,
     concurrency: ConcurrencyOption = None,
     bwlimit: BwlimitOption = None,
     tag_anyway: TagAnywayOption = False,
@@ -58,12 +68,18 @@ def run(
     from orchestrator.service.batch import run_batch
     from orchestrator.workflow.planning import RunRequest
 
+    if again and add:
+        fail(
+            "--again edits the whole shoot anew, --add only the photos it has not sent: "
+            "give one of them"
+        )
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
     request = RunRequest(
         source=folder,
         profiles=profile,
         spec=job.spec,
         again=again,
+        add=add,
         prefix_subfolders=job.prefix_subfolders,
         # Anything asked beyond the defaults is news to a job that exists: the planner says
         # which of it that job will not apply.
@@ -107,7 +123,7 @@ def submit(
 def status(
     job: Annotated[
         str | None,
-        typer.Argument(help="Only this job: its id (or first characters), name or folder."),
+        typer.Argument(help="Only this shoot (its id, name or folder), or the shoot of this job."),
     ] = None,
     state: Annotated[
         JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
@@ -123,18 +139,18 @@ def status(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many (newest).")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List the jobs: every live one and the 20 newest finished ones, where each stands and how
-    far each phase got."""
-    from orchestrator.service import jobs as job_views
+    """List the shoots, each with its jobs: every live one and the 20 newest finished ones,
+    where each stands and how far each phase got."""
+    from orchestrator.service import shoots as shoot_views
 
     cfg = settings()
 
     async def listing(store: Store) -> tuple[list[dict[str, Any]], int]:
-        found = await job_views.status(
+        found = await shoot_views.status(
             store, state=state, limit=limit, ref=job, everything=everything
         )
         default = not (job or state or everything)
-        hidden = await job_views.finished_not_shown(store, found) if default else 0
+        hidden = await shoot_views.finished_not_shown(store, found) if default else 0
         return found, hidden
 
     found, hidden = run_async(lambda: with_store(cfg, listing))
@@ -143,49 +159,80 @@ def status(
         return
     if not found:
         out.print(
-            f"no {state} jobs"
+            f"no shoots with {state} jobs"
             if state
-            else "no jobs yet: `orchestrator run FOLDER --profile KEY` starts one"
+            else "no shoots yet: `orchestrator run FOLDER --profile KEY` starts one"
         )
         return
     print_table(
         out,
-        ("job", "name", "state", "photos", "progress", "updated", "last error"),
-        [
-            (
-                (view["id"] or "-")[:8],
-                view["name"],
-                view.get("state_text") or view["state"],
-                view.get("photos", ""),
-                ""
-                if view["state"] == "refused"
-                else job_views.progress_text(job_views.JobView.model_validate(view)),
-                view["updated_at"][:19].replace("T", " "),
-                view["last_error"] or "",
-            )
-            for view in found
-        ],
+        ("shoot / job", "name", "state", "photos", "progress", "updated", "last error"),
+        [row for view in found for row in status_rows(view)],
     )
     if hidden:
-        out.print(f"and {plural(hidden, 'older finished job')}: `orchestrator status --all`")
+        out.print(f"and {plural(hidden, 'older finished shoot')}: `orchestrator status --all`")
+
+
+def status_rows(shoot: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A shoot's line in `status`, then one line per job of it (a refused drop: its line)."""
+    from orchestrator.service import jobs as job_views
+
+    rows: list[tuple[Any, ...]] = [
+        (
+            (shoot["id"] or "-")[:8],
+            shoot["name"],
+            shoot.get("state_text") or shoot["state"],
+            shoot.get("photos", ""),
+            "",
+            shoot["updated_at"][:19].replace("T", " "),
+            shoot["last_error"] or "",
+        )
+    ]
+    for job in shoot.get("jobs", []):
+        view = job_views.JobView.model_validate(job)
+        rows.append(
+            (
+                f"  {view.id[:8]}",
+                view.name,
+                view.state_text or view.state,
+                view.photos,
+                job_views.progress_text(view),
+                job["updated_at"][:19].replace("T", " "),
+                view.last_error or "",
+            )
+        )
+    return rows
 
 
 def history(job: JobArgument, json_output: JsonOption = False) -> None:
-    """Show every transition, retry, resume and error of a job."""
+    """Show every transition, retry, resume and error of a shoot's jobs (or of the shoot of
+    the job named)."""
     from orchestrator.service import jobs as job_views
+    from orchestrator.service import shoots as shoot_views
 
     cfg = settings()
-    found, events = run_async(lambda: with_store(cfg, lambda s: job_views.history_view(s, job)))
+    found = run_async(lambda: with_store(cfg, lambda s: shoot_views.history_view(s, job)))
+    shoot, events = found.shoot, found.events
     if json_output:
-        print_json({"job": found.model_dump(mode="json"), "events": events})
+        print_json(
+            {
+                "shoot": shoot.model_dump(mode="json"),
+                "job": found.job.model_dump(mode="json") if found.job else None,
+                "events": events,
+            }
+        )
         return
-    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state_text}")
+    out.print(f"[bold]{markup_safe(shoot.name)}[/] (shoot {shoot.id}) is {shoot.state_text}")
+    several = len(shoot.jobs) > 1
+    for view in shoot.jobs if several else ():
+        out.print(f"  job {view.id[:8]} {markup_safe(view.name)}: {view.state_text}")
     print_table(
         out,
-        ("time (UTC)", "kind", "change", "message"),
+        ("time (UTC)", *(("job",) if several else ()), "kind", "change", "message"),
         [
             (
                 e["at"][:19].replace("T", " "),
+                *((e["job"][:8],) if several else ()),
                 e["kind"],
                 f"{e['from_state'] or ''} → {e['to_state']}" if e["to_state"] else "",
                 e["message"],
@@ -193,11 +240,13 @@ def history(job: JobArgument, json_output: JsonOption = False) -> None:
             for e in events
         ],
     )
-    if found.failed_photos:
-        counts = job_views.NotDone(found.failed, found.refused, found.left_out)
-        out.print(f"not done as asked: {counts.text()}")
-    for photo in found.failed_photos:
-        print_not_done(photo.path, photo.phase, photo.reason, photo.outcome)
+    for view in shoot.jobs:
+        if view.failed_photos:
+            counts = job_views.NotDone(view.failed, view.refused, view.left_out)
+            prefix = f"{view.name}: " if several else ""
+            out.print(f"{markup_safe(prefix)}not done as asked: {counts.text()}")
+        for photo in view.failed_photos:
+            print_not_done(photo.path, photo.phase, photo.reason, photo.outcome)
 
 
 def retry(

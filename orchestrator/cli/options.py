@@ -321,8 +321,9 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         "deliver_path",
         str | None,
         typer.Option(
-            help="Origin path template on imgix: {job_name}, {job_id}, {file_name}, {stem} "
-            "(default {job_name}/{file_name})."
+            help="Origin path template on imgix: {shoot}, {path} (the photo's folders and "
+            "name in the shoot), {job_name}, {job_id}, {file_name}, {stem} "
+            "(default {shoot}/{path})."
         ),
         "deliver.path",
     ),
@@ -331,6 +332,31 @@ JOB_OPTIONS: tuple[JobOption, ...] = (
         str | None,
         typer.Option(help="Description given to each delivered asset in imgix."),
         "deliver.description",
+    ),
+    JobOption(
+        "min_rating",
+        int | None,
+        within_field(
+            JobSpec,
+            "min_rating",
+            help="Send only photos rated this or more (their sidecar's or their own "
+            "xmp:Rating), never a rejected one; the rest are listed. A later --add with a "
+            "lower rating sends them.",
+        ),
+        "min_rating",
+    ),
+    JobOption(
+        "keyword",
+        list[str],
+        typer.Option(
+            "--keyword",
+            help="A keyword of the shoot itself (the couple, the venue; repeatable), written "
+            "into every photo beside Imagga's; `orchestrator keywords SHOOT --shoot` edits "
+            "them later.",
+        ),
+        "keywords",
+        [],
+        lambda words: words or None,
     ),
     JobOption(
         "sidecars",

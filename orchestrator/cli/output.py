@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.display import make_console, markup_safe
@@ -75,6 +76,23 @@ def report_batch(result: BatchResult, json_output: bool) -> None:
             out.print(f"  after fixing it: orchestrator retry {job.id[:8]}")
         for photo in photos:
             print_not_done(photo.rel_path, photo.phase, photo.reason, photo.outcome)
+    for sheet in _contact_sheets(result):
+        out.print(f"contact sheet: {markup_safe(str(sheet))}")
+
+
+def _contact_sheets(result: BatchResult) -> list[Path]:
+    """The contact sheet of each shoot whose jobs delivered, once each."""
+    delivered = [
+        o.job
+        for o in result.outcomes
+        if o.job.state == JobState.COMPLETED and JobSpec.from_stored(o.job.options).deliver
+    ]
+    if not delivered:
+        return []
+    from orchestrator.integrations.delivery_files import CONTACT_SHEET, delivered_folder
+
+    sheets = {delivered_folder(job.source, job.exported_dir) / CONTACT_SHEET for job in delivered}
+    return sorted(sheet for sheet in sheets if sheet.exists())
 
 
 def print_not_done(path: str, phase: str, reason: str, outcome: str) -> None:

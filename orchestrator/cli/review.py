@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,37 @@ from orchestrator.cli.output import continue_command, out, print_json
 from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.display import markup_safe
 from orchestrator.words import plural
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
+    from orchestrator.service.review import Approval
+    from orchestrator.service.shoot_keywords import EditedShoot
+    from orchestrator.store.queries import Store
+
+
+def _edit_shoot_words(
+    cfg: Settings, ref: str, add: list[str], remove: list[str], json_output: bool
+) -> None:
+    from orchestrator.integrations.keywords import KeywordFiles
+    from orchestrator.service.shoot_keywords import edit_shoot_keywords
+
+    async def edit(store: Store) -> EditedShoot:
+        files = KeywordFiles(cfg.tagging.exiftool)
+        try:
+            return await edit_shoot_keywords(store, files, ref, add=add, remove=remove)
+        finally:
+            files.close()
+
+    edited = run_async(lambda: with_store(cfg, edit))
+    if json_output:
+        print_json({"shoot": edited.shoot.id, "keywords": list(edited.keywords)})
+        return
+    words = ", ".join(markup_safe(w) for w in edited.keywords) or "(none)"
+    out.print(f"{markup_safe(edited.shoot.name)}: the shoot's keywords are {words}")
+    out.print(
+        f"written into {plural(edited.files, 'file')}; to update delivered photos, run "
+        f"`orchestrator deliver JOB` for each delivered job of the shoot"
+    )
 
 
 def keywords(
@@ -33,13 +64,29 @@ def keywords(
     threshold: Annotated[
         float | None, typer.Option(min=0, max=100, help="Confidence (0-100) for --reselect.")
     ] = None,
+    shoot_add: Annotated[
+        list[str],
+        typer.Option(
+            "--shoot-add", help="Add a keyword of the shoot itself, to every photo of the shoot."
+        ),
+    ] = [],  # noqa: B006
+    shoot_remove: Annotated[
+        list[str],
+        typer.Option("--shoot-remove", help="Remove a keyword of the shoot from every photo."),
+    ] = [],  # noqa: B006
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:
-    """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove)."""
+    """Show each photo's keywords and Imagga's suggestions; review them (--add, --remove);
+    edit the shoot's own keywords (--shoot-add, --shoot-remove)."""
     from orchestrator.service.keywords import keywords_command
 
     cfg = settings()
+    if shoot_add or shoot_remove:
+        if photo is not None or add or remove or reselect:
+            fail("--shoot-add and --shoot-remove change every photo of the shoot: give no PHOTO")
+        _edit_shoot_words(cfg, job, shoot_add, shoot_remove, json_output)
+        return
     if (add or remove) and reselect:
         fail("--add/--remove and --reselect do not go together")
     if (add or remove) and photo is None:
@@ -118,13 +165,28 @@ def approve(
     ] = [],  # noqa: B006
     json_output: JsonOption = False,
 ) -> None:
-    """Approve a job waiting for review (or some of its photos), so it goes on to delivery."""
+    """Approve a shoot waiting for review (every job of it), a job, or some of its photos, so
+    they go on to delivery."""
     from orchestrator.service import review as review_actions
 
     cfg = settings()
-    done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
+    if not photo:
+        from orchestrator.service.shoots import approve_shoot
+
+        several = run_async(lambda: with_store(cfg, lambda s: approve_shoot(s, job)))
+        if len(several) > 1:
+            _print_approvals(several, json_output)
+            return
+        [done] = several
+    else:
+        done = run_async(lambda: with_store(cfg, lambda s: review_actions.approve(s, job, photo)))
+    _print_approvals([done], json_output)
+
+
+def _print_approvals(approvals: list[Approval], json_output: bool) -> None:
+    """Each approval: the JSON of one (a list for a shoot of several jobs), or lines."""
     if json_output:
-        print_json(
+        found = [
             {
                 "job": done.job.id,
                 "approved": done.approved,
@@ -132,8 +194,16 @@ def approve(
                 "remaining": done.remaining,
                 "complete": done.complete,
             }
-        )
+            for done in approvals
+        ]
+        print_json(found[0] if len(found) == 1 else found)
         return
+    for done in approvals:
+        _print_approval(done)
+
+
+def _print_approval(done: Approval) -> None:
+    """What one job's approval did, and what comes next."""
     out.print(f"{markup_safe(done.job.name)}: {plural(len(done.approved), 'photo')} approved")
     for name in done.held_back:
         out.print(f"  held back (flagged by moderation): {markup_safe(name)}")

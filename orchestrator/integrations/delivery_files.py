@@ -6,11 +6,14 @@ Nothing here talks to imgix; it only turns paths and records into URLs and files
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import html
 import json
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,8 @@ class DeliveryRecord:
     keywords: Sequence[str]
     delivered_at: str
     md5: str
+    shoot: str = ""
+    """The name of the shoot the photo belongs to."""
     analyses: Mapping[str, Any] = field(default_factory=dict)
     """What Imagga's analyses found, when the job asked for them: `colors`, `faces`, `people`,
     `focal_point` and `crops` (see `analysis_record`)."""
@@ -92,6 +97,7 @@ class DeliveryRecord:
     def to_json(self) -> dict[str, Any]:
         """The record as delivery.json holds it."""
         return {
+            "shoot": self.shoot,
             "photo": self.photo,
             "origin_path": self.origin_path,
             "url": self.url,
@@ -110,13 +116,30 @@ class DeliveryRecord:
 
 
 def delivered_folder(source: str, exported_dir: str) -> Path:
-    """delivered/ beside the job's exported/ (in the shoot folder, or under `--output`'s),
-    with the same subfolder the exports have (RAW, JPG)."""
+    """The shoot's one delivered/, beside the exported/ that holds the job's exports (in the
+    shoot folder, or under `--output`'s), whatever subfolder of it (RAW, JPG) the job's are."""
     exported = Path(exported_dir)
     for folder in (exported, *exported.parents):
         if folder.name == "exported":
-            return folder.parent / "delivered" / exported.relative_to(folder)
+            return folder.parent / "delivered"
     return Path(source) / "delivered"
+
+
+LOCK_FILE = ".delivery.lock"
+"""The file whose lock each writer of a delivered/ folder holds (the jobs of one shoot)."""
+
+
+@asynccontextmanager
+async def locked_folder(folder: Path) -> AsyncIterator[None]:
+    """Hold the folder's delivery lock (made first if need be) while the block runs: one
+    writer at a time, in this process and any other on this machine."""
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    handle = await asyncio.to_thread(os.open, folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing lets the lock go
 
 
 def write_delivery(
@@ -177,8 +200,11 @@ def _escape(text: str) -> str:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file renamed over it: never half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `text` to `path` through a temporary file renamed over it: never half a file.
+    The file is meant to be shared (sent, served): made with the user's umask, as any file
+    they make, not private."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)

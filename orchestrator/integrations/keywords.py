@@ -97,6 +97,17 @@ class KeywordFiles:
                     found.append(word)
         return found
 
+    async def ratings(self, paths: Sequence[Path]) -> dict[Path, int | None]:
+        """Each file's rating (xmp:Rating, else the EXIF Rating a camera or Windows wrote;
+        -1 is a reject), None where it has none: RAWs, JPEGs and sidecars alike, read
+        `RATINGS_AT_ONCE` files per call to exiftool."""
+        found: dict[Path, int | None] = {}
+        for start in range(0, len(paths), RATINGS_AT_ONCE):
+            found.update(
+                await self._in_thread(self._ratings, paths[start : start + RATINGS_AT_ONCE])
+            )
+        return found
+
     async def write(
         self,
         path: Path,
@@ -170,6 +181,19 @@ class KeywordFiles:
             except ExifToolException as exc:
                 raise KeywordWriteFailed(f"{path.name}: cannot read its keywords: {exc}") from None
         return dict(found[0]) if found else {}
+
+    def _ratings(self, paths: Sequence[Path]) -> dict[Path, int | None]:
+        for path in paths:
+            _check_name(path)
+        with self._lock:
+            try:
+                answers = self._started().get_tags(
+                    [str(path) for path in paths], ["XMP-xmp:Rating", "EXIF:Rating"]
+                )
+            except ExifToolException as exc:
+                raise KeywordWriteFailed(f"cannot read the photos' ratings: {_why(exc)}") from None
+        by_name = {str(answer.get("SourceFile")): answer for answer in answers}
+        return {path: _rating(by_name.get(str(path), {})) for path in paths}
 
     def _write(
         self,
@@ -363,6 +387,20 @@ def _carry_args(sources: Sequence[Path], target: Path) -> list[str]:
         if target.suffix.lower() in EMBEDDED:
             args.append("-IPTC:all")
     return [*args, str(target)]
+
+
+RATINGS_AT_ONCE = 500
+"""Files whose ratings one exiftool call reads."""
+
+
+def _rating(tags: dict[str, Any]) -> int | None:
+    """The rating among a file's tags: XMP's first, then EXIF's; None when neither is a number."""
+    for key in ("XMP-xmp:Rating", "IFD0:Rating", "ExifIFD:Rating"):
+        try:
+            return round(float(tags[key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 def _alive(tool: ExifToolHelper) -> bool:

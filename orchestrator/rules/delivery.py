@@ -10,10 +10,16 @@ import unicodedata
 
 from imgix import UrlBuilder
 
-DEFAULT_TEMPLATE = "{job_name}/{file_name}"
-TEMPLATE_FIELDS = ("job_name", "job_id", "file_name", "stem")
-"""What an origin path template may name: the job's name and id, the exported file's name,
-and that name without its extension."""
+DEFAULT_TEMPLATE = "{shoot}/{path}"
+"""The shoot's name, then the photo's place in the shoot (`Ceremony/Card 1/DSC_1000.JPG`)."""
+LEGACY_TEMPLATE = "{job_name}/{file_name}"
+"""The default of jobs made before shoots, which stored none: their paths stay as they were."""
+TEMPLATE_FIELDS = ("shoot", "path", "job_name", "job_id", "file_name", "stem")
+"""What an origin path template may name: the shoot's name, the photo's path in the shoot
+(its folders, its own name and letter case, the export's extension for a RAW), the job's
+name and id, the exported file's name, and that name without its extension."""
+NESTED_FIELDS = frozenset({"path"})
+"""Fields whose value may hold folders (`/`), each of them checked."""
 MAX_ORIGIN_PATH = 1024
 
 
@@ -46,10 +52,10 @@ def check_template(template: str) -> str:
                 + ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
             )
         named.add(field)
-    if not named & {"file_name", "stem"}:
+    if not named & {"file_name", "stem", "path"}:
         raise PathRefused(
-            "the path template must name {file_name} or {stem}, or every photo would go "
-            "to the same path"
+            "the path template must name {file_name}, {stem} or {path}, or every photo "
+            "would go to the same path"
         )
     for segment in template.split("/"):
         if segment in ("", ".", ".."):
@@ -69,12 +75,14 @@ def template_prefix(template: str) -> str:
 def origin_path(template: str, **values: str) -> str:
     """The origin path for one photo: the template filled with `values`, checked.
 
-    Each value fills part of one folder or file name: a value holding a slash, a control
-    character, or that is '.' or '..' is refused, and so is any result outside the prefix.
+    Each value fills part of one folder or file name (`path`: folders and a name): a value
+    holding a slash (elsewhere), a control character, or that is (or has a folder that is)
+    empty, '.' or '..' is refused, and so is any result outside the prefix.
     """
     check_template(template)
     for name, value in values.items():
-        if not value or value in (".", "..") or "/" in value or "\\" in value:
+        parts = value.split("/") if name in NESTED_FIELDS else [value]
+        if any(not part or part in (".", "..") or "/" in part for part in parts) or ("\\" in value):
             raise PathRefused(f"{name} {value!r} cannot be part of an origin path")
         _refuse_control(value, name)
     path = unicodedata.normalize("NFC", template.format(**values))

@@ -29,6 +29,8 @@ from orchestrator.workflow.engine import Engine, Outcome
 from orchestrator.workflow.journey import PIPELINE
 from orchestrator.workflow.pipeline import Pipeline
 from orchestrator.workflow.planning import RunRequest, plan_jobs
+from orchestrator.workflow.shoot import ShootError
+from orchestrator.workflow.shoot_sync import look_again
 
 EXIT_FAILED = 1
 """The exit code of a run in which a job failed or stopped before its end."""
@@ -66,7 +68,13 @@ class BatchResult:
             return EXIT_FAILED
         if waiting:
             return EXIT_REVIEW
-        return EXIT_NOT_EVERY_PHOTO if any(self.failed_photos.values()) else 0
+        not_done = [
+            photo
+            for photos in self.failed_photos.values()
+            for photo in photos
+            if photo.outcome != "not_picked"  # chosen by --min-rating, not a shortfall
+        ]
+        return EXIT_NOT_EVERY_PHOTO if not_done else 0
 
 
 @dataclass
@@ -117,7 +125,16 @@ async def run_batch(
         for note in plan.notes:
             progress.note(request.source.name, note, level="warn")
         outcomes = await drive_all(ready.engine, plan.jobs, progress)
-        return await _result(ready.store, outcomes, plan.notes)
+        notes = list(plan.notes)
+        if plan.jobs:
+            try:
+                late = await look_again(ready.store, request, plan.jobs)
+            except ShootError as exc:  # the folder went away meanwhile: nothing more to say
+                late = [str(exc)]
+            for note in late:
+                progress.note(request.source.name, note, level="warn")
+            notes += late
+        return await _result(ready.store, outcomes, notes)
 
 
 async def retry_and_drive(ref: str, settings: Settings, progress: ProgressSink) -> BatchResult:

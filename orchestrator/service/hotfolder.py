@@ -6,12 +6,13 @@ and drops that cannot become jobs are logged and skipped; a refused drop is reco
 `refusals` table, shown by `status` and /api/jobs) and looked at again only when its content
 changes.
 
-A submitted drop stays watched while any of its jobs has work left, and once more when they
-end: when its content changes and settles again it is planned again, as `run` would plan it,
-so every photo that lands in it is accounted for (it joins its job before the upload; after
-it, the job records it as left out, which `status`, `history`, the page and the log show).
-After that the drop is never planned again, so a restart does not resubmit old drops, nor
-revive cancelled ones; a restart plans once more a drop whose jobs are still live.
+A submitted drop is a shoot, and stays watched: when its content changes and settles again it
+is planned again, as `run --add` would plan it, so every photo that lands in it is accounted
+for (it joins its job before the upload; after it, it is sent in a follow-up job of the same
+shoot, with the drop's options, into the same review and delivery). A drop whose jobs were all
+cancelled is never planned again. A restart plans once more a drop whose jobs are still live,
+or that holds a file newer than its jobs' last change; it never resubmits an old drop as a new
+shoot, nor revives a cancelled one.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import HotFolder
 from orchestrator.imagen.errors import ImagenError
 from orchestrator.spec import JobSpec
-from orchestrator.states import TERMINAL_STATES
+from orchestrator.states import TERMINAL_STATES, JobState
+from orchestrator.store.models import Job
 from orchestrator.store.queries import LeaseHeld, Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.planning import Plan, PlanError, RunRequest
@@ -79,6 +81,15 @@ def _raise(error: OSError) -> None:
     raise error
 
 
+def _nothing_since(jobs: Sequence[Job], now_print: Fingerprint) -> bool:
+    """Whether the drop's jobs all ended after its newest file was written: nothing came
+    since (while the daemon was down, say) that a follow-up should send."""
+    newest_file = now_print[2] / 1e9
+    return all(job.state in TERMINAL_STATES for job in jobs) and all(
+        job.updated_at.timestamp() >= newest_file for job in jobs
+    )
+
+
 def subfolders(folder: Path) -> list[Path]:
     """The visible direct subfolders of a watched folder."""
     with os.scandir(folder) as entries:
@@ -114,6 +125,10 @@ class HotFolders:
         """Submitted drops whose jobs may still take photos, each with its content when it
         was last planned."""
         self._done: set[Path] = set()
+        """Drops whose jobs were all cancelled: never planned again."""
+        self._ended: set[Path] = set()
+        """Watched drops whose jobs all ended: the database is not asked again about them
+        until their content changes."""
         self._unreadable: dict[Path, str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -148,6 +163,7 @@ class HotFolders:
                     await self._note_refusal(gone, None)  # a refused drop taken away
             for gone in [d for d in self._watched if d.parent == hot.path and d not in found]:
                 del self._watched[gone]  # a submitted drop taken away: its jobs say the rest
+                self._ended.discard(gone)
 
     async def _consider(self, hot: HotFolder, folder: Path) -> None:
         try:
@@ -173,8 +189,8 @@ class HotFolders:
         return drop
 
     async def _follow(self, hot: HotFolder, folder: Path) -> None:
-        """Look again at a submitted drop: plan it again once a change has settled; stop
-        watching it once its jobs ended and nothing changed since they were planned."""
+        """Look again at a submitted drop: plan it again (late photos: a follow-up job) once a
+        change has settled; stop watching it once its jobs were all cancelled."""
         try:
             now_print = await asyncio.to_thread(fingerprint, folder)
         except OSError as exc:
@@ -183,13 +199,17 @@ class HotFolders:
         self._unreadable.pop(folder, None)
         if now_print == self._watched[folder]:
             self._drops.pop(folder, None)
+            if folder in self._ended:
+                return
             try:
                 jobs = await self._store.jobs_for_source(str(folder))
             except database_errors():
                 return
-            if all(job.state in TERMINAL_STATES for job in jobs):
+            if jobs and all(job.state == JobState.CANCELLED for job in jobs):
                 del self._watched[folder]
                 self._done.add(folder)
+            elif all(job.state in TERMINAL_STATES for job in jobs):
+                self._ended.add(folder)  # only a change of its content is news now
             return
         if (drop := self._settled(folder, now_print)) is not None:
             await self._submit_drop(hot, folder, drop, again=True)
@@ -198,18 +218,24 @@ class HotFolders:
         self, hot: HotFolder, folder: Path, drop: _Drop, *, again: bool = False
     ) -> None:
         try:
+            jobs = await self._store.jobs_for_source(str(folder))
+            if jobs and all(job.state == JobState.CANCELLED for job in jobs):
+                self._watched.pop(folder, None)
+                self._done.add(folder)
+                return
             if not again:
-                jobs = await self._store.jobs_for_source(str(folder))
-                if jobs and all(job.state in TERMINAL_STATES for job in jobs):
-                    self._done.add(folder)
+                if jobs and _nothing_since(jobs, drop.fingerprint):
+                    self._watched[folder] = drop.fingerprint  # an old drop, as it was left
+                    del self._drops[folder]
                     return
-                again = bool(jobs)  # a restart: the drop's live jobs hear of any change
+                again = bool(jobs)  # a restart: the drop's shoot hears of any change
             submitted = await self._submit(
                 RunRequest(
                     source=folder,
                     profiles=hot.profiles,
                     spec=drop_spec(hot.spec(), folder),
                     prefix_subfolders=hot.prefix_subfolders,
+                    add=again,
                 )
             )
         except (PlanError, ShootError) as exc:
@@ -227,6 +253,7 @@ class HotFolders:
             )
             return
         self._watched[folder] = drop.fingerprint
+        self._ended.discard(folder)
         del self._drops[folder]
         await self._note_refusal(folder, None)
         extra = {

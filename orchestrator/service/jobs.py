@@ -25,12 +25,14 @@ from orchestrator.store.queries import (
 )
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.journey import PIPELINE
+from orchestrator.workflow.picks import NOT_PICKED, Unpicked
 from orchestrator.workflow.upload import ADDED_LATE, LEFT_OUT, REFUSED
 
-Outcome = Literal["failed", "refused", "left_out"]
+Outcome = Literal["failed", "refused", "left_out", "not_picked"]
 """What became of a photo that was not done as asked: a phase failed for it; it was refused
-before anything was sent (an empty file, a JPEG named .CR2); or it is not part of the job
-(gone before its upload, or added to the folder after it)."""
+before anything was sent (an empty file, a JPEG named .CR2); it is not part of the job
+(gone before its upload, or added to the folder after it); or `--min-rating` kept it back
+(chosen, so not counted against the job's result)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class NotDone:
     failed: int = 0
     refused: int = 0
     left_out: int = 0
+    not_picked: int = 0
 
     @classmethod
     def of(cls, photos: Sequence[PhotoFailure]) -> NotDone:
@@ -68,6 +71,7 @@ class NotDone:
             failed=len({p.rel_path for p in photos if p.outcome == "failed"}),
             refused=outcomes.count("refused"),
             left_out=outcomes.count("left_out"),
+            not_picked=outcomes.count("not_picked"),
         )
 
     def text(self) -> str:
@@ -76,6 +80,7 @@ class NotDone:
             f"{self.failed} failed" if self.failed else "",
             f"{self.refused} refused" if self.refused else "",
             f"{self.left_out} left out" if self.left_out else "",
+            f"{self.not_picked} not picked" if self.not_picked else "",
         ]
         return ", ".join(p for p in parts if p)
 
@@ -93,6 +98,8 @@ class JobView(BaseModel, frozen=True):
     name: str
     state: str
     source: str
+    shoot_id: str | None = None
+    """The shoot the job edits photos of (`status --json` lists it inside that shoot)."""
     photos: int
     """Photos in the job now (a count from the database, never a placeholder)."""
     done: dict[str, int]
@@ -120,6 +127,8 @@ class JobView(BaseModel, frozen=True):
     """Files of the shoot refused before anything was sent, each named in `failed_photos`."""
     left_out: int = 0
     """Photos not part of the job: gone before their upload, or added after it."""
+    not_picked: int = 0
+    """Photos `--min-rating` kept back (listed in `failed_photos`, not a failure)."""
     activity: Activity = "finished"
     state_text: str = ""
     """The state as `status` shows it: "completed, 2 left out", "editing, running (by
@@ -157,6 +166,7 @@ def job_view(
         name=job.name,
         state=job.state,
         source=job.source,
+        shoot_id=job.shoot_id,
         photos=photos,
         done=done or {},
         last_error=job.last_error,
@@ -179,6 +189,7 @@ def job_view(
         failed=counts.failed,
         refused=counts.refused,
         left_out=counts.left_out,
+        not_picked=counts.not_picked,
         activity=activity,
         state_text=_state_text(job, activity, owner, counts),
     )
@@ -344,7 +355,7 @@ async def not_done_counts(store: Store, job_ids: Sequence[str]) -> dict[str, Not
     counts = {}
     for job_id in job_ids:
         sent = NotDone.of(unsent[job_id])
-        counts[job_id] = NotDone(failing[job_id], sent.refused, sent.left_out)
+        counts[job_id] = NotDone(failing[job_id], sent.refused, sent.left_out, sent.not_picked)
     return counts
 
 
@@ -379,7 +390,7 @@ LEFT_OUT_REASON = (
 )
 ADDED_LATE_REASON = (
     "left out: it was added to the folder after the upload, so it is not part of this job; "
-    "to edit it, put it in a new folder and run that"
+    "to edit it, run the folder again with --add (a follow-up job of the same shoot)"
 )
 
 
@@ -410,7 +421,7 @@ async def failed_photos(store: Store, job_id: str) -> list[PhotoFailure]:
 async def unsent_photos(store: Store, job_ids: Sequence[str]) -> dict[str, list[PhotoFailure]]:
     """The photos of each job's shoot that its history names as refused or left out, less
     those that are photos of the job now (a refused file copied again, a photo put back)."""
-    events = await store.events_of_kinds(job_ids, (LEFT_OUT, ADDED_LATE, REFUSED))
+    events = await store.events_of_kinds(job_ids, (LEFT_OUT, ADDED_LATE, REFUSED, NOT_PICKED))
     named: dict[str, dict[str, PhotoFailure]] = {job_id: {} for job_id in job_ids}
     for job_id, entries in events.items():
         for event in entries:
@@ -432,6 +443,18 @@ def _unsent_in(event: Event) -> list[PhotoFailure]:
             PhotoFailure(str(f.get("path")), "upload", f"refused: {f.get('reason')}", "refused")
             for f in data.get("files", [])
             if isinstance(f, dict)
+        ]
+    if event.kind == NOT_PICKED:
+        least = data.get("min_rating")
+        return [
+            PhotoFailure(
+                str(p.get("path")),
+                "upload",
+                f"not picked: {Unpicked.described(p.get('rating'), least)}",
+                "not_picked",
+            )
+            for p in data.get("photos", [])
+            if isinstance(p, dict)
         ]
     reason = LEFT_OUT_REASON if event.kind == LEFT_OUT else ADDED_LATE_REASON
     return [

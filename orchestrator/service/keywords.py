@@ -16,7 +16,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
 from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
 from orchestrator.words import plural
-from orchestrator.workflow.keywording import write_keywords
+from orchestrator.workflow.keywording import shoot_words, write_keywords
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.photos import PhotoFailed
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
@@ -30,8 +30,9 @@ async def keyword_views(
     """The job and its tagged photos as `keywords --json` prints them (or that one photo)."""
     job = await store.resolve_job(job_ref)
     photos = _chosen(await store.photos(job.id), photo_ref)
+    shoot = list(shoot_words(job))  # the shoot's own words, apart from Imagga's
     return job, [
-        photo_review(photo, details).to_json()
+        {**photo_review(photo, details).to_json(), "shoot_keywords": shoot}
         for photo in photos
         if (details := TagDetails.of(photo)) is not None
     ]

@@ -65,12 +65,30 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class Shoot(Base):
+    """What a photographer names and sees: one shoot folder's photos, edited by its jobs (one
+    per Imagen project: a RAW one, a JPEG one, and the follow-ups for photos that came late),
+    reviewed and delivered as one."""
+
+    __tablename__ = "shoots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(Text, index=True)
+    """The shoot folder (its jobs' `source`); `--again` starts a new shoot of the same folder."""
+    keywords: Mapped[list[str]] = mapped_column(JSON)
+    """The shoot's own words (`--keyword`: the couple, the venue), for every photo of it."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Job(Base):
     """One Imagen project: a set of photos of one image type from one source folder."""
 
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shoot_id: Mapped[str] = mapped_column(ForeignKey("shoots.id", ondelete="CASCADE"), index=True)
+    """The shoot the job edits photos of."""
     name: Mapped[str] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(Text)
     edited_dir: Mapped[str] = mapped_column(Text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from orchestrator.store.models import (
     Photo,
     PhotoPhase,
     Refusal,
+    Shoot,
     utcnow,
 )
 from orchestrator.words import plural
@@ -110,6 +112,8 @@ class NewJob:
     spec: dict[str, Any]
     """The job's spec as stored (`JobSpec.to_stored()`)."""
     project_name: str
+    shoot_id: str | None = None
+    """The shoot the job belongs to; None: a shoot of its own, named as the job, is made."""
 
 
 @dataclass(frozen=True)
@@ -156,16 +160,17 @@ SHOWN_CANDIDATES = 5
 _HEX = frozenset("0123456789abcdef")
 
 
-def _looks_like_id(text: str) -> bool:
+def looks_like_id(text: str) -> bool:
+    """Whether `text` could be (the start of) a job or shoot id: hex digits only."""
     return set(text.lower()) <= _HEX
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     """Whether `text` is written as a path (`./smith`, `~/shoots/smith`, `/srv/smith`)."""
     return os.sep in text or text in (".", "..") or text.startswith("~")
 
 
-def _folder_of(text: str) -> str:
+def resolved_folder(text: str) -> str:
     """The absolute folder a path argument names, as `jobs.source` records folders."""
     return str(Path(text).expanduser().resolve())
 
@@ -176,6 +181,12 @@ def _several(ref: str, jobs: Sequence[Job], hint: str) -> str:
     )
     more = " …" if len(jobs) > SHOWN_CANDIDATES else ""
     return f"{ref!r} fits several jobs: {listed}{more}; {hint}"
+
+
+def _new_shoot(shoot_id: str, name: str, source: str, keywords: Sequence[str]) -> Any:
+    return insert(Shoot).values(
+        id=shoot_id, name=name, source=source, keywords=list(keywords), created_at=utcnow()
+    )
 
 
 def _holds(lease: Lease) -> ColumnElement[bool]:
@@ -220,14 +231,14 @@ class Store:
         text = ref.strip()
         if not text:
             raise JobNotFound("give a job's id, name or folder; `orchestrator status` lists them")
-        if _looks_like_id(text) and len(text) >= MIN_ID_PREFIX:
+        if looks_like_id(text) and len(text) >= MIN_ID_PREFIX:
             by_id = await self._jobs_where(Job.id.startswith(text.lower(), autoescape=True))
             if len(by_id) == 1:
                 return by_id[0]
             if len(by_id) > 1:
                 raise JobNotFound(_several(text, by_id, "give more of the id"))
-        if _looks_like_path(text):
-            found = await self._jobs_where(Job.source == _folder_of(text))
+        if looks_like_path(text):
+            found = await self._jobs_where(Job.source == resolved_folder(text))
         else:
             found = await self._jobs_where(
                 or_(
@@ -239,7 +250,7 @@ class Store:
             return found[0]
         if found:
             raise JobNotFound(_several(text, found, "give the id of one"))
-        if _looks_like_id(text) and len(text) < MIN_ID_PREFIX:
+        if looks_like_id(text) and len(text) < MIN_ID_PREFIX:
             raise JobNotFound(
                 f"job id {text!r} is too short: give at least {MIN_ID_PREFIX} characters"
             )
@@ -422,14 +433,18 @@ class Store:
     async def recorded_paths(
         self, job_ids: Sequence[str], paths: Sequence[str]
     ) -> set[tuple[str, str]]:
-        """Which of `paths` are photos of which of the jobs now, as (job id, rel_path)."""
+        """Which of `paths` are photos of each job's shoot now (of the job itself, or of
+        another job of its shoot: a follow-up), as (job id, rel_path)."""
         if not job_ids or not paths:
             return set()
+        asked, holder = Job.__table__.alias("asked"), Job.__table__.alias("holder")
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(Photo.job_id, Photo.rel_path).where(
-                    Photo.job_id.in_(job_ids), Photo.rel_path.in_(sorted(set(paths)))
-                )
+                select(asked.c.id, Photo.rel_path)
+                .select_from(Photo)
+                .join(holder, holder.c.id == Photo.job_id)
+                .join(asked, asked.c.shoot_id == holder.c.shoot_id)
+                .where(asked.c.id.in_(job_ids), Photo.rel_path.in_(sorted(set(paths))))
             )
             return {(job_id, rel_path) for job_id, rel_path in rows.all()}
 
@@ -446,13 +461,26 @@ class Store:
 
     # ---- creation ----------------------------------------------------------------------
 
+    async def create_shoot(self, *, name: str, source: str, keywords: Sequence[str] = ()) -> str:
+        """Record a new shoot of the folder `source`; its id."""
+        shoot_id = uuid.uuid4().hex
+        async with self.engine.begin() as conn:
+            await conn.execute(_new_shoot(shoot_id, name, source, keywords))
+        return shoot_id
+
     async def create_job(self, job: NewJob, photos: Sequence[NewPhoto]) -> None:
-        """Record a new queued job and its photos in one transaction."""
+        """Record a new queued job and its photos in one transaction (and its shoot, when the
+        job names none)."""
         now = utcnow()
         async with self.engine.begin() as conn:
+            shoot_id = job.shoot_id
+            if shoot_id is None:
+                shoot_id = uuid.uuid4().hex
+                await conn.execute(_new_shoot(shoot_id, job.name, job.source, ()))
             await conn.execute(
                 insert(Job).values(
                     id=job.id,
+                    shoot_id=shoot_id,
                     name=job.name,
                     source=job.source,
                     edited_dir=job.edited_dir,

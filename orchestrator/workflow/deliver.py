@@ -18,14 +18,16 @@ import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.apicore.errors import ApiAmbiguous
 from orchestrator.crashpoints import crash_point
 from orchestrator.integrations.delivery_files import (
+    CONTACT_SHEET,
     DeliveryRecord,
     delivered_folder,
+    locked_folder,
     write_delivery,
 )
 from orchestrator.integrations.imgix_models import MAX_SIMPLE_UPLOAD_BYTES, Asset, ImgixConflict
@@ -33,7 +35,8 @@ from orchestrator.rules.delivery import PathRefused, origin_path
 from orchestrator.spec import DeliverSpec, JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
-from orchestrator.store.queries import PhaseDone, PhotoRecord
+from orchestrator.store.queries import PhaseDone, PhotoRecord, Store
+from orchestrator.store.shoots import get_shoot, jobs_of_shoots
 from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.delivered_analyses import analysis_fields, analysis_record
@@ -93,6 +96,8 @@ class Parcel:
     keywords: tuple[str, ...]
     details: TagDetails | None = None
     """Its keywording, whose analyses go with it (delivery.json, custom fields)."""
+    shoot: str = ""
+    """The name of the shoot it belongs to."""
 
 
 @dataclass
@@ -127,10 +132,12 @@ async def plan_delivery(
     job_spec: JobSpec,
     spec: DeliverSpec,
     photos: Sequence[PhotoRecord],
+    shoot: str,
     force: Collection[str] = (),
 ) -> DeliveryPlan:
-    """Sort the job's photos into those to deliver, unchanged, held and refused; a photo at an
-    origin path of `force` (missing at imgix) is delivered even when unchanged."""
+    """Sort the job's photos into those to deliver, unchanged, held and refused (`shoot`: the
+    name of the job's shoot, which prefixes the default origin path); a photo at an origin path
+    of `force` (missing at imgix) is delivered even when unchanged."""
     plan = DeliveryPlan()
     taken: dict[str, str] = {}
     for photo in photos:
@@ -146,6 +153,8 @@ async def plan_delivery(
         try:
             path = origin_path(
                 spec.path,
+                shoot=shoot,
+                path=place_in_shoot(photo.rel_path, export.output),
                 job_name=job.name,
                 job_id=job.id,
                 file_name=export.output,
@@ -158,12 +167,22 @@ async def plan_delivery(
             plan.refused.append((photo, f"its origin path {path} is {taken[path]}'s too"))
             continue
         taken[path] = photo.rel_path
-        parcel = Parcel(photo, exported, path, view.keywords, view.details)
+        words = tuple(dict.fromkeys((*job_spec.keywords, *view.keywords)))
+        parcel = Parcel(photo, exported, path, words, details=view.details, shoot=shoot)
         if path not in force and await asyncio.to_thread(_unchanged, parcel):
             plan.unchanged += 1
         else:
             plan.todo.append(parcel)
     return plan
+
+
+def place_in_shoot(rel_path: str, exported: str) -> str:
+    """The delivered photo's path in its shoot: the photo's folders and its own name, letter
+    case kept (`Ceremony/Card 1/DSC_1000.JPG`); a RAW's with the export's extension."""
+    photo = PurePosixPath(rel_path)
+    if photo.suffix.lower() in (".jpg", ".jpeg"):
+        return str(photo)
+    return str(photo.with_suffix(PurePosixPath(exported).suffix or ".jpg"))
 
 
 def _unchanged(parcel: Parcel) -> bool:
@@ -200,8 +219,9 @@ async def deliver_photos(
     spec = ctx.spec.deliver
     if spec is None:
         raise JobFailed("this job was not asked to deliver (--deliver)")
+    shoot = await get_shoot(ctx.store, ctx.job.shoot_id)
     photos = await ctx.store.photos(ctx.job.id)
-    plan = await plan_delivery(ctx.job, ctx.spec, spec, photos, force)
+    plan = await plan_delivery(ctx.job, ctx.spec, spec, photos, shoot.name, force)
     if plan.unchanged:
         await ctx.event(
             "resume", f"{plural(plan.unchanged, 'photo')} already delivered; {len(plan.todo)} to go"
@@ -217,7 +237,7 @@ async def deliver_photos(
         )
     ctx.progress.stage_finished(ctx.label, PHASE)
     failures = [f"{photo.rel_path}: {reason}" for photo, reason in plan.refused] + failed
-    await write_outputs(ctx.job, await ctx.store.photos(ctx.job.id), plan.held)
+    await write_outputs(ctx.store, ctx.job)
     if plan.held:
         names = ", ".join(sorted(plan.held))
         message = (
@@ -229,15 +249,33 @@ async def deliver_photos(
     return DeliveryOutcome(len(plan.todo) - len(failed), plan.unchanged, plan.held, failures)
 
 
-async def write_outputs(job: Job, photos: Sequence[PhotoRecord], held: Mapping[str, str]) -> None:
-    """FOLDER/delivered/delivery.json and index.html, from what the store says was delivered."""
-    records = [record for photo in photos if (record := delivery_record(photo)) is not None]
+async def write_outputs(store: Store, job: Job) -> Path:
+    """The shoot's one delivered/delivery.json and index.html (its contact sheet), from what
+    the store says every job of the job's shoot delivered and holds back; the sheet's path.
+
+    Jobs of one shoot deliver side by side: the files are written under a lock on the folder,
+    each writer reading the store inside it, so the last one written holds every record."""
+    shoot = await get_shoot(store, job.shoot_id)
+    jobs = (await jobs_of_shoots(store, [shoot.id])).get(shoot.id, [])
     folder = delivered_folder(job.source, job.exported_dir)
-    await asyncio.to_thread(write_delivery, folder, job.name, records, held)
+    async with locked_folder(folder):
+        records: list[DeliveryRecord] = []
+        held: dict[str, str] = {}
+        for each, _ in jobs:
+            if each.options.get("deliver") is None:  # a job of the shoot that delivers not
+                continue
+            for photo in await store.photos(each.id):
+                if (record := delivery_record(photo, shoot.name)) is not None:
+                    records.append(record)
+                elif (why := tag_view(photo).held) is not None:
+                    held[photo.rel_path] = why
+        await asyncio.to_thread(write_delivery, folder, shoot.name, records, held)
+    return folder / CONTACT_SHEET
 
 
-def delivery_record(photo: PhotoRecord) -> DeliveryRecord | None:
-    """The photo's delivery as recorded, or None if it was never delivered."""
+def delivery_record(photo: PhotoRecord, shoot: str = "") -> DeliveryRecord | None:
+    """The photo's delivery as recorded (in the shoot named `shoot`), or None if it was never
+    delivered."""
     done = photo.phase(PHASE)
     if done is None or done.done_at is None or not done.output:
         return None
@@ -250,6 +288,7 @@ def delivery_record(photo: PhotoRecord) -> DeliveryRecord | None:
         keywords=[str(k) for k in details.get("keywords") or ()],
         delivered_at=str(details.get("delivered_at", "")),
         md5=done.md5 or "",
+        shoot=shoot,
         analyses=_stored_analyses(details),
     )
 
@@ -298,9 +337,7 @@ async def _deliver_one(
             "it in imgix or choose another --deliver-path, then `orchestrator retry`"
         )
     crash_point("after_deliver_upload")
-    await _write_metadata(
-        ctx.job, spec, imgix, asset, path, parcel.keywords, md5, analysis_fields(parcel.details)
-    )
+    await _write_metadata(ctx.job, spec, imgix, asset, parcel, md5, analysis_fields(parcel.details))
     purged = overwrote or (previous is not None and previous.md5 != md5)
     if purged:
         await imgix.purge(delivery.urls.purge_url(path))
@@ -347,8 +384,7 @@ async def _write_metadata(
     spec: DeliverSpec,
     imgix: ImgixClient,
     asset: Asset,
-    path: str,
-    keywords: tuple[str, ...],
+    parcel: Parcel,
     md5: str,
     analyses: Mapping[str, str],
 ) -> None:
@@ -357,13 +393,13 @@ async def _write_metadata(
     fields = {
         **asset.custom_fields,
         JOB_FIELD: job.id,
-        "shoot": job.name,
+        "shoot": parcel.shoot or job.name,
         "imagen_project": job.project_uuid or "",
         "imagen_profile": job.profile_name,
         MD5_FIELD: md5,
         **analyses,
     }
-    wanted: dict[str, Any] = {"categories": list(keywords), "custom_fields": fields}
+    wanted: dict[str, Any] = {"categories": list(parcel.keywords), "custom_fields": fields}
     if spec.description is not None:
         wanted["description"] = spec.description
     if (
@@ -371,7 +407,7 @@ async def _write_metadata(
         or dict(asset.custom_fields) != fields
         or (spec.description is not None and asset.description != spec.description)
     ):
-        await imgix.update_asset(path, wanted)
+        await imgix.update_asset(parcel.origin_path, wanted)
 
 
 def _photo_id(parcel: Parcel) -> int:

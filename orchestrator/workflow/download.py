@@ -10,8 +10,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from orchestrator.crashpoints import crash_point
-from orchestrator.imagen.files import UnsafeFileName
-from orchestrator.imagen.models import DownloadLink
+from orchestrator.imagen.files import UnsafeFileName, image_type_of
+from orchestrator.imagen.models import DownloadLink, ImageType
 from orchestrator.integrations.keywords import INSTALL_HINT, ExiftoolMissing, KeywordWriteFailed
 from orchestrator.retry import RetriesExhausted
 from orchestrator.spec import JobSpec
@@ -21,6 +21,7 @@ from orchestrator.transfer.errors import OutputInTheWay, OutputUnwritable, Trans
 from orchestrator.transfer.hashing import md5_of_file
 from orchestrator.transfer.localfiles import written_before
 from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
+from orchestrator.workflow.keywording import write_shoot_keywords
 from orchestrator.workflow.outputs import EDITS, EXPORTS, Outputs, Places, wants_export
 from orchestrator.workflow.photos import PhotoFailed, PhotoRun, photo_run
 from orchestrator.workflow.retries import RetryTally
@@ -208,9 +209,20 @@ async def _download_one(
             f"output from byte {result.resumed_from} of {result.size}",
         )
     size, md5 = result.size, result.md5_hex
-    if await made.carry(ctx, photo, target):
+    carried = await made.carry(ctx, photo, target)
+    worded = await _shoot_words(ctx, target)
+    if carried or worded:
         size, md5 = await _measured(target)
     return PhaseDone(outputs.phase, output=name, size=size, md5=md5)
+
+
+async def _shoot_words(ctx: JobContext, target: Path) -> bool:
+    """Write the shoot's own words (`--keyword`) into the output; whether it changed."""
+    if not ctx.spec.keywords:
+        return False
+    return await write_shoot_keywords(
+        ctx.services.find(PHOTO_METADATA), target, add=ctx.spec.keywords
+    )
 
 
 async def _measured(path: Path) -> tuple[int, str]:
@@ -224,10 +236,13 @@ SIDECAR = ".xmp"
 Narrative Select and Capture One write NAME.xmp, darktable NAME.CR2.xmp (any letter case)."""
 EMBEDDING = frozenset({".jpg", ".jpeg"})
 """Photos whose own ratings and captions are read too (their XMP and IPTC sit at the start of
-the file); a RAW's are read from its sidecar."""
+the file). A RAW's are read from its sidecar, and from the RAW itself when its first IFD holds
+an XMP packet (a camera's rating, a culling tool that writes into the RAW)."""
 HEADER_BYTES = 256 * 1024
 """How much of a JPEG is looked at for its XMP or IPTC record."""
 _MARKERS = (b"http://ns.adobe.com/xap/1.0/\x00", b"Photoshop 3.0\x00")
+_RAW_MARKERS = (b"<x:xmpmeta",)
+"""An XMP packet inside a TIFF-based RAW (tag 0x02BC), as exiftool writes it."""
 
 
 def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int, list[Path]]:
@@ -244,7 +259,7 @@ def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int
                 names = []
             folders[path.parent] = {name.casefold(): name for name in names}
         listed = folders[path.parent]
-        files = [path] if path.suffix.lower() in EMBEDDING and _embeds(path) else []
+        files = [path] if _embeds(path) else []
         sidecars = (listed.get(f"{name}{SIDECAR}".casefold()) for name in (path.stem, path.name))
         files += [path.with_name(real) for real in sidecars if real is not None][:1]
         if files:
@@ -253,12 +268,19 @@ def photographers_files(source: Path, photos: Sequence[PhotoRecord]) -> dict[int
 
 
 def _embeds(path: Path) -> bool:
+    markers: tuple[bytes, ...]
+    if path.suffix.lower() in EMBEDDING:
+        markers = _MARKERS
+    elif image_type_of(path.name) is ImageType.RAW:
+        markers = _RAW_MARKERS
+    else:
+        return False
     try:
         with path.open("rb") as stream:
             head = stream.read(HEADER_BYTES)
     except OSError:
         return False
-    return any(marker in head for marker in _MARKERS)
+    return any(marker in head for marker in markers)
 
 
 class Made:

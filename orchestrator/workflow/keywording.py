@@ -9,7 +9,14 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.integrations.keywords import EMBEDDED, KeywordFiles, KeywordWriteFailed
+from orchestrator.integrations.keywords import (
+    EMBEDDED,
+    INSTALL_HINT,
+    ExiftoolMissing,
+    KeywordFiles,
+    KeywordWriteFailed,
+    writable,
+)
 from orchestrator.rules.keywords import hierarchy
 from orchestrator.store.models import Job
 from orchestrator.workflow.photos import PhotoFailed
@@ -31,7 +38,8 @@ async def write_keywords(
     `retired`: the details as the files carry them now, when the analyses' words changed since
     (a person named): its words that are no longer wanted are taken out."""
     before = [w for w in details.keywords if w not in keywords]
-    theirs = {w.casefold() for w in details.file_keywords}
+    # The shoot's own words stay whatever the review makes of Imagga's.
+    theirs = {w.casefold() for w in (*details.file_keywords, *shoot_words(job))}
     categories = list(details.categories or ())
     dropped = [w for w in before if w.casefold() not in theirs]
     extra, extra_paths = details.analysis_words, details.analysis_paths
@@ -54,6 +62,29 @@ async def write_keywords(
         raise PhotoFailed(str(exc)) from None
     content_md5 = await asyncio.to_thread(_md5_of, paths[0])
     return details.model_copy(update={"keywords": tuple(keywords), "content_md5": content_md5})
+
+
+def shoot_words(job: Job) -> tuple[str, ...]:
+    """The shoot's own words its job writes into every photo (`--keyword`)."""
+    words = job.options.get("keywords") or ()
+    return tuple(str(word) for word in words)
+
+
+async def write_shoot_keywords(
+    files: KeywordFiles | None, path: Path, *, add: Sequence[str], remove: Sequence[str] = ()
+) -> bool:
+    """Put the shoot's own words into one output file (`remove`: words it no longer has),
+    beside whatever else the file holds; whether the file changed (False: a kind of file
+    that holds no keywords). PhotoFailed when exiftool is missing or refuses."""
+    if not (add or remove) or not writable(path):
+        return False
+    if files is None:
+        raise PhotoFailed(f"{path.name}: the shoot's keywords need exiftool: {INSTALL_HINT}")
+    try:
+        await files.write(path, add=add, remove=remove)
+    except (ExiftoolMissing, KeywordWriteFailed) as exc:
+        raise PhotoFailed(str(exc)) from None
+    return True
 
 
 def _file_path(job: Job, ref: FileRef) -> Path:

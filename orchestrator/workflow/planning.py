@@ -16,36 +16,41 @@ from orchestrator.imagen.files import image_type_of
 from orchestrator.imagen.models import EditChoices, ImageType, Profile
 from orchestrator.spec import JobSpec, OutputLayout
 from orchestrator.states import JobState
+from orchestrator.store import shoots
 from orchestrator.store.models import Job
-from orchestrator.store.queries import Lease, NewJob, NewPhoto, RecordedPhoto, Store
-from orchestrator.transfer.hashing import file_md5
+from orchestrator.store.queries import NewJob, Store
 from orchestrator.words import plural
-from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.outputs import Need, job_needs, new_job_folders, room_refusals
+from orchestrator.workflow.picks import (
+    Unpicked,
+    picked,
+    record_kept_back,
+    shoot_min_rating,
+)
 from orchestrator.workflow.shoot import (
+    PREFIX_OPTION,
     FoundPhoto,
     RefusedFile,
-    ShootScan,
-    match_renamed,
     scan_shoot,
 )
 from orchestrator.workflow.shoot_record import RECORD, RecordedJob, add_job, read_record
+from orchestrator.workflow.shoot_sync import (
+    FINISHED,
+    NOT_UPLOADED_YET,
+    names,
+    new_photo,
+    sync_photos,
+)
 from orchestrator.workflow.stage import Demand
 from orchestrator.workflow.tag import kind_refusal
-from orchestrator.workflow.upload import ADDED_LATE, REFUSED
+from orchestrator.workflow.upload import REFUSED
 
 if TYPE_CHECKING:
     from orchestrator.imagen.client import ImagenClient
 
-NOT_UPLOADED_YET = frozenset({JobState.QUEUED, JobState.PROJECT_CREATED, JobState.UPLOADING})
-"""States in which photos found later can still join the job (and changed ones be re-sent)."""
 
-SHOWN_NAMES = 5
-"""Photos named in one note before the rest are summed up as "…"."""
 SHOWN_REFUSED = 20
 """Refused files listed one per note, each with its reason, before the rest are counted."""
-PLANNER_LEASE_SECONDS = 30.0
-"""How long adding new photos to a job may hold its lease without renewing it."""
 
 
 class PlanError(OperatorRefusal, ValueError):
@@ -69,9 +74,6 @@ ReadyCheck = Callable[[Sequence[Demand]], Awaitable[list[str]]]
 """Asks the services the jobs will use whether they can (settings, keys, quota): why not, in
 one line each (none: they can). Given by the command; called once, before any job is made."""
 
-FINISHED = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED})
-"""States of a job that planning hands back without it bringing anything more back."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class RunRequest:
@@ -92,6 +94,10 @@ class RunRequest:
     options_given: bool = True
     """Whether the user gave job options (profile, edit options) that an existing job must
     be told it does not take."""
+    add: bool = False
+    """Send the photos that came after the shoot's upload (a second card, a lower
+    `--min-rating`) in a follow-up job of the shoot: its spec and profile, its output
+    folders, one more Imagen project; never a photo the shoot sent already."""
 
 
 @dataclass
@@ -105,23 +111,31 @@ class Plan:
 async def plan_jobs(
     store: Store, client: ImagenClient, request: RunRequest, *, ready: ReadyCheck | None = None
 ) -> Plan:
-    """Find the folder's jobs to resume, create the missing ones, and report what was skipped.
+    """Find the shoot's jobs to resume, create the missing ones, and report what was skipped.
 
-    Before a job is made or Imagen asked anything, the output folders are checked (writable,
-    room for what the jobs will bring back) and so, through `ready`, are the services: every
-    problem is refused at once (NotReady).
+    A folder is one shoot: its jobs (one per Imagen project) are the first ones of each image
+    type and, with `add`, the follow-ups for photos that came after the upload. A photo is
+    sent once in a shoot, whichever job sends it. Before a job is made or Imagen asked
+    anything, the output folders are checked (writable, room for what the jobs will bring
+    back) and so, through `ready`, are the services: every problem is refused at once
+    (NotReady).
     """
     source = request.source.resolve()
     _check_output_folder(source, request.spec)
     of_source = await store.jobs_for_source(str(source))
-    existing = {
-        ImageType(j.image_type): j for j in reversed(of_source) if j.state != JobState.CANCELLED
-    }
-    recorded = (
-        {}
-        if request.again
-        else {j.id: await store.recorded_photos(j.id) for j in existing.values()}
-    )
+    shoot = await shoots.current_shoot(store, str(source))
+    of_shoot = [
+        j
+        for j in of_source
+        if shoot is not None and j.shoot_id == shoot.id and j.state != JobState.CANCELLED
+    ]
+    if request.again:
+        _check_nothing_live(_latest_by_kind(of_shoot).values())
+        shoot, of_shoot = None, []
+    by_kind: dict[ImageType, list[Job]] = {}
+    for job in of_shoot:  # newest first
+        by_kind.setdefault(ImageType(job.image_type), []).append(job)
+    recorded = {j.id: await store.recorded_photos(j.id) for j in of_shoot}
     known = {p.rel_path: (p.size, p.mtime_ns) for photos in recorded.values() for p in photos}
     # A big folder takes a while; the photos the jobs recorded, unchanged, are not read again.
     scan = await asyncio.to_thread(
@@ -136,33 +150,166 @@ async def plan_jobs(
     plan.notes += [f"refused {r.name}, not sent: {r.reason}" for r in scan.refused[:SHOWN_REFUSED]]
     if len(scan.refused) > SHOWN_REFUSED:
         plan.notes.append(f"… and {len(scan.refused) - SHOWN_REFUSED} more files refused")
-    if request.again:
-        _check_nothing_live(existing.values())
-        existing = {}
-    elif request.options_given:
+    existing = {kind: jobs[0] for kind, jobs in by_kind.items()}
+    if request.options_given:
         plan.notes += [
             note for job in existing.values() if (note := _options_not_applied(job, request))
         ]
-    missing = [t for t in scan.photos if t not in existing]
+    min_rating = shoot_min_rating(request.spec.min_rating, existing.values())
+    kept_back: list[Unpicked] = []
+    found = scan.photos
+    if min_rating is not None:
+        found, kept_back = await picked(scan.photos, set(known), min_rating)
+    missing = [t for t in found if t not in existing]
     for kind in missing:  # before any job is made, so a refusal leaves none half-planned
         if refusal := kind_refusal(request.spec, kind):
             raise PlanError(refusal)
     if missing and not request.again:
         await _check_not_seen_elsewhere(store, source, {j.id for j in of_source})
-    await _check_ready(store, scan, existing, request, ready)
+    kinds = set(found) | set(by_kind)
+    fresh = [
+        _fresh(scan.folder, kind, found[kind], _with_layout(request.spec), len(kinds) > 1)
+        for kind in missing
+    ]
+    follow_ups = (
+        [
+            follow_up
+            for kind, jobs in by_kind.items()
+            if (follow_up := _follow_up(kind, jobs, found.get(kind, []), known, request))
+        ]
+        if request.add
+        else []
+    )
+    if any(planned.spec.keywords for planned in (*fresh, *follow_ups)):
+        _check_exiftool("--keyword writes the shoot's words into its photos")
+    await _check_ready(store, [*fresh, *follow_ups], existing.values(), ready, type(request.spec))
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
-    for kind, photos in scan.photos.items():
-        job = existing.get(kind)
-        if job is None:
-            job = await _create_job(store, scan, kind, photos, profiles[kind], request, plan.notes)
-        else:
-            plan.notes += await _sync_photos(store, job, recorded[job.id], photos)
+    shoot_id = shoot.id if shoot else ""
+    if (fresh or follow_ups) and shoot is None:
+        shoot_id = await store.create_shoot(
+            name=source.name, source=str(source), keywords=request.spec.keywords
+        )
+    made: dict[ImageType, Job] = {}
+    for planned in fresh:
+        profile = profiles[planned.kind]
+        made[planned.kind] = await _create_job(
+            store,
+            planned,
+            name=f"{scan.folder.name}{_suffix(planned.kind, len(kinds) > 1)}",
+            profile=(profile.profile_key, profile.profile_name),
+            shoot_id=shoot_id,
+            notes=plan.notes,
+        )
+    for kind, jobs in sorted(by_kind.items()):
+        plan.jobs += reversed(jobs)
+        plan.notes += await sync_photos(
+            store,
+            jobs,
+            recorded,
+            found.get(kind, []),
+            follow_up=request.add,
+        )
+    for planned in follow_ups:
+        latest = by_kind[planned.kind][0]
+        job = await _create_job(
+            store,
+            planned,
+            name=_follow_up_name(by_kind[planned.kind]),
+            profile=(latest.profile_key, latest.profile_name or ""),
+            shoot_id=shoot_id,
+            notes=plan.notes,
+        )
         plan.jobs.append(job)
+        plan.notes.append(
+            f"{job.name}: {plural(len(planned.photos), 'photo')} that came after the upload "
+            f"({names(p.rel_path for p in planned.photos)}) join the shoot in this follow-up "
+            "job, with the shoot's options"
+        )
+    plan.jobs += made.values()
     for kind, job in existing.items():
         if kind not in scan.photos:
             plan.notes.append(f"{job.name}: no {kind.value} photos are left in the folder")
+    plan.notes += await record_kept_back(store, plan.jobs, kept_back, min_rating)
     await _record_refused(store, plan.jobs, scan.refused)
     return plan
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A job to be made: its photos, spec and output folders."""
+
+    kind: ImageType
+    photos: list[FoundPhoto]
+    spec: JobSpec
+    edited: Path
+    exported: Path
+    source: Path
+
+
+def _fresh(
+    folder: Path, kind: ImageType, photos: list[FoundPhoto], spec: JobSpec, typed: bool
+) -> _Planned:
+    """The first job of an image type in the shoot (`typed`: one of several types, so its
+    outputs get a subfolder of their type)."""
+    edited, exported = new_job_folders(folder, spec, kind.value if typed else "")
+    return _Planned(kind, photos, spec, edited, exported, folder)
+
+
+def _suffix(kind: ImageType, typed: bool) -> str:
+    return f" ({kind.value})" if typed else ""
+
+
+def _latest_by_kind(jobs: Iterable[Job]) -> dict[str, Job]:
+    latest: dict[str, Job] = {}
+    for job in jobs:  # newest first
+        latest.setdefault(job.image_type, job)
+    return latest
+
+
+def _follow_up(
+    kind: ImageType,
+    jobs: list[Job],
+    found: list[FoundPhoto],
+    known: Mapping[str, tuple[int, int]],
+    request: RunRequest,
+) -> _Planned | None:
+    """The follow-up job for the photos of `kind` that no job of the shoot holds, once its
+    latest job is past its upload: the shoot's spec (a lower `--min-rating` given now
+    included), its output folders. None when there are none, or the latest job still takes
+    photos."""
+    latest, first = jobs[0], jobs[-1]
+    late = [p for p in found if p.rel_path not in known]
+    if not late or latest.state in NOT_UPLOADED_YET:
+        return None
+    spec = type(request.spec).from_stored(latest.options)
+    if request.spec.min_rating is not None:
+        spec = spec.model_copy(update={"min_rating": request.spec.min_rating})
+    taken = {Path(path).stem.lower() for path in known}
+    clashing = [p for p in late if Path(p.file_name).stem.lower() in taken]
+    if clashing:
+        raise PlanError(
+            f"{latest.name}: new photos {names(p.rel_path for p in clashing)} have the same "
+            "name as photos the shoot sent already; rename them (or run with "
+            f"{PREFIX_OPTION} from the start) so their outputs do not meet"
+        )
+    return _Planned(
+        kind, late, spec, Path(first.edited_dir), Path(first.exported_dir), Path(first.source)
+    )
+
+
+def _check_exiftool(why: str) -> None:
+    """PlanError, before anything is sent, if exiftool cannot be run."""
+    from orchestrator.integrations.keywords import ExiftoolMissing, KeywordFiles
+
+    try:
+        KeywordFiles().check()
+    except ExiftoolMissing as exc:
+        raise PlanError(f"{why}: {exc}") from None
+
+
+def _follow_up_name(jobs: list[Job]) -> str:
+    """ "smith-wedding (JPG) +1": the first job's name and the follow-up's number."""
+    return f"{jobs[-1].name} +{len(jobs)}"
 
 
 async def _record_refused(
@@ -172,7 +319,9 @@ async def _record_refused(
     once: the job's result, `status` and the page list it."""
     if not jobs or not refused:
         return
-    by_type = {job.image_type: job for job in jobs}
+    by_type: dict[str, Job] = {}
+    for job in jobs:  # the shoot's first job of each type keeps the record
+        by_type.setdefault(job.image_type, job)
     assigned: dict[str, list[RefusedFile]] = {}
     for file in refused:
         kind = image_type_of(file.name)
@@ -191,7 +340,7 @@ async def _record_refused(
                 job_id,
                 REFUSED,
                 f"{plural(len(new), 'file')} of the shoot refused, not sent: "
-                + _names(str(f) for f in new),
+                + names(str(f) for f in new),
                 data={"files": [{"path": f.name, "reason": f.reason} for f in new]},
             )
 
@@ -243,6 +392,8 @@ def _options_not_applied(job: Job, request: RunRequest) -> str | None:
     if "outputs" not in kept and asked.get("outputs") == {}:
         del asked["outputs"]  # a job from before layouts, asked nothing but the default one
     differ = [key for key in sorted(set(asked) | set(kept)) if asked.get(key) != kept.get(key)]
+    if request.add:  # a lower rating given with --add is what picks the follow-up's photos
+        differ = [key for key in differ if key != "min_rating"]
     refs = {ref.strip().casefold() for ref in request.profiles}
     if refs and not refs & {str(job.profile_key), (job.profile_name or "").casefold()}:
         differ.insert(0, "profile")
@@ -309,33 +460,31 @@ def check_edit(edit: EditChoices, kind: ImageType) -> None:
 
 async def _create_job(
     store: Store,
-    scan: ShootScan,
-    kind: ImageType,
-    photos: list[FoundPhoto],
-    profile: Profile,
-    request: RunRequest,
+    planned: _Planned,
+    *,
+    name: str,
+    profile: tuple[int, str],
+    shoot_id: str,
     notes: list[str],
 ) -> Job:
-    check_edit(request.spec.edit, kind)
+    check_edit(planned.spec.edit, planned.kind)
     job_id = uuid.uuid4().hex
-    folder = scan.folder
-    suffix = f" ({kind.value})" if len(scan.photos) > 1 else ""
-    spec = _with_layout(request.spec)
-    edited, exported = new_job_folders(folder, spec, _type_folder(scan, kind))
+    folder = planned.source
     await store.create_job(
         NewJob(
             id=job_id,
-            name=f"{folder.name}{suffix}",
+            name=name,
             source=str(folder),
-            edited_dir=str(edited),
-            exported_dir=str(exported),
-            image_type=kind.value,
-            profile_key=profile.profile_key,
-            profile_name=profile.profile_name,
-            spec=spec.to_stored(),
-            project_name=project_name(folder.name + suffix, job_id),
+            edited_dir=str(planned.edited),
+            exported_dir=str(planned.exported),
+            image_type=planned.kind.value,
+            profile_key=profile[0],
+            profile_name=profile[1],
+            spec=planned.spec.to_stored(),
+            project_name=project_name(name, job_id),
+            shoot_id=shoot_id,
         ),
-        [_new_photo(p) for p in photos],
+        [new_photo(p) for p in planned.photos],
     )
     job = await store.get_job(job_id)
     entry = RecordedJob(
@@ -369,12 +518,6 @@ def project_name(shoot: str, job_id: str) -> str:
     return f"{readable[:PROJECT_NAME_CHARS].rstrip() or 'shoot'} {job_id[:8]}"
 
 
-def _type_folder(scan: ShootScan, kind: ImageType) -> str:
-    """The image type's subfolder of the output folders: two image types in one shoot would
-    collide there (IMG_1.CR2 and IMG_1.JPG both export IMG_1.jpg), so each gets one."""
-    return kind.value if len(scan.photos) > 1 else ""
-
-
 def _check_output_folder(source: Path, spec: JobSpec) -> None:
     """Refuse an --output folder inside the shoot: the next scan would take the outputs for
     photos."""
@@ -389,49 +532,48 @@ def _check_output_folder(source: Path, spec: JobSpec) -> None:
 
 async def _check_ready(
     store: Store,
-    scan: ShootScan,
-    existing: Mapping[ImageType, Job],
-    request: RunRequest,
+    planned: Sequence[_Planned],
+    existing: Iterable[Job],
     ready: ReadyCheck | None,
+    spec_model: type[JobSpec],
 ) -> None:
-    """NotReady with every problem, if the output folders cannot take what the folder's jobs
-    will bring back, or the services they use (`ready`) cannot serve them."""
+    """NotReady with every problem, if the output folders cannot take what the shoot's jobs
+    (`planned`: to be made; `existing`: to resume) will bring back, or the services they use
+    (`ready`) cannot serve them."""
     demands: list[Demand] = []
     needs: list[Need] = []
-    for kind, photos in scan.photos.items():
-        job = existing.get(kind)
-        if job is None:
-            spec = _with_layout(request.spec)
-            edited, exported = new_job_folders(scan.folder, spec, _type_folder(scan, kind))
-            demands.append(Demand(spec, len(photos)))
-            needs += job_needs(
-                image_type=kind,
-                spec=spec,
-                source=scan.folder,
-                edited=edited,
-                exported=exported,
-                to_edit=[(p.file_name, p.size) for p in photos],
-                to_export=[p.size for p in photos],
-                to_deliver=len(photos),
-            )
-        elif job.state not in FINISHED:
-            spec = type(request.spec).from_stored(job.options)
-            records = await store.photos(job.id)
-            done = {
-                phase: sum(1 for p in records if p.done(phase))
-                for phase in ("edit", "export", "tag", "deliver")
-            }
-            demands.append(Demand(spec, len(records), done))
-            needs += job_needs(
-                image_type=kind,
-                spec=spec,
-                source=Path(job.source),
-                edited=Path(job.edited_dir),
-                exported=Path(job.exported_dir),
-                to_edit=[(p.file_name, p.size) for p in records if not p.done("edit")],
-                to_export=[p.size for p in records if not p.done("export")],
-                to_deliver=len(records) - done["deliver"],
-            )
+    for new in planned:
+        demands.append(Demand(new.spec, len(new.photos)))
+        needs += job_needs(
+            image_type=new.kind,
+            spec=new.spec,
+            source=new.source,
+            edited=new.edited,
+            exported=new.exported,
+            to_edit=[(p.file_name, p.size) for p in new.photos],
+            to_export=[p.size for p in new.photos],
+            to_deliver=len(new.photos),
+        )
+    for job in existing:
+        if job.state in FINISHED:
+            continue
+        spec = spec_model.from_stored(job.options)
+        records = await store.photos(job.id)
+        done = {
+            phase: sum(1 for p in records if p.done(phase))
+            for phase in ("edit", "export", "tag", "deliver")
+        }
+        demands.append(Demand(spec, len(records), done))
+        needs += job_needs(
+            image_type=ImageType(job.image_type),
+            spec=spec,
+            source=Path(job.source),
+            edited=Path(job.edited_dir),
+            exported=Path(job.exported_dir),
+            to_edit=[(p.file_name, p.size) for p in records if not p.done("edit")],
+            to_export=[p.size for p in records if not p.done("export")],
+            to_deliver=len(records) - done["deliver"],
+        )
     problems = await ready(demands) if ready is not None else []
     problems += await asyncio.to_thread(room_refusals, needs)
     if problems:
@@ -441,136 +583,3 @@ async def _check_ready(
 def _with_layout(spec: JobSpec) -> JobSpec:
     """The spec a new job is stored with: the default output layout unless one was chosen."""
     return spec if spec.outputs else spec.model_copy(update={"outputs": OutputLayout()})
-
-
-def _new_photo(photo: FoundPhoto) -> NewPhoto:
-    return NewPhoto(photo.rel_path, photo.file_name, photo.size, photo.mtime_ns)
-
-
-async def _sync_photos(
-    store: Store, job: Job, photos: list[RecordedPhoto], found: list[FoundPhoto]
-) -> list[str]:
-    """Compare the folder with the job's `photos`: report what changed, let new photos join if
-    in time.
-
-    Until every photo is uploaded, new photos join the job and the upload stage sends changed
-    ones again. After that, Imagen edits the versions it has: changes are only reported.
-    """
-    notes = await _report_late_changes(store, job, photos, found) if _past_upload(job) else []
-    known = {p.rel_path for p in photos}
-    added = [p for p in found if p.rel_path not in known]
-    if not added:
-        return notes
-    taken = {Path(p.file_name).stem.lower() for p in photos}
-    clashing = [p for p in added if Path(p.file_name).stem.lower() in taken]
-    if clashing:
-        names = ", ".join(p.rel_path for p in clashing[:5])
-        raise PlanError(
-            f"{job.name}: new photos {names} have the same name as photos already "
-            "in the job; rename them or move them to another shoot"
-        )
-    if job.state in NOT_UPLOADED_YET:
-        async with borrow(store, job.id, purpose="planner", ttl=PLANNER_LEASE_SECONDS) as lease:
-            renamed = await _follow_renames(store, lease, job, found, added)
-            added = [p for p in added if p.rel_path not in renamed]
-            if added:
-                await store.add_photos(lease, [_new_photo(p) for p in added])
-        notes += [
-            f"{job.name}: {old} was renamed to {new}; it stays in the job"
-            for new, old in renamed.items()
-        ]
-        if not added:
-            return notes
-        await store.add_event(job.id, "source", f"{plural(len(added), 'new photo')} joined the job")
-        return [*notes, f"{job.name}: {plural(len(added), 'new photo')} found; they join the job"]
-    reported = {
-        str(path)
-        for event in await store.events(job.id)
-        if event.kind == ADDED_LATE and event.data
-        for path in event.data.get("photos", [])
-    }
-    unreported = [p.rel_path for p in added if p.rel_path not in reported]
-    if unreported:
-        await store.add_event(
-            job.id,
-            ADDED_LATE,
-            f"{plural(len(unreported), 'photo')} added after the upload "
-            f"({_names(unreported)}): not part of this job",
-            data={"photos": unreported},
-        )
-    return [
-        *notes,
-        f"{job.name}: {plural(len(added), 'photo')} added after the upload "
-        f"({_names(p.rel_path for p in added)}); they are not part of this job: put them "
-        "in a new folder and run that",
-    ]
-
-
-async def _follow_renames(
-    store: Store, lease: Lease, job: Job, found: list[FoundPhoto], added: list[FoundPhoto]
-) -> dict[str, str]:
-    """Record photos renamed in the folder before their upload under their new names; the
-    old name of each, by its new one."""
-    here = {p.rel_path for p in found}
-    missing = [p for p in await store.photos(job.id) if p.rel_path not in here]
-    renamed: dict[str, str] = {}
-    for old, new in match_renamed([p for p in missing if not p.done("upload")], added):
-        await store.rename_photo(lease, old.id, new.rel_path, new.file_name)
-        await store.add_event(
-            job.id, "source", f"{old.rel_path} was renamed to {new.rel_path}; it stays in the job"
-        )
-        renamed[new.rel_path] = old.rel_path
-    return renamed
-
-
-def _past_upload(job: Job) -> bool:
-    """Whether the job's photos are all at Imagen and the job still has work to do."""
-    state = job.state
-    if state == JobState.FAILED and job.state_before_failure:
-        state = job.state_before_failure
-    return state not in NOT_UPLOADED_YET | {JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED}
-
-
-async def _report_late_changes(
-    store: Store, job: Job, photos: list[RecordedPhoto], found: list[FoundPhoto]
-) -> list[str]:
-    """Notes (and history) for photos changed or removed after they were uploaded.
-
-    A photo whose mtime moved but whose size did not is hashed: touching is not changing.
-    """
-    now = {p.rel_path: p for p in found}
-    changed: list[str] = []
-    removed: list[str] = []
-    for photo in photos:
-        current = now.get(photo.rel_path)
-        if current is None:
-            removed.append(photo.rel_path)
-        elif (current.size, current.mtime_ns) != (photo.size, photo.mtime_ns) and not (
-            current.size == photo.size
-            and photo.md5
-            and (await file_md5(current.path)).hex() == photo.md5
-        ):
-            changed.append(photo.rel_path)
-    notes: list[str] = []
-    if changed:
-        message = (
-            f"{plural(len(changed), 'photo')} changed after the upload "
-            f"({_names(changed)}); Imagen edits the versions it was sent. To edit the "
-            "new versions, put them in a new folder and run that"
-        )
-        await store.add_event(job.id, "source", message, data={"changed": changed})
-        notes.append(f"{job.name}: {message}")
-    if removed:
-        message = (
-            f"{plural(len(removed), 'photo')} removed from the folder after the upload "
-            f"({_names(removed)}); Imagen has them, so their edits still "
-            "arrive"
-        )
-        await store.add_event(job.id, "source", message, data={"removed": removed})
-        notes.append(f"{job.name}: {message}")
-    return notes
-
-
-def _names(paths: Iterable[str]) -> str:
-    listed = list(paths)
-    return ", ".join(listed[:SHOWN_NAMES]) + (" …" if len(listed) > SHOWN_NAMES else "")

@@ -21,7 +21,7 @@ from tests.daemon_support import (
     migrated,
     wait_for,
 )
-from tests.helpers import ledger, orchestrator, sandbox_process
+from tests.helpers import ledger, orchestrator, sandbox_process, status_jobs
 
 RAW_PROFILE, JPEG_PROFILE = "1001", "2001"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -91,7 +91,7 @@ def test_submitted_jobs_run_to_the_end_and_operators_see_them(
         assert "callback" in kinds
         assert http("GET", f"{daemon.url}/api/jobs/ffffffff")[0] == 404
         assert get_json(f"{daemon.url}/readyz")["ready"] is True
-        status = json.loads(orchestrator("status", "--json", env=env).stdout)
+        status = status_jobs(env)
         assert {j["id"]: j["state"] for j in status} == {i: "completed" for i in ids}
         assert all(j["lease_owner"] is None for j in status)
         metrics = http("GET", f"{daemon.url}/metrics")[1].decode()
@@ -200,8 +200,7 @@ def test_a_waiting_job_holds_no_lease_and_cancel_stops_it(
         assert cancelled.returncode == 0, cancelled.stderr
         assert json.loads(cancelled.stdout)["state"] == "cancelled"
         assert daemon.terminate() == 0
-        status = json.loads(orchestrator("status", "--json", env=env).stdout)
-        assert [j["state"] for j in status] == ["cancelled"]
+        assert [j["state"] for j in status_jobs(env)] == ["cancelled"]
 
 
 @pytest.mark.postgres
@@ -227,7 +226,7 @@ def test_sigterm_stops_at_a_checkpoint_and_gives_the_lease_back(
             what="the upload to start",
         )
         assert daemon.terminate(timeout=15) == 0
-        status = {j["id"]: j for j in json.loads(orchestrator("status", "--json", env=env).stdout)}
+        status = {j["id"]: j for j in status_jobs(env)}
         # The lease lasts a minute, yet it is free at once: a new daemon need not wait.
         assert status[job_id]["lease_owner"] is None
         assert status[job_id]["state"] not in TERMINAL

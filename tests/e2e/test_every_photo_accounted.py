@@ -15,19 +15,30 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchestrator.sandbox.samples import make_sample_shoot
-from tests.daemon_support import Daemon, daemon_env, get_json, wait_for
-from tests.helpers import cli_env, orchestrator, photo_bytes, sandbox_process
+from tests.daemon_support import Daemon, daemon_env, wait_for
+from tests.helpers import (
+    cli_env,
+    ledger,
+    orchestrator,
+    photo_bytes,
+    sandbox_process,
+    status_jobs,
+)
 
 
-def test_a_photo_added_to_a_drop_after_its_upload_is_shown_everywhere(
+def test_photos_added_to_a_drop_after_its_upload_join_its_shoot_in_follow_ups(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
+    """Issue 24 item 1 and issue 25 item 2: a photo that lands in a drop after its upload, or
+    after its jobs ended, is sent in a follow-up job of the same shoot, once."""
     drops, staged = tmp_path / "drops", tmp_path / "staged"
     drops.mkdir()
-    *_, late = make_sample_shoot(staged / "smith", raw=0, jpeg=4)
+    *_, late, later = make_sample_shoot(staged / "smith", raw=0, jpeg=5)
     late = late.rename(tmp_path / late.name)  # kept back: it comes after the upload
+    later = later.rename(tmp_path / later.name)  # and this one after the jobs ended
     with sandbox_process("--edit-seconds", "3") as sandbox:
         env = daemon_env(
             f"{sandbox}/v1",
@@ -45,31 +56,35 @@ def test_a_photo_added_to_a_drop_after_its_upload_is_shown_everywhere(
             what="the drop's three photos to be uploaded",
         )
         shutil.copy(late, drops / "smith" / late.name)
-        done = wait_for(
-            lambda: (
-                (j := daemon.jobs()[job["id"]])["state"] == "completed" and j["left_out"] == 1 and j
-            ),
-            timeout=60,
-            what="the job to complete with the late photo accounted for",
-        )
-        assert (done["photos"], done["done"]["edit"]) == (3, 3)
-        assert done["state_text"] == "completed, 1 left out"
-        one = get_json(f"{daemon.url}/api/jobs/{job['id']}")["job"]
-        assert [(p["path"], p["outcome"]) for p in one["failed_photos"]] == [
-            (late.name, "left_out")
-        ]
-        assert "added to the folder after the upload" in one["failed_photos"][0]["reason"]
+
+        def ended(count: int) -> list[dict[str, Any]] | None:
+            jobs = list(daemon.jobs().values())
+            finished = len(jobs) == count and all(j["state"] == "completed" for j in jobs)
+            return jobs if finished else None
+
+        jobs = wait_for(lambda: ended(2), timeout=90, what="the follow-up to complete")
+        shutil.copy(later, drops / "smith" / later.name)
+        jobs = wait_for(lambda: ended(3), timeout=90, what="the second follow-up to complete")
+        assert sorted(j["photos"] for j in jobs) == [1, 1, 3]
+        assert all(j["left_out"] == 0 for j in jobs)
+        assert {j["shoot_id"] for j in jobs} == {job["shoot_id"]}
+        uploads: dict[str, int] = {}
+        for project in ledger(sandbox)["projects"]:
+            assert project["edit_requests"] == 1
+            for name, file in project["files"].items():
+                uploads[name] = uploads.get(name, 0) + file["uploads_completed"]
+        assert uploads == {name: 1 for name in uploads} and len(uploads) == 5
         # The daemon's log says it where an operator watching it looks.
         assert any(
-            late.name in record["msg"] and record["level"] == "warning"
+            late.name in record["msg"] and "follow-up" in record["msg"]
             for record in daemon.log_records()
         ), daemon.logs()[-3000:]
 
-    status = orchestrator("status", env=env)
-    assert "completed, 1 left out" in status.stdout, status.stdout
-    history = orchestrator("history", "smith", env=env)
-    assert history.returncode == 0, history.stderr
-    assert f"left out {late.name}: it was added to the folder after the upload" in history.stdout
+    [shoot] = json.loads(orchestrator("status", "--json", env=env).stdout)
+    assert (shoot["name"], shoot["photos"], shoot["state"]) == ("smith", 5, "completed")
+    assert len(shoot["jobs"]) == 3
+    history = json.loads(orchestrator("history", "smith", "--json", env=env).stdout)
+    assert {event["job"] for event in history["events"]} == {j["id"] for j in shoot["jobs"]}
 
 
 def test_refused_files_end_the_run_with_exit_3_and_are_listed(tmp_path: Path) -> None:
@@ -124,21 +139,25 @@ def test_a_job_is_named_by_its_id_name_or_folder(tmp_path: Path) -> None:
             check=False,
         )
 
-    [job] = json.loads(cli("status", "smith-wedding", "--json").stdout)
-    assert job["source"] == str(smith.resolve())
+    [shoot] = json.loads(cli("status", "smith-wedding", "--json").stdout)
+    [job] = shoot["jobs"]
+    assert shoot["source"] == job["source"] == str(smith.resolve())
     by_folder = cli("history", "./smith-wedding", "--json")
     assert by_folder.returncode == 0, by_folder.stderr
     assert json.loads(by_folder.stdout)["job"]["id"] == job["id"]
-    assert json.loads(cli("status", job["id"][:6], "--json").stdout)[0]["id"] == job["id"]
+    assert json.loads(cli("status", job["id"][:6], "--json").stdout)[0]["id"] == shoot["id"]
+    assert json.loads(cli("status", shoot["id"][:6], "--json").stdout)[0]["id"] == shoot["id"]
 
-    # A folder of two image types has two jobs: its name fits both, and both are listed.
-    both = {j["name"]: j["id"] for j in json.loads(cli("status", "--json").stdout)}
-    ambiguous = cli("status", "mixed")
-    assert ambiguous.returncode == 2, ambiguous.stdout
-    for name in ("mixed (RAW)", "mixed (JPG)"):
-        assert f"{both[name][:8]} {name}" in ambiguous.stderr, ambiguous.stderr
+    # A folder of two image types is one shoot of two jobs: its name names the shoot.
+    [mixed_shoot] = json.loads(cli("status", "mixed", "--json").stdout)
+    both = {j["name"]: j["id"] for j in mixed_shoot["jobs"]}
+    assert sorted(both) == ["mixed (JPG)", "mixed (RAW)"]
+    whole = json.loads(cli("history", "mixed", "--json").stdout)
+    assert (whole["shoot"]["id"], whole["job"]) == (mixed_shoot["id"], None)
+    assert {e["job"] for e in whole["events"]} == set(both.values())
     named = cli("history", "mixed (RAW)", "--json")
     assert json.loads(named.stdout)["job"]["id"] == both["mixed (RAW)"]
+    assert json.loads(named.stdout)["shoot"]["id"] == mixed_shoot["id"]
     unknown = cli("status", "nobody")
     assert unknown.returncode == 2 and "no job has the id, name or folder" in unknown.stderr
 
@@ -157,8 +176,7 @@ def test_status_tells_a_running_job_from_a_stopped_one(tmp_path: Path) -> None:
         try:
 
             def editing() -> dict[str, object] | None:
-                listed = json.loads(orchestrator("status", "--json", env=env).stdout)
-                return next((j for j in listed if j["state"] == "editing"), None)
+                return next((j for j in status_jobs(env) if j["state"] == "editing"), None)
 
             job = wait_for(editing, timeout=60, what="the run to wait for its edit")
             assert job["activity"] == "running"
@@ -169,6 +187,6 @@ def test_status_tells_a_running_job_from_a_stopped_one(tmp_path: Path) -> None:
         finally:
             os.kill(run.pid, signal.SIGKILL)
             run.wait(timeout=10)
-        [after] = json.loads(orchestrator("status", "--json", env=env).stdout)
+        [after] = status_jobs(env)
         assert (after["activity"], after["state_text"]) == ("stopped", "editing, stopped")
         assert "editing, stopped" in orchestrator("status", env=env).stdout

@@ -112,7 +112,7 @@ def test_piped_history_prints_every_event_as_one_tab_separated_line(env: dict[st
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout
     title, header, *rows = done.stdout.splitlines()
-    assert title.startswith("zz[/] \\x1b[2Jshoot (job ")
+    assert title.startswith("zz[/] \\x1b[2Jshoot (shoot ")
     assert header == "time (UTC)\tkind\tchange\tmessage"
     assert all(len(row.split("\t")) == 4 for row in rows)
     messages = [row.split("\t")[3] for row in rows]
@@ -123,9 +123,9 @@ def test_piped_status_is_tab_separated_and_never_wrapped(env: dict[str, str]) ->
     narrow = {**env, "COLUMNS": "40"}
     done = orchestrator("status", env=narrow)
     assert done.returncode == 0, done.stderr
-    header, row = done.stdout.splitlines()
+    header, shoot, job = done.stdout.splitlines()
     assert header.split("\t") == [
-        "job",
+        "shoot / job",
         "name",
         "state",
         "photos",
@@ -133,7 +133,8 @@ def test_piped_status_is_tab_separated_and_never_wrapped(env: dict[str, str]) ->
         "updated",
         "last error",
     ]
-    assert row.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued, stopped", "1"]
+    assert shoot.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued, stopped", "1"]
+    assert job.split("\t")[1:4] == ["zz[/] \\x1b[2Jshoot", "queued, stopped", "1"]
 
 
 def test_history_on_a_terminal_is_a_table_without_forged_codes(env: dict[str, str]) -> None:

@@ -46,6 +46,11 @@ def _json(*args: str, env: dict[str, str], code: int = 0) -> Any:
     return json.loads(done.stdout)
 
 
+def _status_views(shoots: Any) -> list[JobView]:
+    """The jobs of the shoots `status --json` lists."""
+    return _views([job for shoot in shoots for job in shoot["jobs"]])
+
+
 def _views(found: Any) -> list[JobView]:
     return [
         JobView.model_validate(item) for item in (found if isinstance(found, list) else [found])
@@ -62,7 +67,7 @@ def test_every_commands_json_is_the_one_typed_view_with_real_counts(
     assert ran.lease_owner is None  # the process that drove it has let go
     assert ran.failed_photos == []
 
-    [listed] = _views(_json("status", ran.id[:8], env=env))
+    [listed] = _status_views(_json("status", ran.id[:8], env=env))
     assert listed.photos == 3 and listed.lease_owner is None
     history = _json("history", ran.id, env=env)
     [job] = _views(history["job"])
@@ -71,7 +76,7 @@ def test_every_commands_json_is_the_one_typed_view_with_real_counts(
     queued = _json("submit", str(_shoot(tmp_path, "queued", jpeg=2)), "-p", JPEG_PROFILE, env=env)
     [cancelled] = _views(_json("cancel", queued[0], env=env))
     assert cancelled.state == "cancelled" and cancelled.photos == 2
-    assert [v.id for v in _views(_json("status", "--state", "cancelled", env=env))] == queued
+    assert [v.id for v in _status_views(_json("status", "--state", "cancelled", env=env))] == queued
     assert len(_json("status", "--limit", "1", env=env)) == 1
 
 
@@ -191,7 +196,7 @@ def test_an_output_that_was_there_before_the_job_is_never_overwritten(
     assert failed.returncode == 1
     assert f"{theirs} was there before this job and is not replaced" in failed.stdout
     assert theirs.read_bytes() == b"the photographer's own retouch"
-    [job] = _views(_json("status", env=env))
+    [job] = _status_views(_json("status", env=env))
     theirs.rename(tmp_path / "kept.jpg")
     [retried] = _views(_json("retry", job.id[:8], env=env))
     assert retried.state == "completed" and len(_outputs(shoot / "edited")) == 3

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
-from tests.helpers import cli_env, ledger, leftovers, md5_of, orchestrator, sandbox_process
+from tests.helpers import (
+    cli_env,
+    ledger,
+    leftovers,
+    md5_of,
+    orchestrator,
+    sandbox_process,
+    status_jobs,
+)
 
 RAW_PROFILE, JPEG_PROFILE = "1001", "2001"
 
@@ -83,9 +91,11 @@ def test_mixed_shoot_runs_to_the_end_and_every_byte_matches_the_ledger(
     assert sum(_check_outputs_against_ledger(sandbox_url, job) for job in jobs) == 2 * 8
     assert leftovers(shoot) == []
 
-    status = orchestrator("status", "--json", env=env)
-    assert status.returncode == 0
-    listed = {j["id"]: j for j in json.loads(status.stdout)}
+    [wedding] = json.loads(orchestrator("status", "--json", env=env).stdout)
+    assert (wedding["name"], wedding["source"]) == (shoot.name, str(shoot.resolve()))
+    assert (wedding["state"], wedding["photos"]) == ("completed", 8)
+    assert sorted(j["id"] for j in wedding["jobs"]) == sorted(j["id"] for j in jobs)
+    listed = {j["id"]: j for j in status_jobs(env)}
     for job in jobs:
         entry = listed[job["id"]]
         assert entry["state"] == "completed"

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from orchestrator.config import HotFolder
 from orchestrator.service.hotfolder import HotFolders
+from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, Store
 from orchestrator.workflow.planning import Plan, PlanError, RunRequest
+from tests.store_support import stored_job
 
 SETTLE = 10.0
+
+
+async def _set_state(store: Store, job_id: str, state: str) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(update(Job).where(Job.id == job_id).values(state=state))
 
 
 class Recorder:
@@ -127,10 +137,11 @@ async def test_refused_vanished_and_known_drops(tmp_path: Path, store: Store) ->
     assert sorted(r.source.name for r in submit.requests) == ["bad", "bad", "known"]
 
 
-async def test_a_submitted_drop_is_planned_again_when_it_changes_until_its_jobs_end(
+async def test_a_submitted_drop_is_planned_again_when_it_changes_until_its_jobs_are_cancelled(
     tmp_path: Path, store: Store
 ) -> None:
-    """Issue 24 item 1: a photo that landed in a drop after its submission was never seen."""
+    """Issue 24 item 1: a photo that landed in a drop after its submission (or after its jobs
+    ended) was never seen; it is planned as `run --add` plans it: a follow-up of the shoot."""
     watched, submit, clock = tmp_path / "in", Recorder(), Clock()
     shoot = watched / "shoot"
     shoot.mkdir(parents=True)
@@ -163,9 +174,49 @@ async def test_a_submitted_drop_is_planned_again_when_it_changes_until_its_jobs_
     clock.now += 2
     await watcher.scan()
     assert [r.source for r in submit.requests] == [shoot.resolve()] * 2
+    assert [r.add for r in submit.requests] == [False, True]
     clock.now += SETTLE * 3
     await watcher.scan()
     assert len(submit.requests) == 2  # nothing changed since
+
+    await _set_state(store, "b" * 32, "completed")
+    await watcher.scan()
+    (shoot / "second-card.jpg").write_bytes(b"333")  # after the jobs ended
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    await watcher.scan()
+    assert [r.add for r in submit.requests] == [False, True, True]
+
+    await _set_state(store, "b" * 32, "cancelled")
+    (shoot / "after-cancel.jpg").write_bytes(b"4444")
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    (shoot / "more.jpg").write_bytes(b"55555")
+    await watcher.scan()
+    clock.now += SETTLE + 1
+    await watcher.scan()
+    assert len(submit.requests) == 3  # a cancelled shoot is never revived
+
+
+async def test_a_restart_plans_an_ended_drop_only_when_a_file_came_after_its_jobs(
+    tmp_path: Path, store: Store
+) -> None:
+    watched, submit, clock = tmp_path / "in", Recorder(), Clock()
+    for name in ("old", "grown"):
+        (watched / name).mkdir(parents=True)
+        (watched / name / "a.jpg").write_bytes(b"1")
+        await stored_job(store, name=name, source=str((watched / name).resolve()))
+        async with store.engine.begin() as conn:
+            await conn.execute(update(Job).values(state="completed"))
+    stamp = time.time() + 3600  # written after the jobs ended (while no daemon watched)
+    os.utime(watched / "grown" / "a.jpg", (stamp, stamp))
+    watcher = _watcher(store, watched, submit, clock)
+    await watcher.scan()
+    clock.now = SETTLE + 1
+    await watcher.scan()
+    assert [(r.source.name, r.add) for r in submit.requests] == [("grown", True)]
 
 
 async def test_a_refused_drop_is_shown_by_status_until_it_becomes_a_job_or_goes(

@@ -89,7 +89,7 @@ async def test_the_status_command_says_what_it_left_out(migrated_db_url: str) ->
     env = cli_env("http://127.0.0.1:9/v1", migrated_db_url)
     shown = orchestrator("status", env=env)
     assert shown.returncode == 0, shown.stderr
-    assert "and 3 older finished jobs: `orchestrator status --all`" in shown.stdout
+    assert "and 3 older finished shoots: `orchestrator status --all`" in shown.stdout
     everything = orchestrator("status", "--all", env=env)
     assert "older finished" not in everything.stdout
-    assert everything.stdout.count("shoot-") == 24
+    assert everything.stdout.count("shoot-") == 2 * 24  # each shoot, and its one job

@@ -43,6 +43,7 @@ TABLES = {
     "tag_results",
     "refusals",
     "poll_budget",
+    "shoots",
 }
 
 

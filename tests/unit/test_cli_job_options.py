@@ -18,7 +18,7 @@ from orchestrator.spec import JobSpec
 
 COMMANDS = ("run", "submit", "daemon")
 OWN = {
-    "run": {"folder", "profile", "again", "json_output"},
+    "run": {"folder", "profile", "again", "add", "json_output"},
     "submit": {"folder", "profile", "json_output"},
     "daemon": {"watch", "profile"},
 }
@@ -62,6 +62,8 @@ SAMPLES: dict[str, tuple[list[str], list[str]]] = {
     "deliver": (["--export"], ["--deliver"]),
     "deliver_path": (["--export", "--deliver"], ["--deliver-path", "web/{stem}.jpg"]),
     "deliver_description": (["--export", "--deliver"], ["--deliver-description", "Spring"]),
+    "min_rating": ([], ["--min-rating", "3"]),
+    "keyword": ([], ["--keyword", "Smith wedding", "--keyword", "Villa Rosa"]),
     "sidecars": ([], ["--sidecars", "beside"]),
     "flat": ([], ["--flat"]),
     "output": ([], ["--output", "/media/share/smith-edits"]),

@@ -41,7 +41,7 @@ choices, Imagga's suggestions): they import only the root error."""
 
 STAGES = frozenset({"project", "upload", "processing", "download", "tag", "review", "deliver"})
 """The stage modules of `workflow/`; above them only the modules that know every stage."""
-ABOVE_STAGES = frozenset({"journey", "engine", "planning", "lease"})
+ABOVE_STAGES = frozenset({"journey", "engine", "planning", "shoot_sync", "lease"})
 
 
 def modules() -> dict[str, Path]:
