@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from tests.e2e.test_analyses import delivery_env, make_people_shoot, run
 from tests.e2e.test_delivery import imgix_assets, sandbox_url
-from tests.helpers import md5_of, orchestrator
+from tests.helpers import md5_of, orchestrator, status_jobs
 
 __all__ = ["sandbox_url"]  # the fixture, used by name
 
@@ -35,7 +35,7 @@ def test_verify_finds_missing_extra_and_resized_assets_and_repairs_what_it_deliv
     names = make_people_shoot(shoot, 4, seed="verify")
     env = delivery_env(sandbox_url, migrated_db_url)
     assert run(shoot, env, "--deliver").returncode == 0
-    [job] = json.loads(orchestrator("status", str(shoot), "--json", env=env).stdout)
+    [job] = status_jobs(env, str(shoot))
     gone, resized = "shoot/IMG_0001.jpg", "shoot/IMG_0003.jpg"
 
     forget = urllib.request.Request(

@@ -15,7 +15,7 @@ from orchestrator.store.migrate import upgrade
 from tests.daemon_support import http
 from tests.e2e.test_analyses import as_list, exif, make_people_shoot
 from tests.e2e.test_tagging import env_for
-from tests.helpers import orchestrator, sandbox_process
+from tests.helpers import orchestrator, sandbox_process, status_jobs
 from tests.tagging_support import needs_exiftool
 from tests.web_support import Ui, browser, in_thread
 
@@ -45,7 +45,7 @@ def test_the_people_page_names_a_person_in_every_file_once(
     listed = orchestrator("people", str(shoot), "--json", env=env)
     persons = json.loads(listed.stdout)
     twice = max(persons, key=lambda p: len(p["photos"]))
-    [job] = json.loads(orchestrator("status", str(shoot), "--json", env=env).stdout)
+    [job] = status_jobs(env, str(shoot))
     job_id = job["id"]
 
     with Ui(env, tmp_path) as ui:
