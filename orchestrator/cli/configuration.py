@@ -80,6 +80,8 @@ def prune(
         f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({plural(report.photos, 'photo')}, "
         f"{plural(report.events, 'event')}) and {plural(report.callbacks, 'spent callback')}"
     )
+    if report.shoots:
+        out.print(f"{verb} {plural(report.shoots, 'shoot')} left without jobs")
     if report.events_folded:
         out.print(
             f"folded {plural(report.events_folded, 'repeated history line')} of the jobs kept"

@@ -32,7 +32,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import sqlite_path
-from orchestrator.store.models import Callback, Event, Job, Photo
+from orchestrator.store.models import Callback, Event, Job, Photo, Shoot
 from orchestrator.store.queries import Store
 
 CALLBACKS_KEPT = timedelta(days=1)
@@ -46,8 +46,10 @@ FOLDED_KINDS = ("paused", "resume", "interrupted", "lease")
 """History lines that repeat while a job waits out trouble: kept first and last, folded between."""
 FOLD_AFTER = timedelta(days=1)
 """How old a repetitive line must be to be folded: the last day's history stays line by line."""
+SHOOT_GRACE = timedelta(days=1)
+"""How old a shoot without jobs must be to go: a planner makes a shoot, then its first job."""
 
-_PRUNED_TABLES = ("jobs", "photos", "photo_phases", "events", "callbacks")
+_PRUNED_TABLES = ("shoots", "jobs", "photos", "photo_phases", "events", "callbacks")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class PruneReport:
     bytes_after: int | None
     events_folded: int = 0
     """History lines of the jobs kept that were folded into `folded` lines."""
+    shoots: int = 0
+    """Shoots removed because none of their jobs is left."""
 
 
 def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
@@ -105,9 +109,14 @@ async def prune(store: Store, *, older_than: timedelta, dry_run: bool = False) -
             )
             jobs += removed.rowcount
     folded = await _fold_history(store, cutoff, now - FOLD_AFTER, dry_run=dry_run)
-    if not dry_run:
-        async with store.engine.begin() as conn:
+    emptied = _emptied_shoots(cutoff, now, dry_run=dry_run)
+    async with store.engine.begin() as conn:
+        if dry_run:
+            shoots = await _count(conn, select(func.count()).where(emptied))
+        else:
+            shoots = (await conn.execute(delete(Shoot).where(emptied))).rowcount
             await conn.execute(delete(Callback).where(_spent_callbacks(now)))
+    if not dry_run:
         await _give_space_back(store)
     return PruneReport(
         cutoff=cutoff,
@@ -119,7 +128,17 @@ async def prune(store: Store, *, older_than: timedelta, dry_run: bool = False) -
         bytes_before=before,
         bytes_after=_file_bytes(store),
         events_folded=folded,
+        shoots=shoots,
     )
+
+
+def _emptied_shoots(cutoff: datetime, now: datetime, *, dry_run: bool) -> ColumnElement[bool]:
+    """Shoots left without jobs (a dry run: that the prune would leave so), made long enough
+    ago that no planner is still adding their first job."""
+    jobs = select(Job.id).where(Job.shoot_id == Shoot.id)
+    if dry_run:
+        jobs = jobs.where(not_(_finished_before(cutoff)))
+    return and_(Shoot.created_at < now - SHOOT_GRACE, not_(jobs.exists()))
 
 
 async def _fold_history(

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from orchestrator.service.thumbnails import cache_folder
 from orchestrator.store.migrate import upgrade
-from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, utcnow
+from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, Shoot, utcnow
 from orchestrator.store.prune import prune
 from orchestrator.store.queries import Store
 from tests.helpers import cli_env, orchestrator
@@ -138,6 +138,9 @@ async def test_the_prune_command_counts_then_removes(
     try:
         old = await _job(store, "completed", DAYS_OLD)
         live = await _job(store, "editing", DAYS_OLD)
+        async with store.engine.begin() as conn:  # shoots as old as their jobs
+            await conn.execute(update(Shoot).values(created_at=utcnow() - DAYS_OLD))
+            shoot_of = {row[0]: row[1] for row in await conn.execute(select(Job.id, Job.shoot_id))}
     finally:
         await store.close()
     env = cli_env("http://127.0.0.1:9/v1", migrated_db_url)
@@ -161,6 +164,7 @@ async def test_the_prune_command_counts_then_removes(
         "bytes_before": None,
         "bytes_after": None,
         "events_folded": 0,
+        "shoots": 1,
         "thumbnails": 0,
     }
     assert (thumbnails / old).is_dir()  # a dry run removes nothing
@@ -175,9 +179,12 @@ async def test_the_prune_command_counts_then_removes(
     try:
         async with store.engine.connect() as conn:
             remaining = set((await conn.execute(select(Job.id))).scalars())
+            shoots = set((await conn.execute(select(Shoot.id))).scalars())
     finally:
         await store.close()
     assert remaining == {live} and old not in remaining
+    assert "removed 1 shoot left without jobs" in done.stdout
+    assert shoots == {shoot_of[live]}
 
 
 async def _line(store: Store, job_id: str, kind: str, ago: timedelta, message: str) -> None:
