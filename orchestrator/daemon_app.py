@@ -134,7 +134,9 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         )
 
         async def submit(request: RunRequest) -> Plan:
-            return await submit_request(store, client, request)
+            return await submit_request(
+                store, client, dataclasses.replace(request, exiftool=settings.exiftool)
+            )
 
         scheduler = Scheduler(
             store=store,

@@ -81,6 +81,7 @@ def run(
         again=again,
         add=add,
         prefix_subfolders=job.prefix_subfolders,
+        exiftool=cfg.exiftool,
         # Anything asked beyond the defaults is news to a job that exists: the planner says
         # which of it that job will not apply.
         options_given=bool(profile) or job.beyond_defaults(),
@@ -109,6 +110,7 @@ def submit(
         profiles=profile,
         spec=job.spec,
         prefix_subfolders=job.prefix_subfolders,
+        exiftool=cfg.exiftool,
     )
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:

@@ -85,7 +85,12 @@ class KeywordFiles:
     def check(self) -> None:
         """ExiftoolMissing unless the exiftool program can be run."""
         if shutil.which(self.executable) is None:
-            raise ExiftoolMissing(INSTALL_HINT)
+            if self.executable == "exiftool":
+                raise ExiftoolMissing(INSTALL_HINT)
+            raise ExiftoolMissing(
+                f"the exiftool program set in ORCH_EXIFTOOL, {self.executable!r}, cannot be "
+                "run: correct the setting (or unset it to use the exiftool on PATH)"
+            )
 
     async def read(self, path: Path) -> list[str]:
         """The flat keywords a file holds (XMP dc:subject, then IPTC Keywords not among them)."""

@@ -120,14 +120,14 @@ def shoot_min_rating(given: int | None, jobs: Iterable[Job]) -> int | None:
 
 
 async def picked(
-    photos: Mapping[ImageType, list[FoundPhoto]], sent: set[str], min_rating: int
+    photos: Mapping[ImageType, list[FoundPhoto]], sent: set[str], min_rating: int, exiftool: str
 ) -> tuple[dict[ImageType, list[FoundPhoto]], list[Unpicked]]:
     """The photos to plan with: those the shoot holds already, and the new ones rated
-    `min_rating` or more; and the new ones kept back."""
+    `min_rating` or more (read by the `exiftool` program); and the new ones kept back."""
     from orchestrator.integrations.keywords import ExiftoolMissing, KeywordFiles, KeywordWriteFailed
 
     new = {kind: [p for p in found if p.rel_path not in sent] for kind, found in photos.items()}
-    reader = KeywordFiles()
+    reader = KeywordFiles(exiftool)
     try:
         chosen = await pick(new, min_rating, reader)
     except (ExiftoolMissing, KeywordWriteFailed) as exc:

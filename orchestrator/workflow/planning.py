@@ -98,6 +98,9 @@ class RunRequest:
     """Send the photos that came after the shoot's upload (a second card, a lower
     `--min-rating`) in a follow-up job of the shoot: its spec and profile, its output
     folders, one more Imagen project; never a photo the shoot sent already."""
+    exiftool: str = "exiftool"
+    """The exiftool program (ORCH_EXIFTOOL) that reads ratings for `--min-rating` and writes
+    the shoot's words for `--keyword`: checked before anything is sent."""
 
 
 @dataclass
@@ -159,7 +162,7 @@ async def plan_jobs(
     kept_back: list[Unpicked] = []
     found = scan.photos
     if min_rating is not None:
-        found, kept_back = await picked(scan.photos, set(known), min_rating)
+        found, kept_back = await picked(scan.photos, set(known), min_rating, request.exiftool)
     missing = [t for t in found if t not in existing]
     for kind in missing:  # before any job is made, so a refusal leaves none half-planned
         if refusal := kind_refusal(request.spec, kind):
@@ -181,7 +184,7 @@ async def plan_jobs(
         else []
     )
     if any(planned.spec.keywords for planned in (*fresh, *follow_ups)):
-        _check_exiftool("--keyword writes the shoot's words into its photos")
+        _check_exiftool("--keyword writes the shoot's words into its photos", request.exiftool)
     await _check_ready(store, [*fresh, *follow_ups], existing.values(), ready, type(request.spec))
     profiles = await _resolve_profiles(client, request.profiles, missing) if missing else {}
     shoot_id = shoot.id if shoot else ""
@@ -297,12 +300,12 @@ def _follow_up(
     )
 
 
-def _check_exiftool(why: str) -> None:
+def _check_exiftool(why: str, executable: str) -> None:
     """PlanError, before anything is sent, if exiftool cannot be run."""
     from orchestrator.integrations.keywords import ExiftoolMissing, KeywordFiles
 
     try:
-        KeywordFiles().check()
+        KeywordFiles(executable).check()
     except ExiftoolMissing as exc:
         raise PlanError(f"{why}: {exc}") from None
 

@@ -309,3 +309,30 @@ def test_again_starts_a_new_shoot_of_the_folder_named_by_its_folder(tmp_path: Pa
         assert named["id"] == newest["id"]
         [older] = json.loads(orchestrator("status", first["id"][:8], "--json", env=env).stdout)
         assert older["id"] == first["id"]
+
+
+def test_picks_and_shoot_words_use_the_exiftool_the_settings_name(tmp_path: Path) -> None:
+    """ORCH_EXIFTOOL is the program that reads ratings and writes shoot words: one that cannot
+    run refuses the run before anything is sent; one that can is the one used."""
+    shoot = tmp_path / "culled"
+    rated_raw(shoot / "DSC_0001.CR2", 5)
+    rated_raw(shoot / "DSC_0002.CR2", 1)
+    marker = tmp_path / "called"
+    wrapper = tmp_path / "bin" / "studio-exiftool"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\ntouch "{marker}"\nexec exiftool "$@"\n')
+    wrapper.chmod(0o755)
+    with sandbox_process("--edit-seconds", "0.2") as sandbox:
+        env = cli_env(f"{sandbox}/v1", f"sqlite:///{tmp_path / 'orchestrator.db'}")
+        missing = {**env, "ORCH_EXIFTOOL": str(tmp_path / "no-such-exiftool")}
+        for option in (["--min-rating", "3"], ["--keyword", "Smith wedding"]):
+            refused = orchestrator("run", str(shoot), "-p", RAW_PROFILE, *option, env=missing)
+            assert refused.returncode == 2, refused.stderr[-3000:]
+            assert "no-such-exiftool" in refused.stderr
+        assert _uploads(sandbox, shoot) == {}
+
+        env["ORCH_EXIFTOOL"] = str(wrapper)
+        ran = orchestrator("run", str(shoot), "-p", RAW_PROFILE, "--min-rating", "3", env=env)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert marker.exists()
+        assert sorted(_uploads(sandbox, shoot)) == ["DSC_0001.CR2"]
