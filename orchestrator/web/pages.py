@@ -39,9 +39,11 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store
 from orchestrator.store.scheduling import database_errors
+from orchestrator.store.shoots import get_shoot
 from orchestrator.web.files import open_output
 from orchestrator.web.people_page import PeoplePage
 from orchestrator.web.review_pages import ReviewPages
+from orchestrator.web.shoot_page import ShootPage
 from orchestrator.workflow.services import IMGIX
 
 log = logging.getLogger("orchestrator.web")
@@ -132,6 +134,7 @@ class Pages:
         app.router.add_post("/logout", self.logout)
         app.router.add_static("/static/", STATIC, follow_symlinks=False, show_index=False)
         PeoplePage(self._store, self._render, self._settings).mount(app)
+        ShootPage(self._store, self._render, self._settings).mount(app)
         return self.login_required
 
     def _render(
@@ -244,6 +247,7 @@ class Pages:
         )
         job = page.job
         spec = JobSpec.from_stored(job.options)
+        shoot = await get_shoot(self._store, job.shoot_id)
         return self._render(
             "job.html",
             request,
@@ -253,6 +257,7 @@ class Pages:
             folders={"edit": job.edited_dir, "export": job.exported_dir},
             delivers=self._settings is not None and spec.deliver is not None,
             groups_people=spec.tag is not None and spec.tag.people,
+            shoot_name=shoot.name,
             paged=bool(after),
             error=str(refusal) if refusal else None,
         )

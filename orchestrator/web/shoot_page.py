@@ -1,0 +1,80 @@
+"""The shoot page of a job: the shoot it belongs to (what the photographer named), every job of
+that shoot (one per Imagen project: RAW, JPEG, follow-ups), and the shoot's own keywords (the
+couple, the venue), edited here as `orchestrator keywords SHOOT --shoot-add/--shoot-remove` does.
+
+Posted like the review's forms (the guard of service/http.py checks the CSRF field first); the
+words go into every edited and exported file of the shoot before the page shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from orchestrator.config import Settings
+from orchestrator.errors import OperatorRefusal
+from orchestrator.integrations.keywords import KeywordFiles
+from orchestrator.service.shoot_keywords import edit_shoot_keywords
+from orchestrator.store.queries import Store
+from orchestrator.store.shoots import get_shoot, jobs_of_shoots
+
+Render = Callable[..., web.Response]
+"""The pages' renderer: template name, request, status, context."""
+
+
+class ShootPage:
+    """The handlers of the shoot page and of its keywords form."""
+
+    def __init__(self, store: Store, render: Render, settings: Settings | None) -> None:
+        self._store = store
+        self._render = render
+        self._exiftool = settings.tagging.exiftool if settings is not None else "exiftool"
+
+    def mount(self, app: web.Application) -> None:
+        """Add the page's routes to `app`."""
+        app.router.add_get("/jobs/{job}/shoot", self.page)
+        app.router.add_post("/jobs/{job}/shoot/keywords", self.keywords)
+
+    async def page(
+        self, request: web.Request, *, refusal: OperatorRefusal | None = None
+    ) -> web.Response:
+        """The shoot of the job named, its jobs and its words; the `refusal` an edit met."""
+        job = await self._store.resolve_job(request.match_info["job"])
+        shoot = await get_shoot(self._store, job.shoot_id)
+        jobs = (await jobs_of_shoots(self._store, [shoot.id])).get(shoot.id, [])
+        return self._render(
+            "shoot.html",
+            request,
+            status=refusal.http_status if refusal else 200,
+            error=str(refusal) if refusal else None,
+            job=job,
+            shoot=shoot,
+            jobs=jobs,
+        )
+
+    async def keywords(self, request: web.Request) -> web.StreamResponse:
+        """Add the words typed (comma separated) and remove the one whose button was pressed,
+        in every file of the shoot."""
+        form = await request.post()
+        typed = form.get("add")
+        add = [w.strip() for w in typed.split(",") if w.strip()] if isinstance(typed, str) else []
+        dropped = form.get("remove")
+        remove = [dropped] if isinstance(dropped, str) and dropped else []
+        if not (add or remove):
+            raise web.HTTPSeeOther(self._here(request))
+        files = KeywordFiles(self._exiftool)
+        try:
+            await edit_shoot_keywords(
+                self._store, files, request.match_info["job"], add=add, remove=remove
+            )
+        except OperatorRefusal as refusal:
+            return await self.page(request, refusal=refusal)
+        finally:
+            files.close()
+        raise web.HTTPSeeOther(self._here(request))
+
+    @staticmethod
+    def _here(request: web.Request) -> str:
+        return f"/jobs/{quote(request.match_info['job'])}/shoot"
