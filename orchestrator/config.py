@@ -187,6 +187,8 @@ class TaggingSettings:
     """Tag what the quota allows when it is too small for every photo."""
     exiftool: str
     """The exiftool program that writes keywords into files."""
+    people_index: str | None = None
+    """The studio's Imagga face recognition index (ORCH_PEOPLE_INDEX); None: none kept."""
 
     def credentials(self) -> tuple[str, str] | None:
         """The Imagga key and secret, for the one place that sends them; None unless both set."""
@@ -462,6 +464,13 @@ class Settings(BaseSettings):
     pause for the rest) instead of pausing before sending anything."""
     exiftool: str = Field(default="exiftool", validation_alias=_env("ORCH_EXIFTOOL", "exiftool"))
     """The exiftool program that writes keywords into files."""
+    people_index: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        validation_alias=_env("ORCH_PEOPLE_INDEX", "people_index"),
+    )
+    """The studio's Imagga face recognition index (`--people`): a person named is taught to
+    it, and the persons of later shoots it recognises are named by themselves."""
     imgix_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("IMGIX_API_KEY", "imgix_api_key")
     )
@@ -608,6 +617,7 @@ class Settings(BaseSettings):
             moderation_threshold=self.moderation_threshold,
             anyway=self.tag_anyway,
             exiftool=self.exiftool,
+            people_index=self.people_index,
         )
 
     @property

@@ -1,5 +1,5 @@
 """The typed async client for Imagga v2 (tags, categorizers, colours, faces, face groupings
-through tickets, croppings, uploads, usage), built on the API core.
+through tickets, face recognition indexes, croppings, uploads, usage), built on the API core.
 
 It owns Imagga's wire rules: HTTP Basic with the key and secret, the `{"result", "status"}`
 envelope (a 200 whose `status.type` is "error" is a refusal), at most the account's concurrency
@@ -9,7 +9,7 @@ cap in flight, and what a 403 means (quota spent or a feature not in the plan: t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +18,7 @@ import aiohttp
 
 from orchestrator.apicore.auth import BasicAuth
 from orchestrator.apicore.client import ApiClient, Call, FilePart, OnRetry, RateLimit
-from orchestrator.apicore.errors import ApiCredentialsRefused
+from orchestrator.apicore.errors import ApiCredentialsRefused, ApiNotFound
 from orchestrator.errors import Transient
 from orchestrator.integrations.imagga_models import (
     Category,
@@ -26,6 +26,7 @@ from orchestrator.integrations.imagga_models import (
     Cropping,
     FaceBox,
     ImaggaForbidden,
+    Match,
     Suggestion,
     TicketState,
     Usage,
@@ -280,6 +281,68 @@ class ImaggaClient:
             tuple(f for f in ungrouped if isinstance(f, str)) if isinstance(ungrouped, list) else ()
         )
         return TicketState(final=True, groups=tuple(found), ungrouped=alone)
+
+    async def feed_index(self, index_id: str, people: Mapping[str, Sequence[str]]) -> None:
+        """Give a face recognition index persons and their face ids (`PUT
+        /faces/recognition/{index_id}`, `{"people": {person: [face ids]}}`); a person fed
+        again keeps the faces it had. Not billed; used from the next training on."""
+        call = Call(
+            name="faces/recognition feed",
+            method="PUT",
+            path=f"/faces/recognition/{quote(index_id, safe='')}",
+            # The same faces fed twice are the same faces: repeating changes nothing.
+            idempotent=True,
+            json={"people": {person: list(faces) for person, faces in people.items()}},
+        )
+        await self._result(call)
+
+    async def train_index(self, index_id: str) -> str:
+        """Train the index on everything fed (`POST /faces/recognition/{index_id}`): a ticket."""
+        call = Call(
+            name="faces/recognition train",
+            method="POST",
+            path=f"/faces/recognition/{quote(index_id, safe='')}",
+            # Billed: repeated only when Imagga certainly did not take it.
+            idempotent=False,
+        )
+        result = await self._analysis(call)
+        ticket_id = result.get("ticket_id") if isinstance(result, dict) else None
+        if not isinstance(ticket_id, str) or not ticket_id:
+            raise self._api.malformed(call, "no ticket_id in the result")
+        return ticket_id
+
+    async def ticket_final(self, ticket_id: str) -> bool:
+        """Whether an asynchronous task (a training) is done (`GET /tickets/{id}`)."""
+        call = Call(name="tickets", method="GET", path=f"/tickets/{quote(ticket_id, safe='')}")
+        result = await self._result(call)
+        if not isinstance(result, dict) or not isinstance(result.get("is_final"), bool):
+            raise self._api.malformed(call, "no is_final in the result")
+        return bool(result["is_final"])
+
+    async def recognise(self, index_id: str, face_id: str) -> list[Match]:
+        """The index's persons that the face looks like, best first (`GET
+        /faces/recognition/{index_id}?face_id=…`); none when the index does not exist yet."""
+        call = Call(
+            name="faces/recognition",
+            method="GET",
+            path=f"/faces/recognition/{quote(index_id, safe='')}",
+            params={"face_id": face_id},
+        )
+        try:
+            result = await self._analysis(call)
+        except ApiNotFound:
+            return []
+        entries = result.get("people") if isinstance(result, dict) else None
+        if not isinstance(entries, list):
+            raise self._api.malformed(call, "no people list in the result")
+        found: list[Match] = []
+        for entry in entries:
+            person = entry.get("id") if isinstance(entry, dict) else None
+            score = _number(entry.get("score")) if isinstance(entry, dict) else None
+            if not isinstance(person, str) or not person.strip() or score is None:
+                raise self._api.malformed(call, "a person without an id and a score")
+            found.append(Match(person.strip()[:128], min(1.0, max(0.0, score))))
+        return _by_confidence(found, key=lambda m: m.score)
 
     async def _analysis(self, call: Call) -> Any:
         async with self._slots.held():

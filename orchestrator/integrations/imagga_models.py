@@ -146,3 +146,11 @@ class TicketState:
     final: bool
     groups: tuple[tuple[str, ...], ...] = ()
     ungrouped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    """A person of a face recognition index that a face looks like, and how much (0..1)."""
+
+    person: str
+    score: float

@@ -23,6 +23,8 @@ class Tagging:
     rules: KeywordRules = field(default_factory=KeywordRules)
     anyway: bool = False
     """Tag what the quota allows when it is too small for every photo (`--tag-anyway`)."""
+    people_index: str | None = None
+    """The studio's face recognition index (ORCH_PEOPLE_INDEX) that names known persons."""
     asking: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     """One lock per (image md5, analysis) being asked for, so that photos showing the same
     picture at the same time ask Imagga once and the others take the kept answer."""

@@ -8,9 +8,11 @@ be decoded, or an `image_url`, is read as the synthetic scene its md5 seeds): th
 always gets the same answer, different images differ. Tags highest confidence first, 0–100; the
 nsfw categorizer stays a seeded draw. Face ids from `/faces/detections?return_face_id=1` feed
 `POST /faces/groupings` (form or JSON `faces`), which answers a ticket; `GET /tickets/{id}`
-answers `is_final: false` for `ticket_seconds`, then the groups. Every analysis but the ticket
-reads counts against the month's quota. Limits as a real account has them: over the
-concurrency cap 429, once the month's quota is spent 403, a categorizer outside the plan 403.
+answers `is_final: false` for `ticket_seconds`, then the groups. Face recognition indexes
+(`imagga_recognition.py`) keep persons by those face ids and recognise them in later shoots.
+Every analysis but the ticket reads (and the feeding of an index) counts against the month's
+quota. Limits as a real account has them: over the concurrency cap 429, once the month's quota
+is spent 403, a categorizer outside the plan 403.
 
 `PUT /_sandbox/imagga` (never faulted, no auth) sets them while running: `{"monthly_limit",
 "monthly_processed" (0 resets the month), "concurrency", "credentials": [key, secret] | null,
@@ -36,6 +38,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from orchestrator.sandbox import vision
 from orchestrator.sandbox.imagga_answers import (
     CATEGORIZERS,
+    RecognitionIndex,
     categories_for,
     colors_result,
     croppings_result,
@@ -85,6 +88,12 @@ class ImaggaState:
     croppings_requests: int = 0
     groupings_requests: int = 0
     tickets_polled: int = 0
+    recognition_requests: int = 0
+    """Every request to a recognition index (feed, train, look up), duplicates included."""
+    recognition_trainings: int = 0
+    recognition_lookups: int = 0
+    indexes: dict[str, RecognitionIndex] = field(default_factory=dict)
+    """The face recognition indexes, by index id."""
     readings: dict[str, vision.Reading] = field(default_factory=dict)
     """What was seen in each image, by md5 (or by the md5 of an image URL)."""
     faces: dict[str, float] = field(default_factory=dict)
@@ -114,6 +123,12 @@ class ImaggaState:
             "croppings_requests": self.croppings_requests,
             "groupings_requests": self.groupings_requests,
             "tickets": self.tickets_polled,
+            "recognition_requests": self.recognition_requests,
+            "recognition_trainings": self.recognition_trainings,
+            "recognition_lookups": self.recognition_lookups,
+            "recognition_indexes": {
+                index_id: index.ledger() for index_id, index in self.indexes.items()
+            },
             "tagged": list(self.tagged),
             "categorized": list(self.categorized),
             "monthly_limit": self.monthly_limit,

@@ -1,11 +1,13 @@
 """What the fake Imagga answers about an image, from what its vision read in the pixels:
-categories, colours, faces with their ids, croppings, and faces grouped into persons. Pure
-functions of a reading (and the image's seed); `imagga.py` serves them with the limits."""
+categories, colours, faces with their ids, croppings, faces grouped into persons, and the
+persons of a recognition index. Pure functions of a reading (and the image's seed); `imagga.py`
+and `imagga_recognition.py` serve them with the limits."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.sandbox import vision
@@ -139,3 +141,44 @@ def group_faces(hues: dict[str, float]) -> list[list[str]]:
             groups.append([face_id])
             signatures.append([hue])
     return groups
+
+
+RECOGNITION_SCORE_DEGREES = 2 * GROUPING_HUE_DEGREES
+"""A face's score against a person falls from 1 (same hue) to 0 at this hue distance, so that
+a score above 0.5 is what the groupings would call the same person."""
+
+
+@dataclass
+class RecognitionIndex:
+    """A face recognition index: persons fed with face ids, recognised once trained."""
+
+    fed: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each person's face ids (and their hues) as fed; used from the next training on."""
+    trained: dict[str, dict[str, float]] = field(default_factory=dict)
+    """What the last finished training learnt: the persons a lookup can find."""
+    pending: list[tuple[float, dict[str, dict[str, float]]]] = field(default_factory=list)
+    """Trainings under way: (ready at, monotonic; what they learn)."""
+
+    def settle(self, now: float) -> None:
+        """Take in every training finished by `now`."""
+        for ready_at, learnt in [item for item in self.pending if item[0] <= now]:
+            self.trained = learnt
+            self.pending.remove((ready_at, learnt))
+
+    def ledger(self) -> dict[str, Any]:
+        """As the ledger shows it: each person's face count, fed and trained."""
+        return {
+            "fed": {person: len(faces) for person, faces in self.fed.items()},
+            "trained": {person: len(faces) for person, faces in self.trained.items()},
+        }
+
+
+def recognised(index: RecognitionIndex, hue: float, count: int) -> list[dict[str, Any]]:
+    """The trained persons whose faces look like a face of this hue, best score first."""
+    scores: list[tuple[float, str]] = []
+    for person, faces in index.trained.items():
+        distance = min(min(abs(hue - h), 360 - abs(hue - h)) for h in faces.values())
+        score = round(max(0.0, 1 - distance / RECOGNITION_SCORE_DEGREES), 4)
+        if score > 0:
+            scores.append((-score, person))
+    return [{"id": person, "score": -score} for score, person in sorted(scores)[:count]]

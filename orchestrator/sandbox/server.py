@@ -19,7 +19,14 @@ from aiohttp.typedefs import Middleware
 from yarl import URL
 
 from orchestrator.listening import start_site
-from orchestrator.sandbox import imagen_api, imagen_jobs_api, imagga, imgix, storage
+from orchestrator.sandbox import (
+    imagen_api,
+    imagen_jobs_api,
+    imagga,
+    imagga_recognition,
+    imgix,
+    storage,
+)
 from orchestrator.sandbox.callbacks import CallbackDispatcher
 from orchestrator.sandbox.config import SandboxConfig, check_faults
 from orchestrator.sandbox.context import IMAGEN, ImagenContext
@@ -63,6 +70,7 @@ def build_app(config: SandboxConfig, data_dir: Path) -> web.Application:
     imagen_jobs_api.add_routes(app.router)
     storage.add_routes(app.router)
     imagga.add_routes(app.router)
+    imagga_recognition.add_routes(app.router)
     imgix.add_routes(app.router)
     app.router.add_get("/_sandbox/ledger", ledger_route)
     app.router.add_put("/_sandbox/faults", faults_route)

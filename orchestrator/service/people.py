@@ -1,11 +1,18 @@
 """`orchestrator people` and the people page: a job's persons (its faces grouped by Imagga,
 `--people`), and naming one of them once: every photo of that person then carries `People|Name`
-and `Name` among its keywords and a named MWG face region, in each of its files."""
+and `Name` among its keywords and a named MWG face region, in each of its files. With the
+studio's index (`ORCH_PEOPLE_INDEX`), the name is also taught to it (`workflow/people_index.py`),
+so that the person is recognised in the next shoot."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
+import aiohttp
+
+from orchestrator.apicore.errors import ApiError
 from orchestrator.config import Settings
-from orchestrator.errors import OperatorRefusal
+from orchestrator.errors import OperatorRefusal, Transient
 from orchestrator.integrations.keywords import KeywordFiles, clean_word
 from orchestrator.rules.keywords import KEYWORD_BYTES
 from orchestrator.service.database import open_store
@@ -15,7 +22,10 @@ from orchestrator.store.queries import PhaseDone, Store
 from orchestrator.words import plural
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.people import Person, name_person, people_of
+from orchestrator.workflow.people_index import Taught, faces_of, teach
 from orchestrator.workflow.photos import PhotoFailed
+from orchestrator.workflow.services import TAGGING
+from orchestrator.workflow.stage import Connection
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 PEOPLE_LEASE_SECONDS = 60.0
@@ -47,10 +57,17 @@ async def people(store: Store, job_ref: str) -> tuple[Job, list[Person]]:
 
 
 async def name(
-    store: Store, files: KeywordFiles, job_ref: str, label: str, given: str | None
+    store: Store,
+    files: KeywordFiles,
+    job_ref: str,
+    label: str,
+    given: str | None,
+    *,
+    settings: Settings | None = None,
 ) -> Person:
     """Name person `label` of the job (None takes the name away) in every photo they are in:
-    the files first, then each photo's record, under the job's borrowed lease."""
+    the files first, then each photo's record, under the job's borrowed lease; then, when
+    `settings` keep a studio's index, teach it the name."""
     job, persons = await people(store, job_ref)
     if not any(person.label == label for person in persons):
         known = ", ".join(p.label for p in persons) or "none yet"
@@ -78,6 +95,9 @@ async def name(
                     details=named.stored(),
                 ),
             )
+        if new_name is not None and settings is not None and settings.people_index:
+            photos = await store.photos(job.id)
+            await _teach(store, settings, job, label, new_name, faces_of(photos, label))
     [person] = [p for p in people_of(await store.photos(job.id)) if p.label == label]
     said = f"named {new_name!r}" if new_name else "unnamed"
     await store.add_event(
@@ -89,6 +109,37 @@ async def name(
     return person
 
 
+async def _teach(
+    store: Store, settings: Settings, job: Job, label: str, name: str, faces: list[str]
+) -> None:
+    """Teach the studio's index that the person's faces are `name`, over a session of its own;
+    recorded in the job's history. The files are named already: a failure says so."""
+    index_id = settings.people_index
+    assert index_id is not None  # asked for only with an index
+    if not faces:
+        return
+    if refusal := TAGGING.refusal(settings):
+        raise PeopleRefused(f"named in the files, but the studio's index was not taught: {refusal}")
+    try:
+        async with aiohttp.ClientSession() as session, AsyncExitStack() as closing:
+            tagging = TAGGING.build(settings.tagging, Connection(session, None, closing))
+            taught: Taught = await teach(store, tagging.imagga, index_id, name, faces)
+    except (Transient, ApiError) as exc:
+        raise PeopleRefused(
+            f"named in the files, but the studio's index {index_id!r} was not taught: {exc}; "
+            "name the person again to retry"
+        ) from None
+    state = "trained" if taught.final else "training under way at Imagga"
+    await store.add_event(
+        job.id,
+        "people",
+        f"person {label} taught to the studio's index {index_id!r} as {name!r} "
+        f"({plural(taught.faces, 'face')}; {state}"
+        f"{'' if taught.paid else ', asked for before'})",
+        data={"group": label, "name": name, "index": index_id, "paid": taught.paid},
+    )
+
+
 async def people_command(
     settings: Settings, job_ref: str, label: str | None, given: str | None, *, unname: bool
 ) -> tuple[Job, list[Person]]:
@@ -98,7 +149,7 @@ async def people_command(
     files = KeywordFiles(settings.tagging.exiftool)
     try:
         if label is not None and (given is not None or unname):
-            await name(store, files, job_ref, label, None if unname else given)
+            await name(store, files, job_ref, label, None if unname else given, settings=settings)
         return await people(store, job_ref)
     finally:
         files.close()

@@ -29,6 +29,7 @@ class PeoplePage:
     def __init__(self, store: Store, render: Render, settings: Settings | None) -> None:
         self._store = store
         self._render = render
+        self._settings = settings
         self._exiftool = settings.tagging.exiftool if settings is not None else "exiftool"
 
     def mount(self, app: web.Application) -> None:
@@ -62,7 +63,12 @@ class PeoplePage:
         files = KeywordFiles(self._exiftool)
         try:
             await people_actions.name(
-                self._store, files, request.match_info["job"], group, text or None
+                self._store,
+                files,
+                request.match_info["job"],
+                group,
+                text or None,
+                settings=self._settings,
             )
         except OperatorRefusal as refusal:
             return await self.page(request, refusal=refusal)

@@ -63,6 +63,7 @@ def build_tagging(group: TaggingSettings, connection: Connection) -> Tagging:
         files=files,
         rules=KeywordRules.of(group.allowlist, group.blocklist, group.moderation_threshold),
         anyway=group.anyway,
+        people_index=group.people_index,
     )
 
 

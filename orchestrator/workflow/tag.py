@@ -40,6 +40,7 @@ from orchestrator.workflow.context import JobContext, JobFailed, JobPaused
 from orchestrator.workflow.keywording import write_keywords
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.people import group_people
+from orchestrator.workflow.people_index import recognise_people
 from orchestrator.workflow.photos import PhotoFailed, photo_run
 from orchestrator.workflow.services import EXIFTOOL, TAGGING, TAGGING_NOT_CONFIGURED
 from orchestrator.workflow.stage import Stage
@@ -96,6 +97,7 @@ async def tag_photos(ctx: JobContext) -> None:
         )
     if spec.people:
         await group_people(ctx, tagging)
+        await recognise_people(ctx, tagging)
     await ctx.finish_stage("keywords written")
 
 
@@ -279,6 +281,11 @@ STAGE = Stage(
     phase=PHASE,
     applies=wants_tags,
     requires=(TAGGING, EXIFTOOL),
-    crash_points=("after_imagga_answer", "after_keywords_written", "after_grouping_requested"),
+    crash_points=(
+        "after_imagga_answer",
+        "after_keywords_written",
+        "after_grouping_requested",
+        "after_index_training_requested",  # naming a person (`orchestrator people`)
+    ),
     details=TagDetails,
 )
