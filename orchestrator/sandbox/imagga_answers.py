@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +167,8 @@ class RecognitionIndex:
             self.pending.remove((ready_at, learnt))
 
     def ledger(self) -> dict[str, Any]:
-        """As the ledger shows it: each person's face count, fed and trained."""
+        """As the ledger shows it: each person's face count, fed and trained (so far)."""
+        self.settle(time.monotonic())
         return {
             "fed": {person: len(faces) for person, faces in self.fed.items()},
             "trained": {person: len(faces) for person, faces in self.trained.items()},

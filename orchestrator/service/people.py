@@ -95,10 +95,8 @@ async def name(
                     details=named.stored(),
                 ),
             )
-        if new_name is not None and settings is not None and settings.people_index:
-            photos = await store.photos(job.id)
-            await _teach(store, settings, job, label, new_name, faces_of(photos, label))
-    [person] = [p for p in people_of(await store.photos(job.id)) if p.label == label]
+    photos = await store.photos(job.id)
+    [person] = [p for p in people_of(photos) if p.label == label]
     said = f"named {new_name!r}" if new_name else "unnamed"
     await store.add_event(
         job.id,
@@ -106,6 +104,9 @@ async def name(
         f"person {label} {said} in {plural(len(person.photos), 'photo')}",
         data={"group": label, "name": new_name, "photos": list(person.photos)},
     )
+    if new_name is not None and settings is not None and settings.people_index:
+        # After the lease is given back: a training that waits holds no job up.
+        await _teach(store, settings, job, label, new_name, faces_of(photos, label))
     return person
 
 
