@@ -42,6 +42,7 @@ KILLS = [
     ("after_imagga_answer:1", "tagging"),  # the first photo's analyses kept, nothing written
     ("after_keywords_written:2", "tagging"),  # files written, not checkpointed
     ("after_grouping_requested", "tagging"),  # walked by the people test
+    ("after_index_training_requested", "completed"),  # walked by tests/e2e/test_people_index.py
 ]
 """Where a run with every analysis is killed (walked with the other points, see
 tests/unit/test_crash_points.py), and the state it is left in."""
