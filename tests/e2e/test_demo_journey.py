@@ -58,5 +58,5 @@ def test_the_demo_shows_the_whole_journey_and_keeps_what_is_worth_opening(tmp_pa
         assert any(h.startswith("Colors|") for h in as_list(tags.get("XMP-lr:HierarchicalSubject")))
         regions += len((tags.get("XMP-mwg-rs:RegionInfo") or {}).get("RegionList", []))
     assert regions > 0, "the RAW scenes show people"
-    records = json.loads((kept / "shoot" / "delivered" / "RAW" / "delivery.json").read_text())
+    records = json.loads((kept / "shoot" / "delivered" / "delivery.json").read_text())
     assert all(set(r["crops"]) == {"1:1", "4:5", "9:16"} for r in records)

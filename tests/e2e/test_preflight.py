@@ -169,9 +169,11 @@ def test_a_read_only_card_is_refused_before_the_upload_and_runs_with_output(
     assert len(outputs) == 2 * len(photos)
     assert [f for f in tree(out) if not f.startswith("delivered/")] == outputs
     assert "edited/RAW/Card 2/DSC_0001.xmp" in outputs  # the layout: type, then subfolder
-    delivered = json.loads((out / "delivered" / "JPG" / "delivery.json").read_text())
-    assert sorted(record["photo"] for record in delivered) == [
+    delivered = json.loads((out / "delivered" / "delivery.json").read_text())
+    assert sorted(record["photo"] for record in delivered) == [  # one delivery, RAW and JPEG
+        "Card 1/IMG_0001.CR2",
         "Card 1/IMG_0002.jpg",
+        "Card 2/DSC_0001.CR2",
         "Card 2/DSC_0002.jpg",
     ]
     assert [job["state"] for job in stored_jobs(migrated_db_url, card)] == ["completed"] * 2

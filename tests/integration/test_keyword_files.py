@@ -129,6 +129,11 @@ async def test_a_file_exiftool_cannot_write_is_named(files: KeywordFiles, tmp_pa
         await files.write(tmp_path / "a.png", add=["sky"])
 
 
-def test_a_missing_exiftool_says_how_to_install_it() -> None:
+def test_a_missing_exiftool_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no exiftool on PATH
     with pytest.raises(ExiftoolMissing, match="apt-get install libimage-exiftool-perl"):
+        KeywordFiles().check()
+    with pytest.raises(ExiftoolMissing, match="ORCH_EXIFTOOL, 'exiftool-not-installed-here'"):
         KeywordFiles("exiftool-not-installed-here").check()
