@@ -11,8 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.integrations.previews import cache_folder, cached_jobs, forget_jobs
 from orchestrator.service.database import open_store
-from orchestrator.service.thumbnails import cache_folder, cached_jobs, forget_jobs
 from orchestrator.store.prune import PruneReport, prune, stored_jobs
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors

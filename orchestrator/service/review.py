@@ -29,6 +29,7 @@ from orchestrator.store.queries import (
 from orchestrator.store.scheduling import wake_daemons
 from orchestrator.workflow.lease import borrow
 from orchestrator.workflow.review import undecided
+from orchestrator.workflow.review_previews import image_phase
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 T = TypeVar("T")
@@ -154,15 +155,6 @@ class Approval:
     def complete(self) -> bool:
         """Whether every photo is decided, so the job goes on."""
         return not self.remaining
-
-
-def image_phase(photo: PhotoRecord) -> str | None:
-    """The phase whose output, a JPEG, shows the photo (the export, else the edit), if any."""
-    for phase in ("export", "edit"):
-        record = photo.phase(phase)
-        if record and record.done_at and (record.output or "").lower().endswith((".jpg", ".jpeg")):
-            return phase
-    return None
 
 
 def photo_review(photo: PhotoRecord, details: TagDetails) -> PhotoReview:

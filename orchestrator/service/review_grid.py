@@ -1,11 +1,12 @@
 """The review as a culling tool sees it: every tagged photo of a job in the order the day was
 shot, in the shoot's folders, filtered, paged, and what changed since a moment.
 
-Capture order: the EXIF capture time of the photo's JPEG (the export, else the edit), then its
-path; each folder of the shoot is a section, the sections in the order their first photos were
-taken ("Getting Ready" before "Ceremony", whatever their names). The filters (undecided,
-approved, held back, flagged by moderation, without keywords, one keyword, one category) are
-applied over the job's tagged photos; the counts of each filter come with them.
+Capture order: the EXIF capture time of the photo's JPEG (the export, else the edit), as the
+keywording stage recorded it (else read from the JPEG once), then its path; each folder of the
+shoot is a section, the sections in the order their first photos were taken ("Getting Ready"
+before "Ceremony", whatever their names). The filters (undecided, approved, held back, flagged
+by moderation, without keywords, one keyword, one category) are applied over the job's tagged
+photos; the counts of each filter come with them.
 
 Two reviewers on one job: every review write changes a photo's `tag` row (and its `done_at`),
 and edits are made as deltas (remove this word, add that one, approve), so two people's
@@ -22,14 +23,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from orchestrator.errors import OperatorRefusal
-from orchestrator.service.review import PhotoReview, image_phase, photo_review
-from orchestrator.service.thumbnails import PhotoJpeg, Thumbnails
+from orchestrator.service.review import PhotoReview, photo_review
+from orchestrator.service.thumbnails import Thumbnails
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
-from orchestrator.store.queries import PhotoRecord, Store
+from orchestrator.store.queries import Store
 from orchestrator.store.review_reads import PhasesMark, phases_mark, tag_changes
-from orchestrator.workflow.outputs import output_file
+from orchestrator.workflow.review_previews import PhotoJpeg, review_jpeg
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 SHOWS = {
@@ -239,19 +240,6 @@ class ReviewGrid:
         return {"sections": names, "photos": entries, "stamp": self.stamp}
 
 
-def photo_jpeg(job: Job, photo: PhotoRecord, spec: JobSpec | None = None) -> PhotoJpeg | None:
-    """The JPEG that shows the photo: (id, version, folder, name in the folder), if any."""
-    phase = image_phase(photo)
-    record = photo.phase(phase) if phase else None
-    if phase is None or record is None or record.output is None:
-        return None
-    folder = job.exported_dir if phase == "export" else job.edited_dir
-    path = output_file(job, spec or JobSpec.from_stored(job.options), photo, phase)
-    name = str(path.relative_to(folder)) if path and path.is_relative_to(folder) else ""
-    version = (record.md5 or f"{record.size or 0}{record.output}")[:16]
-    return (photo.id, f"{phase[0]}{version}", folder, name or record.output)
-
-
 def _order(photos: list[GridPhoto]) -> list[GridPhoto]:
     """Capture order within each folder; folders by their first capture (then name)."""
     never = datetime.max.replace(tzinfo=UTC)
@@ -316,8 +304,10 @@ class ReviewGrids:
             if (details := TagDetails.of(photo)) is not None
         ]
         spec = JobSpec.from_stored(job.options)
-        jpegs = {photo.id: photo_jpeg(job, photo, spec) for photo, _ in tagged}
-        times = await self._thumbnails.capture_times(job.id, [j for j in jpegs.values() if j])
+        jpegs = {photo.id: review_jpeg(job, photo, spec) for photo, _ in tagged}
+        # Keywording recorded the capture times of a job to review; the others' are read.
+        unread = [j for p, d in tagged if d.capture is None and (j := jpegs[p.id])]
+        times = await self._thumbnails.capture_times(job.id, unread) if unread else {}
         photos = []
         for photo, details in tagged:
             record = photo.phase(TAG_PHASE)
@@ -325,7 +315,7 @@ class ReviewGrids:
                 GridPhoto(
                     review=photo_review(photo, details),
                     folder=str(PurePosixPath(photo.rel_path).parent).strip("."),
-                    taken=times.get(photo.id),
+                    taken=details.capture.taken if details.capture else times.get(photo.id),
                     jpeg=jpegs[photo.id],
                     changed=record.done_at if record else None,
                 )

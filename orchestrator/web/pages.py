@@ -29,12 +29,13 @@ from markupsafe import Markup
 from orchestrator.config import ConfigError, Settings
 from orchestrator.display import visible
 from orchestrator.errors import OperatorRefusal
+from orchestrator.integrations.previews import cache_folder
 from orchestrator.progress import NullProgress
 from orchestrator.service import job_pages
 from orchestrator.service import jobs as job_views
 from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
-from orchestrator.service.thumbnails import Thumbnails, cache_folder
+from orchestrator.service.thumbnails import Thumbnails
 from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.queries import StateConflict, Store

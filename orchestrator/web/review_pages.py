@@ -19,12 +19,14 @@ from urllib.parse import parse_qsl, quote, urlencode
 from aiohttp import web
 
 from orchestrator.errors import OperatorRefusal
+from orchestrator.integrations.previews import ThumbnailFailed
 from orchestrator.service import review as review_actions
 from orchestrator.service import review_grid
 from orchestrator.service.review_grid import ReviewFilter, loupe, short_entry
-from orchestrator.service.thumbnails import PhotoJpeg, ThumbnailFailed, Thumbnails
+from orchestrator.service.thumbnails import Thumbnails
 from orchestrator.store.queries import Store
 from orchestrator.web.files import NotServed, read_output
+from orchestrator.workflow.review_previews import PhotoJpeg, review_jpeg
 from orchestrator.workflow.tag_details import TagDetails
 
 log = logging.getLogger("orchestrator.web")
@@ -185,7 +187,7 @@ class ReviewPages:
         job = await self._store.resolve_job(request.match_info["job"])
         wanted = _int(request.match_info["photo"])
         record = await self._store.photo(job.id, wanted) if wanted is not None else None
-        jpeg = review_grid.photo_jpeg(job, record) if record else None
+        jpeg = review_jpeg(job, record) if record else None
         if jpeg is None:
             raise web.HTTPNotFound(text="this photo has no JPEG to show")
         return job.id, jpeg

@@ -29,6 +29,7 @@ from orchestrator.integrations.keywords import (
     KeywordWriteFailed,
     writable,
 )
+from orchestrator.integrations.previews import cache_folder
 from orchestrator.integrations.tagging import Tagging
 from orchestrator.spec import JobSpec, TagSpec
 from orchestrator.states import JobState
@@ -42,6 +43,7 @@ from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.people import group_people
 from orchestrator.workflow.people_index import recognise_people
 from orchestrator.workflow.photos import PhotoFailed, photo_run
+from orchestrator.workflow.review_previews import ReviewPreviews
 from orchestrator.workflow.services import EXIFTOOL, TAGGING, TAGGING_NOT_CONFIGURED
 from orchestrator.workflow.stage import Stage
 from orchestrator.workflow.tag_details import TAG_PHASE, FileRef, Moderation, TagDetails
@@ -76,11 +78,15 @@ async def tag_photos(ctx: JobContext) -> None:
     if len(todo) < len(photos):
         await ctx.event("resume", f"{plural(len(photos) - len(todo), 'photo')} already tagged")
     todo_now = await _within_quota(ctx, tagging, spec, todo)
+    # A job to review gets its grid's thumbnails and capture times as each photo is tagged.
+    previews = ReviewPreviews(cache_folder(ctx.store.engine.url)) if ctx.spec.review else None
     ctx.progress.stage_started(ctx.label, PHASE, files=len(todo_now), total_bytes=None)
     async with photo_run(
         ctx, phase=PHASE, progress_stage=PHASE, photo_id=_photo_id, describe=_describe
     ) as run:
-        failures = await run.run(todo_now, lambda photo: _tag_one(ctx, tagging, spec, photo))
+        failures = await run.run(
+            todo_now, lambda photo: _tag_one(ctx, tagging, spec, photo, previews)
+        )
     ctx.progress.stage_finished(ctx.label, PHASE)
     await _report_flagged(ctx)
     if failures:
@@ -152,7 +158,11 @@ def tag_files(job: Job, spec: JobSpec, photo: PhotoRecord) -> tuple[Path, list[P
 
 
 async def _tag_one(
-    ctx: JobContext, tagging: Tagging, spec: TagSpec, photo: PhotoRecord
+    ctx: JobContext,
+    tagging: Tagging,
+    spec: TagSpec,
+    photo: PhotoRecord,
+    previews: ReviewPreviews | None,
 ) -> PhaseDone:
     source, targets = tag_files(ctx.job, ctx.spec, photo)
     try:
@@ -161,6 +171,8 @@ async def _tag_one(
         raise PhotoFailed(str(exc)) from None
     except OSError as exc:
         raise PhotoFailed(f"{source.name} cannot be read: {exc.strerror or exc}") from None
+    # Before the keywords go in: the file was just read, its pixels are what the page shows.
+    capture = await previews.make(ctx.job, ctx.spec, photo) if previews else None
     image_md5 = hashlib.md5(image).hexdigest()
     imagga = tagging.imagga
     suggestions = [
@@ -195,6 +207,7 @@ async def _tag_one(
         moderation=Moderation.model_validate(moderation) if moderation is not None else None,
         image_md5=image_md5,
         files=tuple(_file_ref(ctx.job, path) for path in targets),
+        capture=capture,
         **analysed,
     )
     ours = [*keywords, *details.analysis_words]

@@ -11,6 +11,7 @@ and malformed entries read as "not there", never as an error.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator
@@ -175,6 +176,27 @@ class Moderation(BaseModel, frozen=True):
     """The most confident category other than safe (0-100), if known."""
 
 
+class Capture(BaseModel, frozen=True):
+    """When the photo was taken, as its JPEG's EXIF says, read as the photo was tagged for a
+    review (workflow/review_previews.py): the review grid's order without opening the file."""
+
+    taken: datetime | None = None
+    """The camera's clock (kept as UTC, for ordering only); None: the JPEG does not say."""
+
+
+def _capture(value: object) -> object:
+    if value is None or isinstance(value, Capture):
+        return value
+    if not isinstance(value, dict):
+        return None
+    try:
+        capture = Capture.model_validate(value)
+    except ValueError:
+        return None
+    taken = capture.taken
+    return capture if taken is None or taken.tzinfo is not None else None
+
+
 class FileRef(BaseModel, frozen=True):
     """A file that carries the photo's keywords: its folder's kind and its path in it (a
     sidecar beside its RAW, in the shoot itself, by its whole path)."""
@@ -223,6 +245,9 @@ class TagDetails(PhaseDetails, frozen=True, extra="allow"):
     """The faces (`--faces`, `--people`); None: not asked for."""
     focal_point: Annotated[FocalPoint | None, BeforeValidator(_point)] = None
     """The subject's focal point (`--smart-crops`); None: not asked for."""
+    capture: Annotated[Capture | None, BeforeValidator(_capture)] = None
+    """When the photo was taken; None: not read as it was tagged (a job without `--review`,
+    or from an older release): the review page reads its JPEG."""
 
     @classmethod
     def of(cls, photo: PhotoRecord) -> TagDetails | None:
@@ -242,6 +267,7 @@ class TagDetails(PhaseDetails, frozen=True, extra="allow"):
             "colors",
             "faces",
             "focal_point",
+            "capture",
         }
         return self.model_dump(
             mode="json", exclude={name for name in unset if getattr(self, name) is None}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
-from orchestrator.service.thumbnails import cache_folder
+from orchestrator.integrations.previews import cache_folder
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.models import Callback, Event, Job, Photo, PhotoPhase, Shoot, utcnow
 from orchestrator.store.prune import prune

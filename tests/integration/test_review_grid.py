@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.integrations.previews import THUMB_SIDE
 from orchestrator.service import review
 from orchestrator.service.review_grid import ReviewFilter, ReviewGrids, changes
-from orchestrator.service.thumbnails import THUMB_SIDE, Thumbnails
+from orchestrator.service.thumbnails import Thumbnails
 from orchestrator.store.queries import Store
 from orchestrator.web.files import open_output
 from tests.review_scale_support import big_review, capture_time, export_jpeg
