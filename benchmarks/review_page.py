@@ -2,15 +2,20 @@
 same run: a plain static file of the same size, and (with `--before DIR`) the review page of an
 earlier checkout over the same database.
 
-The job is made straight in the store (tests/review_scale_support.py: 3,000 tagged photos in
-three folders, each with a real 900x600 JPEG export on disk). `orchestrator ui` serves it as a
-process on a real port; Debian's chromium (Playwright) loads the page: "first screen" is the
-moment the grid is drawn and every thumbnail on screen has arrived, measured by the page's own
-clock (`performance.now()`); bytes are the bodies' as the browser decoded them. The first load
-after the server starts is cold (capture times read from 3,000 JPEGs, thumbnails made); the next
-loads are the median of `--loads`. The static baseline is the review page's own HTML saved to a
-file and served with its script and styles by Python's `http.server` (its thumbnails are not
-there, and its script finds no list: a page of the same size, nothing behind it).
+Two jobs are made straight in the store (tests/review_scale_support.py: 3,000 tagged photos in
+three folders, each with a real 900x600 JPEG export on disk). One is made the way the pipeline
+now makes a job to review: each photo's thumbnail and capture time made ahead by the keywording
+stage's own code (`workflow/review_previews.ReviewPreviews.make`, 2 at a time, timed as
+`previews_seconds`), the capture times in the `tag` phase's details. The other has nothing
+made ahead (a job from before, or one whose previews a crash lost): the page reads the capture
+times from the 3,000 JPEGs and makes the thumbnails on demand. `orchestrator ui` serves each
+as a process on a real port, started afresh for each job; Debian's chromium (Playwright) loads
+the page: "first screen" is the moment the grid is drawn and every thumbnail on screen has
+arrived, measured by the page's own clock (`performance.now()`); bytes are the bodies' as the
+browser decoded them. "cold" is the first load after the server starts; "warm" is the median
+of the next `--loads`. The static baseline is the review page's own HTML saved to a file and
+served with its script and styles by Python's `http.server` (its thumbnails are not there, and
+its script finds no list: a page of the same size, nothing behind it).
 
     PYTHONPATH=. python benchmarks/review_page.py [--photos 3000] [--loads 5]
         [--before /tmp/review-before]   # e.g. `git archive ea5a886 | tar -x -C /tmp/review-before`
@@ -167,28 +172,31 @@ def main() -> None:
     try:
         db_url = f"sqlite:///{work / 'jobs.db'}"
 
-        async def make() -> str:
+        async def make() -> tuple[str, str, float]:
             await upgrade(db_url)
             store = Store.open(db_url)
             try:
-                return (await big_review(store, work / "wedding", args.photos)).id
+                ahead = await big_review(store, work / "wedding", args.photos, ahead=True)
+                old = await big_review(store, work / "old-wedding", args.photos)
+                return ahead.id, old.id, ahead.previews_seconds
             finally:
                 await store.close()
 
-        job_id = asyncio.run(make())
-        results: dict[str, Any] = {"photos": args.photos}
+        ahead_id, old_id, previews_seconds = asyncio.run(make())
+        results: dict[str, Any] = {"photos": args.photos, "previews_seconds": previews_seconds}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                 args=["--no-sandbox"] if os.geteuid() == 0 else [],
             )
-            with _ui(HERE, db_url, work / "ui.log") as url:
-                page_url = f"{url}/jobs/{job_id}/review"
-                results["cold"] = _load(browser, page_url, grid=True)
-                warm = [_load(browser, page_url, grid=True) for _ in range(args.loads)]
-                results["warm"] = _median(warm)
-                with urllib.request.urlopen(page_url) as answer:
-                    html = answer.read()
+            for name, job_id in (("made_ahead", ahead_id), ("nothing_ahead", old_id)):
+                with _ui(HERE, db_url, work / "ui.log") as url:
+                    page_url = f"{url}/jobs/{job_id}/review"
+                    cold = _load(browser, page_url, grid=True)
+                    warm = [_load(browser, page_url, grid=True) for _ in range(args.loads)]
+                    results[name] = {"cold": cold, "warm": _median(warm)}
+                    with urllib.request.urlopen(page_url) as answer:
+                        html = answer.read()
             static = work / "static"
             shutil.copytree(HERE / "orchestrator" / "web" / "static", static / "static")
             (static / "review.html").write_bytes(html)
@@ -200,23 +208,27 @@ def main() -> None:
             if args.before:
                 with _ui(args.before.resolve(), db_url, work / "before.log") as url:
                     old = [
-                        _load(browser, f"{url}/jobs/{job_id}/review", grid=False)
+                        _load(browser, f"{url}/jobs/{ahead_id}/review", grid=False)
                         for _ in range(max(1, args.loads // 2))
                     ]
                     results["before"] = _median(old)
             browser.close()
-        warm_screen = results["warm"]["screen_ms"]
+        now = results["made_ahead"]
+        warm_screen = now["warm"]["screen_ms"]
         results["ratios"] = {
             "warm_first_screen_to_static_file": warm_screen / results["static_file"]["screen_ms"],
-            "cold_first_screen_to_warm": results["cold"]["screen_ms"] / warm_screen,
+            "cold_first_screen_to_warm": now["cold"]["screen_ms"] / warm_screen,
+            "nothing_ahead_cold_to_made_ahead_cold": (
+                results["nothing_ahead"]["cold"]["screen_ms"] / now["cold"]["screen_ms"]
+            ),
         }
         if "before" in results:
             results["ratios"]["before_to_now_first_screen"] = (
                 results["before"]["screen_ms"] / warm_screen
             )
             before_bytes = sum(results["before"][k] for k in ("html", "full_images", "thumbnails"))
-            now_bytes = sum(results["warm"][k] for k in ("html", "scripts", "styles", "index_json"))
-            now_bytes += results["warm"]["thumbnails"]
+            now_bytes = sum(now["warm"][k] for k in ("html", "scripts", "styles", "index_json"))
+            now_bytes += now["warm"]["thumbnails"]
             results["ratios"]["before_to_now_bytes"] = before_bytes / now_bytes
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
     finally:

@@ -1,12 +1,18 @@
 """A big review made straight in the store: a job waiting in `reviewing` with thousands of
 tagged photos in a shoot's folders, each with a real small JPEG export on disk carrying its
 capture time (EXIF DateTimeOriginal). For the review page's tests at scale and its benchmark,
-where driving thousands of photos through the sandbox would take the run's whole budget."""
+where driving thousands of photos through the sandbox would take the run's whole budget.
+
+With `ahead`, each photo's thumbnail and capture time are made as the pipeline makes them (the
+keywording stage's own `ReviewPreviews.make`, into the database's thumbnail cache); without,
+the job is one from before that, or whose previews a crash lost: the page makes them."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,10 +21,12 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from sqlalchemy import update
 
+from orchestrator.integrations.previews import cache_folder
 from orchestrator.spec import JobSpec, TagSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import NewJob, NewPhoto, PhaseDone, Store
+from orchestrator.workflow.review_previews import ReviewPreviews
 from orchestrator.workflow.tag_details import TAG_PHASE
 
 FOLDERS = (("Ceremony", 15), ("Getting Ready", 11), ("Party", 20))
@@ -36,6 +44,8 @@ class BigReview:
     id: str
     folder: Path
     photo_ids: dict[str, int]
+    previews_seconds: float = 0.0
+    """The time making the previews ahead took (with `ahead`)."""
 
 
 def capture_time(folder_index: int, number: int) -> datetime:
@@ -90,11 +100,15 @@ def tag_details(index: int, *, faces: bool = False) -> dict[str, object]:
     }
 
 
-async def big_review(store: Store, folder: Path, photos: int, *, faces: bool = False) -> BigReview:
+async def big_review(
+    store: Store, folder: Path, photos: int, *, faces: bool = False, ahead: bool = False
+) -> BigReview:
     """A job of `photos` tagged photos in `FOLDERS`, waiting for review, exports on disk (with
-    `faces`, its faces detected: `tag_details`)."""
+    `faces`, its faces detected: `tag_details`; with `ahead`, its previews made as the
+    keywording stage makes them)."""
     job_id = uuid.uuid4().hex
     exported = folder / "exported"
+    spec = JobSpec(export=True, tag=TagSpec(moderate=True), review=True)
     names = []
     for index in range(photos):
         part = index % len(FOLDERS)
@@ -112,24 +126,42 @@ async def big_review(store: Store, folder: Path, photos: int, *, faces: bool = F
             image_type="JPG",
             profile_key=2001,
             profile_name="Natural",
-            spec=JobSpec(export=True, tag=TagSpec(moderate=True), review=True).to_stored(),
+            spec=spec.to_stored(),
             project_name=f"orchestrator-{job_id}",
         ),
         [NewPhoto(rel, rel.rsplit("/", 1)[-1], 1_000_000, 0) for rel, _, _ in names],
     )
     ids = {p.rel_path: p.id for p in await store.photos(job_id)}
     lease = await store.claim(job_id, "test-driver", 600)
-    updates: list[tuple[int, PhaseDone]] = []
+    exports: list[tuple[int, PhaseDone]] = []
     for index, (rel, part, number) in enumerate(names):
         body = export_jpeg(exported / rel, index % 64, capture_time(part, number))
         md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-        updates.append((ids[rel], PhaseDone("export", output=rel, size=len(body), md5=md5)))
-        updates.append((ids[rel], PhaseDone(TAG_PHASE, details=tag_details(index, faces=faces))))
+        exports.append((ids[rel], PhaseDone("export", output=rel, size=len(body), md5=md5)))
     async with store.photo_writer(lease) as writer:
-        await writer.write(updates)
+        await writer.write(exports)
+    job = await store.get_job(job_id)
+    by_path = {p.rel_path: p for p in await store.photos(job_id)}
+    records = [by_path[rel] for rel, _, _ in names]
+    previews = ReviewPreviews(cache_folder(store.engine.url))
+    started = time.perf_counter()
+    captures = (
+        await asyncio.gather(*(previews.make(job, spec, photo) for photo in records))
+        if ahead
+        else [None] * len(records)
+    )
+    previews_seconds = time.perf_counter() - started if ahead else 0.0
+    tags: list[tuple[int, PhaseDone]] = []
+    for index, (photo, capture) in enumerate(zip(records, captures, strict=True)):
+        details = tag_details(index, faces=faces)
+        if capture is not None:
+            details["capture"] = capture.model_dump(mode="json")
+        tags.append((photo.id, PhaseDone(TAG_PHASE, details=details)))
+    async with store.photo_writer(lease) as writer:
+        await writer.write(tags)
     await store.release(lease)
     async with store.engine.begin() as conn:
         await conn.execute(
             update(Job).where(Job.id == job_id).values(state=JobState.REVIEWING.value)
         )
-    return BigReview(job_id, folder, ids)
+    return BigReview(job_id, folder, ids, previews_seconds)
