@@ -30,7 +30,7 @@ from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import Store
 from orchestrator.store.review_reads import PhasesMark, phases_mark, tag_changes
-from orchestrator.workflow.review_previews import PhotoJpeg, review_jpeg
+from orchestrator.workflow.review_previews import jpeg_version, review_jpeg
 from orchestrator.workflow.tag_details import TAG_PHASE, TagDetails
 
 SHOWS = {
@@ -102,8 +102,8 @@ class GridPhoto:
     folder: str
     """Its folder in the shoot ("" at the top)."""
     taken: datetime | None
-    jpeg: PhotoJpeg | None
-    """Its JPEG (id, version, folder, name), if it has one to show."""
+    version: str
+    """Its JPEG's version (the thumbnail's key); "" if it has no JPEG to show."""
     changed: datetime | None
     """When its review row was last written."""
 
@@ -142,11 +142,6 @@ class GridPhoto:
         if faces is not None and len(faces) >= GROUP_FACES:
             found.add("group")
         return found
-
-    @property
-    def version(self) -> str:
-        """Its JPEG's version (the thumbnail's key)."""
-        return self.jpeg[1] if self.jpeg else ""
 
     def entry(self, section: int) -> list[Any]:
         """The photo in the grid's index: [id, section, name, decision, flagged,
@@ -304,9 +299,8 @@ class ReviewGrids:
             if (details := TagDetails.of(photo)) is not None
         ]
         spec = JobSpec.from_stored(job.options)
-        jpegs = {photo.id: review_jpeg(job, photo, spec) for photo, _ in tagged}
         # Keywording recorded the capture times of a job to review; the others' are read.
-        unread = [j for p, d in tagged if d.capture is None and (j := jpegs[p.id])]
+        unread = [j for p, d in tagged if d.capture is None and (j := review_jpeg(job, p, spec))]
         times = await self._thumbnails.capture_times(job.id, unread) if unread else {}
         photos = []
         for photo, details in tagged:
@@ -316,7 +310,7 @@ class ReviewGrids:
                     review=photo_review(photo, details),
                     folder=str(PurePosixPath(photo.rel_path).parent).strip("."),
                     taken=details.capture.taken if details.capture else times.get(photo.id),
-                    jpeg=jpegs[photo.id],
+                    version=jpeg_version(photo) or "",
                     changed=record.done_at if record else None,
                 )
             )

@@ -50,18 +50,27 @@ def image_phase(photo: PhotoRecord) -> str | None:
     return None
 
 
-def review_jpeg(job: Job, photo: PhotoRecord, spec: JobSpec | None = None) -> PhotoJpeg | None:
-    """The JPEG that shows the photo: (id, version, folder, name in the folder), if any. The
-    version (the phase's initial and md5) names its thumbnail."""
+def jpeg_version(photo: PhotoRecord) -> str | None:
+    """The version of the JPEG that shows the photo (its phase's initial and md5), which names
+    its thumbnail; None if it has no JPEG to show."""
     phase = image_phase(photo)
     record = photo.phase(phase) if phase else None
     if phase is None or record is None or record.output is None:
         return None
+    return f"{phase[0]}{(record.md5 or f'{record.size or 0}{record.output}')[:16]}"
+
+
+def review_jpeg(job: Job, photo: PhotoRecord, spec: JobSpec | None = None) -> PhotoJpeg | None:
+    """The JPEG that shows the photo: (id, version, folder, name in the folder), if any."""
+    version = jpeg_version(photo)
+    phase = image_phase(photo)
+    record = photo.phase(phase) if phase else None
+    if version is None or phase is None or record is None or record.output is None:
+        return None
     folder = job.exported_dir if phase == "export" else job.edited_dir
     path = output_file(job, spec or JobSpec.from_stored(job.options), photo, phase)
     name = str(path.relative_to(folder)) if path and path.is_relative_to(folder) else ""
-    version = (record.md5 or f"{record.size or 0}{record.output}")[:16]
-    return (photo.id, f"{phase[0]}{version}", folder, name or record.output)
+    return (photo.id, version, folder, name or record.output)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def _scored(key: str, kind: type) -> Callable[[object], object]:
                 found.append(entry)
             elif isinstance(entry, dict) and isinstance(entry.get(key), str):
                 confidence = _number(entry.get("confidence"))
-                found.append({key: entry[key], "confidence": confidence or 0.0})
+                found.append(kind(entry[key], confidence or 0.0))
         return tuple(found)
 
     return read

@@ -1,22 +1,29 @@
 """The review grid's service on both databases: capture order with the shoot's folders as
-sections, the filters and their counts, thumbnails made once (upright, small), bulk keyword
-edits that take what each photo allows, and the changes another reviewer's page is sent."""
+sections, the filters and their counts, thumbnails made once (upright, small), previews made
+ahead by the keywording stage's code (the grid then opens no JPEG; a preview that cannot be
+made is logged and left to the page), bulk keyword edits that take what each photo allows,
+and the changes another reviewer's page is sent."""
 
 from __future__ import annotations
 
 import io
+import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from orchestrator.integrations.previews import THUMB_SIDE
+from orchestrator.integrations.previews import THUMB_SIDE, cache_folder, thumbnail_path
 from orchestrator.service import review
 from orchestrator.service.review_grid import ReviewFilter, ReviewGrids, changes
 from orchestrator.service.thumbnails import Thumbnails
+from orchestrator.spec import JobSpec
 from orchestrator.store.queries import Store
 from orchestrator.web.files import open_output
+from orchestrator.workflow.review_previews import ReviewPreviews, jpeg_version, review_jpeg
+from orchestrator.workflow.tag_details import Capture, TagDetails
 from tests.review_scale_support import big_review, capture_time, export_jpeg
 
 
@@ -134,3 +141,65 @@ async def test_a_thumbnail_is_made_once_upright_and_small(tmp_path: Path) -> Non
     assert await thumbnails.thumbnail("job", (1, "v1", str(folder), "IMG_1.jpg")) == body
     with pytest.raises(LookupError):
         await thumbnails.thumbnail("job", (2, "v1", str(folder), "../exported/IMG_1.jpg"))
+
+
+async def test_previews_made_ahead_order_the_grid_without_opening_a_jpeg(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # Postgres's cache folder
+    job = await big_review(store, tmp_path / "wedding", 30, ahead=True)
+    folder = cache_folder(store.engine.url)
+    taken = set()
+    for photo in await store.photos(job.id):
+        details = TagDetails.of(photo)
+        assert details is not None and details.capture is not None, photo.rel_path
+        taken.add(details.capture.taken)
+        version = jpeg_version(photo)
+        assert version is not None
+        with Image.open(thumbnail_path(folder, job.id, photo.id, version)) as image:
+            assert max(image.size) == THUMB_SIDE
+    assert taken == {capture_time(index % 3, index // 3) for index in range(30)}
+
+    shutil.rmtree(tmp_path / "wedding" / "exported")  # nothing left that the page could read
+    thumbnails = Thumbnails(folder, open_output)
+    grid = await ReviewGrids(store, thumbnails).grid(job.id, ReviewFilter())
+    assert [s.name for s in grid.sections(grid.shown)] == ["Getting Ready", "Ceremony", "Party"]
+    ready = grid.sections(grid.shown)[0].photos
+    assert [p.taken for p in ready] == sorted(p.taken for p in ready)
+    assert ready[0].review.file_name == "IMG_2999.jpg" and ready[0].taken == capture_time(1, 0)
+    assert not (folder / job.id / "captured.json").exists()
+    kept = await thumbnails.kept(job.id, ready[0].id, ready[0].version)
+    assert kept == thumbnail_path(folder, job.id, ready[0].id, ready[0].version).read_bytes()
+
+
+async def test_a_preview_that_cannot_be_made_is_logged_and_left_to_the_page(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await big_review(store, tmp_path / "wedding", 3)
+    job = await store.get_job(made.id)
+    spec = JobSpec.from_stored(job.options)
+    broken, unkept, gone = await store.photos(job.id)
+    previews = ReviewPreviews(tmp_path / "cache")
+
+    exported = tmp_path / "wedding" / "exported"
+    jpeg = review_jpeg(job, broken)
+    assert jpeg is not None and jpeg[2:] == (str(exported), broken.rel_path)
+    (exported / broken.rel_path).write_bytes(b"\xff\xd8\xff\xe0 not a picture after all")
+    with caplog.at_level(logging.WARNING, logger="orchestrator.previews"):
+        assert await previews.make(job, spec, broken) == Capture(taken=None)
+    assert not thumbnail_path(tmp_path / "cache", job.id, broken.id, jpeg[1]).exists()
+    [logged] = caplog.records
+    assert "thumbnail not made ahead" in logged.getMessage()
+    assert logged.__dict__["photo"] == broken.rel_path
+
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    capture = await ReviewPreviews(tmp_path / "blocked").make(job, spec, unkept)
+    assert capture is not None and capture.taken is not None  # the time is read all the same
+
+    (exported / gone.rel_path).unlink()
+    assert await previews.make(job, spec, gone) is None  # unknown: the page will read it
+
+    grid = await ReviewGrids(store, Thumbnails(tmp_path / "cache", open_output)).grid(
+        job.id, ReviewFilter()
+    )
+    assert len(grid.shown) == 3
