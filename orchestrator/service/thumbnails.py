@@ -67,7 +67,7 @@ class Thumbnails:
         LookupError if the JPEG may not be read, ThumbnailFailed if it is no picture."""
         photo_id, version, folder, name = image
         path = self.path(job_id, photo_id, version)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # not made yet, or the cache cannot be read: made
             return await asyncio.to_thread(path.read_bytes)
         running = self._pending.get(path)
         if running is None:
