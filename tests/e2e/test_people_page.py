@@ -62,12 +62,15 @@ def test_the_people_page_names_a_person_in_every_file_once(
         person = page.locator(f"#person-{twice['group']}")
         images = person.locator("img")
         assert images.count() == len(twice["photos"])
-        assert all(
-            images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(images.count())
-        )
+        for i in range(images.count()):  # lazy: each arrives once on screen, and is a picture
+            image = images.nth(i)
+            image.scroll_into_view_if_needed()
+            page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+            )
         person.locator("input[name=name]").fill(HOSTILE)
-        person.locator("button").click()
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            person.locator("button").click()
         person = page.locator(f"#person-{twice['group']}")
         assert person.locator(".person-name").inner_text() == HOSTILE
         assert person.locator("b").count() == 0  # shown as text, never as markup
