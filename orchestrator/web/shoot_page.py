@@ -1,6 +1,8 @@
 """The shoot page of a job: the shoot it belongs to (what the photographer named), every job of
 that shoot (one per Imagen project: RAW, JPEG, follow-ups), and the shoot's own keywords (the
 couple, the venue), edited here as `orchestrator keywords SHOOT --shoot-add/--shoot-remove` does.
+It is also the shoot's one review: each job waiting for review links to its grid, and one button
+approves every job of the shoot waiting for review, as `orchestrator approve SHOOT` does.
 
 Posted like the review's forms (the guard of service/http.py checks the CSRF field first); the
 words go into every edited and exported file of the shoot before the page shows them.
@@ -9,6 +11,7 @@ words go into every edited and exported file of the shoot before the page shows 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,8 +20,12 @@ from orchestrator.config import Settings
 from orchestrator.errors import OperatorRefusal
 from orchestrator.integrations.keywords import KeywordFiles
 from orchestrator.service.shoot_keywords import edit_shoot_keywords
+from orchestrator.service.shoots import approve_shoot
+from orchestrator.states import JobState
 from orchestrator.store.queries import Store
 from orchestrator.store.shoots import get_shoot, jobs_of_shoots
+from orchestrator.store.tallies import phase_tallies
+from orchestrator.workflow.tag_details import TAG_PHASE
 
 Render = Callable[..., web.Response]
 """The pages' renderer: template name, request, status, context."""
@@ -36,6 +43,7 @@ class ShootPage:
         """Add the page's routes to `app`."""
         app.router.add_get("/jobs/{job}/shoot", self.page)
         app.router.add_post("/jobs/{job}/shoot/keywords", self.keywords)
+        app.router.add_post("/jobs/{job}/shoot/approve", self.approve)
 
     async def page(
         self, request: web.Request, *, refusal: OperatorRefusal | None = None
@@ -44,6 +52,8 @@ class ShootPage:
         job = await self._store.resolve_job(request.match_info["job"])
         shoot = await get_shoot(self._store, job.shoot_id)
         jobs = (await jobs_of_shoots(self._store, [shoot.id])).get(shoot.id, [])
+        reviewing = {m.id: TAG_PHASE for m, _ in jobs if m.state == JobState.REVIEWING}
+        tallied = await phase_tallies(self._store, reviewing, recent_since=datetime.now(UTC))
         return self._render(
             "shoot.html",
             request,
@@ -52,6 +62,7 @@ class ShootPage:
             job=job,
             shoot=shoot,
             jobs=jobs,
+            to_decide={job_id: t.done - t.decided for job_id, t in tallied.items()},
         )
 
     async def keywords(self, request: web.Request) -> web.StreamResponse:
@@ -73,6 +84,16 @@ class ShootPage:
             return await self.page(request, refusal=refusal)
         finally:
             files.close()
+        raise web.HTTPSeeOther(self._here(request))
+
+    async def approve(self, request: web.Request) -> web.StreamResponse:
+        """Approve every job of the shoot waiting for review (its RAW and JPEG jobs and its
+        follow-ups), each as `orchestrator approve JOB` does."""
+        job = await self._store.resolve_job(request.match_info["job"])
+        try:
+            await approve_shoot(self._store, job.shoot_id)
+        except OperatorRefusal as refusal:
+            return await self.page(request, refusal=refusal)
         raise web.HTTPSeeOther(self._here(request))
 
     @staticmethod

@@ -2,7 +2,7 @@
 `orchestrator ui` process, over a RAW + JPEG shoot a real `orchestrator run --keyword` made
 against the sandbox: both jobs listed under the shoot, its own words added and removed from the
 page and read back from every file with exiftool, hostile words shown as text, forged posts
-refused."""
+refused; and the shoot's one review: its jobs waiting for review approved by one button."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from orchestrator.store.migrate import upgrade
 from tests.daemon_support import http
 from tests.e2e.test_shoot_follow_up import JPEG_PROFILE, RAW_PROFILE, _subjects
 from tests.helpers import cli_env, orchestrator, sandbox_process, status_jobs
-from tests.tagging_support import needs_exiftool
+from tests.tagging_support import IMAGGA_ENV, needs_exiftool
 from tests.web_support import Ui, browser, in_thread
 
 __all__ = ["browser"]  # the fixture, used by name
@@ -31,7 +31,7 @@ def env(tmp_path: Path) -> Any:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     in_thread(lambda: upgrade(url))
     with sandbox_process("--edit-seconds", "0.2") as base:
-        yield cli_env(f"{base}/v1", url)
+        yield cli_env(f"{base}/v1", url, IMAGGA_API_URL=f"{base}/imagga/v2", **IMAGGA_ENV)
 
 
 def test_the_shoot_page_lists_its_jobs_and_edits_its_words_in_every_file(
@@ -64,13 +64,13 @@ def test_the_shoot_page_lists_its_jobs_and_edits_its_words_in_every_file(
         assert page.locator(".shoot-keywords .word").all_inner_texts() == ["Smith wedding"]
 
         page.locator("input[name=add]").fill(f"June 2026, {HOSTILE}")
-        page.get_by_role("button", name="Add to every photo").click()
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Add to every photo").click()
         words = page.locator(".shoot-keywords .word")
         assert words.all_inner_texts() == ["Smith wedding", "June 2026", HOSTILE]
         assert page.locator(".shoot-keywords i").count() == 0  # text, never markup
-        page.get_by_role("button", name="remove Smith wedding").click()
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.get_by_role("button", name="remove Smith wedding").click()
         assert words.all_inner_texts() == ["June 2026", HOSTILE]
         page.screenshot(path=str(tmp_path / "shoot.png"), full_page=True)
 
@@ -88,3 +88,59 @@ def test_the_shoot_page_lists_its_jobs_and_edits_its_words_in_every_file(
         assert _subjects(path) == ["June 2026", HOSTILE], path
     shown = json.loads(orchestrator("status", str(shoot), "--json", env=env).stdout)
     assert [s["keywords"] for s in shown] == [["June 2026", HOSTILE]]
+
+
+def test_one_button_approves_every_job_of_the_shoot_waiting_for_review(
+    browser: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    shoot = tmp_path / "jones-wedding"
+    make_sample_shoot(shoot / "Reception", raw=2, jpeg=2)
+    args = (
+        "run",
+        str(shoot),
+        "-p",
+        RAW_PROFILE,
+        "-p",
+        JPEG_PROFILE,
+        "--export",
+        "--tag",
+        "--review",
+    )
+    waiting = orchestrator(*args, env=env, timeout=180)
+    assert waiting.returncode == 4, waiting.stderr[-3000:]  # waiting for a person
+    jobs = status_jobs(env, str(shoot))
+    assert sorted(j["state"] for j in jobs) == ["reviewing", "reviewing"]
+
+    with Ui(env, tmp_path) as ui:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{ui.url}/jobs/{jobs[0]['id']}/shoot")
+        links = page.locator("table.shoot-jobs a.review-link")
+        assert sorted(links.nth(i).get_attribute("href") for i in range(links.count())) == sorted(
+            f"/jobs/{j['id']}/review" for j in jobs
+        )
+        # A post without the page's CSRF field is refused and approves nothing.
+        status, _ = http(
+            "POST",
+            f"{ui.url}/jobs/{jobs[0]['id']}/shoot/approve",
+            body=b"",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 403
+        page.reload()
+        assert (
+            "2 jobs of this shoot wait for review"
+            in page.locator("form.approve-shoot").inner_text()
+        )
+        with page.expect_navigation() as approved:
+            page.get_by_role("button", name="Approve the whole shoot").click()
+        answer = approved.value
+        assert answer is not None and answer.url == f"{ui.url}/jobs/{jobs[0]['id']}/shoot"
+        assert page.locator("form.approve-shoot").count() == 0
+        assert page.locator("a.review-link").count() == 0
+        assert page.locator(".reviewed").count() == 2
+
+        page.close()
+
+    done = orchestrator(*args, env=env, timeout=180)  # approved: it goes on, no longer waits
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(j["state"] for j in status_jobs(env, str(shoot))) == ["completed", "completed"]
