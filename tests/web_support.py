@@ -56,6 +56,14 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+def forged_post(url: str, form: bytes) -> int:
+    """The status a form post without the page's CSRF field gets (as a forging site sends it)."""
+    status, _ = http(
+        "POST", url, body=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    return status
+
+
 def in_thread(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to its end on a loop of its own (Playwright's sync API owns this one)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

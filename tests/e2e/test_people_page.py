@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from orchestrator.store.migrate import upgrade
-from tests.daemon_support import http
 from tests.e2e.test_analyses import as_list, exif, make_people_shoot
 from tests.e2e.test_tagging import env_for
 from tests.helpers import orchestrator, sandbox_process, status_jobs
 from tests.tagging_support import needs_exiftool
-from tests.web_support import Ui, browser, in_thread
+from tests.web_support import Ui, browser, forged_post, in_thread
 
 __all__ = ["browser"]  # the fixture, used by name
 pytestmark = needs_exiftool
@@ -77,13 +76,10 @@ def test_the_people_page_names_a_person_in_every_file_once(
         page.screenshot(path=str(tmp_path / "people.png"), full_page=True)
 
         # A post without the page's CSRF field is refused, and names nobody.
-        status, _ = http(
-            "POST",
-            f"{ui.url}/jobs/{job_id}/people/{twice['group']}/name",
-            body=b"name=Mallory",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        assert (
+            forged_post(f"{ui.url}/jobs/{job_id}/people/{twice['group']}/name", b"name=Mallory")
+            == 403
         )
-        assert status == 403
         page.close()
 
     named = orchestrator("people", str(shoot), "--json", env=env)

@@ -14,11 +14,10 @@ import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.store.migrate import upgrade
-from tests.daemon_support import http
 from tests.e2e.test_shoot_follow_up import JPEG_PROFILE, RAW_PROFILE, _subjects
 from tests.helpers import cli_env, orchestrator, sandbox_process, status_jobs
 from tests.tagging_support import IMAGGA_ENV, needs_exiftool
-from tests.web_support import Ui, browser, in_thread
+from tests.web_support import Ui, browser, forged_post, in_thread
 
 __all__ = ["browser"]  # the fixture, used by name
 pytestmark = needs_exiftool
@@ -75,13 +74,7 @@ def test_the_shoot_page_lists_its_jobs_and_edits_its_words_in_every_file(
         page.screenshot(path=str(tmp_path / "shoot.png"), full_page=True)
 
         # A post without the page's CSRF field is refused, and changes nothing.
-        status, _ = http(
-            "POST",
-            f"{ui.url}/jobs/{jobs[0]['id']}/shoot/keywords",
-            body=b"add=Mallory",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert status == 403
+        assert forged_post(f"{ui.url}/jobs/{jobs[0]['id']}/shoot/keywords", b"add=Mallory") == 403
         page.close()
 
     for path in outputs:
@@ -119,13 +112,7 @@ def test_one_button_approves_every_job_of_the_shoot_waiting_for_review(
             f"/jobs/{j['id']}/review" for j in jobs
         )
         # A post without the page's CSRF field is refused and approves nothing.
-        status, _ = http(
-            "POST",
-            f"{ui.url}/jobs/{jobs[0]['id']}/shoot/approve",
-            body=b"",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert status == 403
+        assert forged_post(f"{ui.url}/jobs/{jobs[0]['id']}/shoot/approve", b"") == 403
         page.reload()
         assert (
             "2 jobs of this shoot wait for review"
