@@ -107,8 +107,9 @@ def upsert_into(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for the URL; SQLite files get their folder created and WAL mode."""
+def create_engine(url: str, *, connections: int = 10) -> AsyncEngine:
+    """An async engine for the URL; SQLite files get their folder created and WAL mode.
+    On Postgres a pool of `connections`, and as many more while they are all busy."""
     url = normalize_url(url)
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -117,7 +118,9 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, poolclass=NullPool)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=connections, max_overflow=connections, pool_pre_ping=True
+    )
 
 
 class SqliteThread:
