@@ -13,8 +13,7 @@ import contextlib
 import dataclasses
 import fcntl
 import logging
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -27,7 +26,6 @@ from orchestrator.service.health import DatabaseHealth
 from orchestrator.service.hotfolder import HotFolders
 from orchestrator.service.http import Access, Operations, RedactingAccessLogger, build_app
 from orchestrator.service.logs import configure_logging
-from orchestrator.service.loop_thread import in_own_thread, turns
 from orchestrator.service.maintenance import prune_daily
 from orchestrator.service.metrics import Metrics, MetricsProgress
 from orchestrator.service.notify import Notifier, NotifyingEngine
@@ -39,7 +37,7 @@ from orchestrator.service.wakeups import Wakeups
 from orchestrator.service.wiring import connected, engine_config
 from orchestrator.store.db import is_sqlite, normalize_url, open_private, sqlite_path
 from orchestrator.store.inbox import inbox_store
-from orchestrator.store.queries import Store, process_owner
+from orchestrator.store.queries import process_owner
 from orchestrator.web.pages import pages_for
 from orchestrator.workflow.context import EngineConfig
 from orchestrator.workflow.planning import Plan, RunRequest
@@ -48,14 +46,6 @@ log = logging.getLogger("orchestrator.daemon")
 
 HTTP_SHUTDOWN_SECONDS = 2.0
 """How long open HTTP requests get to finish at shutdown."""
-PAGE_CONNECTIONS = 3
-"""The HTTP side's Postgres connections for the probes, the API and the pages (as many more
-while all are busy); the callbacks have their own (`inbox_store`)."""
-SWITCH_SECONDS = 0.0005
-"""How long the jobs' thread keeps the GIL while the HTTP thread waits for it (Python's default is
-5 ms, waited again after each of the HTTP thread's reads and writes)."""
-STUCK_SECONDS = 10.0
-"""How long the jobs' event loop may go without a turn before /healthz calls the daemon stuck."""
 
 
 def daemon_engine_config(settings: Settings) -> EngineConfig:
@@ -86,53 +76,9 @@ def single_sqlite_daemon(url: str) -> Iterator[None]:
         yield
 
 
-@contextlib.asynccontextmanager
-async def http_side(
-    settings: Settings,
-    *,
-    access: Access,
-    listen: tuple[str, int],
-    wakeups: Wakeups,
-    metrics: Metrics,
-    alive: Callable[[], Awaitable[bool]],
-) -> AsyncIterator[str]:
-    """The daemon's HTTP server (callbacks, probes, metrics, API, pages) over database
-    connections of its own, listening on `listen`; gives its base URL.
-
-    Entered on a thread of its own (`in_own_thread`): a callback is answered however busy the
-    jobs' loop is, and the engines are made and closed on this loop, the one they are used on.
-    """
-    host, port = listen
-    async with contextlib.AsyncExitStack() as stack:
-        store = Store.open(settings.resolved_database_url(), connections=PAGE_CONNECTIONS)
-        stack.push_async_callback(store.close)
-        callbacks_store = inbox_store(store)
-        if callbacks_store is not store:
-            stack.push_async_callback(callbacks_store.close)
-        app = build_app(
-            operations=Operations(
-                store=store, health=DatabaseHealth(store), metrics=metrics, alive=alive
-            ),
-            receiver=Receiver(store=callbacks_store, wakeups=wakeups, metrics=metrics),
-            access=access,
-            pages=pages_for(store, settings),
-        )
-        runner = web.AppRunner(
-            app,
-            access_log_class=RedactingAccessLogger,
-            access_log=logging.getLogger("orchestrator.access"),
-            shutdown_timeout=HTTP_SHUTDOWN_SECONDS,
-        )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await start_site(runner, host, port, flag="--listen HOST:PORT")
-        yield f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
-
-
 async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
     """Run the daemon until SIGTERM/SIGINT; `on_ready` gets the base URL once it listens."""
     configure_logging(settings.logs.level, settings.logs.library_level)
-    sys.setswitchinterval(SWITCH_SECONDS)
     daemon = settings.daemon
     host, port = parse_listen(daemon.listen)
     url = settings.resolved_database_url()
@@ -146,6 +92,9 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         # it is done /readyz stays red and no job is taken.
         store = await open_store(settings, require_current=False)
         stack.push_async_callback(store.close)
+        callbacks_store = inbox_store(store)
+        if callbacks_store is not store:
+            stack.push_async_callback(callbacks_store.close)
         metrics = Metrics()
         wakeups = Wakeups()
         health = DatabaseHealth(store)
@@ -158,25 +107,22 @@ async def serve(settings: Settings, *, on_ready: Callable[[str], None]) -> None:
         # Checked before listening: a URL Apprise cannot use stops the start (exit 2).
         notifier = Notifier(daemon.notify, daemon.hot_folders)
         stack.push_async_callback(notifier.drain)
-        access = Access.for_daemon(settings, host)
-        jobs_loop = asyncio.get_running_loop()
-
-        async def alive() -> bool:
-            return await turns(jobs_loop, within=STUCK_SECONDS)
-
-        base_url = await stack.enter_async_context(
-            in_own_thread(
-                lambda: http_side(
-                    settings,
-                    access=access,
-                    listen=(host, port),
-                    wakeups=wakeups,
-                    metrics=metrics,
-                    alive=alive,
-                ),
-                name="http",
-            )
+        app = build_app(
+            operations=Operations(store=store, health=health, metrics=metrics),
+            receiver=Receiver(store=callbacks_store, wakeups=wakeups, metrics=metrics),
+            access=Access.for_daemon(settings, host),
+            pages=pages_for(store, settings),
         )
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            access_log=logging.getLogger("orchestrator.access"),
+            shutdown_timeout=HTTP_SHUTDOWN_SECONDS,
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await start_site(runner, host, port, flag="--listen HOST:PORT")
+        base_url = f"http://{WILDCARD_HOSTS.get(host, host)}:{runner.addresses[0][1]}"
         notifier.page_url = daemon.public_url or base_url
         engine = NotifyingEngine(
             notifier=notifier,

@@ -1,7 +1,6 @@
 """Waking the scheduler early: a callback, a submitted job, a finished drive, another daemon.
 
-In one process an asyncio event does it, set from any thread (the callbacks are answered on a
-thread of their own). Across daemons on one Postgres, the statement that
+In one process an asyncio event does it. Across daemons on one Postgres, the statement that
 makes a job due also sends NOTIFY on `WAKE_CHANNEL`, and every daemon LISTENs on a connection
 of its own, reconnecting with backoff when the database goes away. Nothing depends on a
 notification arriving: the scheduler also wakes at the next `wake_at` it knows of.
@@ -27,23 +26,14 @@ KEEPALIVE_SECONDS = 10.0
 
 
 class Wakeups:
-    """A wake-up flag for the scheduler, set in this process or by Postgres NOTIFY; made on
-    the scheduler's event loop."""
+    """A wake-up flag for the scheduler, set in this process or by Postgres NOTIFY."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
 
     def wake(self) -> None:
-        """Make the scheduler look for due jobs now; from any thread."""
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if here is self._loop:
-            self._event.set()
-        else:  # an asyncio.Event is not thread-safe: set it on its own loop
-            self._loop.call_soon_threadsafe(self._event.set)
+        """Make the scheduler look for due jobs now."""
+        self._event.set()
 
     def clear(self) -> None:
         """Forget earlier wake-ups: the scheduler is about to look anyway."""

@@ -107,9 +107,8 @@ def upsert_into(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
-def create_engine(url: str, *, connections: int = 10) -> AsyncEngine:
-    """An async engine for the URL; SQLite files get their folder created and WAL mode.
-    On Postgres a pool of `connections`, and as many more while they are all busy."""
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for the URL; SQLite files get their folder created and WAL mode."""
     url = normalize_url(url)
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -118,9 +117,7 @@ def create_engine(url: str, *, connections: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, poolclass=NullPool)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    return create_async_engine(
-        url, pool_size=connections, max_overflow=connections, pool_pre_ping=True
-    )
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
 class SqliteThread:

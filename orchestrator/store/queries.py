@@ -203,10 +203,9 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, connections: int = 10) -> Store:
-        """A store over a new engine for `url` (the schema must already exist); on Postgres
-        over a pool of `connections` (`create_engine`)."""
-        return cls(create_engine(url, connections=connections))
+    def open(cls, url: str) -> Store:
+        """A store over a new engine for `url` (the schema must already exist)."""
+        return cls(create_engine(url))
 
     async def close(self) -> None:
         """Close every connection of the engine."""
