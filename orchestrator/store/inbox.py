@@ -62,7 +62,7 @@ class Arrival:
 
 
 INBOX_CONNECTIONS = 2
-"""The inbox's own connections on Postgres: a group being written and the next one's start."""
+"""The inbox's own connections on Postgres: as many groups written at once."""
 
 
 def inbox_store(store: Store) -> Store:
@@ -76,6 +76,12 @@ def inbox_store(store: Store) -> Store:
             store.engine.url, pool_size=INBOX_CONNECTIONS, max_overflow=0, pool_pre_ping=True
         )
     )
+
+
+def inbox_writers(store: Store) -> int:
+    """How many groups of callbacks may be written at once: one per inbox connection on
+    Postgres, one on SQLite (which takes one writer at a time anyway)."""
+    return INBOX_CONNECTIONS if store.engine.dialect.name == "postgresql" else 1
 
 
 async def deliver_callback(
