@@ -6,10 +6,10 @@ gets a 4xx (404 for an unknown secret) and changes nothing. A callback never mov
 makes it due now, and the engine asks Imagen for the status.
 
 A callback is answered as soon as it is recorded, and recording waits for nothing else the
-daemon does: arrivals are written in groups (`GroupInbox`), one transaction for all that came
-while the previous group was being written, so a burst of a thousand costs a few dozen
-transactions and each sender waits about one of them, whatever the drives and pages are doing
-with the database meanwhile.
+daemon does: arrivals are written in groups (`GroupInbox`), one write for all that came while
+the writers were busy (on Postgres one statement, two at a time), so a burst of a thousand
+costs a few dozen writes and each sender waits about one of them, whatever the drives and
+pages are doing with the database meanwhile.
 """
 
 from __future__ import annotations

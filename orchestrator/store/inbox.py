@@ -6,7 +6,7 @@ Imagen for the status. So duplicates are dropped, and late or reordered ones cos
 Callbacks come in bursts (a busy Saturday: hundreds of edits end at once), so they are kept in
 groups: `deliver_callbacks` stores any number of them in one transaction of four statements
 (on Postgres in one statement, one round trip), and the receiver hands it whatever arrived
-while the previous group was being written.
+while its writers were busy.
 """
 
 from __future__ import annotations
