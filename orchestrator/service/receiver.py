@@ -6,10 +6,10 @@ gets a 4xx (404 for an unknown secret) and changes nothing. A callback never mov
 makes it due now, and the engine asks Imagen for the status.
 
 A callback is answered as soon as it is recorded, and recording waits for nothing else the
-daemon does: arrivals are written in groups (`GroupInbox`), one transaction for all that came
-while the previous group was being written, so a burst of a thousand costs a few dozen
-transactions and each sender waits about one of them, whatever the drives and pages are doing
-with the database meanwhile.
+daemon does: arrivals are written in groups (`GroupInbox`), one write for all that came while
+the writers were busy (on Postgres one statement, two at a time), so a burst of a thousand
+costs a few dozen writes and each sender waits about one of them, whatever the drives and
+pages are doing with the database meanwhile.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from orchestrator.imagen.models import KNOWN_STATUSES
 from orchestrator.service.metrics import Metrics
 from orchestrator.service.wakeups import Wakeups
-from orchestrator.store.inbox import Arrival, Delivery, Verdict, deliver_callbacks
+from orchestrator.store.inbox import Arrival, Delivery, Verdict, deliver_callbacks, inbox_writers
 from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.workflow.processing import callback_secret_hash
@@ -65,20 +65,24 @@ class CallbackBody(BaseModel, frozen=True, extra="ignore"):
 
 
 class GroupInbox:
-    """Writes callbacks in groups: the first arrival is written at once, and those that arrive
-    meanwhile wait for that transaction and go together in the next (a group commit)."""
+    """Writes callbacks in groups: an arrival is written at once while a writer is free
+    (`inbox_writers`), and those that arrive while all are busy wait and go together in the
+    next group (a group commit)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._waiting: list[tuple[Arrival, asyncio.Future[Delivery]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        self._most_writers = inbox_writers(store)
 
     async def deliver(self, arrival: Arrival) -> Delivery:
         """The arrival's verdict once its group is committed; a database error if it failed."""
         answer: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         self._waiting.append((arrival, answer))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="callback-inbox")
+        if len(self._writers) < self._most_writers:
+            writer = asyncio.create_task(self._write(), name="callback-inbox")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         return await answer
 
     async def _write(self) -> None:

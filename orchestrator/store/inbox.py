@@ -4,8 +4,9 @@ A callback never moves a job's state: it only makes the job due now, and the eng
 Imagen for the status. So duplicates are dropped, and late or reordered ones cost one poll.
 
 Callbacks come in bursts (a busy Saturday: hundreds of edits end at once), so they are kept in
-groups: `deliver_callbacks` stores any number of them in one transaction of four statements,
-and the receiver hands it whatever arrived while the previous group was being written.
+groups: `deliver_callbacks` stores any number of them in one transaction of four statements
+(on Postgres in one statement, one round trip), and the receiver hands it whatever arrived
+while its writers were busy.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.db import upsert_into
-from orchestrator.store.models import Callback, Event, Job, utcnow
+from orchestrator.store.models import Callback, Event, Job, UTCDateTime, utcnow
 from orchestrator.store.queries import Store
-from orchestrator.store.scheduling import is_live, notify_wake
+from orchestrator.store.scheduling import WAKE_CHANNEL, is_live, notify_wake
 
 
 class Verdict(Enum):
@@ -60,7 +62,7 @@ class Arrival:
 
 
 INBOX_CONNECTIONS = 2
-"""The inbox's own connections on Postgres: a group being written and the next one's start."""
+"""The inbox's own connections on Postgres: as many groups written at once."""
 
 
 def inbox_store(store: Store) -> Store:
@@ -74,6 +76,12 @@ def inbox_store(store: Store) -> Store:
             store.engine.url, pool_size=INBOX_CONNECTIONS, max_overflow=0, pool_pre_ping=True
         )
     )
+
+
+def inbox_writers(store: Store) -> int:
+    """How many groups of callbacks may be written at once: one per inbox connection on
+    Postgres, one on SQLite (which takes one writer at a time anyway)."""
+    return INBOX_CONNECTIONS if store.engine.dialect.name == "postgresql" else 1
 
 
 async def deliver_callback(
@@ -92,10 +100,14 @@ async def deliver_callbacks(store: Store, arrivals: Sequence[Arrival]) -> list[D
     One transaction however many there are: the jobs found by their secrets, the inbox rows
     kept once (the first of equal ones in the group wins, the others are duplicates), the jobs'
     `wake_at` and their history lines commit together, and on Postgres one NOTIFY goes out to
-    every daemon with that commit.
+    every daemon with that commit. On Postgres all of it is one statement
+    (`DELIVER_IN_ONE_STATEMENT`): a single round trip, where each round trip waits for a turn
+    of a daemon's busy event loop.
     """
     if not arrivals:
         return []
+    if store.engine.dialect.name == "postgresql":
+        return await _deliver_in_one_statement(store, arrivals)
     async with store.engine.begin() as conn:
         found = await conn.execute(
             select(Job.callback_secret_hash, Job.id, Job.project_uuid).where(
@@ -162,3 +174,88 @@ async def deliver_callbacks(store: Store, arrivals: Sequence[Arrival]) -> list[D
             )
             await notify_wake(conn, woken[0])
     return [delivery for delivery in deliveries if delivery is not None]  # all set by now
+
+
+DELIVER_IN_ONE_STATEMENT = text(
+    """
+    WITH arrival AS (
+        SELECT * FROM unnest(
+            CAST(:secret_hashes AS text[]), CAST(:projects AS text[]),
+            CAST(:actions AS text[]), CAST(:statuses AS text[])
+        ) WITH ORDINALITY AS a(secret_hash, project_uuid, action, status, ord)
+    ),
+    found AS (
+        SELECT a.ord, a.project_uuid, a.action, a.status,
+               j.id AS job_id, j.project_uuid AS job_project
+        FROM arrival AS a LEFT JOIN jobs AS j ON j.callback_secret_hash = a.secret_hash
+    ),
+    news AS (
+        SELECT DISTINCT ON (project_uuid, action, status) project_uuid, action, status, job_id
+        FROM found WHERE job_project = project_uuid
+        ORDER BY project_uuid, action, status, ord
+    ),
+    kept AS (
+        INSERT INTO callbacks (project_uuid, action, status, job_id, received_at)
+        SELECT project_uuid, action, status, job_id, :now FROM news
+        ON CONFLICT (project_uuid, action, status) DO NOTHING
+        RETURNING project_uuid, action, status, job_id
+    ),
+    woken AS (
+        UPDATE jobs SET wake_at = :now
+        WHERE id IN (SELECT job_id FROM kept) AND state <> ALL(CAST(:terminal AS text[]))
+    ),
+    told AS (
+        INSERT INTO events (job_id, at, kind, message, data)
+        SELECT job_id, :now, 'callback', 'Imagen: ' || action || ' ' || status,
+               json_build_object('action', action, 'status', status)
+        FROM kept
+    )
+    SELECT f.ord, f.job_id, f.job_project, k.job_id IS NOT NULL AS kept,
+           (SELECT count(pg_notify(:channel, first.job_id))
+            FROM (SELECT min(job_id) AS job_id FROM kept HAVING count(*) > 0) AS first)
+           AS notified
+    FROM found AS f
+    LEFT JOIN kept AS k
+      ON (k.project_uuid, k.action, k.status) = (f.project_uuid, f.action, f.status)
+    ORDER BY f.ord
+    """
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("terminal", value=sorted(map(str, TERMINAL_STATES))),
+    bindparam("channel", value=WAKE_CHANNEL),
+)
+"""`deliver_callbacks` on Postgres: one statement, one round trip, whatever the group's size.
+
+The statement's text never changes (the arrivals go as four arrays), so each connection
+prepares it once. Postgres runs every data-modifying CTE to completion whether it is read or
+not, and the final SELECT sees the tables as they were before (it reads `kept`, not them)."""
+
+
+async def _deliver_in_one_statement(store: Store, arrivals: Sequence[Arrival]) -> list[Delivery]:
+    """`deliver_callbacks` on Postgres in one statement: the same verdicts, rows and NOTIFY."""
+    async with store.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        rows = await autocommit.execute(
+            DELIVER_IN_ONE_STATEMENT,
+            {
+                "secret_hashes": [a.secret_hash for a in arrivals],
+                "projects": [a.project_uuid for a in arrivals],
+                "actions": [a.action for a in arrivals],
+                "statuses": [a.status for a in arrivals],
+                "now": utcnow(),
+            },
+        )
+        found = rows.all()
+    deliveries = []
+    seen: set[tuple[str, str, str]] = set()
+    for arrival, (_, job_id, job_project, kept, _) in zip(arrivals, found, strict=True):
+        if job_id is None:
+            deliveries.append(Delivery(Verdict.UNKNOWN_SECRET))
+        elif job_project != arrival.project_uuid:
+            deliveries.append(Delivery(Verdict.WRONG_PROJECT, job_id))
+        elif arrival.news in seen:  # the first of equal ones in the group wins
+            deliveries.append(Delivery(Verdict.DUPLICATE, job_id))
+        else:
+            seen.add(arrival.news)
+            deliveries.append(Delivery(Verdict.ACCEPTED if kept else Verdict.DUPLICATE, job_id))
+    return deliveries
