@@ -198,3 +198,22 @@ class Imagen:
         """Download links of a completed edit, by output file name."""
         answer = self.call("GET", f"/projects/{project}/edit/get_temporary_download_links")
         return {item["file_name"]: item["download_link"] for item in answer["files_list"]}
+
+
+def shoot_rows(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A shoot row for each synthetic job row (one shoot per folder, as the planner makes
+    them), setting the job's `shoot_id`: rows for a direct `INSERT INTO shoots`."""
+    shoots = []
+    for job in jobs:
+        shoot_id = job["id"]  # both are uuid4 hex: one shoot per job, same id
+        job["shoot_id"] = shoot_id
+        shoots.append(
+            {
+                "id": shoot_id,
+                "name": job["name"],
+                "source": job["source"],
+                "keywords": "[]",
+                "created_at": job["created_at"],
+            }
+        )
+    return shoots

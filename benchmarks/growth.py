@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import timedelta
 
+from common import shoot_rows
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -83,13 +84,16 @@ async def _fill(store: Store, finished: int, waiting: int) -> None:
                 "updated_at": now,
             }
         )
-    columns = ", ".join(rows[0])
-    values = ", ".join(f":{name}" for name in rows[0])
+    shoots = shoot_rows(rows)
     async with store.engine.begin() as conn:
-        for start in range(0, len(rows), 5000):
-            await conn.execute(
-                text(f"INSERT INTO jobs ({columns}) VALUES ({values})"), rows[start : start + 5000]
-            )
+        for table, table_rows in (("shoots", shoots), ("jobs", rows)):
+            columns = ", ".join(table_rows[0])
+            values = ", ".join(f":{name}" for name in table_rows[0])
+            for start in range(0, len(table_rows), 5000):
+                await conn.execute(
+                    text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
+                    table_rows[start : start + 5000],
+                )
         if conn.dialect.name == "postgresql":
             await conn.execute(text("ANALYZE jobs"))
         else:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import shoot_rows
 from sqlalchemy import text
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -147,6 +148,7 @@ async def build(url: str, jobs: int, big: int) -> str:
     photos_of(big_job, big, {"upload": big, "edit": big, "export": big * 3 // 4}, 40)
     async with store.engine.begin() as conn:
         for table, rows in (
+            ("shoots", shoot_rows(job_rows)),
             ("jobs", job_rows),
             ("photos", photo_rows),
             ("photo_phases", phase_rows),
