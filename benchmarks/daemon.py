@@ -447,6 +447,11 @@ async def _synthetic_waiting_jobs(db_url: str, count: int) -> None:
                 " WHERE table_name = 'jobs' AND column_name = 'poll_at'"
             )
         )
+        has_shoots = bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'shoots'"
+            )
+        )
         now = datetime.now(UTC)
         rng = random.Random(7)
         jobs, events = [], []
@@ -461,6 +466,14 @@ async def _synthetic_waiting_jobs(db_url: str, count: int) -> None:
             events.append((job_id, now - timedelta(hours=1)))
         columns = "wake_at, poll_at" if has_poll_at else "wake_at"
         values = "$6, $7" if has_poll_at else "$6"
+        if has_shoots:  # since migration 0008 every job belongs to a shoot: one each here
+            await conn.executemany(
+                "INSERT INTO shoots (id, name, source, keywords, created_at)"
+                " VALUES ($1, $2, $3, '[]', now())",
+                [job[:3] for job in jobs],
+            )
+            columns += ", shoot_id"
+            values += ", $1"
         await conn.executemany(
             "INSERT INTO jobs (id, name, source, edited_dir, exported_dir, image_type,"
             " profile_key, profile_name, options, state, project_name, project_uuid,"
