@@ -217,3 +217,15 @@ def shoot_rows(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return shoots
+
+
+async def insert_rows(conn: Any, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert synthetic `rows` (dicts of one shape) into `table` over an SQLAlchemy async
+    connection, 5,000 at a time."""
+    from sqlalchemy import text
+
+    columns = ", ".join(rows[0])
+    values = ", ".join(f":{name}" for name in rows[0])
+    statement = text(f"INSERT INTO {table} ({columns}) VALUES ({values})")
+    for start in range(0, len(rows), 5000):
+        await conn.execute(statement, list(rows[start : start + 5000]))

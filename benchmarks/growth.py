@@ -23,7 +23,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from common import shoot_rows
+from common import insert_rows, shoot_rows
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -86,14 +86,8 @@ async def _fill(store: Store, finished: int, waiting: int) -> None:
         )
     shoots = shoot_rows(rows)
     async with store.engine.begin() as conn:
-        for table, table_rows in (("shoots", shoots), ("jobs", rows)):
-            columns = ", ".join(table_rows[0])
-            values = ", ".join(f":{name}" for name in table_rows[0])
-            for start in range(0, len(table_rows), 5000):
-                await conn.execute(
-                    text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
-                    table_rows[start : start + 5000],
-                )
+        await insert_rows(conn, "shoots", shoots)
+        await insert_rows(conn, "jobs", rows)
         if conn.dialect.name == "postgresql":
             await conn.execute(text("ANALYZE jobs"))
         else:

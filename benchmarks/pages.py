@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import shoot_rows
+from common import insert_rows, shoot_rows
 from sqlalchemy import text
 
 from orchestrator.sandbox.samples import make_sample_shoot
@@ -153,13 +153,7 @@ async def build(url: str, jobs: int, big: int) -> str:
             ("photos", photo_rows),
             ("photo_phases", phase_rows),
         ):
-            columns = ", ".join(rows[0])
-            values = ", ".join(f":{name}" for name in rows[0])
-            for start in range(0, len(rows), 5000):
-                await conn.execute(
-                    text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
-                    rows[start : start + 5000],
-                )
+            await insert_rows(conn, table, rows)
         await conn.execute(text("ANALYZE"))
     await store.close()
     print(
