@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
+
 API_KEY = "benchmark-key"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -222,8 +224,6 @@ def shoot_rows(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 async def insert_rows(conn: Any, table: str, rows: Sequence[dict[str, Any]]) -> None:
     """Insert synthetic `rows` (dicts of one shape) into `table` over an SQLAlchemy async
     connection, 5,000 at a time."""
-    from sqlalchemy import text
-
     columns = ", ".join(rows[0])
     values = ", ".join(f":{name}" for name in rows[0])
     statement = text(f"INSERT INTO {table} ({columns}) VALUES ({values})")

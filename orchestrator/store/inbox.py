@@ -11,7 +11,7 @@ while its writers were busy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -118,16 +118,11 @@ async def deliver_callbacks(store: Store, arrivals: Sequence[Arrival]) -> list[D
         deliveries: list[Delivery | None] = []
         candidates: dict[tuple[str, str, str], tuple[int, str]] = {}
         for index, arrival in enumerate(arrivals):
-            job = jobs.get(arrival.secret_hash)
-            if job is None:
-                deliveries.append(Delivery(Verdict.UNKNOWN_SECRET))
-            elif job[1] != arrival.project_uuid:
-                deliveries.append(Delivery(Verdict.WRONG_PROJECT, job[0]))
-            elif arrival.news in candidates:
-                deliveries.append(Delivery(Verdict.DUPLICATE, job[0]))
-            else:
-                candidates[arrival.news] = (index, job[0])
-                deliveries.append(None)
+            job_id, job_project = jobs.get(arrival.secret_hash, (None, None))
+            refused = _refused(arrival, job_id, job_project, candidates)
+            if refused is None and job_id is not None:
+                candidates[arrival.news] = (index, job_id)
+            deliveries.append(refused)
         now = utcnow()
         kept: set[tuple[str, str, str]] = set()
         if candidates:
@@ -249,13 +244,26 @@ async def _deliver_in_one_statement(store: Store, arrivals: Sequence[Arrival]) -
     deliveries = []
     seen: set[tuple[str, str, str]] = set()
     for arrival, (_, job_id, job_project, kept, _) in zip(arrivals, found, strict=True):
-        if job_id is None:
-            deliveries.append(Delivery(Verdict.UNKNOWN_SECRET))
-        elif job_project != arrival.project_uuid:
-            deliveries.append(Delivery(Verdict.WRONG_PROJECT, job_id))
-        elif arrival.news in seen:  # the first of equal ones in the group wins
-            deliveries.append(Delivery(Verdict.DUPLICATE, job_id))
-        else:
+        refused = _refused(arrival, job_id, job_project, seen)
+        if refused is None:
             seen.add(arrival.news)
-            deliveries.append(Delivery(Verdict.ACCEPTED if kept else Verdict.DUPLICATE, job_id))
+            refused = Delivery(Verdict.ACCEPTED if kept else Verdict.DUPLICATE, job_id)
+        deliveries.append(refused)
     return deliveries
+
+
+def _refused(
+    arrival: Arrival,
+    job_id: str | None,
+    job_project: str | None,
+    seen: Container[tuple[str, str, str]],
+) -> Delivery | None:
+    """The arrival's verdict when it is not news to keep: no job has its secret, the project
+    is not the job's, or equal news came earlier in the group (the first wins); else None."""
+    if job_id is None:
+        return Delivery(Verdict.UNKNOWN_SECRET)
+    if job_project != arrival.project_uuid:
+        return Delivery(Verdict.WRONG_PROJECT, job_id)
+    if arrival.news in seen:
+        return Delivery(Verdict.DUPLICATE, job_id)
+    return None

@@ -28,7 +28,7 @@ from orchestrator.integrations.previews import (
 )
 from orchestrator.spec import JobSpec
 from orchestrator.store.models import Job
-from orchestrator.store.queries import PhotoRecord
+from orchestrator.store.queries import PhaseRecord, PhotoRecord
 from orchestrator.workflow.outputs import output_file
 from orchestrator.workflow.tag_details import Capture
 
@@ -43,34 +43,41 @@ PhotoJpeg = tuple[int, str, str, str]
 
 def image_phase(photo: PhotoRecord) -> str | None:
     """The phase whose output, a JPEG, shows the photo (the export, else the edit), if any."""
+    shown = _shown(photo)
+    return shown[0] if shown else None
+
+
+def _shown(photo: PhotoRecord) -> tuple[str, PhaseRecord, str] | None:
+    """The phase whose output, a JPEG, shows the photo, its record and that output."""
     for phase in ("export", "edit"):
         record = photo.phase(phase)
-        if record and record.done_at and (record.output or "").lower().endswith((".jpg", ".jpeg")):
-            return phase
+        output = record.output if record and record.done_at else None
+        if record and output and output.lower().endswith((".jpg", ".jpeg")):
+            return phase, record, output
     return None
+
+
+def _version(phase: str, record: PhaseRecord, output: str) -> str:
+    return f"{phase[0]}{(record.md5 or f'{record.size or 0}{output}')[:16]}"
 
 
 def jpeg_version(photo: PhotoRecord) -> str | None:
     """The version of the JPEG that shows the photo (its phase's initial and md5), which names
     its thumbnail; None if it has no JPEG to show."""
-    phase = image_phase(photo)
-    record = photo.phase(phase) if phase else None
-    if phase is None or record is None or record.output is None:
-        return None
-    return f"{phase[0]}{(record.md5 or f'{record.size or 0}{record.output}')[:16]}"
+    shown = _shown(photo)
+    return _version(*shown) if shown else None
 
 
 def review_jpeg(job: Job, photo: PhotoRecord, spec: JobSpec | None = None) -> PhotoJpeg | None:
     """The JPEG that shows the photo: (id, version, folder, name in the folder), if any."""
-    version = jpeg_version(photo)
-    phase = image_phase(photo)
-    record = photo.phase(phase) if phase else None
-    if version is None or phase is None or record is None or record.output is None:
+    shown = _shown(photo)
+    if shown is None:
         return None
+    phase, _, output = shown
     folder = job.exported_dir if phase == "export" else job.edited_dir
     path = output_file(job, spec or JobSpec.from_stored(job.options), photo, phase)
     name = str(path.relative_to(folder)) if path and path.is_relative_to(folder) else ""
-    return (photo.id, version, folder, name or record.output)
+    return (photo.id, _version(*shown), folder, name or output)
 
 
 @dataclass(frozen=True)

@@ -89,16 +89,8 @@ def test_one_button_approves_every_job_of_the_shoot_waiting_for_review(
     shoot = tmp_path / "jones-wedding"
     make_sample_shoot(shoot / "Reception", raw=2, jpeg=2)
     args = (
-        "run",
-        str(shoot),
-        "-p",
-        RAW_PROFILE,
-        "-p",
-        JPEG_PROFILE,
-        "--export",
-        "--tag",
-        "--review",
-    )
+        "run", str(shoot), "-p", RAW_PROFILE, "-p", JPEG_PROFILE, "--export", "--tag", "--review",
+    )  # fmt: skip
     waiting = orchestrator(*args, env=env, timeout=180)
     assert waiting.returncode == 4, waiting.stderr[-3000:]  # waiting for a person
     jobs = status_jobs(env, str(shoot))
