@@ -77,6 +77,16 @@ def _until(page: Any, predicate: str, arg: Any = None, timeout: float = 60.0) ->
         page.wait_for_timeout(50)
 
 
+def _loupe_shows_current(page: Any) -> None:
+    """Wait until the loupe shows the current photo's keywords (after a move it shows the
+    previous photo's until the next one's arrive)."""
+    _until(
+        page,
+        "() => { const l = document.getElementById('loupe-live'); return Boolean(l && "
+        "l.dataset.shown === l.dataset.photo && l.querySelector('.chip .word')); }",
+    )
+
+
 def _ready(page: Any) -> None:
     page.wait_for_selector("#grid[data-ready]", state="attached")
 
@@ -297,7 +307,7 @@ def test_a_keyboard_only_pass_reaches_the_database_and_the_files(
         page.keyboard.press("Space")
         rejected = {}
         for _ in range(5):
-            page.wait_for_selector("#loupe-live .chip .word")
+            _loupe_shows_current(page)
             name = page.locator("#loupe-live h2.name").inner_text()
             word = page.locator("#loupe-live .chip .word").first.inner_text()
             page.keyboard.press("1")

@@ -436,11 +436,17 @@ import { loupeParts } from "./review-loupe.js";
     return details.get(id);
   };
 
+  // In the loupe a number names a keyword the reviewer sees: it acts on the photo the loupe
+  // shows, not on the next one whose keywords are still on their way.
   const reject = (number) => {
     if (!open || !photos.length) {
       return;
     }
-    const id = photos[current].id;
+    if (loupe && !loupe.dataset.shown) {
+      say("The photo is still loading: press the number again once its keywords show.", true);
+      return;
+    }
+    const id = loupe ? Number(loupe.dataset.shown) : photos[current].id;
     enqueue(async () => {
       const data = await loupeData(id);
       const word = data.keywords[number - 1];
@@ -498,6 +504,7 @@ import { loupeParts } from "./review-loupe.js";
       document.body.classList.add("in-loupe");
     }
     loupe.dataset.photo = String(photo.id);
+    loupe.setAttribute("aria-busy", String(loupe.dataset.shown !== String(photo.id)));
     let data;
     try {
       data = await loupeData(photo.id);
@@ -508,6 +515,7 @@ import { loupeParts } from "./review-loupe.js";
     if (!loupe || loupe.dataset.photo !== String(photo.id)) {
       return; // moved on meanwhile
     }
+    loupe.setAttribute("aria-busy", "false");
     const [frame, side] = loupeParts(data, {
       open,
       job,
