@@ -1,46 +1,53 @@
-"""The delivery commands: a job's `deliveries` on imgix, `deliver` again, `purge` caches."""
+"""The delivery commands, for a shoot (every job of it) or one job: `deliveries` on imgix,
+`deliver` again (or `--verify` against imgix), `purge` caches."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.errors import EXIT_FAILED, EXIT_OK
-from orchestrator.cli.options import JobArgument, JsonOption
+from orchestrator.cli.options import JsonOption, ShootArgument
 from orchestrator.cli.output import out, print_json
 from orchestrator.cli.running import run_async, settings, with_store
 from orchestrator.config import Settings
 from orchestrator.display import markup_safe, print_table
+from orchestrator.words import plural
+
+if TYPE_CHECKING:
+    from orchestrator.service.delivery_verify import Reconciliation
 
 
-def deliveries(job: JobArgument, json_output: JsonOption = False) -> None:
-    """List a job's photos on imgix: origin path, URL, keywords; and those held back."""
+def deliveries(job: ShootArgument, json_output: JsonOption = False) -> None:
+    """List a shoot's (or a job's) photos on imgix: origin path, URL, keywords; and those
+    held back."""
     from orchestrator.service import deliveries as delivery_views
 
     cfg = settings()
-    found, photos = run_async(lambda: with_store(cfg, lambda s: delivery_views.deliveries(s, job)))
+    found = run_async(lambda: with_store(cfg, lambda s: delivery_views.deliveries(s, job)))
     if json_output:
-        print_json([photo.to_json() for photo in photos])
+        print_json([{**p.to_json(), "job": each.id} for each, photos in found for p in photos])
         return
-    out.print(f"[bold]{markup_safe(found.name)}[/] (job {found.id}) is {found.state}")
-    print_table(
-        out,
-        ("photo", "status", "url", "keywords"),
-        [
-            (
-                p.photo,
-                p.status if p.reason is None else f"{p.status}: {p.reason}",
-                p.url or "",
-                ", ".join(p.keywords),
-            )
-            for p in photos
-        ],
-    )
+    for each, photos in found:
+        out.print(f"[bold]{markup_safe(each.name)}[/] (job {each.id}) is {each.state}")
+        print_table(
+            out,
+            ("photo", "status", "url", "keywords"),
+            [
+                (
+                    p.photo,
+                    p.status if p.reason is None else f"{p.status}: {p.reason}",
+                    p.url or "",
+                    ", ".join(p.keywords),
+                )
+                for p in photos
+            ],
+        )
 
 
 def deliver(
-    job: JobArgument,
+    job: ShootArgument,
     json_output: JsonOption = False,
     verify: Annotated[
         bool,
@@ -51,8 +58,8 @@ def deliver(
         ),
     ] = False,
 ) -> None:
-    """Deliver again the photos of a completed job whose file or keywords changed (and the
-    flagged ones approved since); unchanged photos are skipped."""
+    """Deliver again the photos of a completed shoot (or job) whose file or keywords changed
+    (and the flagged ones approved since); unchanged photos are skipped."""
     from orchestrator.cli.reporting import make_reporter
     from orchestrator.service.deliveries import redeliver
 
@@ -62,32 +69,46 @@ def deliver(
         return
     with make_reporter(json_mode=json_output) as reporter:
         outcome = run_async(lambda: redeliver(job, cfg, reporter))
-    summary = {
-        "delivered": outcome.delivered,
-        "unchanged": outcome.unchanged,
-        "held": dict(outcome.held),
-        "failed": list(outcome.failures),
-    }
     if json_output:
-        print_json(summary)
+        print_json(
+            {
+                "delivered": outcome.delivered,
+                "unchanged": outcome.unchanged,
+                "held": outcome.held,
+                "failed": outcome.failures,
+                "skipped": outcome.skipped,
+                "jobs": [
+                    {
+                        "job": each.id,
+                        "delivered": done.delivered,
+                        "unchanged": done.unchanged,
+                        "held": dict(done.held),
+                        "failed": list(done.failures),
+                    }
+                    for each, done in outcome.jobs
+                ],
+            }
+        )
     else:
         out.print(
             f"{outcome.delivered} delivered, {outcome.unchanged} unchanged, "
             f"{len(outcome.held)} held back, {len(outcome.failures)} failed"
+            + (f" ({plural(len(outcome.jobs), 'job')})" if len(outcome.jobs) > 1 else "")
         )
-        for line in [*outcome.failures, *(f"{p}: {r}" for p, r in outcome.held.items())]:
+        held = (f"{p}: {r}" for p, r in outcome.held.items())
+        for line in [*outcome.failures, *held, *outcome.skipped]:
             out.print(f"  {markup_safe(line)}")
     raise typer.Exit(EXIT_FAILED if outcome.failures else EXIT_OK)
 
 
 def purge(
-    job: JobArgument,
+    job: ShootArgument,
     photo: Annotated[
         str | None, typer.Argument(help="Only this photo (its path in the shoot or file name).")
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Purge a job's delivered URLs (or one photo's) from imgix's caches."""
+    """Purge a shoot's (or a job's) delivered URLs, or one photo's, from imgix's caches."""
     from orchestrator.service.deliveries import purge as purge_urls
 
     cfg = settings()
@@ -107,24 +128,34 @@ def _verify(job: str, cfg: Settings, *, json_output: bool) -> None:
 
     with make_reporter(json_mode=json_output) as reporter:
         found = run_async(lambda: verify(job, cfg, reporter))
-    failed = list(found.repair.failures) if found.repair else []
     if json_output:
         print_json(found.to_json())
-    else:
+        raise typer.Exit(EXIT_FAILED if found.failures else EXIT_OK)
+    several = len(found.jobs) > 1
+    for each, job_found in found.jobs:
+        if several:
+            out.print(f"[bold]{markup_safe(each.name)}[/] (job {each.id[:8]})")
+        _print_reconciliation(job_found, "  " if several else "")
+    for line in found.skipped:
+        out.print(f"  {markup_safe(line)}")
+    raise typer.Exit(EXIT_FAILED if found.failures else EXIT_OK)
+
+
+def _print_reconciliation(found: Reconciliation, indent: str) -> None:
+    out.print(
+        f"{indent}{found.checked} delivered, {found.listed} at imgix: "
+        f"{len(found.missing)} missing, {len(found.extra)} extra, "
+        f"{len(found.different)} of another size"
+        + (f"; {found.repair.delivered} delivered again" if found.repair else "")
+    )
+    for path in found.missing:
+        out.print(f"{indent}  missing: {markup_safe(path)}")
+    for path in found.extra:
+        out.print(f"{indent}  extra (left in place): {markup_safe(path)}")
+    for entry in found.different:
         out.print(
-            f"{found.checked} delivered, {found.listed} at imgix: {len(found.missing)} missing, "
-            f"{len(found.extra)} extra, {len(found.different)} of another size"
-            + (f"; {found.repair.delivered} delivered again" if found.repair else "")
+            f"{indent}  other size: {markup_safe(str(entry['origin_path']))} "
+            f"({entry['delivered']} bytes sent, {entry['at_imgix']} at imgix)"
         )
-        for path in found.missing:
-            out.print(f"  missing: {markup_safe(path)}")
-        for path in found.extra:
-            out.print(f"  extra (left in place): {markup_safe(path)}")
-        for entry in found.different:
-            out.print(
-                f"  other size: {markup_safe(str(entry['origin_path']))} "
-                f"({entry['delivered']} bytes sent, {entry['at_imgix']} at imgix)"
-            )
-        for line in failed:
-            out.print(f"  failed: {markup_safe(line)}")
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    for line in found.repair.failures if found.repair else ():
+        out.print(f"{indent}  failed: {markup_safe(line)}")

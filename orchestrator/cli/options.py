@@ -38,6 +38,12 @@ JobArgument = Annotated[
     str,
     typer.Argument(help="The job: its id (or first characters), its name, or its folder."),
 ]
+ShootArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The shoot (its name, folder or id: every job of it) or one job of it (its id)."
+    ),
+]
 FolderArgument = Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")]
 ProfileOption = Annotated[
     list[str],

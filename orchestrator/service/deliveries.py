@@ -1,5 +1,7 @@
-"""A job's deliveries, for the CLI and the web page: what is on imgix, what was held back,
-and the operator's actions: deliver again what changed, purge URLs from imgix's caches."""
+"""A shoot's deliveries, for the CLI and the web page: what is on imgix, what was held back,
+and the operator's actions: deliver again what changed, reconcile with imgix, purge URLs from
+imgix's caches. Each takes a reference to a shoot (every job of it that delivers) or to one of
+its jobs (that job alone; see `store.shoots.jobs_named`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import PurePath
 from typing import Any
 
 from orchestrator.config import ConfigError, Settings
+from orchestrator.integrations.delivery_files import DeliveryRecord
 from orchestrator.progress import ProgressSink
 from orchestrator.service.database import open_store
 from orchestrator.service.delivery_verify import Reconciliation, reconcile
@@ -16,6 +19,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.states import JobState
 from orchestrator.store.models import Job
 from orchestrator.store.queries import StateConflict, Store
+from orchestrator.store.shoots import jobs_named
 from orchestrator.words import plural
 from orchestrator.workflow.context import JobContext, Services
 from orchestrator.workflow.deliver import (
@@ -57,9 +61,13 @@ class PhotoDelivery:
         }
 
 
-async def deliveries(store: Store, ref: str) -> tuple[Job, list[PhotoDelivery]]:
-    """The job named by `ref` and the delivery of each of its photos."""
-    job = await store.resolve_job(ref)
+async def deliveries(store: Store, ref: str) -> list[tuple[Job, list[PhotoDelivery]]]:
+    """Each job `ref` names, with the delivery of each of its photos."""
+    _shoot, jobs = await jobs_named(store, ref)
+    return [(job, await _photo_deliveries(store, job)) for job in jobs]
+
+
+async def _photo_deliveries(store: Store, job: Job) -> list[PhotoDelivery]:
     listed: list[PhotoDelivery] = []
     for photo in await store.photos(job.id):
         record = delivery_record(photo)
@@ -84,26 +92,78 @@ async def deliveries(store: Store, ref: str) -> tuple[Job, list[PhotoDelivery]]:
             listed.append(PhotoDelivery(photo.rel_path, "failed", reason=failed.failed_reason))
         else:
             listed.append(PhotoDelivery(photo.rel_path, "pending"))
-    return job, listed
+    return listed
 
 
-async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> DeliveryOutcome:
-    """Deliver again every photo of a completed job whose file or keywords changed, and those
-    held back that a person has approved since."""
+@dataclass(frozen=True)
+class Redelivery:
+    """What `deliver` did over the jobs it was given, and the jobs it left (and why)."""
+
+    jobs: list[tuple[Job, DeliveryOutcome]]
+    skipped: list[str]
+
+    @property
+    def delivered(self) -> int:
+        return sum(outcome.delivered for _, outcome in self.jobs)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(outcome.unchanged for _, outcome in self.jobs)
+
+    @property
+    def held(self) -> dict[str, str]:
+        return {photo: why for _, outcome in self.jobs for photo, why in outcome.held.items()}
+
+    @property
+    def failures(self) -> list[str]:
+        return [failure for _, outcome in self.jobs for failure in outcome.failures]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `deliver --verify` found in each job it was given, and the jobs it left."""
+
+    jobs: list[tuple[Job, Reconciliation]]
+    skipped: list[str]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f for _, found in self.jobs if found.repair for f in found.repair.failures]
+
+    def to_json(self) -> dict[str, Any]:
+        """As `deliver --verify --json` prints it: the totals, each job's findings, and the
+        jobs left. `listed` is given for one job only: jobs of a shoot may share a folder at
+        imgix, so their listings overlap."""
+        each = [{**found.to_json(), "job": job.id} for job, found in self.jobs]
+        totals = {key: sum(entry[key] for entry in each) for key in ("checked", "repaired")}
+        lists = {
+            key: [item for entry in each for item in entry[key]]
+            for key in ("missing", "extra", "different", "failed")
+        }
+        listed = {"listed": each[0]["listed"]} if len(each) == 1 else {}
+        return {**totals, **listed, **lists, "jobs": each, "skipped": self.skipped}
+
+
+async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> Redelivery:
+    """Deliver again every photo of the completed jobs `ref` names whose file or keywords
+    changed, and those held back that a person has approved since."""
     store = await open_store(settings)
     try:
-        job = await _delivering_job(store, ref, settings)
-        _completed(job)
+        jobs, skipped = await _completed_deliveries(store, ref, settings)
+        done: list[tuple[Job, DeliveryOutcome]] = []
         async with delivery_only(settings) as services:
-            return await run_alone(
-                store,
-                job.id,
-                _deliver_again,
-                purpose="deliver",
-                services=services,
-                progress=progress,
-                config=engine_config(settings),
-            )
+            for job in jobs:
+                outcome = await run_alone(
+                    store,
+                    job.id,
+                    _deliver_again,
+                    purpose="deliver",
+                    services=services,
+                    progress=progress,
+                    config=engine_config(settings),
+                )
+                done.append((job, outcome))
+        return Redelivery(done, skipped)
     finally:
         await store.close()
 
@@ -120,23 +180,26 @@ async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
     return outcome
 
 
-async def verify(ref: str, settings: Settings, progress: ProgressSink) -> Reconciliation:
-    """`deliver --verify`: reconcile a completed job's delivery with imgix's listing and
-    deliver again what is missing or of another size."""
+async def verify(ref: str, settings: Settings, progress: ProgressSink) -> Verification:
+    """`deliver --verify`: reconcile the delivery of each completed job `ref` names with
+    imgix's listing and deliver again what is missing or of another size."""
     store = await open_store(settings)
     try:
-        job = await _delivering_job(store, ref, settings)
-        _completed(job)
+        jobs, skipped = await _completed_deliveries(store, ref, settings)
+        found: list[tuple[Job, Reconciliation]] = []
         async with delivery_only(settings) as services:
-            return await run_alone(
-                store,
-                job.id,
-                _verify,
-                purpose="verify",
-                services=services,
-                progress=progress,
-                config=engine_config(settings),
-            )
+            for job in jobs:
+                reconciled = await run_alone(
+                    store,
+                    job.id,
+                    _verify,
+                    purpose="verify",
+                    services=services,
+                    progress=progress,
+                    config=engine_config(settings),
+                )
+                found.append((job, reconciled))
+        return Verification(found, skipped)
     finally:
         await store.close()
 
@@ -147,27 +210,38 @@ async def _verify(ctx: JobContext) -> Reconciliation:
 
 
 async def purge(ref: str, settings: Settings, photo: str | None = None) -> list[str]:
-    """Purge from imgix's caches the URL of each delivered photo of the job (or of the one
-    named, by its path in the shoot or its file name); the URLs purged."""
+    """Purge from imgix's caches the URL of each delivered photo of the jobs `ref` names (or
+    of the one photo named, by its path in the shoot or its file name); the URLs purged."""
     store = await open_store(settings)
     try:
-        job = await _delivering_job(store, ref, settings)
-        records = [r for p in await store.photos(job.id) if (r := delivery_record(p)) is not None]
-        if photo is not None:
+        jobs, _skipped = await _delivering_jobs(store, ref, settings)
+        chosen: list[tuple[Job, list[DeliveryRecord]]] = []
+        for job in jobs:
             records = [
-                r for r in records if photo in (r.photo, PurePath(r.photo).name, r.origin_path)
+                r for p in await store.photos(job.id) if (r := delivery_record(p)) is not None
             ]
-            if not records:
-                raise StateConflict(f"job {job.id[:8]} has no delivered photo {photo!r}")
+            if photo is not None:
+                records = [
+                    r for r in records if photo in (r.photo, PurePath(r.photo).name, r.origin_path)
+                ]
+            chosen.append((job, records))
+        if photo is not None and not any(records for _, records in chosen):
+            which = ", ".join(job.id[:8] for job in jobs)
+            whose = f"job {which} has" if len(jobs) == 1 else f"jobs {which} have"
+            raise StateConflict(f"{whose} no delivered photo {photo!r}")
+        purged: list[str] = []
         async with delivery_only(settings) as services:
             delivery = _delivery(services)
-            urls = [delivery.urls.purge_url(r.origin_path) for r in records]
-            for url in urls:
-                await delivery.imgix.purge(url)
-        await store.add_event(
-            job.id, "deliver", f"purged {plural(len(urls), 'URL')} from imgix's caches"
-        )
-        return urls
+            for job, records in chosen:
+                urls = [delivery.urls.purge_url(r.origin_path) for r in records]
+                for url in urls:
+                    await delivery.imgix.purge(url)
+                if urls:
+                    await store.add_event(
+                        job.id, "deliver", f"purged {plural(len(urls), 'URL')} from imgix's caches"
+                    )
+                purged.extend(urls)
+        return purged
     finally:
         await store.close()
 
@@ -180,14 +254,39 @@ def _completed(job: Job) -> None:
         )
 
 
-async def _delivering_job(store: Store, ref: str, settings: Settings) -> Job:
-    job = await store.resolve_job(ref)
-    spec = JobSpec.from_stored(job.options)
-    if spec.deliver is None:
-        raise StateConflict(f"job {job.id[:8]} was not asked to deliver (--deliver)")
+async def _delivering_jobs(
+    store: Store, ref: str, settings: Settings
+) -> tuple[list[Job], list[str]]:
+    """The jobs `ref` names that deliver to imgix, and a line for each other one it names."""
+    _shoot, jobs = await jobs_named(store, ref)
+    delivering = [job for job in jobs if JobSpec.from_stored(job.options).deliver is not None]
+    if not delivering:
+        raise StateConflict(f"job {jobs[0].id[:8]} was not asked to deliver (--deliver)")
     if refusal := IMGIX.refusal(settings):
         raise ConfigError(refusal)
-    return job
+    skipped = [
+        f"job {job.id[:8]} ({job.name}) was not asked to deliver (--deliver)"
+        for job in jobs
+        if job not in delivering
+    ]
+    return delivering, skipped
+
+
+async def _completed_deliveries(
+    store: Store, ref: str, settings: Settings
+) -> tuple[list[Job], list[str]]:
+    """The completed jobs `ref` names that deliver, and a line for each other one it names
+    (refused when none is completed)."""
+    delivering, skipped = await _delivering_jobs(store, ref, settings)
+    completed = [job for job in delivering if job.state == JobState.COMPLETED]
+    if not completed:
+        _completed(delivering[0])
+    skipped += [
+        f"job {job.id[:8]} ({job.name}) is {job.state}: its photos are delivered as it completes"
+        for job in delivering
+        if job not in completed
+    ]
+    return completed, skipped
 
 
 def _delivery(services: Services) -> Delivery:

@@ -149,14 +149,7 @@ async def approve_shoot(store: Store, ref: str) -> list[Approval]:
     """One review for the shoot `ref` names: approve every job of it waiting for review (its
     RAW and JPEG jobs and its follow-ups), as `approve JOB` approves one; a reference to one
     job of several approves that job alone."""
-    shoot = await shoots.resolve_shoot(store, ref)
-    jobs = [job for job, _ in (await shoots.jobs_of_shoots(store, [shoot.id]))[shoot.id]]
-    try:
-        named = await store.resolve_job(ref)
-    except JobNotFound:
-        named = None
-    if named is not None and not shoot.id.startswith(ref.strip().lower()):
-        jobs = [named]
+    _shoot, jobs = await shoots.jobs_named(store, ref)
     waiting = [job for job in jobs if job.state == JobState.REVIEWING] or jobs[:1]
     return [await review.approve(store, job.id) for job in waiting]
 

@@ -92,6 +92,25 @@ async def resolve_shoot(store: Store, ref: str) -> Shoot:
     return await get_shoot(store, job.shoot_id)
 
 
+async def jobs_named(store: Store, ref: str) -> tuple[Shoot, list[Job]]:
+    """The shoot `ref` names and the jobs of it `ref` means, oldest first: the one job it names
+    (by its id, or a name or folder no other job has) when the shoot has several; else every
+    job of the shoot (RAW, JPEG and follow-ups)."""
+    shoot = await resolve_shoot(store, ref)
+    jobs = [job for job, _ in (await jobs_of_shoots(store, [shoot.id])).get(shoot.id, [])]
+    try:
+        named = await store.resolve_job(ref)
+    except JobNotFound:
+        return shoot, jobs
+    if (
+        named.shoot_id == shoot.id
+        and len(jobs) > 1
+        and not shoot.id.startswith(ref.strip().lower())
+    ):
+        return shoot, [named]
+    return shoot, jobs
+
+
 async def _shoots_where(store: Store, condition: ColumnElement[bool]) -> list[Shoot]:
     """Up to `SHOWN_CANDIDATES` + 1 shoots with jobs that fit, newest first."""
     query = (

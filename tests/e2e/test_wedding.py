@@ -174,6 +174,37 @@ def test_a_wedding_is_one_shoot_one_review_one_delivery(tmp_path: Path) -> None:
         _card(shoot, LATE, seed=2)  # the second shooter's card, after the delivery
         _edit_until_review_then_deliver(shoot, env, "--add")
         _check_wedding(sandbox, env, shoot)
+        _check_shoot_actions(env, shoot)
+
+
+def _json(*args: str, env: dict[str, str]) -> Any:
+    done = orchestrator(*args, "--json", env=env, timeout=120)
+    assert done.returncode == 0, (args, done.stderr[-3000:])
+    return json.loads(done.stdout)
+
+
+def _check_shoot_actions(env: dict[str, str], shoot: Path) -> None:
+    """The delivery's operator commands name the shoot, and act on every job of it; a job's
+    id still names that job alone."""
+    picked = {p for p, r in {**RATINGS, **LATE}.items() if r >= PICKS}
+    listed = _json("deliveries", shoot.name, env=env)
+    assert {p["photo"] for p in listed if p["status"] == "delivered"} == picked
+    jobs = {p["job"] for p in listed}
+    assert len(jobs) == 4
+    again = _json("deliver", shoot.name, env=env)
+    assert (again["delivered"], again["unchanged"], again["failed"]) == (0, len(picked), [])
+    assert {j["job"] for j in again["jobs"]} == jobs and again["skipped"] == []
+    verified = _json("deliver", str(shoot), "--verify", env=env)
+    assert verified["checked"] == len(picked) and verified["repaired"] == 0
+    assert (verified["missing"], verified["extra"], verified["different"]) == ([], [], [])
+    assert len(verified["jobs"]) == 4 and "listed" not in verified
+    purged = _json("purge", shoot.name, env=env)["purged"]
+    assert len(purged) == len(picked)
+    [one] = _json("purge", shoot.name, "DSC_2001.JPG", env=env)["purged"]
+    assert one.endswith("/DSC_2001.JPG")
+    job = sorted(jobs)[0]
+    alone = _json("deliver", job, env=env)
+    assert [j["job"] for j in alone["jobs"]] == [job]
 
 
 CONCURRENCY = 8
