@@ -5,9 +5,10 @@ its jobs (that job alone; see `store.shoots.jobs_named`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.config import ConfigError, Settings
 from orchestrator.integrations.delivery_files import DeliveryRecord
@@ -31,6 +32,8 @@ from orchestrator.workflow.deliver import (
 )
 from orchestrator.workflow.lease import run_alone
 from orchestrator.workflow.services import IMGIX, Delivery
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -147,25 +150,7 @@ class Verification:
 async def redeliver(ref: str, settings: Settings, progress: ProgressSink) -> Redelivery:
     """Deliver again every photo of the completed jobs `ref` names whose file or keywords
     changed, and those held back that a person has approved since."""
-    store = await open_store(settings)
-    try:
-        jobs, skipped = await _completed_deliveries(store, ref, settings)
-        done: list[tuple[Job, DeliveryOutcome]] = []
-        async with delivery_only(settings) as services:
-            for job in jobs:
-                outcome = await run_alone(
-                    store,
-                    job.id,
-                    _deliver_again,
-                    purpose="deliver",
-                    services=services,
-                    progress=progress,
-                    config=engine_config(settings),
-                )
-                done.append((job, outcome))
-        return Redelivery(done, skipped)
-    finally:
-        await store.close()
+    return Redelivery(*await _each_completed(ref, settings, progress, _deliver_again, "deliver"))
 
 
 async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
@@ -183,23 +168,35 @@ async def _deliver_again(ctx: JobContext) -> DeliveryOutcome:
 async def verify(ref: str, settings: Settings, progress: ProgressSink) -> Verification:
     """`deliver --verify`: reconcile the delivery of each completed job `ref` names with
     imgix's listing and deliver again what is missing or of another size."""
+    return Verification(*await _each_completed(ref, settings, progress, _verify, "verify"))
+
+
+async def _each_completed(
+    ref: str,
+    settings: Settings,
+    progress: ProgressSink,
+    action: Callable[[JobContext], Awaitable[T]],
+    purpose: str,
+) -> tuple[list[tuple[Job, T]], list[str]]:
+    """`action` on each completed job `ref` names that delivers, one after another, each
+    under its borrowed lease; with a line for each job it names and left."""
     store = await open_store(settings)
     try:
         jobs, skipped = await _completed_deliveries(store, ref, settings)
-        found: list[tuple[Job, Reconciliation]] = []
+        done: list[tuple[Job, T]] = []
         async with delivery_only(settings) as services:
             for job in jobs:
-                reconciled = await run_alone(
+                found = await run_alone(
                     store,
                     job.id,
-                    _verify,
-                    purpose="verify",
+                    action,
+                    purpose=purpose,
                     services=services,
                     progress=progress,
                     config=engine_config(settings),
                 )
-                found.append((job, reconciled))
-        return Verification(found, skipped)
+                done.append((job, found))
+        return done, skipped
     finally:
         await store.close()
 
