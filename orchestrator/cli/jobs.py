@@ -9,6 +9,8 @@ import typer
 
 from orchestrator.cli.errors import fail
 from orchestrator.cli.options import (
+    AddOption,
+    AgainOption,
     BwlimitOption,
     ConcurrencyOption,
     FolderArgument,
@@ -33,7 +35,10 @@ from orchestrator.states import JobState
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from orchestrator.store.queries import Store
+    from orchestrator.workflow.planning import RunRequest
 
 
 @takes_job_options
@@ -42,23 +47,8 @@ def run(
     profile: ProfileOption = [],  # noqa: B006
     *,
     job: JobChoices,
-    again: Annotated[
-        bool,
-        typer.Option(
-            "--again",
-            help="Edit a folder whose jobs finished once more, with the options given now "
-            "(a new job and Imagen project; its outputs replace the earlier ones).",
-        ),
-    ] = False,
-    add: Annotated[
-        bool,
-        typer.Option(
-            "--add",
-            help="Send the photos that came after the shoot's upload (a second card, a lower "
-            "--min-rating) in a follow-up job of the same shoot: its options, its folders, "
-            "its review and delivery; nothing the shoot sent is sent again.",
-        ),
-    ] = False,
+    again: AgainOption = False,
+    add: AddOption = False,
     concurrency: ConcurrencyOption = None,
     bwlimit: BwlimitOption = None,
     tag_anyway: TagAnywayOption = False,
@@ -66,26 +56,9 @@ def run(
 ) -> None:
     """Edit (and export) a shoot folder; run it again to resume after any interruption."""
     from orchestrator.service.batch import run_batch
-    from orchestrator.workflow.planning import RunRequest
 
-    if again and add:
-        fail(
-            "--again edits the whole shoot anew, --add only the photos it has not sent: "
-            "give one of them"
-        )
     cfg = settings(concurrency=concurrency, bwlimit=bwlimit, tag_anyway=tag_anyway or None)
-    request = RunRequest(
-        source=folder,
-        profiles=profile,
-        spec=job.spec,
-        again=again,
-        add=add,
-        prefix_subfolders=job.prefix_subfolders,
-        exiftool=cfg.exiftool,
-        # Anything asked beyond the defaults is news to a job that exists: the planner says
-        # which of it that job will not apply.
-        options_given=bool(profile) or job.beyond_defaults(),
-    )
+    request = _request(folder, profile, job, cfg.exiftool, again=again, add=add)
     with reporter(json_output) as display:
         result = run_async(lambda: run_batch(request, cfg, display), display=display)
     report_batch(result, json_output)
@@ -98,20 +71,15 @@ def submit(
     profile: ProfileOption = [],  # noqa: B006
     *,
     job: JobChoices,
+    again: AgainOption = False,
+    add: AddOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a shoot folder for the daemons (`orchestrator daemon`); prints the job ids."""
     from orchestrator.service.submit import submit_folder
-    from orchestrator.workflow.planning import RunRequest
 
     cfg = settings()
-    request = RunRequest(
-        source=folder,
-        profiles=profile,
-        spec=job.spec,
-        prefix_subfolders=job.prefix_subfolders,
-        exiftool=cfg.exiftool,
-    )
+    request = _request(folder, profile, job, cfg.exiftool, again=again, add=add)
     submitted = run_async(lambda: submit_folder(request, cfg))
     for note in submitted.notes:
         err.print(f"{markup_safe(folder.name)}: {markup_safe(note)}")
@@ -120,6 +88,31 @@ def submit(
         return
     for queued in submitted.jobs:
         out.print(f"{queued.id}  {markup_safe(queued.name)}  {queued.state}")
+
+
+def _request(
+    folder: Path, profiles: list[str], job: JobChoices, exiftool: str, *, again: bool, add: bool
+) -> RunRequest:
+    """What `run` and `submit` ask of the planner."""
+    from orchestrator.workflow.planning import RunRequest
+
+    if again and add:
+        fail(
+            "--again edits the whole shoot anew, --add only the photos it has not sent: "
+            "give one of them"
+        )
+    return RunRequest(
+        source=folder,
+        profiles=profiles,
+        spec=job.spec,
+        again=again,
+        add=add,
+        prefix_subfolders=job.prefix_subfolders,
+        exiftool=exiftool,
+        # Anything asked beyond the defaults is news to a job that exists: the planner says
+        # which of it that job will not apply.
+        options_given=bool(profiles) or job.beyond_defaults(),
+    )
 
 
 def status(

@@ -44,6 +44,23 @@ ShootArgument = Annotated[
         help="The shoot (its name, folder or id: every job of it) or one job of it (its id)."
     ),
 ]
+AgainOption = Annotated[
+    bool,
+    typer.Option(
+        "--again",
+        help="Edit a folder whose jobs finished once more, with the options given now "
+        "(a new job and Imagen project; its outputs replace the earlier ones).",
+    ),
+]
+AddOption = Annotated[
+    bool,
+    typer.Option(
+        "--add",
+        help="Send the photos that came after the shoot's upload (a second card, a lower "
+        "--min-rating) in a follow-up job of the same shoot: its options, its folders, "
+        "its review and delivery; nothing the shoot sent is sent again.",
+    ),
+]
 FolderArgument = Annotated[Path, typer.Argument(help="The shoot folder (subfolders are included).")]
 ProfileOption = Annotated[
     list[str],

@@ -390,7 +390,7 @@ LEFT_OUT_REASON = (
 )
 ADDED_LATE_REASON = (
     "left out: it was added to the folder after the upload, so it is not part of this job; "
-    "to edit it, run the folder again with --add (a follow-up job of the same shoot)"
+    "to edit it, run (or submit) the folder again with --add (a follow-up job of the same shoot)"
 )
 
 

@@ -148,15 +148,15 @@ async def sync_photos(
             job.id,
             ADDED_LATE,
             f"{plural(len(unreported), 'photo')} added after the upload "
-            f"({names(unreported)}): not part of this job; `run FOLDER --add` sends them "
-            "in a follow-up job",
+            f"({names(unreported)}): not part of this job; `run FOLDER --add` (or `submit "
+            "FOLDER --add`) sends them in a follow-up job",
             data={"photos": unreported},
         )
     return [
         *notes,
         f"{job.name}: {plural(len(added), 'photo')} added after the upload "
-        f"({names(p.rel_path for p in added)}); they are not part of this job: run the "
-        "folder again with --add to send them in a follow-up job of the same shoot",
+        f"({names(p.rel_path for p in added)}); they are not part of this job: run (or submit) "
+        "the folder again with --add to send them in a follow-up job of the same shoot",
     ]
 
 

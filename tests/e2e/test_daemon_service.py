@@ -40,8 +40,10 @@ def _shoot(base: Path, name: str, *, raw: int = 0, jpeg: int = 2) -> Path:
     return shoot
 
 
-def _submit(shoot: Path, env: dict[str, str], *profiles: str, export: bool = True) -> list[str]:
-    args = [arg for p in profiles for arg in ("--profile", p)]
+def _submit(
+    shoot: Path, env: dict[str, str], *profiles: str, export: bool = True, add: bool = False
+) -> list[str]:
+    args = [arg for p in profiles for arg in ("--profile", p)] + (["--add"] if add else [])
     done = orchestrator(
         "submit", str(shoot), *args, *(["--export"] if export else []), "--json", env=env
     )
@@ -105,6 +107,43 @@ def test_submitted_jobs_run_to_the_end_and_operators_see_them(
         again = {p["project_uuid"]: p for p in ledger(sandbox)["projects"]}
         assert {u: p["edit_requests"] for u, p in again.items()} == {u: 1 for u in projects}
     assert "test-key-0123456789" not in daemon.logs()
+
+
+def test_a_second_card_submitted_with_add_is_a_follow_up_the_daemon_edits_alone(
+    sqlite_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    with sandbox_process("--edit-seconds", "0.2") as sandbox:
+        env = daemon_env(f"{sandbox}/v1", migrated(sqlite_url))
+        shoot = _shoot(tmp_path, "wedding", jpeg=2)
+        [first] = _submit(shoot, env, JPEG_PROFILE)
+        daemon = Daemon(env, tmp_path)
+        daemons.append(daemon.start())
+        wait_for(lambda: all_in(daemon.jobs(), [first], TERMINAL), timeout=60, what="the job")
+        card = shoot / "Card 2"
+        card.mkdir()
+        [made] = make_sample_shoot(card, raw=0, jpeg=1, seed=7)
+        late = made.rename(card / "IMG_9001.jpg")
+
+        both = _submit(shoot, env, JPEG_PROFILE, add=True)
+        assert len(both) == 2 and first in both
+        [follow_up] = [job_id for job_id in both if job_id != first]
+        jobs = wait_for(
+            lambda: (j := daemon.jobs()) and all_in(j, both, TERMINAL) and j,
+            timeout=60,
+            what="the follow-up to finish",
+        )
+        assert {jobs[i]["state"] for i in both} == {"completed"}
+        projects = {p["project_uuid"]: p for p in ledger(sandbox)["projects"]}
+        assert len(projects) == 2
+        sent = projects[jobs[follow_up]["project_uuid"]]
+        assert list(sent["files"]) == [late.name] and sent["edit_requests"] == 1
+        assert projects[jobs[first]["project_uuid"]]["edit_requests"] == 1
+        [listed] = json.loads(orchestrator("status", str(shoot), "--json", env=env).stdout)
+        assert {j["id"] for j in listed["jobs"]} == set(both) and listed["photos"] == 3
+        # Submitted again with --add and nothing new: the same jobs, nothing sent.
+        assert sorted(_submit(shoot, env, JPEG_PROFILE, add=True)) == sorted(both)
+        assert orchestrator("submit", str(shoot), "--add", "--again", env=env).returncode == 2
+        assert len(ledger(sandbox)["projects"]) == 2
 
 
 @pytest.mark.postgres

@@ -19,7 +19,7 @@ from orchestrator.spec import JobSpec
 COMMANDS = ("run", "submit", "daemon")
 OWN = {
     "run": {"folder", "profile", "again", "add", "json_output"},
-    "submit": {"folder", "profile", "json_output"},
+    "submit": {"folder", "profile", "again", "add", "json_output"},
     "daemon": {"watch", "profile"},
 }
 """What each command takes beside the job and process options: the folder and its profiles."""
