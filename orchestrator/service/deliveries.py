@@ -182,7 +182,7 @@ async def _each_completed(
     under its borrowed lease; with a line for each job it names and left."""
     store = await open_store(settings)
     try:
-        jobs, skipped = await _completed_deliveries(store, ref, settings)
+        jobs, skipped = await completed_deliveries(store, ref, settings)
         done: list[tuple[Job, T]] = []
         async with delivery_only(settings) as services:
             for job in jobs:
@@ -269,11 +269,11 @@ async def _delivering_jobs(
     return delivering, skipped
 
 
-async def _completed_deliveries(
+async def completed_deliveries(
     store: Store, ref: str, settings: Settings
 ) -> tuple[list[Job], list[str]]:
-    """The completed jobs `ref` names that deliver, and a line for each other one it names
-    (refused when none is completed)."""
+    """The completed jobs `ref` names that deliver, and a line for each other one it names;
+    refused (an OperatorRefusal) when none of them can be delivered again now."""
     delivering, skipped = await _delivering_jobs(store, ref, settings)
     completed = [job for job in delivering if job.state == JobState.COMPLETED]
     if not completed:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,28 +25,23 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from markupsafe import Markup
 
-from orchestrator.config import ConfigError, Settings
+from orchestrator.config import Settings
 from orchestrator.display import visible
 from orchestrator.errors import OperatorRefusal
 from orchestrator.integrations.previews import cache_folder
-from orchestrator.progress import NullProgress
 from orchestrator.service import job_pages
 from orchestrator.service import jobs as job_views
-from orchestrator.service.deliveries import redeliver
 from orchestrator.service.http import CSRF_FIELD, Access, LoginPage, log_in, log_out
 from orchestrator.service.thumbnails import Thumbnails
 from orchestrator.spec import JobSpec
-from orchestrator.states import JobState
-from orchestrator.store.queries import StateConflict, Store
+from orchestrator.store.queries import Store
 from orchestrator.store.scheduling import database_errors
 from orchestrator.store.shoots import get_shoot
+from orchestrator.web.deliveries import PageDeliveries
 from orchestrator.web.files import open_output
 from orchestrator.web.people_page import PeoplePage
 from orchestrator.web.review_pages import ReviewPages
 from orchestrator.web.shoot_page import ShootPage
-from orchestrator.workflow.services import IMGIX
-
-log = logging.getLogger("orchestrator.web")
 
 STATIC = Path(__file__).parent / "static"
 
@@ -113,7 +107,7 @@ class Pages:
         self._access = access
         self._settings = settings
         """What `deliver` needs to reach imgix; None where the page cannot deliver."""
-        self._deliveries: set[asyncio.Task[Any]] = set()
+        self._deliveries = PageDeliveries(store, settings)
         self._reads = asyncio.Semaphore(PAGE_READS_AT_ONCE)
         self._reading: dict[Hashable, asyncio.Future[Any]] = {}
         thumbnails = Thumbnails(cache_folder(store.engine.url), open_output)
@@ -138,7 +132,7 @@ class Pages:
         app.router.add_post("/logout", self.logout)
         app.router.add_static("/static/", STATIC, follow_symlinks=False, show_index=False)
         PeoplePage(self._store, self._render, self._settings).mount(app)
-        ShootPage(self._store, self._render, self._settings).mount(app)
+        ShootPage(self._store, self._render, self._settings, self._deliveries).mount(app)
         return self.login_required
 
     def _render(
@@ -279,24 +273,8 @@ class Pages:
     async def deliver(self, request: web.Request) -> web.StreamResponse:
         """`orchestrator deliver JOB`, started in the background: the job page shows its
         history line when it is done (uploads can take minutes, a request must not)."""
-        return await self._act(request, self._start_delivery(request.match_info["job"]))
-
-    async def _start_delivery(self, ref: str) -> None:
-        job = await self._store.resolve_job(ref)
-        if self._settings is None or JobSpec.from_stored(job.options).deliver is None:
-            raise StateConflict(f"job {job.id[:8]} was not asked to deliver to imgix")
-        if job.state != JobState.COMPLETED:
-            raise StateConflict(f"job {job.id[:8]} is {job.state}: it delivers as it completes")
-        if refusal := IMGIX.refusal(self._settings):
-            raise ConfigError(refusal)
-        task = asyncio.create_task(redeliver(job.id, self._settings, NullProgress()))
-        self._deliveries.add(task)
-        task.add_done_callback(self._delivery_done)
-
-    def _delivery_done(self, task: asyncio.Task[Any]) -> None:
-        self._deliveries.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery from the page failed", extra={"why": str(task.exception())})
+        job = await self._store.resolve_job(request.match_info["job"])
+        return await self._act(request, self._deliveries.start(job.id))
 
     async def _act(self, request: web.Request, action: Any) -> web.StreamResponse:
         """Do `action`; on success back to the job's page (303), on a refusal that page with

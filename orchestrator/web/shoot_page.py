@@ -2,7 +2,8 @@
 that shoot (one per Imagen project: RAW, JPEG, follow-ups), and the shoot's own keywords (the
 couple, the venue), edited here as `orchestrator keywords SHOOT --shoot-add/--shoot-remove` does.
 It is also the shoot's one review: each job waiting for review links to its grid, and one button
-approves every job of the shoot waiting for review, as `orchestrator approve SHOOT` does.
+approves every job of the shoot waiting for review, as `orchestrator approve SHOOT` does. Once
+its jobs have completed, another delivers the shoot again, as `orchestrator deliver SHOOT` does.
 
 Posted like the review's forms (the guard of service/http.py checks the CSRF field first); the
 words go into every edited and exported file of the shoot before the page shows them.
@@ -25,6 +26,7 @@ from orchestrator.states import JobState
 from orchestrator.store.queries import Store
 from orchestrator.store.shoots import get_shoot, jobs_of_shoots
 from orchestrator.store.tallies import phase_tallies
+from orchestrator.web.deliveries import PageDeliveries
 from orchestrator.workflow.tag_details import TAG_PHASE
 
 Render = Callable[..., web.Response]
@@ -34,9 +36,16 @@ Render = Callable[..., web.Response]
 class ShootPage:
     """The handlers of the shoot page and of its keywords form."""
 
-    def __init__(self, store: Store, render: Render, settings: Settings | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        render: Render,
+        settings: Settings | None,
+        deliveries: PageDeliveries,
+    ) -> None:
         self._store = store
         self._render = render
+        self._deliveries = deliveries
         self._exiftool = settings.tagging.exiftool if settings is not None else "exiftool"
 
     def mount(self, app: web.Application) -> None:
@@ -44,6 +53,7 @@ class ShootPage:
         app.router.add_get("/jobs/{job}/shoot", self.page)
         app.router.add_post("/jobs/{job}/shoot/keywords", self.keywords)
         app.router.add_post("/jobs/{job}/shoot/approve", self.approve)
+        app.router.add_post("/jobs/{job}/shoot/deliver", self.deliver)
 
     async def page(
         self, request: web.Request, *, refusal: OperatorRefusal | None = None
@@ -63,6 +73,11 @@ class ShootPage:
             shoot=shoot,
             jobs=jobs,
             to_decide={job_id: t.done - t.decided for job_id, t in tallied.items()},
+            delivers=self._deliveries.can_deliver()
+            and any(
+                m.state == JobState.COMPLETED and m.options.get("deliver") is not None
+                for m, _ in jobs
+            ),
         )
 
     async def keywords(self, request: web.Request) -> web.StreamResponse:
@@ -92,6 +107,16 @@ class ShootPage:
         job = await self._store.resolve_job(request.match_info["job"])
         try:
             await approve_shoot(self._store, job.shoot_id)
+        except OperatorRefusal as refusal:
+            return await self.page(request, refusal=refusal)
+        raise web.HTTPSeeOther(self._here(request))
+
+    async def deliver(self, request: web.Request) -> web.StreamResponse:
+        """Deliver again what changed in every completed job of the shoot, in the background,
+        as `orchestrator deliver SHOOT` does: each job's history says when it is done."""
+        job = await self._store.resolve_job(request.match_info["job"])
+        try:
+            await self._deliveries.start(job.shoot_id)
         except OperatorRefusal as refusal:
             return await self.page(request, refusal=refusal)
         raise web.HTTPSeeOther(self._here(request))

@@ -2,7 +2,8 @@
 `orchestrator ui` process, over a RAW + JPEG shoot a real `orchestrator run --keyword` made
 against the sandbox: both jobs listed under the shoot, its own words added and removed from the
 page and read back from every file with exiftool, hostile words shown as text, forged posts
-refused; and the shoot's one review: its jobs waiting for review approved by one button."""
+refused; and the shoot's one review: its jobs waiting for review approved by one button, and
+once they completed, delivered again by another."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from orchestrator.sandbox.samples import make_sample_shoot
 from orchestrator.store.migrate import upgrade
+from tests.daemon_support import wait_for
 from tests.e2e.test_shoot_follow_up import JPEG_PROFILE, RAW_PROFILE, _subjects
 from tests.helpers import cli_env, orchestrator, sandbox_process, status_jobs
 from tests.tagging_support import IMAGGA_ENV, needs_exiftool
@@ -123,3 +125,52 @@ def test_one_button_approves_every_job_of_the_shoot_waiting_for_review(
     done = orchestrator(*args, env=env, timeout=180)  # approved: it goes on, no longer waits
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(j["state"] for j in status_jobs(env, str(shoot))) == ["completed", "completed"]
+
+
+def test_one_button_delivers_every_completed_job_of_the_shoot_again(
+    browser: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    base = env["IMAGEN_API_URL"].removesuffix("/v1")
+    env = {
+        **env,
+        "IMGIX_API_URL": f"{base}/imgix/api/v1",
+        "IMGIX_API_KEY": "imgix-key-shoot-0123456789",
+        "IMGIX_SOURCE_ID": "shootsource",
+        "IMGIX_DOMAIN": "shootsource.imgix.net",
+    }
+    shoot = tmp_path / "brown-wedding"
+    make_sample_shoot(shoot / "Ceremony", raw=2, jpeg=2)
+    ran = orchestrator(
+        "run", str(shoot), "-p", RAW_PROFILE, "-p", JPEG_PROFILE, "--export", "--deliver",
+        env=env, timeout=180,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    jobs = status_jobs(env, str(shoot))
+    assert sorted(j["state"] for j in jobs) == ["completed", "completed"]
+
+    def delivered_again() -> dict[str, list[str]]:
+        shown = json.loads(orchestrator("history", str(shoot), "--json", env=env).stdout)
+        found: dict[str, list[str]] = {}
+        for event in shown["events"]:
+            if event["message"].startswith("delivered again"):
+                found.setdefault(event["job"], []).append(event["message"])
+        return found
+
+    with Ui(env, tmp_path) as ui:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(f"{ui.url}/jobs/{jobs[0]['id']}/shoot")
+        # A post without the page's CSRF field is refused and delivers nothing.
+        assert forged_post(f"{ui.url}/jobs/{jobs[0]['id']}/shoot/deliver", b"") == 403
+        assert delivered_again() == {}
+        with page.expect_navigation() as posted:
+            page.get_by_role("button", name="Deliver the shoot again").click()
+        answer = posted.value
+        assert answer is not None and answer.url == f"{ui.url}/jobs/{jobs[0]['id']}/shoot"
+        found = wait_for(
+            lambda: len(done := delivered_again()) == 2 and done,
+            timeout=60,
+            what="both jobs to be delivered again",
+        )
+        page.close()
+    assert found == {j["id"]: ["delivered again: 0 photos, 2 unchanged, 0 failed"] for j in jobs}
