@@ -255,10 +255,11 @@ async def _delivering_jobs(
     store: Store, ref: str, settings: Settings
 ) -> tuple[list[Job], list[str]]:
     """The jobs `ref` names that deliver to imgix, and a line for each other one it names."""
-    _shoot, jobs = await jobs_named(store, ref)
+    shoot, jobs = await jobs_named(store, ref)
     delivering = [job for job in jobs if JobSpec.from_stored(job.options).deliver is not None]
     if not delivering:
-        raise StateConflict(f"job {jobs[0].id[:8]} was not asked to deliver (--deliver)")
+        which = f"job {jobs[0].id[:8]} was not" if len(jobs) == 1 else f"no job of {shoot.name} was"
+        raise StateConflict(f"{which} asked to deliver to imgix (run with --deliver)")
     if refusal := IMGIX.refusal(settings):
         raise ConfigError(refusal)
     skipped = [

@@ -47,6 +47,9 @@ def test_the_shoot_page_lists_its_jobs_and_edits_its_words_in_every_file(
     assert ran.returncode == 0, ran.stderr[-3000:]
     jobs = status_jobs(env, str(shoot))
     assert len(jobs) == 2
+    refused = orchestrator("deliver", shoot.name, env=env)
+    assert refused.returncode == 2
+    assert f"no job of {shoot.name} was asked to deliver to imgix" in refused.stderr
     outputs = sorted((shoot / "exported").rglob("*.jpg"))
     assert len(outputs) == 4
 
