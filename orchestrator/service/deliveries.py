@@ -260,8 +260,11 @@ async def _delivering_jobs(
     if not delivering:
         which = f"job {jobs[0].id[:8]} was not" if len(jobs) == 1 else f"no job of {shoot.name} was"
         raise StateConflict(f"{which} asked to deliver to imgix (run with --deliver)")
-    if refusal := IMGIX.refusal(settings):
-        raise ConfigError(refusal)
+    if missing := settings.imgix.missing():
+        raise ConfigError(
+            f"delivering needs {', '.join(missing)} (the imgix API key, Source id and delivery "
+            "domain): set them as they were for the run that delivered"
+        )
     skipped = [
         f"job {job.id[:8]} ({job.name}) was not asked to deliver (--deliver)"
         for job in jobs

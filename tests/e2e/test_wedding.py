@@ -205,6 +205,10 @@ def _check_shoot_actions(env: dict[str, str], shoot: Path) -> None:
     job = sorted(jobs)[0]
     alone = _json("deliver", job, env=env)
     assert [j["job"] for j in alone["jobs"]] == [job]
+    keyless = {k: v for k, v in env.items() if k != "IMGIX_API_KEY"}
+    refused = orchestrator("deliver", shoot.name, env=keyless)
+    assert refused.returncode == 2
+    assert "delivering needs IMGIX_API_KEY" in refused.stderr.replace("\n", " ")
 
 
 CONCURRENCY = 8
