@@ -173,7 +173,7 @@ class PhotoPhase(Base):
         ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
     )
     phase: Mapped[str] = mapped_column(String(32), primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     output: Mapped[str | None] = mapped_column(Text)
     """The output's file name (downloads) or where the result went."""
     size: Mapped[int | None] = mapped_column(BigInteger)
@@ -183,6 +183,28 @@ class PhotoPhase(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failed_reason: Mapped[str | None] = mapped_column(Text)
     """Why the phase keeps failing for this photo; cleared when it succeeds or is retried."""
+
+
+FAILED = PhotoPhase.failed_reason.is_not(None)
+"""A photo's phase with a failure recorded: the partial index below holds these rows alone, and
+every query of failures repeats this condition."""
+FAILED_PHASE = and_(FAILED, PhotoPhase.done_at.is_(None))
+"""A photo's phase that failed for good (and has not succeeded since)."""
+
+Index("ix_photo_phases_job_phase_done", PhotoPhase.job_id, PhotoPhase.phase, PhotoPhase.done_at)
+"""A job's photos by phase, with when each was done: the grouped counts of every view (the
+job page, `/api/jobs/<id>`, `status`) read this index alone, never the rows, however many
+photos the job has."""
+
+Index(
+    "ix_photo_phases_failed",
+    PhotoPhase.job_id,
+    PhotoPhase.photo_id,
+    PhotoPhase.phase,
+    PhotoPhase.done_at,
+    sqlite_where=FAILED,
+)
+"""The phases with a failure, which views count and list first: read as few as they are."""
 
 
 class Event(Base):

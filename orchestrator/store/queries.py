@@ -36,6 +36,7 @@ from orchestrator.states import TERMINAL_STATES, JobState, Move
 from orchestrator.store.clock import database_now
 from orchestrator.store.db import SqliteThread, create_engine, sqlite_path, upsert_into
 from orchestrator.store.models import (
+    FAILED_PHASE,
     LIVE_JOB,
     Event,
     Job,
@@ -1075,10 +1076,6 @@ def _runs_of_same_kind(
         else:
             runs.append((kind, [row]))
     return runs
-
-
-FAILED_PHASE = and_(PhotoPhase.failed_reason.is_not(None), PhotoPhase.done_at.is_(None))
-"""A photo's phase that failed for good (and has not succeeded since)."""
 
 
 async def _photo_records(

@@ -18,11 +18,12 @@ from sqlalchemy import (
 )
 
 from orchestrator.store.models import (
+    FAILED_PHASE,
     Photo,
     PhotoPhase,
     UTCDateTime,
 )
-from orchestrator.store.queries import FAILED_PHASE, Store
+from orchestrator.store.queries import Store
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,24 @@ class PhaseTally:
 async def phase_counts(store: Store, job_id: str) -> dict[str, PhaseCount]:
     """Per phase, how many of the job's photos finished it and how many failed it for good
     (one grouped count, no rows)."""
-    failed = func.sum(case((FAILED_PHASE, 1), else_=0))
     async with store.engine.connect() as conn:
-        rows = (
+        done = (
             await conn.execute(
-                select(PhotoPhase.phase, func.count(PhotoPhase.done_at), failed)
+                select(PhotoPhase.phase, func.count(PhotoPhase.done_at))
                 .where(PhotoPhase.job_id == job_id)
                 .group_by(PhotoPhase.phase)
             )
         ).all()
-    return {phase: PhaseCount(int(done), int(bad or 0)) for phase, done, bad in rows}
+        failed = dict(
+            (
+                await conn.execute(
+                    select(PhotoPhase.phase, func.count())
+                    .where(PhotoPhase.job_id == job_id, FAILED_PHASE)
+                    .group_by(PhotoPhase.phase)
+                )
+            ).all()
+        )
+    return {phase: PhaseCount(int(n), int(failed.get(phase, 0))) for phase, n in done}
 
 
 async def phase_tallies(
