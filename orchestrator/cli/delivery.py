@@ -128,16 +128,16 @@ def _verify(job: str, cfg: Settings, *, json_output: bool) -> None:
 
     with make_reporter(json_mode=json_output) as reporter:
         found = run_async(lambda: verify(job, cfg, reporter))
+    several = len(found.jobs) > 1
     if json_output:
         print_json(found.to_json())
-        raise typer.Exit(EXIT_FAILED if found.failures else EXIT_OK)
-    several = len(found.jobs) > 1
-    for each, job_found in found.jobs:
-        if several:
-            out.print(f"[bold]{markup_safe(each.name)}[/] (job {each.id[:8]})")
-        _print_reconciliation(job_found, "  " if several else "")
-    for line in found.skipped:
-        out.print(f"  {markup_safe(line)}")
+    else:
+        for each, job_found in found.jobs:
+            if several:
+                out.print(f"[bold]{markup_safe(each.name)}[/] (job {each.id[:8]})")
+            _print_reconciliation(job_found, "  " if several else "")
+        for line in found.skipped:
+            out.print(f"  {markup_safe(line)}")
     raise typer.Exit(EXIT_FAILED if found.failures else EXIT_OK)
 
 

@@ -53,8 +53,9 @@ class PhaseTally:
 
 
 async def phase_counts(store: Store, job_id: str) -> dict[str, PhaseCount]:
-    """Per phase, how many of the job's photos finished it and how many failed it for good
-    (one grouped count, no rows)."""
+    """Per phase, how many of the job's photos finished it and how many failed it for good:
+    two grouped counts, each read from its index (`ix_photo_phases_job_phase_done`,
+    `ix_photo_phases_failed`), never the rows."""
     async with store.engine.connect() as conn:
         done = (
             await conn.execute(

@@ -106,7 +106,8 @@ class Pages:
         self._store = store
         self._access = access
         self._settings = settings
-        """What `deliver` needs to reach imgix; None where the page cannot deliver."""
+        """The process's settings (imgix, exiftool, the people index); None where the pages
+        only show."""
         self._deliveries = PageDeliveries(store, settings)
         self._reads = asyncio.Semaphore(PAGE_READS_AT_ONCE)
         self._reading: dict[Hashable, asyncio.Future[Any]] = {}
@@ -253,7 +254,7 @@ class Pages:
             job=job,
             page=page,
             folders={"edit": job.edited_dir, "export": job.exported_dir},
-            delivers=self._settings is not None and spec.deliver is not None,
+            delivers=self._deliveries.can_deliver() and spec.deliver is not None,
             groups_people=spec.tag is not None and spec.tag.people,
             shoot_name=shoot.name,
             paged=bool(after),

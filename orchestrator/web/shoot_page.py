@@ -11,7 +11,7 @@ words go into every edited and exported file of the shoot before the page shows 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -104,19 +104,21 @@ class ShootPage:
     async def approve(self, request: web.Request) -> web.StreamResponse:
         """Approve every job of the shoot waiting for review (its RAW and JPEG jobs and its
         follow-ups), each as `orchestrator approve JOB` does."""
-        job = await self._store.resolve_job(request.match_info["job"])
-        try:
-            await approve_shoot(self._store, job.shoot_id)
-        except OperatorRefusal as refusal:
-            return await self.page(request, refusal=refusal)
-        raise web.HTTPSeeOther(self._here(request))
+        return await self._on_shoot(request, lambda shoot_id: approve_shoot(self._store, shoot_id))
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:
         """Deliver again what changed in every completed job of the shoot, in the background,
         as `orchestrator deliver SHOOT` does: each job's history says when it is done."""
+        return await self._on_shoot(request, self._deliveries.start)
+
+    async def _on_shoot(
+        self, request: web.Request, action: Callable[[str], Awaitable[object]]
+    ) -> web.StreamResponse:
+        """`action` on the shoot of the job named; back to the page (303), or the page with
+        the refusal the action met."""
         job = await self._store.resolve_job(request.match_info["job"])
         try:
-            await self._deliveries.start(job.shoot_id)
+            await action(job.shoot_id)
         except OperatorRefusal as refusal:
             return await self.page(request, refusal=refusal)
         raise web.HTTPSeeOther(self._here(request))
